@@ -1,0 +1,63 @@
+"""Chalice app: registers the API blueprints and the event handlers, nothing else.
+
+Handler bodies import their service lazily, so a webhook request loads only what it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent
+
+from chalicelib.api import cs, warehouse, webhooks
+
+app = Chalice(app_name="order-backbone")
+app.log.setLevel(logging.INFO)
+logging.getLogger("chalicelib").setLevel(logging.INFO)
+app.register_blueprint(webhooks.bp)
+app.register_blueprint(warehouse.bp)
+app.register_blueprint(cs.bp)
+
+# Event source names come from the environment (wired from infra/resources.yaml locally);
+# `chalice package` points them at the template's resources through that same file.
+INBOX_STREAM_ARN = os.environ.get(
+    "INBOX_STREAM_ARN",
+    "arn:aws:dynamodb:us-east-1:123456789012:table/order-backbone-dev-inbox/stream/placeholder",
+)
+INBOX_DLQ_NAME = os.environ.get("INBOX_DLQ_NAME", "order-backbone-dev-inbox-dlq")
+ALERTS_QUEUE_NAME = os.environ.get("ALERTS_QUEUE_NAME", "order-backbone-dev-alerts")
+
+
+@app.on_dynamodb_record(stream_arn=INBOX_STREAM_ARN, batch_size=25,
+                        starting_position="TRIM_HORIZON")
+def order_worker(event: DynamoDBEvent) -> dict[str, Any]:
+    from chalicelib import order_worker as worker
+
+    return worker.handle_stream(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue=INBOX_DLQ_NAME, batch_size=10)
+def inbox_dead_letters(event: SQSEvent) -> None:
+    from chalicelib import dead_letters
+    from chalicelib.timeutil import utcnow
+
+    for record in event:
+        dead_letters.worker_gave_up(record.body, utcnow())
+
+
+@app.on_sqs_message(queue=ALERTS_QUEUE_NAME, batch_size=10)
+def alert_dispatch(event: SQSEvent) -> None:
+    from chalicelib import alerts
+
+    for record in event:
+        alerts.show(record.body)
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def sweep_unprocessed(event: Any) -> None:
+    from chalicelib import order_worker as worker
+    from chalicelib.timeutil import utcnow
+
+    worker.sweep_unprocessed(utcnow())

@@ -1,0 +1,1 @@
+"""The order backbone: marketplace webhooks in, warehouse jobs out, exceptions to CS."""

@@ -1,0 +1,19 @@
+"""POST /webhooks/{source}: marketplaces notify us here."""
+
+from __future__ import annotations
+
+from chalice.app import Blueprint, Response
+
+from chalicelib import webhooks
+from chalicelib.api import endpoint, ok, raw_body
+from chalicelib.timeutil import utcnow
+
+bp = Blueprint(__name__)
+
+
+@bp.route("/webhooks/{source}", methods=["POST"],
+          content_types=["application/json", "text/plain"])
+@endpoint
+def receive(source: str) -> Response:
+    request = bp.current_request
+    return ok(webhooks.receive(source, request.headers, raw_body(request), utcnow()))

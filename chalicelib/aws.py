@@ -1,0 +1,30 @@
+"""boto3 clients, created once per process and only when first used.
+
+The endpoint comes from the environment (AWS_ENDPOINT_URL locally, the default in AWS), so the
+same code talks to the local endpoint in development and to AWS in production.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Fail fast and let the sender retry: a webhook must be answered within seconds (Shopify: 5 s).
+_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=4,
+    retries={"mode": "standard", "max_attempts": 3},
+)
+
+
+@cache
+def client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=_CONFIG)
+
+
+def reset() -> None:
+    """Forget cached clients (tests point the process at a new endpoint)."""
+    client.cache_clear()

@@ -1,0 +1,52 @@
+"""Settings read from the environment.
+
+Resource names are wired by infra/resources.yaml (Globals.Function.Environment) in AWS and by
+chalicelib/local/provision.py locally, from that same file. Secrets are never in the
+environment: only the name of the SSM parameter that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = field(default_factory=lambda: os.environ.get("APP_STAGE", "local"))
+    inbox_table: str = field(default_factory=lambda: os.environ.get("INBOX_TABLE", ""))
+    orders_table: str = field(default_factory=lambda: os.environ.get("ORDERS_TABLE", ""))
+    jobs_table: str = field(default_factory=lambda: os.environ.get("JOBS_TABLE", ""))
+    directory_table: str = field(default_factory=lambda: os.environ.get("DIRECTORY_TABLE", ""))
+    alerts_topic_arn: str = field(default_factory=lambda: os.environ.get("ALERTS_TOPIC_ARN", ""))
+    webhook_secrets_param: str = field(
+        default_factory=lambda: os.environ.get("WEBHOOK_SECRETS_PARAM", "")
+    )
+    # The warehouse partner that receives every job until routing rules exist.
+    warehouse_partner: str = field(
+        default_factory=lambda: os.environ.get("WAREHOUSE_PARTNER", "factory-1")
+    )
+    max_webhook_bytes: int = field(default_factory=lambda: _int("MAX_WEBHOOK_BYTES", 256 * 1024))
+    lease_seconds: int = field(default_factory=lambda: _int("LEASE_SECONDS", 600))
+    max_claim_batch: int = field(default_factory=lambda: _int("MAX_CLAIM_BATCH", 100))
+    # Dedupe records of webhook deliveries outlive every platform's retry window (Shopify: 48 h).
+    delivery_retention_days: int = field(
+        default_factory=lambda: _int("DELIVERY_RETENTION_DAYS", 30)
+    )
+    # Orders must be picked up within 10 minutes of arrival (domain.md).
+    unprocessed_alert_minutes: int = field(
+        default_factory=lambda: _int("UNPROCESSED_ALERT_MINUTES", 10)
+    )
+    secrets_cache_seconds: int = field(default_factory=lambda: _int("SECRETS_CACHE_SECONDS", 300))
+    key_cache_seconds: int = field(default_factory=lambda: _int("KEY_CACHE_SECONDS", 60))
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()

@@ -1,0 +1,39 @@
+"""Errors that carry an HTTP status and a machine-readable reason to the caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """A caller's mistake (4xx) or our temporary fault (5xx), with a stable reason code."""
+
+    def __init__(self, status: int, reason: str, message: str = "", **details: Any) -> None:
+        super().__init__(message or reason)
+        self.status = status
+        self.reason = reason
+        self.message = message or reason.replace("_", " ")
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.reason, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, f"{what}_not_found")
+
+
+class Conflict(ApiError):
+    def __init__(self, reason: str, message: str = "", **details: Any) -> None:
+        super().__init__(409, reason, message, **details)
+
+
+class StorageUnavailable(ApiError):
+    """Our storage failed: the sender must retry, so nothing it sent is lost."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "storage_unavailable", "storage is temporarily unavailable; retry")

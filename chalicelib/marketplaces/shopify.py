@@ -1,0 +1,208 @@
+"""Shopify order webhooks (REST payload shape). Pure: verify, validate, normalise.
+
+Signature: X-Shopify-Hmac-Sha256 = base64(HMAC-SHA256(app client secret, raw body)); no timestamp
+is signed, so staleness is judged by the order's own `updated_at`. Dedupe on X-Shopify-Webhook-Id
+(one per delivery; retries of one delivery keep it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.errors import ApiError
+from chalicelib.marketplaces import Accepted
+from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
+from chalicelib.signatures import matches_base64_hmac, parse_json_object, validate_payload
+
+NAME = "shopify"
+
+# Topics whose body is a full order. Others (orders/delete, orders/edited) carry other shapes.
+ORDER_TOPICS = frozenset({
+    "orders/create", "orders/updated", "orders/paid", "orders/cancelled",
+    "orders/fulfilled", "orders/partially_fulfilled",
+})
+_KEPT_HEADERS = ("x-shopify-topic", "x-shopify-shop-domain", "x-shopify-triggered-at",
+                 "x-shopify-event-id", "x-shopify-api-version")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ShopifyAddress(_Model):
+    first_name: str | None = None
+    last_name: str | None = None
+    name: str | None = None
+    company: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    city: str | None = None
+    province: str | None = None
+    province_code: str | None = None
+    zip: str | None = None
+    country_code: str | None = None
+    phone: str | None = None
+
+
+class ShopifyCustomer(_Model):
+    id: int | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+
+
+class ShopifyLineItem(_Model):
+    id: int
+    sku: str | None = None
+    title: str = ""
+    variant_title: str | None = None
+    quantity: int = Field(gt=0)
+    price: Decimal
+    requires_shipping: bool = True
+
+
+class ShopifyOrder(_Model):
+    id: int
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    financial_status: str | None = None
+    currency: str
+    subtotal_price: Decimal = Decimal("0")
+    total_tax: Decimal = Decimal("0")
+    total_discounts: Decimal = Decimal("0")
+    total_price: Decimal
+    total_shipping_price_set: dict[str, dict[str, str]] | None = None
+    note: str | None = None
+    customer: ShopifyCustomer | None = None
+    shipping_address: ShopifyAddress | None = None
+    line_items: list[ShopifyLineItem] = Field(min_length=1)
+
+
+def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
+           now: datetime) -> Accepted:
+    signature = headers.get("x-shopify-hmac-sha256")
+    if not signature:
+        raise ApiError(401, "missing_signature", "X-Shopify-Hmac-Sha256 header is required")
+    if not matches_base64_hmac(signature, raw, secrets):
+        raise ApiError(401, "invalid_signature", "HMAC does not match the body")
+    delivery_id = headers.get("x-shopify-webhook-id")
+    if not delivery_id:
+        raise ApiError(400, "missing_delivery_id", "X-Shopify-Webhook-Id header is required")
+    topic = headers.get("x-shopify-topic", "")
+    shop = headers.get("x-shopify-shop-domain", "")
+    kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
+    body = parse_json_object(raw)
+    if topic not in ORDER_TOPICS:
+        return Accepted(delivery_id=delivery_id, topic=topic, shop=shop, headers=kept,
+                        actionable=False)
+    if not shop:
+        raise ApiError(400, "missing_shop", "X-Shopify-Shop-Domain header is required")
+    validate_payload(ShopifyOrder, body)
+    return Accepted(delivery_id=delivery_id, topic=topic, shop=shop, headers=kept)
+
+
+def status_of(order: ShopifyOrder) -> OrderStatus:
+    if order.cancelled_at is not None or order.financial_status == "voided":
+        return OrderStatus.CANCELLED
+    return _FINANCIAL_STATUS.get(order.financial_status or "", OrderStatus.PENDING_PAYMENT)
+
+
+_FINANCIAL_STATUS = {
+    "pending": OrderStatus.PENDING_PAYMENT,
+    "authorized": OrderStatus.PENDING_PAYMENT,
+    "partially_paid": OrderStatus.PENDING_PAYMENT,
+    "paid": OrderStatus.PAID,
+    "partially_refunded": OrderStatus.PAID,
+    "refunded": OrderStatus.REFUNDED,
+}
+
+
+def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
+    try:
+        payload = ShopifyOrder.model_validate_json(raw)
+    except ValueError as exc:
+        raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+    status = status_of(payload)
+    return Order(
+        marketplace=NAME,
+        shop=headers.get("x-shopify-shop-domain", ""),
+        external_id=str(payload.id),
+        name=payload.name,
+        status=status,
+        buyer=_buyer(payload),
+        shipping_address=_address(payload.shipping_address),
+        lines=tuple(_line(item) for item in payload.line_items if item.requires_shipping),
+        currency=payload.currency,
+        totals=Totals(
+            subtotal=payload.subtotal_price,
+            shipping=_shipping_total(payload),
+            tax=payload.total_tax,
+            discounts=payload.total_discounts,
+            total=payload.total_price,
+        ),
+        placed_at=payload.created_at,
+        paid_at=_paid_at(payload) if status is OrderStatus.PAID else None,
+        cancelled_at=payload.cancelled_at,
+        updated_at=payload.updated_at,
+        buyer_note=payload.note or "",
+    )
+
+
+def _paid_at(payload: ShopifyOrder) -> datetime:
+    # Shopify has no paid-at field; processed_at is when payment was processed.
+    return payload.processed_at or payload.created_at
+
+
+def _buyer(payload: ShopifyOrder) -> Buyer:
+    customer = payload.customer or ShopifyCustomer()
+    name = " ".join(p for p in (customer.first_name, customer.last_name) if p)
+    return Buyer(
+        external_id=str(customer.id or ""),
+        name=name,
+        email=payload.email or customer.email or "",
+        phone=payload.phone or customer.phone or "",
+    )
+
+
+def _address(address: ShopifyAddress | None) -> Address | None:
+    if address is None:
+        return None
+    name = address.name or " ".join(p for p in (address.first_name, address.last_name) if p)
+    return Address(
+        name=name,
+        company=address.company or "",
+        line1=address.address1 or "",
+        line2=address.address2 or "",
+        city=address.city or "",
+        province=address.province or "",
+        province_code=address.province_code or "",
+        postal_code=address.zip or "",
+        country_code=address.country_code or "",
+        phone=address.phone or "",
+    )
+
+
+def _line(item: ShopifyLineItem) -> OrderLine:
+    return OrderLine(
+        line_id=str(item.id),
+        sku=item.sku or "",
+        title=item.title,
+        variant=item.variant_title or "",
+        quantity=item.quantity,
+        unit_price=item.price,
+    )
+
+
+def _shipping_total(payload: ShopifyOrder) -> Decimal:
+    shop_money = (payload.total_shipping_price_set or {}).get("shop_money", {})
+    return Decimal(shop_money.get("amount", "0"))

@@ -1,0 +1,81 @@
+"""Any source that signs with the Standard Webhooks scheme and sends our canonical order.
+
+Signature: `webhook-signature: v1,<base64>` (a space-separated list during key rotation) over
+`{webhook-id}.{webhook-timestamp}.{raw body}`, HMAC-SHA256 with the base64-decoded `whsec_`
+secret; timestamps more than 5 minutes off are refused (replay protection). Verification is the
+`standardwebhooks` library's. Dedupe on `webhook-id`.
+
+Body: `{"type": "order.created" | "order.updated" | "order.paid" | "order.cancelled",
+"timestamp": ISO-8601, "data": <canonical order, see chalicelib.orders.Order, without
+"marketplace", which is the source name>}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from chalicelib.errors import ApiError
+from chalicelib.marketplaces import Accepted
+from chalicelib.orders import InvalidOrder, Order
+from chalicelib.signatures import parse_json_object, validate_payload
+
+_REQUIRED = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+class CanonicalOrder(Order):
+    """The canonical order as a sender writes it: the marketplace is the source itself."""
+
+    marketplace: str = ""
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["order.created", "order.updated", "order.paid", "order.cancelled"]
+    timestamp: datetime
+    data: CanonicalOrder
+
+
+def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
+           now: datetime) -> Accepted:
+    missing = [name for name in _REQUIRED if not headers.get(name)]
+    if missing:
+        raise ApiError(401, "missing_signature", "Standard Webhooks headers are required",
+                       missing=missing)
+    reason = _verify(headers, raw, secrets)
+    if reason:
+        raise ApiError(401, reason, "webhook signature verification failed")
+    envelope = validate_payload(Envelope, parse_json_object(raw))
+    return Accepted(delivery_id=headers["webhook-id"], topic=envelope.type,
+                    shop=envelope.data.shop,
+                    headers={"webhook-timestamp": headers["webhook-timestamp"]})
+
+
+def _verify(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str]) -> str:
+    """Empty when one secret verifies; otherwise the reason code of the failure."""
+    wanted = {name: headers[name] for name in _REQUIRED}
+    reason = "invalid_signature"
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(raw, wanted, json_parse=False)
+            return ""
+        except WebhookVerificationError as exc:
+            if "timestamp" in str(exc) or "Headers" in str(exc):
+                reason = "stale_or_invalid_timestamp"
+        except (ValueError, UnicodeDecodeError):
+            # The library raises these for a garbled signature header or a non-UTF-8 body.
+            pass
+    return reason
+
+
+def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
+    try:
+        data: Any = Envelope.model_validate_json(raw).data.model_dump()
+        return Order.model_validate({**data, "marketplace": source})
+    except ValidationError as exc:
+        raise InvalidOrder("invalid_payload", str(exc)[:500]) from None

@@ -1,0 +1,245 @@
+"""Orders: the normalised model every marketplace maps onto, and the rules for applying updates.
+
+Pure: no I/O. The order as first received is immutable; every later change is an appended event,
+and the current view is the newest version the marketplace sent (by its own update time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OrderStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str = ""
+    company: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    province: str = ""
+    province_code: str = ""
+    postal_code: str = ""
+    country_code: str = ""
+    phone: str = ""
+
+
+class Buyer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    external_id: str = ""
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    line_id: str
+    sku: str
+    title: str = ""
+    variant: str = ""
+    quantity: int = Field(gt=0)
+    unit_price: Decimal
+
+
+class Totals(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subtotal: Decimal = Decimal("0")
+    shipping: Decimal = Decimal("0")
+    tax: Decimal = Decimal("0")
+    discounts: Decimal = Decimal("0")
+    total: Decimal = Decimal("0")
+
+
+class Order(BaseModel):
+    """One marketplace order, normalised. `updated_at` is the marketplace's own update time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    marketplace: str
+    shop: str
+    external_id: str
+    name: str = ""
+    status: OrderStatus
+    buyer: Buyer = Buyer()
+    shipping_address: Address | None = None
+    lines: tuple[OrderLine, ...]
+    currency: str
+    totals: Totals = Totals()
+    placed_at: datetime
+    paid_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    updated_at: datetime
+    buyer_note: str = ""
+
+    @property
+    def order_id(self) -> str:
+        return order_id_for(self.marketplace, self.shop, self.external_id)
+
+
+def order_id_for(marketplace: str, shop: str, external_id: str) -> str:
+    """Derived from the marketplace's identity, so a replay can never make a second order."""
+    digest = hashlib.sha256(f"{marketplace}\x1f{shop}\x1f{external_id}".encode()).hexdigest()
+    return f"ord_{digest[:20]}"
+
+
+class InvalidOrder(ValueError):
+    """The marketplace sent something we cannot turn into an order: a permanent failure."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def fulfilment_problems(order: Order) -> list[str]:
+    """What stops the warehouse from shipping a paid order (the confirmation checks)."""
+    problems = [] if order.lines else ["no_shippable_lines"]
+    address = order.shipping_address
+    if address is None:
+        problems.append("no_shipping_address")
+    elif not (address.line1 and address.city and address.country_code):
+        problems.append("incomplete_shipping_address")
+    problems.extend(f"line_without_sku:{line.line_id}" for line in order.lines if not line.sku)
+    return problems
+
+
+# Events ---------------------------------------------------------------------------------------
+
+EventType = Literal[
+    "order.received",
+    "order.updated",
+    "order.invalid",
+    "job.created",
+    "job.cancelled",
+    "job.cancellation_requested",
+    "job.shipped",
+]
+
+
+class OrderEvent(BaseModel):
+    """One line of an order's timeline: who did what, when, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: EventType
+    at: datetime  # when we recorded it
+    actor: str  # e.g. "shopify webhook 2f9c…", "partner factory-1", "cs alice"
+    summary: str
+    source_at: datetime | None = None  # the source's own time for what happened
+    reason: str = ""  # e.g. the webhook topic
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+_COMPARED_FIELDS = (
+    "status",
+    "name",
+    "buyer",
+    "shipping_address",
+    "lines",
+    "currency",
+    "totals",
+    "paid_at",
+    "cancelled_at",
+    "buyer_note",
+)
+
+
+def changes_between(old: Order, new: Order) -> dict[str, dict[str, Any]]:
+    """Field-level difference, in JSON form, for the event log."""
+    before = old.model_dump(mode="json", include=set(_COMPARED_FIELDS))
+    after = new.model_dump(mode="json", include=set(_COMPARED_FIELDS))
+    return {
+        name: {"from": before[name], "to": after[name]}
+        for name in _COMPARED_FIELDS
+        if before[name] != after[name]
+    }
+
+
+class Delivery(BaseModel):
+    """A stored webhook delivery, as the order worker sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    delivery_id: str
+    topic: str
+    received_at: datetime
+
+    @property
+    def actor(self) -> str:
+        return f"{self.source} webhook {self.delivery_id}"
+
+
+Outcome = Literal["created", "updated", "unchanged", "stale"]
+
+
+class Decision(BaseModel):
+    """What applying one incoming version to the stored order means."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Outcome
+    order: Order  # the current view after applying
+    events: tuple[OrderEvent, ...] = ()
+    create_job: bool = False
+    cancel_job: bool = False
+    problems: tuple[str, ...] = ()  # why a paid order cannot go to the warehouse yet
+
+
+def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_job: bool,
+           now: datetime) -> Decision:
+    """Apply `incoming` only if newer than `current`; say which events and job actions follow."""
+    if current is not None and incoming.updated_at <= current.updated_at:
+        return Decision(outcome="stale", order=current)
+    if current is None:
+        event = OrderEvent(
+            type="order.received", at=now, actor=delivery.actor, reason=delivery.topic,
+            source_at=incoming.updated_at,
+            summary=f"Order {incoming.name or incoming.external_id} received ({incoming.status})",
+        )
+        outcome: Outcome = "created"
+        events: tuple[OrderEvent, ...] = (event,)
+    else:
+        changes = changes_between(current, incoming)
+        outcome = "updated" if changes else "unchanged"
+        events = ()
+        if changes:
+            events = (OrderEvent(
+                type="order.updated", at=now, actor=delivery.actor, reason=delivery.topic,
+                source_at=incoming.updated_at, data={"changes": changes},
+                summary="Marketplace changed " + ", ".join(sorted(changes)),
+            ),)
+    wants_job = incoming.status is OrderStatus.PAID and not has_job
+    problems = tuple(fulfilment_problems(incoming)) if wants_job else ()
+    if problems:
+        events += (OrderEvent(
+            type="order.invalid", at=now, actor=delivery.actor, reason=delivery.topic,
+            source_at=incoming.updated_at, data={"problems": list(problems)},
+            summary="Paid order cannot go to the warehouse: " + ", ".join(problems),
+        ),)
+    ended = incoming.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED)
+    return Decision(
+        outcome=outcome,
+        order=incoming,
+        events=events,
+        create_job=wants_job and not problems,
+        cancel_job=ended and has_job,
+        problems=problems,
+    )

@@ -1,0 +1,58 @@
+"""Signature and payload helpers shared by the inbound adapters. Pure."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def matches_base64_hmac(signature_b64: str, raw: bytes, secrets: Sequence[str]) -> bool:
+    """True when `signature_b64` is base64(HMAC-SHA256(secret, raw)) for one of the secrets.
+
+    Several secrets are tried so a secret can be rotated without rejecting in-flight deliveries.
+    """
+    try:
+        given = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return any(
+        hmac.compare_digest(hmac_sha256(secret.encode(), raw), given) for secret in secrets
+    )
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "malformed_json", "body must be a JSON object")
+    return value
+
+
+def validate_payload(model: type[M], value: Any) -> M:
+    """Validate with pydantic; a failure is the caller's mistake, answered 422 with the fields."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors()[:20]
+        ]
+        raise ApiError(422, "invalid_payload", "payload failed validation",
+                       problems=problems) from None

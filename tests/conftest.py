@@ -1,0 +1,88 @@
+"""Shared fixtures: one in-process moto server per test session, resources from infra/."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import SHOPIFY_SECRET, STANDARD_SECRET
+
+BASE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
+WEBHOOK_SOURCES = {
+    "shopify": {"scheme": "shopify", "secrets": [SHOPIFY_SECRET]},
+    "erp": {"scheme": "standard", "secrets": [STANDARD_SECRET]},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Iterator[dict[str, str]]:
+    """Start moto's server, create every resource from infra/, store the webhook secrets."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib.local.provision import provision
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {**BASE_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    env.update(provision(boto3.session.Session(), stage="test"))
+    boto3.session.Session().client("ssm").put_parameter(
+        Name=env["WEBHOOK_SECRETS_PARAM"], Type="SecureString",
+        Value=json.dumps(WEBHOOK_SOURCES), Overwrite=True,
+    )
+    yield env
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point this test's process state (env, cached clients and settings) at the stack."""
+    from chalicelib import auth, aws, secrets
+    from chalicelib.config import settings
+
+    for name, value in stack_env.items():
+        monkeypatch.setenv(name, value)
+    aws.reset()
+    settings.cache_clear()
+    secrets.forget()
+    auth.forget()
+    return stack_env
+
+
+@pytest.fixture
+def make_key(stack: dict[str, str]) -> Any:
+    """Issue an API key for a partner or a staff member; returns the plain key."""
+    from chalicelib.auth import Role, hash_key, new_key
+    from chalicelib.storage import directory
+    from chalicelib.timeutil import utcnow
+
+    def issue(kind: str, principal_id: str, role: Role = Role.PARTNER) -> str:
+        key = new_key()
+        directory.add_key(hash_key(key), kind, principal_id, role, utcnow())
+        return key
+
+    return issue
