@@ -39,20 +39,21 @@ def order_worker(event: DynamoDBEvent) -> dict[str, Any]:
 
 
 @app.on_sqs_message(queue=INBOX_DLQ_NAME, batch_size=10)
-def inbox_dead_letters(event: SQSEvent) -> None:
-    from chalicelib import dead_letters
+def inbox_dead_letters(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib import batches, dead_letters
     from chalicelib.timeutil import utcnow
 
-    for record in event:
-        dead_letters.worker_gave_up(record.body, utcnow())
+    return batches.partial_response(
+        event.to_dict(), event.context,
+        lambda record: dead_letters.worker_gave_up(record.body, utcnow()), "sqs")
 
 
 @app.on_sqs_message(queue=ALERTS_QUEUE_NAME, batch_size=10)
-def alert_dispatch(event: SQSEvent) -> None:
-    from chalicelib import alerts
+def alert_dispatch(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib import alerts, batches
 
-    for record in event:
-        alerts.show(record.body)
+    return batches.partial_response(event.to_dict(), event.context,
+                                    lambda record: alerts.show(record.body), "sqs")
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))

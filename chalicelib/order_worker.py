@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib import alerts, jobs, marketplaces
+from chalicelib import alerts, batches, jobs, marketplaces
 from chalicelib.config import settings
 from chalicelib.orders import Decision, Delivery, InvalidOrder, Order, OrderEvent, decide
 from chalicelib.storage import Action, TransactionConflict, from_attrs, transact
@@ -142,16 +142,7 @@ def _alert_invalid(order: Order, problems: tuple[str, ...], now: datetime) -> No
 
 def handle_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Inbox stream batch -> partial batch response, so one bad record never blocks others."""
-    from aws_lambda_powertools.utilities.batch import (
-        BatchProcessor,
-        EventType,
-        process_partial_response,
-    )
-
-    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-    return dict(process_partial_response(
-        event=event, record_handler=_stream_record, processor=processor, context=context
-    ))
+    return batches.partial_response(event, context, _stream_record, "dynamodb")
 
 
 def _stream_record(record: Any) -> None:

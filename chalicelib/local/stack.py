@@ -1,0 +1,212 @@
+"""`make run`: the whole system on this machine, no AWS account, no Docker.
+
+1. moto's server as the local AWS endpoint (in this process, 127.0.0.1 only);
+2. the resources from infra/resources.yaml (chalicelib.local.provision);
+3. fresh webhook secrets in the local SSM, and demo API keys for a partner and a CS agent;
+4. `chalice local --no-autoreload` for the HTTP API (a child process);
+5. the event runner for the app's stream, queue and schedule handlers (threads here).
+Ctrl-C stops all of it. What `make demo-order` needs is written to .local/run.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_FILE = Path(os.environ.get("LOCAL_RUN_FILE", ROOT / ".local" / "run.json"))
+log = logging.getLogger("chalicelib.local.stack")
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _require_free(port: int) -> None:
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"port {port} on 127.0.0.1 is in use; stop what holds it or set "
+                     "LOCAL_API_PORT / LOCAL_AWS_PORT")
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API server exited with code {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the API server did not listen on port {port} within {timeout} s")
+
+
+@contextmanager
+def local_aws(port: int) -> Iterator[dict[str, str]]:
+    from moto.server import ThreadedMotoServer
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    os.environ.update(env)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+def seed(env: dict[str, str]) -> dict[str, Any]:
+    """Secrets for this run only (never in the repo) and the demo principals' keys."""
+    import boto3
+
+    from chalicelib.auth import Role, hash_key, new_key
+    from chalicelib.config import settings
+    from chalicelib.storage import directory
+    from chalicelib.timeutil import utcnow
+
+    shopify_secret = "shpss_" + secrets.token_hex(16)
+    standard_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    sources = {
+        "shopify": {"scheme": "shopify", "secrets": [shopify_secret]},
+        "erp": {"scheme": "standard", "secrets": [standard_secret]},
+    }
+    boto3.client("ssm").put_parameter(Name=env["WEBHOOK_SECRETS_PARAM"], Type="SecureString",
+                                      Value=json.dumps(sources), Overwrite=True)
+    settings.cache_clear()
+    keys = {}
+    for kind, principal, role in (("partner", settings().warehouse_partner, Role.PARTNER),
+                                  ("staff", "cs-demo", Role.BACK_OFFICE)):
+        key = new_key()
+        directory.add_key(hash_key(key), kind, principal, role, utcnow())
+        keys[principal] = key
+    return {"sources": sources, "partner_key": keys[settings().warehouse_partner],
+            "cs_key": keys["cs-demo"], "partner": settings().warehouse_partner}
+
+
+def start_api(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    chalice = Path(sys.executable).with_name("chalice")
+    return subprocess.Popen(
+        [str(chalice), "local", "--no-autoreload", "--host", "127.0.0.1", "--port", str(port),
+         "--stage", "local"],
+        cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
+    )
+
+
+def stop_api(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def start_events(env: dict[str, str]) -> Any:
+    import boto3
+
+    from chalicelib.local.events import EventRunner
+
+    sys.path.insert(0, str(ROOT))
+    import app as app_module  # after the environment names the local resources
+
+    runner = EventRunner(app_module.app, app_module, boto3.session.Session(),
+                         stream_failure_queue_url=env["INBOX_DLQ_URL"])
+    runner.start()
+    return runner
+
+
+def banner(api: str, aws: str, run: dict[str, Any]) -> str:
+    auth_p = f"-H 'Authorization: Bearer {run['partner_key']}'"
+    auth_cs = f"-H 'Authorization: Bearer {run['cs_key']}'"
+    return f"""
+================================================================================
+ Order backbone running locally
+   HTTP API            {api}
+   local AWS endpoint  {aws}   (moto; state lives until Ctrl-C)
+   demo partner        {run['partner']}   key {run['partner_key']}
+   demo CS agent       cs-demo (back office)   key {run['cs_key']}
+   secrets + keys      {RUN_FILE}
+
+ Try it (in another terminal):
+   make demo-order            # sends a signed Shopify order; prints its order id
+
+   # the factory claims jobs (lease 10 min) ...
+   curl -s -X POST {api}/warehouse/v1/jobs/claim {auth_p} \\
+        -H 'Content-Type: application/json' -d '{{"max_jobs": 10}}'
+   # ... and ships one (job id and lease id from the claim's answer)
+   curl -s -X POST {api}/warehouse/v1/jobs/JOB_ID/ship {auth_p} \\
+        -H 'Content-Type: application/json' \\
+        -d '{{"lease_id": "LEASE_ID", "packages": [
+              {{"carrier_code": "STO", "tracking_number": "773012345678901"}}]}}'
+   # CS reads the order with its timeline
+   curl -s {api}/cs/v1/orders/ORDER_ID {auth_cs}
+
+ Logs below: webhooks, the order worker, and CS ALERT lines. Ctrl-C stops everything.
+================================================================================
+"""
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("werkzeug", "botocore", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    api_port, aws_port = _port("LOCAL_API_PORT", 8000), _port("LOCAL_AWS_PORT", 5000)
+    _require_free(api_port)
+    _require_free(aws_port)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with local_aws(aws_port) as aws_env:
+        import boto3
+
+        from chalicelib.local.provision import provision
+
+        env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
+               "APP_STAGE": "local"}
+        os.environ.update(env)
+        run = seed(env)
+        api_url = f"http://127.0.0.1:{api_port}"
+        RUN_FILE.parent.mkdir(exist_ok=True)
+        RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))
+        RUN_FILE.chmod(0o600)
+        api = start_api(api_port, env)
+        runner = None
+        try:
+            _wait_for_port(api_port, api)
+            runner = start_events(env)
+            print(banner(api_url, env["AWS_ENDPOINT_URL"], run), flush=True)
+            print("READY", flush=True)  # the end-to-end test waits for this line
+            while not stopping.is_set() and api.poll() is None:
+                stopping.wait(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            print("stopping...", flush=True)
+            if runner is not None:
+                runner.stop()
+            stop_api(api)
+    print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()
