@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chalicelib.local import demo
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SHOPIFY_SECRET = "shpss_test_0f8e2c1d9a7b4e6f"
 STANDARD_SECRET = "whsec_" + base64.b64encode(b"erp-test-secret-32-bytes-long!!!").decode()
-SHOP = "demo-brand.myshopify.com"
+SHOP = demo.SHOP
 
 
 def shopify_order(**changes: Any) -> dict[str, Any]:
@@ -28,17 +30,7 @@ def shopify_order(**changes: Any) -> dict[str, Any]:
 
 def shopify_headers(body: bytes, *, topic: str = "orders/paid", secret: str = SHOPIFY_SECRET,
                     webhook_id: str | None = None, shop: str = SHOP) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
-    return {
-        "Content-Type": "application/json",
-        "X-Shopify-Topic": topic,
-        "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
-        "X-Shopify-Shop-Domain": shop,
-        "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
-        "X-Shopify-Event-Id": str(uuid.uuid4()),
-        "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
-        "X-Shopify-API-Version": "2026-10",
-    }
+    return demo.shopify_headers(body, secret, topic=topic, webhook_id=webhook_id, shop=shop)
 
 
 def standard_headers(body: bytes, *, secret: str = STANDARD_SECRET, msg_id: str | None = None,

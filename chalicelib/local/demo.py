@@ -35,16 +35,16 @@ def sample_order(sample: Path = SAMPLE) -> dict[str, Any]:
     return order
 
 
-def shopify_request(order: dict[str, Any], secret: str,
-                    topic: str = "orders/paid") -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(order, ensure_ascii=False).encode()
+def shopify_headers(body: bytes, secret: str, *, topic: str = "orders/paid",
+                    webhook_id: str | None = None, shop: str = SHOP) -> dict[str, str]:
+    """The headers Shopify sends with a webhook, signed over exactly these body bytes."""
     signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
-    return body, {
+    return {
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
         "X-Shopify-Hmac-Sha256": signature.decode(),
-        "X-Shopify-Shop-Domain": SHOP,
-        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
         "X-Shopify-Event-Id": str(uuid.uuid4()),
         "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
         "X-Shopify-API-Version": "2026-10",
@@ -53,7 +53,8 @@ def shopify_request(order: dict[str, Any], secret: str,
 
 def send_order(run: dict[str, Any]) -> tuple[str, requests.Response]:
     order = sample_order()
-    body, headers = shopify_request(order, run["sources"]["shopify"]["secrets"][0])
+    body = json.dumps(order, ensure_ascii=False).encode()
+    headers = shopify_headers(body, run["sources"]["shopify"]["secrets"][0])
     response = requests.post(f"{run['api']}/webhooks/shopify", data=body, headers=headers,
                              timeout=10)
     return order_id_for("shopify", SHOP, str(order["id"])), response

@@ -44,9 +44,10 @@ def get_current(order_id: str) -> StoredOrder | None:
         Key=to_attrs({"pk": _pk(order_id), "sk": "CURRENT"}),
         ConsistentRead=True,
     )
-    if "Item" not in answer:
-        return None
-    item = from_attrs(answer["Item"])
+    return _stored(from_attrs(answer["Item"])) if "Item" in answer else None
+
+
+def _stored(item: dict[str, Any]) -> StoredOrder:
     job = item.get("job")
     return StoredOrder(
         order=Order.model_validate(item["order"]),
@@ -128,13 +129,9 @@ def read_all(order_id: str) -> OrderRecord:
         kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
     by_sk = {item["sk"]: item for item in items}
     current = by_sk.get("CURRENT")
-    job = current.get("job") if current else None
     return OrderRecord(
         received=by_sk.get("RECEIVED"),
-        current=StoredOrder(
-            order=Order.model_validate(current["order"]), version=int(current["version"]),
-            job=JobRef(job["partner_id"], job["job_id"]) if job else None,
-        ) if current else None,
+        current=_stored(current) if current else None,
         events=[OrderEvent.model_validate(item) for item in items
                 if item["sk"].startswith("EVENT#")],
     )

@@ -1,0 +1,63 @@
+"""Administrators' command line: issue, list and revoke API keys.
+
+    python -m chalicelib.admin --stage dev issue --partner factory-1
+    python -m chalicelib.admin --stage dev issue --staff alice --role back_office
+    python -m chalicelib.admin --stage dev list --partner factory-1
+    python -m chalicelib.admin --stage dev revoke --partner factory-1 --key-id 3fa2c91b07de
+
+Uses the AWS credentials and endpoint of the environment (AWS_ENDPOINT_URL for the local
+stack). A key is shown once, when issued; only its hash is stored. Rotate by issuing a new key,
+switching the partner over, then revoking the old one: both work in between.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from chalicelib.auth import Role, hash_key, new_key
+from chalicelib.storage import directory
+from chalicelib.timeutil import utcnow
+
+
+def _principal(args: argparse.Namespace) -> tuple[str, str]:
+    return ("partner", args.partner) if args.partner else ("staff", args.staff)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.admin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", default="dev",
+                        help="names the directory table order-backbone-<stage>-directory "
+                             "(or set DIRECTORY_TABLE)")
+    parser.add_argument("command", choices=["issue", "list", "revoke"])
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--partner", help="a warehouse partner id")
+    who.add_argument("--staff", help="a CS or back-office person")
+    parser.add_argument("--role", choices=[r.value for r in Role if r is not Role.PARTNER],
+                        default=Role.READ_ONLY.value, help="staff role (default read_only)")
+    parser.add_argument("--key-id", help="the key to revoke (see list)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DIRECTORY_TABLE", f"order-backbone-{args.stage}-directory")
+    kind, principal_id = _principal(args)
+    if args.command == "issue":
+        role = Role.PARTNER if kind == "partner" else Role(args.role)
+        key = new_key()
+        key_id = directory.add_key(hash_key(key), kind, principal_id, role, utcnow())
+        print(f"key id {key_id} for {kind} {principal_id} ({role}):\n{key}\n"
+              "Hand it over securely; it is not shown again.")
+    elif args.command == "list":
+        for entry in directory.keys_of(kind, principal_id):
+            print(entry["sk"].removeprefix("KEY#"), entry["role"], entry["status"],
+                  entry["created_at"], entry.get("revoked_at", ""))
+    else:
+        if not args.key_id:
+            parser.error("revoke needs --key-id")
+        if not directory.revoke(kind, principal_id, args.key_id, utcnow()):
+            sys.exit(f"no key {args.key_id} for {kind} {principal_id}")
+        print(f"revoked {args.key_id}; it stops working within the key cache time (60 s)")
+
+
+if __name__ == "__main__":
+    main()

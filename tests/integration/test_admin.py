@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import admin, auth
+from chalicelib.errors import ApiError
+
+
+def test_issue_list_and_revoke_a_partner_key(stack: dict[str, str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    admin.main(["issue", "--partner", "factory-cli"])
+    key = capsys.readouterr().out.splitlines()[1]
+    principal = auth.authenticate({"authorization": f"Bearer {key}"})
+    assert (principal.kind, principal.id, principal.role) == ("partner", "factory-cli", "partner")
+
+    admin.main(["list", "--partner", "factory-cli"])
+    key_id, role, status, *_ = capsys.readouterr().out.split()
+    assert (key_id, role, status) == (principal.key_id, "partner", "active")
+
+    admin.main(["revoke", "--partner", "factory-cli", "--key-id", key_id])
+    auth.forget()
+    with pytest.raises(ApiError) as error:
+        auth.authenticate({"authorization": f"Bearer {key}"})
+    assert error.value.reason == "invalid_credentials"
+    with pytest.raises(SystemExit):
+        admin.main(["revoke", "--partner", "factory-cli", "--key-id", "nosuchkey"])
+
+
+def test_staff_key_carries_its_role(stack: dict[str, str],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    admin.main(["issue", "--staff", "dora", "--role", "back_office"])
+    key = capsys.readouterr().out.splitlines()[1]
+    principal = auth.authenticate({"x-api-key": key})
+    assert auth.require_staff(principal, auth.Role.READ_ONLY) == principal
+    with pytest.raises(ApiError):
+        auth.require_staff(principal, auth.Role.ADMIN)
