@@ -188,6 +188,7 @@ class Delivery(BaseModel):
 
 
 Outcome = Literal["created", "updated", "unchanged", "stale"]
+_ENDED = (OrderStatus.CANCELLED, OrderStatus.REFUNDED)
 
 
 class Decision(BaseModel):
@@ -234,7 +235,8 @@ def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_jo
             source_at=incoming.updated_at, data={"problems": list(problems)},
             summary="Paid order cannot go to the warehouse: " + ", ".join(problems),
         ),)
-    ended = incoming.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED)
+    # Act on the transition only: later versions of a cancelled order must not cancel again.
+    ended = incoming.status in _ENDED and (current is None or current.status not in _ENDED)
     return Decision(
         outcome=outcome,
         order=incoming,

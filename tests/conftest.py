@@ -34,12 +34,12 @@ def free_port() -> int:
 def stack_env() -> Iterator[dict[str, str]]:
     """Start moto's server, create every resource from infra/, store the webhook secrets."""
     import boto3
-    from moto.server import ThreadedMotoServer
+    from chalicelib.local.endpoint import LocalAWS
 
     from chalicelib.local.provision import provision
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = LocalAWS(port)
     server.start()
     env = {**BASE_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     saved = {name: os.environ.get(name) for name in env}

@@ -56,7 +56,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 @contextmanager
 def local_aws(port: int) -> Iterator[dict[str, str]]:
-    from moto.server import ThreadedMotoServer
+    from chalicelib.local.endpoint import LocalAWS
 
     env = {
         "AWS_ACCESS_KEY_ID": "local",
@@ -66,7 +66,7 @@ def local_aws(port: int) -> Iterator[dict[str, str]]:
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
     }
     os.environ.update(env)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = LocalAWS(port)
     server.start()
     try:
         yield env

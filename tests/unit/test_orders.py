@@ -71,6 +71,11 @@ def test_cancel_or_refund_with_a_job_cancels_it() -> None:
         assert decision.cancel_job
     assert not decide(current, later(current, 1, status=OrderStatus.CANCELLED), DELIVERY,
                       has_job=False, now=NOW).cancel_job
+    # Only the transition cancels: a later version of a cancelled order does not cancel again.
+    cancelled = later(current, 1, status=OrderStatus.CANCELLED)
+    for status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
+        assert not decide(cancelled, later(cancelled, 1, status=status), DELIVERY,
+                          has_job=True, now=NOW).cancel_job
 
 
 def test_paid_order_without_address_or_sku_is_held_with_problems() -> None:
