@@ -21,10 +21,18 @@ _CONFIG = Config(
 
 
 @cache
+def _session() -> boto3.session.Session:
+    # One session for all clients: each new session re-reads botocore's endpoint and model data
+    # (tens of milliseconds on a cold start).
+    return boto3.session.Session()
+
+
+@cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_CONFIG)
+    return _session().client(service, config=_CONFIG)
 
 
 def reset() -> None:
     """Forget cached clients (tests point the process at a new endpoint)."""
     client.cache_clear()
+    _session.cache_clear()

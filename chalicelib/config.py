@@ -2,7 +2,7 @@
 
 Resource names are wired by infra/resources.yaml (Globals.Function.Environment) in AWS and by
 chalicelib/local/provision.py locally, from that same file. Secrets are never in the
-environment: only the name of the SSM parameter that holds them.
+environment (webhook secrets live in the directory table, see chalicelib/webhook_sources.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ class Settings:
     jobs_table: str = field(default_factory=lambda: os.environ.get("JOBS_TABLE", ""))
     directory_table: str = field(default_factory=lambda: os.environ.get("DIRECTORY_TABLE", ""))
     alerts_topic_arn: str = field(default_factory=lambda: os.environ.get("ALERTS_TOPIC_ARN", ""))
-    webhook_secrets_param: str = field(
-        default_factory=lambda: os.environ.get("WEBHOOK_SECRETS_PARAM", "")
-    )
     # The warehouse partner that receives every job until routing rules exist.
     warehouse_partner: str = field(
         default_factory=lambda: os.environ.get("WAREHOUSE_PARTNER", "factory-1")

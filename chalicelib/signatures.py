@@ -37,7 +37,8 @@ def matches_base64_hmac(signature_b64: str, raw: bytes, secrets: Sequence[str]) 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        # Strict UTF-8 (RFC 8259): json.loads would also take UTF-16/32 bytes.
+        value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from chalicelib import alerts, marketplaces, secrets
+from chalicelib import alerts, marketplaces, webhook_sources
 from chalicelib.config import settings
 from chalicelib.errors import ApiError, StorageUnavailable
 from chalicelib.storage import inbox, storage_errors
@@ -24,9 +24,9 @@ def receive(source: str, headers: Mapping[str, str], raw: bytes, now: datetime) 
     if len(raw) > limit:
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
     try:
-        config = secrets.webhook_sources().get(source)
+        config = webhook_sources.get(source)
     except storage_errors() as exc:
-        log.exception("webhook secrets unavailable")
+        log.exception("webhook source %s unavailable", source)
         raise StorageUnavailable() from exc
     if config is None or config.scheme not in marketplaces.known_schemes():
         raise ApiError(404, "unknown_source", f"no webhook source named {source!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Iterator
@@ -32,10 +31,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
-    """Start moto's server, create every resource from infra/, store the webhook secrets."""
+    """Start the local endpoint, create every resource from infra/, register the sources."""
     import boto3
-    from chalicelib.local.endpoint import LocalAWS
 
+    from chalicelib import aws, webhook_sources
+    from chalicelib.config import settings
+    from chalicelib.local.endpoint import LocalAWS
     from chalicelib.local.provision import provision
 
     port = free_port()
@@ -45,10 +46,10 @@ def stack_env() -> Iterator[dict[str, str]]:
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     env.update(provision(boto3.session.Session(), stage="test"))
-    boto3.session.Session().client("ssm").put_parameter(
-        Name=env["WEBHOOK_SECRETS_PARAM"], Type="SecureString",
-        Value=json.dumps(WEBHOOK_SOURCES), Overwrite=True,
-    )
+    os.environ.update(env)
+    aws.reset()
+    settings.cache_clear()
+    webhook_sources.register(WEBHOOK_SOURCES)
     yield env
     server.stop()
     for name, value in saved.items():
@@ -61,14 +62,14 @@ def stack_env() -> Iterator[dict[str, str]]:
 @pytest.fixture
 def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point this test's process state (env, cached clients and settings) at the stack."""
-    from chalicelib import auth, aws, secrets
+    from chalicelib import auth, aws, webhook_sources
     from chalicelib.config import settings
 
     for name, value in stack_env.items():
         monkeypatch.setenv(name, value)
     aws.reset()
     settings.cache_clear()
-    secrets.forget()
+    webhook_sources.forget()
     auth.forget()
     return stack_env
 

@@ -1,10 +1,12 @@
-"""/cs/v1: customer service reads orders with their full timeline (personal API keys)."""
+"""/cs/v1: customer service reads orders with their full timeline (personal API keys).
+
+Services are imported inside the views: a webhook request should not load them.
+"""
 
 from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib import auth, order_view
 from chalicelib.api import endpoint, ok
 from chalicelib.errors import ApiError
 
@@ -12,12 +14,16 @@ bp = Blueprint(__name__)
 
 
 def _staff() -> None:
+    from chalicelib import auth
+
     auth.require_staff(auth.authenticate(bp.current_request.headers), auth.Role.READ_ONLY)
 
 
 @bp.route("/cs/v1/orders/{order_id}", methods=["GET"])
 @endpoint
 def get_order(order_id: str) -> Response:
+    from chalicelib import order_view
+
     _staff()
     return ok(order_view.order_view(order_id))
 
@@ -26,6 +32,8 @@ def get_order(order_id: str) -> Response:
 @endpoint
 def find_order() -> Response:
     """Look an order up by the marketplace's identity: ?marketplace=&shop=&external_id=."""
+    from chalicelib import order_view
+
     _staff()
     query = dict(bp.current_request.query_params or {})
     missing = [k for k in ("marketplace", "shop", "external_id") if not query.get(k)]

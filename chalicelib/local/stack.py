@@ -74,10 +74,9 @@ def local_aws(port: int) -> Iterator[dict[str, str]]:
         server.stop()
 
 
-def seed(env: dict[str, str]) -> dict[str, Any]:
+def seed() -> dict[str, Any]:
     """Secrets for this run only (never in the repo) and the demo principals' keys."""
-    import boto3
-
+    from chalicelib import webhook_sources
     from chalicelib.auth import Role, hash_key, new_key
     from chalicelib.config import settings
     from chalicelib.storage import directory
@@ -89,9 +88,8 @@ def seed(env: dict[str, str]) -> dict[str, Any]:
         "shopify": {"scheme": "shopify", "secrets": [shopify_secret]},
         "erp": {"scheme": "standard", "secrets": [standard_secret]},
     }
-    boto3.client("ssm").put_parameter(Name=env["WEBHOOK_SECRETS_PARAM"], Type="SecureString",
-                                      Value=json.dumps(sources), Overwrite=True)
     settings.cache_clear()
+    webhook_sources.register(sources)
     keys = {}
     for kind, principal, role in (("partner", settings().warehouse_partner, Role.PARTNER),
                                   ("staff", "cs-demo", Role.BACK_OFFICE)):
@@ -184,7 +182,7 @@ def main() -> None:
         env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
                "APP_STAGE": "local"}
         os.environ.update(env)
-        run = seed(env)
+        run = seed()
         api_url = f"http://127.0.0.1:{api_port}"
         RUN_FILE.parent.mkdir(exist_ok=True)
         RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))

@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.orders import Order
+if TYPE_CHECKING:
+    from chalicelib.orders import Order
 
 # Scheme name -> module. A new marketplace is one new module plus its fixtures.
 _MODULES = {

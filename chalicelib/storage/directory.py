@@ -2,6 +2,7 @@
 
   pk = KEY#<sha256 of key>            sk = KEY      the principal a key stands for
   pk = PRINCIPAL#<kind>#<id>          sk = KEY#<key id>   lets an admin list and revoke keys
+  pk = SOURCE#<name>                  sk = SOURCE   a webhook source's scheme and secrets
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from chalicelib.auth import Principal, Role
 from chalicelib.config import settings
 from chalicelib.storage import Action, from_attrs, to_attrs, transact
 from chalicelib.timeutil import iso
+from chalicelib.webhook_sources import WebhookSource
 
 
 def principal_for(key_hash: str) -> Principal | None:
@@ -69,3 +71,18 @@ def revoke(kind: str, principal_id: str, key_id: str, now: datetime) -> bool:
                           ("index", {"pk": entry["pk"], "sk": entry["sk"]}))
     ])
     return True
+
+
+def webhook_source(name: str) -> WebhookSource | None:
+    answer = aws.client("dynamodb").get_item(
+        TableName=settings().directory_table, Key=to_attrs({"pk": f"SOURCE#{name}", "sk": "SOURCE"})
+    )
+    item = from_attrs(answer.get("Item", {}))
+    return WebhookSource(scheme=item["scheme"], secrets=tuple(item["secrets"])) if item else None
+
+
+def put_webhook_source(name: str, source: WebhookSource, now: datetime) -> None:
+    aws.client("dynamodb").put_item(TableName=settings().directory_table, Item=to_attrs({
+        "pk": f"SOURCE#{name}", "sk": "SOURCE", "scheme": source.scheme,
+        "secrets": list(source.secrets), "updated_at": iso(now),
+    }))

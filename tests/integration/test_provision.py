@@ -119,7 +119,6 @@ def test_environment_has_every_globals_variable_resolved(
     assert not any("${" in value for value in env.values())
     inbox = session.client("dynamodb").describe_table(TableName=env["INBOX_TABLE"])["Table"]
     assert env["INBOX_STREAM_ARN"] == inbox["LatestStreamArn"]
-    assert env["WEBHOOK_SECRETS_PARAM"] == f"/order-backbone/{STAGE}/webhook-secrets"
     assert env["INBOX_DLQ_URL"].endswith("/" + env["INBOX_DLQ_NAME"])
 
 

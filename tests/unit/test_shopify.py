@@ -149,3 +149,10 @@ def test_lines_not_requiring_shipping_are_not_sent_to_the_warehouse() -> None:
 def test_normalise_refuses_an_unreadable_payload() -> None:
     with pytest.raises(InvalidOrder):
         shopify.normalise(b'{"id": "x"}', {}, "shopify")
+
+
+def test_a_signed_body_that_is_not_utf8_is_400() -> None:
+    body = '{"id": 1}'.encode("utf-16")
+    with pytest.raises(ApiError) as error:
+        accept(body, shopify_headers(body))
+    assert (error.value.status, error.value.reason) == (400, "malformed_json")
