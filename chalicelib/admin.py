@@ -1,9 +1,10 @@
-"""Administrators' command line: issue, list and revoke API keys.
+"""Administrators' command line: API keys and webhook sources.
 
     python -m chalicelib.admin --stage dev issue --partner factory-1
     python -m chalicelib.admin --stage dev issue --staff alice --role back_office
     python -m chalicelib.admin --stage dev list --partner factory-1
     python -m chalicelib.admin --stage dev revoke --partner factory-1 --key-id 3fa2c91b07de
+    python -m chalicelib.admin --stage dev source shopify --scheme shopify --secret S [--secret S2]
 
 Uses the AWS credentials and endpoint of the environment (AWS_ENDPOINT_URL for the local
 stack). A key is shown once, when issued; only its hash is stored. Rotate by issuing a new key,
@@ -16,7 +17,10 @@ import argparse
 import os
 import sys
 
+from chalicelib import webhook_sources
 from chalicelib.auth import Role, hash_key, new_key
+from chalicelib.config import settings
+from chalicelib.marketplaces import known_schemes
 from chalicelib.storage import directory
 from chalicelib.timeutil import utcnow
 
@@ -31,8 +35,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", default="dev",
                         help="names the directory table order-backbone-<stage>-directory "
                              "(or set DIRECTORY_TABLE)")
-    parser.add_argument("command", choices=["issue", "list", "revoke"])
-    who = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("command", choices=["issue", "list", "revoke", "source"])
+    parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source}")
+    parser.add_argument("--scheme", choices=sorted(known_schemes()), help="with source")
+    parser.add_argument("--secret", action="append", default=[],
+                        help="with source: a signing secret; repeat to keep the old one while "
+                             "rotating")
+    who = parser.add_mutually_exclusive_group()
     who.add_argument("--partner", help="a warehouse partner id")
     who.add_argument("--staff", help="a CS or back-office person")
     parser.add_argument("--role", choices=[r.value for r in Role if r is not Role.PARTNER],
@@ -40,6 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key-id", help="the key to revoke (see list)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DIRECTORY_TABLE", f"order-backbone-{args.stage}-directory")
+    if args.command == "source":
+        if not (args.name and args.scheme and args.secret):
+            parser.error("source needs a name, --scheme and at least one --secret")
+        webhook_sources.register({args.name: {"scheme": args.scheme, "secrets": args.secret}})
+        print(f"source {args.name}: {args.scheme}, {len(args.secret)} secret(s); "
+              f"running functions pick it up within {settings().secrets_cache_seconds} s")
+        return
+    if not (args.partner or args.staff):
+        parser.error(f"{args.command} needs --partner or --staff")
     kind, principal_id = _principal(args)
     if args.command == "issue":
         role = Role.PARTNER if kind == "partner" else Role(args.role)

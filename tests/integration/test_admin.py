@@ -34,3 +34,17 @@ def test_staff_key_carries_its_role(stack: dict[str, str],
     assert auth.require_staff(principal, auth.Role.READ_ONLY) == principal
     with pytest.raises(ApiError):
         auth.require_staff(principal, auth.Role.ADMIN)
+
+
+def test_source_command_registers_a_webhook_source(stack: dict[str, str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from chalicelib import webhook_sources
+
+    admin.main(["source", "acme-erp", "--scheme", "standard", "--secret", "whsec_b2xk",
+                "--secret", "whsec_bmV3"])
+    webhook_sources.forget()
+    source = webhook_sources.get("acme-erp")
+    assert source is not None
+    assert (source.scheme, source.secrets) == ("standard", ("whsec_b2xk", "whsec_bmV3"))
+    with pytest.raises(SystemExit):
+        admin.main(["source", "acme-erp", "--scheme", "standard"])
