@@ -6,18 +6,21 @@ same code talks to the local endpoint in development and to AWS in production.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-# Fail fast and let the sender retry: a webhook must be answered within seconds (Shopify: 5 s).
-_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=4,
-    retries={"mode": "standard", "max_attempts": 3},
-)
+
+@cache
+def _config() -> Config:
+    # Fail fast and let the sender retry: a webhook must be answered within seconds (Shopify:
+    # 5 s). The local endpoint serialises DynamoDB, so under load it needs more patience.
+    return Config(connect_timeout=2,
+                  read_timeout=float(os.environ.get("AWS_READ_TIMEOUT_SECONDS", "4")),
+                  retries={"mode": "standard", "max_attempts": 3})
 
 
 @cache
@@ -29,10 +32,11 @@ def _session() -> boto3.session.Session:
 
 @cache
 def client(service: str) -> Any:
-    return _session().client(service, config=_CONFIG)
+    return _session().client(service, config=_config())
 
 
 def reset() -> None:
     """Forget cached clients (tests point the process at a new endpoint)."""
     client.cache_clear()
     _session.cache_clear()
+    _config.cache_clear()

@@ -42,6 +42,8 @@ class Settings:
     )
     secrets_cache_seconds: int = field(default_factory=lambda: _int("SECRETS_CACHE_SECONDS", 300))
     key_cache_seconds: int = field(default_factory=lambda: _int("KEY_CACHE_SECONDS", 60))
+    rate_limit_per_second: int = field(default_factory=lambda: _int("RATE_LIMIT_PER_SECOND", 20))
+    rate_limit_burst: int = field(default_factory=lambda: _int("RATE_LIMIT_BURST", 100))
 
 
 @lru_cache(maxsize=1)

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib import alerts, batches, jobs, marketplaces
+from chalicelib import alerts, batches, jobs, marketplaces, warehouse
 from chalicelib.config import settings
-from chalicelib.orders import Decision, Delivery, InvalidOrder, Order, OrderEvent, decide
+from chalicelib.orders import Decision, Delivery, InvalidOrder, Order, decide
 from chalicelib.storage import Action, TransactionConflict, from_attrs, transact
 from chalicelib.storage import inbox as inbox_store
 from chalicelib.storage import jobs as jobs_store
@@ -45,72 +45,91 @@ def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
         incoming = adapter.normalise(raw, item.get("headers", {}), item["source"])
     except InvalidOrder as exc:
         return _reject(item, delivery, exc, now)
-    cancel_mode = "cancel"
     for _attempt in range(_ATTEMPTS):
         stored = orders_store.get_current(incoming.order_id)
         decision = decide(stored.order if stored else None, incoming, delivery,
                           has_job=bool(stored and stored.job), now=now)
-        actions = _actions(item, decision, stored, cancel_mode, now)
+        job_step = _job_step(stored, decision, delivery, now)
+        # Alerts go out before the write: a retry may repeat one (CS dedupes), never lose it.
         if decision.problems:
-            # Before the write: a retry may repeat the alert (CS dedupes), never lose it.
             _alert_invalid(decision.order, decision.problems, now)
+        if job_step:
+            warehouse.announce(job_step[1], now)
         try:
-            transact(actions)
+            transact(_actions(item, decision, stored, job_step, delivery.actor, now))
         except TransactionConflict as conflict:
             if "inbox" in conflict.failed:
                 return "already_processed"
-            if "job_cancel" in conflict.failed:
-                cancel_mode = "request"  # the warehouse holds it: ask instead
-            elif "job_request" in conflict.failed:
-                cancel_mode = "none"  # shipped or cancelled already
-            continue  # otherwise a concurrent update of this order: read again
+            continue  # a concurrent update of this order or its job: read again
         return decision.outcome
     raise RuntimeError(f"order {incoming.order_id} kept changing under us; stream will retry")
 
 
+JobStep = tuple[jobs.Job | None, jobs.Transition]
+
+
+def _job_step(stored: orders_store.StoredOrder | None, decision: Decision, delivery: Delivery,
+              now: datetime) -> JobStep | None:
+    """A new job for a newly paid order, or the marketplace's changes as change requests."""
+    if decision.create_job:
+        job = jobs.new_job(decision.order, settings().warehouse_partner, now)
+        return None, jobs.Transition(job=job, events=(jobs.offered_event(job),))
+    if stored is None or stored.job is None or decision.outcome != "updated":
+        return None
+    requests = _change_requests(decision)
+    if not requests:
+        return None
+    current = jobs_store.get(stored.job.partner_id, stored.job.job_id)
+    if current is None:
+        return None
+    transition = jobs.chain(current, [
+        lambda j, r=request: jobs.request_change(j, r, delivery.actor, now)  # type: ignore[misc]
+        for request in requests])
+    return (current, transition) if transition.changed else None
+
+
+def _change_requests(decision: Decision) -> list[jobs.ChangeRequest]:
+    order, changed = decision.order, decision.changed
+    why = f"changed on {order.marketplace}"
+    if decision.cancel_job:
+        return [jobs.ChangeRequest(kind=jobs.ChangeKind.CANCEL, reason=f"order {order.status} "
+                                   f"on {order.marketplace}")]
+    requests = []
+    if "shipping_address" in changed and order.shipping_address is not None:
+        requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.ADDRESS, reason=why,
+                                           address=order.shipping_address))
+    if "lines" in changed and order.lines:
+        requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.ATTRIBUTES, reason=why,
+                                           lines=jobs.lines_of(order)))
+    for field, kind in (("buyer_note", "note"), ("requested_courier", "requested_courier")):
+        text = getattr(order, field)
+        if field in changed and text:
+            requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,
+                                               promise=jobs.Promise(kind=kind, text=text)))
+    return requests
+
+
 def _actions(item: Mapping[str, Any], decision: Decision,
-             stored: orders_store.StoredOrder | None, cancel_mode: str,
+             stored: orders_store.StoredOrder | None, job_step: JobStep | None, actor: str,
              now: datetime) -> list[Action]:
     finish = inbox_store.finish(item["pk"], decision.outcome, now, decision.order.order_id)
     if decision.outcome == "stale":
         return [finish]
     order = decision.order
-    job_ref = stored.job if stored else None
-    events: list[OrderEvent] = list(decision.events)
     actions = [finish]
     if stored is None:
-        actions.append(orders_store.put_received(order, item["body"], events[0].actor, now))
-    if decision.create_job:
-        job = jobs.new_job(order, settings().warehouse_partner, now)
+        actions.append(orders_store.put_received(order, item["body"], actor, now))
+    job_ref = stored.job if stored else None
+    if job_step is None:
+        actions.extend(orders_store.put_events(order.order_id, decision.events))
+    else:
+        old, transition = job_step
+        job = transition.job
         job_ref = orders_store.JobRef(job.partner_id, job.job_id)
-        actions.append(jobs_store.put_new(job))
-        events.append(_job_event("job.created", now, job,
-                                 f"Job {job.job_id} offered to {job.partner_id}"))
-    if decision.cancel_job and job_ref and cancel_mode != "none":
-        action, event = _cancellation(job_ref, cancel_mode, now)
-        actions.append(action)
-        events.append(event)
+        actions.extend(warehouse.actions_for(old, transition, actor, now,
+                                             order_events=decision.events))
     actions.append(orders_store.put_current(order, stored, job_ref, now))
-    actions.extend(orders_store.put_events(order.order_id, events))
     return actions
-
-
-def _cancellation(job: orders_store.JobRef, mode: str,
-                  now: datetime) -> tuple[Action, OrderEvent]:
-    if mode == "cancel":
-        return jobs_store.cancel(job.partner_id, job.job_id, now), OrderEvent(
-            type="job.cancelled", at=now, actor="order worker", data={"job_id": job.job_id},
-            summary=f"Job {job.job_id} cancelled before the warehouse claimed it")
-    return jobs_store.request_cancellation(job.partner_id, job.job_id, now), OrderEvent(
-        type="job.cancellation_requested", at=now, actor="order worker",
-        data={"job_id": job.job_id},
-        summary=f"Order cancelled while {job.partner_id} holds job {job.job_id}: "
-                "cancellation requested from the warehouse")
-
-
-def _job_event(kind: Any, now: datetime, job: jobs.Job, summary: str) -> OrderEvent:
-    return OrderEvent(type=kind, at=now, actor="order worker", summary=summary,
-                      data={"job_id": job.job_id, "partner_id": job.partner_id})
 
 
 def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,

@@ -7,7 +7,7 @@ and the current view is the newest version the marketplace sent (by its own upda
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
@@ -87,6 +87,8 @@ class Order(BaseModel):
     cancelled_at: datetime | None = None
     updated_at: datetime
     buyer_note: str = ""
+    requested_courier: str = ""  # the buyer's wish; routing honours a known courier
+    presale_ship_date: date | None = None  # pre-sale items ship by their own date
 
     @property
     def order_id(self) -> str:
@@ -122,15 +124,6 @@ def fulfilment_problems(order: Order) -> list[str]:
 
 # Events ---------------------------------------------------------------------------------------
 
-EventType = Literal[
-    "order.received",
-    "order.updated",
-    "order.invalid",
-    "job.created",
-    "job.cancelled",
-    "job.cancellation_requested",
-    "job.shipped",
-]
 
 
 class OrderEvent(BaseModel):
@@ -138,7 +131,7 @@ class OrderEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    type: EventType
+    type: str  # order.received, order.updated, job.created, change.applied, ...
     at: datetime  # when we recorded it
     actor: str  # e.g. "shopify webhook 2f9c…", "partner factory-1", "cs alice"
     summary: str
@@ -158,6 +151,8 @@ _COMPARED_FIELDS = (
     "paid_at",
     "cancelled_at",
     "buyer_note",
+    "requested_courier",
+    "presale_ship_date",
 )
 
 
@@ -202,6 +197,7 @@ class Decision(BaseModel):
     create_job: bool = False
     cancel_job: bool = False
     problems: tuple[str, ...] = ()  # why a paid order cannot go to the warehouse yet
+    changed: frozenset[str] = frozenset()  # fields the marketplace changed
 
 
 def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_job: bool,
@@ -217,8 +213,10 @@ def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_jo
         )
         outcome: Outcome = "created"
         events: tuple[OrderEvent, ...] = (event,)
+        changed: frozenset[str] = frozenset()
     else:
         changes = changes_between(current, incoming)
+        changed = frozenset(changes)
         outcome = "updated" if changes else "unchanged"
         events = ()
         if changes:
@@ -244,4 +242,5 @@ def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_jo
         create_job=wants_job and not problems,
         cancel_job=ended and has_job,
         problems=problems,
+        changed=changed,
     )

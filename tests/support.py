@@ -73,3 +73,8 @@ def canonical_order(**changes: Any) -> dict[str, Any]:
 
 def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
+
+
+NEW_ADDRESS = {"name": "林伟", "line1": "淮海中路 999 号", "line2": "", "city": "上海",
+               "province": "Shanghai", "province_code": "SH", "postal_code": "200031",
+               "country_code": "CN", "phone": "+86 138 0013 8000"}

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api import endpoint, ok
+from chalicelib.api import endpoint, json_body, ok, raw_body
 from chalicelib.errors import ApiError
+from chalicelib.timeutil import utcnow
 
 bp = Blueprint(__name__)
 
 
-def _staff() -> None:
+def _staff(role: str = "read_only") -> str:
     from chalicelib import auth
 
-    auth.require_staff(auth.authenticate(bp.current_request.headers), auth.Role.READ_ONLY)
+    principal = auth.authenticate(bp.current_request.headers)
+    return auth.require_staff(principal, auth.Role(role)).id
 
 
 @bp.route("/cs/v1/orders/{order_id}", methods=["GET"])
@@ -42,3 +44,14 @@ def find_order() -> Response:
                        "identify an order", missing=missing)
     order_id = order_view.find_order_id(query["marketplace"], query["shop"], query["external_id"])
     return ok(order_view.order_view(order_id))
+
+
+@bp.route("/cs/v1/orders/{order_id}/amendments", methods=["POST"])
+@endpoint
+def amend_order(order_id: str) -> Response:
+    """An added, attributed change: cancel, address, attributes, promise or note."""
+    from chalicelib import amendments
+
+    staff = _staff("back_office")
+    amendment = json_body(amendments.Amendment, raw_body(bp.current_request))
+    return ok(amendments.amend(order_id, amendment, staff, utcnow()), status=201)

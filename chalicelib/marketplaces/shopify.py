@@ -8,7 +8,7 @@ is signed, so staleness is judged by the order's own `updated_at`. Dedupe on X-S
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +66,11 @@ class ShopifyLineItem(_Model):
     requires_shipping: bool = True
 
 
+class ShopifyNoteAttribute(_Model):
+    name: str
+    value: str | None = None
+
+
 class ShopifyOrder(_Model):
     id: int
     name: str = ""
@@ -83,6 +88,7 @@ class ShopifyOrder(_Model):
     total_price: Decimal
     total_shipping_price_set: dict[str, dict[str, str]] | None = None
     note: str | None = None
+    note_attributes: list[ShopifyNoteAttribute] = []
     customer: ShopifyCustomer | None = None
     shipping_address: ShopifyAddress | None = None
     line_items: list[ShopifyLineItem] = Field(min_length=1)
@@ -155,7 +161,21 @@ def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
         cancelled_at=payload.cancelled_at,
         updated_at=payload.updated_at,
         buyer_note=payload.note or "",
+        # Checkout apps put these in note attributes; Shopify has no field of its own for them.
+        requested_courier=_attribute(payload, "requested_courier") or "",
+        presale_ship_date=_date(_attribute(payload, "presale_ship_date")),
     )
+
+
+def _attribute(payload: ShopifyOrder, name: str) -> str | None:
+    return next((a.value for a in payload.note_attributes if a.name == name), None)
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text.strip()) if text else None
+    except ValueError:
+        return None
 
 
 def _paid_at(payload: ShopifyOrder) -> datetime:

@@ -1,149 +1,237 @@
-"""The jobs table: pk = partner id, sk = job id, so every read and write is scoped to a partner
-by its key, and another partner's job id simply is not there.
+"""The jobs table. Every key starts with the partner id, so every read and write is scoped to a
+partner by its key, and another partner's job id simply is not there.
 
-Claimable jobs carry `offer_partner` and `offer_at` (the sparse `offers` index): `offer_at` is
-when the job may next be handed out, i.e. its creation time, then the end of each lease.
+  pk = <partner>  sk = job_<id>            the job (versioned; written whole, guarded by version)
+  pk = <partner>  sk = FEED#<at>#<n>       the partner's change feed, oldest first
+  pk = <partner>  sk = WAVE#<wave id>      a wave and its pick lists
+  pk = <partner>  sk = RETURN#<tracking>   a return the warehouse received
+  pk = <partner>  sk = SKU_LOCATIONS       where each SKU sits on the shelves
+
+Index attributes are derived from the job's state on every write, never set by hand:
+`offer_partner`/`offer_at` (sparse `offers` index: claimable jobs, when they may next be handed
+out), `deadline_pk`/`deadline_at` (sparse `deadlines` index: the next moment a deadline may
+fire), `updated_at` (`partner-updated` index: resync).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from chalicelib import aws
 from chalicelib.config import settings
-from chalicelib.jobs import Handshake, Job, Package, Work
-from chalicelib.storage import Action, TransactionConflict, from_attrs, to_attrs, transact
+from chalicelib.jobs import DEFAULT_PROTOCOL, Job, JobEvent, ProtocolRules, next_deadline
+from chalicelib.storage import Action, from_attrs, to_attrs
 from chalicelib.timeutil import iso
 
 OFFERS_INDEX = "offers"
-_TRANSACTION_LIMIT = 100
-_STATE_FIELDS = ("pk", "sk", "offer_partner", "offer_at")
+UPDATED_INDEX = "partner-updated"
+DEADLINES_INDEX = "deadlines"
+DUE = "DUE"
+_DERIVED = ("pk", "sk", "offer_partner", "offer_at", "deadline_pk", "deadline_at")
 
 
-def _key(partner_id: str, job_id: str) -> dict[str, Any]:
-    return to_attrs({"pk": partner_id, "sk": job_id})
+def _table() -> str:
+    return settings().jobs_table
 
 
-def _job(item: dict[str, Any]) -> Job:
-    return Job.model_validate({k: v for k, v in item.items() if k not in _STATE_FIELDS})
+def _key(partner_id: str, sk: str) -> dict[str, Any]:
+    return to_attrs({"pk": partner_id, "sk": sk})
 
 
-def put_new(job: Job) -> Action:
-    item = {
-        "pk": job.partner_id, "sk": job.job_id, **job.model_dump(mode="json", exclude_none=True),
-        "offer_partner": job.partner_id, "offer_at": iso(job.created_at),
-    }
-    return Action("job", {"Put": {
-        "TableName": settings().jobs_table, "Item": to_attrs(item),
-        "ConditionExpression": "attribute_not_exists(pk)",
-    }})
+def job_of(item: dict[str, Any]) -> Job:
+    return Job.model_validate({k: v for k, v in item.items() if k not in _DERIVED})
+
+
+def item_of(job: Job, rules: ProtocolRules = DEFAULT_PROTOCOL) -> dict[str, Any]:
+    item: dict[str, Any] = {"pk": job.partner_id, "sk": job.job_id,
+                            **job.model_dump(mode="json", exclude_none=True)}
+    if job.claimable:
+        item["offer_partner"] = job.partner_id
+        item["offer_at"] = iso(job.offer_at)
+    deadline = next_deadline(job, rules)
+    if deadline is not None:
+        item["deadline_pk"] = DUE
+        item["deadline_at"] = iso(deadline)
+    return item
+
+
+def put(job: Job, read_version: int | None) -> Action:
+    """Write the job whole; fails (label = job id) if someone changed it since we read it."""
+    if read_version is None:
+        guard: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+    else:
+        guard = {"ConditionExpression": "version = :v",
+                 "ExpressionAttributeValues": to_attrs({":v": read_version})}
+    return Action(job.job_id, {"Put": {"TableName": _table(), "Item": to_attrs(item_of(job)),
+                                       **guard}})
 
 
 def get(partner_id: str, job_id: str) -> Job | None:
-    answer = aws.client("dynamodb").get_item(
-        TableName=settings().jobs_table, Key=_key(partner_id, job_id), ConsistentRead=True
-    )
-    return _job(from_attrs(answer["Item"])) if "Item" in answer else None
+    if not job_id.startswith("job_"):
+        return None  # other items share the partition; only jobs are jobs
+    answer = aws.client("dynamodb").get_item(TableName=_table(), Key=_key(partner_id, job_id),
+                                             ConsistentRead=True)
+    return job_of(from_attrs(answer["Item"])) if "Item" in answer else None
 
 
-def cancel(partner_id: str, job_id: str, now: datetime) -> Action:
-    """Cancel at once: only while queued, not accepted and under no live lease."""
-    return Action("job_cancel", {"Update": {
-        "TableName": settings().jobs_table, "Key": _key(partner_id, job_id),
-        "UpdateExpression": "SET #work = :cancelled, updated_at = :now "
-                            "REMOVE offer_partner, offer_at",
-        "ConditionExpression": "#work = :queued AND handshake = :offered AND ("
-                               "attribute_not_exists(lease_expires_at) OR lease_expires_at < :now)",
-        "ExpressionAttributeNames": {"#work": "work"},
-        "ExpressionAttributeValues": to_attrs({
-            ":cancelled": Work.CANCELLED, ":queued": Work.QUEUED,
-            ":offered": Handshake.OFFERED, ":now": iso(now),
-        }),
-    }})
+def get_many(partner_id: str, job_ids: Sequence[str]) -> dict[str, Job]:
+    """Up to 100 jobs in one call (strongly consistent); unknown ids are simply absent."""
+    wanted = [j for j in dict.fromkeys(job_ids) if j.startswith("job_")]
+    found: dict[str, Job] = {}
+    keys = [_key(partner_id, job_id) for job_id in wanted]
+    while keys:
+        answer = aws.client("dynamodb").batch_get_item(
+            RequestItems={_table(): {"Keys": keys[:100], "ConsistentRead": True}})
+        for raw in answer["Responses"].get(_table(), []):
+            job = job_of(from_attrs(raw))
+            found[job.job_id] = job
+        keys = keys[100:] + answer.get("UnprocessedKeys", {}).get(_table(), {}).get("Keys", [])
+    return found
 
 
-def request_cancellation(partner_id: str, job_id: str, now: datetime) -> Action:
-    """The warehouse holds the job: flag it, the partner sees the flag on the job."""
-    return Action("job_request", {"Update": {
-        "TableName": settings().jobs_table, "Key": _key(partner_id, job_id),
-        "UpdateExpression": "SET cancellation_requested = :yes, updated_at = :now",
-        "ConditionExpression": "#work = :queued",
-        "ExpressionAttributeNames": {"#work": "work"},
-        "ExpressionAttributeValues": to_attrs({
-            ":yes": True, ":now": iso(now), ":queued": Work.QUEUED,
-        }),
-    }})
-
-
-def claimable(partner_id: str, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Offered jobs whose offer is free at `now`, oldest first (the index is eventually
-    consistent: the claim's condition re-checks each one)."""
+def claimable(partner_id: str, now: datetime, limit: int) -> list[Job]:
+    """Jobs on offer at `now`, oldest offer first. The index lags the table a little, so the
+    claim's version guard is what makes a claim safe."""
     answer = aws.client("dynamodb").query(
-        TableName=settings().jobs_table,
-        IndexName=OFFERS_INDEX,
+        TableName=_table(), IndexName=OFFERS_INDEX,
         KeyConditionExpression="offer_partner = :p AND offer_at <= :now",
         ExpressionAttributeValues=to_attrs({":p": partner_id, ":now": iso(now)}),
         Limit=limit,
     )
-    return [from_attrs(item) for item in answer.get("Items", [])]
+    return [job_of(from_attrs(item)) for item in answer.get("Items", [])]
 
 
-def claim(partner_id: str, seen: Sequence[dict[str, Any]], lease_id: str,
-          expires: datetime, now: datetime) -> list[Job]:
-    """Lease the seen jobs; a job someone else claimed meanwhile is left out, not an error."""
-    remaining = {item["sk"]: item for item in seen}
-    for _attempt in range(3):
-        if not remaining:
-            break
-        batch = list(remaining.values())[:_TRANSACTION_LIMIT]
-        try:
-            transact([_claim_action(partner_id, item, lease_id, expires, now) for item in batch])
-        except TransactionConflict as conflict:
-            for job_id in conflict.failed:
-                remaining.pop(job_id, None)
-            continue
-        claimed = [
-            _job({**item, "lease_id": lease_id, "lease_expires_at": iso(expires),
-                  "claim_count": int(item.get("claim_count", 0)) + 1, "updated_at": iso(now)})
-            for item in batch
-        ]
-        rest = list(remaining.values())[_TRANSACTION_LIMIT:]
-        return claimed + (claim(partner_id, rest, lease_id, expires, now) if rest else [])
-    return []
+def _cursor(key: dict[str, Any] | None) -> str | None:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
 
 
-def _claim_action(partner_id: str, item: dict[str, Any], lease_id: str, expires: datetime,
-                  now: datetime) -> Action:
-    return Action(item["sk"], {"Update": {
-        "TableName": settings().jobs_table, "Key": _key(partner_id, item["sk"]),
-        "UpdateExpression": "SET lease_id = :lease, lease_expires_at = :exp, offer_at = :exp, "
-                            "updated_at = :now ADD claim_count :one",
-        # Unchanged offer_at means nobody claimed or shipped it since we read the index.
-        "ConditionExpression": "offer_at = :seen",
-        "ExpressionAttributeValues": to_attrs({
-            ":lease": lease_id, ":exp": iso(expires), ":now": iso(now), ":one": 1,
-            ":seen": item["offer_at"],
-        }),
-    }})
+def _uncursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise ValueError("invalid cursor") from None
+    if not isinstance(value, dict):
+        raise ValueError("invalid cursor")
+    return value
 
 
-def ship(job: Job, packages: Sequence[Package], now: datetime) -> Action:
-    """Record the shipment; guarded by the state the rules were checked against."""
-    guard = "#work = :queued"
-    values: dict[str, Any] = {
-        ":queued": Work.QUEUED, ":shipped": Work.SHIPPED, ":accepted": Handshake.ACCEPTED,
-        ":packages": [p.model_dump() for p in packages], ":now": iso(now),
+def updated_since(partner_id: str, since: datetime, cursor: str | None,
+                  limit: int) -> tuple[list[Job], str | None]:
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "IndexName": UPDATED_INDEX, "Limit": limit,
+        "KeyConditionExpression": "pk = :p AND updated_at >= :since",
+        "ExpressionAttributeValues": to_attrs({":p": partner_id, ":since": iso(since)}),
     }
-    if job.handshake is Handshake.OFFERED:
-        guard += " AND lease_id = :lease"
-        values[":lease"] = job.lease_id
-    return Action("job_ship", {"Update": {
-        "TableName": settings().jobs_table, "Key": _key(job.partner_id, job.job_id),
-        "UpdateExpression": "SET #work = :shipped, handshake = :accepted, packages = :packages, "
-                            "shipped_at = :now, updated_at = :now REMOVE offer_partner, offer_at",
-        "ConditionExpression": guard,
-        "ExpressionAttributeNames": {"#work": "work"},
-        "ExpressionAttributeValues": to_attrs(values),
+    start = _uncursor(cursor)
+    if start:
+        kwargs["ExclusiveStartKey"] = start
+    answer = aws.client("dynamodb").query(**kwargs)
+    jobs = [job_of(from_attrs(item)) for item in answer.get("Items", [])
+            if str(from_attrs(item)["sk"]).startswith("job_")]
+    return jobs, _cursor(answer.get("LastEvaluatedKey"))
+
+
+def due(now: datetime, limit: int = 100) -> list[tuple[str, str]]:
+    """(partner, job id) of jobs with a deadline at or before `now`."""
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), IndexName=DEADLINES_INDEX, Limit=limit,
+        KeyConditionExpression="deadline_pk = :due AND deadline_at <= :now",
+        ExpressionAttributeValues=to_attrs({":due": DUE, ":now": iso(now)}),
+    )
+    return [(item["pk"]["S"], item["sk"]["S"]) for item in answer.get("Items", [])]
+
+
+# The change feed -----------------------------------------------------------------------------
+
+
+def feed_entry(job: Job, event: JobEvent, now: datetime, seq: int) -> Action:
+    entry = {"pk": job.partner_id, "sk": f"FEED#{iso(now)}#{seq:03d}{secrets.token_hex(3)}",
+             "at": iso(now), "job_id": job.job_id, "type": event.type,
+             "change": event.data.get("change")}
+    return Action("feed", {"Put": {"TableName": _table(),
+                                   "Item": to_attrs({k: v for k, v in entry.items()
+                                                     if v is not None})}})
+
+
+def feed(partner_id: str, after: str | None, until: datetime,
+         limit: int) -> tuple[list[dict[str, Any]], str]:
+    """Entries after the cursor and no newer than `until`. The cursor is the last entry's key;
+    readers stop a moment short of now so a write still in flight cannot land behind them."""
+    start = _unwrap(after) if after else "FEED#"
+    if not start.startswith("FEED#"):
+        raise ValueError("invalid cursor")
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), Limit=limit, ConsistentRead=True,
+        KeyConditionExpression="pk = :p AND sk BETWEEN :after AND :until",
+        ExpressionAttributeValues=to_attrs({":p": partner_id, ":after": start + "\x00",
+                                            ":until": f"FEED#{iso(until)}~"}),
+    )
+    entries = [from_attrs(item) for item in answer.get("Items", [])]
+    cursor = entries[-1]["sk"] if entries else start
+    return [{"cursor": _wrap(e["sk"]), "at": e["at"], "job_id": e["job_id"], "type": e["type"],
+             "change": e.get("change")} for e in entries], _wrap(cursor)
+
+
+def _wrap(key: str) -> str:
+    """Cursors are opaque and URL-safe (a raw key holds '#')."""
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _unwrap(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        raise ValueError("invalid cursor") from None
+
+
+# Waves, returns, shelf locations -----------------------------------------------------------
+
+
+def put_wave(partner_id: str, wave: dict[str, Any]) -> Action:
+    return Action("wave", {"Put": {
+        "TableName": _table(),
+        "Item": to_attrs({"pk": partner_id, "sk": f"WAVE#{wave['wave_id']}", **wave}),
+        "ConditionExpression": "attribute_not_exists(pk)",
     }})
+
+
+def get_wave(partner_id: str, wave_id: str) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb").get_item(TableName=_table(),
+                                             Key=_key(partner_id, f"WAVE#{wave_id}"))
+    item = from_attrs(answer.get("Item", {}))
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")} if item else None
+
+
+def put_return(partner_id: str, record: dict[str, Any]) -> Action:
+    sk = f"RETURN#{record['return_tracking_number']}"
+    return Action("return", {"Put": {
+        "TableName": _table(), "Item": to_attrs({"pk": partner_id, "sk": sk, **record}),
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }})
+
+
+def get_return(partner_id: str, tracking: str) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb").get_item(TableName=_table(),
+                                             Key=_key(partner_id, f"RETURN#{tracking}"))
+    item = from_attrs(answer.get("Item", {}))
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")} if item else None
+
+
+def sku_locations(partner_id: str) -> dict[str, str]:
+    answer = aws.client("dynamodb").get_item(TableName=_table(),
+                                             Key=_key(partner_id, "SKU_LOCATIONS"))
+    return dict(from_attrs(answer.get("Item", {})).get("locations", {}))
+
+
+def merge_sku_locations(partner_id: str, locations: dict[str, str], now: datetime) -> int:
+    merged = {**sku_locations(partner_id), **locations}
+    aws.client("dynamodb").put_item(TableName=_table(), Item=to_attrs({
+        "pk": partner_id, "sk": "SKU_LOCATIONS", "locations": merged, "at": iso(now)}))
+    return len(merged)

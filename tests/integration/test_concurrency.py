@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+
+import pytest
 
 from chalicelib import jobs, marketplaces, order_worker, warehouse
 from chalicelib.marketplaces import shopify
@@ -18,36 +21,54 @@ from tests.support import SHOP, SHOPIFY_SECRET, dumps, shopify_headers, shopify_
 
 def offer_jobs(partner: str, count: int) -> set[str]:
     now = utcnow() - timedelta(seconds=5)
-    ids = set()
+    body = dumps(shopify_order())
+    order = shopify.normalise(body, {"x-shopify-shop-domain": "s"}, "shopify")
+    offered = []
     for _ in range(count):
-        body = dumps(shopify_order(id=uuid.uuid4().int % 10**13))
-        order = shopify.normalise(body, {"x-shopify-shop-domain": "s"}, "shopify")
-        job = jobs.new_job(order, partner, now)
-        transact([jobs_store.put_new(job)])
-        ids.add(job.job_id)
-    return ids
+        template = jobs.new_job(order, partner, now)
+        offered.append(template.model_copy(update={"job_id": f"job_{uuid.uuid4().hex[:20]}"}))
+    for start in range(0, count, 100):
+        transact([jobs_store.put(job, None) for job in offered[start:start + 100]])
+    return {job.job_id for job in offered}
 
 
-def test_parallel_claims_hand_each_job_out_once(stack: dict[str, str]) -> None:
+@pytest.fixture
+def many_jobs(stack: dict[str, str]) -> Iterator[tuple[str, set[str]]]:
+    """2,000 offered jobs of a partner of their own, removed afterwards: other tests share the
+    table, and the deadline sweep would otherwise meet all of them."""
+    import boto3
+
     partner = f"factory-{uuid.uuid4().hex[:6]}"
-    offered = offer_jobs(partner, 60)
+    offered = offer_jobs(partner, 2000)
+    yield partner, offered
+    ddb = boto3.client("dynamodb")
+    keys = [{"pk": {"S": partner}, "sk": {"S": job_id}} for job_id in offered]
+    for start in range(0, len(keys), 25):
+        ddb.batch_write_item(RequestItems={stack["JOBS_TABLE"]: [
+            {"DeleteRequest": {"Key": key}} for key in keys[start:start + 25]]})
+
+
+def test_eight_pollers_claim_2000_jobs_each_handed_out_once(
+        many_jobs: tuple[str, set[str]]) -> None:
+    partner, offered = many_jobs
 
     def poller(_: int) -> list[str]:
         got: list[str] = []
-        while True:
-            claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=7), utcnow())
-            if not claimed.jobs:
-                # The index may lag; one more look before giving up.
-                claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=7), utcnow())
-                if not claimed.jobs:
-                    return got
+        empty = 0
+        while empty < 2:  # the index may lag: look twice before giving up
+            claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=100), utcnow())
             got.extend(job.job_id for job in claimed.jobs)
+            empty = 0 if claimed.jobs else empty + 1
+        return got
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(poller, range(4)))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(poller, range(8)))
     handed_out = [job_id for result in results for job_id in result]
     assert len(handed_out) == len(set(handed_out)), "a job was handed out twice under one lease"
-    assert set(handed_out) == offered
+    assert set(handed_out) == offered  # none lost
+    # Every job is leased exactly once, as the table says too.
+    found = jobs_store.get_many(partner, sorted(offered)[:100])
+    assert {job.claim_count for job in found.values()} == {1}
 
 
 def test_concurrent_versions_of_one_order_end_at_the_newest(stack: dict[str, str]) -> None:

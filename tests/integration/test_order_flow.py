@@ -148,7 +148,8 @@ def test_cancelled_before_claim_cancels_the_job(
     order = view(client, cs_key, payload)
     assert order["order"]["status"] == "cancelled"
     assert order["job"]["work"] == "cancelled"
-    assert order["timeline"][-1]["type"] == "job.cancelled"
+    assert order["timeline"][-1]["type"] == "change.applied"
+    assert order["job"]["changes"][0]["kind"] == "cancel"
 
 
 @pytest.mark.parametrize(("mutate", "status", "reason"), [

@@ -1,4 +1,4 @@
-"""The first warehouse API: claim with a lease, ship, partner isolation, expiry."""
+"""The warehouse job protocol over HTTP (chalice.test.Client) against the local endpoint."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from chalice.test import Client
 from app import app
 from chalicelib import warehouse
 from chalicelib.auth import Role
-from chalicelib.jobs import Package, ShipReport
 from chalicelib.timeutil import utcnow
-from tests.integration.flow import process
-from tests.support import dumps, shopify_headers, shopify_order
+from tests.integration.flow import alerts_received, process
+from tests.support import NEW_ADDRESS, dumps, shopify_headers, shopify_order
 
 
 @pytest.fixture
@@ -37,120 +36,332 @@ def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+class Api:
+    """The partner's and CS's calls, with status checks, so tests read as the protocol."""
+
+    def __init__(self, client: Client, key: str, cs_key: str) -> None:
+        self.client, self.key, self.cs_key = client, key, cs_key
+
+    def call(self, method: str, path: str, body: Any = None, key: str | None = None,
+             expect: int | None = 200) -> Any:
+        headers = {"Authorization": f"Bearer {key or self.key}",
+                   "Content-Type": "application/json"}
+        response = getattr(self.client.http, method)(
+            path, headers=headers, body=json.dumps(body).encode() if body is not None else b"")
+        if expect is not None:
+            assert response.status_code == expect, (path, response.status_code, response.body)
+        return json.loads(response.body) if response.body else None
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Any:
+        return self.call("post", f"/warehouse/v1{path}", body if body is not None else {}, **kw)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.call("get", f"/warehouse/v1{path}", **kw)
+
+    def claim(self, n: int = 10) -> Any:
+        return self.post("/jobs/claim", {"max_jobs": n})
+
+    def take(self, job: dict[str, Any], lease: str) -> dict[str, Any]:
+        return self.post(f"/jobs/{job['job_id']}/accept", {"lease_id": lease})
+
+    def amend(self, order_id: str, body: dict[str, Any], expect: int = 201) -> Any:
+        return self.call("post", f"/cs/v1/orders/{order_id}/amendments", body, key=self.cs_key,
+                         expect=expect)
+
+    def timeline(self, order_id: str) -> list[str]:
+        view = self.call("get", f"/cs/v1/orders/{order_id}", key=self.cs_key)
+        return [e["type"] for e in view["timeline"]]
 
 
-def queue_orders(client: Client, stack: dict[str, str], count: int) -> list[str]:
-    deliveries = []
+@pytest.fixture
+def api(client: Client, partner: str, make_key: Any) -> Api:
+    return Api(client, make_key("partner", partner), make_key("staff", "ann", Role.BACK_OFFICE))
+
+
+def queue_orders(client: Client, stack: dict[str, str], count: int,
+                 **changes: Any) -> list[dict[str, Any]]:
+    payloads, deliveries = [], []
     for _ in range(count):
-        body = dumps(shopify_order(id=uuid.uuid4().int % 10**13))
+        payload = shopify_order(id=uuid.uuid4().int % 10**13, **changes)
+        body = dumps(payload)
         headers = shopify_headers(body)
         assert client.http.post("/webhooks/shopify", headers=headers, body=body).status_code == 200
         deliveries.append(headers["X-Shopify-Webhook-Id"])
+        payloads.append(payload)
     process(client, stack, "shopify", *deliveries)
-    return deliveries
+    return payloads
 
 
-def claim(client: Client, key: str, **body: Any) -> Any:
-    return client.http.post("/warehouse/v1/jobs/claim", headers=auth(key),
-                            body=json.dumps(body).encode())
+def accepted_jobs(api: Api, client: Client, stack: dict[str, str], n: int) -> list[Any]:
+    queue_orders(client, stack, n)
+    claimed = api.claim(n)
+    return [api.take(job, claimed["lease_id"]) for job in claimed["jobs"]]
 
 
-def test_claim_then_ship_and_the_timeline_shows_it(client: Client, stack: dict[str, str],
-                                                   partner: str, make_key: Any) -> None:
-    queue_orders(client, stack, 3)
-    key = make_key("partner", partner)
-    response = claim(client, key, max_jobs=2)
-    assert response.status_code == 200
-    claimed = json.loads(response.body)
-    assert len(claimed["jobs"]) == 2 and claimed["lease_id"].startswith("lease_")
-    assert all(job["claim_count"] == 1 for job in claimed["jobs"])
-    # The third job is still there; the two leased ones are not handed out again.
-    again = json.loads(claim(client, key, max_jobs=10).body)
-    assert len(again["jobs"]) == 1
-    assert again["jobs"][0]["job_id"] not in {j["job_id"] for j in claimed["jobs"]}
-
-    job = claimed["jobs"][0]
-    report = {"lease_id": claimed["lease_id"],
-              "packages": [{"carrier_code": "STO", "tracking_number": "773012345678901"}]}
-    shipped = client.http.post(f"/warehouse/v1/jobs/{job['job_id']}/ship", headers=auth(key),
-                               body=json.dumps(report).encode())
-    assert shipped.status_code == 200, shipped.body
-    assert json.loads(shipped.body)["work"] == "shipped"
-    # Shipping the same thing again is the same shipment, not an error.
-    repeat = client.http.post(f"/warehouse/v1/jobs/{job['job_id']}/ship", headers=auth(key),
-                              body=json.dumps(report).encode())
-    assert repeat.status_code == 200
-    different = {**report, "packages": [{"carrier_code": "SF", "tracking_number": "SF10001"}]}
-    conflict = client.http.post(f"/warehouse/v1/jobs/{job['job_id']}/ship", headers=auth(key),
-                                body=json.dumps(different).encode())
-    assert (conflict.status_code, json.loads(conflict.body)["error"]) == (409, "already_shipped")
-
-    cs = make_key("staff", "bob", Role.READ_ONLY)
-    timeline = json.loads(client.http.get(f"/cs/v1/orders/{job['order_id']}",
-                                          headers=auth(cs)).body)["timeline"]
-    shipped_events = [e for e in timeline if e["type"] == "job.shipped"]
-    assert len(shipped_events) == 1
-    assert shipped_events[0]["data"]["packages"][0]["tracking_number"] == "773012345678901"
-    assert shipped_events[0]["actor"] == f"partner {partner}"
-
-
-def test_another_partner_sees_none_of_these_jobs(client: Client, stack: dict[str, str],
-                                                  partner: str, make_key: Any) -> None:
+def test_the_whole_protocol_from_offer_to_shipped(api: Api, client: Client,
+                                                  stack: dict[str, str]) -> None:
     queue_orders(client, stack, 1)
-    mine = make_key("partner", partner)
+    claimed = api.claim()
+    (job,) = claimed["jobs"]
+    assert job["handshake"] == "offered" and job["lease_id"] == claimed["lease_id"]
+    assert job["carrier"]["carrier_code"] == "STO" and job["carrier"]["region"] == "jzh"
+    job_id = job["job_id"]
+    api.post(f"/jobs/{job_id}/heartbeat", {"lease_id": claimed["lease_id"], "lease_seconds": 900})
+    assert api.take(job, claimed["lease_id"])["handshake"] == "accepted"
+    printed = api.post(f"/jobs/{job_id}/print", {"waybill_numbers": ["773012345678"]})
+    assert printed["work"] == "printed" and printed["printed"]["carrier_code"] == "STO"
+    assert api.post(f"/jobs/{job_id}/pick")["work"] == "picked"
+    packed = api.post(f"/jobs/{job_id}/pack", {"weight_grams": 640, "package_count": 1})
+    assert packed["weight_grams"] == 640
+    report = {"shipment_id": "ship-1", "packages": [{"carrier_code": "STO",
+                                                     "tracking_number": "773012345678"}]}
+    assert api.post(f"/jobs/{job_id}/ship", report)["work"] == "shipped"
+    assert api.post(f"/jobs/{job_id}/ship", report)["work"] == "shipped"  # the same again
+    reused = api.post(f"/jobs/{job_id}/ship", {**report, "packages": [
+        {"carrier_code": "SF", "tracking_number": "SF1234567890"}]}, expect=409)
+    assert reused["error"] == "shipment_id_reused"
+    assert reused["details"]["current_state"]["work"] == "shipped"
+    assert api.timeline(job["order_id"]) == [
+        "order.received", "job.created", "job.accepted", "job.printed", "job.picked",
+        "job.packed", "job.shipped"]
+
+
+def test_illegal_transitions_answer_409_with_the_state(api: Api, client: Client,
+                                                       stack: dict[str, str]) -> None:
+    queue_orders(client, stack, 1)
+    job = api.claim()["jobs"][0]
+    error = api.post(f"/jobs/{job['job_id']}/print", expect=409)
+    assert error["error"] == "not_accepted"
+    assert error["details"]["current_state"] == {"handshake": "offered", "work": "queued",
+                                                 "open_changes": []}
+    assert api.post(f"/jobs/{job['job_id']}/accept", {"lease_id": "lease_wrong"},
+                    expect=409)["error"] == "lease_mismatch"
+
+
+def test_another_partner_sees_none_of_these_jobs(api: Api, client: Client,
+                                                  stack: dict[str, str], make_key: Any) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
     other = make_key("partner", f"other-{uuid.uuid4().hex[:6]}")
-    assert json.loads(claim(client, other).body)["jobs"] == []
-    job = json.loads(claim(client, mine).body)["jobs"][0]
-    response = client.http.get(f"/warehouse/v1/jobs/{job['job_id']}", headers=auth(other))
-    assert (response.status_code, json.loads(response.body)["error"]) == (404, "job_not_found")
-    report = {"lease_id": "x", "packages": [{"carrier_code": "STO", "tracking_number": "7730"}]}
-    response = client.http.post(f"/warehouse/v1/jobs/{job['job_id']}/ship", headers=auth(other),
-                                body=json.dumps(report).encode())
-    assert response.status_code == 404
-    assert client.http.get(f"/warehouse/v1/jobs/{job['job_id']}",
-                           headers=auth(mine)).status_code == 200
+    assert api.post("/jobs/claim", {}, key=other)["jobs"] == []
+    job_id = job["job_id"]
+    for method, path, body in [
+        ("get", f"/jobs/{job_id}", None), ("post", f"/jobs/{job_id}/print", {}),
+        ("post", f"/jobs/{job_id}/accept", {"lease_id": "x"}),
+        ("post", f"/jobs/{job_id}/ship", {"shipment_id": "s", "packages": [
+            {"carrier_code": "STO", "tracking_number": "7730"}]}),
+    ]:
+        answer = api.call(method, f"/warehouse/v1{path}", body, key=other, expect=404)
+        assert answer["error"] == "job_not_found"
+    assert api.get("/jobs?updated_since=2000-01-01T00:00:00Z", key=other)["jobs"] == []
+    assert api.get("/changes", key=other)["entries"] == []
 
 
-def test_expired_lease_makes_the_job_claimable_again(stack: dict[str, str], partner: str,
-                                                     client: Client) -> None:
+def test_expired_lease_reoffers_and_unanswered_offers_are_dead_lettered(
+        api: Api, client: Client, stack: dict[str, str], partner: str) -> None:
     queue_orders(client, stack, 1)
     now = utcnow()
     first = warehouse.claim(partner, warehouse.ClaimRequest(lease_seconds=60), now)
     assert len(first.jobs) == 1
-    early = warehouse.claim(partner, warehouse.ClaimRequest(), now + timedelta(seconds=59))
-    assert early.jobs == []
-    second = warehouse.claim(partner, warehouse.ClaimRequest(), now + timedelta(seconds=61))
-    assert [j.job_id for j in second.jobs] == [first.jobs[0].job_id]
-    assert second.jobs[0].claim_count == 2
-    # The first holder's lease is gone: its ship report is refused, the new holder's is not.
-    job_id = first.jobs[0].job_id
-    package = (Package(carrier_code="YTO", tracking_number="YT7512345678901"),)
-    with pytest.raises(Exception, match="lease"):
-        warehouse.ship(partner, job_id, ShipReport(lease_id=first.lease_id, packages=package),
-                       utcnow())
-    shipped = warehouse.ship(partner, job_id,
-                             ShipReport(lease_id=second.lease_id, packages=package), utcnow())
-    assert shipped.work == "shipped"
+    assert warehouse.claim(partner, warehouse.ClaimRequest(), now + timedelta(seconds=59)).jobs \
+        == []
+    alerts_received(stack)
+    at = now
+    for offer in range(2, 7):
+        at += timedelta(seconds=61)
+        again = warehouse.claim(partner, warehouse.ClaimRequest(lease_seconds=60), at)
+        assert [j.claim_count for j in again.jobs] == ([offer] if offer <= 5 else [])
+    job = warehouse.get_job(partner, first.jobs[0].job_id)
+    assert job.dead_lettered and job.claim_count == 5
+    assert [a["kind"] for a in alerts_received(stack)] == ["job.offer_unanswered"]
 
 
-def test_cancellation_after_claim_is_a_request_not_a_silent_cancel(
-        client: Client, stack: dict[str, str], partner: str) -> None:
-    payload = shopify_order(id=uuid.uuid4().int % 10**13)
-    body = dumps(payload)
-    headers = shopify_headers(body)
-    client.http.post("/webhooks/shopify", headers=headers, body=body)
-    process(client, stack, "shopify", headers["X-Shopify-Webhook-Id"])
-    claimed = warehouse.claim(partner, warehouse.ClaimRequest(), utcnow())
-    cancelled = {**payload, "cancelled_at": "2026-11-23T11:00:00+08:00",
-                 "updated_at": "2026-11-23T11:00:00+08:00"}
-    body = dumps(cancelled)
-    headers = shopify_headers(body, topic="orders/cancelled")
-    client.http.post("/webhooks/shopify", headers=headers, body=body)
-    process(client, stack, "shopify", headers["X-Shopify-Webhook-Id"])
-    job = warehouse.get_job(partner, claimed.jobs[0].job_id)
-    assert job.work == "queued" and job.cancellation_requested
+def test_changes_before_print_apply_and_after_print_are_intercepts(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    import time
+
+    before, after = accepted_jobs(api, client, stack, 2)
+    api.post(f"/jobs/{after['job_id']}/print")
+    time.sleep(1.1)  # the feed holds back its last second (writes may still be in flight)
+    cursor = api.get("/changes")["next_cursor"]
+    assert {e["type"] for e in api.get("/changes")["entries"]} == {"job.created"}
+    address = {"kind": "address", "reason": "buyer asked by phone", "address": NEW_ADDRESS}
+    early = api.amend(before["order_id"], address)
+    assert early["change"]["status"] == "applied"
+    assert api.get(f"/jobs/{before['job_id']}")["ship_to"]["line1"] == NEW_ADDRESS["line1"]
+
+    late = api.amend(after["order_id"], address)
+    assert late["change"]["status"] == "intercept_requested"
+    change_id = late["change"]["change_id"]
+    blocked = api.post(f"/jobs/{after['job_id']}/pack", {"weight_grams": 1, "package_count": 1},
+                       expect=409)
+    assert blocked["error"] == "change_pending"
+
+    time.sleep(1.1)
+    feed = api.get(f"/changes?cursor={cursor}")
+    assert [(e["job_id"], e["type"]) for e in feed["entries"]] == [
+        (before["job_id"], "change.applied"), (after["job_id"], "change.intercept_requested")]
+    assert api.get(f"/changes?cursor={feed['next_cursor']}")["entries"] == []
+
+    resolved = api.post(f"/jobs/{after['job_id']}/changes/{change_id}/resolve",
+                        {"outcome": "intercepted", "note": "label swapped"})
+    assert resolved["work"] == "queued" and resolved["ship_to"]["line1"] == NEW_ADDRESS["line1"]
+    assert api.post(f"/jobs/{after['job_id']}/print")["printed"]["count"] == 2
+    assert api.timeline(after["order_id"])[-4:] == [
+        "order.amended", "change.intercept_requested", "change.intercepted", "job.printed"]
+
+
+def test_a_change_after_shipping_is_an_after_sales_case(api: Api, client: Client,
+                                                        stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    api.post(f"/jobs/{job['job_id']}/print")
+    api.post(f"/jobs/{job['job_id']}/ship", {"shipment_id": "s1", "packages": [
+        {"carrier_code": "STO", "tracking_number": "773012345678"}]})
+    alerts_received(stack)
+    answer = api.amend(job["order_id"], {"kind": "cancel", "reason": "buyer changed mind"})
+    assert answer["change"]["status"] == "after_sales"
+    assert [a["kind"] for a in alerts_received(stack)] == ["change.after_sales"]
+
+
+def test_marketplace_cancellation_follows_the_stage(api: Api, client: Client,
+                                                    stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    unclaimed = queue_orders(client, stack, 1)[0]
+    api.post(f"/jobs/{job['job_id']}/print")
+    held = json.loads(client.http.get(f"/cs/v1/orders/{job['order_id']}", headers={
+        "Authorization": f"Bearer {api.cs_key}"}).body)["order"]
+    for payload in (unclaimed, {"id": int(held["external_id"])}):
+        full = {**shopify_order(**{"id": payload["id"]}),
+                "cancelled_at": "2026-11-23T11:00:00+08:00",
+                "updated_at": "2026-11-23T11:00:00+08:00"}
+        body = dumps(full)
+        headers = shopify_headers(body, topic="orders/cancelled")
+        client.http.post("/webhooks/shopify", headers=headers, body=body)
+        process(client, stack, "shopify", headers["X-Shopify-Webhook-Id"])
+    # Not yet printed: cancelled at once. Printed: an intercept request for the warehouse.
+    unclaimed_jobs = api.get("/jobs?updated_since=2000-01-01T00:00:00Z")["jobs"]
+    by_order = {j["external_id"]: j for j in unclaimed_jobs}
+    assert by_order[str(unclaimed["id"])]["work"] == "cancelled"
+    printed = by_order[held["external_id"]]
+    assert printed["work"] == "printed"
+    assert [c["status"] for c in printed["changes"]] == ["intercept_requested"]
+
+
+def test_waves_print_all_or_nothing_and_sum_skus_in_shelf_order(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    jobs_ = accepted_jobs(api, client, stack, 3)
+    api.call("put", "/warehouse/v1/sku-locations",
+             {"locations": {"TOTE-NAT": "A-01-02", "LS-WHT-M": "B-03-01"}})
+    queue_orders(client, stack, 1)
+    unaccepted = api.claim()["jobs"][0]
+    refused = api.post("/waves", {"job_ids": [jobs_[0]["job_id"], unaccepted["job_id"]]},
+                       expect=409)
+    assert refused["error"] == "wave_refused"
+    assert refused["details"]["jobs"][unaccepted["job_id"]]["error"] == "not_accepted"
+    assert api.get(f"/jobs/{jobs_[0]['job_id']}")["work"] == "queued"  # nothing printed
+
+    wave = api.post("/waves", {"job_ids": [j["job_id"] for j in jobs_]}, expect=201)
+    assert [(p["sku"], p["quantity"], p["location"]) for p in wave["pick_list"]] == [
+        ("TOTE-NAT", 3, "A-01-02"), ("LS-WHT-M", 6, "B-03-01")]
+    assert [slot["slot"] for slot in wave["sort_list"]] == [1, 2, 3]
+    assert all(api.get(f"/jobs/{j['job_id']}")["printed"]["wave_id"] == wave["wave_id"]
+               for j in jobs_)
+    assert api.get(f"/waves/{wave['wave_id']}") == wave
+    again = api.post("/waves", {"job_ids": [jobs_[0]["job_id"]], "method": "by_order"},
+                     expect=409)
+    assert again["details"]["jobs"][jobs_[0]["job_id"]]["error"] == "already_printed"
+
+
+def test_resync_pages_through_jobs_updated_since(api: Api, client: Client,
+                                                 stack: dict[str, str]) -> None:
+    queue_orders(client, stack, 5)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = api.get("/jobs?updated_since=2000-01-01T00:00:00Z&limit=2"
+                       + (f"&cursor={cursor}" if cursor else ""))
+        seen += [job["job_id"] for job in page["jobs"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 5
+    assert api.get("/jobs?updated_since=2999-01-01T00:00:00Z")["jobs"] == []
+    assert api.get("/jobs?updated_since=yesterday", expect=400)["error"] == \
+        "invalid_query_parameter"
+    assert api.get("/jobs?cursor=garbage", expect=400)["error"] == "invalid_cursor"
+
+
+def test_returns_are_registered_once_with_a_liability_hint(api: Api, client: Client,
+                                                           stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    alerts_received(stack)
+    report = {"return_tracking_number": "YT7512345678901", "buyer_name": "林伟",
+              "items": [{"sku": "LS-WHT-M", "quantity": 1}], "reason": "collar torn",
+              "packaging": "intact", "goods_damaged": True, "job_id": job["job_id"]}
+    first = api.post("/returns", report, expect=201)
+    assert first["liability_hint"].startswith("factory")
+    assert api.post("/returns", report, expect=201) == first
+    (alert,) = alerts_received(stack)
+    assert alert["kind"] == "return.damaged" and "factory" in alert["summary"]
+    assert api.timeline(job["order_id"])[-1] == "return.received"
+
+
+def test_rate_limit_answers_429_with_retry_after(api: Api, client: Client,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import ratelimit
+    from chalicelib.config import settings
+
+    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
+    monkeypatch.setenv("RATE_LIMIT_BURST", "2")
+    settings.cache_clear()
+    ratelimit.reset()
+    try:
+        for _ in range(2):
+            api.get("/changes")
+        response = client.http.get("/warehouse/v1/changes",
+                                   headers={"Authorization": f"Bearer {api.key}"})
+        assert response.status_code == 429
+        assert json.loads(response.body)["error"] == "rate_limited"
+        assert int(response.headers["Retry-After"]) >= 1
+    finally:
+        settings.cache_clear()
+        ratelimit.reset()
+
+
+def test_deadline_sweep_alerts_late_jobs_once(api: Api, client: Client,
+                                              stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    ship_by = warehouse.get_job(job["partner_id"], job["job_id"]).ship_by
+    alerts_received(stack)
+    late = ship_by + timedelta(minutes=5)
+    assert warehouse.sweep_deadlines(late, limit=1000) >= 1
+    assert warehouse.sweep_deadlines(late + timedelta(minutes=5), limit=1000) == 0
+    kinds = [(a["kind"], a["subject"]) for a in alerts_received(stack)]
+    assert ("job.late_dispatch", job["job_id"]) in kinds
+    assert kinds.count(("job.late_dispatch", job["job_id"])) == 1
+
+
+def test_long_poll_waits_then_answers_empty(api: Api, partner: str) -> None:
+    import time
+
+    started = time.monotonic()
+    answer = api.post("/jobs/claim", {"wait_seconds": 1})
+    assert answer["jobs"] == [] and time.monotonic() - started >= 1
+
+
+def test_openapi_is_served_and_names_every_route(client: Client) -> None:
+    from openapi_spec_validator import validate
+
+    spec = json.loads(client.http.get("/warehouse/v1/openapi.json").body)
+    validate(spec)
+    served = {(method.lower(), path) for path, methods in app.routes.items()
+              for method in methods if path.startswith("/warehouse/v1")}
+    described = {(method, path) for path, methods in spec["paths"].items() for method in methods}
+    assert served == described
+    claim = spec["paths"]["/warehouse/v1/jobs/claim"]["post"]
+    schema_name = claim["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert schema_name.endswith("ClaimRequest")
+    props = spec["components"]["schemas"][schema_name.rsplit("/", 1)[1]]["properties"]
+    assert set(props) == {"max_jobs", "lease_seconds", "wait_seconds"}
 
 
 @pytest.mark.parametrize(("headers", "status", "reason"), [
@@ -169,9 +380,17 @@ def test_roles_keep_partners_and_staff_apart(client: Client, stack: dict[str, st
                                              make_key: Any) -> None:
     staff = make_key("staff", "carol", Role.ADMIN)
     partner_key = make_key("partner", "factory-x")
-    assert claim(client, staff).status_code == 403
-    response = client.http.get("/cs/v1/orders/ord_1", headers=auth(partner_key))
+    reader = make_key("staff", "rita", Role.READ_ONLY)
+    auth = {"Content-Type": "application/json"}
+    response = client.http.post("/warehouse/v1/jobs/claim", body=b"{}",
+                                headers={**auth, "Authorization": f"Bearer {staff}"})
+    assert response.status_code == 403
+    response = client.http.get("/cs/v1/orders/ord_1",
+                               headers={"Authorization": f"Bearer {partner_key}"})
     assert (response.status_code, json.loads(response.body)["error"]) == (403, "forbidden")
+    response = client.http.post("/cs/v1/orders/ord_1/amendments", body=b"{}",
+                                headers={**auth, "Authorization": f"Bearer {reader}"})
+    assert response.status_code == 403  # read-only staff may not amend
 
 
 def test_revoked_key_stops_working(client: Client, stack: dict[str, str], make_key: Any) -> None:
@@ -181,20 +400,26 @@ def test_revoked_key_stops_working(client: Client, stack: dict[str, str], make_k
 
     old = make_key("partner", "factory-r")
     new = make_key("partner", "factory-r")  # rotation: both valid at once
-    assert claim(client, old).status_code == 200
+
+    def claim_with(key: str) -> int:
+        return int(client.http.post("/warehouse/v1/jobs/claim", body=b"{}", headers={
+            "Authorization": f"Bearer {key}", "Content-Type": "application/json"}).status_code)
+
+    assert claim_with(old) == 200
     assert directory.revoke("partner", "factory-r", hash_key(old)[:12], utcnow())
     auth_module.forget()  # the per-process cache would otherwise honour it for a minute
-    assert claim(client, old).status_code == 401
-    assert claim(client, new).status_code == 200
+    assert claim_with(old) == 401
+    assert claim_with(new) == 200
 
 
-def test_bad_claim_and_ship_bodies_get_reasons(client: Client, stack: dict[str, str],
-                                               make_key: Any) -> None:
-    key = make_key("partner", "factory-b")
-    response = claim(client, key, max_jobs=500)
-    assert (response.status_code, json.loads(response.body)["error"]) == (422, "invalid_payload")
-    response = client.http.post("/warehouse/v1/jobs/claim", headers=auth(key), body=b"{")
+def test_bad_bodies_get_reasons(api: Api) -> None:
+    assert api.post("/jobs/claim", {"max_jobs": 500}, expect=422)["error"] == "invalid_payload"
+    response = api.client.http.post("/warehouse/v1/jobs/claim", body=b"{", headers={
+        "Authorization": f"Bearer {api.key}", "Content-Type": "application/json"})
     assert (response.status_code, json.loads(response.body)["error"]) == (400, "malformed_json")
-    response = client.http.post("/warehouse/v1/jobs/job_x/ship", headers=auth(key),
-                                body=json.dumps({"packages": []}).encode())
-    assert response.status_code == 422
+    assert api.post("/jobs/job_x/ship", {"shipment_id": "s", "packages": []},
+                    expect=422)["error"] == "invalid_payload"
+    assert api.post("/jobs/job_x/reject", {"lease_id": "l", "reason": "bored"},
+                    expect=422)["error"] == "invalid_payload"
+    assert api.amend("ord_missing", {"kind": "address", "reason": "x"}, expect=422)["error"] \
+        == "invalid_payload"

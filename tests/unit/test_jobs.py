@@ -1,64 +1,342 @@
+"""The job protocol's state machine, pure: every command from every state."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
 
+from chalicelib import jobs
 from chalicelib.errors import Conflict
-from chalicelib.jobs import Handshake, Job, Package, ShipReport, Work, check_ship, new_job
+from chalicelib.jobs import (
+    ChangeKind,
+    ChangeRequest,
+    ChangeStatus,
+    Handshake,
+    Job,
+    JobLine,
+    Package,
+    Promise,
+    RejectReason,
+    Transition,
+    Work,
+)
 from chalicelib.marketplaces import shopify
+from chalicelib.orders import Address
 from tests.support import dumps, shopify_order
 
-NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-PKG = Package(carrier_code="STO", tracking_number="773012345678901")
+NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+LEASE = "lease_a"
+PKG = Package(carrier_code="STO", tracking_number="773012345678")
+NEW_ADDRESS = Address(name="林伟", line1="淮海中路 999 号", city="上海", province="Shanghai",
+                      province_code="SH", postal_code="200031", country_code="CN")
 
 
-def job(**fields: object) -> Job:
-    order = shopify.normalise(dumps(shopify_order()), {"x-shopify-shop-domain": "s"}, "shopify")
-    return new_job(order, "factory-1", NOW).model_copy(update=fields)
+def offered(**changes: object) -> Job:
+    order = shopify.normalise(dumps(shopify_order(**changes)), {"x-shopify-shop-domain": "s"},
+                              "shopify")
+    return jobs.new_job(order, "factory-1", NOW)
 
 
-def test_new_job_carries_what_the_warehouse_needs() -> None:
-    j = job()
-    assert j.job_id == "job_" + j.order_id.removeprefix("ord_")
-    assert (j.handshake, j.work) == (Handshake.OFFERED, Work.QUEUED)
-    assert [(line.sku, line.quantity) for line in j.lines] == [("LS-WHT-M", 2), ("TOTE-NAT", 1)]
-    assert j.ship_to.city == "上海"
-    assert not j.leased(NOW)
+def leased(job: Job | None = None) -> Job:
+    return jobs.claim(job or offered(), LEASE, NOW + timedelta(minutes=10), NOW).job
 
 
-def test_ship_needs_the_current_lease() -> None:
-    leased = job(lease_id="lease_a", lease_expires_at=NOW + timedelta(minutes=10))
-    assert check_ship(leased, ShipReport(lease_id="lease_a", packages=(PKG,)))
+def accepted() -> Job:
+    return jobs.accept(leased(), LEASE, NOW).job
+
+
+def printed() -> Job:
+    return jobs.print_job(accepted(), NOW).job
+
+
+def picked() -> Job:
+    return jobs.pick(printed(), NOW).job
+
+
+def packed() -> Job:
+    return jobs.pack(picked(), 640, 1, NOW).job
+
+
+def shipped() -> Job:
+    return jobs.ship(packed(), "s1", (PKG,), True, NOW).job
+
+
+def cancelled() -> Job:
+    return jobs.request_change(accepted(), ChangeRequest(kind=ChangeKind.CANCEL), "cs", NOW).job
+
+
+def rejected() -> Job:
+    return jobs.reject(leased(), LEASE, RejectReason.OUT_OF_STOCK, "", NOW).job
+
+
+STATES: dict[str, Callable[[], Job]] = {
+    "offered": offered, "leased": leased, "accepted": accepted, "printed": printed,
+    "picked": picked, "packed": packed, "shipped": shipped, "cancelled": cancelled,
+    "rejected": rejected,
+}
+LATER = NOW + timedelta(minutes=1)
+COMMANDS: dict[str, Callable[[Job], Transition]] = {
+    "claim": lambda j: jobs.claim(j, "lease_b", LATER + timedelta(minutes=10), LATER),
+    "accept": lambda j: jobs.accept(j, LEASE, LATER),
+    "reject": lambda j: jobs.reject(j, LEASE, RejectReason.CAPACITY, "", LATER),
+    "print": lambda j: jobs.print_job(j, LATER),
+    "pick": lambda j: jobs.pick(j, LATER),
+    "pack": lambda j: jobs.pack(j, 500, 1, LATER),
+    "ship": lambda j: jobs.ship(j, "s2", (PKG,), True, LATER),
+}
+# Which command may follow which state; every other pair must be a 409.
+ALLOWED = {
+    ("offered", "claim"),
+    ("leased", "accept"), ("leased", "reject"),
+    ("accepted", "print"),
+    # A retried accept (same lease) after the job moved on changes nothing.
+    *((state, "accept") for state in ("accepted", "printed", "picked", "packed", "shipped")),
+    ("printed", "pick"), ("printed", "pack"), ("printed", "ship"),
+    ("picked", "pick"), ("picked", "pack"), ("picked", "ship"),
+    ("packed", "pack"), ("packed", "ship"),
+}
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_from_every_state(state: str, command: str) -> None:
+    job = STATES[state]()
+    if (state, command) in ALLOWED:
+        transition = COMMANDS[command](job)
+        assert transition.job.version >= job.version
+    else:
+        with pytest.raises(Conflict) as error:
+            COMMANDS[command](job)
+        assert error.value.status == 409
+        assert error.value.details["current_state"]["work"] == job.work
+
+
+def test_new_job_has_carrier_cost_and_deadlines_from_the_rules() -> None:
+    job = offered()
+    assert job.carrier.carrier_code == "STO"
+    assert job.carrier.region == "jzh"  # Shanghai
+    assert Decimal(job.carrier.expected_cost or "0") == Decimal("4.5")
+    assert job.accept_by == NOW + timedelta(hours=24)
+    assert job.deemed_accepted_at == NOW + timedelta(hours=72)
+    assert job.ship_by > NOW
+    assert (job.handshake, job.work, job.version) == (Handshake.OFFERED, Work.QUEUED, 0)
+
+
+def test_buyer_requested_courier_wins() -> None:
+    payload = shopify_order(note_attributes=[{"name": "requested_courier", "value": "顺丰"}])
+    job = jobs.new_job(shopify.normalise(dumps(payload), {}, "shopify"), "factory-1", NOW)
+    assert job.carrier.carrier_code == "SF"
+    assert "requested" in job.carrier.reason
+
+
+def test_lease_covers_only_the_offer() -> None:
+    job = leased()
+    assert job.leased(NOW) and not job.leased(NOW + timedelta(minutes=11))
+    with pytest.raises(Conflict) as expired:
+        jobs.accept(job, LEASE, NOW + timedelta(minutes=11))
+    assert expired.value.reason == "lease_expired"
+    with pytest.raises(Conflict) as other:
+        jobs.accept(job, "lease_other", NOW)
+    assert other.value.reason == "lease_mismatch"
+    # An expired lease makes it claimable again, by anyone of the partner.
+    again = jobs.claim(job, "lease_b", NOW + timedelta(minutes=30), NOW + timedelta(minutes=11))
+    assert again.job.lease_id == "lease_b" and again.job.claim_count == 2
+    extended = jobs.heartbeat(job, LEASE, NOW + timedelta(minutes=20), NOW).job
+    assert extended.lease_expires_at == NOW + timedelta(minutes=20)
+    released = jobs.release(job, LEASE, NOW).job
+    assert released.lease_id is None and released.claimable
+
+
+def test_unanswered_offers_are_dead_lettered_with_an_alert() -> None:
+    job = offered()
+    at = NOW
+    for _ in range(jobs.DEFAULT_PROTOCOL.max_offers):
+        job = jobs.claim(job, "l", at + timedelta(minutes=10), at).job
+        at += timedelta(minutes=11)
+    last = jobs.claim(job, "l", at + timedelta(minutes=10), at)
+    assert last.job.dead_lettered and not last.job.claimable
+    assert [e.alert for e in last.events] == ["job.offer_unanswered"]
+
+
+def test_reject_raises_an_alert_with_the_reason() -> None:
+    transition = jobs.reject(leased(), LEASE, RejectReason.INCORRECT_ADDRESS, "no such street",
+                             NOW)
+    assert (transition.job.handshake, transition.job.work) == (Handshake.REJECTED,
+                                                                Work.CLOSED_INCOMPLETE)
+    (event,) = transition.events
+    assert event.alert == "job.rejected" and "incorrect_address" in event.summary
+
+
+def test_ship_is_idempotent_on_shipment_id_and_partial_keeps_the_job_open() -> None:
+    job = packed()
+    partial = jobs.ship(job, "s1", (PKG,), False, NOW).job
+    assert partial.work is Work.PACKED and len(partial.shipments) == 1
+    assert jobs.ship(partial, "s1", (PKG,), False, NOW).changed is False
+    with pytest.raises(Conflict) as reused:
+        jobs.ship(partial, "s1", (Package(carrier_code="SF", tracking_number="SF1234567890"),),
+                  False, NOW)
+    assert reused.value.reason == "shipment_id_reused"
+    final = jobs.ship(partial, "s2", (Package(carrier_code="STO", tracking_number="7731"),),
+                      True, NOW).job
+    assert final.work is Work.SHIPPED and len(final.shipments) == 2
+
+
+# Changes while the factory works ---------------------------------------------------------
+
+ADDRESS = ChangeRequest(kind=ChangeKind.ADDRESS, reason="buyer moved", address=NEW_ADDRESS)
+SIZE = ChangeRequest(kind=ChangeKind.ATTRIBUTES, reason="size L instead of M",
+                     lines=(JobLine(sku="LS-WHT-L", quantity=2), JobLine(sku="TOTE-NAT",
+                                                                         quantity=1)))
+GIFT = ChangeRequest(kind=ChangeKind.PROMISE, reason="gift card",
+                     promise=Promise(kind="gift_message", text="生日快乐"))
+CANCEL = ChangeRequest(kind=ChangeKind.CANCEL, reason="buyer cancelled")
+
+
+@pytest.mark.parametrize("state", ["offered", "leased", "accepted"])
+@pytest.mark.parametrize("request_", [ADDRESS, SIZE, GIFT, CANCEL], ids=lambda r: r.kind)
+def test_before_print_a_change_is_applied_at_once(state: str, request_: ChangeRequest) -> None:
+    transition = jobs.request_change(STATES[state](), request_, "cs alice", NOW)
+    job = transition.job
+    (change,) = job.changes
+    assert change.status is ChangeStatus.APPLIED
+    assert [e.type for e in transition.events] == ["change.applied"]
+    assert transition.events[0].feed
+    if request_ is ADDRESS:
+        assert job.ship_to == NEW_ADDRESS
+    elif request_ is SIZE:
+        assert job.lines[0].sku == "LS-WHT-L"
+    elif request_ is GIFT:
+        assert job.promises[0].text == "生日快乐"
+    else:
+        assert job.work is Work.CANCELLED and not job.claimable
+
+
+@pytest.mark.parametrize("state", ["printed", "picked", "packed"])
+@pytest.mark.parametrize("request_", [ADDRESS, SIZE, GIFT, CANCEL], ids=lambda r: r.kind)
+def test_after_print_a_change_is_an_intercept_request(state: str,
+                                                      request_: ChangeRequest) -> None:
+    before = STATES[state]()
+    job = jobs.request_change(before, request_, "cs alice", NOW).job
+    (change,) = job.changes
+    assert change.status is ChangeStatus.INTERCEPT_REQUESTED
+    assert change.deadline == NOW + timedelta(hours=4)
+    assert job.ship_to == before.ship_to and job.work is before.work  # nothing applied yet
+    for blocked in ("pack", "ship"):
+        with pytest.raises(Conflict) as error:
+            COMMANDS[blocked](job)
+        assert error.value.reason == "change_pending"
+
+
+@pytest.mark.parametrize("request_", [ADDRESS, SIZE, GIFT, CANCEL], ids=lambda r: r.kind)
+def test_after_shipping_a_change_is_an_after_sales_case(request_: ChangeRequest) -> None:
+    transition = jobs.request_change(shipped(), request_, "cs alice", NOW)
+    assert transition.job.changes[0].status is ChangeStatus.AFTER_SALES
+    assert transition.job.work is Work.SHIPPED
+    assert transition.events[0].alert == "change.after_sales"
+
+
+@pytest.mark.parametrize("state", ["cancelled", "rejected"])
+def test_a_closed_job_takes_no_changes(state: str) -> None:
     with pytest.raises(Conflict) as error:
-        check_ship(leased, ShipReport(lease_id="lease_b", packages=(PKG,)))
-    assert error.value.reason == "lease_mismatch"
+        jobs.request_change(STATES[state](), ADDRESS, "cs", NOW)
+    assert error.value.reason == "job_closed"
+
+
+def test_intercepted_address_change_needs_a_reprint() -> None:
+    job = jobs.request_change(packed(), ADDRESS, "cs alice", NOW).job
+    change_id = job.changes[0].change_id
     with pytest.raises(Conflict):
-        check_ship(job(), ShipReport(packages=(PKG,)))
+        jobs.print_job(job, NOW)  # not while the change is open
+    done = jobs.resolve_change(job, change_id, True, False, "label swapped", "partner", NOW).job
+    assert done.changes[0].status is ChangeStatus.INTERCEPTED
+    assert done.ship_to == NEW_ADDRESS and done.work is Work.QUEUED
+    reprinted = jobs.print_job(done, NOW).job
+    assert reprinted.printed is not None and reprinted.printed.count == 2
+    # Resolving again the same way is a no-op; the other way is a conflict.
+    assert jobs.resolve_change(done, change_id, True, False, "", "partner", NOW).changed is False
+    with pytest.raises(Conflict):
+        jobs.resolve_change(done, change_id, False, False, "", "partner", NOW)
 
 
-def test_same_ship_report_twice_is_one_shipment_a_different_one_conflicts() -> None:
-    shipped = job(work=Work.SHIPPED, handshake=Handshake.ACCEPTED, packages=(PKG,))
-    assert check_ship(shipped, ShipReport(packages=(PKG,))) is False
-    other = Package(carrier_code="SF", tracking_number="SF1234567890")
-    with pytest.raises(Conflict) as error:
-        check_ship(shipped, ShipReport(packages=(other,)))
-    assert error.value.reason == "already_shipped"
+def test_intercepted_cancellation_returns_the_parcel_to_stock() -> None:
+    job = jobs.request_change(packed(), CANCEL, "cs", NOW).job
+    done = jobs.resolve_change(job, job.changes[0].change_id, True, False, "", "p", NOW).job
+    assert done.work is Work.CANCELLED
 
 
-def test_cancelled_job_cannot_ship() -> None:
-    with pytest.raises(Conflict) as error:
-        check_ship(job(work=Work.CANCELLED, lease_id="l"), ShipReport(lease_id="l",
-                                                                      packages=(PKG,)))
-    assert error.value.reason == "job_cancelled"
+def test_a_failed_intercept_alerts_cs_and_lets_the_job_go_on() -> None:
+    job = jobs.request_change(packed(), ADDRESS, "cs", NOW).job
+    transition = jobs.resolve_change(job, job.changes[0].change_id, False, False,
+                                     "already on the truck", "p", NOW)
+    assert transition.events[0].alert == "change.intercept_failed"
+    assert transition.job.ship_to != NEW_ADDRESS
+    assert jobs.ship(transition.job, "s1", (PKG,), True, NOW).job.work is Work.SHIPPED
 
 
-@pytest.mark.parametrize("bad", [
-    {"carrier_code": "", "tracking_number": "773012345678901"},
-    {"carrier_code": "STO", "tracking_number": "1 2"},
-    {"carrier_code": "STO"},
-])
-def test_package_validation(bad: dict[str, str]) -> None:
+def test_a_promise_intercept_keeps_the_work_unless_a_reprint_is_asked() -> None:
+    job = jobs.request_change(picked(), GIFT, "cs", NOW).job
+    change_id = job.changes[0].change_id
+    kept = jobs.resolve_change(job, change_id, True, False, "", "p", NOW).job
+    assert kept.work is Work.PICKED and kept.promises[0].kind == "gift_message"
+    again = jobs.resolve_change(job, change_id, True, True, "", "p", NOW).job
+    assert again.work is Work.QUEUED
+
+
+def test_change_requests_need_their_data() -> None:
     with pytest.raises(ValidationError):
-        Package.model_validate(bad)
+        ChangeRequest(kind=ChangeKind.ADDRESS)
+
+
+# Deadlines ---------------------------------------------------------------------------------
+
+
+def alerts_at(job: Job, at: datetime, kind: str) -> list[str]:
+    return [e.alert for e in jobs.overdue(job, at).events if e.alert == kind]
+
+
+def test_not_accepted_alerts_at_24h_deems_accepted_at_72h_and_keeps_alerting() -> None:
+    job = leased(offered())
+    assert alerts_at(job, NOW + timedelta(hours=23), "job.not_accepted") == []
+    first = jobs.overdue(job, NOW + timedelta(hours=24))
+    assert "job.not_accepted" in [e.alert for e in first.events]
+    assert alerts_at(first.job, NOW + timedelta(hours=30), "job.not_accepted") == []  # daily
+    at72 = jobs.overdue(first.job, NOW + timedelta(hours=72))
+    assert at72.job.deemed_accepted
+    assert "job.deemed_accepted" in [e.type for e in at72.events]
+    assert "job.not_accepted" in [e.alert for e in at72.events]  # still alerting
+    late = NOW + timedelta(hours=72, minutes=1)
+    accepted_late = jobs.accept(jobs.claim(at72.job, "l2", late + timedelta(minutes=10),
+                                           late).job, "l2", late).job
+    assert alerts_at(accepted_late, NOW + timedelta(hours=120), "job.not_accepted") == []
+
+
+def test_late_dispatch_is_alerted_until_shipped() -> None:
+    job = printed()
+    late = jobs.overdue(job, job.ship_by + timedelta(minutes=1))
+    assert [e.alert for e in late.events] == ["job.late_dispatch"]
+    done = jobs.ship(jobs.pack(job, 1, 1, NOW).job, "s", (PKG,), True, NOW).job
+    assert jobs.next_deadline(done) is None
+    assert jobs.overdue(done, job.ship_by + timedelta(days=3)).changed is False
+
+
+def test_an_unresolved_intercept_is_alerted_after_its_deadline() -> None:
+    job = jobs.request_change(packed(), ADDRESS, "cs", NOW).job
+    deadline = job.changes[0].deadline
+    assert deadline is not None
+    assert alerts_at(job, deadline - timedelta(minutes=1), "change.intercept_overdue") == []
+    overdue = jobs.overdue(job, deadline)
+    assert "change.intercept_overdue" in [e.alert for e in overdue.events]
+    assert overdue.job.changes[0].alerted_at == deadline
+
+
+def test_chain_applies_several_changes_as_one_transition() -> None:
+    transition = jobs.chain(accepted(), [
+        lambda j: jobs.request_change(j, ADDRESS, "m", NOW),
+        lambda j: jobs.request_change(j, GIFT, "m", NOW),
+    ])
+    assert transition.changed and len(transition.job.changes) == 2
+    assert [e.type for e in transition.events] == ["change.applied", "change.applied"]
