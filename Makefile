@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit bench demo-order package clean
+.PHONY: run test lint unit bench demo-order demo-cancel demo-address package clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -17,6 +17,12 @@ run: $(STAMP)
 
 demo-order: $(STAMP)
 	$(BIN)/python -m chalicelib.local.demo order
+
+demo-cancel: $(STAMP)
+	$(BIN)/python -m chalicelib.local.demo cancel $(ORDER)
+
+demo-address: $(STAMP)
+	$(BIN)/python -m chalicelib.local.demo address $(ORDER)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -62,3 +62,12 @@ def sweep_unprocessed(event: Any) -> None:
     from chalicelib.timeutil import utcnow
 
     worker.sweep_unprocessed(utcnow())
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def sweep_deadlines(event: Any) -> None:
+    """Acceptance, dispatch and intercept deadlines: CS hears of what is late."""
+    from chalicelib import warehouse
+    from chalicelib.timeutil import utcnow
+
+    warehouse.sweep_deadlines(utcnow())

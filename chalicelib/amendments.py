@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib import jobs, warehouse
-from chalicelib.errors import ApiError, Conflict, NotFound
+from chalicelib.errors import ApiError, Busy, NotFound
 from chalicelib.orders import Address, Order, OrderEvent, OrderStatus
 from chalicelib.storage import Action, TransactionConflict, transact
 from chalicelib.storage import jobs as jobs_store
@@ -82,4 +82,4 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
         return {"order_id": order_id, "event": event.model_dump(mode="json"),
                 "change": change.model_dump(mode="json") if change else None,
                 "job": transition.job.state() if transition else None}
-    raise Conflict("order_busy", "the order kept changing; retry")
+    raise Busy("order")

@@ -37,3 +37,10 @@ class StorageUnavailable(ApiError):
 
     def __init__(self) -> None:
         super().__init__(503, "storage_unavailable", "storage is temporarily unavailable; retry")
+
+
+class Busy(ApiError):
+    """Others kept changing the same thing while we tried: nothing was written; retry."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(503, "busy", f"the {what} kept changing; retry", retry_after=1)

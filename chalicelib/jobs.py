@@ -209,6 +209,7 @@ class Job(BaseModel):
     reject_reason: RejectReason | None = None
     reject_detail: str = ""
     printed: PrintRecord | None = None
+    reprint_required: bool = False  # an intercepted change made the label wrong
     weight_grams: int | None = None
     package_count: int | None = None
     shipments: tuple[Shipment, ...] = ()
@@ -398,9 +399,11 @@ def _require_accepted(job: Job) -> None:
 
 def print_job(job: Job, now: datetime, *, waybill_numbers: tuple[str, ...] = (),
               carrier_code: str | None = None, wave_id: str | None = None) -> Transition:
-    """The print gate: after this, a change can no longer simply be applied."""
+    """The print gate: after this, a change can no longer simply be applied. A relabel after
+    an intercepted change reprints in place: the parcel keeps its stage."""
     _require_accepted(job)
-    if job.work is not Work.QUEUED:
+    relabel = job.reprint_required and job.work in IN_HAND
+    if job.work is not Work.QUEUED and not relabel:
         raise job.conflict("already_printed", f"the job is {job.work}; printing is for queued jobs")
     if job.open_changes:
         raise job.conflict("change_pending", "resolve the open change requests first")
@@ -413,7 +416,14 @@ def print_job(job: Job, now: datetime, *, waybill_numbers: tuple[str, ...] = (),
         type="job.printed", summary=f"Pick list and waybill {what}"
                                     + (f" in wave {wave_id}" if wave_id else ""),
         data={"job_id": job.job_id, "print": record.model_dump(mode="json")}),
-        work=Work.PRINTED, printed=record)
+        work=job.work if relabel else Work.PRINTED, printed=record, reprint_required=False)
+
+
+def _require_label(job: Job) -> None:
+    if job.open_changes:
+        raise job.conflict("change_pending", "resolve the open change requests first")
+    if job.reprint_required:
+        raise job.conflict("reprint_required", "print the new label first")
 
 
 def pick(job: Job, now: datetime) -> Transition:
@@ -430,8 +440,7 @@ def pack(job: Job, weight_grams: int, package_count: int, now: datetime) -> Tran
     _require_accepted(job)
     if job.work not in (Work.PRINTED, Work.PICKED, Work.PACKED):
         raise job.conflict("not_printed", f"the job is {job.work}; pack after printing")
-    if job.open_changes:
-        raise job.conflict("change_pending", "resolve the open change requests first")
+    _require_label(job)
     return _next(job, now, JobEvent(
         type="job.packed", summary=f"Packed: {package_count} package(s), {weight_grams} g",
         data={"job_id": job.job_id, "weight_grams": weight_grams,
@@ -450,8 +459,7 @@ def ship(job: Job, shipment_id: str, packages: tuple[Package, ...], final: bool,
     if job.work not in IN_HAND:
         raise job.conflict("not_printed" if job.work is Work.QUEUED else "already_shipped",
                            f"the job is {job.work}")
-    if job.open_changes:
-        raise job.conflict("change_pending", "resolve the open change requests first")
+    _require_label(job)
     shipment = Shipment(shipment_id=shipment_id, packages=packages, final=final, shipped_at=now)
     tracking = ", ".join(f"{p.carrier_code} {p.tracking_number}" for p in packages)
     return _next(job, now, JobEvent(
@@ -540,11 +548,18 @@ def resolve_change(job: Job, change_id: str, intercepted: bool, reprint: bool, n
             data={"job_id": job.job_id, "change": resolved.model_dump(mode="json")}),
             changes=changes)
     fields = _apply(job, resolved, now)
-    # A new address or other items make the printed label and pick list wrong.
-    if (change.kind in (ChangeKind.ADDRESS, ChangeKind.ATTRIBUTES) or reprint) \
-            and fields.get("work") is not Work.CANCELLED:
+    # Other items must be picked again from a new pick list; a new address (or whatever the
+    # warehouse says needs it) only needs a new label on the parcel in hand.
+    if change.kind is ChangeKind.ATTRIBUTES:
         fields["work"] = Work.QUEUED
-    again = " and must be printed again" if fields.get("work") is Work.QUEUED else ""
+    elif (change.kind is ChangeKind.ADDRESS or reprint) and change.kind is not ChangeKind.CANCEL:
+        fields["reprint_required"] = True
+    if fields.get("work") is Work.QUEUED:
+        again = ", to be picked and printed again"
+    elif fields.get("reprint_required"):
+        again = ", the label must be reprinted"
+    else:
+        again = ""
     return _next(job, now, JobEvent(
         type="change.intercepted", feed=True, summary=f"{what}: intercepted{again}",
         data={"job_id": job.job_id, "change": resolved.model_dump(mode="json")}),

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib import alerts, jobs
 from chalicelib.config import settings
-from chalicelib.errors import ApiError, Conflict, NotFound
+from chalicelib.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.jobs import Job, Transition
 from chalicelib.orders import OrderEvent
 from chalicelib.storage import Action, TransactionConflict, transact
@@ -75,7 +75,7 @@ def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor
         except TransactionConflict:
             continue
         return transition.job
-    raise Conflict("job_busy", "the job kept changing; retry")
+    raise Busy("job")
 
 
 def get_job(partner_id: str, job_id: str) -> Job:
@@ -332,7 +332,7 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
     try:
         transact(actions)
     except TransactionConflict:
-        raise Conflict("wave_conflict", "a job of the wave changed meanwhile; retry") from None
+        raise Busy("wave") from None
     return wave
 
 

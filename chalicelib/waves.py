@@ -58,6 +58,8 @@ class WaveRequest(BaseModel):
 
     job_ids: tuple[str, ...] = Field(min_length=1, max_length=MAX_WAVE)
     method: Literal["batch", "by_order"] = "batch"
+    # The couriers' e-waybill numbers, per job, as the label printer got them.
+    waybill_numbers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
 def _location(locations: Mapping[str, str], sku: str) -> str:
@@ -99,7 +101,9 @@ def plan(request: WaveRequest, found: Mapping[str, Job], locations: Mapping[str,
             refused[job_id] = {"error": "job_not_found"}
             continue
         try:
-            steps.append((job, jobs.print_job(job, now, wave_id=wave_id)))
+            steps.append((job, jobs.print_job(
+                job, now, wave_id=wave_id,
+                waybill_numbers=request.waybill_numbers.get(job_id, ()))))
         except Conflict as exc:
             refused[job_id] = {"error": exc.reason, **exc.details}
     if refused:

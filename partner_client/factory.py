@@ -33,9 +33,9 @@ from partner_client.client import (
 
 log = logging.getLogger("partner_client.factory")
 
-STAGES = ("accept", "print", "pick", "pack", "ship")
+STAGES = ("accept", "print", "relabel", "pick", "pack", "ship")
 DEFAULT_STEP_SECONDS: dict[str, float] = {
-    "accept": 1.0, "print": 8.0, "pick": 4.0, "pack": 4.0, "ship": 4.0}
+    "accept": 1.0, "print": 8.0, "relabel": 2.0, "pick": 4.0, "pack": 4.0, "ship": 4.0}
 # Changes that alter what the label or the parcel says: an intercepted one needs a new label.
 REPRINT_KINDS = frozenset({"address", "attributes"})
 DEFAULT_CARRIER = "STO"
@@ -65,6 +65,8 @@ def stage_of(job: Job) -> str | None:
         return "accept"
     if job.get("handshake") != "accepted":
         return None
+    if job.get("reprint_required") and job.get("work") in ("printed", "picked", "packed"):
+        return "relabel"  # an intercepted change made the label wrong: print a new one
     return {"queued": "print", "printed": "pick", "picked": "pack",
             "packed": "ship"}.get(job.get("work", ""))
 
@@ -111,8 +113,8 @@ class SimulatedFactory:
         unknown = set(step_seconds or {}) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}; stages are {STAGES}")
-        if not 1 <= wave_size <= 50:
-            raise ValueError("wave_size must be 1-50 (the API's limit per wave)")
+        if not 1 <= wave_size <= 49:
+            raise ValueError("wave_size must be 1-49 (the API's limit per wave)")
         self.client = client
         self.clock = clock
         self.steps = {**DEFAULT_STEP_SECONDS, **(step_seconds or {})}
@@ -142,6 +144,7 @@ class SimulatedFactory:
         self.resolve_open_changes()
         self._advance("accept", self._accept)
         self.print_waves()
+        self._advance("relabel", self._relabel)
         self._advance("pick", self._pick)
         self._advance("pack", self._pack)
         self._advance("ship", self._ship)
@@ -290,6 +293,13 @@ class SimulatedFactory:
         rest = [t for t in batch if t.job["job_id"] not in blocked]
         if rest:
             self._print_wave(rest)  # all or nothing: the others can go without the blocked
+
+    def _relabel(self, tracked: Tracked) -> None:
+        waybill = self._tracking_number(carrier_code(tracked.job))
+        job = self.client.print_job(tracked.job["job_id"], waybill_numbers=[waybill])
+        log.info("relabelled %s (new waybill %s)", job["job_id"], waybill)
+        tracked.waybill = waybill
+        self._adopt(job)
 
     def _pick(self, tracked: Tracked) -> None:
         job = self.client.pick(tracked.job["job_id"])

@@ -31,7 +31,7 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
             return view(*args, **kwargs)
         except ApiError as exc:
             headers: dict[str, str | list[str]] = dict(JSON)
-            if exc.status == 429 and "retry_after" in exc.details:
+            if exc.status in (429, 503) and "retry_after" in exc.details:
                 headers["Retry-After"] = str(exc.details["retry_after"])
             if exc.status >= 500:
                 log.error("%s in %s: %s", exc.reason, view.__name__, exc.__cause__ or exc)

@@ -60,20 +60,42 @@ def send_order(run: dict[str, Any]) -> tuple[str, requests.Response]:
     return order_id_for("shopify", SHOP, str(order["id"])), response
 
 
+NEW_ADDRESS = {"name": "林伟", "line1": "淮海中路 999 号", "line2": "3 楼", "city": "上海",
+               "province": "Shanghai", "province_code": "SH", "postal_code": "200031",
+               "country_code": "CN", "phone": "+86 138 0013 8000"}
+
+
+def amend(run: dict[str, Any], order_id: str, amendment: dict[str, Any]) -> requests.Response:
+    """What a CS agent does: an added, signed amendment through the CS API."""
+    return requests.post(f"{run['api']}/cs/v1/orders/{order_id}/amendments", json=amendment,
+                         headers={"Authorization": f"Bearer {run['cs_key']}"}, timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=["order"])
-    parser.parse_args()
+    parser.add_argument("what", choices=["order", "cancel", "address"])
+    parser.add_argument("order_id", nargs="?", help="for cancel and address")
+    args = parser.parse_args()
     if not RUN_FILE.exists():
         sys.exit("the local stack is not running: start it with `make run` first")
     run = json.loads(RUN_FILE.read_text())
+    if args.what != "order" and not args.order_id:
+        sys.exit(f"give the order id: make demo-{args.what} ORDER=ord_...")
     try:
-        order_id, response = send_order(run)
+        if args.what == "order":
+            order_id, response = send_order(run)
+        elif args.what == "cancel":
+            order_id = args.order_id
+            response = amend(run, order_id, {"kind": "cancel",
+                                             "reason": "buyer asked to cancel (demo)"})
+        else:
+            order_id = args.order_id
+            response = amend(run, order_id, {"kind": "address", "address": NEW_ADDRESS,
+                                             "reason": "buyer asked to deliver to the office"})
     except requests.ConnectionError:
         sys.exit(f"nothing answers at {run['api']}: is `make run` still running?")
-    print(f"POST /webhooks/shopify -> {response.status_code} {response.text}")
-    print(f"order id: {order_id}\n")
-    print("In a second or two the order worker has queued its job. Read it as CS:")
+    print(f"-> {response.status_code} {response.text}")
+    print(f"order id: {order_id}\n\nRead it as CS (its timeline shows every step):")
     print(f"  curl -s {run['api']}/cs/v1/orders/{order_id} "
           f"-H 'Authorization: Bearer {run['cs_key']}'")
 

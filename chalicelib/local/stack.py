@@ -134,33 +134,53 @@ def start_events(env: dict[str, str]) -> Any:
     return runner
 
 
+def start_factory(api_url: str, run: dict[str, Any]) -> threading.Event | None:
+    """The reference partner client as a simulated factory, so a newcomer sees jobs move.
+
+    It prints only after LOCAL_FACTORY_PRINT_SECONDS (default 30), leaving time to cancel an
+    order before print. LOCAL_FACTORY=off leaves the jobs to you.
+    """
+    if os.environ.get("LOCAL_FACTORY", "on") == "off":
+        return None
+    from partner_client.client import WarehouseClient
+    from partner_client.factory import SimulatedFactory
+
+    steps = {"accept": 2.0, "print": float(os.environ.get("LOCAL_FACTORY_PRINT_SECONDS", 30)),
+             "pick": 5.0, "pack": 5.0, "ship": 15.0}
+    factory = SimulatedFactory(WarehouseClient(api_url, run["partner_key"]), step_seconds=steps,
+                               intercept_failure_rate=0.0)
+    stop = threading.Event()
+    threading.Thread(target=factory.run_forever, args=(stop,), name="simulated factory",
+                     daemon=True).start()
+    return stop
+
+
 def banner(api: str, aws: str, run: dict[str, Any]) -> str:
     auth_p = f"-H 'Authorization: Bearer {run['partner_key']}'"
     auth_cs = f"-H 'Authorization: Bearer {run['cs_key']}'"
     return f"""
 ================================================================================
  Order backbone running locally
-   HTTP API            {api}
+   HTTP API            {api}   (partner API: {api}/warehouse/v1/openapi.json)
    local AWS endpoint  {aws}   (moto; state lives until Ctrl-C)
    demo partner        {run['partner']}   key {run['partner_key']}
    demo CS agent       cs-demo (back office)   key {run['cs_key']}
    secrets + keys      {RUN_FILE}
 
- Try it (in another terminal):
-   make demo-order            # sends a signed Shopify order; prints its order id
+ A simulated factory (the reference partner client, partner_client/) accepts new jobs
+ at once, prints them 30 s later, then picks, packs and ships. In another terminal:
 
-   # the factory claims jobs (lease 10 min) ...
-   curl -s -X POST {api}/warehouse/v1/jobs/claim {auth_p} \\
-        -H 'Content-Type: application/json' -d '{{"max_jobs": 10}}'
-   # ... and ships one (job id and lease id from the claim's answer)
-   curl -s -X POST {api}/warehouse/v1/jobs/JOB_ID/ship {auth_p} \\
-        -H 'Content-Type: application/json' \\
-        -d '{{"lease_id": "LEASE_ID", "packages": [
-              {{"carrier_code": "STO", "tracking_number": "773012345678901"}}]}}'
-   # CS reads the order with its timeline
+   make demo-order                    # a signed Shopify order; note its order id
+   make demo-cancel ORDER=ord_...     # within 30 s: cancelled before print, at once
+   make demo-address ORDER=ord_...    # after print: an intercept the factory resolves
+
+   # CS reads an order with its timeline
    curl -s {api}/cs/v1/orders/ORDER_ID {auth_cs}
+   # the partner's change feed
+   curl -s {api}/warehouse/v1/changes {auth_p}
 
- Logs below: webhooks, the order worker, and CS ALERT lines. Ctrl-C stops everything.
+ Logs below: webhooks, the order worker, the factory's steps and CS ALERT lines.
+ Ctrl-C stops everything.
 ================================================================================
 """
 
@@ -189,10 +209,11 @@ def main() -> None:
         RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))
         RUN_FILE.chmod(0o600)
         api = start_api(api_port, env)
-        runner = None
+        runner, factory = None, None
         try:
             _wait_for_port(api_port, api)
             runner = start_events(env)
+            factory = start_factory(api_url, run)
             print(banner(api_url, env["AWS_ENDPOINT_URL"], run), flush=True)
             print("READY", flush=True)  # the end-to-end test waits for this line
             while not stopping.is_set() and api.poll() is None:
@@ -201,6 +222,8 @@ def main() -> None:
             pass
         finally:
             print("stopping...", flush=True)
+            if factory is not None:
+                factory.set()
             if runner is not None:
                 runner.stop()
             stop_api(api)

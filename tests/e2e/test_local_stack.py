@@ -1,7 +1,9 @@
-"""The real local stack, as `make run` starts it: moto server, `chalice local`, event runner.
+"""The real local stack, as `make run` starts it: local AWS, `chalice local`, the event runner
+and the simulated factory (the reference partner client).
 
-A signed Shopify order goes in over HTTP; the warehouse claims and ships its job over HTTP;
-CS reads the timeline; Ctrl-C stops everything and frees the ports.
+Signed Shopify orders go in over HTTP; the factory claims, prints, packs and ships them; CS
+cancels one before print and re-addresses one after; the timelines and the partner's change
+feed show each outcome; Ctrl-C stops everything and frees the ports.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.local.demo import send_order
+from chalicelib.local.demo import NEW_ADDRESS, amend, send_order
 from chalicelib.local.stack import ROOT
 from tests.conftest import free_port
 
@@ -32,7 +34,8 @@ pytestmark = pytest.mark.e2e
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     run_file = tmp_path_factory.mktemp("stack") / "run.json"
     ports = {"LOCAL_API_PORT": str(free_port()), "LOCAL_AWS_PORT": str(free_port())}
-    env = {**os.environ, **ports, "LOCAL_RUN_FILE": str(run_file)}
+    env = {**os.environ, **ports, "LOCAL_RUN_FILE": str(run_file),
+           "LOCAL_FACTORY_PRINT_SECONDS": "6"}
     for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
         env.pop(name, None)  # the stack must set up its own
     process = subprocess.Popen([sys.executable, "-m", "chalicelib.local.stack"], cwd=ROOT,
@@ -58,39 +61,65 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         process.kill()
 
 
-def wait_for_job(api: str, key: str, order_id: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for(what: str, check: Any, timeout: float = 90) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = requests.post(f"{api}/warehouse/v1/jobs/claim", json={"max_jobs": 100},
-                               headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
-        for job in answer["jobs"]:
-            if job["order_id"] == order_id:
-                return {**job, "lease_id": answer["lease_id"]}
+        found = check()
+        if found:
+            return found
         time.sleep(0.5)
-    raise AssertionError(f"no job for {order_id} within {timeout} s")
+    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
-def test_order_flows_from_webhook_to_shipped(running_stack: dict[str, Any]) -> None:
+def timeline(run: dict[str, Any], order_id: str) -> Any:
+    response = requests.get(f"{run['api']}/cs/v1/orders/{order_id}", timeout=10,
+                            headers={"Authorization": f"Bearer {run['cs_key']}"})
+    return response.json() if response.status_code == 200 else None
+
+
+def events(run: dict[str, Any], order_id: str) -> list[str]:
+    view = timeline(run, order_id)
+    return [e["type"] for e in view["timeline"]] if view else []
+
+
+def test_the_factory_ships_and_changes_land_by_stage(running_stack: dict[str, Any]) -> None:
+    """The issue's story: orders in, one cancelled before print, one re-addressed after."""
     run = running_stack["run"]
-    api = run["api"]
-    order_id, response = send_order(run)
-    assert response.status_code == 200, response.text
-    assert response.json()["status"] == "accepted"
+    plain, response = send_order(run)
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    cancel_me, _ = send_order(run)
+    readdress_me, _ = send_order(run)
 
-    job = wait_for_job(api, run["partner_key"], order_id)
-    partner = {"Authorization": f"Bearer {run['partner_key']}"}
-    report = {"lease_id": job["lease_id"],
-              "packages": [{"carrier_code": "STO", "tracking_number": "773012345678901"}]}
-    shipped = requests.post(f"{api}/warehouse/v1/jobs/{job['job_id']}/ship", json=report,
-                            headers=partner, timeout=10)
-    assert shipped.status_code == 200, shipped.text
-    assert shipped.json()["work"] == "shipped"
+    wait_for("the job offer", lambda: "job.created" in events(run, cancel_me))
+    answer = amend(run, cancel_me, {"kind": "cancel", "reason": "buyer cancelled"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["change"]["status"] == "applied"
 
-    view = requests.get(f"{api}/cs/v1/orders/{order_id}", timeout=10,
-                        headers={"Authorization": f"Bearer {run['cs_key']}"}).json()
-    assert [e["type"] for e in view["timeline"]] == ["order.received", "job.created",
-                                                     "job.shipped"]
-    assert view["job"]["packages"][0]["tracking_number"] == "773012345678901"
+    wait_for("printing", lambda: "job.printed" in events(run, readdress_me))
+    answer = amend(run, readdress_me, {"kind": "address", "address": NEW_ADDRESS,
+                                       "reason": "deliver to the office"})
+    assert answer.json()["change"]["status"] == "intercept_requested"
+
+    for order_id in (plain, readdress_me):
+        wait_for(f"{order_id} shipped", lambda o=order_id: "job.shipped" in events(run, o))
+    assert events(run, plain) == ["order.received", "job.created", "job.accepted",
+                                  "job.printed", "job.picked", "job.packed", "job.shipped"]
+    readdressed = timeline(run, readdress_me)
+    kinds = [e["type"] for e in readdressed["timeline"]]
+    assert kinds.index("change.intercept_requested") < kinds.index("change.intercepted") \
+        < len(kinds) - 1 - kinds[::-1].index("job.printed") < kinds.index("job.shipped")
+    assert readdressed["job"]["ship_to"]["line1"] == NEW_ADDRESS["line1"]
+    assert readdressed["job"]["printed"]["count"] == 2
+    cancelled = timeline(run, cancel_me)
+    assert cancelled["job"]["work"] == "cancelled"
+    assert "job.printed" not in [e["type"] for e in cancelled["timeline"]]
+
+    feed = requests.get(f"{run['api']}/warehouse/v1/changes", timeout=10, headers={
+        "Authorization": f"Bearer {run['partner_key']}"}).json()["entries"]
+    seen = {(e["job_id"].removeprefix("job_"), e["type"]) for e in feed}
+    assert (cancel_me.removeprefix("ord_"), "change.applied") in seen
+    assert (readdress_me.removeprefix("ord_"), "change.intercept_requested") in seen
+    assert (readdress_me.removeprefix("ord_"), "change.intercepted") in seen
 
 
 def test_bad_signature_is_refused_over_real_http(running_stack: dict[str, Any]) -> None:

@@ -204,7 +204,8 @@ def test_changes_before_print_apply_and_after_print_are_intercepts(
 
     resolved = api.post(f"/jobs/{after['job_id']}/changes/{change_id}/resolve",
                         {"outcome": "intercepted", "note": "label swapped"})
-    assert resolved["work"] == "queued" and resolved["ship_to"]["line1"] == NEW_ADDRESS["line1"]
+    assert resolved["work"] == "printed" and resolved["reprint_required"]
+    assert resolved["ship_to"]["line1"] == NEW_ADDRESS["line1"]
     assert api.post(f"/jobs/{after['job_id']}/print")["printed"]["count"] == 2
     assert api.timeline(after["order_id"])[-4:] == [
         "order.amended", "change.intercept_requested", "change.intercepted", "job.printed"]

@@ -246,17 +246,29 @@ def test_a_closed_job_takes_no_changes(state: str) -> None:
     assert error.value.reason == "job_closed"
 
 
-def test_intercepted_address_change_needs_a_reprint() -> None:
+def test_intercepted_address_change_needs_a_new_label_on_the_parcel_in_hand() -> None:
     job = jobs.request_change(packed(), ADDRESS, "cs alice", NOW).job
     change_id = job.changes[0].change_id
     with pytest.raises(Conflict):
         jobs.print_job(job, NOW)  # not while the change is open
     done = jobs.resolve_change(job, change_id, True, False, "label swapped", "partner", NOW).job
     assert done.changes[0].status is ChangeStatus.INTERCEPTED
-    assert done.ship_to == NEW_ADDRESS and done.work is Work.QUEUED
+    assert done.ship_to == NEW_ADDRESS and done.work is Work.PACKED and done.reprint_required
+    with pytest.raises(Conflict) as error:
+        jobs.ship(done, "s1", (PKG,), True, NOW)
+    assert error.value.reason == "reprint_required"
     reprinted = jobs.print_job(done, NOW).job
     assert reprinted.printed is not None and reprinted.printed.count == 2
+    assert reprinted.work is Work.PACKED and not reprinted.reprint_required
+    assert jobs.ship(reprinted, "s1", (PKG,), True, NOW).job.work is Work.SHIPPED
+
+
+def test_intercepted_item_change_goes_back_to_picking() -> None:
+    job = jobs.request_change(packed(), SIZE, "cs", NOW).job
+    done = jobs.resolve_change(job, job.changes[0].change_id, True, False, "", "p", NOW).job
+    assert done.work is Work.QUEUED and done.lines[0].sku == "LS-WHT-L"
     # Resolving again the same way is a no-op; the other way is a conflict.
+    change_id = done.changes[0].change_id
     assert jobs.resolve_change(done, change_id, True, False, "", "partner", NOW).changed is False
     with pytest.raises(Conflict):
         jobs.resolve_change(done, change_id, False, False, "", "partner", NOW)
@@ -282,8 +294,9 @@ def test_a_promise_intercept_keeps_the_work_unless_a_reprint_is_asked() -> None:
     change_id = job.changes[0].change_id
     kept = jobs.resolve_change(job, change_id, True, False, "", "p", NOW).job
     assert kept.work is Work.PICKED and kept.promises[0].kind == "gift_message"
+    assert not kept.reprint_required
     again = jobs.resolve_change(job, change_id, True, True, "", "p", NOW).job
-    assert again.work is Work.QUEUED
+    assert again.work is Work.PICKED and again.reprint_required
 
 
 def test_change_requests_need_their_data() -> None:

@@ -651,3 +651,11 @@ def test_a_stale_saved_cursor_says_to_reset(rsps: Any, tmp_path: Path,
 def test_table_pads_wide_characters() -> None:
     table = render_table(["NAME", "QTY"], [("王芳", 1), ("Bob", 10)])
     assert table.splitlines() == ["NAME  QTY", "----  ---", "王芳    1", "Bob    10"]
+
+
+def test_a_job_needing_a_new_label_is_relabelled_before_anything_else() -> None:
+    from partner_client.factory import stage_of
+
+    job = {"handshake": "accepted", "work": "picked", "reprint_required": True}
+    assert stage_of(job) == "relabel"  # type: ignore[arg-type]
+    assert stage_of({**job, "reprint_required": False}) == "pack"  # type: ignore[arg-type]
