@@ -202,11 +202,14 @@ def put_wave(partner_id: str, wave: dict[str, Any]) -> Action:
     }})
 
 
-def get_wave(partner_id: str, wave_id: str) -> dict[str, Any] | None:
-    answer = aws.client("dynamodb").get_item(TableName=_table(),
-                                             Key=_key(partner_id, f"WAVE#{wave_id}"))
+def _get_document(partner_id: str, sk: str) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb").get_item(TableName=_table(), Key=_key(partner_id, sk))
     item = from_attrs(answer.get("Item", {}))
     return {k: v for k, v in item.items() if k not in ("pk", "sk")} if item else None
+
+
+def get_wave(partner_id: str, wave_id: str) -> dict[str, Any] | None:
+    return _get_document(partner_id, f"WAVE#{wave_id}")
 
 
 def put_return(partner_id: str, record: dict[str, Any]) -> Action:
@@ -218,16 +221,11 @@ def put_return(partner_id: str, record: dict[str, Any]) -> Action:
 
 
 def get_return(partner_id: str, tracking: str) -> dict[str, Any] | None:
-    answer = aws.client("dynamodb").get_item(TableName=_table(),
-                                             Key=_key(partner_id, f"RETURN#{tracking}"))
-    item = from_attrs(answer.get("Item", {}))
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")} if item else None
+    return _get_document(partner_id, f"RETURN#{tracking}")
 
 
 def sku_locations(partner_id: str) -> dict[str, str]:
-    answer = aws.client("dynamodb").get_item(TableName=_table(),
-                                             Key=_key(partner_id, "SKU_LOCATIONS"))
-    return dict(from_attrs(answer.get("Item", {})).get("locations", {}))
+    return dict((_get_document(partner_id, "SKU_LOCATIONS") or {}).get("locations", {}))
 
 
 def merge_sku_locations(partner_id: str, locations: dict[str, str], now: datetime) -> int:
