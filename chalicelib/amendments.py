@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib import jobs, warehouse
+from chalicelib.config import protocol_rules
 from chalicelib.errors import ApiError, Busy, NotFound
 from chalicelib.orders import Address, Order, OrderEvent, OrderStatus
 from chalicelib.storage import Action, TransactionConflict, transact
@@ -66,7 +67,8 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
         if request is not None and stored.job is not None:
             job = jobs_store.get(stored.job.partner_id, stored.job.job_id)
             if job is not None:
-                transition = jobs.request_change(job, request, actor, now)  # 409 if closed
+                transition = jobs.request_change(job, request, actor, now,
+                                                  protocol_rules())  # 409 if closed
                 warehouse.announce(transition, now)
         actions: list[Action] = [orders_store.put_current(
             _current_view(stored.order, amendment, now), stored, stored.job, now)]

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.jobs import ProtocolRules
 
 
 def _int(name: str, default: int) -> int:
@@ -49,3 +53,13 @@ class Settings:
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     return Settings()
+
+
+@lru_cache(maxsize=1)
+def protocol_rules() -> ProtocolRules:
+    """The warehouse protocol's rules: the contract's defaults, or PROTOCOL_RULES_JSON (the
+    JSON form of chalicelib.jobs.ProtocolRules, e.g. cut-offs, holidays, carrier costs)."""
+    from chalicelib.jobs import ProtocolRules
+
+    raw = os.environ.get("PROTOCOL_RULES_JSON")
+    return ProtocolRules.model_validate_json(raw) if raw else ProtocolRules()

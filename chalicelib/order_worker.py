@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib import alerts, batches, jobs, marketplaces, warehouse
-from chalicelib.config import settings
+from chalicelib.config import protocol_rules, settings
 from chalicelib.orders import Decision, Delivery, InvalidOrder, Order, decide
 from chalicelib.storage import Action, TransactionConflict, from_attrs, transact
 from chalicelib.storage import inbox as inbox_store
@@ -72,7 +72,8 @@ def _job_step(stored: orders_store.StoredOrder | None, decision: Decision, deliv
               now: datetime) -> JobStep | None:
     """A new job for a newly paid order, or the marketplace's changes as change requests."""
     if decision.create_job:
-        job = jobs.new_job(decision.order, settings().warehouse_partner, now)
+        job = jobs.new_job(decision.order, settings().warehouse_partner, now,
+                           protocol_rules())
         return None, jobs.Transition(job=job, events=(jobs.offered_event(job),))
     if stored is None or stored.job is None or decision.outcome != "updated":
         return None
@@ -83,7 +84,8 @@ def _job_step(stored: orders_store.StoredOrder | None, decision: Decision, deliv
     if current is None:
         return None
     transition = jobs.chain(current, [
-        lambda j, r=request: jobs.request_change(j, r, delivery.actor, now)  # type: ignore[misc]
+        lambda j, r=request: jobs.request_change(j, r, delivery.actor, now,  # type: ignore[misc]
+                                                      protocol_rules())
         for request in requests])
     return (current, transition) if transition.changed else None
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib import alerts, jobs
-from chalicelib.config import settings
+from chalicelib.config import protocol_rules, settings
 from chalicelib.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.jobs import Job, Transition
 from chalicelib.orders import OrderEvent
@@ -190,7 +190,7 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
         steps = []
         for job in candidates:
             try:
-                steps.append((job, jobs.claim(job, lease_id, expires, now)))
+                steps.append((job, jobs.claim(job, lease_id, expires, now, protocol_rules())))
             except Conflict:
                 continue  # the index lagged: no longer on offer
         for _, transition in steps:
@@ -306,11 +306,11 @@ def changes(partner_id: str, cursor: str | None, limit: int, now: datetime) -> d
 
 def sweep_deadlines(now: datetime, limit: int = 100) -> int:
     """Alert what is late (acceptance, dispatch, intercepts); returns how many jobs moved."""
-    moved = 0
+    moved, rules = 0, protocol_rules()
     for partner_id, job_id in jobs_store.due(now, limit):
         try:
-            after = apply(partner_id, job_id, lambda j: jobs.overdue(j, now), "deadline watch",
-                          now)
+            after = apply(partner_id, job_id, lambda j: jobs.overdue(j, now, rules),
+                          "deadline watch", now)
         except (Conflict, NotFound):
             continue  # busy (the next sweep sees it again) or gone
         moved += after.updated_at == now

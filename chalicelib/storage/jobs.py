@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import aws
-from chalicelib.config import settings
-from chalicelib.jobs import DEFAULT_PROTOCOL, Job, JobEvent, ProtocolRules, next_deadline
+from chalicelib.config import protocol_rules, settings
+from chalicelib.jobs import Job, JobEvent, next_deadline
 from chalicelib.storage import Action, from_attrs, to_attrs
 from chalicelib.timeutil import iso
 
@@ -47,13 +47,13 @@ def job_of(item: dict[str, Any]) -> Job:
     return Job.model_validate({k: v for k, v in item.items() if k not in _DERIVED})
 
 
-def item_of(job: Job, rules: ProtocolRules = DEFAULT_PROTOCOL) -> dict[str, Any]:
+def item_of(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {"pk": job.partner_id, "sk": job.job_id,
                             **job.model_dump(mode="json", exclude_none=True)}
     if job.claimable:
         item["offer_partner"] = job.partner_id
         item["offer_at"] = iso(job.offer_at)
-    deadline = next_deadline(job, rules)
+    deadline = next_deadline(job, protocol_rules())
     if deadline is not None:
         item["deadline_pk"] = DUE
         item["deadline_at"] = iso(deadline)

@@ -424,3 +424,22 @@ def test_bad_bodies_get_reasons(api: Api) -> None:
                     expect=422)["error"] == "invalid_payload"
     assert api.amend("ord_missing", {"kind": "address", "reason": "x"}, expect=422)["error"] \
         == "invalid_payload"
+
+
+def test_protocol_rules_come_from_configuration(api: Api, client: Client, stack: dict[str, str],
+                                                partner: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.config import protocol_rules
+
+    rules = {"max_offers": 1, "carriers": {"default_carrier": "YTO"}}
+    monkeypatch.setenv("PROTOCOL_RULES_JSON", json.dumps(rules))
+    protocol_rules.cache_clear()
+    try:
+        queue_orders(client, stack, 1)
+        job = api.claim()["jobs"][0]
+        assert job["carrier"]["carrier_code"] == "YTO"
+        later = utcnow() + timedelta(minutes=11)
+        assert warehouse.claim(partner, warehouse.ClaimRequest(), later).jobs == []
+        assert warehouse.get_job(partner, job["job_id"]).dead_lettered  # after one offer
+    finally:
+        protocol_rules.cache_clear()
