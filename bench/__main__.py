@@ -13,7 +13,7 @@ import time
 
 from bench.stack import ROOT
 
-BENCHMARKS = ("aws_calls", "webhook_latency", "cold_start")
+BENCHMARKS = ("aws_calls", "webhook_latency", "cold_start", "job_calls", "claim_latency")
 TIME_LIMIT = 900  # seconds per benchmark
 
 

@@ -173,7 +173,10 @@ def _jobs_queued(env: dict[str, str]) -> int:
     import boto3
 
     ddb = boto3.session.Session().client("dynamodb")
-    pages = ddb.get_paginator("scan").paginate(TableName=env["JOBS_TABLE"], Select="COUNT")
+    # The jobs table also holds feed entries, waves and returns: count job items only.
+    pages = ddb.get_paginator("scan").paginate(
+        TableName=env["JOBS_TABLE"], Select="COUNT", FilterExpression="begins_with(sk, :job)",
+        ExpressionAttributeValues={":job": {"S": "job_"}})
     return sum(int(page["Count"]) for page in pages)
 
 

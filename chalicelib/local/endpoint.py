@@ -54,7 +54,7 @@ def _transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) ->
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
     seen: set[tuple[str, str]] = set()
-    planned: list[tuple[str, dict[str, Any], dict[str, Any], Any]] = []
+    planned: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     reasons: list[tuple[str | None, str | None, Any]] = []
     for entry in transact_items:
         if len(entry) > 1:
@@ -81,10 +81,10 @@ def _transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) ->
             reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
         else:
             reasons.append((None, None, None))
-        planned.append((op_type, op, key, current.to_json()["Attributes"] if current else None))
+        planned.append((op_type, op, key))
     if any(code for code, _, _ in reasons):
         raise TransactionCanceledException(reasons)
-    for op_type, op, key, _ in planned:
+    for op_type, op, key in planned:
         names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
         if op_type == "Put":
             backend.put_item(op["TableName"], op["Item"], expression_attribute_names=names,
