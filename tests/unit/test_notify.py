@@ -1,0 +1,590 @@
+"""CS channel adapters: signatures against independent vectors, the exact requests, the answers,
+the templates, SES arguments, and every channel's request as a local HTTP server receives it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from chalicelib.alerts import Alert, Severity
+from chalicelib.notify import (
+    CHANNEL_MODULES,
+    ChannelResult,
+    Failure,
+    Language,
+    Message,
+    channel,
+    dingtalk,
+    email,
+    epoch_millis,
+    feishu,
+    parse_config,
+    send,
+    slack,
+    templates,
+    truncate_utf8,
+    wecom,
+)
+
+NOW = datetime(2024, 3, 5, 6, 7, 8, 123456, tzinfo=UTC)
+NOW_MS = 1709618828123
+NOW_S = 1709618828
+DING_SECRET = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+FEISHU_SECRET = "fs-secret-7Qp"
+LINK = "https://cs.example.com/cases/case_1?tab=timeline&x=1"
+
+MESSAGE = Message(
+    title="【高】仓库拒单 · 订单 #1001",
+    text="订单：#1001\n发生了什么：仓库拒绝了这个订单的发货任务。\n请处理：查看拒单原因。",
+    severity=Severity.HIGH, link=LINK, language=Language.ZH, kind="job.rejected",
+    mentions=("13800000000",))
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# Signatures, computed independently ------------------------------------------------------------
+
+def _independent_dingtalk_sign(timestamp_ms: int, secret: str) -> str:
+    string_to_sign = f"{timestamp_ms}\n{secret}"
+    digest = hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"),
+                      digestmod=hashlib.sha256).digest()
+    return urllib.parse.quote_plus(base64.b64encode(digest))
+
+
+def _independent_feishu_sign(timestamp_s: int, secret: str) -> str:
+    string_to_sign = f"{timestamp_s}\n{secret}"
+    digest = hmac.new(string_to_sign.encode("utf-8"), digestmod=hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("utf-8")
+
+
+def test_epoch_millis_is_exact() -> None:
+    assert epoch_millis(NOW) == NOW_MS
+    assert epoch_millis(datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)) == 1_700_000_000_000
+    with pytest.raises(ValueError):
+        epoch_millis(datetime(2024, 1, 1))
+
+
+@pytest.mark.parametrize(("timestamp", "secret"), [
+    (NOW_MS, DING_SECRET), (1_700_000_000_000, "secret"), (1, "密钥 with spaces+/="),
+])
+def test_dingtalk_sign_matches_independent_vector(timestamp: int, secret: str) -> None:
+    assert dingtalk.sign(timestamp, secret) == _independent_dingtalk_sign(timestamp, secret)
+
+
+def test_dingtalk_sign_matches_published_vector() -> None:
+    # The `dingding` crate's test vector (docs.rs): timestamp 1700000000000, secret "secret".
+    assert dingtalk.sign(1_700_000_000_000, "secret") == \
+        "OuzzJR5%2BxZ4%2FEYwqtNt6sMYZQMTa%2FHEGvc9miJe7XzY%3D"
+
+
+@pytest.mark.parametrize(("timestamp", "secret"), [
+    (NOW_S, FEISHU_SECRET), (1599360473, "demo"), (0, "密钥"),
+])
+def test_feishu_sign_matches_independent_vector(timestamp: int, secret: str) -> None:
+    assert feishu.sign(timestamp, secret) == _independent_feishu_sign(timestamp, secret)
+
+
+def test_feishu_sign_is_not_dingtalks_scheme() -> None:
+    # The common mistake: key=secret, message="timestamp\nsecret". Feishu rejects it (19021).
+    wrong = base64.b64encode(hmac.new(FEISHU_SECRET.encode(),
+                                      f"{NOW_S}\n{FEISHU_SECRET}".encode(),
+                                      hashlib.sha256).digest()).decode()
+    assert feishu.sign(NOW_S, FEISHU_SECRET) != wrong
+
+
+# The exact requests ----------------------------------------------------------------------------
+
+def test_slack_request() -> None:
+    config = slack.SlackConfig(webhook_url="https://hooks.slack.com/services/T0/B0/XYZ")
+    request = slack.CHANNEL.build_request(MESSAGE, config, NOW)
+    assert (request.method, request.url) == ("POST", "https://hooks.slack.com/services/T0/B0/XYZ")
+    assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
+    assert request.body == {
+        "text": f"{MESSAGE.title}\n{MESSAGE.text}\n{LINK}",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text",
+                                        "text": f":warning: {MESSAGE.title}", "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": MESSAGE.text}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"<{LINK}|打开处理>"}},
+        ]}
+
+
+def test_slack_escapes_mrkdwn_and_respects_block_limits() -> None:
+    message = MESSAGE.model_copy(update={"title": "T" * 400, "text": "a < b & c > d\n" * 400})
+    body = slack.CHANNEL.build_request(
+        message, slack.SlackConfig(webhook_url="https://h.example/x"), NOW).body
+    header, section = body["blocks"][0]["text"]["text"], body["blocks"][1]["text"]["text"]
+    assert len(header) <= slack.HEADER_MAX_CHARS and len(section) <= slack.SECTION_MAX_CHARS
+    assert section.startswith("a &lt; b &amp; c &gt; d")
+
+
+def test_dingtalk_request_is_signed_in_the_query() -> None:
+    config = dingtalk.DingTalkConfig(
+        webhook_url="https://oapi.dingtalk.com/robot/send?access_token=tok123",
+        secret=DING_SECRET)
+    request = dingtalk.CHANNEL.build_request(MESSAGE, config, NOW)
+    expected_sign = _independent_dingtalk_sign(NOW_MS, DING_SECRET)
+    assert request.url == ("https://oapi.dingtalk.com/robot/send?access_token=tok123"
+                           f"&timestamp={NOW_MS}&sign={expected_sign}")
+    assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
+    assert request.body == {
+        "msgtype": "markdown",
+        "markdown": {"title": MESSAGE.title, "text": (
+            f"#### {MESSAGE.title}\n\n订单：#1001\n\n发生了什么：仓库拒绝了这个订单的发货任务。\n\n"
+            f"请处理：查看拒单原因。\n\n[打开处理]({LINK})\n\n@13800000000")},
+        "at": {"atMobiles": ["13800000000"], "isAtAll": False}}
+
+
+def test_dingtalk_without_secret_sends_the_url_as_configured() -> None:
+    config = dingtalk.DingTalkConfig(webhook_url="https://oapi.dingtalk.com/robot/send?access_token=t")
+    assert dingtalk.CHANNEL.build_request(MESSAGE, config, NOW).url == \
+        "https://oapi.dingtalk.com/robot/send?access_token=t"
+
+
+def test_feishu_request_is_signed_in_the_body() -> None:
+    config = feishu.FeishuConfig(
+        webhook_url="https://open.feishu.cn/open-apis/bot/v2/hook/abc-123", secret=FEISHU_SECRET)
+    request = feishu.CHANNEL.build_request(MESSAGE, config, NOW)
+    assert request.url == "https://open.feishu.cn/open-apis/bot/v2/hook/abc-123"
+    assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
+    assert request.body == {
+        "timestamp": str(NOW_S),
+        "sign": _independent_feishu_sign(NOW_S, FEISHU_SECRET),
+        "msg_type": "post",
+        "content": {"post": {"zh_cn": {"title": MESSAGE.title, "content": [
+            [{"tag": "text", "text": "订单：#1001"}],
+            [{"tag": "text", "text": "发生了什么：仓库拒绝了这个订单的发货任务。"}],
+            [{"tag": "text", "text": "请处理：查看拒单原因。"}],
+            [{"tag": "a", "text": "打开处理", "href": LINK}],
+        ]}}}}
+
+
+def test_feishu_english_uses_the_english_locale_and_no_sign_without_secret() -> None:
+    message = MESSAGE.model_copy(update={"language": Language.EN})
+    body = feishu.CHANNEL.build_request(
+        message, feishu.FeishuConfig(webhook_url="https://open.larksuite.com/open-apis/bot/v2/hook/x"),
+        NOW).body
+    assert set(body) == {"msg_type", "content"}
+    assert list(body["content"]["post"]) == ["en_us"]
+
+
+def test_wecom_request() -> None:
+    config = wecom.WeComConfig(webhook_url="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-1")
+    request = wecom.CHANNEL.build_request(MESSAGE, config, NOW)
+    assert request.url == "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-1"
+    assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
+    assert request.body == {"msgtype": "markdown", "markdown": {"content": (
+        f'<font color="warning">**{MESSAGE.title}**</font>\n{MESSAGE.text}\n[打开处理]({LINK})')}}
+
+
+def test_wecom_markdown_fits_4096_bytes_and_keeps_title_and_link() -> None:
+    message = MESSAGE.model_copy(update={"text": "物流停滞 #1001\n" * 2000})
+    content = wecom.CHANNEL.build_request(
+        message, wecom.WeComConfig(webhook_url="https://q.example/send?key=k"), NOW
+    ).body["markdown"]["content"]
+    assert len(content.encode("utf-8")) <= wecom.MARKDOWN_MAX_BYTES
+    assert content.startswith('<font color="warning">**') and content.endswith(f"({LINK})")
+    assert "…" in content
+
+
+def test_truncate_utf8_cuts_on_character_boundaries() -> None:
+    assert truncate_utf8("abc", 3) == "abc"
+    cut = truncate_utf8("订单" * 10, 10)
+    assert len(cut.encode()) <= 10 and cut.endswith("…")
+    cut.encode("utf-8")  # still valid text
+
+
+def test_unsigned_platforms_refuse_a_secret() -> None:
+    with pytest.raises(ValueError, match="not signed"):
+        wecom.WeComConfig(webhook_url="https://q.example/send?key=k", secret="s")
+    with pytest.raises(ValueError, match="not signed"):
+        slack.SlackConfig(webhook_url="https://hooks.slack.com/x", secret="s")
+    with pytest.raises(ValueError, match="http"):
+        slack.SlackConfig(webhook_url="hooks.slack.com/x")
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    config = dingtalk.DingTalkConfig(
+        webhook_url="https://oapi.dingtalk.com/robot/send?access_token=tok123", secret=DING_SECRET)
+    request = dingtalk.CHANNEL.build_request(MESSAGE, config, NOW)
+    for text in (repr(config), str(config), repr(request)):
+        assert "tok123" not in text and DING_SECRET not in text
+
+
+def test_registry_imports_on_demand_and_parses_configs() -> None:
+    assert set(CHANNEL_MODULES) == {"slack", "dingtalk", "feishu", "wecom"}
+    for name in CHANNEL_MODULES:
+        assert channel(name).name == name
+    config = parse_config("feishu", '{"webhook_url": "https://open.feishu.cn/h/1", "secret": "s"}')
+    assert isinstance(config, feishu.FeishuConfig) and config.secret_text == "s"
+    with pytest.raises(KeyError, match="unknown IM channel"):
+        channel("email")
+
+
+# Answers -------------------------------------------------------------------------------------
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+ANSWERS = [
+    # channel, status, body, headers, ok, failure, platform code, retry_after
+    ("slack", 200, b"ok", {}, True, None, "ok", None),
+    ("slack", 429, b"rate_limited", {"Retry-After": "30"}, False, Failure.RATE_LIMITED, "429",
+     30.0),
+    ("slack", 400, b"invalid_payload", {}, False, Failure.INVALID_PAYLOAD, "invalid_payload", None),
+    ("slack", 400, b"no_text", {}, False, Failure.INVALID_PAYLOAD, "no_text", None),
+    ("slack", 403, b"action_prohibited", {}, False, Failure.SECURITY, "action_prohibited", None),
+    ("slack", 404, b"no_service", {}, False, Failure.GONE, "no_service", None),
+    ("slack", 410, b"channel_is_archived", {}, False, Failure.GONE, "channel_is_archived", None),
+    ("slack", 500, b"rollup_error", {}, False, Failure.SERVER, "500", None),
+    ("dingtalk", 200, _json({"errcode": 0, "errmsg": "ok"}), {}, True, None, "0", None),
+    ("dingtalk", 200, _json({"errcode": 130101, "errmsg": "send too fast, exceed 20 times per "
+                             "minute"}), {}, False, Failure.RATE_LIMITED, "130101", 600.0),
+    ("dingtalk", 200, _json({"errcode": 310000, "errmsg": "sign not match"}), {}, False,
+     Failure.SECURITY, "310000", None),
+    ("dingtalk", 200, _json({"errcode": 310000, "errmsg": "keywords not in content"}), {}, False,
+     Failure.SECURITY, "310000", None),
+    ("dingtalk", 200, _json({"errcode": 300005, "errmsg": "token is not exist"}), {}, False,
+     Failure.GONE, "300005", None),
+    ("dingtalk", 200, _json({"errcode": 40035, "errmsg": "缺少参数 json"}), {}, False,
+     Failure.INVALID_PAYLOAD, "40035", None),
+    ("dingtalk", 502, b"<html>bad gateway</html>", {}, False, Failure.SERVER, "502", None),
+    ("dingtalk", 200, b"not json", {}, False, Failure.UNEXPECTED, "200", None),
+    ("feishu", 200, _json({"code": 0, "msg": "success", "data": {}}), {}, True, None, "0", None),
+    ("feishu", 200, _json({"StatusCode": 0, "StatusMessage": "success"}), {}, True, None, "0",
+     None),
+    ("feishu", 200, _json({"code": 19021, "data": {}, "msg": "sign match fail or timestamp is not "
+                           "within one hour from current time"}), {}, False, Failure.SECURITY,
+     "19021", None),
+    ("feishu", 200, _json({"code": 11232, "msg": "frequency limited"}), {}, False,
+     Failure.RATE_LIMITED, "11232", None),
+    ("feishu", 400, _json({"code": 9499, "msg": "Bad Request", "data": {}}), {}, False,
+     Failure.INVALID_PAYLOAD, "9499", None),
+    ("feishu", 429, b"", {"retry-after": "2"}, False, Failure.RATE_LIMITED, "429", 2.0),
+    ("wecom", 200, _json({"errcode": 0, "errmsg": "ok"}), {}, True, None, "0", None),
+    ("wecom", 200, _json({"errcode": 45009, "errmsg": "api freq out of limit"}), {}, False,
+     Failure.RATE_LIMITED, "45009", 60.0),
+    ("wecom", 200, _json({"errcode": 40058, "errmsg": "markdown.content exceed max length 4096"}),
+     {}, False, Failure.INVALID_PAYLOAD, "40058", None),
+    ("wecom", 200, _json({"errcode": 93000, "errmsg": "invalid webhook url"}), {}, False,
+     Failure.GONE, "93000", None),
+    ("wecom", 503, b"", {}, False, Failure.SERVER, "503", None),
+]
+
+
+@pytest.mark.parametrize(("name", "status", "body", "headers", "ok", "failure", "code", "wait"),
+                         ANSWERS)
+def test_parse_response(name: str, status: int, body: bytes, headers: dict[str, str], ok: bool,
+                        failure: Failure | None, code: str, wait: float | None) -> None:
+    result = channel(name).parse_response(status, body, headers)
+    assert (result.ok, result.error, result.platform_code, result.retry_after) == \
+        (ok, failure, code, wait)
+    assert result.retryable == (failure in (Failure.RATE_LIMITED, Failure.SERVER))
+
+
+# Templates -----------------------------------------------------------------------------------
+
+RAISED_TODAY = [
+    "job.rejected", "job.not_accepted", "job.late_dispatch", "job.offer_unanswered",
+    "change.after_sales", "change.intercept_failed", "change.intercept_overdue",
+    "return.received", "return.damaged", "order.invalid", "webhook.invalid_payload",
+    "delivery.unprocessed", "worker.dead_letter",
+]
+COURIER = ["shipment.lost", "shipment.refused", "shipment.repeated_delivery_failure",
+           "shipment.stalled", "shipment.returned", "shipment.damaged",
+           "shipment.not_picked_up", "shipment.address_issue", "shipment.redirected",
+           "shipment.pickup_uncollected", "shipment.customs_issue", "shipment.invalid_tracking",
+           "shipment.late_vs_promise", "shipment.status_regression"]
+
+
+@pytest.mark.parametrize("kind", RAISED_TODAY + COURIER)
+@pytest.mark.parametrize("language", list(Language))
+def test_every_kind_has_a_short_message_with_order_and_link(kind: str,
+                                                            language: Language) -> None:
+    message = templates.render(kind, order="#1001", severity=Severity.HIGH, link=LINK,
+                               language=language, detail="factory-1: out_of_stock")
+    assert templates.template_for(kind) is not templates.FALLBACK
+    assert "#1001" in message.title and "#1001" in message.text
+    assert message.link == LINK and message.kind == kind
+    assert len(message.text) < 400  # short: CS reads it on a phone
+    todo = "请处理：" if language is Language.ZH else "What to do: "
+    assert todo in message.text and "factory-1: out_of_stock" in message.text
+    for name in CHANNEL_MODULES:  # and every channel carries both to the reader
+        config = channel(name).config_model.model_validate(
+            {"webhook_url": "https://robot.example/hook?key=k"})
+        raw = channel(name).build_request(message, config, NOW).body_bytes().decode()
+        assert "#1001" in raw and LINK in raw
+
+
+@pytest.mark.parametrize(("kind", "canonical"), [
+    ("courier.probably_lost", "shipment.lost"), ("tracking.refused_returned", "shipment.refused"),
+    ("shipment.stalled_no_scan", "shipment.stalled"),
+    ("courier.return_to_sender", "shipment.returned"),
+    ("tracking.refusal_initiated", "shipment.refused"),
+    ("courier.pickup_uncollected", "shipment.pickup_uncollected"),
+])
+def test_courier_spellings_share_templates(kind: str, canonical: str) -> None:
+    assert templates.template_for(kind) is templates.TEMPLATES[canonical]
+
+
+def test_unknown_kind_falls_back_and_names_the_kind() -> None:
+    message = templates.render("billing.mystery", order="", subject="shop-7",
+                               severity=Severity.LOW, link=LINK, language=Language.EN)
+    assert message.title == "[LOW] billing.mystery · shop-7"
+    assert "About: shop-7" in message.text and "What to do:" in message.text
+
+
+def test_render_alert_prefers_the_marketplace_order_number() -> None:
+    alert = Alert(kind="return.damaged", severity=Severity.HIGH, subject="return:SF123",
+                  summary="Return SF123 from Li received by factory-1: broken; liability: courier",
+                  at=NOW, facts={"order_name": "#1001", "order_id": "ord_abc", "packaging": "x"})
+    zh = templates.render_alert(alert, link=LINK, language=Language.ZH)
+    assert zh.title == "【高】退货破损 · 订单 #1001"
+    assert zh.text.splitlines()[0] == "订单：#1001"
+    en = templates.render_alert(alert.model_copy(update={"facts": {"order_id": "ord_abc"}}),
+                                link=LINK, language=Language.EN)
+    assert en.title == "[HIGH] Return damaged · Order ord_abc"
+
+
+@dataclass(frozen=True)
+class _Item:
+    kind: str
+    order: str
+    severity: Severity = Severity.MEDIUM
+
+
+def test_digest_summarises_by_kind() -> None:
+    cases = [_Item("shipment.stalled", f"#{n}") for n in range(300)] + \
+        [_Item("shipment.refused", f"#R{n}", Severity.HIGH) for n in range(195)] + \
+        [_Item("billing.mystery", "")]
+    start, end = datetime(2024, 3, 5, 2, 0, tzinfo=UTC), datetime(2024, 3, 5, 2, 5, tzinfo=UTC)
+    zh = templates.digest(cases, start=start, end=end, link=LINK, language=Language.ZH)
+    assert zh.title == "【高】异常汇总 10:00–10:05 共 496 条"
+    assert zh.text.splitlines()[:3] == ["物流停滞 ×300（#0、#1、#2…）",
+                                        "买家拒收 ×195（#R0、#R1、#R2…）", "billing.mystery ×1"]
+    en = templates.digest(cases, start=start, end=end, link=LINK, language=Language.EN)
+    assert en.title == "[HIGH] Digest 10:00–10:05: 496 cases"
+    assert en.text.splitlines()[0] == "Tracking stalled ×300 (#0, #1, #2…)"
+    assert zh.link == en.link == LINK
+    with pytest.raises(ValueError):
+        templates.digest([], start=start, end=end, link=LINK, language=Language.EN)
+
+
+def test_digest_lists_at_most_eight_kinds() -> None:
+    cases = [_Item(f"odd.kind_{n}", "") for n in range(11)]
+    at = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
+    message = templates.digest(cases, start=at, end=at, link=LINK, language=Language.EN)
+    lines = message.text.splitlines()
+    assert len(lines) == 10 and lines[8] == "and 3 more kinds"
+
+
+# Email -----------------------------------------------------------------------------------------
+
+EMAIL = email.EmailConfig(sender="CS Alerts <alerts@mail.example.com>",
+                          verified_identities=("mail.example.com",), to=("cs@example.com",),
+                          reply_to=("cs-lead@example.com",), configuration_set="cs-alerts")
+
+
+def test_ses_send_email_arguments() -> None:
+    message = MESSAGE.model_copy(update={"title": "【高】<b>拒单</b>\n#1001"})
+    kwargs = email.send_email_kwargs(message, EMAIL)
+    assert kwargs["Source"] == "CS Alerts <alerts@mail.example.com>"
+    assert kwargs["Destination"] == {"ToAddresses": ["cs@example.com"]}
+    assert kwargs["ReplyToAddresses"] == ["cs-lead@example.com"]
+    assert kwargs["ConfigurationSetName"] == "cs-alerts"
+    assert kwargs["Tags"] == [{"Name": "kind", "Value": "job_rejected"},
+                              {"Name": "severity", "Value": "high"}]
+    body = kwargs["Message"]
+    assert body["Subject"] == {"Data": "【高】<b>拒单</b> #1001", "Charset": "UTF-8"}
+    text, page = body["Body"]["Text"]["Data"], body["Body"]["Html"]["Data"]
+    assert f"打开处理: {LINK}" in text and "#1001" in text
+    assert "&lt;b&gt;拒单&lt;/b&gt;" in page and "<b>" not in page
+    assert f'href="{LINK.replace("&", "&amp;")}"' in page and 'lang="zh-CN"' in page
+
+
+def test_ses_arguments_match_the_botocore_model() -> None:
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("ses")
+    validate_parameters(email.send_email_kwargs(MESSAGE, EMAIL),
+                        model.operation_model("SendEmail").input_shape)
+
+
+def test_ses_accepts_the_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        ses = boto3.client("ses", region_name="us-east-1")
+        ses.verify_domain_identity(Domain="mail.example.com")
+        answer = ses.send_email(**email.send_email_kwargs(
+            MESSAGE, EMAIL.model_copy(update={"configuration_set": None}),
+            to=["duty@example.com"]))
+    assert answer["MessageId"]
+
+
+def test_email_sender_must_be_a_verified_identity() -> None:
+    email.EmailConfig(sender="a@x.example", verified_identities=("A@X.example",))
+    with pytest.raises(ValueError, match="not a verified SES identity"):
+        email.EmailConfig(sender="alerts@other.example", verified_identities=("x.example",))
+    with pytest.raises(ValueError, match="no email address"):
+        email.EmailConfig(sender="CS Alerts", verified_identities=("x.example",))
+    with pytest.raises(ValueError, match="no recipients"):
+        email.send_email_kwargs(MESSAGE, email.EmailConfig(
+            sender="a@x.example", verified_identities=("x.example",)))
+
+
+# Over the wire: a local HTTP server receives each channel's request ------------------------------
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Sink:
+    url: str
+    received: list[Received] = field(default_factory=list)
+    replies: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+
+
+SUCCESS = {
+    "/slack": (200, b"ok", {"Content-Type": "text/html"}),
+    "/dingtalk": (200, b'{"errcode":0,"errmsg":"ok"}', {"Content-Type": "application/json"}),
+    "/feishu": (200, b'{"code":0,"data":{},"msg":"success"}', {"Content-Type": "application/json"}),
+    "/wecom": (200, b'{"errcode":0,"errmsg":"ok"}', {"Content-Type": "application/json"}),
+}
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    state = Sink(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.received.append(Received(self.command, self.path, dict(self.headers), body))
+            route = urllib.parse.urlsplit(self.path).path
+            status, reply, headers = state.replies.get(route) or SUCCESS[route]
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(reply))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _only(sink: Sink) -> Received:
+    assert len(sink.received) == 1
+    return sink.received[0]
+
+
+def test_wire_slack(sink: Sink) -> None:
+    config = slack.SlackConfig(webhook_url=f"{sink.url}/slack")
+    result = send("slack", MESSAGE, config, NOW, timeout=5)
+    got = _only(sink)
+    assert result == ChannelResult.success("ok")
+    assert (got.method, got.path) == ("POST", "/slack")
+    assert got.headers["Content-Type"] == "application/json; charset=utf-8"
+    expected = slack.CHANNEL.build_request(MESSAGE, config, NOW).body
+    assert got.body == _json_bytes(expected) and json.loads(got.body) == expected
+    assert "仓库拒单".encode() in got.body  # raw UTF-8, not \\u escapes
+    assert int(got.headers["Content-Length"]) == len(got.body)
+
+
+def test_wire_dingtalk_signs_the_query(sink: Sink) -> None:
+    config = dingtalk.DingTalkConfig(webhook_url=f"{sink.url}/dingtalk?access_token=tok123",
+                                     secret=DING_SECRET)
+    assert send("dingtalk", MESSAGE, config, NOW, timeout=5).ok
+    got = _only(sink)
+    path, _, query = got.path.partition("?")
+    assert path == "/dingtalk"
+    assert query == (f"access_token=tok123&timestamp={NOW_MS}"
+                     f"&sign={_independent_dingtalk_sign(NOW_MS, DING_SECRET)}")
+    params = urllib.parse.parse_qs(query, strict_parsing=True)
+    expected_sign = base64.b64encode(hmac.new(
+        DING_SECRET.encode(), f"{params['timestamp'][0]}\n{DING_SECRET}".encode(),
+        hashlib.sha256).digest()).decode()
+    assert params == {"access_token": ["tok123"], "timestamp": [str(NOW_MS)],
+                      "sign": [expected_sign]}  # encoded once: decodes to the base64 itself
+    assert got.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert json.loads(got.body)["msgtype"] == "markdown"
+    assert got.body == _json_bytes(dingtalk.CHANNEL.build_request(MESSAGE, config, NOW).body)
+
+
+def test_wire_feishu_signs_the_body(sink: Sink) -> None:
+    config = feishu.FeishuConfig(webhook_url=f"{sink.url}/feishu", secret=FEISHU_SECRET)
+    assert send("feishu", MESSAGE, config, NOW, timeout=5).ok
+    got = _only(sink)
+    assert got.path == "/feishu"
+    assert got.headers["Content-Type"] == "application/json; charset=utf-8"
+    body = json.loads(got.body)
+    assert (body["timestamp"], body["sign"]) == \
+        (str(NOW_S), _independent_feishu_sign(NOW_S, FEISHU_SECRET))
+    assert list(body) == ["timestamp", "sign", "msg_type", "content"]
+    assert got.body == _json_bytes(feishu.CHANNEL.build_request(MESSAGE, config, NOW).body)
+
+
+def test_wire_wecom(sink: Sink) -> None:
+    config = wecom.WeComConfig(webhook_url=f"{sink.url}/wecom?key=k-1")
+    assert send("wecom", MESSAGE, config, NOW, timeout=5).ok
+    got = _only(sink)
+    assert got.path == "/wecom?key=k-1"
+    assert got.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert got.body == _json_bytes(wecom.CHANNEL.build_request(MESSAGE, config, NOW).body)
+
+
+def test_wire_rate_limit_and_errors_come_back_as_results(sink: Sink) -> None:
+    sink.replies["/slack"] = (429, b"rate_limited", {"Retry-After": "7"})
+    sink.replies["/wecom"] = (200, b'{"errcode":45009,"errmsg":"api freq out of limit"}', {})
+    limited = send("slack", MESSAGE, slack.SlackConfig(webhook_url=f"{sink.url}/slack"), NOW,
+                   timeout=5)
+    assert (limited.error, limited.retryable, limited.retry_after) == \
+        (Failure.RATE_LIMITED, True, 7.0)
+    busy = send("wecom", MESSAGE, wecom.WeComConfig(webhook_url=f"{sink.url}/wecom?key=k"), NOW,
+                timeout=5)
+    assert (busy.ok, busy.error, busy.platform_code) == (False, Failure.RATE_LIMITED, "45009")
+
+
+def test_unreachable_robot_is_a_retryable_network_failure_without_the_token() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = wecom.WeComConfig(webhook_url=f"http://127.0.0.1:{port}/send?key=secret-key-1")
+    result = send("wecom", MESSAGE, config, NOW, timeout=2)
+    assert (result.ok, result.error, result.retryable) == (False, Failure.NETWORK, True)
+    assert "secret-key-1" not in repr(result)
