@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +15,9 @@ from pydantic import BaseModel, ValidationError
 from chalicelib.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
+
+# The Standard Webhooks headers (https://www.standardwebhooks.com), all required.
+STANDARD_WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
@@ -33,6 +36,34 @@ def matches_base64_hmac(signature_b64: str, raw: bytes, secrets: Sequence[str]) 
     return any(
         hmac.compare_digest(hmac_sha256(secret.encode(), raw), given) for secret in secrets
     )
+
+
+def standard_webhook_failure(headers: Mapping[str, str], raw: bytes,
+                             secrets: Sequence[str]) -> str:
+    """Empty when one secret verifies a Standard Webhooks delivery; otherwise the reason code.
+
+    `headers` has lower-case names and carries every STANDARD_WEBHOOK_HEADERS value (callers
+    answer `missing_signature` first). Verification is the `standardwebhooks` library's: HMAC-SHA256
+    over `{id}.{timestamp}.{raw body}`, any `v1,` signature of the space-separated list, and a
+    timestamp within 5 minutes of now. Reasons: "invalid_signature" (no secret verifies, garbled
+    header, non-UTF-8 body) or "stale_or_invalid_timestamp".
+    """
+    # Imported here: only the Standard Webhooks routes need the library on a cold start.
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    wanted = {name: headers[name] for name in STANDARD_WEBHOOK_HEADERS}
+    reason = "invalid_signature"
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(raw, wanted, json_parse=False)
+            return ""
+        except WebhookVerificationError as exc:
+            if "timestamp" in str(exc) or "Headers" in str(exc):
+                reason = "stale_or_invalid_timestamp"
+        except (ValueError, UnicodeDecodeError):
+            # The library raises these for a garbled signature header or a non-UTF-8 body.
+            pass
+    return reason
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from chalicelib.tracking import ExceptionKind, ShipmentStatus, TrackingEvent
 _MODULES = {
     "kuaidi100": "chalicelib.couriers.kuaidi100",
     "17track": "chalicelib.couriers.seventeen_track",
+    "webhook": "chalicelib.couriers.standard_webhooks",
 }
 
 

@@ -513,7 +513,7 @@ def test_a_non_json_answer_is_malformed(client: k100.Kuaidi100Client) -> None:
 
 
 def test_the_registry_loads_providers_lazily() -> None:
-    assert known_providers() == {"kuaidi100", "17track"}
+    assert known_providers() == {"kuaidi100", "17track", "webhook"}
     assert adapter_for("kuaidi100").NAME == "kuaidi100"
     with pytest.raises(LookupError):
         adapter_for("aftership")
