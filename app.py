@@ -11,7 +11,7 @@ from typing import Any
 
 from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent
 
-from chalicelib.api import cs, warehouse, webhooks
+from chalicelib.api import couriers, cs, warehouse, webhooks
 
 app = Chalice(app_name="order-backbone")
 app.log.setLevel(logging.INFO)
@@ -19,6 +19,7 @@ logging.getLogger("chalicelib").setLevel(logging.INFO)
 app.register_blueprint(webhooks.bp)
 app.register_blueprint(warehouse.bp)
 app.register_blueprint(cs.bp)
+app.register_blueprint(couriers.bp)
 
 # Event source names come from the environment (wired from infra/resources.yaml locally);
 # `chalice package` points them at the template's resources through that same file.
@@ -50,10 +51,11 @@ def inbox_dead_letters(event: SQSEvent) -> dict[str, Any]:
 
 @app.on_sqs_message(queue=ALERTS_QUEUE_NAME, batch_size=10)
 def alert_dispatch(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib import alerts, batches
+    from chalicelib import alert_dispatch as dispatch
+    from chalicelib import batches
 
     return batches.partial_response(event.to_dict(), event.context,
-                                    lambda record: alerts.show(record.body), "sqs")
+                                    lambda record: dispatch.handle(record.body), "sqs")
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))
@@ -71,3 +73,14 @@ def sweep_deadlines(event: Any) -> None:
     from chalicelib.timeutil import utcnow
 
     warehouse.sweep_deadlines(utcnow())
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def track_parcels(event: Any) -> None:
+    """Subscribe, query or judge the parcels whose check is due (an index read when none is)."""
+    from chalicelib import tracker
+    from chalicelib.timeutil import utcnow
+
+    report = tracker.run_due(utcnow())
+    if report.subscribed or report.queried or report.judged or report.errors:
+        app.log.info("tracking tick: %s", report.as_dict())

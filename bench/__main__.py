@@ -13,7 +13,8 @@ import time
 
 from bench.stack import ROOT
 
-BENCHMARKS = ("aws_calls", "webhook_latency", "cold_start", "job_calls", "claim_latency")
+BENCHMARKS = ("aws_calls", "webhook_latency", "cold_start", "job_calls", "claim_latency",
+              "tracking_cost")
 TIME_LIMIT = 900  # seconds per benchmark
 
 

@@ -5,6 +5,8 @@
     python -m chalicelib.admin --stage dev list --partner factory-1
     python -m chalicelib.admin --stage dev revoke --partner factory-1 --key-id 3fa2c91b07de
     python -m chalicelib.admin --stage dev source shopify --scheme shopify --secret S [--secret S2]
+    python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
+        --option customer=C --option key=K --option callback_url=https://.../couriers/kuaidi100/push
 
 Uses the AWS credentials and endpoint of the environment (AWS_ENDPOINT_URL for the local
 stack). A key is shown once, when issued; only its hash is stored. Rotate by issuing a new key,
@@ -35,12 +37,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", default="dev",
                         help="names the directory table order-backbone-<stage>-directory "
                              "(or set DIRECTORY_TABLE)")
-    parser.add_argument("command", choices=["issue", "list", "revoke", "source"])
-    parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source}")
+    parser.add_argument("command", choices=["issue", "list", "revoke", "source", "courier"])
+    parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source};"
+                        " with courier: the provider of /couriers/{provider}/push")
     parser.add_argument("--scheme", choices=sorted(known_schemes()), help="with source")
     parser.add_argument("--secret", action="append", default=[],
-                        help="with source: a signing secret; repeat to keep the old one while "
-                             "rotating")
+                        help="with source or courier: a signing secret (Kuaidi100: the push "
+                             "salt); repeat to keep the old one while rotating")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="with courier: account settings (kuaidi100: customer, key, "
+                             "callback_url; 17track: token)")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--partner", help="a warehouse partner id")
     who.add_argument("--staff", help="a CS or back-office person")
@@ -55,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         webhook_sources.register({args.name: {"scheme": args.scheme, "secrets": args.secret}})
         print(f"source {args.name}: {args.scheme}, {len(args.secret)} secret(s); "
               f"running functions pick it up within {settings().secrets_cache_seconds} s")
+        return
+    if args.command == "courier":
+        _courier(parser, args)
         return
     if not (args.partner or args.staff):
         parser.error(f"{args.command} needs --partner or --staff")
@@ -75,6 +84,20 @@ def main(argv: list[str] | None = None) -> None:
         if not directory.revoke(kind, principal_id, args.key_id, utcnow()):
             sys.exit(f"no key {args.key_id} for {kind} {principal_id}")
         print(f"revoked {args.key_id}; it stops working within the key cache time (60 s)")
+
+
+def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from chalicelib import tracker
+    from chalicelib.couriers import known_providers
+
+    if args.name not in known_providers() or not args.secret:
+        parser.error(f"courier needs a provider ({', '.join(sorted(known_providers()))}) and "
+                     "at least one --secret")
+    options = dict(option.split("=", 1) for option in args.option if "=" in option)
+    webhook_sources.register({tracker.source_name(args.name): {
+        "scheme": args.name, "secrets": args.secret, "options": options}})
+    print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
+          f"running functions pick it up within {settings().secrets_cache_seconds} s")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,25 @@ class Alert(BaseModel):
     summary: str
     at: datetime
     facts: dict[str, Any] = Field(default_factory=dict)
+    # The case it belongs to, when several kinds are one problem (a stall escalating to "lost").
+    case: str | None = None
+    resolves: bool = False  # the problem ended: its open case resolves itself
+
+    @property
+    def case_type(self) -> str:
+        return self.case or self.kind
 
     @property
     def dedupe_key(self) -> str:
-        return f"{self.kind}|{self.subject}"
+        return f"{self.case_type}|{self.subject}"
+
+    @property
+    def alert_id(self) -> str:
+        """The same report delivered twice has the same id (SQS delivers at least once)."""
+        import hashlib
+
+        key = "\x1f".join((self.kind, self.subject, self.at.isoformat(), str(self.resolves)))
+        return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def publish(alert: Alert) -> None:
@@ -44,14 +59,3 @@ def publish(alert: Alert) -> None:
             "severity": {"DataType": "String", "StringValue": alert.severity},
         },
     )
-
-
-def show(message: str) -> Alert:
-    """Until delivery to CS channels exists, alerts are logged where an operator sees them."""
-    import logging
-
-    alert = Alert.model_validate_json(message)
-    logging.getLogger("chalicelib.alerts").warning(
-        "CS ALERT [%s/%s] %s: %s", alert.severity, alert.kind, alert.subject, alert.summary
-    )
-    return alert

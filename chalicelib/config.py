@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from chalicelib.jobs import ProtocolRules
+    from chalicelib.tracking import TrackingRules
 
 
 def _int(name: str, default: int) -> int:
@@ -28,6 +29,8 @@ class Settings:
     orders_table: str = field(default_factory=lambda: os.environ.get("ORDERS_TABLE", ""))
     jobs_table: str = field(default_factory=lambda: os.environ.get("JOBS_TABLE", ""))
     directory_table: str = field(default_factory=lambda: os.environ.get("DIRECTORY_TABLE", ""))
+    shipments_table: str = field(default_factory=lambda: os.environ.get("SHIPMENTS_TABLE", ""))
+    cases_table: str = field(default_factory=lambda: os.environ.get("CASES_TABLE", ""))
     alerts_topic_arn: str = field(default_factory=lambda: os.environ.get("ALERTS_TOPIC_ARN", ""))
     # The warehouse partner that receives every job until routing rules exist.
     warehouse_partner: str = field(
@@ -63,3 +66,13 @@ def protocol_rules() -> ProtocolRules:
 
     raw = os.environ.get("PROTOCOL_RULES_JSON")
     return ProtocolRules.model_validate_json(raw) if raw else ProtocolRules()
+
+
+@lru_cache(maxsize=1)
+def tracking_rules() -> TrackingRules:
+    """Courier tracking thresholds and poll policy: the defaults, or TRACKING_RULES_JSON (the
+    JSON form of chalicelib.tracking.TrackingRules, e.g. per-courier stall limits)."""
+    from chalicelib.tracking import TrackingRules
+
+    raw = os.environ.get("TRACKING_RULES_JSON")
+    return TrackingRules.model_validate_json(raw) if raw else TrackingRules()

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.errors import NotFound
+from chalicelib.jobs import Job, Work
 from chalicelib.orders import order_id_for
+from chalicelib.parcels import fulfilment
+from chalicelib.storage import cases as cases_store
 from chalicelib.storage import jobs as jobs_store
 from chalicelib.storage import orders as orders_store
+from chalicelib.storage import shipments as shipments_store
 
 
 def order_view(order_id: str) -> dict[str, Any]:
@@ -26,9 +30,37 @@ def order_view(order_id: str) -> dict[str, Any]:
             "raw": record.received["raw"],
         },
         "job": job_doc.model_dump(mode="json") if job_doc else None,
+        **_delivery(job_doc),
+        "cases": [case.model_dump(mode="json") for case in cases_store.cases_of_order(order_id)],
         "timeline": [event.model_dump(mode="json") for event in record.events],
+    }
+
+
+def _delivery(job: Job | None) -> dict[str, Any]:
+    """The parcels of the order's shipments and the delivery state derived from them."""
+    keys = [(p.carrier_code, p.tracking_number) for s in (job.shipments if job else ())
+            for p in s.packages]
+    tracked = shipments_store.get_many(keys) if keys else []
+    shipped_final = job is not None and job.work is Work.SHIPPED
+    return {
+        "fulfilment": fulfilment(shipped_final, tracked),
+        "parcels": [{
+            "carrier_code": p.carrier_code, "tracking_number": p.tracking_number,
+            "provider": p.provider, "status": p.shipment.status.value,
+            "last_event_at": p.shipment.last_event_at.isoformat()
+            if p.shipment.last_event_at else None,
+            "open_exceptions": sorted(k.value for k in p.shipment.open_kinds),
+            "events": [e.model_dump(mode="json") for e in reversed(p.shipment.events)],
+        } for p in tracked],
     }
 
 
 def find_order_id(marketplace: str, shop: str, external_id: str) -> str:
     return order_id_for(marketplace, shop, external_id)
+
+
+def order_of_parcel(carrier_code: str, tracking_number: str) -> str:
+    found = shipments_store.get(carrier_code, tracking_number) if carrier_code else None
+    if found is None:
+        raise NotFound("parcel")
+    return found[0].order_id

@@ -440,6 +440,9 @@ class StageThresholds(BaseModel):
     uncollected_at_pickup_point: timedelta = timedelta(hours=48)
     late_grace: timedelta = timedelta(0)  # after promised_by
     repeated_failure_days: int = Field(default=2, ge=2)  # failed attempts on this many days
+    # When set, attempts at least this far apart count as on different days (a simulation whose
+    # clock is compressed has no real days); None: the recipient's local calendar days.
+    repeated_failure_gap: timedelta | None = None
 
 
 class Thresholds(BaseModel):
@@ -523,18 +526,29 @@ def _late(s: Shipment, now: datetime, th: StageThresholds) -> OpenException | No
     return _computed(K.LATE_VS_PROMISE, due, s.promised_by) if now >= due else None
 
 
+def _attempt_days(s: Shipment, th: StageThresholds) -> list[datetime]:
+    """The failed attempts that open a new "day": the first on each local calendar day, or,
+    with `repeated_failure_gap`, each at least that long after the last one counted."""
+    counted: list[datetime] = []
+    for at in s.failed_attempts:  # in scan-time order
+        if not counted:
+            counted.append(at)
+        elif th.repeated_failure_gap is not None:
+            if at - counted[-1] >= th.repeated_failure_gap:
+                counted.append(at)
+        elif local_day(at, s.utc_offset_minutes) != local_day(counted[-1], s.utc_offset_minutes):
+            counted.append(at)
+    return counted
+
+
 def _repeated_failure(s: Shipment, th: StageThresholds) -> OpenException | None:
     if s.finished_at is not None:
         return None
-    days: list[date] = []
-    for at in s.failed_attempts:  # in scan-time order
-        day = local_day(at, s.utc_offset_minutes)
-        if day not in days:
-            days.append(day)
-            if len(days) == th.repeated_failure_days:
-                return _computed(K.REPEATED_DELIVERY_FAILURE, at, s.failed_attempts[0],
-                                 K.DELIVERY_FAILED)
-    return None
+    days = _attempt_days(s, th)
+    if len(days) < th.repeated_failure_days:
+        return None
+    return _computed(K.REPEATED_DELIVERY_FAILURE, days[th.repeated_failure_days - 1],
+                     s.failed_attempts[0], K.DELIVERY_FAILED)
 
 
 def _due(s: Shipment, now: datetime, th: StageThresholds) -> dict[ExceptionKind, OpenException]:
@@ -620,43 +634,85 @@ def stage_of(shipment: Shipment) -> Stage:
 class PollPolicy(BaseModel):
     """How often to query a number that is not fed by pushes, and the safety net for those that are.
 
-    Why these defaults (issue 4 benchmark: <= 1/5 of the queries of a fixed 2-hour poll, every
-    exception seen within its threshold + 30 min):
+    Why these defaults (bench/tracking_cost.py: at most 1/5 of the queries of a fixed 2-hour poll,
+    every exception seen within its threshold + 30 min):
     - Computed exceptions never wait for the cadence: a poll is due at the moment one would open
       (`exception_deadlines`), so a stall is confirmed or cleared by a fresh answer at its
-      threshold; detection lags only by the scheduler's tick. Regular polls falling in the
-      30 minutes before a deadline are moved onto it, so the provider's lock cannot delay it.
-    - Push-fed parcels: silence is information (the provider pushes every change), so only a
-      safety poll after a day without news (12 h in the last mile), which coincides with the
-      stall deadline: in practice a push-fed parcel is queried only when it really stalls.
-    - Poll-only parcels: cheap in the trunk (12 h: nothing there needs CS within hours), dense in
-      the last mile (1 h: failed attempts and refusals are what CS must hear about), but not at
-      night, when couriers do not deliver; polls resume at 07:00, before CS opens at 08:50.
-    A 3-day journey costs ~0 queries when push-fed and ~9 when polled, against ~36 for the
-    baseline. Provider-reported problems on a poll-only parcel are seen within the stage's
-    interval (1 h in the last mile, 2 h when in trouble, 12 h in the trunk, overnight in the
-    last mile): only pushes see them within minutes.
+      threshold; detection lags only by the scheduler's tick. Deadlines less than 30 minutes
+      apart share one poll, at the latest. A regular poll falling in the 30 minutes before a
+      deadline waits for it, except where the regular poll is what sees an attempt in time (the
+      last mile, the morning check): the deadline is then checked right after the lock, and
+      `update_through_deadlines` still judges it on the scans made up to the deadline.
+    - Push-fed parcels: silence is information (the provider pushes every change), so only the
+      deadline polls, which already look after at most a day of silence in transit (12 h out
+      for delivery) and find any scan the pushes missed, and a safety poll after two days
+      without news where no deadline comes sooner: in practice a push-fed parcel is queried
+      only when it really stalls. Nothing is queried right after a subscription is accepted:
+      the first push is awaited until the stage's regular poll, and only a number that stays
+      silent is polled then.
+    - Poll-only parcels before the last mile: nothing there needs CS within hours that the
+      deadline polls do not catch, so one check a day, at `morning_check` local time: a parcel
+      that reached its delivery city overnight is seen before the morning run's attempts.
+    - Poll-only parcels in the last mile (out for delivery, after a failed attempt, or last
+      scanned in its delivery city: `last_mile_codes`): every 30 min, the provider's lock, as a
+      refusal or a second failed attempt must be seen within 30 min; but not in the quiet hours,
+      when couriers do not deliver (attempts 08:00-20:00: the last poll before 20:30 falls after
+      20:00, and the one at 08:30 sees an attempt made at 08:00), nor for the rest of the day
+      after a failed attempt (the courier comes back another day); every 45 min while the parcel
+      waits in its delivery city for the run to leave (`run_to_first_door`).
+    A normal 2-4 day journey costs ~0 queries when push-fed and ~13.5 when polled (~9.5 of them
+    on the delivery day), against ~36 for the baseline. Provider-reported problems on a poll-only
+    parcel are seen within 30 min in the last mile, by the next morning before it; only pushes
+    see them within minutes everywhere.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_interval: timedelta = timedelta(minutes=30)  # Kuaidi100 locks a number queried faster
+    # Poll-only cadence per stage (before the last mile only when there is no morning check).
     awaiting_pickup: timedelta = timedelta(hours=6)
     in_transit: timedelta = timedelta(hours=12)
     customs: timedelta = timedelta(hours=12)
-    last_mile: timedelta = timedelta(hours=1)
+    last_mile: timedelta = timedelta(minutes=30)
     at_pickup_point: timedelta = timedelta(hours=12)
     problem: timedelta = timedelta(hours=2)
-    push_safety: timedelta = timedelta(hours=24)
-    push_safety_last_mile: timedelta = timedelta(hours=12)
+    push_safety: timedelta = timedelta(hours=48)
+    push_safety_last_mile: timedelta = timedelta(hours=24)
     error_backoff: timedelta = timedelta(minutes=30)  # doubled per consecutive error
     error_backoff_max: timedelta = timedelta(hours=12)
     # Local hours without last-mile polls (couriers do not deliver at night); deadlines still run.
-    quiet_from: time = time(21, 0)
-    quiet_until: time = time(7, 0)
+    quiet_from: time = time(20, 30)
+    quiet_until: time = time(8, 30)
+    # Local time of the daily check of poll-only parcels before the last mile (None: no check,
+    # only the stage intervals). A poll less than `min_interval` before it counts as the check.
+    morning_check: time | None = time(8, 30)
+    # "provider:raw_code" of scans that place a parcel in its delivery city: the last mile
+    # begins there for polling (Kuaidi100 1001 到达派件城市, sent when it knows the city).
+    last_mile_codes: frozenset[str] = frozenset({"kuaidi100:1001"})
+    # After a failed attempt the courier tries again on another day (改日派送, and only an
+    # attempt on another day counts towards repeated failure): no last-mile polls for the rest
+    # of that day.
+    retry_another_day: bool = True
+    # Least time from a run's departure scan (派件) to its first doorstep event (loading and the
+    # drive): before the run leaves, last-mile polls may be this much further apart.
+    run_to_first_door: timedelta = timedelta(minutes=15)
 
 
 DEFAULT_POLICY = PollPolicy()
+# Poll-only stages checked once a day at `morning_check` rather than on a fixed interval.
+_DAILY_STAGES = frozenset({"awaiting_pickup", "in_transit", "customs", "at_pickup_point"})
+
+
+def poll_stage(shipment: Shipment, policy: PollPolicy = DEFAULT_POLICY) -> Stage:
+    """The stage that sets the cadence: `stage_of`, with the delivery city counted as last mile."""
+    stage = stage_of(shipment)
+    if stage != "in_transit" or not policy.last_mile_codes:
+        return stage
+    # The newest scan that says where the parcel is (a bare problem report does not).
+    placed = next((e for e in reversed(shipment.events) if e.status not in NEUTRAL), None)
+    if placed is not None and f"{placed.provider}:{placed.raw_code}" in policy.last_mile_codes:
+        return "last_mile"
+    return stage
 
 
 def _stage_interval(stage: Stage, policy: PollPolicy, pushes_flowing: bool) -> timedelta:
@@ -671,9 +727,13 @@ def _stage_interval(stage: Stage, policy: PollPolicy, pushes_flowing: bool) -> t
     return intervals[stage]
 
 
-def _after_quiet_hours(moment: datetime, policy: PollPolicy, utc_offset_minutes: int) -> datetime:
+def _local_clock(moment: datetime, utc_offset_minutes: int) -> tuple[datetime, timezone]:
     zone = timezone(timedelta(minutes=utc_offset_minutes))
-    local = moment.astimezone(zone)
+    return moment.astimezone(zone), zone
+
+
+def _after_quiet_hours(moment: datetime, policy: PollPolicy, utc_offset_minutes: int) -> datetime:
+    local, zone = _local_clock(moment, utc_offset_minutes)
     clock = local.time()
     start, end = policy.quiet_from, policy.quiet_until
     quiet = (start <= clock or clock < end) if start > end else (start <= clock < end)
@@ -683,6 +743,15 @@ def _after_quiet_hours(moment: datetime, policy: PollPolicy, utc_offset_minutes:
     if wake <= local:
         wake += timedelta(days=1)
     return wake.astimezone(UTC)
+
+
+def _next_local_time(moment: datetime, at: time, utc_offset_minutes: int) -> datetime:
+    """The first moment at or after `moment` whose local clock reads `at`."""
+    local, zone = _local_clock(moment, utc_offset_minutes)
+    candidate = datetime.combine(local.date(), at, tzinfo=zone)
+    if candidate < local:
+        candidate += timedelta(days=1)
+    return candidate.astimezone(UTC)
 
 
 def exception_deadlines(
@@ -710,10 +779,13 @@ def exception_deadlines(
 def next_poll_at(shipment: Shipment, now: datetime, pushes_flowing: bool,
                  last_query_at: datetime | None, provider_errors: int = 0, *,
                  thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                 policy: PollPolicy = DEFAULT_POLICY) -> datetime | None:
+                 policy: PollPolicy = DEFAULT_POLICY,
+                 awaiting_push_since: datetime | None = None) -> datetime | None:
     """When to query this number next; None when tracking is over (delivered/returned/cancelled).
 
     Never earlier than `last_query_at + min_interval` (the provider's lock) nor than `now`.
+    A number never queried is due now, unless `awaiting_push_since` says a subscription was
+    accepted then and no push has come yet: its first poll waits for the stage's regular time.
     """
     now = _aware_utc(now)
     if shipment.finished:
@@ -723,26 +795,227 @@ def next_poll_at(shipment: Shipment, now: datetime, pushes_flowing: bool,
         backoff = policy.error_backoff * (1 << min(provider_errors - 1, 16))
         wait = max(policy.min_interval, min(backoff, policy.error_backoff_max))
         return max(floor, (last_query_at or now) + wait)
-    regular = _regular_poll(shipment, now, pushes_flowing, last_query_at, policy)
-    deadlines = exception_deadlines(shipment, thresholds).values()
-    deadline = min(deadlines, default=None)
-    # Poll at the deadline rather than just before it, so the lock cannot delay the check.
-    if deadline is not None and regular > deadline - policy.min_interval:
-        regular = deadline
+    regular, can_wait = _regular_poll(shipment, now, pushes_flowing,
+                                      last_query_at or awaiting_push_since, policy)
+    deadlines = sorted(exception_deadlines(shipment, thresholds).values())
+    if deadlines:
+        first = deadlines[0]
+        # Deadlines closer together than the lock share one poll, at the latest of them.
+        shared = max(at for at in deadlines if at <= first + policy.min_interval)
+        if regular >= first:
+            regular = min(regular, shared)
+        elif regular > first - policy.min_interval and can_wait:
+            # Wait for the deadline rather than poll just before it and have the lock delay it.
+            # Not where the regular poll is what sees an attempt in time (the last mile, the
+            # morning check): the deadline is then checked right after the lock instead.
+            regular = shared
     return max(floor, regular)
 
 
 def _regular_poll(s: Shipment, now: datetime, pushes_flowing: bool,
-                  last_query_at: datetime | None, policy: PollPolicy) -> datetime:
-    stage = stage_of(s)
+                  last_query_at: datetime | None, policy: PollPolicy) -> tuple[datetime, bool]:
+    """The next poll the stage asks for, and whether it may wait a little for a deadline."""
+    stage = poll_stage(s, policy)
     interval = _stage_interval(stage, policy, pushes_flowing)
     if pushes_flowing:
         # Silence since the last thing we heard, by scan or by query, is what the safety net checks.
         heard = [t for t in (last_query_at, s.last_event_at) if t is not None]
-        return (max(heard) if heard else now) + interval
+        return (max(heard) if heard else now) + interval, True
     if last_query_at is None:
-        return now
+        return now, True
     regular = last_query_at + interval
+    if stage == "last_mile" and s.status is S.IN_TRANSIT:
+        # In the delivery city, the run not out yet: an attempt comes no sooner than
+        # `run_to_first_door` after the run leaves, so polling that much later still sees it
+        # within the lock's interval.
+        regular += policy.run_to_first_door
     if stage == "last_mile":
-        regular = _after_quiet_hours(regular, policy, s.utc_offset_minutes)
-    return regular
+        if policy.retry_another_day and s.status is S.DELIVERY_FAILED and s.failed_attempts:
+            # "改日派送": the courier comes back on a later day, not later today.
+            _, zone = _local_clock(regular, s.utc_offset_minutes)
+            failed_on = local_day(s.failed_attempts[-1], s.utc_offset_minutes)
+            next_day = datetime.combine(failed_on + timedelta(days=1), policy.quiet_until,
+                                        tzinfo=zone)
+            regular = max(regular, next_day.astimezone(UTC))
+        return _after_quiet_hours(regular, policy, s.utc_offset_minutes), False
+    if stage in _DAILY_STAGES and policy.morning_check is not None:
+        return _next_local_time(last_query_at + policy.min_interval, policy.morning_check,
+                                s.utc_offset_minutes), False
+    return regular, True
+
+
+# The watch: how one number is followed at its provider ------------------------------------------
+
+class TrackingRules(BaseModel):
+    """Thresholds and poll policy together: what TRACKING_RULES_JSON configures."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+    policy: PollPolicy = DEFAULT_POLICY
+    # A poll that finds scans older than this which no push carried means pushes are not flowing.
+    missed_push_grace: timedelta = timedelta(hours=1)
+    # Delivery promised to the buyer, counted from hand-over to the courier (late_vs_promise).
+    delivery_promise: timedelta | None = timedelta(days=4)
+
+
+DEFAULT_RULES = TrackingRules()
+
+Subscription = Literal["none", "pending", "active", "aborted", "finished"]
+DueAction = Literal["subscribe", "query", "judge"]
+
+
+class Watch(BaseModel):
+    """Our side of following a number: subscription, what we asked and heard, the next check.
+
+    `next_check_at` is the only scheduling state (the due index is built from it); None means
+    tracking is over. Pushes count as flowing only once one has arrived and no later poll found
+    scans they missed: a subscription the provider accepted but never serves must not silence
+    the polls.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    can_query: bool = True
+    subscription: Subscription = "none"
+    subscribe_after: datetime | None = None
+    subscribed_at: datetime | None = None  # when the provider last accepted a subscription
+    last_query_at: datetime | None = None
+    last_push_at: datetime | None = None
+    missed_push: bool = False
+    provider_errors: int = 0
+    subscribe_errors: int = 0  # subscriptions refused in a row
+    queries: int = 0
+    pushes: int = 0
+    next_check_at: datetime | None = None
+
+    @property
+    def pushes_flowing(self) -> bool:
+        return (self.subscription in ("active", "finished") and self.last_push_at is not None
+                and not self.missed_push)
+
+
+def start_watch(provider: str, *, can_push: bool, can_query: bool, now: datetime) -> Watch:
+    """A new parcel: subscribe first where the provider pushes, else check at once."""
+    return Watch(provider=provider, can_query=can_query,
+                 subscription="pending" if can_push else "none", next_check_at=_aware_utc(now))
+
+
+def due_action(watch: Watch, now: datetime) -> DueAction:
+    resubscribe = (watch.subscription == "aborted" and watch.subscribe_after is not None
+                   and watch.subscribe_after <= now)
+    if watch.subscription == "pending" or resubscribe:
+        return "subscribe"
+    return "query" if watch.can_query else "judge"
+
+
+def _next_check(shipment: Shipment, watch: Watch, now: datetime, rules: TrackingRules,
+                ) -> datetime | None:
+    if shipment.finished:
+        return None
+    candidates: list[datetime] = []
+    if watch.subscription == "aborted" and watch.subscribe_after is not None:
+        candidates.append(max(now, watch.subscribe_after))
+    if watch.can_query:
+        # Just subscribed, nothing heard or asked yet: give the first push its time.
+        awaiting = watch.subscribed_at if (
+            watch.subscription == "active" and watch.last_push_at is None
+            and watch.last_query_at is None) else None
+        poll = next_poll_at(shipment, now, watch.pushes_flowing, watch.last_query_at,
+                            watch.provider_errors, thresholds=rules.thresholds,
+                            policy=rules.policy, awaiting_push_since=awaiting)
+        if poll is not None:
+            candidates.append(poll)
+    else:  # nothing to ask: only judge against the clock when a computed exception falls due
+        candidates.extend(max(now, at) for at in
+                          exception_deadlines(shipment, rules.thresholds).values())
+    return min(candidates, default=None)
+
+
+def _judged(shipment: Shipment, watch: Watch, events: Iterable[TrackingEvent], now: datetime,
+            rules: TrackingRules) -> tuple[Shipment, Watch, tuple[Change, ...]]:
+    updated, changes = update_through_deadlines(shipment, events, now, rules.thresholds)
+    return updated, watch.model_copy(
+        update={"next_check_at": _next_check(updated, watch, now, rules)}), changes
+
+
+def update_through_deadlines(
+        shipment: Shipment, events: Iterable[TrackingEvent], now: datetime,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[Shipment, tuple[Change, ...]]:
+    """`update`, after first judging at each deadline passed since the last look, with the scans
+    made up to it.
+
+    Staleness is measured on scan times: a condition that held at its threshold opens (dated
+    then) even when the scans that end it come in the same answer, as they do when the lock
+    put the deciding poll after the deadline. The changes then show it opened and resolved.
+    """
+    batch = list(events)
+    changes: list[Change] = []
+    for _round in range(len(K)):  # each round opens an exception or takes in scans
+        passed = [at for at in exception_deadlines(shipment, thresholds).values() if at < now]
+        if not passed:
+            break
+        at = min(passed)
+        shipment, more = update(shipment, [e for e in batch if e.occurred_at <= at], at,
+                                thresholds)
+        changes += more
+    shipment, more = update(shipment, batch, now, thresholds)
+    return shipment, (*changes, *more)
+
+
+def after_query(shipment: Shipment, watch: Watch, events: Sequence[TrackingEvent],
+                now: datetime, rules: TrackingRules = DEFAULT_RULES,
+                ) -> tuple[Shipment, Watch, tuple[Change, ...]]:
+    known = {event.event_id for event in shipment.events}
+    missed = watch.subscription == "active" and any(
+        event.event_id not in known and event.occurred_at < now - rules.missed_push_grace
+        for event in events)
+    watch = watch.model_copy(update={
+        "last_query_at": now, "provider_errors": 0, "queries": watch.queries + 1,
+        "missed_push": watch.missed_push or missed})
+    return _judged(shipment, watch, events, now, rules)
+
+
+def after_query_error(shipment: Shipment, watch: Watch, now: datetime,
+                      rules: TrackingRules = DEFAULT_RULES, *, counted: bool = True) -> Watch:
+    """Back off; a query the provider may have counted (a timeout) still starts its lock."""
+    watch = watch.model_copy(update={
+        "provider_errors": watch.provider_errors + 1, "queries": watch.queries + 1,
+        "last_query_at": now if counted else watch.last_query_at})
+    return watch.model_copy(update={"next_check_at": _next_check(shipment, watch, now, rules)})
+
+
+def after_subscribe(shipment: Shipment, watch: Watch, accepted: bool, now: datetime,
+                    rules: TrackingRules = DEFAULT_RULES) -> Watch:
+    """Subscribed (or refused: then we poll, and try again after a back-off)."""
+    if accepted:
+        watch = watch.model_copy(update={"subscription": "active", "subscribe_after": None,
+                                         "subscribed_at": now, "subscribe_errors": 0})
+    else:
+        # Its own back-off: sharing the query errors' would hold the polls back with it.
+        retry = now + rules.policy.error_backoff * (1 << min(watch.subscribe_errors, 8))
+        watch = watch.model_copy(update={"subscription": "aborted", "subscribe_after": retry,
+                                         "subscribe_errors": watch.subscribe_errors + 1})
+    return watch.model_copy(update={"next_check_at": _next_check(shipment, watch, now, rules)})
+
+
+def after_push(shipment: Shipment, watch: Watch, events: Sequence[TrackingEvent],
+               monitoring: Literal["active", "finished", "aborted"],
+               resubscribe_after: timedelta | None, now: datetime,
+               rules: TrackingRules = DEFAULT_RULES,
+               ) -> tuple[Shipment, Watch, tuple[Change, ...]]:
+    subscription: Subscription = "finished" if monitoring == "finished" else (
+        "aborted" if monitoring == "aborted" else "active")
+    watch = watch.model_copy(update={
+        "last_push_at": now, "missed_push": False, "pushes": watch.pushes + 1,
+        "subscription": subscription,
+        "subscribe_after": now + (resubscribe_after or timedelta(0))
+        if monitoring == "aborted" else None})
+    return _judged(shipment, watch, events, now, rules)
+
+
+def after_judge(shipment: Shipment, watch: Watch, now: datetime,
+                rules: TrackingRules = DEFAULT_RULES,
+                ) -> tuple[Shipment, Watch, tuple[Change, ...]]:
+    return _judged(shipment, watch, (), now, rules)

@@ -263,9 +263,16 @@ def pack(partner_id: str, job_id: str, request: PackRequest, now: datetime) -> J
 
 
 def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> Job:
-    return apply(partner_id, job_id, lambda j: jobs.ship(
+    """Record the shipment, then track its parcels. A retried report (the job unchanged) starts
+    whatever tracking the first attempt did not, so a failure between the two loses nothing."""
+    from chalicelib import tracker
+
+    job = apply(partner_id, job_id, lambda j: jobs.ship(
         j, request.shipment_id, request.packages, request.final, now),
         f"partner {partner_id}", now)
+    shipment = next(s for s in job.shipments if s.shipment_id == request.shipment_id)
+    tracker.start(job, shipment, now)
+    return job
 
 
 def resolve_change(partner_id: str, job_id: str, change_id: str, request: ResolveRequest,

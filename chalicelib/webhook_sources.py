@@ -23,6 +23,9 @@ class WebhookSource(BaseModel):
 
     scheme: str
     secrets: tuple[str, ...] = Field(min_length=1)
+    # Account settings a provider's client needs (courier providers: customer, key, endpoint
+    # and callback URLs); the secrets above are only for verifying what the source sends us.
+    options: dict[str, str] = Field(default_factory=dict)
 
 
 _cache: dict[str, tuple[float, WebhookSource | None]] = {}

@@ -33,11 +33,15 @@ def get_order(order_id: str) -> Response:
 @bp.route("/cs/v1/orders", methods=["GET"])
 @endpoint
 def find_order() -> Response:
-    """Look an order up by the marketplace's identity: ?marketplace=&shop=&external_id=."""
+    """Look an order up by the marketplace's identity (?marketplace=&shop=&external_id=) or by
+    a parcel (?carrier_code=&tracking_number=, what a buyer on the phone reads out)."""
     from chalicelib import order_view
 
     _staff()
     query = dict(bp.current_request.query_params or {})
+    if query.get("tracking_number"):
+        return ok(order_view.order_view(order_view.order_of_parcel(
+            query.get("carrier_code", ""), query["tracking_number"])))
     missing = [k for k in ("marketplace", "shop", "external_id") if not query.get(k)]
     if missing:
         raise ApiError(400, "missing_query_parameters", "marketplace, shop and external_id "
@@ -55,3 +59,16 @@ def amend_order(order_id: str) -> Response:
     staff = _staff("back_office")
     amendment = json_body(amendments.Amendment, raw_body(bp.current_request))
     return ok(amendments.amend(order_id, amendment, staff, utcnow()), status=201)
+
+
+@bp.route("/cs/v1/cases", methods=["GET"])
+@endpoint
+def open_cases() -> Response:
+    """Open cases, oldest first; ?type= narrows to one kind of problem."""
+    from chalicelib.storage import cases as cases_store
+
+    _staff()
+    query: dict[str, str] = dict(bp.current_request.query_params or {})
+    case_type = query.get("type")
+    found = cases_store.open_cases(case_type)
+    return ok({"cases": [case.model_dump(mode="json") for case in found]})

@@ -507,8 +507,12 @@ class Kuaidi100Client:
                  backoff_seconds: float = 0.5, requests_per_second: float = 5.0,
                  query_url: str = QUERY_URL, subscribe_url: str = SUBSCRIBE_URL,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 guard_lock: bool = True) -> None:
+        """`guard_lock=False` when the caller keeps the 30-minute lock itself, with the time of
+        the last query stored where every process sees it (the tracker's watch does)."""
         self.customer, self.key = customer, key
+        self.guard_lock = guard_lock
         self.session = session or requests.Session()
         self.timeout, self.retries, self.backoff = timeout, retries, backoff_seconds
         self.query_url, self.subscribe_url = query_url, subscribe_url
@@ -540,6 +544,8 @@ class Kuaidi100Client:
             retry_timeouts=True)
 
     def _guard_lock(self, carrier_code: str, tracking_number: str) -> None:
+        if not self.guard_lock:
+            return
         key, now = (carrier_code.upper(), tracking_number), self._clock()
         last = self._queried.get(key)
         if last is not None and now - last < QUERY_LOCK.total_seconds():

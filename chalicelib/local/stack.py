@@ -121,17 +121,78 @@ def stop_api(process: subprocess.Popen[bytes]) -> None:
 
 
 def start_events(env: dict[str, str]) -> Any:
+    """The event runner, with schedules LOCAL_SCHEDULE_SPEEDUP (default 12) times as often, so
+    the 1-minute tracking tick keeps up with the compressed journeys (every 5 s)."""
     import boto3
 
     from chalicelib.local.events import EventRunner
+    from chalicelib.timeutil import utcnow
+
+    speedup = float(os.environ.get("LOCAL_SCHEDULE_SPEEDUP", 12))
+    started = utcnow()
 
     sys.path.insert(0, str(ROOT))
     import app as app_module  # after the environment names the local resources
 
     runner = EventRunner(app_module.app, app_module, boto3.session.Session(),
-                         stream_failure_queue_url=env["INBOX_DLQ_URL"])
+                         stream_failure_queue_url=env["INBOX_DLQ_URL"],
+                         clock=lambda: started + (utcnow() - started) * speedup)
     runner.start()
     return runner
+
+
+def time_scale() -> float:
+    """How much faster parcels travel locally: at 720, a 3-day journey takes 6 minutes."""
+    return float(os.environ.get("LOCAL_TIME_SCALE", 720))
+
+
+def scaled_tracking_rules(scale: float) -> str:
+    """The tracking rules with every duration divided by `scale` (TRACKING_RULES_JSON), so
+    the tracker judges the simulated courier's compressed journeys by the same rules. Quiet
+    hours are dropped (a compressed night is not a night) and failed attempts count as on
+    different days when half a scaled day apart."""
+    from datetime import time as clock_time
+    from datetime import timedelta
+
+    from pydantic import BaseModel
+
+    from chalicelib.tracking import TrackingRules
+
+    def shrink(value: Any) -> Any:
+        if isinstance(value, timedelta):
+            return value / scale
+        if isinstance(value, BaseModel):
+            return value.model_copy(update={k: shrink(getattr(value, k))
+                                            for k in type(value).model_fields})
+        if isinstance(value, dict):
+            return {k: shrink(v) for k, v in value.items()}
+        return value
+
+    rules: TrackingRules = shrink(TrackingRules())
+    policy = rules.policy.model_copy(update={"quiet_from": clock_time(0),
+                                             "quiet_until": clock_time(0)})
+    default = rules.thresholds.default.model_copy(update={
+        "repeated_failure_gap": timedelta(hours=12) / scale})
+    return rules.model_copy(update={"policy": policy, "thresholds": rules.thresholds.model_copy(
+        update={"default": default})}).model_dump_json()
+
+
+def start_courier(api_url: str, scale: float) -> Any:
+    """The simulated Kuaidi100 (chalicelib/local/courier.py), registered as our account."""
+    from chalicelib import tracker, webhook_sources
+    from chalicelib.local.courier import CourierSimulator
+
+    customer, key, salt = "LOCAL" + secrets.token_hex(4), secrets.token_hex(16), \
+        secrets.token_hex(8)
+    courier = CourierSimulator(customer=customer, key=key, time_scale=scale)
+    courier.start()
+    courier.run_pushes(every_seconds=1.0)
+    webhook_sources.register({tracker.source_name("kuaidi100"): {
+        "scheme": "kuaidi100", "secrets": [salt], "options": {
+            "customer": customer, "key": key, "query_url": courier.query_url,
+            "subscribe_url": courier.subscribe_url,
+            "callback_url": f"{api_url}/couriers/kuaidi100/push"}}})
+    return courier
 
 
 def start_factory(api_url: str, run: dict[str, Any]) -> threading.Event | None:
@@ -179,7 +240,14 @@ def banner(api: str, aws: str, run: dict[str, Any]) -> str:
    # the partner's change feed
    curl -s {api}/warehouse/v1/changes {auth_p}
 
- Logs below: webhooks, the order worker, the factory's steps and CS ALERT lines.
+ A simulated Kuaidi100 ({run['courier']}) carries every shipped parcel along a scripted
+ journey {time_scale():.0f} times faster than life (delivered, refused, stalled, failed twice,
+ ... in turn); the tracker follows them by push and query, and CS cases open:
+
+   curl -s {api}/cs/v1/cases {auth_cs}
+   curl -s {run['courier']}/_sim/parcels           # what the courier knows
+
+ Logs below: webhooks, the order worker, the factory's steps and CS CASE lines.
  Ctrl-C stops everything.
 ================================================================================
 """
@@ -200,11 +268,14 @@ def main() -> None:
 
         from chalicelib.local.provision import provision
 
+        scale = time_scale()
         env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
-               "APP_STAGE": "local"}
+               "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale)}
         os.environ.update(env)
         run = seed()
         api_url = f"http://127.0.0.1:{api_port}"
+        courier = start_courier(api_url, scale)
+        run["courier"] = courier.url
         RUN_FILE.parent.mkdir(exist_ok=True)
         RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))
         RUN_FILE.chmod(0o600)
@@ -227,6 +298,7 @@ def main() -> None:
             if runner is not None:
                 runner.stop()
             stop_api(api)
+            courier.stop()
     print("stopped.", flush=True)
 
 

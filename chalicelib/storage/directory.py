@@ -78,11 +78,14 @@ def webhook_source(name: str) -> WebhookSource | None:
         TableName=settings().directory_table, Key=to_attrs({"pk": f"SOURCE#{name}", "sk": "SOURCE"})
     )
     item = from_attrs(answer.get("Item", {}))
-    return WebhookSource(scheme=item["scheme"], secrets=tuple(item["secrets"])) if item else None
+    if not item:
+        return None
+    return WebhookSource(scheme=item["scheme"], secrets=tuple(item["secrets"]),
+                         options=item.get("options", {}))
 
 
 def put_webhook_source(name: str, source: WebhookSource, now: datetime) -> None:
     aws.client("dynamodb").put_item(TableName=settings().directory_table, Item=to_attrs({
         "pk": f"SOURCE#{name}", "sk": "SOURCE", "scheme": source.scheme,
-        "secrets": list(source.secrets), "updated_at": iso(now),
+        "secrets": list(source.secrets), "options": source.options, "updated_at": iso(now),
     }))

@@ -35,7 +35,10 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     run_file = tmp_path_factory.mktemp("stack") / "run.json"
     ports = {"LOCAL_API_PORT": str(free_port()), "LOCAL_AWS_PORT": str(free_port())}
     env = {**os.environ, **ports, "LOCAL_RUN_FILE": str(run_file),
-           "LOCAL_FACTORY_PRINT_SECONDS": "6"}
+           "LOCAL_FACTORY_PRINT_SECONDS": "6",
+           # Parcels travel 7,200 times faster (a 3-day journey in 36 s); the tracking tick
+           # runs every second to keep up.
+           "LOCAL_TIME_SCALE": "7200", "LOCAL_SCHEDULE_SPEEDUP": "60"}
     for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
         env.pop(name, None)  # the stack must set up its own
     process = subprocess.Popen([sys.executable, "-m", "chalicelib.local.stack"], cwd=ROOT,
@@ -102,8 +105,9 @@ def test_the_factory_ships_and_changes_land_by_stage(running_stack: dict[str, An
 
     for order_id in (plain, readdress_me):
         wait_for(f"{order_id} shipped", lambda o=order_id: "job.shipped" in events(run, o))
-    assert events(run, plain) == ["order.received", "job.created", "job.accepted",
-                                  "job.printed", "job.picked", "job.packed", "job.shipped"]
+    assert events(run, plain)[:8] == ["order.received", "job.created", "job.accepted",
+                                      "job.printed", "job.picked", "job.packed", "job.shipped",
+                                      "shipment.tracking_started"]
     readdressed = timeline(run, readdress_me)
     kinds = [e["type"] for e in readdressed["timeline"]]
     assert kinds.index("change.intercept_requested") < kinds.index("change.intercepted") \
@@ -120,6 +124,64 @@ def test_the_factory_ships_and_changes_land_by_stage(running_stack: dict[str, An
     assert (cancel_me.removeprefix("ord_"), "change.applied") in seen
     assert (readdress_me.removeprefix("ord_"), "change.intercept_requested") in seen
     assert (readdress_me.removeprefix("ord_"), "change.intercepted") in seen
+
+
+def cases(run: dict[str, Any]) -> list[dict[str, Any]]:
+    response = requests.get(f"{run['api']}/cs/v1/cases", timeout=10,
+                            headers={"Authorization": f"Bearer {run['cs_key']}"})
+    return list(response.json()["cases"])
+
+
+def test_the_courier_moves_parcels_and_cs_hears_of_each_problem_once(
+        running_stack: dict[str, Any]) -> None:
+    """Issue 4's story: the simulated Kuaidi100 carries the shipped parcels along scripted
+    journeys (delivered, refused, stalled, failed twice, ...); each problem is one CS case and
+    the delivered order shows as complete."""
+    run = running_stack["run"]
+    orders = [send_order(run)[0] for _ in range(4)]
+    for order_id in orders:
+        wait_for(f"{order_id} tracked", lambda o=order_id: "shipment.tracking_started"
+                 in events(run, o), timeout=120)
+    parcels = wait_for("six parcels at the courier", lambda: (lambda p: p if len(p) >= 6 else None)(
+        requests.get(f"{run['courier']}/_sim/parcels", timeout=10).json()["parcels"]))
+    script_of = {p["num"]: p["script"] for p in parcels}
+    expected = {"refused": "after_sales.return", "stalled": "courier.stalled",
+                "failed_twice": "courier.repeated_delivery_failure"}
+
+    def opened() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for case in cases(run):
+            found.setdefault(case["subject"].rsplit(":", 1)[1], []).append(case["type"])
+        return found
+
+    for script, case_type in expected.items():
+        (number,) = [n for n, s in script_of.items() if s == script]
+        wait_for(f"the {script} parcel's case", lambda n=number, t=case_type: t in opened().get(
+            n, []), timeout=150)
+    # Once each: the refusal, the return and the signed-back refusal are one after-sales case;
+    # a stall escalating to "probably lost" is the same case.
+    by_number = opened()
+    for script, case_type in expected.items():
+        (number,) = [n for n, s in script_of.items() if s == script]
+        assert by_number[number].count(case_type) == 1, (script, by_number[number])
+
+    (delivered,) = [n for n, s in script_of.items() if s == "delivered"]
+    carrier = next(p["com"] for p in parcels if p["num"] == delivered)
+    view = requests.get(f"{run['api']}/cs/v1/orders", timeout=10, params={
+        "carrier_code": carrier_code_of(carrier), "tracking_number": delivered},
+        headers={"Authorization": f"Bearer {run['cs_key']}"}).json()
+    order_id = view["order_id"]
+    wait_for("the delivered order complete", lambda: "order.completed" in events(run, order_id),
+             timeout=150)
+    view = timeline(run, order_id)
+    assert view["fulfilment"] == "delivered"
+    assert [p["status"] for p in view["parcels"]] == ["delivered"]
+
+
+def carrier_code_of(com: str) -> str:
+    from chalicelib.couriers import kuaidi100
+
+    return kuaidi100.carrier_for(com)
 
 
 def test_bad_signature_is_refused_over_real_http(running_stack: dict[str, Any]) -> None:

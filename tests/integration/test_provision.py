@@ -73,13 +73,13 @@ def test_every_table_has_the_declared_keys_indexes_and_stream(
         assert table.get("StreamSpecification", {}).get("StreamViewType") == view, lid
 
 
-def test_ttl_is_on_the_inbox_only_and_pitr_everywhere(
+def test_ttl_only_where_items_may_expire_and_pitr_everywhere(
         session: Any, env: dict[str, str]) -> None:
     dynamodb = session.client("dynamodb")
     for lid in TABLES:
         name = table_name(env, lid)
         ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if lid == "InboxTable":
+        if lid in ("InboxTable", "ShipmentsTable"):  # delivery records, raw pushes
             assert ttl["TimeToLiveStatus"] == "ENABLED"
             assert ttl["AttributeName"] == "expires_at"
         else:

@@ -123,7 +123,7 @@ def test_the_whole_protocol_from_offer_to_shipped(api: Api, client: Client,
     assert reused["details"]["current_state"]["work"] == "shipped"
     assert api.timeline(job["order_id"]) == [
         "order.received", "job.created", "job.accepted", "job.printed", "job.picked",
-        "job.packed", "job.shipped"]
+        "job.packed", "job.shipped", "shipment.tracking_started"]
 
 
 def test_illegal_transitions_answer_409_with_the_state(api: Api, client: Client,

@@ -76,9 +76,11 @@ def test_every_table_has_point_in_time_recovery() -> None:
         assert spec.get("PointInTimeRecoveryEnabled") is True, lid
 
 
-def test_only_the_inbox_expires_items() -> None:
+def test_only_delivery_records_and_raw_pushes_expire() -> None:
+    # Orders, jobs and cases are records of what happened: never expired. The inbox's dedupe
+    # records and the shipments table's raw pushes (the parcels themselves carry no expires_at).
     with_ttl = [lid for lid, t in TABLES.items() if "TimeToLiveSpecification" in t["Properties"]]
-    assert with_ttl == ["InboxTable"]
+    assert with_ttl == ["InboxTable", "ShipmentsTable"]
 
 
 def test_tables_are_retained_on_delete_and_replace() -> None:

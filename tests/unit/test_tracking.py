@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from chalicelib.tracking import (
     computed_exceptions,
     exception_deadlines,
     next_poll_at,
+    poll_stage,
     stage_of,
     update,
 )
@@ -408,15 +410,18 @@ def test_never_the_same_number_twice_in_30_minutes(pushes: bool) -> None:
 
 
 def test_poll_only_cadence_depends_on_the_stage() -> None:
+    # Plain intervals (no morning check; distinct values so that a mix-up shows).
+    policy = PollPolicy(morning_check=None, awaiting_pickup=6 * H, in_transit=12 * H,
+                        customs=10 * H, problem=2 * H)
     cases = [
-        (folded(ev(-8, S.INFO_RECEIVED)), DEFAULT_POLICY.awaiting_pickup),
-        (folded(*JOURNEY[:4]), DEFAULT_POLICY.in_transit),
-        (folded(*JOURNEY[:3], ev(10, S.IN_TRANSIT, customs=True)), DEFAULT_POLICY.customs),
-        (folded(*JOURNEY[:4], ev(21, S.EXCEPTION, K.HELD_AT_FACILITY)), DEFAULT_POLICY.problem),
+        (folded(ev(-8, S.INFO_RECEIVED)), policy.awaiting_pickup),
+        (folded(*JOURNEY[:4]), policy.in_transit),
+        (folded(*JOURNEY[:3], ev(10, S.IN_TRANSIT, customs=True)), policy.customs),
+        (folded(*JOURNEY[:4], ev(21, S.EXCEPTION, K.HELD_AT_FACILITY)), policy.problem),
     ]
     for shipment, interval in cases:
         last = shipment.last_event_at or T0
-        assert next_poll_at(shipment, last, False, last) == last + interval
+        assert next_poll_at(shipment, last, False, last, policy=policy) == last + interval
 
 
 def test_out_for_delivery_polls_more_often_than_trunk_transit() -> None:
@@ -431,11 +436,12 @@ def test_out_for_delivery_polls_more_often_than_trunk_transit() -> None:
 def test_last_mile_polls_sleep_at_night_in_the_recipients_zone() -> None:
     # Failed at 19:30 in China: the next attempt is tomorrow, so no polls overnight.
     shipment = folded(*JOURNEY, ev(33.5, S.DELIVERY_FAILED, K.DELIVERY_FAILED))
-    evening = datetime(2026, 5, 2, 12, 30, tzinfo=UTC)  # 20:30 in China; +1 h is 21:30
-    wake = datetime(2026, 5, 2, 23, 0, tzinfo=UTC)  # 07:00 in China
+    evening = datetime(2026, 5, 2, 12, 30, tzinfo=UTC)  # 20:30 in China; +30 min is 21:00
+    wake = datetime(2026, 5, 3, 0, 30, tzinfo=UTC)  # 08:30 in China
     assert next_poll_at(shipment, evening, False, evening) == wake
-    custom = PollPolicy(quiet_from=time(23, 0), quiet_until=time(6, 0))
-    assert next_poll_at(shipment, evening, False, evening, policy=custom) == evening + H
+    custom = PollPolicy(quiet_from=time(23, 0), quiet_until=time(6, 0), retry_another_day=False)
+    assert next_poll_at(shipment, evening, False, evening, policy=custom) == (
+        evening + DEFAULT_POLICY.last_mile)
 
 
 def test_a_push_fed_parcel_needs_only_a_safety_poll() -> None:
@@ -462,7 +468,8 @@ def test_deadlines_of_open_exceptions_no_longer_pull_polls() -> None:
     stalled = update(folded(*JOURNEY[:4]), [], T0 + 45 * H)[0]
     deadlines = exception_deadlines(stalled)
     assert K.STALLED_NO_SCAN not in deadlines and K.PROBABLY_LOST in deadlines
-    assert next_poll_at(stalled, T0 + 45 * H, False, T0 + 45 * H) == T0 + 57 * H
+    # Not pulled back to the passed stall deadline: the next regular poll, the morning check.
+    assert next_poll_at(stalled, T0 + 45 * H, False, T0 + 45 * H) == T0 + 46.5 * H  # 08:30
 
 
 @pytest.mark.parametrize(("errors", "wait"), [
@@ -510,3 +517,115 @@ def test_any_order_with_duplicates_and_batches_gives_the_same_shipment(
     # ... and judging it against the clock is just as deterministic.
     now = T0 + 300 * H
     assert update(shipment, [], now)[0] == update(expected, [], now)[0]
+
+
+# The poll policy tuned by bench/tracking_cost.py -------------------------------------------------
+
+M = timedelta(minutes=1)
+CUSTOMS = (*JOURNEY[:3], ev(10, S.IN_TRANSIT, customs=True))  # last scan 20:00 in China, day 1
+
+
+def test_poll_only_parcels_before_the_last_mile_are_checked_each_morning() -> None:
+    in_customs = folded(*CUSTOMS)  # 48 h stall limit: no deadline before day 3
+    assert next_poll_at(in_customs, T0 + 11 * H, False, T0 + 11 * H) == T0 + 22.5 * H  # 08:30
+    # A poll less than the lock before the check counts as that day's check...
+    at_0810 = T0 + 22 * H + 10 * M
+    assert next_poll_at(in_customs, at_0810, False, at_0810) == T0 + 46.5 * H
+    # ... one 30 min before does not.
+    assert next_poll_at(in_customs, T0 + 22 * H, False, T0 + 22 * H) == T0 + 22.5 * H
+    # In the recipient's zone, and the plain interval when the check is switched off.
+    in_utc = folded(*CUSTOMS, utc_offset_minutes=0)
+    assert next_poll_at(in_utc, T0 + 11 * H, False, T0 + 11 * H) == T0 + 30.5 * H  # 08:30 UTC
+    plain = PollPolicy(morning_check=None)
+    assert next_poll_at(in_customs, T0 + 11 * H, False, T0 + 11 * H, policy=plain) == (
+        T0 + 11 * H + plain.customs)
+
+
+def test_the_morning_check_does_not_delay_a_deadline() -> None:
+    trunk = folded(*JOURNEY[:4])  # stall deadline at 44 h: 06:00 in China, before the check
+    assert next_poll_at(trunk, T0 + 24 * H, False, T0 + 24 * H) == T0 + 44 * H
+
+
+def test_a_scan_in_the_delivery_city_starts_the_last_mile_for_polling() -> None:
+    city = folded(*JOURNEY[:4], ev(21, S.IN_TRANSIT, code="1001"))  # 07:00 in China
+    assert stage_of(city) == "in_transit" and poll_stage(city) == "last_mile"
+    at_0830 = T0 + 22.5 * H
+    # The run has not left: its first doorstep comes 15 min after it leaves at the soonest.
+    assert next_poll_at(city, at_0830, False, at_0830) == at_0830 + 45 * M
+    going = folded(*city.events, ev(22.25, S.OUT_FOR_DELIVERY))
+    assert next_poll_at(going, at_0830, False, at_0830) == at_0830 + 30 * M
+    assert next_poll_at(city, at_0830, False, at_0830,
+                        policy=PollPolicy(run_to_first_door=timedelta(0))) == at_0830 + 30 * M
+    # Seen at night: the first last-mile poll is when the quiet hours end.
+    night = folded(*JOURNEY[:4], ev(19, S.IN_TRANSIT, code="1001"))  # 05:00 in China
+    assert next_poll_at(night, T0 + 19.5 * H, False, T0 + 19.5 * H) == at_0830
+    # Only the configured provider's code counts, and only while it is the latest place.
+    other = city.events[-1].model_copy(update={"provider": "17track"})
+    assert poll_stage(folded(*JOURNEY[:4], other)) == "in_transit"
+    moved_on = folded(*city.events, ev(23, S.IN_TRANSIT, K.REDIRECTED, code="1003"))
+    assert poll_stage(moved_on) == "in_transit"
+    assert poll_stage(city, PollPolicy(last_mile_codes=frozenset())) == "in_transit"
+
+
+def test_after_a_failed_attempt_polls_wait_for_the_next_delivery_day() -> None:
+    failed = folded(*JOURNEY, ev(31, S.DELIVERY_FAILED, K.DELIVERY_FAILED))  # 17:00 in China
+    query = T0 + 31.5 * H
+    assert next_poll_at(failed, query, False, query) == T0 + 46.5 * H  # 08:30 the next day
+    # The next day, still no news: every 30 min again (the second attempt must be seen).
+    assert next_poll_at(failed, T0 + 47 * H, False, T0 + 47 * H) == T0 + 47.5 * H
+    same_day = PollPolicy(retry_another_day=False)
+    assert next_poll_at(failed, query, False, query, policy=same_day) == query + 30 * M
+    # Out for delivery without a failure: the same day goes on at the last-mile pace.
+    assert next_poll_at(folded(*JOURNEY), query, False, query) == query + 30 * M
+
+
+def test_deadlines_closer_than_the_lock_share_one_poll() -> None:
+    locker = (*JOURNEY, ev(32, S.AVAILABLE_FOR_PICKUP))  # uncollected at 80 h
+    query = T0 + 71 * H  # 09:00 in China: the next morning check is after both deadlines
+    close = folded(*locker, promised_by=T0 + 80 * H + 20 * M)
+    assert next_poll_at(close, query, False, query) == T0 + 80 * H + 20 * M
+    apart = folded(*locker, promised_by=T0 + 80 * H + 40 * M)
+    assert next_poll_at(apart, query, False, query) == T0 + 80 * H
+    # Even for a push-fed parcel, whose safety poll would come later still.
+    assert next_poll_at(close, query, True, query) == T0 + 80 * H + 20 * M
+
+
+def test_a_new_subscription_waits_for_its_first_push() -> None:
+    assert next_poll_at(parcel(), T0, False, None, awaiting_push_since=T0) == T0 + 22.5 * H
+    # ... but not past a deadline: handed over at 07:00, not picked up is due before 08:30.
+    early = parcel(handed_over_at=T0 - 3 * H)
+    assert next_poll_at(early, T0, False, None, awaiting_push_since=T0) == T0 + 21 * H
+
+
+@pytest.mark.parametrize("first_query_minutes", [0, 7, 29, 45])
+def test_a_poll_only_last_mile_sees_every_attempt_within_30_minutes(
+        first_query_minutes: int) -> None:
+    """Couriers attempt 08:00-20:00 in China: every such moment is followed by a poll within
+    30 min, no poll comes within 30 min of another, and none in the quiet hours."""
+    out = folded(ev(-8, S.INFO_RECEIVED), ev(3, S.PICKED_UP), ev(15, S.IN_TRANSIT),
+                 ev(20.5, S.IN_TRANSIT, code="1001"), ev(21.75, S.OUT_FOR_DELIVERY))  # 07:45
+    start = T0 + 20.5 * H + first_query_minutes * M  # from 06:30 in China
+    polls = [start]
+    while polls[-1] < T0 + 46 * H:
+        out = update(out, [], polls[-1])[0]  # each poll judges: the stall opens at its deadline
+        after = next_poll_at(out, polls[-1], False, polls[-1])
+        assert after is not None
+        polls.append(after)
+    assert all(b - a >= 30 * M for a, b in pairwise(polls))
+    attempt = T0 + 22 * H  # 08:00 in China
+    while attempt <= T0 + 34 * H:  # 20:00
+        assert any(attempt <= poll <= attempt + 30 * M for poll in polls), attempt
+        attempt += M
+    night = [p for p in polls if T0 + 34.5 * H <= p < T0 + 46.5 * H]
+    # The out-for-delivery stall (19:45) is checked by the next poll the lock allows.
+    assert night == [] and any(T0 + 33.75 * H <= p <= T0 + 34.25 * H for p in polls)
+    assert K.STALLED_NO_SCAN in out.open_kinds
+
+
+def test_a_push_fed_parcel_is_queried_at_deadlines_and_after_two_silent_days() -> None:
+    at_locker = folded(*JOURNEY, ev(32, S.AVAILABLE_FOR_PICKUP))
+    assert next_poll_at(at_locker, T0 + 33 * H, True, None) == T0 + 80 * H  # uncollected
+    # A stall already open, probably lost 5 days on: the safety poll comes first.
+    stalled = update(folded(*JOURNEY[:4]), [], T0 + 45 * H)[0]
+    assert next_poll_at(stalled, T0 + 45 * H, True, T0 + 45 * H) == (
+        T0 + 45 * H + DEFAULT_POLICY.push_safety) == T0 + 93 * H

@@ -1,0 +1,21 @@
+"""POST /couriers/{provider}/push: tracking providers push parcel news here."""
+
+from __future__ import annotations
+
+from chalice.app import Blueprint, Response
+
+from chalicelib import tracker
+from chalicelib.api import endpoint, raw_body
+from chalicelib.timeutil import utcnow
+
+bp = Blueprint(__name__)
+
+
+@bp.route("/couriers/{provider}/push", methods=["POST"],
+          content_types=["application/x-www-form-urlencoded", "application/json", "text/plain"])
+@endpoint
+def push(provider: str) -> Response:
+    request = bp.current_request
+    reply = tracker.receive_push(provider, request.headers, raw_body(request), utcnow())
+    return Response(body=reply.body, status_code=reply.status,
+                    headers={"Content-Type": reply.content_type})
