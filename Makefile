@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit bench demo-order demo-cancel demo-address package clean
+.PHONY: run test lint unit bench demo-order demo-cancel demo-address demo-exception package clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -17,6 +17,9 @@ run: $(STAMP)
 
 demo-order: $(STAMP)
 	$(BIN)/python -m chalicelib.local.demo order
+
+demo-exception: $(STAMP)
+	$(BIN)/python -m chalicelib.local.demo exception
 
 demo-cancel: $(STAMP)
 	$(BIN)/python -m chalicelib.local.demo cancel $(ORDER)

@@ -29,6 +29,7 @@ INBOX_STREAM_ARN = os.environ.get(
 )
 INBOX_DLQ_NAME = os.environ.get("INBOX_DLQ_NAME", "order-backbone-dev-inbox-dlq")
 ALERTS_QUEUE_NAME = os.environ.get("ALERTS_QUEUE_NAME", "order-backbone-dev-alerts")
+ALERTS_DLQ_NAME = os.environ.get("ALERTS_DLQ_NAME", "order-backbone-dev-alerts-dlq")
 
 
 @app.on_dynamodb_record(stream_arn=INBOX_STREAM_ARN, batch_size=25,
@@ -56,6 +57,28 @@ def alert_dispatch(event: SQSEvent) -> dict[str, Any]:
 
     return batches.partial_response(event.to_dict(), event.context,
                                     lambda record: dispatch.handle(record.body), "sqs")
+
+
+@app.on_sqs_message(queue=ALERTS_DLQ_NAME, batch_size=10)
+def alert_dead_letters(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib import alert_dispatch as dispatch
+    from chalicelib import batches
+    from chalicelib.timeutil import utcnow
+
+    return batches.partial_response(
+        event.to_dict(), event.context,
+        lambda record: dispatch.dead_letter(record.body, record.message_id, utcnow()), "sqs")
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def notify_cs(event: Any) -> None:
+    """Send what the outbox holds (rate limits, digests, retries, fallback), remind the rest."""
+    from chalicelib import notifier
+    from chalicelib.timeutil import utcnow
+
+    report = notifier.run(utcnow())
+    if any(report.as_dict().values()):
+        app.log.info("notifications: %s", report.as_dict())
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))

@@ -5,6 +5,8 @@
     python -m chalicelib.admin --stage dev list --partner factory-1
     python -m chalicelib.admin --stage dev revoke --partner factory-1 --key-id 3fa2c91b07de
     python -m chalicelib.admin --stage dev source shopify --scheme shopify --secret S [--secret S2]
+    python -m chalicelib.admin --stage dev channel wecom:cs-team --option webhook_url=https://...
+    python -m chalicelib.admin --stage dev channel email:cs-team --json '{"sender": ...}'
     python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
         --option customer=C --option key=K --option callback_url=https://.../couriers/kuaidi100/push
 
@@ -37,16 +39,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", default="dev",
                         help="names the directory table order-backbone-<stage>-directory "
                              "(or set DIRECTORY_TABLE)")
-    parser.add_argument("command", choices=["issue", "list", "revoke", "source", "courier"])
+    parser.add_argument("command",
+                        choices=["issue", "list", "revoke", "source", "courier", "channel"])
     parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source};"
-                        " with courier: the provider of /couriers/{provider}/push")
+                        " with courier: the provider of /couriers/{provider}/push; with channel:"
+                        " a CS channel id, <platform>:<name> (wecom, dingtalk, feishu, slack,"
+                        " email)")
     parser.add_argument("--scheme", choices=sorted(known_schemes()), help="with source")
     parser.add_argument("--secret", action="append", default=[],
                         help="with source or courier: a signing secret (Kuaidi100: the push "
                              "salt); repeat to keep the old one while rotating")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="with courier: account settings (kuaidi100: customer, key, "
-                             "callback_url; 17track: token)")
+                             "callback_url; 17track: token); with channel: its settings "
+                             "(webhook_url, secret)")
+    parser.add_argument("--json", help="with channel: the settings as one JSON object (email: "
+                        "sender, verified_identities, to)")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--partner", help="a warehouse partner id")
     who.add_argument("--staff", help="a CS or back-office person")
@@ -64,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "courier":
         _courier(parser, args)
+        return
+    if args.command == "channel":
+        _channel(parser, args)
         return
     if not (args.partner or args.staff):
         parser.error(f"{args.command} needs --partner or --staff")
@@ -98,6 +109,30 @@ def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         "scheme": args.name, "secrets": args.secret, "options": options}})
     print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
           f"running functions pick it up within {settings().secrets_cache_seconds} s")
+
+
+def _channel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    import json
+
+    from chalicelib import notifier, notify
+    from chalicelib.notify import email
+
+    platform = (args.name or "").split(":", 1)[0]
+    if ":" not in (args.name or "") or platform not in (*notify.CHANNEL_MODULES, notify.EMAIL):
+        parser.error("channel needs an id <platform>:<name>, platform one of "
+                     f"{', '.join([*notify.CHANNEL_MODULES, notify.EMAIL])}")
+    settings_doc = json.loads(args.json) if args.json else dict(
+        option.split("=", 1) for option in args.option if "=" in option)
+    try:  # refuse what the notifier could not use, now rather than at the first alert
+        if platform == notify.EMAIL:
+            email.EmailConfig.model_validate(settings_doc)
+        else:
+            notify.parse_config(platform, settings_doc)
+    except ValueError as exc:
+        parser.error(f"settings for {args.name}: {exc}")
+    notifier.configure_channels({args.name: settings_doc})
+    print(f"channel {args.name} set; the notifier picks it up within "
+          f"{settings().secrets_cache_seconds} s")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,37 @@
-"""The alert queue's consumer: every alert becomes (part of) a CS case, then is shown.
-
-Delivery to email and IM on the CS rota builds on the case outcome: a new or escalated case is
-news; a repeat is counted on the case and not sent again.
+"""The alert queue's consumer: every alert becomes (part of) a CS case, and a new or escalated
+case gets its notifications planned in the outbox (chalicelib/notifier.py sends them). A repeat
+is counted on the case and not sent again. Planning is idempotent, so a redelivered alert whose
+first delivery failed between the two steps still gets its notes.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
+from chalicelib import notifier
 from chalicelib.alerts import Alert
 from chalicelib.storage import cases as cases_store
+from chalicelib.timeutil import utcnow
 
 log = logging.getLogger("chalicelib.alerts")
 
 
-def handle(message: str) -> cases_store.Recorded:
+def handle(message: str, now: datetime | None = None) -> cases_store.Recorded:
     alert = Alert.model_validate_json(message)
     recorded = cases_store.record(alert)
+    notifier.plan_for(recorded, now or utcnow())
     if recorded.outcome in ("opened", "escalated", "resolved"):
         case_id = recorded.case.case_id if recorded.case else "-"
         log.warning("CS CASE %s %s [%s/%s] %s: %s", recorded.outcome, case_id, alert.severity,
                     alert.case_type, alert.subject, alert.summary)
     return recorded
+
+
+def dead_letter(message: str, message_id: str, now: datetime) -> None:
+    """An alert the dispatcher gave up on (the alerts queue's dead letters): kept where the CS
+    API lists undelivered notifications, never dropped."""
+    from chalicelib.storage import outbox
+
+    outbox.put_dead_alert(message_id, message, now)
+    log.error("CS ALERT UNDELIVERABLE %s: %s", message_id, message[:500])

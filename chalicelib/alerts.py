@@ -59,3 +59,12 @@ def publish(alert: Alert) -> None:
             "severity": {"DataType": "String", "StringValue": alert.severity},
         },
     )
+
+
+def raise_case(kind: str, subject: str, severity: Severity, summary: str, at: datetime,
+               facts: dict[str, Any] | None = None, *, case: str | None = None,
+               resolves: bool = False) -> None:
+    """The one entry point for anything CS must hear about: it becomes (part of) one case per
+    (type, subject), delivered on the CS rota's channels."""
+    publish(Alert(kind=kind, subject=subject, severity=severity, summary=summary, at=at,
+                  facts=facts or {}, case=case, resolves=resolves))

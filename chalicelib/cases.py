@@ -33,7 +33,7 @@ class CaseStep(BaseModel):
     at: datetime
     actor: str
     action: Literal["opened", "reported_again", "escalated", "acknowledged", "resolved",
-                    "note"]
+                    "reminded", "note"]
     note: str = ""
 
 
@@ -51,6 +51,7 @@ class Case(BaseModel):
     opened_at: datetime
     last_seen_at: datetime
     occurrences: int = 1
+    reminders: int = 0  # reminders sent while nobody acknowledged it
     history: tuple[CaseStep, ...] = ()
 
     @property
@@ -107,4 +108,10 @@ def resolve(case: Case, actor: str, note: str, now: datetime) -> Case:
 
 def _order_id(alert: Alert) -> str | None:
     value = alert.facts.get("order_id")
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and value else None  # an index key is never empty
+
+
+def reminded(case: Case, serial: int, escalated: bool, now: datetime) -> Case:
+    step = CaseStep(at=now, actor=SYSTEM, action="reminded",
+                    note="escalated to the on-duty manager" if escalated else f"reminder {serial}")
+    return case.model_copy(update={"reminders": serial, "history": (*case.history, step)})

@@ -153,8 +153,9 @@ def _alert_invalid(order: Order, problems: tuple[str, ...], now: datetime) -> No
         kind="order.invalid", severity=alerts.Severity.HIGH, subject=order.order_id, at=now,
         summary=f"Paid order {order.name or order.external_id} ({order.marketplace}) cannot be "
                 f"sent to the warehouse: {', '.join(problems)}",
-        facts={"problems": list(problems), "external_id": order.external_id,
-               "shop": order.shop},
+        facts={"order_id": order.order_id, "order_name": order.name or order.external_id,
+               "marketplace": order.marketplace, "problems": list(problems),
+               "external_id": order.external_id, "shop": order.shop},
     ))
 
 

@@ -124,8 +124,15 @@ def _exception_alert(parcel: Parcel, exc: OpenException, at: datetime) -> Alert:
 def alerts_for(parcel: Parcel, changes: Sequence[Change]) -> list[Alert]:
     """What CS must hear about these changes (the cases layer keeps one case per problem)."""
     found: list[Alert] = []
+    # Judged late (a deadline passed between two checks) and already over: history, not news.
+    opened = {c.exception.kind for c in changes
+              if c.type == "exception_opened" and c.exception is not None}
+    over = {c.exception.kind for c in changes
+            if c.type == "exception_resolved" and c.exception is not None} & opened
     for change in changes:
         exc = change.exception
+        if exc is not None and exc.kind in over:
+            continue
         if change.type == "exception_opened" and exc is not None and exc.alerts:
             found.append(_exception_alert(parcel, exc, change.at))
         elif (change.type == "exception_resolved" and exc is not None and exc.alerts

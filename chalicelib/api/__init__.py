@@ -36,12 +36,27 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
             if exc.status >= 500:
                 log.error("%s in %s: %s", exc.reason, view.__name__, exc.__cause__ or exc)
             return Response(body=exc.body(), status_code=exc.status, headers=headers)
-        except Exception:
+        except Exception as exc:
             log.exception("unhandled error in %s", view.__name__)
+            _our_fault(view.__name__, exc)
             return Response(body={"error": "internal_error", "message": "our fault; retry later"},
                             status_code=500, headers=JSON)
 
     return wrapped
+
+
+def _our_fault(route: str, exc: Exception) -> None:
+    """A 500 is our bug: a case for whoever watches the system (one per route and error type,
+    repeats counted on it). Best effort: the caller already gets its 500."""
+    from chalicelib import alerts
+    from chalicelib.timeutil import utcnow
+
+    try:
+        alerts.raise_case("system.fault", f"route:{route}:{type(exc).__name__}",
+                          alerts.Severity.HIGH, f"unhandled {type(exc).__name__} in {route}",
+                          utcnow(), {"route": route, "error": str(exc)[:300]})
+    except Exception:  # the alert path failing too must not hide the original error
+        log.exception("could not raise a case for the fault in %s", route)
 
 
 def ok(body: BaseModel | dict[str, Any], status: int = 200) -> Response:

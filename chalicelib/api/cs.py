@@ -64,11 +64,53 @@ def amend_order(order_id: str) -> Response:
 @bp.route("/cs/v1/cases", methods=["GET"])
 @endpoint
 def open_cases() -> Response:
-    """Open cases, oldest first; ?type= narrows to one kind of problem."""
-    from chalicelib.storage import cases as cases_store
+    """Open cases, oldest first; ?type= one kind of problem, ?severity= at least this bad,
+    ?order_id= every case of one order (open or not)."""
+    from chalicelib import case_desk
 
     _staff()
     query: dict[str, str] = dict(bp.current_request.query_params or {})
-    case_type = query.get("type")
-    found = cases_store.open_cases(case_type)
-    return ok({"cases": [case.model_dump(mode="json") for case in found]})
+    return ok({"cases": case_desk.list_cases(query)})
+
+
+@bp.route("/cs/v1/cases/{case_id}", methods=["GET"])
+@endpoint
+def get_case(case_id: str) -> Response:
+    from chalicelib import case_desk
+
+    _staff()
+    return ok(case_desk.get_case(case_id))
+
+
+@bp.route("/cs/v1/cases/{case_id}/acknowledge", methods=["POST"])
+@endpoint
+def acknowledge_case(case_id: str) -> Response:
+    """Back office: "I have it" (stops the reminders)."""
+    from chalicelib import case_desk
+
+    staff = _staff("back_office")
+    step = json_body(case_desk.CaseStep, raw_body(bp.current_request))
+    return ok(case_desk.acknowledge(case_id, f"cs {staff}", step, utcnow()))
+
+
+@bp.route("/cs/v1/cases/{case_id}/resolve", methods=["POST"])
+@endpoint
+def resolve_case(case_id: str) -> Response:
+    """Back office: done, with a note saying how."""
+    from chalicelib import case_desk
+
+    staff = _staff("back_office")
+    step = json_body(case_desk.ResolveStep, raw_body(bp.current_request))
+    return ok(case_desk.resolve(case_id, f"cs {staff}", step, utcnow()))
+
+
+@bp.route("/cs/v1/notifications", methods=["GET"])
+@endpoint
+def undelivered() -> Response:
+    """?status=dead (default): notifications no channel took, and alerts that never became a
+    case; ?status=failed: notifications that fell back to email."""
+    from chalicelib import case_desk
+
+    _staff()
+    status = dict(bp.current_request.query_params or {}).get("status", "dead")
+    return ok(case_desk.undelivered(status))

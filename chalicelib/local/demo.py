@@ -51,8 +51,11 @@ def shopify_headers(body: bytes, secret: str, *, topic: str = "orders/paid",
     }
 
 
-def send_order(run: dict[str, Any]) -> tuple[str, requests.Response]:
+def send_order(run: dict[str, Any], *, without_address: bool = False,
+               ) -> tuple[str, requests.Response]:
     order = sample_order()
+    if without_address:  # an order the warehouse cannot ship: a CS case at once
+        order.pop("shipping_address", None)
     body = json.dumps(order, ensure_ascii=False).encode()
     headers = shopify_headers(body, run["sources"]["shopify"]["secrets"][0])
     response = requests.post(f"{run['api']}/webhooks/shopify", data=body, headers=headers,
@@ -73,17 +76,17 @@ def amend(run: dict[str, Any], order_id: str, amendment: dict[str, Any]) -> requ
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=["order", "cancel", "address"])
+    parser.add_argument("what", choices=["order", "cancel", "address", "exception"])
     parser.add_argument("order_id", nargs="?", help="for cancel and address")
     args = parser.parse_args()
     if not RUN_FILE.exists():
         sys.exit("the local stack is not running: start it with `make run` first")
     run = json.loads(RUN_FILE.read_text())
-    if args.what != "order" and not args.order_id:
+    if args.what in ("cancel", "address") and not args.order_id:
         sys.exit(f"give the order id: make demo-{args.what} ORDER=ord_...")
     try:
-        if args.what == "order":
-            order_id, response = send_order(run)
+        if args.what in ("order", "exception"):
+            order_id, response = send_order(run, without_address=args.what == "exception")
         elif args.what == "cancel":
             order_id = args.order_id
             response = amend(run, order_id, {"kind": "cancel",
@@ -98,6 +101,11 @@ def main() -> None:
     print(f"order id: {order_id}\n\nRead it as CS (its timeline shows every step):")
     print(f"  curl -s {run['api']}/cs/v1/orders/{order_id} "
           f"-H 'Authorization: Bearer {run['cs_key']}'")
+    if args.what == "exception":
+        print("\nIt has no shipping address: CS's IM channel and mailbox hear of it within seconds"
+              " (the IM sink prints it in the make run terminal). Its case:")
+        print(f"  curl -s '{run['api']}/cs/v1/cases?order_id={order_id}' "
+              f"-H 'Authorization: Bearer {run['cs_key']}'")
 
 
 if __name__ == "__main__":

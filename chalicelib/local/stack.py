@@ -149,8 +149,8 @@ def time_scale() -> float:
 def scaled_tracking_rules(scale: float) -> str:
     """The tracking rules with every duration divided by `scale` (TRACKING_RULES_JSON), so
     the tracker judges the simulated courier's compressed journeys by the same rules. Quiet
-    hours are dropped (a compressed night is not a night) and failed attempts count as on
-    different days when half a scaled day apart."""
+    hours and the morning check are dropped (a compressed night is not a night) and failed
+    attempts count as on different days when half a scaled day apart."""
     from datetime import time as clock_time
     from datetime import timedelta
 
@@ -169,8 +169,10 @@ def scaled_tracking_rules(scale: float) -> str:
         return value
 
     rules: TrackingRules = shrink(TrackingRules())
+    # Times of day mean nothing on a compressed clock: no quiet hours, no morning check.
     policy = rules.policy.model_copy(update={"quiet_from": clock_time(0),
-                                             "quiet_until": clock_time(0)})
+                                             "quiet_until": clock_time(0),
+                                             "morning_check": None, "retry_another_day": False})
     default = rules.thresholds.default.model_copy(update={
         "repeated_failure_gap": timedelta(hours=12) / scale})
     return rules.model_copy(update={"policy": policy, "thresholds": rules.thresholds.model_copy(
@@ -193,6 +195,52 @@ def start_courier(api_url: str, scale: float) -> Any:
             "subscribe_url": courier.subscribe_url,
             "callback_url": f"{api_url}/couriers/kuaidi100/push"}}})
     return courier
+
+
+LOCAL_DOMAIN = "backbone.local"
+
+
+def start_im_sink() -> Any:
+    """The CS team's IM robots and mailbox, locally: an IM sink that prints every message as
+    the platform shows it (chalicelib/local/im_sink.py), and SES on the local endpoint (sent mail
+    readable at <aws>/moto-api/data.json). The rota's default channels point at them."""
+    import boto3
+
+    from chalicelib import notifier
+    from chalicelib.local.im_sink import ImSink
+
+    secret = "SEC" + secrets.token_hex(16)
+    # It logs every message it shows (logger chalicelib.local.im_sink) into this terminal.
+    sink = ImSink({"cs-manager": secret}, names={"cs-team": "CS team", "cs-manager": "manager"})
+    sink.start()
+    boto3.client("ses").verify_domain_identity(Domain=LOCAL_DOMAIN)
+    notifier.configure_channels({
+        "wecom:cs-team": {"webhook_url": sink.url_for("wecom", "cs-team")},
+        "dingtalk:cs-manager": {"webhook_url": sink.url_for("dingtalk", "cs-manager"),
+                                "secret": secret},
+        "email:cs-team": {"sender": f"CS alerts <alerts@{LOCAL_DOMAIN}>",
+                          "verified_identities": [LOCAL_DOMAIN],
+                          "to": [f"cs-team@{LOCAL_DOMAIN}"]},
+    })
+    return sink
+
+
+def local_routing() -> str:
+    """CS_ROUTING_JSON for make run: the team on WeCom and email, the manager on DingTalk, and
+    (the demo runs at any hour) CS online around the clock, reminders after 2 minutes."""
+    from datetime import time as clock_time
+    from datetime import timedelta
+
+    from chalicelib.notifications import Routing
+    from chalicelib.rota import Person, RotaRules
+
+    rota = RotaRules(online_from=clock_time(0, 0), online_until=clock_time(23, 59, 59),
+                     working_weekdays=frozenset({"mon", "tue", "wed", "thu", "fri", "sat",
+                                                 "sun"}),
+                     people={"cs-manager": Person(name="On-duty CS manager",
+                                                  channels=("dingtalk:cs-manager",))})
+    return Routing(rota=rota, remind_after=timedelta(minutes=2),
+                   escalate_after=timedelta(minutes=6)).model_dump_json()
 
 
 def start_factory(api_url: str, run: dict[str, Any]) -> threading.Event | None:
@@ -247,7 +295,14 @@ def banner(api: str, aws: str, run: dict[str, Any]) -> str:
    curl -s {api}/cs/v1/cases {auth_cs}
    curl -s {run['courier']}/_sim/parcels           # what the courier knows
 
- Logs below: webhooks, the order worker, the factory's steps and CS CASE lines.
+ CS hears of every case on IM and by email: the IM sink prints each message below as
+ WeCom / DingTalk would show it; sent mail is at {run['mailbox']} ("ses").
+
+   make demo-exception                # an order with no address: a case on IM within seconds
+   curl -s {api}/cs/v1/cases/CASE_ID/acknowledge -X POST -d '{{"note": "on it"}}' {auth_cs}
+   curl -s {api}/cs/v1/cases/CASE_ID/resolve -X POST -d '{{"note": "fixed"}}' {auth_cs}
+
+ Logs below: webhooks, the order worker, the factory's steps, CS CASE lines and IM messages.
  Ctrl-C stops everything.
 ================================================================================
 """
@@ -270,12 +325,15 @@ def main() -> None:
 
         scale = time_scale()
         env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
-               "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale)}
+               "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
+               "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing()}
         os.environ.update(env)
         run = seed()
         api_url = f"http://127.0.0.1:{api_port}"
         courier = start_courier(api_url, scale)
-        run["courier"] = courier.url
+        sink = start_im_sink()
+        run.update(courier=courier.url, im_sink=sink.url,
+                   mailbox=f"{env['AWS_ENDPOINT_URL']}/moto-api/data.json")
         RUN_FILE.parent.mkdir(exist_ok=True)
         RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))
         RUN_FILE.chmod(0o600)
@@ -299,6 +357,7 @@ def main() -> None:
                 runner.stop()
             stop_api(api)
             courier.stop()
+            sink.stop()
     print("stopped.", flush=True)
 
 

@@ -182,6 +182,15 @@ def _query(index: str, attribute: str, value: str) -> Iterator[Case]:
             yield _case(from_attrs(item))
 
 
+def open_cases_from(floor: Severity) -> list[Case]:
+    """Open cases at this severity or worse (reminders)."""
+    from chalicelib.notify import at_least
+
+    return sorted((case for severity in Severity if at_least(severity, floor)
+                   for case in _query(OPEN_BY_SEVERITY, "open_severity", severity.value)),
+                  key=lambda c: c.opened_at)
+
+
 def cases_of_order(order_id: str) -> list[Case]:
     return sorted(_query(BY_ORDER, "order_id", order_id), key=lambda c: c.opened_at)
 

@@ -54,14 +54,24 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         if time.monotonic() > deadline:
             break
     if not any(line.strip() == "READY" for line in output):
-        process.kill()
+        stop(process)
         pytest.fail("stack did not come up:\n" + "".join(output[-50:]))
     # Keep reading its output, or a full pipe would block the stack's logging.
     threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True).start()
     run = json.loads(Path(run_file).read_text())
     yield {"run": run, "process": process, "ports": ports, "output": output}
+    stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C first, so the stack stops the API server it started (its own session): a bare
+    kill would leave `chalice local` holding its port after a failed test."""
     if process.poll() is None:
-        process.kill()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def wait_for(what: str, check: Any, timeout: float = 90) -> Any:
@@ -176,6 +186,43 @@ def test_the_courier_moves_parcels_and_cs_hears_of_each_problem_once(
     view = timeline(run, order_id)
     assert view["fulfilment"] == "delivered"
     assert [p["status"] for p in view["parcels"]] == ["delivered"]
+
+
+def test_a_demo_exception_reaches_im_and_email_and_cs_acknowledges_and_resolves_it(
+        running_stack: dict[str, Any]) -> None:
+    """Issue 5's story: an order the warehouse cannot ship is a case; the IM sink prints it as
+    WeCom shows it, the mail is in the SES outbox, and CS takes and closes it over the API."""
+    run = running_stack["run"]
+    order_id, response = send_order(run, without_address=True)
+    assert response.status_code == 200
+    auth = {"Authorization": f"Bearer {run['cs_key']}"}
+
+    def the_case() -> Any:
+        found = requests.get(f"{run['api']}/cs/v1/cases", params={"order_id": order_id},
+                             headers=auth, timeout=10).json()["cases"]
+        return found[0] if found else None
+
+    case = wait_for("the case", the_case, timeout=60)
+    assert case["type"] == "order.invalid" and case["status"] == "open"
+    name = case["facts"]["order_name"]
+    wait_for("the IM message", lambda: any(
+        "WeCom" in line and name in line for line in running_stack["output"]), timeout=60)
+
+    def mailed() -> bool:
+        data = requests.get(run["mailbox"], timeout=10).json()
+        return any(name in json.dumps(m, ensure_ascii=False)
+                   for m in data.get("ses", {}).get("Message", []))
+
+    wait_for("the email", mailed, timeout=60)
+    acked = requests.post(f"{run['api']}/cs/v1/cases/{case['case_id']}/acknowledge",
+                          json={"note": "asking the buyer for the address"}, headers=auth,
+                          timeout=10)
+    assert acked.json()["status"] == "acknowledged"
+    done = requests.post(f"{run['api']}/cs/v1/cases/{case['case_id']}/resolve",
+                         json={"note": "buyer re-ordered with an address"}, headers=auth,
+                         timeout=10)
+    assert done.json()["status"] == "resolved"
+    assert the_case()["status"] == "resolved"
 
 
 def carrier_code_of(com: str) -> str:

@@ -48,3 +48,28 @@ def test_source_command_registers_a_webhook_source(stack: dict[str, str],
     assert (source.scheme, source.secrets) == ("standard", ("whsec_b2xk", "whsec_bmV3"))
     with pytest.raises(SystemExit):
         admin.main(["source", "acme-erp", "--scheme", "standard"])
+
+
+def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
+        stack: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from chalicelib import tracker, webhook_sources
+    from chalicelib.notifier import channel_name
+
+    admin.main(["courier", "kuaidi100", "--secret", "SALT1", "--option", "customer=C1",
+                "--option", "key=K1"])
+    admin.main(["channel", "wecom:ops", "--option",
+                "webhook_url=https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc"])
+    webhook_sources.forget()
+    courier = webhook_sources.get(tracker.source_name("kuaidi100"))
+    assert courier is not None
+    assert (courier.secrets, courier.options) == (("SALT1",), {"customer": "C1", "key": "K1"})
+    channel = webhook_sources.get(channel_name("wecom:ops"))
+    assert channel is not None and json.loads(channel.secrets[0])["webhook_url"].endswith("abc")
+    for bad in (["courier", "nobody", "--secret", "s"], ["channel", "pager:x"],
+                ["channel", "wecom:ops", "--option", "webhook_url=ftp://x"],
+                ["channel", "email:cs", "--json", '{"sender": "a@b.c", '
+                 '"verified_identities": ["other.example"]}']):
+        with pytest.raises(SystemExit):
+            admin.main(bad)

@@ -94,3 +94,13 @@ def test_fulfilment_is_derived_from_every_parcel() -> None:
     assert fulfilment(False, [delivered]) == "in_transit"  # a partial shipment is not the order
     assert fulfilment(True, [delivered, moving]) == "in_transit"
     assert fulfilment(True, [delivered, returning]) == "returning"
+
+
+def test_a_problem_opened_and_over_within_one_check_is_no_alert() -> None:
+    p, _ = parcel(scan(1, S.PICKED_UP), now_hours=2)
+    opened = tracking.Change(type="exception_opened", at=T0, exception=tracking.OpenException(
+        kind=K.LATE_VS_PROMISE, opened_at=T0, source="computed"))
+    over = tracking.Change(type="exception_resolved", at=T0 + timedelta(minutes=5),
+                           exception=opened.exception, reason="delivered")
+    assert alerts_for(p, [opened, over]) == []
+    assert [a.kind for a in alerts_for(p, [opened])] == ["courier.late_vs_promise"]

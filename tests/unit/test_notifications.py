@@ -1,0 +1,106 @@
+"""Routing, outbox notes and their failure path, reminders: pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from chalicelib.alerts import Alert, Severity
+from chalicelib.cases import acknowledge, open_case, reported_again
+from chalicelib.notifications import (
+    Route,
+    Routing,
+    escalates,
+    failed,
+    message_for,
+    plan,
+    reminder_due,
+    targets,
+)
+from chalicelib.rota import Person, RotaRules
+
+IN_HOURS = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Shanghai
+EVENING = IN_HOURS + timedelta(hours=8, minutes=11)  # 18:11
+ROTA = RotaRules(team_channels=("wecom:team", "email:team"),
+                 people={"cs-manager": Person(name="M", channels=("dingtalk:mgr",))})
+ROUTING = Routing(rota=ROTA, routes=(
+    Route(types=("courier.*",), channels=("feishu:logistics",), use_rota=False),
+    Route(types=("*",), marketplaces=("tiktok",), min_severity=Severity.HIGH,
+          channels=("slack:tiktok",)),
+    Route(),
+), fallback_channel="email:team", max_attempts=3)
+
+
+def case(kind: str = "order.invalid", severity: Severity = Severity.HIGH,
+         marketplace: str = "shopify", at: datetime = IN_HOURS) -> object:
+    return open_case(Alert(kind=kind, severity=severity, subject="order:ord_1", at=at,
+                           summary="no address", facts={"order_id": "ord_1",
+                                                        "order_name": "#1001",
+                                                        "marketplace": marketplace}))
+
+
+def test_routes_add_channels_by_type_severity_and_marketplace_each_once() -> None:
+    def channels(c: object, at: datetime = IN_HOURS) -> list[str]:
+        return [t.channel for t in targets(c, at, ROUTING)]  # type: ignore[arg-type]
+
+    assert channels(case()) == ["wecom:team", "email:team"]
+    assert channels(case("courier.stalled")) == ["feishu:logistics", "wecom:team", "email:team"]
+    assert channels(case(marketplace="tiktok")) == ["slack:tiktok", "wecom:team", "email:team"]
+    assert channels(case(marketplace="tiktok", severity=Severity.MEDIUM)) == [
+        "wecom:team", "email:team"]
+
+
+def test_outside_hours_high_goes_to_the_manager_now_and_medium_waits() -> None:
+    (urgent,) = targets(case(at=EVENING), EVENING, ROUTING)  # type: ignore[arg-type]
+    assert (urgent.channel, urgent.deliver_at) == ("dingtalk:mgr", EVENING)
+    later = targets(case(severity=Severity.MEDIUM, at=EVENING), EVENING,  # type: ignore[arg-type]
+                    ROUTING)
+    assert {t.channel for t in later} == {"wecom:team", "email:team"}
+    assert all(t.deliver_at == IN_HOURS + timedelta(days=1, minutes=-70) for t in later)
+
+
+def test_a_note_per_case_channel_and_severity() -> None:
+    first = case()
+    again = reported_again(first, Alert(kind="order.invalid", severity=Severity.HIGH,  # type: ignore[arg-type]
+                                        subject="order:ord_1", at=IN_HOURS + timedelta(hours=1),
+                                        summary="again"))
+    worse = reported_again(first, Alert(kind="order.invalid", severity=Severity.CRITICAL,  # type: ignore[arg-type]
+                                        subject="order:ord_1", at=IN_HOURS + timedelta(hours=1),
+                                        summary="worse"))
+    ids = {n.note_id for n in plan(first, IN_HOURS, ROUTING)}  # type: ignore[arg-type]
+    assert ids == {n.note_id for n in plan(again, IN_HOURS + timedelta(hours=1), ROUTING)}
+    assert not ids & {n.note_id for n in plan(worse, IN_HOURS, ROUTING)}
+
+
+def test_failures_retry_with_back_off_then_fall_back_then_die() -> None:
+    (note, _email) = plan(case(), IN_HOURS, ROUTING)  # type: ignore[arg-type]
+    once, fallback = failed(note, "server_error", True, IN_HOURS, ROUTING)
+    assert fallback is None and once.due_at == IN_HOURS + timedelta(seconds=30)
+    twice, _ = failed(once, "server_error", True, IN_HOURS, ROUTING, retry_after=300)
+    assert twice.due_at == IN_HOURS + timedelta(seconds=300)  # the platform said wait longer
+    gone, fallback = failed(twice, "server_error", True, IN_HOURS, ROUTING)
+    assert gone.status == "failed" and fallback is not None
+    assert (fallback.channel, fallback.fallback_of, fallback.attempts) == (
+        "email:team", note.note_id, 0)
+    dead, nothing = failed(fallback, "MessageRejected", False, IN_HOURS, ROUTING)
+    assert dead.status == "dead" and nothing is None
+    refused, fallback = failed(note, "security", False, IN_HOURS, ROUTING)
+    assert refused.status == "failed" and fallback is not None  # no retry for a bad config
+
+
+def test_reminders_for_unacknowledged_high_cases_then_escalation() -> None:
+    c = case()
+    assert reminder_due(c, IN_HOURS + timedelta(minutes=29), ROUTING) is None  # type: ignore[arg-type]
+    assert reminder_due(c, IN_HOURS + timedelta(minutes=31), ROUTING) == 1  # type: ignore[arg-type]
+    assert not escalates(c, IN_HOURS + timedelta(minutes=31), ROUTING)  # type: ignore[arg-type]
+    assert escalates(c, IN_HOURS + timedelta(hours=2), ROUTING)  # type: ignore[arg-type]
+    taken = acknowledge(c, "cs ann", "", IN_HOURS)  # type: ignore[arg-type]
+    assert reminder_due(taken, IN_HOURS + timedelta(hours=3), ROUTING) is None
+    low = case(severity=Severity.MEDIUM)
+    assert reminder_due(low, IN_HOURS + timedelta(hours=3), ROUTING) is None  # type: ignore[arg-type]
+
+
+def test_messages_name_the_order_and_link_the_case() -> None:
+    c = case()
+    message = message_for(c, ROUTING)  # type: ignore[arg-type]
+    assert "#1001" in message.title and message.link.endswith(c.case_id)  # type: ignore[attr-defined]
+    assert message_for(c, ROUTING, reminder=True).title.startswith("【提醒")  # type: ignore[arg-type]
