@@ -14,7 +14,7 @@ retry and the cases layer drops the repeated alerts (never the other way round).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -201,24 +201,36 @@ def forget_providers() -> None:
 
 # Starting -----------------------------------------------------------------------------------------
 
-def start(job: Job, shipment: JobShipment, now: datetime) -> list[Parcel]:
-    """Track every package of a reported shipment; idempotent (a retried ship report)."""
-    started: list[Parcel] = []
+def start_actions(job: Job, shipment: JobShipment, now: datetime,
+                  skip: Set[tuple[str, str]] = frozenset()) -> list[Action]:
+    """The writes that start tracking a reported shipment, for the ship report's own
+    transaction: each package a new parcel (it must not exist: a number already tracked for
+    another order fails the transaction with its label, see `reused`), and its timeline line."""
+    actions: list[Action] = []
     for package in shipment.packages:
-        existing = store.get(package.carrier_code, package.tracking_number)
-        if existing is not None:
-            if existing[0].job_id != job.job_id:
-                _number_reused(job, existing[0], now)
+        key = (package.carrier_code.upper(), package.tracking_number)
+        if key in skip:
             continue
         parcel = _new_parcel(job, shipment, package.carrier_code, package.tracking_number, now)
-        try:
-            # seq: after the job.shipped line written at the same instant.
-            transact([store.put(parcel, None), orders_store.put_event(
-                job.order_id, _started_event(parcel, now), seq=100)])
-        except TransactionConflict:
-            continue  # started by a concurrent retry of the same report
-        started.append(parcel)
-    return started
+        # seq: after the job.shipped line written at the same instant.
+        actions += [store.put(parcel, None), orders_store.put_event(
+            job.order_id, _started_event(parcel, now), seq=100)]
+    return actions
+
+
+def reused(job: Job, failed: Set[str], now: datetime) -> set[tuple[str, str]]:
+    """The packages whose numbers another order's parcel already has (from a failed ship
+    transaction's labels); CS hears of each. The ship goes through without tracking them."""
+    found: set[tuple[str, str]] = set()
+    for label in failed:
+        key = store.key_of_label(label)
+        if key is None:
+            continue
+        found.add(key)
+        existing = store.get(*key)
+        if existing is not None and existing[0].job_id != job.job_id:
+            _number_reused(job, existing[0], now)
+    return found
 
 
 def _new_parcel(job: Job, shipment: JobShipment, carrier_code: str, number: str,

@@ -62,8 +62,12 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor: str,
-          now: datetime) -> Job:
-    """Read, transition, write; re-read and re-judge if the job changed in between."""
+          now: datetime, extra: Callable[[Transition], list[Action]] | None = None,
+          on_conflict: Callable[[Job, frozenset[str]], None] | None = None) -> Job:
+    """Read, transition, write; re-read and re-judge if the job changed in between.
+
+    `extra`: more writes for the same transaction (starting a shipment's tracking);
+    `on_conflict`: told which writes' conditions failed before the next attempt."""
     for _attempt in range(_ATTEMPTS):
         job = get_job(partner_id, job_id)
         transition = step(job)  # raises Conflict for an illegal transition
@@ -71,8 +75,11 @@ def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor
             return job
         announce(transition, now)
         try:
-            transact(actions_for(job, transition, actor, now))
-        except TransactionConflict:
+            transact([*actions_for(job, transition, actor, now),
+                      *(extra(transition) if extra else ())])
+        except TransactionConflict as exc:
+            if on_conflict is not None:
+                on_conflict(job, exc.failed)
             continue
         return transition.job
     raise Busy("job")
@@ -263,16 +270,22 @@ def pack(partner_id: str, job_id: str, request: PackRequest, now: datetime) -> J
 
 
 def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> Job:
-    """Record the shipment, then track its parcels. A retried report (the job unchanged) starts
-    whatever tracking the first attempt did not, so a failure between the two loses nothing."""
+    """Record the shipment and start tracking its parcels, in one transaction: a retried report
+    finds both done or neither. A tracking number another order already has is not tracked
+    twice (CS hears of it); the shipment is recorded all the same."""
     from chalicelib import tracker
 
-    job = apply(partner_id, job_id, lambda j: jobs.ship(
+    skip: set[tuple[str, str]] = set()
+
+    def tracking(transition: Transition) -> list[Action]:
+        shipment = next(s for s in transition.job.shipments
+                        if s.shipment_id == request.shipment_id)
+        return tracker.start_actions(transition.job, shipment, now, skip)
+
+    return apply(partner_id, job_id, lambda j: jobs.ship(
         j, request.shipment_id, request.packages, request.final, now),
-        f"partner {partner_id}", now)
-    shipment = next(s for s in job.shipments if s.shipment_id == request.shipment_id)
-    tracker.start(job, shipment, now)
-    return job
+        f"partner {partner_id}", now, extra=tracking,
+        on_conflict=lambda job, failed: skip.update(tracker.reused(job, failed, now)))
 
 
 def resolve_change(partner_id: str, job_id: str, change_id: str, request: ResolveRequest,

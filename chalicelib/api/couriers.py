@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib import tracker
 from chalicelib.api import endpoint, raw_body
 from chalicelib.timeutil import utcnow
 
@@ -15,6 +14,8 @@ bp = Blueprint(__name__)
           content_types=["application/x-www-form-urlencoded", "application/json", "text/plain"])
 @endpoint
 def push(provider: str) -> Response:
+    from chalicelib import tracker  # here: a webhook request should not load the tracker
+
     request = bp.current_request
     reply = tracker.receive_push(provider, request.headers, raw_body(request), utcnow())
     return Response(body=reply.body, status_code=reply.status,

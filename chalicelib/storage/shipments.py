@@ -75,7 +75,15 @@ def put(parcel: Parcel, read_version: int | None) -> Action:
     else:
         put["ConditionExpression"] = "version = :v"
         put["ExpressionAttributeValues"] = to_attrs({":v": read_version})
-    return Action("parcel", {"Put": put})
+    return Action(f"parcel {item['pk']}", {"Put": put})
+
+
+def key_of_label(label: str) -> tuple[str, str] | None:
+    """(carrier, number) of a parcel write's label, as `put` makes it; None for other labels."""
+    if not label.startswith("parcel SHIP#"):
+        return None
+    _, carrier, number = label.removeprefix("parcel ").split("#", 2)
+    return carrier, number
 
 
 def put_raw(carrier_code: str, tracking_number: str, provider: str, raw: bytes,

@@ -252,3 +252,21 @@ def test_a_second_failed_delivery_on_another_day_opens_one_case(
     tracker.receive_push("kuaidi100", {}, second, day2 + timedelta(hours=1, minutes=9))
     assert settle_alerts(stack, number) == ["opened"]
     assert [c.type for c in parcel_cases("STO", number)] == ["courier.repeated_delivery_failure"]
+
+
+def test_a_tracking_number_already_used_by_another_order_ships_but_is_not_tracked_twice(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    first, number = shipped(api, client, stack)
+    alerts_received(stack)  # only this test's alerts from here
+    job = accepted_jobs(api, client, stack, 1)[0]
+    api.post(f"/jobs/{job['job_id']}/print", {"waybill_numbers": [number]})
+    api.post(f"/jobs/{job['job_id']}/pick", {})
+    api.post(f"/jobs/{job['job_id']}/pack", {"weight_grams": 500, "package_count": 1})
+    report = {"shipment_id": "s1", "packages": [{"carrier_code": "STO",
+                                                  "tracking_number": number}]}
+    assert api.post(f"/jobs/{job['job_id']}/ship", report)["work"] == "shipped"
+    parcel = shipments_store.get("STO", number)[0]  # type: ignore[index]
+    assert parcel.order_id == first["order_id"]  # still the first order's parcel
+    assert "shipment.tracking_started" not in api.timeline(job["order_id"])
+    kinds = [a["kind"] for a in alerts_received(stack)]
+    assert kinds.count("courier.tracking_number_reused") == 1
