@@ -1,0 +1,66 @@
+"""What a marketplace adapter asks of the platform's API, built purely; the I/O edge sends it.
+
+Thin notifications (TikTok Shop, Shopee, Lazada, Amazon, Taobao) name an order that must be
+re-fetched; every platform takes a shipment writeback; reconciliation lists recent orders. An
+adapter builds each request as an `ApiCall` (signed, exact) and reads the answer with a pure
+parser; `chalicelib.marketplaces.http` (the thin I/O part) sends it with `requests`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ApiCall(BaseModel):
+    """One HTTP request exactly as it must go on the wire (signature included)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str
+    params: dict[str, str] = Field(default_factory=dict)  # query string, in this order
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = None  # sent as JSON when not None
+    form: dict[str, str] | None = None  # sent form-encoded when not None
+    raw_body: bytes | None = None  # sent exactly (when the signature covers these bytes)
+
+
+class OrderRef(BaseModel):
+    """What a thin notification (or a reconciliation listing) says: which order, how new."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shop: str
+    external_id: str
+    status: str = ""  # the platform's own status word, when the notification carries it
+    updated_at: datetime | None = None
+
+
+class Shipped(BaseModel):
+    """What the writeback tells the platform: one package."""
+
+    model_config = ConfigDict(frozen=True)
+
+    external_id: str  # the platform's order id
+    carrier_code: str  # ours (STO, SF, YTO, ZTO, YUNDA, JD, EMS, ...); adapters map it
+    tracking_number: str
+    shipped_at: datetime
+    package_id: str  # stable per package: our idempotency key where the platform takes one
+    lines: tuple[tuple[str, int], ...] = ()  # (platform line item id, quantity); empty: all
+
+
+class WritebackResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    retryable: bool = False
+    already_done: bool = False  # the platform already has this shipment (a retry after success)
+    code: str = ""
+    detail: str = ""
+
+
+Credentials = Mapping[str, str]  # per shop: app key/secret, access token, ... (see each adapter)
