@@ -1,0 +1,647 @@
+"""Taobao / Tmall (TOP, the Taobao Open Platform) orders. Pure: sign, build requests, read answers.
+
+Inbound: no webhook. Trade events come from the TMC message service, which we poll:
+`consume_call` (`taobao.tmc.messages.consume`) returns up to 200 messages, `parse_messages` reads
+them, `accept_message` turns each into an Accepted (dedupe on the message id), and
+`confirm_call` (`taobao.tmc.messages.confirm`) acknowledges the stored ones; an unconfirmed
+message is delivered again. There is no HTTP answer, so `REPLY` is None; `accept` (the HTTP
+entry point) answers 404 `unknown_source`. The stored raw body of a TMC delivery is
+`message_bytes(message)` (the message as JSON); `ref` reads it back.
+
+Messages are thin (`content` is a JSON string with tid, oid, seller_nick, buyer_nick, payment,
+status, ...): `fetch_call` builds `taobao.trade.fullinfo.get` and `parse_order` reads it. `shop`
+is the seller's nick. Since the 2021 privacy rules the receiver_* fields come masked (with an
+`oaid`) unless the app may decrypt them (`taobao.top.oaid.decrypt` or the Cainiao waybill
+flow); whatever is there is mapped.
+
+Signing (every TOP call): all parameters but `sign` (common and business, empty ones left out)
+sorted by name, concatenated as name+value; sign_method "md5": upper-hex MD5(secret + s +
+secret); "hmac": upper-hex HMAC-MD5(key=secret, s); "hmac-sha256": upper-hex HMAC-SHA256(key=
+secret, s). Common parameters: method, app_key, session (the seller's access token), timestamp
+"YYYY-MM-DD HH:MM:SS" in GMT+8 (the gateway refuses more than 10 minutes of skew), format=json,
+v=2.0, sign_method. Sent as a form POST to https://eco.taobao.com/router/rest.
+
+Credentials (per shop): `app_key`, `app_secret`, `session` (access token), `sign_method` (md5 |
+hmac | hmac-sha256; md5 when absent), optionally `gateway`.
+
+Errors: `{"error_response": {code, msg, sub_code, sub_msg}}` raises TaobaoError; retryable for
+rate limits (code 7, sub_code accesscontrol.limited-by-*), platform faults (isp.*, code 10) and
+the writeback's "retry later" (isv.logistics-offline-service-error:B150).
+
+Statuses (Trade.status): TRADE_NO_CREATE_PAY, WAIT_BUYER_PAY, PAY_PENDING, WAIT_PRE_AUTH_CONFIRM
+and PAID_FORBID_CONSIGN (paid, but Taobao forbids shipping yet: group buy) await payment;
+WAIT_SELLER_SEND_GOODS, SELLER_CONSIGNED_PART, WAIT_BUYER_CONFIRM_GOODS, TRADE_BUYER_SIGNED and
+TRADE_FINISHED are paid (shipped/delivered/completed map to paid: the fulfilment is ours, the
+order is neither cancelled nor refunded); TRADE_CLOSED (closed after payment: refunded) is
+refunded; TRADE_CLOSED_BY_TAOBAO (closed before payment) is cancelled. Closed sub-orders
+(refunded in full) are not sent to the warehouse.
+
+Writeback: `taobao.logistics.offline.send(tid, out_sid, company_code)` (with is_split=1 and
+sub_tid for a partial shipment). Not idempotent: a second send fails with sub_code
+`isv.logistics-offline-service-error:B04` ("already shipped or closed, cannot ship again"),
+read as already_done; `existing_call` + `already_shipped` confirm our tracking number is there.
+
+Reconciliation: `taobao.trades.sold.increment.get` over at most one day of modification time,
+page_size 100, use_has_next; the cursor is the next page number.
+
+Sources: protocols.md section 1 (TMC, confirm, signing, timestamp); the TOP protocol page (as
+mirrored on the 1688 open platform) for the common parameters, the gateways and the three sign
+methods; bububa/opentaobao (a generated SDK) for the signing code, the TmcMessage, Trade and
+Order fields, the consume/confirm parameters and the status lists (including
+PAID_FORBID_CONSIGN); third-party ERP code for the B04/B60/B150 sub_codes, code 7
+accesscontrol.limited-by-app-access-count and the offline.send answer
+`{"logistics_offline_send_response": {"shipping": {"is_success": true}}}`.
+
+Guesses:
+- Company codes SF, JD and EMS (STO, YTO, ZTO, YUNDA seen in third-party code lists).
+- TOP lists in JSON wrapped as {"tmc_message": [...]}, {"order": [...]}, {"trade": [...]}.
+- Code 10 ("service currently unavailable") retryable; every other isv.* permanent.
+- `presale_ship_date` from est_con_time when it is a date; `updated_at` of a TMC ref is the
+  content's `modified` or else the message's pub_time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chalicelib.errors import ApiError
+from chalicelib.marketplaces import Accepted
+from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
+from chalicelib.signatures import validate_payload
+
+NAME = "taobao"
+# No HTTP answer: a TMC message is acknowledged with confirm_call.
+REPLY: tuple[int, str, str] | None = None
+GATEWAY = "https://eco.taobao.com/router/rest"
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_SKEW = timedelta(minutes=10)  # the gateway's tolerance for `timestamp`
+SIGN_METHODS = ("md5", "hmac", "hmac-sha256")
+CONSUME_LIMITS = (10, 200)  # quantity per consume call
+CONFIRM_LIMIT = 200  # message ids per confirm call
+LIST_WINDOW = timedelta(days=1)  # start_modified..end_modified
+PAGE_SIZE = 100
+
+STATUSES: dict[str, OrderStatus | None] = {
+    "TRADE_NO_CREATE_PAY": OrderStatus.PENDING_PAYMENT,  # no Alipay trade created yet
+    "WAIT_BUYER_PAY": OrderStatus.PENDING_PAYMENT,
+    "PAY_PENDING": OrderStatus.PENDING_PAYMENT,  # international card payment being confirmed
+    "WAIT_PRE_AUTH_CONFIRM": OrderStatus.PENDING_PAYMENT,  # zero-price contract purchase
+    "PAID_FORBID_CONSIGN": OrderStatus.PENDING_PAYMENT,  # paid, shipping forbidden for now
+    "WAIT_SELLER_SEND_GOODS": OrderStatus.PAID,
+    "SELLER_CONSIGNED_PART": OrderStatus.PAID,
+    "WAIT_BUYER_CONFIRM_GOODS": OrderStatus.PAID,
+    "TRADE_BUYER_SIGNED": OrderStatus.PAID,  # cash on delivery, signed for
+    "TRADE_FINISHED": OrderStatus.PAID,
+    "TRADE_CLOSED": OrderStatus.REFUNDED,  # closed after payment: refunded
+    "TRADE_CLOSED_BY_TAOBAO": OrderStatus.CANCELLED,  # closed before payment
+}
+_CLOSED = frozenset({"TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO"})
+
+# Topics that name a trade whose re-fetch may change the order we hold.
+ORDER_TOPICS = frozenset({
+    "taobao_trade_TradeCreate",
+    "taobao_trade_TradeAlipayCreate",
+    "taobao_trade_TradeBuyerPay",
+    "taobao_trade_TradeBuyerStepPay",
+    "taobao_trade_TradeClose",
+    "taobao_trade_TradeCloseAndModifyDetailOrder",
+    "taobao_trade_TradeChanged",
+    "taobao_trade_TradeLogisticsAddressChanged",
+    "taobao_trade_TradeModifyFee",
+    "taobao_trade_TradeSellerShip",
+    "taobao_trade_TradePartlySellerShip",
+    "taobao_trade_TradePartlyRefund",
+    "taobao_trade_TradeDelayConfirmPay",
+    "taobao_trade_TradeSuccess",
+    "taobao_refund_RefundCreated",
+    "taobao_refund_RefundSuccess",
+    "taobao_refund_RefundClosed",
+})
+
+# Our carrier codes -> TOP logistics company codes (taobao.logistics.companies.get).
+CARRIERS: dict[str, str] = {
+    "STO": "STO",
+    "SF": "SF",
+    "YTO": "YTO",
+    "ZTO": "ZTO",
+    "YUNDA": "YUNDA",
+    "JD": "JD",
+    "EMS": "EMS",
+}
+
+ALREADY_SHIPPED = "isv.logistics-offline-service-error:B04"
+_RETRY_LATER = frozenset({"isv.logistics-offline-service-error:B150"})
+
+TRADE_FIELDS = ",".join((
+    "tid", "tid_str", "status", "type", "seller_nick", "buyer_nick", "buyer_open_uid",
+    "created", "modified", "pay_time", "end_time", "consign_time", "est_con_time",
+    "step_trade_status", "total_fee", "post_fee", "discount_fee", "adjust_fee", "payment",
+    "order_tax_fee", "buyer_message", "receiver_name", "receiver_state", "receiver_city",
+    "receiver_district", "receiver_town", "receiver_address", "receiver_zip", "receiver_mobile",
+    "receiver_phone", "receiver_country", "orders",
+))
+EXISTING_FIELDS = "tid,status,orders.oid,orders.invoice_no,orders.logistics_company"
+LIST_FIELDS = "tid,status,modified,seller_nick"
+
+
+class TaobaoError(Exception):
+    """A TOP `error_response`."""
+
+    def __init__(self, code: str, message: str, retryable: bool, sub_code: str = "") -> None:
+        super().__init__(f"{code} {sub_code}: {message}".replace("  ", " "))
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.sub_code = sub_code
+
+
+def map_status(status: str) -> OrderStatus | None:
+    return STATUSES.get(status)
+
+
+# Signing --------------------------------------------------------------------------------------
+
+
+def top_time(now: datetime) -> str:
+    if now.tzinfo is None:
+        raise ValueError("naive datetime: every time in this system carries its zone")
+    return now.astimezone(CHINA).strftime(TIME_FORMAT)
+
+
+def parse_top_time(text: str) -> datetime:
+    """TOP times are "YYYY-MM-DD HH:MM:SS" in GMT+8."""
+    return datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=CHINA)
+
+
+def sign(params: Mapping[str, str], secret: str, sign_method: str) -> str:
+    text = "".join(f"{name}{value}" for name, value in sorted(params.items())
+                   if name != "sign" and value != "").encode("utf-8")
+    key = secret.encode("utf-8")
+    if sign_method == "md5":
+        digest = hashlib.md5(key + text + key).hexdigest()
+    elif sign_method == "hmac":
+        digest = hmac.new(key, text, hashlib.md5).hexdigest()
+    elif sign_method == "hmac-sha256":
+        digest = hmac.new(key, text, hashlib.sha256).hexdigest()
+    else:
+        raise ValueError(f"unknown sign_method {sign_method!r}; expected one of {SIGN_METHODS}")
+    return digest.upper()
+
+
+def top_call(method: str, params: Mapping[str, str], credentials: Credentials,
+             now: datetime) -> ApiCall:
+    """One signed TOP request: the business `params` plus the common ones, form-encoded."""
+    sign_method = credentials.get("sign_method") or "md5"
+    common = {
+        "method": method,
+        "app_key": credentials["app_key"],
+        "session": credentials.get("session", ""),
+        "timestamp": top_time(now),
+        "format": "json",
+        "v": "2.0",
+        "sign_method": sign_method,
+    }
+    clash = set(params) & (set(common) | {"sign"})
+    if clash:
+        raise ValueError(f"business parameters may not set {sorted(clash)}")
+    merged = {name: value for name, value in {**params, **common}.items() if value != ""}
+    form = dict(sorted(merged.items()))
+    form["sign"] = sign(form, credentials["app_secret"], sign_method)
+    return ApiCall(method="POST", url=credentials.get("gateway") or GATEWAY, form=form)
+
+
+# Answers --------------------------------------------------------------------------------------
+
+
+def error_of(answer: Mapping[str, Any]) -> TaobaoError | None:
+    error = answer.get("error_response")
+    if not isinstance(error, Mapping):
+        return None
+    code = str(error.get("code", ""))
+    sub_code = str(error.get("sub_code", "") or "")
+    message = str(error.get("sub_msg") or error.get("msg") or "")
+    retryable = (
+        code in ("7", "10")
+        or sub_code.startswith(("isp.", "accesscontrol.limited-by"))
+        or sub_code in _RETRY_LATER
+    )
+    return TaobaoError(code, message, retryable, sub_code)
+
+
+def _response(answer: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    error = error_of(answer)
+    if error is not None:
+        raise error
+    body = answer.get(key)
+    if not isinstance(body, Mapping):
+        raise TaobaoError("unexpected_answer", f"the answer has neither {key} nor an error",
+                          False)
+    return body
+
+
+def _listed(value: Any, key: str) -> list[Any]:
+    """TOP wraps a JSON list in an object named after its element: {"order": [...]}."""
+    if isinstance(value, Mapping):
+        value = value.get(key, [])
+    return list(value) if isinstance(value, list) else []
+
+
+# TMC ------------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def _text(value: Any) -> Any:
+    # TOP ids are numbers in JSON, often past 2**53: keep them as exact text.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class TmcMessage(_Model):
+    id: str = Field(min_length=1)
+    topic: str
+    content: str = ""
+    pub_time: str = ""
+    pub_app_key: str = ""
+    user_id: str = ""
+    user_nick: str = ""
+
+    @field_validator("id", "user_id", "pub_app_key", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+
+class MessageContent(_Model):
+    tid: str = Field(min_length=1)
+    oid: str = ""
+    seller_nick: str = ""
+    buyer_nick: str = ""
+    status: str = ""
+    modified: str = ""
+
+    @field_validator("tid", "oid", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+
+def consume_call(group: str, quantity: int, credentials: Credentials,
+                 now: datetime) -> ApiCall:
+    """Fetch up to `quantity` (10-200) messages of a user group ("" = the default group)."""
+    low, high = CONSUME_LIMITS
+    if not low <= quantity <= high:
+        raise ValueError(f"quantity must be {low}-{high}")
+    return top_call("taobao.tmc.messages.consume",
+                    {"group_name": group, "quantity": str(quantity)}, credentials, now)
+
+
+def parse_messages(answer: Mapping[str, Any]) -> list[TmcMessage]:
+    body = _response(answer, "tmc_messages_consume_response")
+    try:
+        return [TmcMessage.model_validate(item)
+                for item in _listed(body.get("messages"), "tmc_message")]
+    except ValidationError as exc:
+        raise TaobaoError("unexpected_answer", str(exc)[:500], False) from None
+
+
+def confirm_call(message_ids: Sequence[str], credentials: Credentials, now: datetime, *,
+                 group: str = "") -> ApiCall:
+    """Acknowledge processed (stored) messages, at most 200 per call."""
+    if not message_ids or len(message_ids) > CONFIRM_LIMIT:
+        raise ValueError(f"confirm 1-{CONFIRM_LIMIT} message ids per call")
+    return top_call("taobao.tmc.messages.confirm",
+                    {"group_name": group, "s_message_ids": ",".join(message_ids)},
+                    credentials, now)
+
+
+def parse_confirm(answer: Mapping[str, Any]) -> bool:
+    return bool(_response(answer, "tmc_messages_confirm_response").get("is_success"))
+
+
+def message_bytes(message: TmcMessage) -> bytes:
+    """The raw body we store for a TMC delivery (no signature covers it)."""
+    return message.model_dump_json().encode("utf-8")
+
+
+def _content(message: TmcMessage) -> MessageContent:
+    try:
+        value = json.loads(message.content)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"message content is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "malformed_json", "message content must be a JSON object")
+    return validate_payload(MessageContent, value)
+
+
+def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
+           now: datetime) -> Accepted:
+    """Taobao does not post notifications over HTTP (TMC is polled)."""
+    raise ApiError(404, "unknown_source", "Taobao TMC messages are polled, not posted")
+
+
+def accept_message(message: TmcMessage, now: datetime) -> Accepted:
+    """One consumed TMC message. 400 `malformed_json` / 422 `invalid_payload` for the content
+    of an order topic; other topics are accepted but not actionable."""
+    kept = {"pub-time": message.pub_time} if message.pub_time else {}
+    if message.topic not in ORDER_TOPICS:
+        return Accepted(delivery_id=message.id, topic=message.topic, shop=message.user_nick,
+                        headers=kept, actionable=False)
+    content = _content(message)
+    shop = content.seller_nick or message.user_nick
+    if not shop:
+        raise ApiError(422, "invalid_payload", "message names no seller",
+                       problems=[{"field": "seller_nick", "problem": "Field required"}])
+    return Accepted(delivery_id=message.id, topic=message.topic, shop=shop, headers=kept)
+
+
+def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
+    """The trade a stored TMC message (`message_bytes`) names."""
+    try:
+        message = TmcMessage.model_validate_json(raw)
+        content = MessageContent.model_validate_json(message.content)
+        when = content.modified or message.pub_time
+        updated_at = parse_top_time(when) if when else None
+    except ValueError as exc:
+        raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+    return OrderRef(shop=content.seller_nick or message.user_nick, external_id=content.tid,
+                    status=content.status, updated_at=updated_at)
+
+
+# Reading trades -------------------------------------------------------------------------------
+
+
+def _money(value: Any) -> Decimal:
+    if value in (None, ""):
+        return Decimal("0")
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+
+
+class TaobaoOrder(_Model):
+    oid: str
+    title: str = ""
+    outer_sku_id: str = ""
+    outer_iid: str = ""
+    sku_properties_name: str = ""
+    price: Decimal = Decimal("0")
+    num: int = Field(ge=0)
+    status: str = ""
+    refund_status: str = ""
+
+    @field_validator("oid", mode="before")
+    @classmethod
+    def _oid_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> Decimal:
+        return _money(value)
+
+
+class Trade(_Model):
+    tid: str
+    status: str
+    seller_nick: str = ""
+    buyer_nick: str = ""
+    buyer_open_uid: str = ""
+    created: str
+    modified: str
+    pay_time: str = ""
+    end_time: str = ""
+    est_con_time: str = ""
+    total_fee: Decimal = Decimal("0")
+    post_fee: Decimal = Decimal("0")
+    discount_fee: Decimal = Decimal("0")
+    payment: Decimal = Decimal("0")
+    order_tax_fee: Decimal = Decimal("0")
+    buyer_message: str = ""
+    receiver_name: str = ""
+    receiver_state: str = ""
+    receiver_city: str = ""
+    receiver_district: str = ""
+    receiver_town: str = ""
+    receiver_address: str = ""
+    receiver_zip: str = ""
+    receiver_mobile: str = ""
+    receiver_phone: str = ""
+    orders: list[TaobaoOrder] = []
+
+    @field_validator("tid", mode="before")
+    @classmethod
+    def _tid_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("total_fee", "post_fee", "discount_fee", "payment", "order_tax_fee",
+                     mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> Decimal:
+        return _money(value)
+
+    @field_validator("orders", mode="before")
+    @classmethod
+    def _unwrap_orders(cls, value: Any) -> Any:
+        return _listed(value, "order")
+
+
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+    return top_call("taobao.trade.fullinfo.get",
+                    {"fields": TRADE_FIELDS, "tid": ref.external_id}, credentials, now)
+
+
+def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
+    body = _response(answer, "trade_fullinfo_get_response")
+    raw_trade = body.get("trade")
+    if isinstance(raw_trade, Mapping) and raw_trade.get("tid_str"):
+        raw_trade = {**raw_trade, "tid": raw_trade["tid_str"]}
+    try:
+        trade = Trade.model_validate(raw_trade)
+        placed_at = parse_top_time(trade.created)
+        updated_at = parse_top_time(trade.modified)
+        paid_at = parse_top_time(trade.pay_time) if trade.pay_time else None
+        ended_at = parse_top_time(trade.end_time) if trade.end_time else None
+    except (ValidationError, ValueError) as exc:
+        raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+    if trade.tid != ref.external_id:
+        raise InvalidOrder("order_mismatch", f"asked for {ref.external_id}, got {trade.tid}")
+    status = map_status(trade.status)
+    if status is None:
+        raise InvalidOrder("unknown_status", f"{trade.tid} is {trade.status}")
+    closed = trade.status in _CLOSED
+    return Order(
+        marketplace=NAME,
+        shop=trade.seller_nick or ref.shop,
+        external_id=trade.tid,
+        name=trade.tid,
+        status=status,
+        buyer=Buyer(external_id=trade.buyer_open_uid, name=trade.buyer_nick),
+        shipping_address=_address(trade),
+        lines=tuple(_line(order) for order in trade.orders if _shippable(order)),
+        currency="CNY",
+        totals=Totals(
+            subtotal=trade.total_fee,
+            shipping=trade.post_fee,
+            tax=trade.order_tax_fee,
+            discounts=trade.discount_fee,
+            total=trade.payment,
+        ),
+        placed_at=placed_at,
+        paid_at=paid_at,
+        cancelled_at=(ended_at or updated_at) if closed else None,
+        updated_at=updated_at,
+        buyer_note=trade.buyer_message,
+        presale_ship_date=_date(trade.est_con_time),
+    )
+
+
+def _shippable(order: TaobaoOrder) -> bool:
+    # A sub-order refunded in full is closed; a partial (money only) refund leaves it open and
+    # it still ships, so the status decides, not refund_status.
+    return order.num > 0 and order.status not in _CLOSED
+
+
+def _line(order: TaobaoOrder) -> OrderLine:
+    return OrderLine(line_id=order.oid, sku=order.outer_sku_id or order.outer_iid,
+                     title=order.title, variant=order.sku_properties_name,
+                     quantity=order.num, unit_price=order.price)
+
+
+def _address(trade: Trade) -> Address | None:
+    if not (trade.receiver_name or trade.receiver_address or trade.receiver_city):
+        return None
+    # Province-administered counties have a district but no city: the district is the city.
+    city = trade.receiver_city or trade.receiver_district
+    district = trade.receiver_district if trade.receiver_city else ""
+    return Address(
+        name=trade.receiver_name,
+        line1=trade.receiver_address,
+        line2=" ".join(p for p in (district, trade.receiver_town) if p),
+        city=city,
+        province=trade.receiver_state,
+        postal_code=trade.receiver_zip,
+        country_code="CN",
+        phone=trade.receiver_mobile or trade.receiver_phone,
+    )
+
+
+def _date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip()[:10]) if text else None
+    except ValueError:
+        return None  # e.g. "付款后15天内": a promise, not a date
+
+
+# Writeback ------------------------------------------------------------------------------------
+
+
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+    """offline.send; with `lines` only those sub-orders (is_split=1, sub_tid)."""
+    carrier = shipped.carrier_code.upper()
+    try:
+        company = CARRIERS[carrier]
+    except KeyError:
+        raise ValueError(f"no Taobao company code for carrier {shipped.carrier_code!r}") from None
+    params = {"tid": shipped.external_id, "out_sid": shipped.tracking_number,
+              "company_code": company}
+    if shipped.lines:
+        params |= {"is_split": "1", "sub_tid": ",".join(oid for oid, _ in shipped.lines)}
+    return top_call("taobao.logistics.offline.send", params, credentials, now)
+
+
+def parse_writeback(status: int, body: bytes) -> WritebackResult:
+    """TOP answers HTTP 200 for errors too: the body decides."""
+    if status >= 500 or status == 429:
+        return WritebackResult(ok=False, retryable=True, code=str(status))
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return WritebackResult(ok=False, code=str(status),
+                               detail=body[:500].decode("utf-8", "replace"))
+    if not isinstance(answer, dict):
+        return WritebackResult(ok=False, code="unexpected_answer")
+    error = error_of(answer)
+    if error is not None:
+        if error.sub_code == ALREADY_SHIPPED:
+            # "already shipped or closed": confirm with existing_call + already_shipped.
+            return WritebackResult(ok=True, already_done=True, code=error.sub_code,
+                                   detail=error.message)
+        return WritebackResult(ok=False, retryable=error.retryable,
+                               code=error.sub_code or error.code, detail=error.message)
+    shipping = answer.get("logistics_offline_send_response", {}).get("shipping", {})
+    if isinstance(shipping, dict) and shipping.get("is_success") is True:
+        return WritebackResult(ok=True)
+    return WritebackResult(ok=False, code="unexpected_answer", detail=str(answer)[:500])
+
+
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+    """The trade's sub-orders with their waybill numbers: was this package already sent?"""
+    return top_call("taobao.trade.fullinfo.get",
+                    {"fields": EXISTING_FIELDS, "tid": shipped.external_id}, credentials, now)
+
+
+def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
+    trade = _response(answer, "trade_fullinfo_get_response").get("trade")
+    if not isinstance(trade, Mapping):
+        return False
+    wanted = {oid for oid, _ in shipped.lines}
+    for order in _listed(trade.get("orders"), "order"):
+        if not isinstance(order, Mapping):
+            continue
+        if wanted and str(order.get("oid")) not in wanted:
+            continue
+        if str(order.get("invoice_no") or "").strip() == shipped.tracking_number:
+            return True
+    return False
+
+
+# Reconciliation -------------------------------------------------------------------------------
+
+
+def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
+              credentials: Credentials, now: datetime) -> ApiCall:
+    """Trades modified in [since, until] (at most one day); `cursor` is the page number."""
+    if not since < until:
+        raise ValueError("since must be before until")
+    if until - since > LIST_WINDOW:
+        raise ValueError("taobao.trades.sold.increment.get covers at most one day")
+    params = {
+        "fields": LIST_FIELDS,
+        "start_modified": top_time(since),
+        "end_modified": top_time(until),
+        "page_no": cursor or "1",
+        "page_size": str(PAGE_SIZE),
+        "use_has_next": "true",
+    }
+    return top_call("taobao.trades.sold.increment.get", params, credentials, now)
+
+
+def parse_list(answer: Mapping[str, Any], *, shop: str = "",
+               cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
+    """Refs of one page and the next cursor; pass the `cursor` (page) the call was made with."""
+    body = _response(answer, "trades_sold_increment_get_response")
+    refs = []
+    for trade in _listed(body.get("trades"), "trade"):
+        try:
+            tid = str(trade.get("tid_str") or trade["tid"])
+            modified = trade.get("modified")
+            refs.append(OrderRef(shop=str(trade.get("seller_nick") or shop), external_id=tid,
+                                 status=str(trade.get("status", "")),
+                                 updated_at=parse_top_time(modified) if modified else None))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidOrder("invalid_payload", f"listed trade unreadable: {exc}") from None
+    page = int(cursor or "1")
+    return refs, str(page + 1) if body.get("has_next") is True else None
