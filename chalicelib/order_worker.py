@@ -39,10 +39,10 @@ def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
         return "already_processed"
     delivery = Delivery(source=item["source"], delivery_id=item["delivery_id"],
                         topic=item["topic"], received_at=parse_iso(item["received_at"]))
-    adapter = marketplaces.adapter_for(item["scheme"])
     raw = item["body"].encode()
-    try:
-        incoming = adapter.normalise(raw, item.get("headers", {}), item["source"])
+    try:  # a thin notification is re-fetched here; a platform that is down raises: retried
+        incoming = marketplaces.read_order(item["scheme"], raw, item.get("headers", {}),
+                                           item["source"], now)
     except InvalidOrder as exc:
         return _reject(item, delivery, exc, now)
     for _attempt in range(_ATTEMPTS):

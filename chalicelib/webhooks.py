@@ -60,3 +60,10 @@ def _alert_rejected(source: str, error: ApiError, now: datetime) -> None:
         alerts.publish(alert)
     except storage_errors():
         log.exception("could not publish alert %s", alert.dedupe_key)
+
+
+def reply_for(source: str) -> tuple[int, str, str] | None:
+    """The platform's own success answer, for platforms that prescribe one (Shopee: an empty
+    body); None: our JSON. The source was read (and cached) by `receive` just before."""
+    config = webhook_sources.get(source)
+    return marketplaces.reply_of(config.scheme) if config else None

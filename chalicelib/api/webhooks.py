@@ -12,8 +12,13 @@ bp = Blueprint(__name__)
 
 
 @bp.route("/webhooks/{source}", methods=["POST"],
-          content_types=["application/json", "text/plain"])
+          content_types=["application/json", "text/plain", "application/x-www-form-urlencoded"])
 @endpoint
 def receive(source: str) -> Response:
     request = bp.current_request
-    return ok(webhooks.receive(source, request.headers, raw_body(request), utcnow()))
+    answer = webhooks.receive(source, request.headers, raw_body(request), utcnow())
+    reply = webhooks.reply_for(source)
+    if reply is None:
+        return ok(answer)
+    status, content_type, body = reply
+    return Response(body=body, status_code=status, headers={"Content-Type": content_type})

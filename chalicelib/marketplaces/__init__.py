@@ -1,9 +1,13 @@
 """Marketplace adapters, one module each, loaded only when a request needs one.
 
-Each adapter module offers two pure functions:
+Each adapter module offers pure functions:
 - `accept(headers, raw, secrets, now) -> Accepted`: verify the signature over the raw bytes and
   validate the payload (raises ApiError with a reason code);
-- `normalise(raw, headers, source) -> Order` (raises InvalidOrder): used by the order worker.
+- a full-payload platform: `normalise(raw, headers, source) -> Order` (raises InvalidOrder);
+- a thin one: `ref(raw, headers) -> OrderRef`, `fetch_call(ref, credentials, now) -> ApiCall`,
+  `parse_order(answer, ref, source) -> Order`; `read_order` below does the re-fetch;
+- optionally `REPLY = (status, content type, body)`: the platform's documented answer;
+- and the writeback and reconciliation calls of chalicelib/marketplaces/calls.py.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ if TYPE_CHECKING:
 _MODULES = {
     "shopify": "chalicelib.marketplaces.shopify",
     "standard": "chalicelib.marketplaces.standard_webhooks",
+    "woocommerce": "chalicelib.marketplaces.woocommerce",
+    "douyin": "chalicelib.marketplaces.douyin",
 }
 
 
@@ -56,3 +62,39 @@ def adapter_for(scheme: str) -> Adapter:
 
 def known_schemes() -> frozenset[str]:
     return frozenset(_MODULES)
+
+
+def reply_of(scheme: str) -> tuple[int, str, str] | None:
+    """The platform's documented answer to a notification, if it prescribes one."""
+    reply: tuple[int, str, str] | None = getattr(adapter_for(scheme), "REPLY", None)
+    return reply
+
+
+def read_order(scheme: str, raw: bytes, headers: Mapping[str, str], source: str,
+               now: datetime) -> Order:
+    """The order a stored notification stands for: its payload, or, for a thin notification,
+    the order re-fetched from the platform with the shop's credentials.
+
+    Raises InvalidOrder for what will never become an order (CS hears of it) and
+    PlatformUnavailable (or the adapter's retryable error) for what may work later."""
+    from chalicelib import shop_credentials
+    from chalicelib.marketplaces import http
+    from chalicelib.orders import InvalidOrder
+
+    module = importlib.import_module(_MODULES[scheme])
+    if hasattr(module, "normalise"):
+        return cast(Adapter, module).normalise(raw, headers, source)
+    ref = module.ref(raw, headers)
+    try:
+        credentials = shop_credentials.get(scheme, ref.shop)
+    except shop_credentials.MissingCredentials as exc:
+        raise InvalidOrder("missing_shop_credentials", str(exc)) from None
+    answer = http.send(module.fetch_call(ref, credentials, now))
+    try:
+        return cast("Order", module.parse_order(answer.json(), ref, source))
+    except InvalidOrder:
+        raise
+    except Exception as exc:
+        if getattr(exc, "retryable", True):
+            raise http.PlatformUnavailable(f"{scheme}: {exc}") from exc
+        raise InvalidOrder("platform_refused", f"{scheme}: {exc}") from exc

@@ -194,10 +194,17 @@ def test_policy_covers_every_queue_and_topic(stage: str) -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_logs_and_grants_no_secret_stores(stage: str) -> None:
-    # Webhook secrets live in the directory table; nothing reads SSM or KMS yet.
-    assert not [s for s in statements(stage)
-                if any(a.startswith(("ssm:", "kms:")) for a in as_list(s["Action"]))]
+def test_policy_covers_logs_and_reads_only_this_stages_shop_credentials(stage: str) -> None:
+    # Webhook secrets live in the directory table; per-shop marketplace credentials in SSM.
+    ssm = [s for s in statements(stage) if any(a.startswith("ssm:") for a in as_list(s["Action"]))]
+    assert [as_list(s["Action"]) for s in ssm] == [["ssm:GetParameter"]]
+    assert allows(stage, "ssm:GetParameter",
+                  arn("ssm", f"parameter/order-backbone/{stage}/shops/douyin/123"))
+    other = "prod" if stage == "dev" else "dev"
+    assert not allows(stage, "ssm:GetParameter",
+                      arn("ssm", f"parameter/order-backbone/{other}/shops/douyin/123"))
+    kms = [s for s in statements(stage) if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+    assert all(s.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService") for s in kms)
     for group in of_type("AWS::Logs::LogGroup").values():
         name = physical_name(group["Properties"]["LogGroupName"], stage)
         stream = arn("logs", f"log-group:{name}:log-stream:2024/01/01/[$LATEST]abc")
