@@ -107,3 +107,14 @@ def track_parcels(event: Any) -> None:
     report = tracker.run_due(utcnow())
     if report.subscribed or report.queried or report.judged or report.errors:
         app.log.info("tracking tick: %s", report.as_dict())
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def write_back(event: Any) -> None:
+    """Tell the marketplaces of the shipments due (retries back off; a give-up is a CS case)."""
+    from chalicelib import marketplace_sync
+    from chalicelib.timeutil import utcnow
+
+    counts = marketplace_sync.run_writebacks(utcnow())
+    if any(counts.values()):
+        app.log.info("writebacks: %s", counts)

@@ -270,17 +270,18 @@ def pack(partner_id: str, job_id: str, request: PackRequest, now: datetime) -> J
 
 
 def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> Job:
-    """Record the shipment and start tracking its parcels, in one transaction: a retried report
-    finds both done or neither. A tracking number another order already has is not tracked
-    twice (CS hears of it); the shipment is recorded all the same."""
-    from chalicelib import tracker
+    """Record the shipment, start tracking its parcels and plan telling the marketplace, in one
+    transaction: a retried report finds all of it done or none. A tracking number another
+    order already has is not tracked twice (CS hears of it); the shipment is recorded."""
+    from chalicelib import marketplace_sync, tracker
 
     skip: set[tuple[str, str]] = set()
 
     def tracking(transition: Transition) -> list[Action]:
         shipment = next(s for s in transition.job.shipments
                         if s.shipment_id == request.shipment_id)
-        return tracker.start_actions(transition.job, shipment, now, skip)
+        return [*tracker.start_actions(transition.job, shipment, now, skip),
+                *marketplace_sync.writeback_actions(transition.job, shipment, now)]
 
     return apply(partner_id, job_id, lambda j: jobs.ship(
         j, request.shipment_id, request.packages, request.final, now),

@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
@@ -19,6 +20,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import shop_credentials, webhook_sources
+from chalicelib.auth import Role
 from chalicelib.marketplaces.douyin import API_BASE
 from chalicelib.orders import order_id_for
 from chalicelib.storage import orders as orders_store
@@ -115,3 +117,89 @@ def test_a_thin_douyin_push_is_refetched_with_the_shops_credentials(
     assert "access_token=tok" in call.url and "sign=" in call.url
     stored = orders_store.get_current(ours)
     assert stored is not None and stored.order.status == "paid" and stored.job is not None
+
+
+@pytest.fixture
+def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    from chalicelib.config import settings
+
+    name = f"factory-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
+    settings.cache_clear()
+    return name
+
+
+def woo_order_shipped(client: Client, stack: dict[str, str], partner: str, make_key: Any,
+                      ) -> tuple[dict[str, Any], str]:
+    """A WooCommerce order in, claimed, printed, packed and shipped by the factory."""
+    from tests.integration.test_warehouse_api import Api
+
+    order = json.loads((FIXTURES / "woocommerce" / "order_processing.json").read_text())
+    order["id"] = uuid.uuid4().int % 10**7
+    body = json.dumps(order, ensure_ascii=False).encode()
+    client.http.post("/webhooks/woo", body=body, headers=woo_headers(body, "d"))
+    process(client, stack, "woo", f"shop.example.cn:{order['id']}:{order['date_modified_gmt']}")
+    api = Api(client, make_key("partner", partner), make_key("staff", "ann", Role.BACK_OFFICE))
+    claimed = api.claim(1)
+    (job,) = claimed["jobs"]
+    api.take(job, claimed["lease_id"])
+    number = str(uuid.uuid4().int)[:12]
+    api.post(f"/jobs/{job['job_id']}/print", {"waybill_numbers": [number]})
+    api.post(f"/jobs/{job['job_id']}/pick", {})
+    api.post(f"/jobs/{job['job_id']}/pack", {"weight_grams": 400, "package_count": 1})
+    api.post(f"/jobs/{job['job_id']}/ship", {"shipment_id": "s1", "packages": [
+        {"carrier_code": "STO", "tracking_number": number}]})
+    shop_credentials.put("woocommerce", "shop.example.cn", {
+        "store_url": "https://shop.example.cn", "consumer_key": "ck_1", "consumer_secret": "cs_1"})
+    return job, number
+
+
+@responses.activate
+def test_a_shipment_is_written_back_once_even_when_the_first_answer_is_lost(
+        client: Client, stack: dict[str, str], partner: str, make_key: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib import marketplace_sync
+
+    responses.add_passthru("http://127.0.0.1")
+    job, number = woo_order_shipped(client, stack, partner, make_key)
+    external = job["external_id"]
+    url = f"https://shop.example.cn/wp-json/wc-shipment-tracking/v3/orders/{external}/" \
+          "shipment-trackings"
+    # The platform stores the tracking but its answer is lost (a 503 after the write).
+    responses.post(url, status=503)
+    now = datetime.now(UTC)
+    marketplace_sync.run_writebacks(now + timedelta(seconds=1))
+    existing = json.loads((FIXTURES / "woocommerce" / "trackings_existing.json").read_text())
+    existing[0]["tracking_number"] = number
+    responses.get(url, json=existing)
+    marketplace_sync.run_writebacks(now + timedelta(minutes=2))
+    posts = [c for c in responses.calls if c.request.method == "POST"]
+    assert len(posts) == 1  # the retry asked first and did not add the tracking twice
+    assert json.loads(posts[0].request.body)["tracking_number"] == number
+    timeline = [e.type for e in orders_store.read_all(job["order_id"]).events]
+    assert timeline.count("marketplace.shipped") == 1
+    marketplace_sync.run_writebacks(now + timedelta(hours=1))
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+@responses.activate
+def test_a_writeback_the_platform_refuses_is_a_cs_case(
+        client: Client, stack: dict[str, str], partner: str, make_key: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib import marketplace_sync
+    from tests.integration.flow import alerts_received
+
+    responses.add_passthru("http://127.0.0.1")
+    job, _number = woo_order_shipped(client, stack, partner, make_key)
+    alerts_received(stack)
+    url = f"https://shop.example.cn/wp-json/wc-shipment-tracking/v3/orders/" \
+          f"{job['external_id']}/shipment-trackings"
+    refusal = json.loads((FIXTURES / "woocommerce" / "error_invalid_order.json").read_text())
+    responses.post(url, status=404, json=refusal)
+    marketplace_sync.run_writebacks(datetime.now(UTC) + timedelta(seconds=1))
+    kinds = [a["kind"] for a in alerts_received(stack)]
+    assert kinds == ["marketplace.writeback_failed"]
+    timeline = [e.type for e in orders_store.read_all(job["order_id"]).events]
+    assert "marketplace.writeback_failed" in timeline
