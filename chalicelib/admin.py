@@ -5,6 +5,8 @@
     python -m chalicelib.admin --stage dev list --partner factory-1
     python -m chalicelib.admin --stage dev revoke --partner factory-1 --key-id 3fa2c91b07de
     python -m chalicelib.admin --stage dev source shopify --scheme shopify --secret S [--secret S2]
+    python -m chalicelib.admin --stage dev shop woocommerce shop.example.cn \
+        --option store_url=https://shop.example.cn --option consumer_key=ck_... ...
     python -m chalicelib.admin --stage dev channel wecom:cs-team --option webhook_url=https://...
     python -m chalicelib.admin --stage dev channel email:cs-team --json '{"sender": ...}'
     python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
@@ -40,11 +42,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="names the directory table order-backbone-<stage>-directory "
                              "(or set DIRECTORY_TABLE)")
     parser.add_argument("command",
-                        choices=["issue", "list", "revoke", "source", "courier", "channel"])
+                        choices=["issue", "list", "revoke", "source", "courier", "channel",
+                                 "shop"])
     parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source};"
                         " with courier: the provider of /couriers/{provider}/push; with channel:"
                         " a CS channel id, <platform>:<name> (wecom, dingtalk, feishu, slack,"
                         " email)")
+    parser.add_argument("shop", nargs="?", help="with shop: the marketplace's shop id")
     parser.add_argument("--scheme", choices=sorted(known_schemes()), help="with source")
     parser.add_argument("--secret", action="append", default=[],
                         help="with source or courier: a signing secret (Kuaidi100: the push "
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "channel":
         _channel(parser, args)
+        return
+    if args.command == "shop":
+        _shop(parser, args)
         return
     if not (args.partner or args.staff):
         parser.error(f"{args.command} needs --partner or --staff")
@@ -109,6 +116,21 @@ def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         "scheme": args.name, "secrets": args.secret, "options": options}})
     print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
           f"running functions pick it up within {settings().secrets_cache_seconds} s")
+
+
+def _shop(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A shop's API credentials (re-fetching thin notifications, writing shipments back), as a
+    SecureString in SSM Parameter Store."""
+    from chalicelib import shop_credentials
+
+    if args.name not in known_schemes() or not args.shop or not args.option:
+        parser.error(f"shop needs a marketplace ({', '.join(sorted(known_schemes()))}), a shop "
+                     "id and --option NAME=VALUE for each credential")
+    os.environ.setdefault("APP_STAGE", args.stage)
+    settings.cache_clear()
+    credentials = dict(option.split("=", 1) for option in args.option if "=" in option)
+    shop_credentials.put(args.name, args.shop, credentials)
+    print(f"{shop_credentials.parameter_name(args.name, args.shop)}: {sorted(credentials)}")
 
 
 def _channel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

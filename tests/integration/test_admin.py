@@ -73,3 +73,19 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
                  '"verified_identities": ["other.example"]}']):
         with pytest.raises(SystemExit):
             admin.main(bad)
+
+
+def test_shop_command_stores_credentials_in_ssm(stack: dict[str, str],
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import shop_credentials
+
+    monkeypatch.setenv("APP_STAGE", "test")  # the command defaults it to its --stage
+
+    admin.main(["shop", "woocommerce", "shop.example.cn", "--option", "consumer_key=ck_9",
+                "--option", "consumer_secret=cs_9"])
+    shop_credentials.forget()
+    assert shop_credentials.get("woocommerce", "shop.example.cn") == {
+        "consumer_key": "ck_9", "consumer_secret": "cs_9"}
+    with pytest.raises(SystemExit):
+        admin.main(["shop", "nowhere", "x", "--option", "a=b"])
