@@ -95,7 +95,13 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
             if wb.attempts and _already_there(module, package, credentials, now):
                 wb = writeback.confirmed(wb, package.package_id)
                 continue
-            answer = http.send(module.writeback_call(package, credentials, now))
+            call = module.writeback_call(package, credentials, now)
+        except ValueError as exc:  # the platform cannot take this (no carrier code, no lines)
+            return writeback.failed(wb, str(exc), False, now)
+        except http.PlatformUnavailable as exc:
+            return writeback.failed(wb, str(exc), True, now)
+        try:
+            answer = http.send(call)
         except http.PlatformUnavailable as exc:
             return writeback.failed(wb, str(exc), True, now)
         result = module.parse_writeback(answer.status, answer.body)

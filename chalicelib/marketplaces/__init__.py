@@ -28,6 +28,9 @@ _MODULES = {
     "standard": "chalicelib.marketplaces.standard_webhooks",
     "woocommerce": "chalicelib.marketplaces.woocommerce",
     "douyin": "chalicelib.marketplaces.douyin",
+    "tiktok_shop": "chalicelib.marketplaces.tiktok_shop",
+    "shopee": "chalicelib.marketplaces.shopee",
+    "lazada": "chalicelib.marketplaces.lazada",
 }
 
 
@@ -89,9 +92,14 @@ def read_order(scheme: str, raw: bytes, headers: Mapping[str, str], source: str,
         credentials = shop_credentials.get(scheme, ref.shop)
     except shop_credentials.MissingCredentials as exc:
         raise InvalidOrder("missing_shop_credentials", str(exc)) from None
-    answer = http.send(module.fetch_call(ref, credentials, now))
     try:
+        if hasattr(module, "fetch_calls"):  # an order and its items, in separate calls
+            answers = [http.send(c).json() for c in module.fetch_calls(ref, credentials, now)]
+            return cast("Order", module.parse_order(answers, ref, source))
+        answer = http.send(module.fetch_call(ref, credentials, now))
         return cast("Order", module.parse_order(answer.json(), ref, source))
+    except http.PlatformUnavailable:
+        raise
     except InvalidOrder:
         raise
     except Exception as exc:

@@ -1,0 +1,615 @@
+"""Shopee Open Platform (API v2) orders. Pure: verify, validate, name the order a push concerns,
+build the signed API calls and read their answers.
+
+Live push (protocols.md; third-party receivers in PHP, TypeScript and Python agree):
+- POST, JSON body `{"msg_id": "...", "code": 3, "shop_id": 123, "timestamp": <unix s>,
+  "data": {"ordersn": "...", "status": "READY_TO_SHIP", "update_time": <unix s>, ...}}`: thin.
+- Header `Authorization` = lower-hex HMAC-SHA256(key=partner key, callback URL + "|" + raw body).
+  The callback URL is the one registered in the console, byte for byte (our public URL, which a
+  Lambda behind API Gateway cannot reconstruct), so it is part of the secret.
+- Answer 200 with an EMPTY body, quickly: Shopee disables a callback whose success rate falls
+  below 30 %; missed pushes are not resent (get them with the lost-push API or reconciliation).
+- Dedupe: code 3 (order status) on ordersn + status + update_time (the event's time, which every
+  retry of the event shares; the push `timestamp` when update_time is absent); code 4 (tracking
+  number) on ordersn + package_number + tracking_no; others on `msg_id` (else a hash of the
+  body). `shop` is `shop_id`.
+- Only code 3 is acted on (re-fetch the order). Code 4 tells that a logistics tracking number was
+  assigned, which changes nothing in the order we hold (we ship, we know our numbers).
+- The signed body carries `timestamp`: older than MAX_AGE or more than MAX_AHEAD in the future
+  is 401 `stale_or_invalid_timestamp`.
+
+Secret format: `"partner_key|callback_url"`, e.g.
+`"4f41...6666|https://orders.example.com/webhooks/shopee"` (split at the first "|"; partner keys
+are hex). Several may be listed (rotation).
+
+Credentials (per shop): `partner_id`, `partner_key`, `access_token`, `shop_id`; optionally
+`api_base` (default https://partner.shopeemobile.com; Shopee China uses another host).
+
+API v2: every call carries `partner_id`, `timestamp` (unix s; valid 5 minutes), `access_token`,
+`shop_id` and `sign` = lower-hex HMAC-SHA256(key=partner_key, partner_id + path + timestamp +
+access_token + shop_id) in the query; the body (POST) is not signed. Answers: `{"error": "",
+"message": "", "request_id", "response": {...}}`; a non-empty `error` raises ShopeeError.
+- Re-fetch: `GET /api/v2/order/get_order_detail?order_sn_list=&response_optional_fields=`.
+- Writeback (non-integrated channel, i.e. the seller's own courier): `POST
+  /api/v2/logistics/ship_order` `{"order_sn", "package_number"?, "non_integrated":
+  {"tracking_number"}}`. The carrier is the shop's channel, not sent: CARRIERS only documents
+  the names. Not idempotent: a repeat fails with `logistics.ship_order_not_ready_to_ship`,
+  which a cancelled order also gets, so it is NOT read as done: it is retryable, and the next
+  attempt asks `existing_call` (`GET /api/v2/logistics/get_tracking_number`) +
+  `already_shipped` first (confirmed if our number is there; else, after the last attempt, a
+  CS case).
+- Reconciliation: `GET /api/v2/order/get_order_list?time_range_field=update_time&time_from=&
+  time_to=&page_size=&cursor=&response_optional_fields=order_status` over at most 15 days; the
+  cursor is `next_cursor` while `more` is true.
+
+Statuses (order_status): UNPAID is pending_payment; READY_TO_SHIP, PROCESSED, RETRY_SHIP,
+SHIPPED, TO_CONFIRM_RECEIVE, COMPLETED are paid (shipped/delivered/completed map to paid: the
+fulfilment is ours, the order is not cancelled or refunded); IN_CANCEL (the buyer asked to
+cancel, the seller has not answered) and TO_RETURN (a return requested, nothing refunded yet)
+stay paid; CANCELLED is cancelled; INVOICE_PENDING (Brazil: an invoice must be issued before
+shipping) and PENDING are ignored. Orders fulfilled by Shopee (`fulfillment_flag`
+fulfilled_by_shopee) are refused (InvalidOrder "not_seller_fulfilled").
+
+Amounts are JSON numbers in the order's currency; they are read through their text, so 12.9
+stays 12.9.
+
+Sources: protocols.md section 1; Shopee's API reference as mirrored in lazykern/ecommerce-api-
+docs (get_order_list: parameters, 15-day window, cursor/more/next_cursor, error names;
+batch_ship_order: non_integrated.tracking_number, error names incl.
+logistics.ship_order_not_ready_to_ship); a recorded get_order_detail answer in third-party code
+(field names and number types); third-party push receivers for the body, the codes and the
+signing string.
+
+Guesses:
+- Push codes beyond 3 and 4 (from a third-party copy of the console list): 1
+  shop_authorization_push, 2 shop_authorization_canceled_push, 5 shopee_updates, 7
+  item_promotion_push, 8 reserved_stock_change_push, 9 promotion_update_push, 10 webchat_push,
+  12 open_api_authorization_expiry, 15 shipping_document_status_push, 23 booking_status_push,
+  29 return_updates_push, 30 package_fulfillment_status_push.
+- The key signing pushes is the app's partner key (the console may show a separate "live push
+  partner key": put that one in the secret then). MAX_AGE (24 h) is ours.
+- Retryable errors: error_server, error_network, error_inner, error_busy and anything naming
+  too many requests / system busy, with HTTP 429/5xx. Others are permanent.
+- PENDING (returned only with request_order_status_pending) is ignored.
+- Totals: get_order_detail does not say what the buyer paid for shipping (the escrow API
+  does), so `shipping` is 0; `subtotal` = sum of model_original_price x quantity, `discounts` =
+  sum of (original - discounted) x quantity, `total` = total_amount.
+- line_id is "item_id:model_id" (":promotion_group_id" added when non-zero), unique within an
+  order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chalicelib.errors import ApiError
+from chalicelib.marketplaces import Accepted
+from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
+from chalicelib.signatures import parse_json_object, validate_payload
+
+NAME = "shopee"
+REPLY: tuple[int, str, str] = (200, "text/plain", "")  # Shopee requires an EMPTY body
+API_BASE = "https://partner.shopeemobile.com"
+ORDER_DETAIL_PATH = "/api/v2/order/get_order_detail"
+ORDER_LIST_PATH = "/api/v2/order/get_order_list"
+SHIP_ORDER_PATH = "/api/v2/logistics/ship_order"
+TRACKING_NUMBER_PATH = "/api/v2/logistics/get_tracking_number"
+PAGE_SIZE = 100
+LIST_WINDOW = timedelta(days=15)
+MAX_AGE = timedelta(hours=24)
+MAX_AHEAD = timedelta(minutes=15)
+
+ORDER_STATUS_PUSH = 3
+TRACKING_NO_PUSH = 4
+CODES: dict[int, str] = {
+    1: "shop_authorization_push",
+    2: "shop_authorization_canceled_push",
+    3: "order_status_push",
+    4: "order_trackingno_push",
+    5: "shopee_updates",
+    7: "item_promotion_push",
+    8: "reserved_stock_change_push",
+    9: "promotion_update_push",
+    10: "webchat_push",
+    12: "open_api_authorization_expiry",
+    15: "shipping_document_status_push",
+    23: "booking_status_push",
+    29: "return_updates_push",
+    30: "package_fulfillment_status_push",
+}
+
+STATUSES: dict[str, OrderStatus | None] = {
+    "UNPAID": OrderStatus.PENDING_PAYMENT,
+    "READY_TO_SHIP": OrderStatus.PAID,
+    "PROCESSED": OrderStatus.PAID,
+    "RETRY_SHIP": OrderStatus.PAID,
+    "SHIPPED": OrderStatus.PAID,
+    "TO_CONFIRM_RECEIVE": OrderStatus.PAID,
+    "IN_CANCEL": OrderStatus.PAID,  # cancellation requested, not granted
+    "CANCELLED": OrderStatus.CANCELLED,
+    "TO_RETURN": OrderStatus.PAID,  # return requested, nothing refunded yet
+    "COMPLETED": OrderStatus.PAID,
+    "INVOICE_PENDING": None,  # Brazil: may not ship before the invoice is issued
+    "PENDING": None,
+}
+
+# Our carrier codes -> the names a seller's non-integrated channel would show. Not sent:
+# ship_order takes only the tracking number; the channel is the shop's.
+CARRIERS: dict[str, str] = {
+    "STO": "STO Express",
+    "SF": "SF Express",
+    "YTO": "YTO Express",
+    "ZTO": "ZTO Express",
+    "YUNDA": "Yunda Express",
+    "JD": "JD Logistics",
+    "EMS": "China EMS",
+}
+
+DETAIL_FIELDS = ",".join((
+    "buyer_user_id", "buyer_username", "recipient_address", "note", "item_list", "pay_time",
+    "cancel_by", "cancel_reason", "fulfillment_flag", "package_list", "shipping_carrier",
+    "payment_method", "total_amount",
+))
+NOT_READY_TO_SHIP = "logistics.ship_order_not_ready_to_ship"
+_RETRYABLE_ERRORS = frozenset({"error_server", "error_network", "error_inner", "error_busy"})
+_RETRYABLE_MARKERS = ("too_many_request", "system_busy")
+
+
+class ShopeeError(Exception):
+    """A Shopee API answer with a non-empty `error`."""
+
+    def __init__(self, code: str, message: str, retryable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+def map_status(status: str) -> OrderStatus | None:
+    return STATUSES.get(status)
+
+
+# The push -------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_as_absent(cls, value: Any) -> Any:
+        # JSON null means "not given": the field's default applies.
+        if isinstance(value, dict):
+            return {key: item for key, item in value.items() if item is not None}
+        return value
+
+
+def _text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Push(_Model):
+    code: int
+    shop_id: str = ""
+    timestamp: int
+    data: dict[str, Any] = {}
+    msg_id: str = ""
+
+    @field_validator("shop_id", "msg_id", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+
+class OrderStatusData(_Model):
+    ordersn: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    update_time: int | None = None
+
+
+class TrackingData(_Model):
+    ordersn: str = Field(min_length=1)
+    package_number: str = ""
+    tracking_no: str = ""
+
+
+class OrderPush(Push):
+    shop_id: str = Field(min_length=1)
+    data: OrderStatusData  # type: ignore[assignment]
+
+
+def parse_secret(secret: str) -> tuple[str, str]:
+    """`"partner_key|callback_url"` -> (partner_key, callback_url)."""
+    partner_key, sep, callback_url = secret.partition("|")
+    if not (sep and partner_key and callback_url):
+        raise ValueError("a Shopee push secret must be 'partner_key|callback_url'")
+    return partner_key, callback_url
+
+
+def push_signature(partner_key: str, callback_url: str, raw: bytes) -> str:
+    message = callback_url.encode("utf-8") + b"|" + raw
+    return hmac.new(partner_key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def _verified(signature: str, raw: bytes, secrets: Sequence[str]) -> bool:
+    given = signature.strip().lower().encode("utf-8")
+    return any(
+        hmac.compare_digest(push_signature(*parse_secret(secret), raw).encode("ascii"), given)
+        for secret in secrets
+    )
+
+
+def _fresh(timestamp: int, now: datetime) -> bool:
+    try:
+        sent = datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return now - MAX_AGE <= sent <= now + MAX_AHEAD
+
+
+def topic_of(code: int) -> str:
+    return CODES.get(code, f"code_{code}")
+
+
+def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
+           now: datetime) -> Accepted:
+    """`headers` has lower-case names. 401 missing/invalid signature or stale timestamp, 400
+    malformed JSON, 422 invalid payload; codes other than 3 are accepted, not actionable."""
+    signature = headers.get("authorization", "")
+    if not signature.strip():
+        raise ApiError(401, "missing_signature", "Authorization header is required")
+    if not _verified(signature, raw, secrets):
+        raise ApiError(401, "invalid_signature", "HMAC does not match the callback URL and body")
+    body = parse_json_object(raw)
+    push = validate_payload(Push, body)
+    if not _fresh(push.timestamp, now):
+        raise ApiError(401, "stale_or_invalid_timestamp",
+                       "the push timestamp is too old or in the future")
+    topic = topic_of(push.code)
+    if push.code == ORDER_STATUS_PUSH:
+        order = validate_payload(OrderPush, body)
+        when = order.data.update_time or order.timestamp
+        return Accepted(delivery_id=f"{order.data.ordersn}:{order.data.status}:{when}",
+                        topic=topic, shop=order.shop_id)
+    if push.code == TRACKING_NO_PUSH:
+        tracking = validate_payload(TrackingData, push.data)
+        delivery_id = (f"{tracking.ordersn}:tracking:{tracking.package_number}:"
+                       f"{tracking.tracking_no}")
+    else:
+        delivery_id = push.msg_id or f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    return Accepted(delivery_id=delivery_id, topic=topic, shop=push.shop_id, actionable=False)
+
+
+def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
+    """The order a stored order_status_push names, and how new the change is."""
+    try:
+        push = OrderPush.model_validate_json(raw)
+    except ValueError as exc:
+        raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+    when = push.data.update_time or push.timestamp
+    return OrderRef(shop=push.shop_id, external_id=push.data.ordersn, status=push.data.status,
+                    updated_at=datetime.fromtimestamp(when, UTC))
+
+
+# Requests -------------------------------------------------------------------------------------
+
+
+def unix(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: every time in this system carries its zone")
+    return int(moment.timestamp())
+
+
+def sign(partner_id: str, path: str, timestamp: str, access_token: str, shop_id: str,
+         partner_key: str) -> str:
+    base = f"{partner_id}{path}{timestamp}{access_token}{shop_id}".encode()
+    return hmac.new(partner_key.encode("utf-8"), base, hashlib.sha256).hexdigest()
+
+
+def shop_call(method: Literal["GET", "POST"], path: str, query: Mapping[str, str],
+              body: Any, credentials: Credentials, now: datetime) -> ApiCall:
+    """One signed shop-level request: the common parameters first, then `query`."""
+    partner_id = credentials["partner_id"]
+    token = credentials.get("access_token", "")
+    shop_id = credentials.get("shop_id", "")
+    if not (token and shop_id):
+        raise ValueError("a Shopee shop call needs access_token and shop_id")
+    timestamp = str(unix(now))
+    common = {
+        "partner_id": partner_id,
+        "timestamp": timestamp,
+        "access_token": token,
+        "shop_id": shop_id,
+        "sign": sign(partner_id, path, timestamp, token, shop_id, credentials["partner_key"]),
+    }
+    clash = set(query) & set(common)
+    if clash:
+        raise ValueError(f"call parameters may not set {sorted(clash)}")
+    base = (credentials.get("api_base") or API_BASE).rstrip("/")
+    return ApiCall(method=method, url=base + path, params={**common, **query},
+                   json_body=body)
+
+
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+    return shop_call("GET", ORDER_DETAIL_PATH,
+                     {"order_sn_list": ref.external_id,
+                      "response_optional_fields": DETAIL_FIELDS}, None, credentials, now)
+
+
+# Answers --------------------------------------------------------------------------------------
+
+
+def error_of(answer: Mapping[str, Any]) -> ShopeeError | None:
+    code = str(answer.get("error") or "")
+    if not code:
+        return None
+    retryable = code in _RETRYABLE_ERRORS or any(m in code for m in _RETRYABLE_MARKERS)
+    return ShopeeError(code, str(answer.get("message") or ""), retryable)
+
+
+def _response(answer: Mapping[str, Any]) -> Mapping[str, Any]:
+    error = error_of(answer)
+    if error is not None:
+        raise error
+    response = answer.get("response")
+    if not isinstance(response, Mapping):
+        raise ShopeeError("unexpected_answer", "the answer has neither response nor error",
+                          False)
+    return response
+
+
+def _money(value: Any) -> Decimal:
+    if value in (None, ""):
+        return Decimal("0")
+    try:
+        # Through the text: a JSON number 12.9 must stay 12.9, not 12.899999...
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+
+
+class RecipientAddress(_Model):
+    name: str = ""
+    phone: str = ""
+    town: str = ""
+    district: str = ""
+    city: str = ""
+    state: str = ""
+    region: str = ""
+    zipcode: str = ""
+    full_address: str = ""
+
+
+class Item(_Model):
+    item_id: str
+    item_name: str = ""
+    item_sku: str = ""
+    model_id: str = "0"
+    model_name: str = ""
+    model_sku: str = ""
+    model_quantity_purchased: int = Field(ge=0)
+    model_original_price: Decimal = Decimal("0")
+    model_discounted_price: Decimal = Decimal("0")
+    promotion_group_id: str = "0"
+
+    @field_validator("item_id", "model_id", "promotion_group_id", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("model_original_price", "model_discounted_price", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> Decimal:
+        return _money(value)
+
+    @property
+    def line_id(self) -> str:
+        line_id = f"{self.item_id}:{self.model_id}"
+        return line_id if self.promotion_group_id in ("", "0") else (
+            f"{line_id}:{self.promotion_group_id}")
+
+
+class ShopeeOrder(_Model):
+    order_sn: str
+    region: str = ""
+    currency: str = ""
+    order_status: str
+    create_time: int
+    update_time: int
+    pay_time: int | None = None
+    message_to_seller: str = ""
+    buyer_user_id: str = ""
+    buyer_username: str = ""
+    fulfillment_flag: str = ""
+    total_amount: Decimal = Decimal("0")
+    recipient_address: RecipientAddress | None = None
+    item_list: list[Item] = []
+
+    @field_validator("buyer_user_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("total_amount", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> Decimal:
+        return _money(value)
+
+
+def _find(answer: Mapping[str, Any], order_sn: str) -> ShopeeOrder | None:
+    orders = _response(answer).get("order_list")
+    for raw in orders if isinstance(orders, list) else []:
+        if isinstance(raw, Mapping) and raw.get("order_sn") == order_sn:
+            try:
+                return ShopeeOrder.model_validate(raw)
+            except ValidationError as exc:
+                raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+    return None
+
+
+def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
+    """The get_order_detail answer for `ref`. An error answer raises ShopeeError."""
+    order = _find(answer, ref.external_id)
+    if order is None:
+        raise InvalidOrder("order_not_found", f"{ref.external_id} is not in the answer")
+    if order.fulfillment_flag == "fulfilled_by_shopee":
+        raise InvalidOrder("not_seller_fulfilled", f"{order.order_sn} is fulfilled by Shopee")
+    status = map_status(order.order_status)
+    if status is None:
+        raise InvalidOrder("ignored_status", f"{order.order_sn} is {order.order_status}")
+    items = [item for item in order.item_list if item.model_quantity_purchased > 0]
+    subtotal = sum((i.model_original_price * i.model_quantity_purchased for i in items),
+                   Decimal("0"))
+    paid_for_items = sum((i.model_discounted_price * i.model_quantity_purchased for i in items),
+                         Decimal("0"))
+    updated_at = _ts(order.update_time)
+    return Order(
+        marketplace=NAME,
+        shop=ref.shop,
+        external_id=order.order_sn,
+        name=order.order_sn,
+        status=status,
+        buyer=Buyer(external_id=order.buyer_user_id, name=order.buyer_username),
+        shipping_address=_address(order.recipient_address, order.region),
+        lines=tuple(_line(item) for item in items),
+        currency=order.currency,
+        totals=Totals(subtotal=subtotal, discounts=subtotal - paid_for_items,
+                      total=order.total_amount),
+        placed_at=_ts(order.create_time),
+        paid_at=_ts(order.pay_time) if order.pay_time else None,
+        cancelled_at=updated_at if status is OrderStatus.CANCELLED else None,
+        updated_at=updated_at,
+        buyer_note=order.message_to_seller,
+    )
+
+
+def _ts(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _line(item: Item) -> OrderLine:
+    return OrderLine(line_id=item.line_id, sku=item.model_sku or item.item_sku,
+                     title=item.item_name, variant=item.model_name,
+                     quantity=item.model_quantity_purchased,
+                     unit_price=item.model_discounted_price or item.model_original_price)
+
+
+def _address(address: RecipientAddress | None, region: str) -> Address | None:
+    if address is None:
+        return None
+    return Address(
+        name=address.name,
+        line1=address.full_address,
+        line2=", ".join(p for p in (address.town, address.district) if p),
+        city=address.city,
+        province=address.state,
+        postal_code=address.zipcode,
+        country_code=(address.region or region).upper(),
+        phone=address.phone,
+    )
+
+
+# Writeback ------------------------------------------------------------------------------------
+
+
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime, *,
+                   package_number: str = "") -> ApiCall:
+    """ship_order through the shop's non-integrated channel with our tracking number. Shopee
+    ships whole orders or whole Shopee packages (`package_number`, after split_order): it has
+    no per-line shipment, so `shipped.lines` is not sent."""
+    if shipped.carrier_code.upper() not in CARRIERS:
+        raise ValueError(f"no Shopee carrier for {shipped.carrier_code!r}")
+    body: dict[str, Any] = {"order_sn": shipped.external_id}
+    if package_number:
+        body["package_number"] = package_number
+    body["non_integrated"] = {"tracking_number": shipped.tracking_number}
+    return shop_call("POST", SHIP_ORDER_PATH, {}, body, credentials, now)
+
+
+def parse_writeback(status: int, body: bytes) -> WritebackResult:
+    if status == 429 or status >= 500:
+        return WritebackResult(ok=False, retryable=True, code=str(status))
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return WritebackResult(ok=False, code=str(status),
+                               detail=body[:500].decode("utf-8", "replace"))
+    if not isinstance(answer, dict):
+        return WritebackResult(ok=False, code="unexpected_answer")
+    error = error_of(answer)
+    if error is None:
+        if status >= 400:
+            return WritebackResult(ok=False, code=str(status))
+        return WritebackResult(ok=True)
+    if error.code == NOT_READY_TO_SHIP:
+        # Past READY_TO_SHIP: shipped already (our earlier attempt, or the seller by hand) or
+        # cancelled. Retryable, so the next attempt asks existing_call/already_shipped first.
+        return WritebackResult(ok=False, retryable=True, code=error.code,
+                               detail=error.message[:500])
+    return WritebackResult(ok=False, retryable=error.retryable, code=error.code,
+                           detail=error.message[:500])
+
+
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime, *,
+                  package_number: str = "") -> ApiCall:
+    """get_tracking_number: the number the order (package) carries now."""
+    query = {"order_sn": shipped.external_id}
+    if package_number:
+        query["package_number"] = package_number
+    return shop_call("GET", TRACKING_NUMBER_PATH, query, None, credentials, now)
+
+
+def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
+    try:
+        number = str(_response(answer).get("tracking_number") or "").strip()
+    except ShopeeError:
+        return False
+    return bool(number) and number == shipped.tracking_number.strip()
+
+
+# Reconciliation -------------------------------------------------------------------------------
+
+
+def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
+              credentials: Credentials, now: datetime) -> ApiCall:
+    """Orders updated in [since, until] (at most 15 days); `cursor` = next_cursor."""
+    if not since < until:
+        raise ValueError("since must be before until")
+    if until - since > LIST_WINDOW:
+        raise ValueError("get_order_list covers at most 15 days")
+    query = {
+        "time_range_field": "update_time",
+        "time_from": str(unix(since)),
+        "time_to": str(unix(until)),
+        "page_size": str(PAGE_SIZE),
+        "response_optional_fields": "order_status",
+    }
+    if cursor:
+        query["cursor"] = cursor
+    return shop_call("GET", ORDER_LIST_PATH, query, None, credentials, now)
+
+
+def parse_list(answer: Mapping[str, Any], *, shop: str = "") -> tuple[list[OrderRef], str | None]:
+    """Refs of one page and the next cursor. The answer names neither the shop nor the update
+    times: pass the `shop` (shop_id) the list was asked for."""
+    response = _response(answer)
+    listed = response.get("order_list")
+    refs = []
+    for entry in listed if isinstance(listed, list) else []:
+        try:
+            refs.append(OrderRef(shop=shop, external_id=str(entry["order_sn"]),
+                                 status=str(entry.get("order_status", ""))))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InvalidOrder("invalid_payload", f"listed order unreadable: {exc}") from None
+    cursor = response.get("next_cursor")
+    more = response.get("more") is True
+    return refs, str(cursor) if more and cursor not in (None, "") else None

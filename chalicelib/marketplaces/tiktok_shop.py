@@ -1,0 +1,649 @@
+"""TikTok Shop (Partner API v2, version 202309). Pure: verify, validate, name the order a
+notification concerns, build the signed API calls and read their answers.
+
+Webhook (protocols.md, marked (3rd) there; the webhook overview page as quoted by a third-party
+research note; Go and TypeScript integrations):
+- POST, JSON body `{"type": 1, "tts_notification_id": "...", "shop_id": "...", "timestamp":
+  <unix s>, "data": {"order_id", "order_status", "update_time", ...}}`: thin, "re-fetch this
+  order".
+- Header `Authorization` = lower-hex HMAC-SHA256(key=app_secret, app_key + raw body); no
+  prefix. Compared in constant time, case-insensitively.
+- Dedupe on `tts_notification_id`. `shop` is `shop_id`. Answer HTTP 200 quickly (the body is
+  not prescribed: we send an empty one).
+- The signed body carries `timestamp`: older than MAX_AGE or more than MAX_AHEAD in the future
+  is 401 `stale_or_invalid_timestamp`. A replay of an old body could only cause a re-fetch, so
+  the window is generous.
+
+Secret format: `"app_key:app_secret"` (split at the first ":"); several may be listed.
+
+Credentials (per shop): `app_key`, `app_secret`, `access_token`, `shop_cipher`; optionally
+`api_base` (default https://open-api.tiktokglobalshop.com) and, for the writeback, the shop's
+shipping provider ids (see CARRIERS).
+
+API (202309; version in the path): query `app_key`, `timestamp` (unix s), `shop_cipher`, the
+call's own parameters and `sign`; header `x-tts-access-token` = the access token. sign =
+lower-hex HMAC-SHA256(key=app_secret, app_secret + path + (every query parameter but `sign` and
+`access_token`, sorted by name, as name+value) + raw body + app_secret). A POST body is sent as
+exactly the signed bytes (`ApiCall.raw_body`).
+- Re-fetch: `GET /order/202309/orders?ids=<order id>` -> data.orders[].
+- Writeback ("Mark Package As Shipped", for orders the seller ships with its own carrier):
+  `POST /fulfillment/202309/orders/{order_id}/packages` `{"tracking_number",
+  "shipping_provider_id", "order_line_item_ids"}` (line ids only for a partial shipment). Not
+  idempotent: `existing_call` (the order detail) + `already_shipped` before a retry. A refusal
+  saying the package is already shipped is NOT read as done (it does not say with which
+  number): it is retryable, so the next attempt asks `already_shipped` first and confirms, or
+  after the last attempt gives up (a CS case).
+- Reconciliation: `POST /order/202309/orders/search?page_size=&sort_field=update_time&
+  sort_order=ASC&page_token=` with body `{"update_time_ge", "update_time_lt"}`; the cursor is
+  `next_page_token`.
+- Answers: `{"code": 0, "message": "Success", "request_id", "data"}`; another code raises
+  TikTokShopError.
+
+Statuses (Get Order Detail, `status`): UNPAID; ON_HOLD (paid, but the buyer may still cancel
+and the seller may not ship: kept as pending_payment so no warehouse job starts);
+AWAITING_SHIPMENT, PARTIALLY_SHIPPING, AWAITING_COLLECTION, IN_TRANSIT, DELIVERED, COMPLETED map
+to `paid` (shipped/delivered/completed: the fulfilment is ours, the order is not cancelled or
+refunded); CANCELLED is cancelled. Line items whose `display_status` is CANCELLED are not sent
+to the warehouse. Orders fulfilled by TikTok (`fulfillment_type` FULFILLMENT_BY_TIKTOK) are not
+ours: parse_order refuses them (InvalidOrder "not_seller_fulfilled").
+
+Lines: TikTok returns one line item per unit (no quantity field), so each becomes an OrderLine
+of quantity 1 whose line_id is the line item id (what the writeback names).
+
+Sources: protocols.md section 1; the 202309 Get Order Detail and Mark Package As Shipped
+definitions (a generated TypeScript SDK that copies the API reference: paths, fields, status
+texts); third-party code for the signing recipe, `x-tts-access-token`, the order search
+parameters (page_size/page_token in the query, time filters in the body) and the webhook body.
+
+Guesses:
+- Webhook `type` numbers (from a third-party PHP enum): 1 ORDER_STATUS_CHANGE, 2
+  REVERSE_STATUS_UPDATE (legacy), 3 RECIPIENT_ADDRESS_UPDATE, 4 PACKAGE_UPDATE, 5
+  PRODUCT_STATUS_CHANGE, 6 SELLER_DEAUTHORIZATION, 7 UPCOMING_AUTHORIZATION_EXPIRATION, 11
+  CANCELLATION_STATUS_CHANGE, 12 RETURN_STATUS_CHANGE, 13 NEW_CONVERSATION, 14 NEW_MESSAGE, 15
+  PRODUCT_INFORMATION_CHANGE, 16 PRODUCT_CREATION; 1, 2, 3, 11 and 12 are acted on.
+- The retry policy is undocumented: MAX_AGE (72 h) is ours.
+- Shipping provider ids are per region and delivery option (Get Shipping Providers): no static
+  table can be right, so CARRIERS holds the provider names and the ids come from the shop's
+  credentials as `shipping_provider_id.<OUR CODE>` (e.g. `shipping_provider_id.SF`).
+- Error classes: 36009002 (rate limit, quoted from the rate-limit page third-hand) and 36009003
+  (internal error) retryable, with HTTP 429/5xx; a writeback refused with a message saying the
+  package or order is already shipped is retryable (see above). Other codes are permanent.
+- `district_info` levels: the city is the level named city/town (else L3, else L2), the
+  province the level named state/province/region (else L1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chalicelib.errors import ApiError
+from chalicelib.marketplaces import Accepted
+from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
+from chalicelib.signatures import parse_json_object, validate_payload
+
+NAME = "tiktok_shop"
+REPLY: tuple[int, str, str] = (200, "text/plain", "")
+API_BASE = "https://open-api.tiktokglobalshop.com"
+ORDER_DETAIL_PATH = "/order/202309/orders"
+ORDER_SEARCH_PATH = "/order/202309/orders/search"
+PAGE_SIZE = 100
+MAX_AGE = timedelta(hours=72)
+MAX_AHEAD = timedelta(minutes=15)
+SUCCESS = 0
+
+TYPES: dict[int, str] = {
+    1: "ORDER_STATUS_CHANGE",
+    2: "REVERSE_STATUS_UPDATE",
+    3: "RECIPIENT_ADDRESS_UPDATE",
+    4: "PACKAGE_UPDATE",
+    5: "PRODUCT_STATUS_CHANGE",
+    6: "SELLER_DEAUTHORIZATION",
+    7: "UPCOMING_AUTHORIZATION_EXPIRATION",
+    11: "CANCELLATION_STATUS_CHANGE",
+    12: "RETURN_STATUS_CHANGE",
+    13: "NEW_CONVERSATION",
+    14: "NEW_MESSAGE",
+    15: "PRODUCT_INFORMATION_CHANGE",
+    16: "PRODUCT_CREATION",
+}
+# Types that name an order whose re-fetch may change what we hold.
+ORDER_TYPES = frozenset({1, 2, 3, 11, 12})
+
+STATUSES: dict[str, OrderStatus | None] = {
+    "UNPAID": OrderStatus.PENDING_PAYMENT,
+    "ON_HOLD": OrderStatus.PENDING_PAYMENT,  # paid, buyer may still cancel: may not ship yet
+    "AWAITING_SHIPMENT": OrderStatus.PAID,
+    "PARTIALLY_SHIPPING": OrderStatus.PAID,
+    "AWAITING_COLLECTION": OrderStatus.PAID,
+    "IN_TRANSIT": OrderStatus.PAID,
+    "DELIVERED": OrderStatus.PAID,
+    "COMPLETED": OrderStatus.PAID,
+    "CANCELLED": OrderStatus.CANCELLED,
+}
+
+# Our carrier codes -> the provider names TikTok lists (Get Shipping Providers). The id sent is
+# the shop's: credentials["shipping_provider_id.<code>"].
+CARRIERS: dict[str, str] = {
+    "STO": "STO Express",
+    "SF": "SF Express",
+    "YTO": "YTO Express",
+    "ZTO": "ZTO Express",
+    "YUNDA": "Yunda Express",
+    "JD": "JD Logistics",
+    "EMS": "China EMS",
+}
+PROVIDER_ID_KEY = "shipping_provider_id.{code}"
+
+_RETRYABLE_CODES = frozenset({36009002, 36009003})
+_ALREADY_SHIPPED = ("already shipped", "already been shipped", "has been shipped",
+                 "already marked as shipped", "package already")
+
+
+class TikTokShopError(Exception):
+    """A TikTok Shop API answer with a code other than 0."""
+
+    def __init__(self, code: str, message: str, retryable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+def map_status(status: str) -> OrderStatus | None:
+    return STATUSES.get(status)
+
+
+# The notification -----------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_as_absent(cls, value: Any) -> Any:
+        # JSON null means "not given": the field's default applies.
+        if isinstance(value, dict):
+            return {key: item for key, item in value.items() if item is not None}
+        return value
+
+
+def _text(value: Any) -> Any:
+    # Ids arrive as numbers or strings and can exceed 2**53: keep them as exact text.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Notification(_Model):
+    type: int
+    tts_notification_id: str = Field(min_length=1)
+    shop_id: str = Field(min_length=1)
+    timestamp: int
+    data: dict[str, Any] = {}
+
+    @field_validator("tts_notification_id", "shop_id", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+
+class OrderData(_Model):
+    order_id: str = Field(min_length=1)
+    order_status: str = ""
+    update_time: int | None = None
+
+    @field_validator("order_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+
+def parse_secret(secret: str) -> tuple[str, str]:
+    """`"app_key:app_secret"` -> (app_key, app_secret)."""
+    app_key, sep, app_secret = secret.partition(":")
+    if not (sep and app_key and app_secret):
+        raise ValueError("a TikTok Shop secret must be 'app_key:app_secret'")
+    return app_key, app_secret
+
+
+def webhook_signature(app_key: str, app_secret: str, raw: bytes) -> str:
+    return hmac.new(app_secret.encode("utf-8"), app_key.encode("utf-8") + raw,
+                    hashlib.sha256).hexdigest()
+
+
+def _verified(signature: str, raw: bytes, secrets: Sequence[str]) -> bool:
+    given = signature.strip().lower().encode("utf-8")
+    return any(
+        hmac.compare_digest(webhook_signature(*parse_secret(secret), raw).encode("ascii"), given)
+        for secret in secrets
+    )
+
+
+def _fresh(timestamp: int, now: datetime) -> bool:
+    try:
+        sent = datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return now - MAX_AGE <= sent <= now + MAX_AHEAD
+
+
+def topic_of(type_: int) -> str:
+    return TYPES.get(type_, f"type_{type_}")
+
+
+def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
+           now: datetime) -> Accepted:
+    """`headers` has lower-case names. 401 missing/invalid signature or stale timestamp, 400
+    malformed JSON, 422 invalid payload; types we do not act on are accepted, not actionable."""
+    signature = headers.get("authorization", "")
+    if not signature.strip():
+        raise ApiError(401, "missing_signature", "Authorization header is required")
+    if not _verified(signature, raw, secrets):
+        raise ApiError(401, "invalid_signature", "HMAC does not match the body")
+    body = parse_json_object(raw)
+    notification = validate_payload(Notification, body)
+    if not _fresh(notification.timestamp, now):
+        raise ApiError(401, "stale_or_invalid_timestamp",
+                       "the notification timestamp is too old or in the future")
+    actionable = notification.type in ORDER_TYPES
+    if actionable:
+        validate_payload(OrderData, notification.data)
+    return Accepted(delivery_id=notification.tts_notification_id,
+                    topic=topic_of(notification.type), shop=notification.shop_id,
+                    actionable=actionable)
+
+
+def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
+    """The order a stored notification names, and how new the change is."""
+    try:
+        notification = Notification.model_validate_json(raw)
+        data = OrderData.model_validate(notification.data)
+    except ValueError as exc:
+        raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+    when = data.update_time or notification.timestamp
+    return OrderRef(shop=notification.shop_id, external_id=data.order_id,
+                    status=data.order_status, updated_at=datetime.fromtimestamp(when, UTC))
+
+
+# Requests -------------------------------------------------------------------------------------
+
+
+def sign(path: str, params: Mapping[str, str], body: bytes, app_secret: str) -> str:
+    pieces = "".join(f"{name}{value}" for name, value in sorted(params.items())
+                     if name not in ("sign", "access_token"))
+    key = app_secret.encode("utf-8")
+    text = key + path.encode("utf-8") + pieces.encode("utf-8") + body + key
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
+def unix(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: every time in this system carries its zone")
+    return int(moment.timestamp())
+
+
+def compact_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def api_call(method: Literal["GET", "POST"], path: str, query: Mapping[str, str],
+             body: Any, credentials: Credentials, now: datetime) -> ApiCall:
+    """One signed request: common parameters + `query`, and `body` (POST) as exact JSON bytes."""
+    token = credentials.get("access_token", "")
+    if not token:
+        raise ValueError("a TikTok Shop call needs an access token")
+    common = {
+        "app_key": credentials["app_key"],
+        "timestamp": str(unix(now)),
+        "shop_cipher": credentials.get("shop_cipher", ""),
+    }
+    clash = set(query) & (set(common) | {"sign", "access_token"})
+    if clash:
+        raise ValueError(f"call parameters may not set {sorted(clash)}")
+    params = {name: value for name, value in {**common, **query}.items() if value != ""}
+    raw_body = compact_json(body) if body is not None else None
+    params["sign"] = sign(path, params, raw_body or b"", credentials["app_secret"])
+    headers = {"x-tts-access-token": token, "content-type": "application/json"}
+    base = (credentials.get("api_base") or API_BASE).rstrip("/")
+    return ApiCall(method=method, url=base + path, params=params, headers=headers,
+                   raw_body=raw_body)
+
+
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+    """Get Order Detail for the one order."""
+    return api_call("GET", ORDER_DETAIL_PATH, {"ids": ref.external_id}, None, credentials, now)
+
+
+# Answers --------------------------------------------------------------------------------------
+
+
+def error_of(answer: Mapping[str, Any]) -> TikTokShopError | None:
+    code = answer.get("code")
+    if code == SUCCESS or code == str(SUCCESS):
+        return None
+    try:
+        number = int(code) if code is not None else -1
+    except (TypeError, ValueError):
+        number = -1
+    return TikTokShopError(str(code), str(answer.get("message") or ""),
+                           number in _RETRYABLE_CODES)
+
+
+def _data(answer: Mapping[str, Any]) -> Mapping[str, Any]:
+    error = error_of(answer)
+    if error is not None:
+        raise error
+    data = answer.get("data")
+    if not isinstance(data, Mapping):
+        raise TikTokShopError("unexpected_answer", "the answer has no data", False)
+    return data
+
+
+def _money(value: Any) -> Decimal:
+    if value in (None, ""):
+        return Decimal("0")
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+
+
+class Payment(_Model):
+    currency: str = ""
+    sub_total: Decimal = Decimal("0")
+    shipping_fee: Decimal = Decimal("0")
+    seller_discount: Decimal = Decimal("0")
+    platform_discount: Decimal = Decimal("0")
+    total_amount: Decimal = Decimal("0")
+    original_total_product_price: Decimal = Decimal("0")
+    tax: Decimal = Decimal("0")
+
+    @field_validator("sub_total", "shipping_fee", "seller_discount", "platform_discount",
+                     "total_amount", "original_total_product_price", "tax", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> Decimal:
+        return _money(value)
+
+
+class District(_Model):
+    address_level_name: str = ""
+    address_name: str = ""
+    address_level: str = ""
+
+
+class RecipientAddress(_Model):
+    name: str = ""
+    phone_number: str = ""
+    postal_code: str = ""
+    region_code: str = ""
+    address_detail: str = ""
+    address_line1: str = ""
+    address_line2: str = ""
+    address_line3: str = ""
+    address_line4: str = ""
+    full_address: str = ""
+    district_info: list[District] = []
+
+
+class LineItem(_Model):
+    id: str
+    sku_id: str = ""
+    seller_sku: str = ""
+    product_name: str = ""
+    sku_name: str = ""
+    sale_price: Decimal = Decimal("0")
+    display_status: str = ""
+    tracking_number: str = ""
+    package_id: str = ""
+
+    @field_validator("id", "sku_id", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("sale_price", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> Decimal:
+        return _money(value)
+
+
+class TikTokOrder(_Model):
+    id: str
+    status: str
+    user_id: str = ""
+    buyer_email: str = ""
+    buyer_message: str = ""
+    create_time: int
+    update_time: int
+    paid_time: int | None = None
+    cancel_time: int | None = None
+    fulfillment_type: str = ""
+    tracking_number: str = ""
+    payment: Payment = Payment()
+    recipient_address: RecipientAddress | None = None
+    line_items: list[LineItem] = []
+
+    @field_validator("id", "user_id", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+
+def _orders(answer: Mapping[str, Any]) -> list[Any]:
+    orders = _data(answer).get("orders")
+    return list(orders) if isinstance(orders, list) else []
+
+
+def _find(answer: Mapping[str, Any], order_id: str) -> TikTokOrder | None:
+    for raw in _orders(answer):
+        if isinstance(raw, Mapping) and str(raw.get("id")) == order_id:
+            try:
+                return TikTokOrder.model_validate(raw)
+            except ValidationError as exc:
+                raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+    return None
+
+
+def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
+    """The Get Order Detail answer for `ref`. An error answer raises TikTokShopError."""
+    order = _find(answer, ref.external_id)
+    if order is None:
+        raise InvalidOrder("order_not_found", f"{ref.external_id} is not in the answer")
+    if order.fulfillment_type == "FULFILLMENT_BY_TIKTOK":
+        raise InvalidOrder("not_seller_fulfilled", f"{order.id} is fulfilled by TikTok")
+    status = map_status(order.status)
+    if status is None:
+        raise InvalidOrder("unknown_status", f"{order.id} is {order.status}")
+    updated_at = _ts(order.update_time)
+    cancelled_at = None
+    if status is OrderStatus.CANCELLED:
+        cancelled_at = _ts(order.cancel_time) if order.cancel_time else updated_at
+    payment = order.payment
+    return Order(
+        marketplace=NAME,
+        shop=ref.shop,
+        external_id=order.id,
+        name=order.id,
+        status=status,
+        buyer=Buyer(external_id=order.user_id, email=order.buyer_email),
+        shipping_address=_address(order.recipient_address),
+        lines=tuple(_line(item) for item in order.line_items
+                    if item.display_status != "CANCELLED"),
+        currency=payment.currency,
+        totals=Totals(
+            subtotal=payment.original_total_product_price or payment.sub_total,
+            shipping=payment.shipping_fee,
+            tax=payment.tax,
+            discounts=payment.seller_discount + payment.platform_discount,
+            total=payment.total_amount,
+        ),
+        placed_at=_ts(order.create_time),
+        paid_at=_ts(order.paid_time) if order.paid_time else None,
+        cancelled_at=cancelled_at,
+        updated_at=updated_at,
+        buyer_note=order.buyer_message,
+    )
+
+
+def _ts(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _line(item: LineItem) -> OrderLine:
+    return OrderLine(line_id=item.id, sku=item.seller_sku, title=item.product_name,
+                     variant=item.sku_name, quantity=1, unit_price=item.sale_price)
+
+
+def _level(address: RecipientAddress, names: tuple[str, ...], levels: tuple[str, ...]) -> str:
+    for district in address.district_info:
+        if district.address_level_name.strip().lower() in names and district.address_name:
+            return district.address_name
+    for level in levels:
+        for district in address.district_info:
+            if district.address_level == level and district.address_name:
+                return district.address_name
+    return ""
+
+
+def _address(address: RecipientAddress | None) -> Address | None:
+    if address is None:
+        return None
+    line2 = ", ".join(p for p in (address.address_line2, address.address_line3,
+                                  address.address_line4) if p)
+    return Address(
+        name=address.name,
+        line1=address.address_line1 or address.address_detail,
+        line2=line2,
+        city=_level(address, ("city", "town", "post town"), ("L3", "L2")),
+        province=_level(address, ("state", "province", "region"), ("L1",)),
+        postal_code=address.postal_code,
+        country_code=address.region_code.upper(),
+        phone=address.phone_number,
+    )
+
+
+# Writeback ------------------------------------------------------------------------------------
+
+
+def provider_id(carrier_code: str, credentials: Credentials) -> str:
+    code = carrier_code.upper()
+    if code not in CARRIERS:
+        raise ValueError(f"no TikTok Shop provider for carrier {carrier_code!r}")
+    key = PROVIDER_ID_KEY.format(code=code)
+    value = credentials.get(key, "")
+    if not value:
+        raise ValueError(f"the shop's credentials lack {key!r} (Get Shipping Providers id for "
+                         f"{CARRIERS[code]})")
+    return value
+
+
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+    """Mark Package As Shipped; with `lines`, only those line items (each line item is one
+    unit, so every quantity must be 1)."""
+    if any(quantity != 1 for _, quantity in shipped.lines):
+        raise ValueError("TikTok line items are single units: every quantity must be 1")
+    body: dict[str, Any] = {
+        "tracking_number": shipped.tracking_number,
+        "shipping_provider_id": provider_id(shipped.carrier_code, credentials),
+    }
+    if shipped.lines:
+        body["order_line_item_ids"] = [line_id for line_id, _ in shipped.lines]
+    path = f"/fulfillment/202309/orders/{quote(shipped.external_id, safe='')}/packages"
+    return api_call("POST", path, {}, body, credentials, now)
+
+
+def parse_writeback(status: int, body: bytes) -> WritebackResult:
+    if status == 429 or status >= 500:
+        return WritebackResult(ok=False, retryable=True, code=str(status))
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return WritebackResult(ok=False, code=str(status),
+                               detail=body[:500].decode("utf-8", "replace"))
+    if not isinstance(answer, dict):
+        return WritebackResult(ok=False, code="unexpected_answer")
+    error = error_of(answer)
+    if error is None:
+        if status >= 400:
+            return WritebackResult(ok=False, code=str(status))
+        return WritebackResult(ok=True)
+    if error.retryable:
+        return WritebackResult(ok=False, retryable=True, code=error.code, detail=error.message)
+    if any(marker in error.message.lower() for marker in _ALREADY_SHIPPED):
+        # Shipped already: by our earlier attempt, or by someone else with another number.
+        # Retryable, so the next attempt asks existing_call/already_shipped first.
+        return WritebackResult(ok=False, retryable=True, code=error.code,
+                               detail=error.message[:500])
+    return WritebackResult(ok=False, code=error.code, detail=error.message[:500])
+
+
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+    """The order detail: which line items already carry a tracking number?"""
+    return api_call("GET", ORDER_DETAIL_PATH, {"ids": shipped.external_id}, None, credentials,
+                    now)
+
+
+def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
+    """True when every line item of this package (all live ones when `lines` is empty) already
+    carries our tracking number. An error answer says nothing: False (the writeback is then
+    tried again and fails on its own terms)."""
+    try:
+        order = _find(answer, shipped.external_id)
+    except (TikTokShopError, InvalidOrder):
+        return False
+    if order is None:
+        return False
+    number = shipped.tracking_number.strip()
+    wanted = {line_id for line_id, _ in shipped.lines}
+    if not number:
+        return False
+    if wanted:
+        items = [item for item in order.line_items if item.id in wanted]
+        if {item.id for item in items} != wanted:
+            return False
+    else:
+        items = [item for item in order.line_items if item.display_status != "CANCELLED"]
+    if items and all(item.tracking_number.strip() == number for item in items):
+        return True
+    return not wanted and order.tracking_number.strip() == number
+
+
+# Reconciliation -------------------------------------------------------------------------------
+
+
+def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
+              credentials: Credentials, now: datetime) -> ApiCall:
+    """Orders updated in [since, until), oldest change first; `cursor` = next_page_token."""
+    if not since < until:
+        raise ValueError("since must be before until")
+    query = {"page_size": str(PAGE_SIZE), "sort_field": "update_time", "sort_order": "ASC"}
+    if cursor:
+        query["page_token"] = cursor
+    body = {"update_time_ge": unix(since), "update_time_lt": unix(until)}
+    return api_call("POST", ORDER_SEARCH_PATH, query, body, credentials, now)
+
+
+def parse_list(answer: Mapping[str, Any], *, shop: str = "") -> tuple[list[OrderRef], str | None]:
+    """Refs of one page and the next cursor. The answer does not say the shop: pass the
+    `shop` (shop_id) the list was asked for."""
+    data = _data(answer)
+    refs = []
+    for listed in _orders(answer):
+        try:
+            when = listed.get("update_time")
+            refs.append(OrderRef(shop=shop, external_id=str(listed["id"]),
+                                 status=str(listed.get("status", "")),
+                                 updated_at=_ts(int(when)) if when else None))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidOrder("invalid_payload", f"listed order unreadable: {exc}") from None
+    token = data.get("next_page_token")
+    return refs, token if isinstance(token, str) and token else None
