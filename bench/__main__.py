@@ -14,7 +14,7 @@ import time
 from bench.stack import ROOT
 
 BENCHMARKS = ("aws_calls", "webhook_latency", "cold_start", "job_calls", "claim_latency",
-              "tracking_cost")
+              "tracking_cost", "cs_burst")
 TIME_LIMIT = 900  # seconds per benchmark
 
 

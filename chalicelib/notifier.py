@@ -100,11 +100,14 @@ def run(now: datetime, limit: int = 500, budget_seconds: float = RUN_SECONDS) ->
     stop_at = time.monotonic() + budget_seconds
     try:
         remind(now, report)  # first, so a reminder goes out in this run
-        for note_id in list(outbox.due_notes(now, limit)):
+        started = time.monotonic()
+        for note_id in list(outbox.due_notes(now, limit)):  # digests and critical first
             if time.monotonic() > stop_at:
                 break
+            # The rate limits count real sends: a run that takes 20 s is not one instant.
+            moment = now + timedelta(seconds=time.monotonic() - started)
             try:
-                process(note_id, now, report)
+                process(note_id, moment, report)
             except Exception:  # the note stays due; the next tick tries again
                 log.exception("notification %s failed", note_id)
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import aws
+from chalicelib.alerts import Severity
 from chalicelib.config import settings
 from chalicelib.noise import ChannelState
 from chalicelib.notifications import Note
@@ -27,6 +28,7 @@ from chalicelib.timeutil import iso
 NOTES_DUE = "notes-due"
 NOTES_UNDELIVERED = "notes-undelivered"
 DUE = "NOTE"
+URGENT = "NOTE!"  # the due index's partition taken first
 _DERIVED = ("pk", "version", "due_pk", "undelivered_pk")
 
 
@@ -58,7 +60,8 @@ def _note_item(note: Note) -> dict[str, Any]:
     item = {**note.model_dump(mode="json"), "pk": f"NOTE#{note.note_id}",
             "due_at": iso(note.due_at)}
     if note.status == "pending":
-        item["due_pk"] = DUE
+        urgent = note.kind == "digest" or note.severity is Severity.CRITICAL
+        item["due_pk"] = URGENT if urgent else DUE
     elif note.status in ("failed", "dead"):
         item["undelivered_pk"] = note.status
     return item
@@ -78,14 +81,21 @@ def put_note(note: Note, version: int | None) -> Action:
 
 
 def due_notes(now: datetime, limit: int) -> Iterator[str]:
-    pages = aws.client("dynamodb").get_paginator("query").paginate(
-        TableName=_table(), IndexName=NOTES_DUE,
-        KeyConditionExpression="due_pk = :due AND due_at <= :now",
-        ExpressionAttributeValues=to_attrs({":due": DUE, ":now": iso(now)}),
-        PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 500)})
-    for page in pages:
-        for item in page.get("Items", []):
-            yield str(from_attrs(item)["pk"]).removeprefix("NOTE#")
+    """Due note ids, urgent ones first (digests and critical cases: behind a storm's backlog
+    they must not wait, and a digest left waiting keeps growing), then the rest, oldest first."""
+    left = limit
+    for partition in (URGENT, DUE):
+        pages = aws.client("dynamodb").get_paginator("query").paginate(
+            TableName=_table(), IndexName=NOTES_DUE,
+            KeyConditionExpression="due_pk = :due AND due_at <= :now",
+            ExpressionAttributeValues=to_attrs({":due": partition, ":now": iso(now)}),
+            PaginationConfig={"MaxItems": left, "PageSize": min(left, 500)})
+        for page in pages:
+            for item in page.get("Items", []):
+                left -= 1
+                yield str(from_attrs(item)["pk"]).removeprefix("NOTE#")
+        if left <= 0:
+            return
 
 
 def undelivered(status: str, limit: int = 500) -> list[Note]:
