@@ -72,7 +72,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
-from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    ApiCall,
+    Credentials,
+    OrderRef,
+    PlatformError,
+    Shipped,
+    WritebackResult,
+)
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import parse_json_object, validate_payload
 
@@ -132,14 +139,8 @@ _ALREADY_DONE = ("already exist", "already been confirmed", "already confirmed",
 _MAX_REFERENCE = 2_147_483_647
 
 
-class AmazonError(Exception):
+class AmazonError(PlatformError):
     """An SP-API error answer (`{"errors": [...]}`); retryable for throttling and server faults."""
-
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 def map_status(status: str) -> OrderStatus | None:

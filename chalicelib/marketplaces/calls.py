@@ -64,3 +64,14 @@ class WritebackResult(BaseModel):
 
 
 Credentials = Mapping[str, str]  # per shop: app key/secret, access token, ... (see each adapter)
+
+
+class PlatformError(Exception):
+    """An error answer of a marketplace's API. `retryable`: a later attempt may succeed (the
+    caller backs off); otherwise the request itself is refused."""
+
+    def __init__(self, code: str, message: str, retryable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable

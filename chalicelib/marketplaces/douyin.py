@@ -86,7 +86,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
-from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    ApiCall,
+    Credentials,
+    OrderRef,
+    PlatformError,
+    Shipped,
+    WritebackResult,
+)
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 
 NAME = "douyin"
@@ -162,14 +169,8 @@ _RETRY_WORDS = ("稍后重试", "系统繁忙", "系统异常", "access-token", 
 _SHIPPED_WORDS = ("已发货",)
 
 
-class DouyinError(Exception):
+class DouyinError(PlatformError):
     """An error answer of the Douyin open API."""
-
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 class _Model(BaseModel):

@@ -92,7 +92,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
-from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    ApiCall,
+    Credentials,
+    OrderRef,
+    PlatformError,
+    Shipped,
+    WritebackResult,
+)
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import parse_json_object, validate_payload
 
@@ -164,14 +171,8 @@ _RETRYABLE_ERRORS = frozenset({"error_server", "error_network", "error_inner", "
 _RETRYABLE_MARKERS = ("too_many_request", "system_busy")
 
 
-class ShopeeError(Exception):
+class ShopeeError(PlatformError):
     """A Shopee API answer with a non-empty `error`."""
-
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 def map_status(status: str) -> OrderStatus | None:

@@ -87,7 +87,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
-from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    ApiCall,
+    Credentials,
+    OrderRef,
+    PlatformError,
+    Shipped,
+    WritebackResult,
+)
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import parse_json_object, validate_payload
 
@@ -149,14 +156,8 @@ _ALREADY_SHIPPED = ("already shipped", "already been shipped", "has been shipped
                  "already marked as shipped", "package already")
 
 
-class TikTokShopError(Exception):
+class TikTokShopError(PlatformError):
     """A TikTok Shop API answer with a code other than 0."""
-
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 def map_status(status: str) -> OrderStatus | None:

@@ -73,7 +73,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
-from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    ApiCall,
+    Credentials,
+    OrderRef,
+    PlatformError,
+    Shipped,
+    WritebackResult,
+)
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import matches_base64_hmac, parse_json_object, validate_payload
 
@@ -130,14 +137,8 @@ CN_STATES: dict[str, str] = {
 }
 
 
-class WooCommerceError(Exception):
+class WooCommerceError(PlatformError):
     """An error answer of the WooCommerce REST API (`{"code", "message", "data": {"status"}}`)."""
-
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 class _Model(BaseModel):
