@@ -257,7 +257,11 @@ class ErrorCount(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        cause = ""
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            cause = f" ({type(error).__name__}: {str(error)[:300]})"
+        self.messages.append(record.getMessage() + cause)
 
 
 # --- Driving the pipeline -----------------------------------------------------------------------
@@ -621,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = account(notes, cases, shown, problems)
     if refused:
         problems.append(f"the platforms refused requests: {dict(refused)}")
-    problems += [f"logged: {message[:200]}" for message in errors.messages[:5]]
+    problems += [f"logged: {message[:500]}" for message in errors.messages[:5]]
 
     exact = not any(p.startswith(("cases", "dispatch")) for p in problems)
     print(f"dispatch: {dict(dispatched.outcomes)}; raised and redelivered: "
