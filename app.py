@@ -118,3 +118,14 @@ def write_back(event: Any) -> None:
     counts = marketplace_sync.run_writebacks(utcnow())
     if any(counts.values()):
         app.log.info("writebacks: %s", counts)
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def reconcile_shops(event: Any) -> None:
+    """Every platform recommends it: list each shop's recent orders and queue what we missed."""
+    from chalicelib import marketplace_sync
+    from chalicelib.timeutil import utcnow
+
+    counts = marketplace_sync.run_reconciliation(utcnow())
+    if counts["queued"] or counts["errors"]:
+        app.log.info("reconciliation: %s", counts)

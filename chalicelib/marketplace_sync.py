@@ -1,5 +1,5 @@
-"""Keeping marketplaces in step with what we did: shipment writeback (and, to come,
-reconciliation). The I/O around chalicelib/writeback.py and each adapter's pure calls.
+"""Keeping marketplaces and us in step: shipment writeback, and reconciliation. The I/O around
+chalicelib/writeback.py and each adapter's pure calls.
 
 A writeback is created in the ship report's transaction (`writeback_actions`); the `write_back`
 schedule sends what is due (`run_writebacks`): per package, the adapter's call with the shop's
@@ -10,19 +10,20 @@ is a CS case.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 from chalicelib import alerts, shop_credentials, writeback
 from chalicelib.errors import Busy
 from chalicelib.jobs import Job
 from chalicelib.jobs import Shipment as JobShipment
-from chalicelib.marketplaces import adapter_for, http
-from chalicelib.marketplaces.calls import Shipped
-from chalicelib.orders import OrderEvent
-from chalicelib.storage import Action, TransactionConflict, transact
+from chalicelib.marketplaces import Accepted, adapter_for, http
+from chalicelib.marketplaces.calls import OrderRef, Shipped
+from chalicelib.orders import OrderEvent, order_id_for
+from chalicelib.storage import Action, TransactionConflict, inbox, transact
 from chalicelib.storage import jobs as jobs_store
 from chalicelib.storage import orders as orders_store
 from chalicelib.writeback import Writeback
@@ -134,3 +135,79 @@ def _timeline(old: Writeback, new: Writeback, now: datetime) -> list[OrderEvent]
                                  summary=f"{new.marketplace} could not be told of the shipment: "
                                          f"{new.last_error}"))
     return events
+
+
+# Reconciliation -------------------------------------------------------------------------------
+
+RECONCILED = "x-reconciled"  # header on an inbox delivery that reconciliation made
+WINDOW = timedelta(hours=2)  # each run re-reads the last two hours: overlaps are free
+MAX_PAGES = 20
+
+
+def run_reconciliation(now: datetime) -> dict[str, int]:
+    """Every shop with credentials, over the sliding window: what the notifications missed."""
+    counts = {"shops": 0, "listed": 0, "queued": 0, "errors": 0}
+    for marketplace, shop in shop_credentials.shops():
+        try:
+            listed, queued = reconcile(marketplace, shop, now - WINDOW, now, now)
+        except Exception:  # one shop's platform down must not stop the others
+            log.exception("reconciliation of %s %s failed", marketplace, shop)
+            counts["errors"] += 1
+            continue
+        counts["shops"] += 1
+        counts["listed"] += listed
+        counts["queued"] += queued
+    return counts
+
+
+def reconcile(marketplace: str, shop: str, since: datetime, until: datetime,
+              now: datetime) -> tuple[int, int]:
+    """List the shop's orders changed in the window; queue each one we do not have at that
+    version as an inbox delivery, so it takes the same idempotent path as a notification.
+    Returns (listed, queued)."""
+    module = _reconcilable(marketplace)
+    if module is None:
+        return 0, 0
+    credentials = shop_credentials.get(marketplace, shop)
+    listed = queued = 0
+    cursor: str | None = None
+    for _page in range(MAX_PAGES):
+        answer = http.send(module.list_call(shop, since, until, cursor, credentials, now))
+        refs, cursor = _parse_list(module, answer.json(), shop, cursor)
+        listed += len(refs)
+        queued += sum(_queue(marketplace, ref, now) for ref in refs)
+        if cursor is None:
+            break
+    return listed, queued
+
+
+def _reconcilable(marketplace: str) -> ModuleType | None:
+    try:
+        module = cast(ModuleType, adapter_for(marketplace))
+    except LookupError:
+        return None
+    needed = ("list_call", "parse_list", "parse_order")
+    fetches = hasattr(module, "fetch_call") or hasattr(module, "fetch_calls")
+    return module if fetches and all(hasattr(module, n) for n in needed) else None
+
+
+def _parse_list(module: ModuleType, answer: Any, shop: str,
+                cursor: str | None) -> tuple[list[OrderRef], str | None]:
+    # Some platforms' list answers do not name the shop, or need the cursor used.
+    accepted = inspect.signature(module.parse_list).parameters
+    extra = {k: v for k, v in (("shop", shop), ("cursor", cursor)) if k in accepted}
+    refs, following = module.parse_list(answer, **extra)
+    # Every order listed is the listed shop's, whatever name its links carry.
+    return [r.model_copy(update={"shop": shop}) for r in refs], following
+
+
+def _queue(marketplace: str, ref: OrderRef, now: datetime) -> bool:
+    stored = orders_store.get_current(order_id_for(marketplace, ref.shop, ref.external_id))
+    if stored is not None and ref.updated_at is not None \
+            and stored.order.updated_at >= ref.updated_at:
+        return False  # we have this version (or a newer one)
+    version = ref.updated_at.isoformat() if ref.updated_at else now.isoformat()
+    accepted = Accepted(delivery_id=f"{ref.shop}:{ref.external_id}:{version}",
+                        topic="reconciliation", shop=ref.shop, headers={RECONCILED: "1"})
+    return inbox.put_delivery(f"reconcile-{marketplace}", marketplace, accepted,
+                              ref.model_dump_json().encode(), now)

@@ -50,3 +50,17 @@ def put(marketplace: str, shop: str, credentials: dict[str, str]) -> None:
 
 def forget() -> None:
     _cache.clear()
+
+
+def shops() -> list[tuple[str, str]]:
+    """(marketplace, shop) of every shop with credentials in this stage."""
+    prefix = f"/order-backbone/{settings().stage}/shops/"
+    found: list[tuple[str, str]] = []
+    pages = aws.client("ssm").get_paginator("get_parameters_by_path").paginate(
+        Path=prefix, Recursive=True)
+    for page in pages:
+        for parameter in page.get("Parameters", []):
+            marketplace, _, shop = parameter["Name"].removeprefix(prefix).partition("/")
+            if shop:
+                found.append((marketplace, shop))
+    return found

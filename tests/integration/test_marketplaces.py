@@ -203,3 +203,40 @@ def test_a_writeback_the_platform_refuses_is_a_cs_case(
     assert kinds == ["marketplace.writeback_failed"]
     timeline = [e.type for e in orders_store.read_all(job["order_id"]).events]
     assert "marketplace.writeback_failed" in timeline
+
+
+@responses.activate
+def test_reconciliation_finds_what_the_notifications_missed_once(
+        client: Client, stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WooCommerce shop whose webhook was dropped: the listing names an order we do not have;
+    it is queued through the inbox, fetched and applied; the next run queues nothing."""
+    from datetime import UTC, datetime
+
+    from chalicelib import marketplace_sync
+
+    responses.add_passthru("http://127.0.0.1")
+    shop = f"shop-{uuid.uuid4().hex[:6]}.example.cn"
+    shop_credentials.put("woocommerce", shop, {
+        "store_url": f"https://{shop}", "consumer_key": "ck", "consumer_secret": "cs"})
+    listed = json.loads((FIXTURES / "woocommerce" / "orders_list.json").read_text())
+    order = json.loads((FIXTURES / "woocommerce" / "order_processing.json").read_text())
+    order.update(id=listed[0]["id"], date_modified_gmt=listed[0]["date_modified_gmt"])
+    responses.get(f"https://{shop}/wp-json/wc/v3/orders", json=listed[:1])
+    responses.get(f"https://{shop}/wp-json/wc/v3/orders/{order['id']}", json=order)
+    now = datetime.now(UTC)
+
+    assert marketplace_sync.reconcile("woocommerce", shop, now, now, now) == (1, 1)
+    shops = marketplace_sync.shop_credentials.shops()
+    assert ("woocommerce", shop) in shops
+    from chalicelib.marketplaces import woocommerce
+
+    (ref,), _cursor = woocommerce.parse_list(listed[:1])
+    assert ref.updated_at is not None
+    delivery = f"{shop}:{order['id']}:{ref.updated_at.isoformat()}"
+    assert process(client, stack, "reconcile-woocommerce", delivery) == {"batchItemFailures": []}
+    stored = orders_store.get_current(order_id_for("woocommerce", shop, str(order["id"])))
+    assert stored is not None and stored.job is not None
+    # The same listing again: we have that version, nothing is queued or fetched.
+    fetches = len(responses.calls)
+    assert marketplace_sync.reconcile("woocommerce", shop, now, now, now) == (1, 0)
+    assert len(responses.calls) == fetches + 1  # only the listing
