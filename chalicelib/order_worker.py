@@ -40,6 +40,9 @@ def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
     delivery = Delivery(source=item["source"], delivery_id=item["delivery_id"],
                         topic=item["topic"], received_at=parse_iso(item["received_at"]))
     raw = item["body"].encode()
+    split = _split(item, raw, now)
+    if split is not None:
+        return split
     try:  # a thin notification is re-fetched here; a platform that is down raises: retried
         incoming = marketplaces.read_order(item["scheme"], raw, item.get("headers", {}),
                                            item["source"], now)
@@ -63,6 +66,28 @@ def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
             continue  # a concurrent update of this order or its job: read again
         return decision.outcome
     raise RuntimeError(f"order {incoming.order_id} kept changing under us; stream will retry")
+
+
+def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
+    """A push naming several orders (Douyin batches its messages) becomes one delivery per
+    order, written with this one's completion in one transaction; None when it names one."""
+    try:
+        refs = marketplaces.refs_of(item["scheme"], raw, item.get("headers", {}))
+    except InvalidOrder:
+        return None  # read_order reports it
+    if len(refs) < 2:
+        return None
+    actions = [inbox_store.delivery_action(
+        item["source"], item["scheme"], marketplaces.Accepted(
+            delivery_id=f"{item['delivery_id']}#{ref.external_id}", topic=item["topic"],
+            shop=ref.shop, headers={"x-reconciled": "1"}),
+        ref.model_dump_json().encode(), now) for ref in refs]
+    try:
+        transact([inbox_store.finish(item["pk"], "split", now, f"{len(refs)} orders"),
+                  *actions])
+    except TransactionConflict:
+        return "already_processed"
+    return "split"
 
 
 JobStep = tuple[jobs.Job | None, jobs.Transition]

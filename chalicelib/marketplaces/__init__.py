@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from chalicelib.marketplaces.calls import OrderRef
     from chalicelib.orders import Order
 
 # Scheme name -> module. A new marketplace is one new module plus its fixtures.
@@ -109,3 +110,13 @@ def read_order(scheme: str, raw: bytes, headers: Mapping[str, str], source: str,
         if getattr(exc, "retryable", True):
             raise http.PlatformUnavailable(f"{scheme}: {exc}") from exc
         raise InvalidOrder("platform_refused", f"{scheme}: {exc}") from exc
+
+
+def refs_of(scheme: str, raw: bytes, headers: Mapping[str, str]) -> list[OrderRef]:
+    """Every order a notification names, for a platform whose pushes batch several (its
+    adapter offers `refs`); [] for the others."""
+    module = importlib.import_module(_MODULES[scheme])
+    if headers.get("x-reconciled") or not hasattr(module, "refs"):
+        return []
+    found: list[OrderRef] = module.refs(raw, headers)
+    return found

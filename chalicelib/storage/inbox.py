@@ -26,9 +26,8 @@ def key(source: str, delivery_id: str) -> str:
     return f"{source}#{delivery_id}"
 
 
-def put_delivery(source: str, scheme: str, accepted: Accepted, raw: bytes,
-                 received_at: datetime) -> bool:
-    """Store a delivery once. False when it was stored before (a duplicate delivery)."""
+def _delivery_item(source: str, scheme: str, accepted: Accepted, raw: bytes,
+                   received_at: datetime) -> dict[str, Any]:
     retention = timedelta(days=settings().delivery_retention_days)
     item: dict[str, Any] = {
         "pk": key(source, accepted.delivery_id),
@@ -46,10 +45,16 @@ def put_delivery(source: str, scheme: str, accepted: Accepted, raw: bytes,
         item[PENDING] = PENDING
     else:
         item["outcome"] = "ignored"
+    return item
+
+
+def put_delivery(source: str, scheme: str, accepted: Accepted, raw: bytes,
+                 received_at: datetime) -> bool:
+    """Store a delivery once. False when it was stored before (a duplicate delivery)."""
     try:
         aws.client("dynamodb").put_item(
             TableName=settings().inbox_table,
-            Item=to_attrs(item),
+            Item=to_attrs(_delivery_item(source, scheme, accepted, raw, received_at)),
             ConditionExpression="attribute_not_exists(pk)",
         )
     except ClientError as exc:
@@ -57,6 +62,15 @@ def put_delivery(source: str, scheme: str, accepted: Accepted, raw: bytes,
             return False
         raise
     return True
+
+
+def delivery_action(source: str, scheme: str, accepted: Accepted, raw: bytes,
+                    received_at: datetime) -> Action:
+    """The same delivery as a transaction item (a push naming several orders, split)."""
+    return Action(f"delivery {accepted.delivery_id}", {"Put": {
+        "TableName": settings().inbox_table,
+        "Item": to_attrs(_delivery_item(source, scheme, accepted, raw, received_at)),
+        "ConditionExpression": "attribute_not_exists(pk)"}})
 
 
 def finish(pk: str, outcome: str, now: datetime, detail: str = "") -> Action:

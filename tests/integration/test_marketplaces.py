@@ -240,3 +240,38 @@ def test_reconciliation_finds_what_the_notifications_missed_once(
     fetches = len(responses.calls)
     assert marketplace_sync.reconcile("woocommerce", shop, now, now, now) == (1, 0)
     assert len(responses.calls) == fetches + 1  # only the listing
+
+
+@responses.activate
+def test_a_douyin_push_naming_two_orders_becomes_two_orders(
+        client: Client, stack: dict[str, str]) -> None:
+    from tests.integration.flow import inbox_item
+
+    responses.add_passthru("http://127.0.0.1")
+    detail = json.loads((FIXTURES / "douyin" / "order_detail.json").read_text())
+    shop_id = detail["data"]["shop_order_detail"]["shop_id"]
+    shop_credentials.put("douyin", str(shop_id), {"app_key": APP_KEY, "app_secret": APP_SECRET,
+                                                  "access_token": "tok", "shop_id": str(shop_id)})
+    first, second = (str(10**18 + uuid.uuid4().int % 10**17) for _ in range(2))
+    messages = [json.loads(douyin_push(shop_id, number))[0] for number in (first, second)]
+    body = json.dumps(messages, separators=(",", ":")).encode()
+    assert client.http.post("/webhooks/douyin", body=body,
+                            headers=douyin_headers(body)).status_code == 200
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        wanted = json.loads(request.body)["shop_order_id"]
+        copy = json.loads(json.dumps(detail))
+        copy["data"]["shop_order_detail"]["order_id"] = wanted
+        return 200, {}, json.dumps(copy, ensure_ascii=False)
+
+    responses.add_callback(responses.POST, f"{API_BASE}/order/orderDetail", callback=answer)
+    pushed = ",".join(sorted(m["msg_id"] for m in messages))  # the push's delivery id
+    assert inbox_item(stack, "douyin", pushed) is not None
+    assert process(client, stack, "douyin", pushed) == {"batchItemFailures": []}
+    assert inbox_item(stack, "douyin", pushed)["outcome"] == "split"  # type: ignore[index]
+    parts = [f"{pushed}#{number}" for number in (first, second)]
+    assert all(inbox_item(stack, "douyin", p) for p in parts)
+    assert process(client, stack, "douyin", *parts) == {"batchItemFailures": []}
+    for number in (first, second):
+        stored = orders_store.get_current(order_id_for("douyin", str(shop_id), number))
+        assert stored is not None and stored.job is not None
