@@ -74,6 +74,9 @@ class NoiseRules(BaseModel):
     threshold: PositiveInt = 5  # more cases than this within `window` on a channel: digest
     window: timedelta = timedelta(minutes=5)
     digest_after: timedelta = timedelta(minutes=2)  # how long a digest collects a burst
+    # A digest this full goes at the next free slot: its case list is kept in the channel's
+    # state, which must stay far below DynamoDB's 400 KB item limit whatever the storm.
+    max_digest_cases: PositiveInt = 500
     never_fold: frozenset[Severity] = frozenset({Severity.CRITICAL})
     # By channel id ("wecom:cs-team") or by its type, the part before ":" ("wecom").
     limits: dict[str, tuple[RateLimit, ...]] = Field(
@@ -174,7 +177,9 @@ def _tick(state: ChannelState, channel: str, now: datetime,
 
 def _due(digest: OpenDigest, state: ChannelState, channel: str, now: datetime,
          rules: NoiseRules) -> datetime:
-    return next_free(state.sent, rules.limits_for(channel), max(digest.planned_at, now))
+    full = len(digest.cases) >= rules.max_digest_cases
+    return next_free(state.sent, rules.limits_for(channel),
+                     now if full else max(digest.planned_at, now))
 
 
 def digest_due(state: ChannelState, channel: str, now: datetime,

@@ -148,8 +148,13 @@ def _offer(note: Note, version: int, case: Case, now: datetime,
         digest = _digest_note(note.channel, state.digest.opened_at, decision.digest_due, now)
         actions = [outbox.put_channel_state(note.channel, state, state_version),
                    outbox.put_note(note.model_copy(update={"status": "folded"}), version)]
-        if outbox.get_note(digest.note_id) is None:
+        existing = outbox.get_note(digest.note_id)
+        if existing is None:
             actions.append(outbox.put_note(digest, None))
+        elif existing[0].status == "pending" and existing[0].due_at > decision.digest_due:
+            # The digest filled up: it goes sooner than planned.
+            actions.append(outbox.put_note(existing[0].model_copy(update={
+                "due_at": decision.digest_due}), existing[1]))
         transact(actions)
         report.folded += 1
         return None

@@ -219,3 +219,21 @@ def test_no_case_is_ever_dropped(raw: list[tuple[float, str, Severity]], thresho
             assert len(sent.cases) >= 2
     assert len(out) <= len(events)
     assert_limits_hold(out, rules)
+
+
+def test_a_full_digest_goes_at_the_next_free_slot_not_at_its_planned_time() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib.noise import Case, ChannelState, NoiseRules, digest_due, offer
+
+    rules = NoiseRules(threshold=1, max_digest_cases=3)
+    t0 = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    state = ChannelState()
+    for n in range(3):  # the first alone, then a burst folded into a digest
+        state, _ = offer(state, "wecom:x", Case(case_id=f"c{n}", kind="k"), t0, rules)
+    assert digest_due(state, "wecom:x", t0, rules) == t0 + rules.digest_after
+    state, _ = offer(state, "wecom:x", Case(case_id="c3", kind="k"), t0 + timedelta(seconds=5),
+                     rules)
+    assert state.digest is not None and len(state.digest.cases) == 3
+    assert digest_due(state, "wecom:x", t0 + timedelta(seconds=5), rules) == \
+        t0 + timedelta(seconds=5)
