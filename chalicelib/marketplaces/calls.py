@@ -8,9 +8,10 @@ parser; `chalicelib.marketplaces.http` (the thin I/O part) sends it with `reques
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,3 +76,31 @@ class PlatformError(Exception):
         self.code = code
         self.message = message
         self.retryable = retryable
+
+
+class ApiErrorLike(Protocol):
+    code: str
+    message: str
+    retryable: bool
+
+
+def read_writeback(status: int, body: bytes,
+                   error_of: Callable[[Mapping[str, Any]], ApiErrorLike | None],
+                   maybe_done: Callable[[ApiErrorLike], bool]) -> WritebackResult:
+    """A JSON platform's answer to a writeback. `maybe_done`: a refusal that may mean "shipped
+    already" (by our earlier attempt or by hand) or "cancelled": retryable, so the next attempt
+    asks the platform (existing_call / already_shipped) before writing again."""
+    if status == 429 or status >= 500:
+        return WritebackResult(ok=False, retryable=True, code=str(status))
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return WritebackResult(ok=False, code=str(status),
+                               detail=body[:500].decode("utf-8", "replace"))
+    if not isinstance(answer, dict):
+        return WritebackResult(ok=False, code="unexpected_answer")
+    error = error_of(answer)
+    if error is None:
+        return WritebackResult(ok=status < 400, code="" if status < 400 else str(status))
+    return WritebackResult(ok=False, retryable=error.retryable or maybe_done(error),
+                           code=error.code, detail=error.message[:500])

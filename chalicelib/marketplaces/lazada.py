@@ -97,7 +97,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
-from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    ApiCall,
+    Credentials,
+    OrderRef,
+    Shipped,
+    WritebackResult,
+    read_writeback,
+)
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import parse_json_object, validate_payload
 
@@ -636,29 +643,9 @@ def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) ->
 
 
 def parse_writeback(status: int, body: bytes) -> WritebackResult:
-    if status == 429 or status >= 500:
-        return WritebackResult(ok=False, retryable=True, code=str(status))
-    try:
-        answer = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return WritebackResult(ok=False, code=str(status),
-                               detail=body[:500].decode("utf-8", "replace"))
-    if not isinstance(answer, dict):
-        return WritebackResult(ok=False, code="unexpected_answer")
-    error = error_of(answer)
-    if error is None:
-        if status >= 400:
-            return WritebackResult(ok=False, code=str(status))
-        return WritebackResult(ok=True)
-    if error.retryable:
-        return WritebackResult(ok=False, retryable=True, code=error.code, detail=error.message)
-    if any(marker in error.message.lower() for marker in _NOT_SHIPPABLE):
-        # Items past ready_to_ship: shipped already (our earlier attempt) or cancelled.
-        # Retryable, so the next attempt asks existing_call/already_shipped first.
-        return WritebackResult(ok=False, retryable=True, code=error.code,
-                               detail=error.message[:500])
-    return WritebackResult(ok=False, code=error.code, detail=error.message[:500])
-
+    # Items past ready_to_ship: shipped already (our earlier attempt) or cancelled.
+    return read_writeback(status, body, error_of, lambda e: any(
+        marker in e.message.lower() for marker in _NOT_SHIPPABLE))
 
 def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
     return lazop_call("GET", "/order/items/get", {"order_id": shipped.external_id},

@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -99,6 +98,7 @@ from chalicelib.marketplaces.calls import (
     PlatformError,
     Shipped,
     WritebackResult,
+    read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import parse_json_object, validate_payload
@@ -537,28 +537,8 @@ def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime, *,
 
 
 def parse_writeback(status: int, body: bytes) -> WritebackResult:
-    if status == 429 or status >= 500:
-        return WritebackResult(ok=False, retryable=True, code=str(status))
-    try:
-        answer = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return WritebackResult(ok=False, code=str(status),
-                               detail=body[:500].decode("utf-8", "replace"))
-    if not isinstance(answer, dict):
-        return WritebackResult(ok=False, code="unexpected_answer")
-    error = error_of(answer)
-    if error is None:
-        if status >= 400:
-            return WritebackResult(ok=False, code=str(status))
-        return WritebackResult(ok=True)
-    if error.code == NOT_READY_TO_SHIP:
-        # Past READY_TO_SHIP: shipped already (our earlier attempt, or the seller by hand) or
-        # cancelled. Retryable, so the next attempt asks existing_call/already_shipped first.
-        return WritebackResult(ok=False, retryable=True, code=error.code,
-                               detail=error.message[:500])
-    return WritebackResult(ok=False, retryable=error.retryable, code=error.code,
-                           detail=error.message[:500])
-
+    # NOT_READY_TO_SHIP: past READY_TO_SHIP, i.e. shipped already or cancelled.
+    return read_writeback(status, body, error_of, lambda e: e.code == NOT_READY_TO_SHIP)
 
 def existing_call(shipped: Shipped, credentials: Credentials, now: datetime, *,
                   package_number: str = "") -> ApiCall:

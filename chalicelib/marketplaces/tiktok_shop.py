@@ -94,6 +94,7 @@ from chalicelib.marketplaces.calls import (
     PlatformError,
     Shipped,
     WritebackResult,
+    read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import parse_json_object, validate_payload
@@ -563,29 +564,8 @@ def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) ->
 
 
 def parse_writeback(status: int, body: bytes) -> WritebackResult:
-    if status == 429 or status >= 500:
-        return WritebackResult(ok=False, retryable=True, code=str(status))
-    try:
-        answer = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return WritebackResult(ok=False, code=str(status),
-                               detail=body[:500].decode("utf-8", "replace"))
-    if not isinstance(answer, dict):
-        return WritebackResult(ok=False, code="unexpected_answer")
-    error = error_of(answer)
-    if error is None:
-        if status >= 400:
-            return WritebackResult(ok=False, code=str(status))
-        return WritebackResult(ok=True)
-    if error.retryable:
-        return WritebackResult(ok=False, retryable=True, code=error.code, detail=error.message)
-    if any(marker in error.message.lower() for marker in _ALREADY_SHIPPED):
-        # Shipped already: by our earlier attempt, or by someone else with another number.
-        # Retryable, so the next attempt asks existing_call/already_shipped first.
-        return WritebackResult(ok=False, retryable=True, code=error.code,
-                               detail=error.message[:500])
-    return WritebackResult(ok=False, code=error.code, detail=error.message[:500])
-
+    return read_writeback(status, body, error_of, lambda e: any(
+        marker in e.message.lower() for marker in _ALREADY_SHIPPED))
 
 def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
     """The order detail: which line items already carry a tracking number?"""
