@@ -299,8 +299,8 @@ def banner(api: str, aws: str, run: dict[str, Any]) -> str:
  WeCom / DingTalk would show it; sent mail is at {run['mailbox']} ("ses").
 
    make demo-exception                # an order with no address: a case on IM within seconds
-   curl -s {api}/cs/v1/cases/CASE_ID/acknowledge -X POST -d '{{"note": "on it"}}' {auth_cs}
-   curl -s {api}/cs/v1/cases/CASE_ID/resolve -X POST -d '{{"note": "fixed"}}' {auth_cs}
+   curl -s {api}/cs/v1/cases/CASE_ID/acknowledge --json '{{"note": "on it"}}' {auth_cs}
+   curl -s {api}/cs/v1/cases/CASE_ID/resolve --json '{{"note": "fixed"}}' {auth_cs}
 
  Logs below: webhooks, the order worker, the factory's steps, CS CASE lines and IM messages.
  Ctrl-C stops everything.
