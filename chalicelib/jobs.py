@@ -98,6 +98,8 @@ class JobLine(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     sku: str
+    # The marketplace's own line item id: some platforms' writebacks must name the items.
+    line_id: str = ""
     title: str = ""
     variant: str = ""
     quantity: int = Field(gt=0)
@@ -303,8 +305,8 @@ def new_job(order: Order, partner_id: str, now: datetime,
 
 
 def lines_of(order: Order) -> tuple[JobLine, ...]:
-    return tuple(JobLine(sku=line.sku, title=line.title, variant=line.variant,
-                         quantity=line.quantity) for line in order.lines)
+    return tuple(JobLine(sku=line.sku, line_id=line.line_id, title=line.title,
+                         variant=line.variant, quantity=line.quantity) for line in order.lines)
 
 
 def chain(job: Job, steps: Sequence[Callable[[Job], Transition]]) -> Transition:

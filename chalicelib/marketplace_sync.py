@@ -4,8 +4,8 @@ chalicelib/writeback.py and each adapter's pure calls.
 A writeback is created in the ship report's transaction (`writeback_actions`); the `write_back`
 schedule sends what is due (`run_writebacks`): per package, the adapter's call with the shop's
 credentials from SSM; a platform without idempotency is asked first whether it already has the
-package when this is a retry; the outcome goes on the order's timeline; a writeback given up
-is a CS case.
+package when this is a retry (one whose write needs a read first, on every attempt); the
+outcome goes on the order's timeline; a writeback given up is a CS case.
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
         return writeback.failed(wb, str(exc), False, now)
     for package in wb.remaining:
         try:
-            if wb.attempts and _already_there(module, package, credentials, now):
+            there, prepared = _existing(module, package, credentials, now, bool(wb.attempts))
+            if there:
                 wb = writeback.confirmed(wb, package.package_id)
                 continue
-            call = module.writeback_call(package, credentials, now)
+            call = module.writeback_call(package, credentials, now, *prepared)
         except ValueError as exc:  # the platform cannot take this (no carrier code, no lines)
             return writeback.failed(wb, str(exc), False, now)
         except http.PlatformUnavailable as exc:
@@ -113,13 +114,21 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
     return wb
 
 
-def _already_there(module: ModuleType, package: Shipped, credentials: dict[str, str],
-                   now: datetime) -> bool:
-    """Before repeating a write the platform does not deduplicate: is it there already?"""
-    if not hasattr(module, "existing_call"):
-        return False
-    answer = http.send(module.existing_call(package, credentials, now))
-    return bool(module.already_shipped(answer.json(), package))
+def _existing(module: ModuleType, package: Shipped, credentials: dict[str, str],
+              now: datetime, retry: bool) -> tuple[bool, tuple[Any, ...]]:
+    """Is the package on the platform already, and what the write needs to know first.
+
+    A platform whose write needs a read first (`prepare_call`: Shopify's fulfillment orders)
+    is read on every attempt and the answer both says whether the package is there and goes to
+    `writeback_call`. Otherwise a platform that does not deduplicate (`existing_call`) is asked
+    only before a retry."""
+    if hasattr(module, "prepare_call"):
+        prepared = http.send(module.prepare_call(package, credentials, now)).json()
+        return bool(module.already_shipped(prepared, package)), (prepared,)
+    if retry and hasattr(module, "existing_call"):
+        answer = http.send(module.existing_call(package, credentials, now)).json()
+        return bool(module.already_shipped(answer, package)), ()
+    return False, ()
 
 
 def _timeline(old: Writeback, new: Writeback, now: datetime) -> list[OrderEvent]:

@@ -52,10 +52,14 @@ class Writeback(BaseModel):
 
 
 def plan(job: Job, shipment: JobShipment, now: datetime) -> Writeback:
+    """`job` as the ship report left it (this shipment included)."""
+    first = bool(job.shipments) and job.shipments[0].shipment_id == shipment.shipment_id
+    everything = tuple((line.line_id, line.quantity) for line in job.lines if line.line_id)
     packages = tuple(
         Shipped(external_id=job.external_id, carrier_code=p.carrier_code,
                 tracking_number=p.tracking_number, shipped_at=shipment.shipped_at,
-                package_id=f"{shipment.shipment_id}-{n}")
+                package_id=f"{shipment.shipment_id}-{n}",
+                order_lines=everything if first and n == 1 else ())
         for n, p in enumerate(shipment.packages, start=1))
     return Writeback(job_id=job.job_id, partner_id=job.partner_id, order_id=job.order_id,
                      order_name=job.order_name, marketplace=job.marketplace, shop=job.shop,

@@ -555,8 +555,9 @@ def iso_z(moment: datetime) -> str:
 
 
 def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
-    if not shipped.lines:
-        raise ValueError("Amazon confirmShipment needs the order items: Shipped.lines is empty")
+    if not shipped.items:
+        raise ValueError("Amazon confirmShipment needs the order items of this package, and "
+                         "the warehouse did not say which went in it")
     marketplace_id = credentials.get("marketplace_id", "")
     if not marketplace_id:
         raise ValueError("Amazon credentials need marketplace_id for the writeback")
@@ -570,7 +571,7 @@ def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) ->
             "trackingNumber": shipped.tracking_number,
             "shipDate": iso_z(shipped.shipped_at),
             "orderItems": [{"orderItemId": item_id, "quantity": quantity}
-                           for item_id, quantity in shipped.lines],
+                           for item_id, quantity in shipped.items],
         },
     }
     return ApiCall(method="POST",

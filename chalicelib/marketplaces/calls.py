@@ -52,6 +52,15 @@ class Shipped(BaseModel):
     shipped_at: datetime
     package_id: str  # stable per package: our idempotency key where the platform takes one
     lines: tuple[tuple[str, int], ...] = ()  # (platform line item id, quantity); empty: all
+    # Every line of the order, for a platform that must name the items even for all of them
+    # (Amazon, Lazada). Only the first package of a job's first shipment carries them: the
+    # warehouse does not say which items went in which parcel.
+    order_lines: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def items(self) -> tuple[tuple[str, int], ...]:
+        """The items this package holds, by the platform's line ids (empty: not known)."""
+        return self.lines or self.order_lines
 
 
 class WritebackResult(BaseModel):

@@ -628,13 +628,14 @@ def provider_of(carrier_code: str, credentials: Credentials) -> str:
 
 def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
     """Legacy /order/rts for a seller's own courier: the listed order items, dropship."""
-    if not shipped.lines:
-        raise ValueError("Lazada /order/rts needs the order item ids: Shipped.lines is empty")
-    if any(quantity != 1 for _, quantity in shipped.lines):
+    if not shipped.items:
+        raise ValueError("Lazada /order/rts needs the order item ids of this package, and the "
+                         "warehouse did not say which went in it")
+    if any(quantity != 1 for _, quantity in shipped.items):
         raise ValueError("Lazada order items are single units: every quantity must be 1")
     params = {
         "delivery_type": "dropship",
-        "order_item_ids": json.dumps([int(i) if i.isdigit() else i for i, _ in shipped.lines],
+        "order_item_ids": json.dumps([int(i) if i.isdigit() else i for i, _ in shipped.items],
                                      separators=(",", ":")),
         "shipment_provider": provider_of(shipped.carrier_code, credentials),
         "tracking_number": shipped.tracking_number,
@@ -659,7 +660,7 @@ def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
     except (LazadaError, InvalidOrder):
         return False
     number = shipped.tracking_number.strip()
-    wanted = {item_id for item_id, _ in shipped.lines}
+    wanted = {item_id for item_id, _ in shipped.items}
     matched = [item for item in items if item.order_item_id in wanted]
     return (bool(number) and bool(wanted) and {i.order_item_id for i in matched} == wanted
             and all(item.tracking_code.strip() == number for item in matched))
