@@ -30,6 +30,7 @@ INBOX_STREAM_ARN = os.environ.get(
 INBOX_DLQ_NAME = os.environ.get("INBOX_DLQ_NAME", "order-backbone-dev-inbox-dlq")
 ALERTS_QUEUE_NAME = os.environ.get("ALERTS_QUEUE_NAME", "order-backbone-dev-alerts")
 ALERTS_DLQ_NAME = os.environ.get("ALERTS_DLQ_NAME", "order-backbone-dev-alerts-dlq")
+AMAZON_QUEUE_NAME = os.environ.get("AMAZON_QUEUE_NAME", "order-backbone-dev-amazon-notifications")
 
 
 @app.on_dynamodb_record(stream_arn=INBOX_STREAM_ARN, batch_size=25,
@@ -68,6 +69,28 @@ def alert_dead_letters(event: SQSEvent) -> dict[str, Any]:
     return batches.partial_response(
         event.to_dict(), event.context,
         lambda record: dispatch.dead_letter(record.body, record.message_id, utcnow()), "sqs")
+
+
+@app.on_sqs_message(queue=AMAZON_QUEUE_NAME, batch_size=10)
+def amazon_notifications(event: SQSEvent) -> dict[str, Any]:
+    """Amazon SP-API ORDER_CHANGE messages: stored in the inbox like a webhook, then deleted."""
+    from chalicelib import batches, marketplace_feeds
+    from chalicelib.timeutil import utcnow
+
+    return batches.partial_response(
+        event.to_dict(), event.context,
+        lambda record: marketplace_feeds.amazon_message(record.body, utcnow()), "sqs")
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def poll_taobao(event: Any) -> None:
+    """Taobao/Tmall TMC: consume each app's messages, store them, confirm the stored ones."""
+    from chalicelib import marketplace_feeds
+    from chalicelib.timeutil import utcnow
+
+    counts = marketplace_feeds.poll_taobao(utcnow())
+    if counts["messages"] or counts["errors"]:
+        app.log.info("taobao tmc: %s", counts)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

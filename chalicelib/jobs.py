@@ -127,7 +127,7 @@ class Carrier(BaseModel):
 
     carrier_code: str
     region: str
-    expected_cost: str | None  # decimal as text, CNY
+    expected_cost: str | None = None  # decimal as text, CNY; None: no tariff (stored absent)
     reason: str
 
 

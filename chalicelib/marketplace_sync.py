@@ -20,8 +20,8 @@ from chalicelib import alerts, shop_credentials, writeback
 from chalicelib.errors import Busy
 from chalicelib.jobs import Job
 from chalicelib.jobs import Shipment as JobShipment
-from chalicelib.marketplaces import Accepted, adapter_for, http
-from chalicelib.marketplaces.calls import OrderRef, Shipped
+from chalicelib.marketplaces import Accepted, adapter_for, credentials_for, http
+from chalicelib.marketplaces.calls import OrderRef, PlatformError, Shipped
 from chalicelib.orders import OrderEvent, order_id_for
 from chalicelib.storage import Action, TransactionConflict, inbox, transact
 from chalicelib.storage import jobs as jobs_store
@@ -88,9 +88,13 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
 
 def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
     try:
-        credentials = shop_credentials.get(wb.marketplace, wb.shop)
+        credentials = credentials_for(wb.marketplace, wb.shop, now)
     except shop_credentials.MissingCredentials as exc:
         return writeback.failed(wb, str(exc), False, now)
+    except http.PlatformUnavailable as exc:
+        return writeback.failed(wb, str(exc), True, now)
+    except PlatformError as exc:  # e.g. a revoked refresh token: a person must act
+        return writeback.failed(wb, str(exc), exc.retryable, now)
     for package in wb.remaining:
         try:
             there, prepared = _existing(module, package, credentials, now, bool(wb.attempts))
@@ -102,6 +106,8 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
             return writeback.failed(wb, str(exc), False, now)
         except http.PlatformUnavailable as exc:
             return writeback.failed(wb, str(exc), True, now)
+        except PlatformError as exc:  # the read before the write answered an error
+            return writeback.failed(wb, str(exc), exc.retryable, now)
         try:
             answer = http.send(call)
         except http.PlatformUnavailable as exc:
@@ -177,7 +183,7 @@ def reconcile(marketplace: str, shop: str, since: datetime, until: datetime,
     module = _reconcilable(marketplace)
     if module is None:
         return 0, 0
-    credentials = shop_credentials.get(marketplace, shop)
+    credentials = credentials_for(marketplace, shop, now)
     listed = queued = 0
     cursor: str | None = None
     for _page in range(MAX_PAGES):

@@ -19,8 +19,10 @@ buyer name and email) comes only when getOrder is called with a Restricted Data 
 with `rdt_call` + `parse_rdt` and pass it to `fetch_calls`. Without one the address holds city,
 region, postal and country code only, and the order is "incomplete_shipping_address".
 
-Credentials (per shop): `access_token` (LWA), `region` ("na", "eu", "fe") or `endpoint` (a
-base URL, e.g. the sandbox), `marketplace_id` (used for writeback and reconciliation).
+Credentials (per shop): `refresh_token`, `client_id`, `client_secret` (Login with Amazon: the I/O
+part exchanges them for an access token, cached for its lifetime; `lwa_url` overrides the token
+endpoint) or a ready `access_token`; `region` ("na", "eu", "fe") or `endpoint` (a base URL,
+e.g. the sandbox), `marketplace_id` (used for writeback and reconciliation).
 
 Statuses (ordersV0 model): PendingAvailability and Pending are awaiting payment; Unshipped,
 PartiallyShipped, Shipped and InvoiceUnconfirmed are paid (shipped/delivered map to paid: the
@@ -62,7 +64,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -347,6 +349,49 @@ def items_next_token(answer: Mapping[str, Any]) -> str | None:
     payload = _payload(answer)
     token = payload.get("NextToken") if isinstance(payload, Mapping) else None
     return token if isinstance(token, str) and token else None
+
+
+MAX_ITEM_PAGES = 20
+
+
+def read(ref: OrderRef, credentials: Credentials, now: datetime,
+         send: Callable[[ApiCall], Mapping[str, Any]], source: str) -> Order:
+    """The whole order: a Restricted Data Token (so getOrder carries the buyer's address), the
+    order, then every page of its items. `send` is the I/O part's: call in, JSON out."""
+    token = parse_rdt(send(rdt_call(ref, credentials, now)))
+    answers = [send(call) for call in
+               fetch_calls(ref, credentials, now, restricted_data_token=token)]
+    for _page in range(MAX_ITEM_PAGES):
+        following = items_next_token(answers[-1])
+        if following is None:
+            break
+        answers.append(send(items_call(ref, credentials, now, following)))
+    return parse_order(answers, ref, source)
+
+
+# Login with Amazon: a short-lived access token from the shop's long-lived refresh token.
+LWA_URL = "https://api.amazon.com/auth/o2/token"
+
+
+def token_call(credentials: Credentials) -> ApiCall | None:
+    """The LWA token exchange, or None when the credentials carry a ready access token."""
+    if not credentials.get("refresh_token"):
+        return None
+    return ApiCall(method="POST", url=credentials.get("lwa_url") or LWA_URL, form={
+        "grant_type": "refresh_token", "refresh_token": credentials["refresh_token"],
+        "client_id": credentials.get("client_id", ""),
+        "client_secret": credentials.get("client_secret", "")})
+
+
+def parse_token(answer: Mapping[str, Any]) -> tuple[str, int]:
+    """(access token, seconds it lives) from LWA's answer; an error answer is not retryable
+    (a revoked or wrong refresh token needs a person)."""
+    token, lifetime = answer.get("access_token"), answer.get("expires_in", 3600)
+    if not isinstance(token, str) or not token:
+        raise AmazonError(str(answer.get("error") or "no_token"),
+                          str(answer.get("error_description") or "LWA gave no access token"),
+                          False)
+    return token, int(lifetime) if isinstance(lifetime, int | str) else 3600
 
 
 # Reading orders -------------------------------------------------------------------------------
