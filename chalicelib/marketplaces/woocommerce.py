@@ -27,7 +27,8 @@ be listed (rotation).
 
 Credentials (writeback, re-fetch, reconciliation): `store_url` (https://..., the site root),
 `consumer_key`, `consumer_secret` (a REST API key with read/write access); sent as HTTP Basic, so
-the store must be reached over HTTPS (plain http is refused here).
+the store must be reached over HTTPS (plain http is refused here, except on this machine's loopback
+address: 127.0.0.1, ::1 or localhost, where the local store simulator answers).
 
 Statuses (WooCommerce core `wc_get_order_statuses` plus `checkout-draft` and `trash`): pending,
 processing, on-hold, completed, cancelled, refunded, failed, checkout-draft, trash. Shipped or
@@ -419,11 +420,16 @@ def _wc_time(value: datetime) -> str:
 # Calls -------------------------------------------------------------------------------------------
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def _store(credentials: Credentials) -> str:
     store = credentials["store_url"].strip().rstrip("/")
-    if not store.startswith("https://"):
-        raise ValueError("store_url must be https:// (the API keys travel as HTTP Basic)")
-    return store
+    if store.startswith("https://"):
+        return store
+    if store.startswith("http://") and urlsplit(store).hostname in _LOOPBACK:
+        return store  # never leaves this machine (the local simulator)
+    raise ValueError("store_url must be https:// (the API keys travel as HTTP Basic)")
 
 
 def _auth(credentials: Credentials) -> dict[str, str]:

@@ -108,7 +108,8 @@ class Faults:
 class Fate:
     external_id: str
     topic: str
-    fate: Literal["sent", "duplicated", "held", "dropped"]
+    # handed: given to whoever placed the order, to deliver themselves (make demo-order)
+    fate: Literal["sent", "duplicated", "held", "dropped", "handed"]
     answers: list[int] = field(default_factory=list)  # HTTP status of each delivery attempt
 
 
@@ -206,6 +207,10 @@ class MarketplaceSimulator(ABC):
         """A platform-shaped order id (override for platforms with their own format)."""
         return str(self.rng.randrange(10**12, 10**13))
 
+    def new_line_id(self, external_id: str, n: int) -> str:
+        """The platform's id of the order's n-th line (from 1); override like `new_id`."""
+        return f"{external_id}{n}"
+
     # Server ---------------------------------------------------------------------------------
 
     @property
@@ -218,7 +223,8 @@ class MarketplaceSimulator(ABC):
     def start(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        for name, target in ((f"{self.name} api", self._server.serve_forever),
+        server = self._server
+        for name, target in ((f"{self.name} api", lambda: server.serve_forever(0.05)),
                              (f"{self.name} notifications", self._deliver_forever)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -251,13 +257,26 @@ class MarketplaceSimulator(ABC):
     def place_order(self, *, paid: bool = True, drop: bool | None = None) -> SimOrder:
         """A buyer places (and pays for) an order; the platform notifies. `drop` forces the
         notifications of this order to be dropped (True) or delivered (False)."""
+        order = self._new_order(paid)
+        self.notify(order, "paid" if paid else "created", drop=drop)
+        return order
+
+    def hand_over_order(self) -> tuple[SimOrder, Notification]:
+        """A paid order whose notification the caller delivers (a demo that wants to show our
+        answer): recorded as "handed", never sent by the simulator."""
+        order = self._new_order(paid=True)
+        with self.lock:
+            self.fates.append(Fate(order.external_id, "paid", "handed"))
+            return order, self.notification(order, "paid")
+
+    def _new_order(self, paid: bool) -> SimOrder:
         now = self.clock()
         with self.lock:
             self._sequence += 1
             buyer = self.rng.choice(_BUYERS)
             goods = self.rng.sample(_GOODS, self.rng.randint(1, 2))
             external_id = self.new_id()
-            lines = [SimLine(line_id=f"{external_id}{n}", sku=sku, title=title,
+            lines = [SimLine(line_id=self.new_line_id(external_id, n), sku=sku, title=title,
                              quantity=self.rng.randint(1, 2), price=price)
                      for n, (sku, title, price) in enumerate(goods, start=1)]
             order = SimOrder(external_id=external_id, number=str(1000 + self._sequence),
@@ -266,7 +285,6 @@ class MarketplaceSimulator(ABC):
                              street=buyer[5], postcode=buyer[6], lines=lines, created_at=now,
                              updated_at=now, paid_at=now if paid else None)
             self.orders[external_id] = order
-        self.notify(order, "paid" if paid else "created", drop=drop)
         return order
 
     def pay(self, external_id: str, drop: bool | None = None) -> SimOrder:
@@ -381,8 +399,13 @@ class MarketplaceSimulator(ABC):
                 return Reply.json(self.writebacks)
         if request.path == "/_sim/orders" and request.method == "POST":
             options = request.json() or {}
-            order = self.place_order(paid=options.get("paid", True), drop=options.get("drop"))
-            return Reply.json({"external_id": order.external_id}, 201)
+            if options.get("send", True):
+                order = self.place_order(paid=options.get("paid", True), drop=options.get("drop"))
+                return Reply.json({"external_id": order.external_id}, 201)
+            order, note = self.hand_over_order()
+            return Reply.json({"external_id": order.external_id, "notification": {
+                "url": note.url or self.webhook_url, "headers": dict(note.headers),
+                "body": note.body.decode("utf-8")}}, 201)
         try:
             return self.route(request)
         except Exception as exc:  # a simulator bug must show, not hang the caller
