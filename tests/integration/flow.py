@@ -59,7 +59,7 @@ def process(client: Client, env: dict[str, str], source: str, *delivery_ids: str
 def alerts_received(env: dict[str, str]) -> list[dict[str, Any]]:
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=env["ALERTS_QUEUE_NAME"])["QueueUrl"]
-    found = []
+    found: list[dict[str, Any]] = []
     while True:
         answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
         messages = answer.get("Messages", [])
