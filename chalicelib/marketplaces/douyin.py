@@ -19,7 +19,8 @@ minibear2021/doudian `callback`):
 Secret format: `"app_key:app_secret"` (the app key is numeric, so the first ":" splits). Several
 may be listed (rotation, or several apps on one endpoint: `app-id` picks the app).
 
-Credentials (per shop): `app_key`, `app_secret`, `access_token`, `shop_id`.
+Credentials (per shop): `app_key`, `app_secret`, `access_token`, `shop_id`; optionally
+`api_base` (default API_BASE; the local simulator's address).
 
 Open API (official Go/PHP SDKs `core/doudian_op_api_client.go`, `utils/sign_util.go`):
 `POST https://openapi-fxg.jinritemai.com/<method with "/" for ".">?app_key=&method=&
@@ -449,9 +450,10 @@ def api_call(method: str, params: Mapping[str, Any], credentials: Credentials,
     body = param_json(params)
     timestamp = str(int(now.timestamp()))
     app_key, app_secret = credentials["app_key"], credentials["app_secret"]
+    base = (credentials.get("api_base") or API_BASE).rstrip("/")
     return ApiCall(
         method="POST",
-        url=f"{API_BASE}/{method.replace('.', '/')}",
+        url=f"{base}/{method.replace('.', '/')}",
         params={
             "app_key": app_key,
             "method": method,
