@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from chalicelib import jobs, warehouse
 from chalicelib.config import protocol_rules
 from chalicelib.errors import ApiError, Busy, NotFound
-from chalicelib.orders import Address, Order, OrderEvent, OrderStatus
+from chalicelib.orders import Address, Order, OrderEvent, OrderStatus, amended
 from chalicelib.storage import Action, TransactionConflict, transact
 from chalicelib.storage import jobs as jobs_store
 from chalicelib.storage import orders as orders_store
@@ -70,8 +70,9 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
                 transition = jobs.request_change(job, request, actor, now,
                                                   protocol_rules())  # 409 if closed
                 warehouse.announce(transition, now)
+        view = _current_view(stored.order, amendment, now)
         actions: list[Action] = [orders_store.put_current(
-            _current_view(stored.order, amendment, now), stored, stored.job, now)]
+            view, stored, stored.job, now, amended(stored.order, view, stored.overrides))]
         if transition is not None:
             actions += warehouse.actions_for(job, transition, actor, now, order_events=[event])
         else:

@@ -221,7 +221,10 @@ def _queue(marketplace: str, ref: OrderRef, now: datetime) -> bool:
     if stored is not None and ref.updated_at is not None \
             and stored.order.updated_at >= ref.updated_at:
         return False  # we have this version (or a newer one)
-    version = ref.updated_at.isoformat() if ref.updated_at else now.isoformat()
+    # A listing without update times (Shopee) is keyed by the status it shows, so the next
+    # run's listing of an unchanged order is a duplicate delivery, not another re-fetch.
+    version = (ref.updated_at.isoformat() if ref.updated_at
+               else f"status:{ref.status}" if ref.status else now.isoformat())
     accepted = Accepted(delivery_id=f"{ref.shop}:{ref.external_id}:{version}",
                         topic="reconciliation", shop=ref.shop, headers={RECONCILED: "1"})
     return inbox.put_delivery(f"reconcile-{marketplace}", marketplace, accepted,

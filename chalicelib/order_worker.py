@@ -51,7 +51,8 @@ def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
     for _attempt in range(_ATTEMPTS):
         stored = orders_store.get_current(incoming.order_id)
         decision = decide(stored.order if stored else None, incoming, delivery,
-                          has_job=bool(stored and stored.job), now=now)
+                          has_job=bool(stored and stored.job), now=now,
+                          overrides=stored.overrides if stored else None)
         job_step = _job_step(stored, decision, delivery, now)
         # Alerts go out before the write: a retry may repeat one (CS dedupes), never lose it.
         if decision.problems:
@@ -155,7 +156,7 @@ def _actions(item: Mapping[str, Any], decision: Decision,
         job_ref = orders_store.JobRef(job.partner_id, job.job_id)
         actions.extend(warehouse.actions_for(old, transition, actor, now,
                                              order_events=decision.events))
-    actions.append(orders_store.put_current(order, stored, job_ref, now))
+    actions.append(orders_store.put_current(order, stored, job_ref, now, decision.overrides))
     return actions
 
 

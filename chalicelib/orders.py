@@ -7,6 +7,7 @@ and the current view is the newest version the marketplace sent (by its own upda
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -198,13 +199,45 @@ class Decision(BaseModel):
     cancel_job: bool = False
     problems: tuple[str, ...] = ()  # why a paid order cannot go to the warehouse yet
     changed: frozenset[str] = frozenset()  # fields the marketplace changed
+    overrides: dict[str, Any] = Field(default_factory=dict)  # see `decide`
+
+
+Overrides = Mapping[str, Any]  # field -> the marketplace's value (JSON) when CS amended it
+
+
+def amended(order: Order, view: Order, overrides: Overrides) -> dict[str, Any]:
+    """The overrides after CS turned `order` into `view`: each field CS changed remembers the
+    marketplace's value it replaced (the first one, if CS amends it again)."""
+    before, after = order.model_dump(mode="json"), view.model_dump(mode="json")
+    found = dict(overrides)
+    for name in before:
+        if before[name] != after[name]:
+            found.setdefault(name, before[name])
+    return found
+
+
+def _keep_amendments(current: Order, incoming: Order,
+                     overrides: Overrides) -> tuple[Order, dict[str, Any]]:
+    """A field CS amended stays amended while the marketplace still sends the value CS
+    replaced; once the marketplace changes it, the marketplace's newer value wins."""
+    sent = incoming.model_dump(mode="json", include=set(overrides))
+    kept = {name: value for name, value in overrides.items() if sent.get(name) == value}
+    view = incoming.model_copy(update={name: getattr(current, name) for name in kept})
+    return view, kept
 
 
 def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_job: bool,
-           now: datetime) -> Decision:
-    """Apply `incoming` only if newer than `current`; say which events and job actions follow."""
+           now: datetime, overrides: Overrides | None = None) -> Decision:
+    """Apply `incoming` only if newer than `current`; say which events and job actions follow.
+
+    `current` is the view CS may have amended; `overrides` says which fields (see `amended`),
+    so a marketplace version that did not touch them neither reverts CS's change nor counts as
+    a change of the marketplace's (which would send the job a change request)."""
     if current is not None and incoming.updated_at <= current.updated_at:
-        return Decision(outcome="stale", order=current)
+        return Decision(outcome="stale", order=current, overrides=dict(overrides or {}))
+    kept: dict[str, Any] = {}
+    if current is not None and overrides:
+        incoming, kept = _keep_amendments(current, incoming, overrides)
     if current is None:
         event = OrderEvent(
             type="order.received", at=now, actor=delivery.actor, reason=delivery.topic,
@@ -243,4 +276,5 @@ def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_jo
         cancel_job=ended and has_job,
         problems=problems,
         changed=changed,
+        overrides=kept,
     )

@@ -53,6 +53,17 @@ def shopify_headers(body: bytes, secret: str, *, topic: str = "orders/paid",
 
 def send_order(run: dict[str, Any], *, without_address: bool = False,
                ) -> tuple[str, requests.Response]:
+    """A paid Shopify order, sent as Shopify sends it. With the simulated Shopify shop running
+    (make run), the order is placed in that shop, which signs the notification and will receive
+    the shipment's writeback; we post the notification ourselves to show the answer."""
+    shop_url = (run.get("marketplaces") or {}).get("shopify")
+    if shop_url and not without_address:
+        placed = requests.post(f"{shop_url}/_sim/orders", json={"send": False}, timeout=10)
+        placed.raise_for_status()
+        note = placed.json()["notification"]
+        response = requests.post(note["url"], data=note["body"].encode(),
+                                 headers=note["headers"], timeout=10)
+        return order_id_for("shopify", SHOP, placed.json()["external_id"]), response
     order = sample_order()
     if without_address:  # an order the warehouse cannot ship: a CS case at once
         order.pop("shipping_address", None)

@@ -243,6 +243,66 @@ def local_routing() -> str:
                    escalate_after=timedelta(minutes=6)).model_dump_json()
 
 
+# One simulated shop per platform: (platform, shop id as the platform names it).
+SHOPS = (("shopify", "demo-brand.myshopify.com"), ("woocommerce", "tea-house.example.cn"),
+         ("douyin", "4463798"), ("tiktok_shop", "7494049642642688000"),
+         ("shopee", "220011455"), ("lazada", "100023456"))
+# Douyin encrypts the receiver's name, phone and street; our adapter does not call its decrypt
+# API yet, so the local shop sends them plain (the factory would print ciphertext otherwise).
+_OPTIONS: dict[str, dict[str, Any]] = {"douyin": {"encrypt_receiver": False}}
+
+
+def start_marketplaces(api_url: str) -> list[Any]:
+    """A simulated shop on each platform (chalicelib/local/marketplaces/), registered as ours:
+    its webhook source (secrets) and its credentials in the local SSM, so notifications,
+    re-fetches, writebacks and reconciliation all go to it. Notifications are dropped,
+    duplicated and reordered at LOCAL_NOTIFY_FAULTS ("drop,duplicate,reorder", default
+    "0.1,0.15,0.15"). LOCAL_MARKETPLACES=off runs none."""
+    if os.environ.get("LOCAL_MARKETPLACES", "on") == "off":
+        return []
+    from chalicelib import shop_credentials, webhook_sources
+    from chalicelib.local.marketplaces import simulator_class
+    from chalicelib.local.marketplaces.base import Faults
+
+    drop, duplicate, reorder = (float(x) for x in os.environ.get(
+        "LOCAL_NOTIFY_FAULTS", "0.1,0.15,0.15").split(","))
+    simulators = []
+    for platform, shop in SHOPS:
+        simulator = simulator_class(platform)(
+            shop=shop, webhook_url=f"{api_url}/webhooks/{platform}",
+            faults=Faults(drop=drop, duplicate=duplicate, reorder=reorder),
+            **_OPTIONS.get(platform, {}))
+        simulator.start()
+        webhook_sources.register({platform: simulator.source()})
+        shop_credentials.put(platform, shop, simulator.credentials())
+        simulators.append(simulator)
+    return simulators
+
+
+def start_shoppers(simulators: list[Any]) -> threading.Event | None:
+    """Buyers: every LOCAL_ORDER_SECONDS (default 20; 0 = none) an order on the next platform
+    in turn; one in four is placed unpaid and paid a few seconds later."""
+    every = float(os.environ.get("LOCAL_ORDER_SECONDS", 20))
+    if not simulators or every <= 0:
+        return None
+    stop = threading.Event()
+
+    def shop_forever() -> None:
+        turn = 0
+        while not stop.wait(every):
+            simulator = simulators[turn % len(simulators)]
+            try:
+                order = simulator.place_order(paid=turn % 4 != 3)
+                if order.status == "unpaid" and not stop.wait(min(every / 2, 5)):
+                    simulator.pay(order.external_id)
+            except Exception:  # a simulator bug must not end the demo
+                log.exception("%s: placing an order failed", simulator.name)
+            turn += 1
+
+    threading.Thread(target=shop_forever, name="buyers", daemon=True).start()
+    return stop
+
+
 def start_factory(api_url: str, run: dict[str, Any]) -> threading.Event | None:
     """The reference partner client as a simulated factory, so a newcomer sees jobs move.
 
@@ -262,6 +322,19 @@ def start_factory(api_url: str, run: dict[str, Any]) -> threading.Event | None:
     threading.Thread(target=factory.run_forever, args=(stop,), name="simulated factory",
                      daemon=True).start()
     return stop
+
+
+def _shops_text(run: dict[str, Any]) -> str:
+    shops = run.get("marketplaces") or {}
+    if not shops:
+        return " No simulated marketplaces (LOCAL_MARKETPLACES=off).\n"
+    every = os.environ.get("LOCAL_ORDER_SECONDS", "20")
+    rows = "".join(f"   {name:<12} {url}/_sim/orders\n" for name, url in shops.items())
+    return f""" Simulated shops on {len(shops)} marketplaces take an order every {every} s in turn
+ and notify us as each platform does, signed, some notifications dropped, duplicated or out of
+ order; reconciliation (every 75 s here) finds what was dropped; each shipment is written back
+ and shows on the shop with its tracking number:
+{rows}"""
 
 
 def banner(api: str, aws: str, run: dict[str, Any]) -> str:
@@ -295,6 +368,7 @@ def banner(api: str, aws: str, run: dict[str, Any]) -> str:
    curl -s {api}/cs/v1/cases {auth_cs}
    curl -s {run['courier']}/_sim/parcels           # what the courier knows
 
+{_shops_text(run)}
  CS hears of every case on IM and by email: the IM sink prints each message below as
  WeCom / DingTalk would show it; sent mail is at {run['mailbox']} ("ses").
 
@@ -332,17 +406,21 @@ def main() -> None:
         api_url = f"http://127.0.0.1:{api_port}"
         courier = start_courier(api_url, scale)
         sink = start_im_sink()
+        shops = start_marketplaces(api_url)
+        run["sources"].update({s.name: s.source() for s in shops})
         run.update(courier=courier.url, im_sink=sink.url,
-                   mailbox=f"{env['AWS_ENDPOINT_URL']}/moto-api/data.json")
+                   mailbox=f"{env['AWS_ENDPOINT_URL']}/moto-api/data.json",
+                   marketplaces={s.name: s.url for s in shops})
         RUN_FILE.parent.mkdir(exist_ok=True)
         RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))
         RUN_FILE.chmod(0o600)
         api = start_api(api_port, env)
-        runner, factory = None, None
+        runner, factory, buyers = None, None, None
         try:
             _wait_for_port(api_port, api)
             runner = start_events(env)
             factory = start_factory(api_url, run)
+            buyers = start_shoppers(shops)
             print(banner(api_url, env["AWS_ENDPOINT_URL"], run), flush=True)
             print("READY", flush=True)  # the end-to-end test waits for this line
             while not stopping.is_set() and api.poll() is None:
@@ -351,13 +429,16 @@ def main() -> None:
             pass
         finally:
             print("stopping...", flush=True)
-            if factory is not None:
-                factory.set()
+            for stop_event in (factory, buyers):
+                if stop_event is not None:
+                    stop_event.set()
             if runner is not None:
                 runner.stop()
             stop_api(api)
             courier.stop()
             sink.stop()
+            for shop in shops:
+                shop.stop()
     print("stopped.", flush=True)
 
 

@@ -9,8 +9,8 @@ and the event log, all under one partition so the timeline is one query.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,8 @@ class StoredOrder:
     order: Order
     version: int
     job: JobRef | None
+    # Fields CS amended, with the marketplace's value they replaced (orders.decide).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def _pk(order_id: str) -> str:
@@ -53,6 +55,7 @@ def _stored(item: dict[str, Any]) -> StoredOrder:
         order=Order.model_validate(item["order"]),
         version=int(item["version"]),
         job=JobRef(job["partner_id"], job["job_id"]) if job else None,
+        overrides=dict(item.get("overrides") or {}),
     )
 
 
@@ -71,7 +74,7 @@ def put_received(order: Order, raw_body: str, actor: str, now: datetime) -> Acti
 
 
 def put_current(order: Order, previous: StoredOrder | None, job: JobRef | None,
-                now: datetime) -> Action:
+                now: datetime, overrides: Mapping[str, Any] | None = None) -> Action:
     """Replace the current view, guarded by the version read (optimistic concurrency)."""
     version = previous.version + 1 if previous else 1
     item: dict[str, Any] = {
@@ -81,6 +84,8 @@ def put_current(order: Order, previous: StoredOrder | None, job: JobRef | None,
     }
     if job:
         item["job"] = {"partner_id": job.partner_id, "job_id": job.job_id}
+    if overrides:
+        item["overrides"] = dict(overrides)
     if previous is None:
         condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
     else:

@@ -25,6 +25,7 @@ import requests
 
 from chalicelib.local.demo import NEW_ADDRESS, amend, send_order
 from chalicelib.local.stack import ROOT
+from chalicelib.orders import order_id_for
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +39,10 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
            "LOCAL_FACTORY_PRINT_SECONDS": "6",
            # Parcels travel 7,200 times faster (a 3-day journey in 36 s); the tracking tick
            # runs every second to keep up.
-           "LOCAL_TIME_SCALE": "7200", "LOCAL_SCHEDULE_SPEEDUP": "60"}
+           "LOCAL_TIME_SCALE": "7200", "LOCAL_SCHEDULE_SPEEDUP": "60",
+           # Orders come only from the tests (the courier test counts parcels); a third of the
+           # simulated platforms' notifications are sent twice and a third held back.
+           "LOCAL_ORDER_SECONDS": "0", "LOCAL_NOTIFY_FAULTS": "0,0.33,0.33"}
     for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
         env.pop(name, None)  # the stack must set up its own
     process = subprocess.Popen([sys.executable, "-m", "chalicelib.local.stack"], cwd=ROOT,
@@ -161,7 +165,8 @@ def test_the_courier_moves_parcels_and_cs_hears_of_each_problem_once(
     def opened() -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for case in cases(run):
-            found.setdefault(case["subject"].rsplit(":", 1)[1], []).append(case["type"])
+            if case["subject"].startswith("parcel:"):  # parcel:<carrier>:<number>
+                found.setdefault(case["subject"].rsplit(":", 1)[1], []).append(case["type"])
         return found
 
     for script, case_type in expected.items():
@@ -175,6 +180,9 @@ def test_the_courier_moves_parcels_and_cs_hears_of_each_problem_once(
         (number,) = [n for n, s in script_of.items() if s == script]
         assert by_number[number].count(case_type) == 1, (script, by_number[number])
 
+    others = {(c["type"], c["subject"]) for c in cases(run)
+              if not c["subject"].startswith("parcel:")}
+    assert not others, others  # nothing else went wrong on the way
     (delivered,) = [n for n, s in script_of.items() if s == "delivered"]
     carrier = next(p["com"] for p in parcels if p["num"] == delivered)
     view = requests.get(f"{run['api']}/cs/v1/orders", timeout=10, params={
@@ -229,6 +237,49 @@ def carrier_code_of(com: str) -> str:
     from chalicelib.couriers import kuaidi100
 
     return kuaidi100.carrier_for(com)
+
+
+def test_orders_from_six_marketplaces_ship_and_each_shop_shows_its_tracking(
+        running_stack: dict[str, Any]) -> None:
+    """Issue 6's story: a paid order in each simulated shop reaches us (signed as its platform
+    signs, maybe twice or late), the factory ships it, and the shop receives the carrier and
+    tracking number; an order whose notification was dropped is found by reconciliation."""
+    from chalicelib.local.stack import SHOPS
+
+    run = running_stack["run"]
+    shops = run["marketplaces"]
+    assert len(shops) >= 6
+    shop_of = dict(SHOPS)
+
+    def place(platform: str, **options: Any) -> str:
+        answer = requests.post(f"{shops[platform]}/_sim/orders", json=options, timeout=10)
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["external_id"])
+
+    placed = [(platform, place(platform)) for platform in shops]
+    lost = ("woocommerce", place("woocommerce", drop=True))
+
+    def on_shop(platform: str, external_id: str) -> dict[str, Any] | None:
+        found = requests.get(f"{shops[platform]}/_sim/orders", timeout=10).json()
+        order: dict[str, Any] = next(o for o in found if o["external_id"] == external_id)
+        return order if order["status"] == "shipped" else None
+
+    for platform, external_id in [*placed, lost]:
+        order = wait_for(f"{platform} order {external_id} shipped on the shop",
+                         lambda p=platform, e=external_id: on_shop(p, e), timeout=240)
+        (shipment,) = order["shipments"]
+        ours = timeline(run, order_id_for(platform, shop_of[platform], external_id))
+        packages = [p for s in ours["job"]["shipments"] for p in s["packages"]]
+        assert [p["tracking_number"] for p in packages] == [shipment["tracking_number"]]
+        kinds = [e["type"] for e in ours["timeline"]]
+        assert kinds.count("order.received") == 1 and kinds.count("job.created") == 1
+        assert kinds.count("marketplace.shipped") == 1
+    # Its only notification before it shipped was dropped (the shop notifies again after the
+    # writeback): reconciliation brought it.
+    assert on_shop(*lost)["notifications"][0] == "dropped"  # type: ignore[index]
+    found = timeline(run, order_id_for(lost[0], shop_of[lost[0]], lost[1]))
+    received = next(e for e in found["timeline"] if e["type"] == "order.received")
+    assert received["actor"].startswith("reconcile-woocommerce")
 
 
 def test_bad_signature_is_refused_over_real_http(running_stack: dict[str, Any]) -> None:

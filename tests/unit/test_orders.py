@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.marketplaces import shopify
-from chalicelib.orders import Delivery, Order, OrderStatus, changes_between, decide, order_id_for
+from chalicelib.orders import (
+    Address,
+    Delivery,
+    Order,
+    OrderStatus,
+    amended,
+    changes_between,
+    decide,
+    order_id_for,
+)
 from tests.support import dumps, shopify_order
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
@@ -98,3 +107,47 @@ def test_order_id_is_stable_and_distinguishes_shops() -> None:
 def test_changes_between_ignores_identity_and_times() -> None:
     current = order()
     assert changes_between(current, later(current, 5)) == {}
+
+
+# CS amendments and later marketplace versions ----------------------------------------------
+
+OFFICE = Address(name="林伟", line1="淮海中路 999 号", city="上海", province="Shanghai",
+                 province_code="SH", postal_code="200031", country_code="CN")
+
+
+def cs_amended(current: Order, **fields: object) -> tuple[Order, dict[str, object]]:
+    view = current.model_copy(update=fields)
+    return view, amended(current, view, {})
+
+
+def test_a_marketplace_version_that_did_not_touch_an_amended_field_keeps_cs_change() -> None:
+    current = order()
+    view, overrides = cs_amended(current, shipping_address=OFFICE)
+    assert set(overrides) == {"shipping_address"}
+    newer = later(current, 1, buyer_note="please knock")  # still the buyer's old address
+    decision = decide(view, newer, DELIVERY, has_job=True, now=NOW, overrides=overrides)
+    assert decision.order.shipping_address == OFFICE  # not reverted on the label
+    assert decision.changed == {"buyer_note"}  # so the job hears of the note only
+    assert decision.overrides == overrides  # and the next version is judged the same way
+
+
+def test_a_marketplace_that_changes_an_amended_field_afterwards_wins() -> None:
+    current = order()
+    view, overrides = cs_amended(current, shipping_address=OFFICE)
+    moved = OFFICE.model_copy(update={"line1": "南京西路 1 号"})
+    decision = decide(view, later(current, 1, shipping_address=moved), DELIVERY, has_job=True,
+                      now=NOW, overrides=overrides)
+    assert decision.order.shipping_address == moved
+    assert "shipping_address" in decision.changed and decision.overrides == {}
+
+
+def test_an_order_cs_cancelled_stays_cancelled_while_the_marketplace_still_says_paid() -> None:
+    current = order()
+    view, overrides = cs_amended(current, status=OrderStatus.CANCELLED, cancelled_at=NOW)
+    decision = decide(view, later(current, 1, buyer_note="x"), DELIVERY, has_job=True,
+                      now=NOW, overrides=overrides)
+    assert decision.order.status is OrderStatus.CANCELLED
+    assert not decision.create_job and not decision.cancel_job
+    # Amending twice remembers the marketplace's value, not CS's first amendment.
+    again = view.model_copy(update={"shipping_address": OFFICE})
+    assert amended(view, again, overrides)["status"] == "paid"
