@@ -275,3 +275,29 @@ def test_a_douyin_push_naming_two_orders_becomes_two_orders(
     for number in (first, second):
         stored = orders_store.get_current(order_id_for("douyin", str(shop_id), number))
         assert stored is not None and stored.job is not None
+
+
+def test_reconciling_a_shopee_shop_against_its_simulator_finds_a_dropped_order_once(
+        client: Client, stack: dict[str, str]) -> None:
+    """Shopee's listing carries no update times: an order listed again unchanged must not be
+    queued (and re-fetched) on every run. Against the simulated shop, over real HTTP."""
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib import marketplace_sync
+    from chalicelib.local.marketplaces.shopee import ShopeeSimulator
+    from tests.integration.flow import inbox_item
+
+    shop = str(200000000 + uuid.uuid4().int % 10**8)
+    with ShopeeSimulator(shop=shop, webhook_url="http://127.0.0.1:9/unused") as simulator:
+        shop_credentials.put("shopee", shop, simulator.credentials())
+        order = simulator.place_order(drop=True)  # its push never reaches us
+        now = datetime.now(UTC) + timedelta(seconds=1)
+        assert marketplace_sync.reconcile("shopee", shop, now - timedelta(hours=2), now,
+                                          now) == (1, 1)
+        delivery = f"{shop}:{order.external_id}:status:READY_TO_SHIP"
+        assert inbox_item(stack, "reconcile-shopee", delivery) is not None
+        assert process(client, stack, "reconcile-shopee", delivery) == {"batchItemFailures": []}
+        stored = orders_store.get_current(order_id_for("shopee", shop, order.external_id))
+        assert stored is not None and stored.job is not None
+        assert marketplace_sync.reconcile("shopee", shop, now - timedelta(hours=2), now,
+                                          now) == (1, 0)
