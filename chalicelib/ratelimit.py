@@ -1,4 +1,5 @@
-"""Per-key rate limiting: a token bucket per API key, answered with 429 and Retry-After.
+"""Rate limits. Ours: a token bucket per API key, answered with 429 and Retry-After. Theirs:
+`Pacer` waits so our calls stay within a provider's or marketplace's documented rate.
 
 Held in the process: it costs no AWS call per request (the warehouse protocol's budget is a
 dozen DynamoDB calls per job). Each warm Lambda instance keeps its own buckets, so a key that
@@ -33,6 +34,33 @@ class TokenBucket:
                 return 0.0
             self._tokens[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+
+class Pacer:
+    """At most `rate` calls per second after a burst of `burst`, by waiting (GCRA).
+
+    Per process, like chalicelib.ratelimit: N warm instances may reach N times the rate, which
+    the providers' own 429s then slow down. The schedule is computed, not polled, so a fake
+    clock in tests cannot spin on a wait too small to advance it.
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float],
+                 sleep: Callable[[float], None]) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self._interval, self._burst = 1.0 / rate, burst
+        self._clock, self._sleep = clock, sleep
+        self._next = float("-inf")  # theoretical arrival time of the next call
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            arrival = max(self._next, now)
+            allowed_at = arrival - (self._burst - 1) * self._interval
+            self._next = arrival + self._interval
+        if allowed_at > now:
+            self._sleep(allowed_at - now)
 
 
 _bucket: TokenBucket | None = None

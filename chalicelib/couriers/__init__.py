@@ -12,8 +12,7 @@ Adding a provider is one module plus its fixtures.
 from __future__ import annotations
 
 import importlib
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Literal, NamedTuple, Protocol, cast
 
@@ -60,33 +59,6 @@ class PushReply(BaseModel):
     status: int = 200
     content_type: str = "application/json"
     body: str = ""
-
-
-class Pacer:
-    """At most `rate` calls per second after a burst of `burst`, by waiting (GCRA).
-
-    Per process, like chalicelib.ratelimit: N warm instances may reach N times the rate, which
-    the providers' own 429s then slow down. The schedule is computed, not polled, so a fake
-    clock in tests cannot spin on a wait too small to advance it.
-    """
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float],
-                 sleep: Callable[[float], None]) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be positive and burst at least 1")
-        self._interval, self._burst = 1.0 / rate, burst
-        self._clock, self._sleep = clock, sleep
-        self._next = float("-inf")  # theoretical arrival time of the next call
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = self._clock()
-            arrival = max(self._next, now)
-            allowed_at = arrival - (self._burst - 1) * self._interval
-            self._next = arrival + self._interval
-        if allowed_at > now:
-            self._sleep(allowed_at - now)
 
 
 class Adapter(Protocol):

@@ -34,8 +34,9 @@ from urllib.parse import parse_qs
 import requests
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.couriers import Mapped, Pacer, PushReply, TrackingPush
+from chalicelib.couriers import Mapped, PushReply, TrackingPush
 from chalicelib.errors import ApiError
+from chalicelib.ratelimit import Pacer
 from chalicelib.tracking import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "kuaidi100"

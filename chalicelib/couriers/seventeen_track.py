@@ -31,8 +31,9 @@ from typing import Any, ClassVar, Literal, TypeVar
 import requests
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.couriers import Mapped, Pacer, PushReply, TrackingPush
+from chalicelib.couriers import Mapped, PushReply, TrackingPush
 from chalicelib.errors import ApiError
+from chalicelib.ratelimit import Pacer
 from chalicelib.tracking import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "17track"

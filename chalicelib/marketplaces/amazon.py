@@ -78,6 +78,7 @@ from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
     OrderRef,
+    Pace,
     PlatformError,
     Shipped,
     WritebackResult,
@@ -282,6 +283,13 @@ def base_url(credentials: Credentials) -> str:
                          f"{sorted(ENDPOINTS)} or an endpoint") from None
 
 
+# Usage plans (rate per second, burst) of the operations we call; the I/O part waits to keep
+# within them (per process), and a 429 still backs off.
+PACES = {name: Pace(key=f"amazon.{name}", rate=rate, burst=burst) for name, rate, burst in (
+    ("getOrder", 0.5, 30), ("getOrderItems", 0.5, 30), ("getOrders", 0.0167, 20),
+    ("createRestrictedDataToken", 1.0, 10), ("confirmShipment", 2.0, 10))}
+
+
 def amz_date(now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("naive datetime: every time in this system carries its zone")
@@ -303,7 +311,7 @@ def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime, *,
     """getOrder; with a Restricted Data Token the answer carries the buyer's PII."""
     token = restricted_data_token or credentials.get("access_token", "")
     return ApiCall(method="GET", url=base_url(credentials) + _order_path(ref.external_id),
-                   headers=_headers(token, now))
+                   headers=_headers(token, now), pace=PACES["getOrder"])
 
 
 def items_call(ref: OrderRef, credentials: Credentials, now: datetime,
@@ -312,7 +320,8 @@ def items_call(ref: OrderRef, credentials: Credentials, now: datetime,
     params = {"NextToken": next_token} if next_token else {}
     return ApiCall(method="GET",
                    url=base_url(credentials) + _order_path(ref.external_id) + "/orderItems",
-                   params=params, headers=_headers(credentials.get("access_token", ""), now))
+                   params=params, headers=_headers(credentials.get("access_token", ""), now),
+                   pace=PACES["getOrderItems"])
 
 
 def fetch_calls(ref: OrderRef, credentials: Credentials, now: datetime, *,
@@ -333,7 +342,8 @@ def rdt_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
     }]}
     return ApiCall(method="POST",
                    url=base_url(credentials) + "/tokens/2021-03-01/restrictedDataToken",
-                   headers=_headers(credentials.get("access_token", ""), now), json_body=body)
+                   headers=_headers(credentials.get("access_token", ""), now), json_body=body,
+                   pace=PACES["createRestrictedDataToken"])
 
 
 def parse_rdt(answer: Mapping[str, Any]) -> str:
@@ -622,7 +632,8 @@ def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) ->
     return ApiCall(method="POST",
                    url=base_url(credentials) + _order_path(shipped.external_id)
                    + "/shipmentConfirmation",
-                   headers=_headers(credentials.get("access_token", ""), now), json_body=body)
+                   headers=_headers(credentials.get("access_token", ""), now), json_body=body,
+                   pace=PACES["confirmShipment"])
 
 
 def parse_writeback(status: int, body: bytes) -> WritebackResult:
@@ -676,7 +687,8 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
             "MaxResultsPerPage": "100",
         }
     return ApiCall(method="GET", url=base_url(credentials) + "/orders/v0/orders", params=params,
-                   headers=_headers(credentials.get("access_token", ""), now))
+                   headers=_headers(credentials.get("access_token", ""), now),
+                   pace=PACES["getOrders"])
 
 
 class _ListedOrder(_Model):

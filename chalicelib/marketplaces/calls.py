@@ -16,6 +16,16 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Pace(BaseModel):
+    """A documented per-operation rate limit: at most `rate` calls per second after a burst."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str  # the operation, e.g. "amazon.confirmShipment"
+    rate: float
+    burst: int = 1
+
+
 class ApiCall(BaseModel):
     """One HTTP request exactly as it must go on the wire (signature included)."""
 
@@ -28,6 +38,7 @@ class ApiCall(BaseModel):
     json_body: Any = None  # sent as JSON when not None
     form: dict[str, str] | None = None  # sent form-encoded when not None
     raw_body: bytes | None = None  # sent exactly (when the signature covers these bytes)
+    pace: Pace | None = None  # the sender waits to stay within it
 
 
 class OrderRef(BaseModel):

@@ -8,12 +8,15 @@ later: the platforms' rate limits are not ours to hammer from inside one invocat
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from chalicelib.marketplaces.calls import ApiCall
+from chalicelib.ratelimit import Pacer
 
 TIMEOUT = (3.05, 10.0)
 
@@ -37,7 +40,24 @@ class Answer:
             raise PlatformUnavailable(f"not JSON ({self.status}): {self.body[:200]!r}") from exc
 
 
+_pacers: dict[str, Pacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def _pace(call: ApiCall) -> None:
+    """Wait as the operation's documented rate requires (per process, like the couriers')."""
+    if call.pace is None:
+        return
+    with _pacers_lock:
+        pacer = _pacers.get(call.pace.key)
+        if pacer is None:
+            pacer = _pacers[call.pace.key] = Pacer(call.pace.rate, call.pace.burst,
+                                                   time.monotonic, time.sleep)
+    pacer.wait()
+
+
 def send(call: ApiCall, session: requests.Session | None = None) -> Answer:
+    _pace(call)
     kwargs: dict[str, Any] = {"params": call.params or None, "headers": call.headers,
                               "timeout": TIMEOUT, "allow_redirects": False}
     if call.raw_body is not None:

@@ -201,9 +201,10 @@ def test_the_status_table_is_exactly_the_documented_list() -> None:
 def test_fetch_calls_are_get_order_then_get_order_items() -> None:
     headers = {"x-amz-access-token": TOKEN, "x-amz-date": AMZ_DATE}
     assert amazon.fetch_calls(REF, CREDENTIALS, NOW) == [
-        ApiCall(method="GET", url=f"{NA}/orders/v0/orders/{ORDER_ID}", headers=headers),
+        ApiCall(method="GET", url=f"{NA}/orders/v0/orders/{ORDER_ID}", headers=headers,
+                pace=amazon.PACES["getOrder"]),
         ApiCall(method="GET", url=f"{NA}/orders/v0/orders/{ORDER_ID}/orderItems",
-                headers=headers),
+                headers=headers, pace=amazon.PACES["getOrderItems"]),
     ]
 
 
@@ -239,6 +240,7 @@ def test_bad_credentials_are_refused_before_anything_is_sent() -> None:
 
 def test_rdt_call_asks_for_buyer_info_and_shipping_address_of_this_order() -> None:
     assert amazon.rdt_call(REF, CREDENTIALS, NOW) == ApiCall(
+        pace=amazon.PACES["createRestrictedDataToken"],
         method="POST", url=f"{NA}/tokens/2021-03-01/restrictedDataToken",
         headers={"x-amz-access-token": TOKEN, "x-amz-date": AMZ_DATE},
         json_body={"restrictedResources": [{
@@ -388,6 +390,7 @@ SHIPPED = Shipped(
 
 def test_writeback_call_is_the_exact_shipment_confirmation() -> None:
     assert amazon.writeback_call(SHIPPED, CREDENTIALS, NOW) == ApiCall(
+        pace=amazon.PACES["confirmShipment"],
         method="POST",
         url=f"{NA}/orders/v0/orders/{ORDER_ID}/shipmentConfirmation",
         headers={"x-amz-access-token": TOKEN, "x-amz-date": AMZ_DATE},
@@ -480,6 +483,7 @@ def test_parse_writeback(status: int, body: bytes, expected: WritebackResult) ->
 def test_list_call_asks_for_seller_fulfilled_orders_updated_in_the_window() -> None:
     since = NOW - timedelta(hours=6)
     assert amazon.list_call(SHOP, since, NOW, None, CREDENTIALS, NOW) == ApiCall(
+        pace=amazon.PACES["getOrders"],
         method="GET", url=f"{NA}/orders/v0/orders",
         params={"MarketplaceIds": MARKETPLACE,
                 "LastUpdatedAfter": "2026-11-22T21:00:00Z",
