@@ -17,6 +17,8 @@ from datetime import datetime
 from chalicelib import alerts, shop_credentials
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import amazon, credentials_for, http, taobao
+from chalicelib.marketplaces.calls import OrderRef
+from chalicelib.orders import order_id_for
 from chalicelib.storage import inbox
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ def amazon_message(body: str, now: datetime) -> str:
         _unreadable(AMAZON_SOURCE, exc, raw, now)
         return "unreadable"
     stored = inbox.put_delivery(AMAZON_SOURCE, amazon.NAME, accepted, raw, now)
+    if stored and accepted.headers.get("order-change-type") == "BuyerRequestedChange":
+        _cancel_requested(amazon.NAME, amazon.ref(raw, accepted.headers), now)
     outcome = ("accepted" if accepted.actionable else "ignored") if stored else "duplicate"
     log.info("amazon %s %s %s", accepted.topic, accepted.delivery_id, outcome)
     return outcome
@@ -90,7 +94,10 @@ def _drain(shop: str, now: datetime, deadline: float) -> tuple[int, int]:
             except ApiError as exc:
                 _unreadable(TAOBAO_SOURCE, exc, raw, now)
             else:
-                stored += inbox.put_delivery(TAOBAO_SOURCE, taobao.NAME, accepted, raw, now)
+                new = inbox.put_delivery(TAOBAO_SOURCE, taobao.NAME, accepted, raw, now)
+                if new and message.topic == REFUND_REQUESTED:
+                    _cancel_requested(taobao.NAME, taobao.ref(raw, accepted.headers), now)
+                stored += new
             done.append(message.id)
         for start in range(0, len(done), taobao.CONFIRM_LIMIT):
             chunk = done[start:start + taobao.CONFIRM_LIMIT]
@@ -99,6 +106,20 @@ def _drain(shop: str, now: datetime, deadline: float) -> tuple[int, int]:
                 log.warning("TMC did not confirm %d messages", len(chunk))
         consumed += len(messages)
     return consumed, stored
+
+
+# A buyer's request to cancel (Amazon) or refund (Taobao) leaves the order paid until the seller
+# agrees: the platform will not cancel it by itself, so CS must decide, before the parcel ships.
+REFUND_REQUESTED = "taobao_refund_RefundCreated"
+
+
+def _cancel_requested(marketplace: str, ref: OrderRef, now: datetime) -> None:
+    order_id = order_id_for(marketplace, ref.shop, ref.external_id)
+    alerts.raise_case(
+        "order.buyer_cancel_requested", f"order:{order_id}", alerts.Severity.HIGH,
+        f"{marketplace} order {ref.external_id}: the buyer asked to cancel or refund; decide "
+        "before it ships (cancel it here to stop the warehouse)", now,
+        {"order_id": order_id, "order_name": ref.external_id, "marketplace": marketplace})
 
 
 def _unreadable(source: str, error: ApiError, raw: bytes, now: datetime) -> None:

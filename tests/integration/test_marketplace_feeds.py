@@ -99,6 +99,21 @@ def test_an_amazon_order_change_on_the_queue_becomes_an_order_with_its_address(
     assert all(line.line_id for line in job.lines)
 
 
+def test_a_buyer_asking_amazon_to_cancel_is_a_cs_case_once(
+        client: Client, stack: dict[str, str]) -> None:
+    message = fixture("amazon", "order_change_buyer_cancel.json")
+    message["NotificationMetadata"]["NotificationId"] = str(uuid.uuid4())
+    change = message["Payload"]["OrderChangeNotification"]
+    alerts_received(stack)
+    raw = json.dumps(message)
+    assert consume(client, raw) == {"batchItemFailures": []}
+    assert consume(client, raw) == {"batchItemFailures": []}  # redelivered: no second alert
+    (alert,) = alerts_received(stack)
+    shop = f"{change['SellerId']}/{change['Summary']['MarketplaceId']}"
+    assert alert["kind"] == "order.buyer_cancel_requested"
+    assert alert["facts"]["order_id"] == order_id_for("amazon", shop, change["AmazonOrderId"])
+
+
 def test_an_unreadable_amazon_message_is_a_case_and_leaves_the_queue(
         client: Client, stack: dict[str, str]) -> None:
     alerts_received(stack)
@@ -138,10 +153,15 @@ def test_taobao_tmc_messages_are_stored_confirmed_and_become_orders(
 
     responses.add_callback(responses.POST, taobao.GATEWAY, callback=gateway)
     now = datetime.now(UTC)
+    alerts_received(stack)
     first = marketplace_feeds.poll_taobao(now)
     assert first["stored"] == len(messages) and first["errors"] == 0
     assert first["messages"] == 2 * len(messages)  # the redelivery was deduplicated...
     assert sorted(confirmed) == sorted(2 * [str(m["id"]) for m in messages])  # ...and confirmed
+    # The buyer's refund request (once, though delivered twice) is CS's to decide.
+    refunds = [m for m in messages if m["topic"] == "taobao_refund_RefundCreated"]
+    assert [a["kind"] for a in alerts_received(stack)] == ["order.buyer_cancel_requested"] * len(
+        refunds) == ["order.buyer_cancel_requested"]
 
     paid = str(messages[0]["id"])
     assert process(client, stack, "taobao", paid) == {"batchItemFailures": []}
