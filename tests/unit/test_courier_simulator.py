@@ -5,11 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from chalicelib.couriers import kuaidi100 as k100
 from chalicelib.errors import ApiError
 from chalicelib.local.courier import SCRIPTS, CourierSimulator, Script, Step
 from chalicelib.tracking import ExceptionKind, Shipment, ShipmentStatus, update
+from tests.sim_support import Receiver
 
 S, K = ShipmentStatus, ExceptionKind
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "couriers" / "kuaidi100"
@@ -78,49 +76,32 @@ def query_events(sim: CourierSimulator, com: str, num: str, **extra: str) -> k10
 
 # A push receiver: a real HTTP endpoint, so the wire format is what our push handler reads --------
 
-@dataclass
-class Receiver:
-    url: str
-    bodies: list[bytes] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    reply: tuple[int, str] = (200, json.dumps(k100.PUSH_REPLY, ensure_ascii=False))
-    arrived: threading.Event = field(default_factory=threading.Event)
+ACKNOWLEDGED = json.dumps(k100.PUSH_REPLY, ensure_ascii=False)
+
+
+class PushReceiver(Receiver):
+    def __init__(self) -> None:
+        super().__init__("/push/kuaidi100", answer=ACKNOWLEDGED.encode())
+
+    def answer_with(self, reply: tuple[int, str]) -> None:
+        self.status, self.answer = reply[0], reply[1].encode()
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [body for _, body in self.received]
 
     def pushes(self) -> list[TrackingPush]:
         """Every push received, verified and parsed by our adapter with the salt."""
-        return [k100.read_push(h, b, SALT) for h, b in zip(self.headers, self.bodies, strict=True)]
+        return [k100.read_push(h, b, SALT) for h, b in self.received]
 
     def params(self) -> list[dict[str, Any]]:
         return [json.loads(k100._form(body)["param"]) for body in self.bodies]
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            rec = state[0]
-            rec.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            rec.headers.append(dict(self.headers))
-            status, body = rec.reply
-            data = body.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            rec.arrived.set()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/push/kuaidi100"))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state[0]
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[PushReceiver]:
+    with PushReceiver() as found:
+        yield found
 
 
 @pytest.fixture
@@ -473,7 +454,7 @@ def test_the_server_is_quiet(served: tuple[CourierSimulator, Clock],
 
 # Pushes -----------------------------------------------------------------------------------------
 
-def test_pushes_verify_and_parse_with_our_adapter(receiver: Receiver) -> None:
+def test_pushes_verify_and_parse_with_our_adapter(receiver: PushReceiver) -> None:
     clock = Clock()
     sim = make_sim(clock)
     sim.assign("SF", "SF1400123456789", "delivered", phone="13800001234")
@@ -510,17 +491,17 @@ def test_pushes_verify_and_parse_with_our_adapter(receiver: Receiver) -> None:
     (200, '{"result":false,"returnCode":"500","message":"失败"}'),
     (200, "OK"),
 ])
-def test_an_unacknowledged_push_is_retried_later_in_order(receiver: Receiver,
+def test_an_unacknowledged_push_is_retried_later_in_order(receiver: PushReceiver,
                                                           reply: tuple[int, str]) -> None:
     clock = Clock()
     sim = make_sim(clock)
     sim.assign("YTO", "P1", "stalled")
     sim.subscribe(subscribe_form("yuantong", "P1", callback=receiver.url))
     clock.advance(timedelta(hours=7))  # 103 and 0
-    receiver.reply = reply
+    receiver.answer_with(reply)
     assert sim.deliver_pushes() == 0
     assert len(receiver.bodies) == 1  # the second waits for the first to be acknowledged
-    receiver.reply = (200, json.dumps(k100.PUSH_REPLY, ensure_ascii=False))
+    receiver.answer_with((200, ACKNOWLEDGED))
     assert sim.deliver_pushes() == 2
     assert receiver.bodies[1] == receiver.bodies[0]  # the same push again
     assert [len(p.events) for p in receiver.pushes()] == [1, 1, 2]
@@ -536,7 +517,7 @@ def test_an_unreachable_receiver_is_retried_too() -> None:
         {"callbackurl": "http://127.0.0.1:9/closed", "pushed": 0, "ended": None}]
 
 
-def test_poll_only_parcels_are_subscribed_but_never_pushed(receiver: Receiver) -> None:
+def test_poll_only_parcels_are_subscribed_but_never_pushed(receiver: PushReceiver) -> None:
     clock = Clock()
     sim = make_sim(clock)
     sim.assign("YTO", "PO1", "poll_only")
@@ -549,7 +530,7 @@ def test_poll_only_parcels_are_subscribed_but_never_pushed(receiver: Receiver) -
     assert query_events(sim, "yuantong", "PO1").state == "301"
 
 
-def test_a_resubscription_gets_the_history_in_one_push(receiver: Receiver) -> None:
+def test_a_resubscription_gets_the_history_in_one_push(receiver: PushReceiver) -> None:
     clock = Clock()
     sim = make_sim(clock)
     sim.assign("YTO", "RS1", "failed_twice")
@@ -561,7 +542,7 @@ def test_a_resubscription_gets_the_history_in_one_push(receiver: Receiver) -> No
                                                                  "103"]
 
 
-def test_abort_after_three_days_without_any_record(receiver: Receiver) -> None:
+def test_abort_after_three_days_without_any_record(receiver: PushReceiver) -> None:
     clock = Clock()
     sim = make_sim(clock, time_scale=24)  # three scripted days in three real hours
     sim.assign("STO", "773000000000", "no_record")
@@ -581,7 +562,7 @@ def test_abort_after_three_days_without_any_record(receiver: Receiver) -> None:
         query_events(sim, "shentong", "773000000000")
 
 
-def test_a_stalled_parcel_is_aborted_after_60_quiet_days(receiver: Receiver) -> None:
+def test_a_stalled_parcel_is_aborted_after_60_quiet_days(receiver: PushReceiver) -> None:
     clock = Clock()
     sim = make_sim(clock, time_scale=360)
     sim.assign("STO", "773000000001", "stalled")
@@ -596,7 +577,7 @@ def test_a_stalled_parcel_is_aborted_after_60_quiet_days(receiver: Receiver) -> 
     assert receiver.params()[-1]["message"] == "60天无变化"
 
 
-def test_run_pushes_delivers_in_the_background(receiver: Receiver) -> None:
+def test_run_pushes_delivers_in_the_background(receiver: PushReceiver) -> None:
     clock = Clock()
     sim = make_sim(clock)
     sim.subscribe(subscribe_form("yuantong", "BG1", callback=receiver.url))

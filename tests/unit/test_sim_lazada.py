@@ -5,12 +5,8 @@ it recomputes every signature the adapter sends."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -23,61 +19,22 @@ from chalicelib.marketplaces.calls import OrderRef, Shipped
 from chalicelib.marketplaces.http import send
 from chalicelib.orders import Order, OrderStatus
 from chalicelib.webhook_sources import WebhookSource
+from tests.sim_support import Clock, Receiver
 
 SHOP = "200166741623"
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 SEEDED = Faults(seed=7)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class Receiver:
-    """Our webhook endpoint's stand-in: every delivery with lower-case header names."""
-
-    url: str
-    deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with state[0].lock:
-                state[0].deliveries.append(({k.lower(): v for k, v in self.headers.items()},
-                                            body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/webhooks/lazada"))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state[0]
-    server.shutdown()
-    server.server_close()
+    with Receiver("/webhooks/lazada") as found:
+        yield found
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 def started(receiver: Receiver, clock: Clock, faults: Faults = SEEDED) -> LazadaSimulator:
@@ -133,16 +90,16 @@ def test_a_placed_order_is_pushed_once_per_order_item_and_our_adapter_accepts_ea
     sim.drain()
     units = item_ids(sim, order)
     assert len(units) == sum(line.quantity for line in order.lines)
-    assert len(receiver.deliveries) == len(units)
+    assert len(receiver.received) == len(units)
     source = WebhookSource.model_validate(sim.source())
-    accepted = [lazada.accept(h, b, source.secrets, clock.now) for h, b in receiver.deliveries]
+    accepted = [lazada.accept(h, b, source.secrets, clock.now) for h, b in receiver.received]
     assert {(a.topic, a.shop, a.actionable) for a in accepted} == {("trade_order", SHOP, True)}
     when = int(START.timestamp())
     assert [a.delivery_id for a in accepted] == [f"{i}:pending:{when}" for i in units]
-    refs = {lazada.ref(b, h) for h, b in receiver.deliveries}
+    refs = {lazada.ref(b, h) for h, b in receiver.received}
     assert refs == {OrderRef(shop=SHOP, external_id=order.external_id, status="pending",
                              updated_at=START)}
-    headers, body = receiver.deliveries[0]
+    headers, body = receiver.received[0]
     for wrong in (f"{sim.app_key}:not-the-secret", f"123:{sim.app_secret}"):
         with pytest.raises(ApiError) as refused:
             lazada.accept(headers, body, [wrong], clock.now)
@@ -156,15 +113,15 @@ def test_only_the_items_that_changed_are_pushed(sim: LazadaSimulator, receiver: 
     clock.advance(60)
     sim.pay(order.external_id)
     sim.drain()
-    assert [json.loads(b)["data"]["order_status"] for _, b in receiver.deliveries] == [
+    assert [json.loads(b)["data"]["order_status"] for _, b in receiver.received] == [
         "pending"] * 3
     clock.advance(60)
     answer = send(lazada.writeback_call(shipped(units[:1], order, clock.now),
                                         sim.credentials(), clock.now))
     assert lazada.parse_writeback(answer.status, answer.body).ok
     sim.drain()
-    body = receiver.deliveries[-1][1]
-    assert len(receiver.deliveries) == 4
+    body = receiver.received[-1][1]
+    assert len(receiver.received) == 4
     assert json.loads(body)["data"] == {
         "order_status": "ready_to_ship", "trade_order_id": order.external_id,
         "trade_order_line_id": units[0], "status_update_time": int(clock.now.timestamp())}
@@ -180,7 +137,7 @@ def test_a_handed_over_push_names_the_first_item_and_later_pushes_the_rest(
     clock.advance(60)
     sim.cancel(order.external_id)
     sim.drain()
-    lines = [json.loads(b)["data"]["trade_order_line_id"] for _, b in receiver.deliveries]
+    lines = [json.loads(b)["data"]["trade_order_line_id"] for _, b in receiver.received]
     assert lines == [first, *rest]  # all canceled now
 
 
@@ -363,7 +320,7 @@ def test_dropped_pushes_are_never_sent_and_their_fates_recorded(receiver: Receiv
         sim.drain()
     finally:
         sim.stop()
-    assert receiver.deliveries == []
+    assert receiver.received == []
     units = sum(line.quantity for line in order.lines)
     assert [(f.external_id, f.fate) for f in sim.fates] == [(order.external_id, "dropped")] * units
 
@@ -377,8 +334,8 @@ def test_a_duplicated_push_arrives_twice_with_one_dedupe_key(receiver: Receiver,
     finally:
         sim.stop()
     units = sum(line.quantity for line in order.lines)
-    assert len(receiver.deliveries) == 2 * units
+    assert len(receiver.received) == 2 * units
     secrets = sim.source()["secrets"]
-    keys = [lazada.accept(h, b, secrets, clock.now).delivery_id for h, b in receiver.deliveries]
+    keys = [lazada.accept(h, b, secrets, clock.now).delivery_id for h, b in receiver.received]
     assert len(set(keys)) == units
     assert {(f.fate, tuple(f.answers)) for f in sim.fates} == {("duplicated", (200, 200))}

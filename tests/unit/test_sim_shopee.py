@@ -5,12 +5,8 @@ it recomputes every signature the adapter sends."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -23,61 +19,22 @@ from chalicelib.marketplaces.calls import OrderRef, Shipped
 from chalicelib.marketplaces.http import send
 from chalicelib.orders import Order, OrderStatus
 from chalicelib.webhook_sources import WebhookSource
+from tests.sim_support import Clock, Receiver
 
 SHOP = "1024685172"
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 SEEDED = Faults(seed=7)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class Receiver:
-    """Our webhook endpoint's stand-in: every delivery with lower-case header names."""
-
-    url: str
-    deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with state[0].lock:
-                state[0].deliveries.append(({k.lower(): v for k, v in self.headers.items()},
-                                            body))
-            self.send_response(200)  # Shopee wants an empty body
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/webhooks/shopee"))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state[0]
-    server.shutdown()
-    server.server_close()
+    with Receiver("/webhooks/shopee") as found:
+        yield found
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 def started(receiver: Receiver, clock: Clock, faults: Faults = SEEDED) -> ShopeeSimulator:
@@ -115,7 +72,7 @@ def test_a_placed_order_is_pushed_signed_over_the_callback_url_and_our_adapter_a
         sim: ShopeeSimulator, receiver: Receiver, clock: Clock) -> None:
     order = sim.place_order()
     sim.drain()
-    ((headers, body),) = receiver.deliveries
+    ((headers, body),) = receiver.received
     source = WebhookSource.model_validate(sim.source())
     accepted = shopee.accept(headers, body, source.secrets, clock.now)
     assert (accepted.topic, accepted.shop, accepted.actionable) == (
@@ -140,11 +97,11 @@ def test_every_status_change_is_pushed(sim: ShopeeSimulator, receiver: Receiver,
     clock.advance(60)
     sim.cancel(order.external_id)
     sim.drain()
-    refs = [shopee.ref(b, h) for h, b in receiver.deliveries]
+    refs = [shopee.ref(b, h) for h, b in receiver.received]
     assert [r.status for r in refs] == ["UNPAID", "READY_TO_SHIP", "CANCELLED"]
     secrets = sim.source()["secrets"]
     assert len({shopee.accept(h, b, secrets, clock.now).delivery_id
-                for h, b in receiver.deliveries}) == 3
+                for h, b in receiver.received}) == 3
 
 
 def test_a_handed_over_push_verifies_too(sim: ShopeeSimulator, receiver: Receiver,
@@ -154,7 +111,7 @@ def test_a_handed_over_push_verifies_too(sim: ShopeeSimulator, receiver: Receive
     accepted = shopee.accept(headers, note.body, sim.source()["secrets"], clock.now)
     assert accepted.delivery_id.startswith(f"{order.external_id}:READY_TO_SHIP:")
     sim.drain()
-    assert receiver.deliveries == []
+    assert receiver.received == []
 
 
 # (2) Fetch -----------------------------------------------------------------------------------
@@ -268,7 +225,7 @@ def test_ship_order_is_recorded_once_and_the_order_shows_shipped(
     assert len(sim.writebacks) == 1
 
     sim.drain()
-    assert [shopee.ref(b, h).status for h, b in receiver.deliveries] == [
+    assert [shopee.ref(b, h).status for h, b in receiver.received] == [
         "READY_TO_SHIP", "SHIPPED"]
 
 
@@ -342,7 +299,7 @@ def test_a_dropped_push_is_never_sent_and_its_fate_recorded(receiver: Receiver,
         sim.drain()
     finally:
         sim.stop()
-    assert receiver.deliveries == []
+    assert receiver.received == []
     assert [(f.external_id, f.fate, f.answers) for f in sim.fates] == [
         (order.external_id, "dropped", [])]
 
@@ -355,10 +312,10 @@ def test_a_duplicated_push_arrives_twice_with_one_dedupe_key(receiver: Receiver,
         sim.drain()
     finally:
         sim.stop()
-    assert len(receiver.deliveries) == 2
-    assert receiver.deliveries[0][1] == receiver.deliveries[1][1]
+    assert len(receiver.received) == 2
+    assert receiver.received[0][1] == receiver.received[1][1]
     secrets = sim.source()["secrets"]
     assert len({shopee.accept(h, b, secrets, clock.now).delivery_id
-                for h, b in receiver.deliveries}) == 1
+                for h, b in receiver.received}) == 1
     assert [(f.fate, f.answers) for f in sim.fates] == [("duplicated", [200, 200])]
-    assert json.loads(receiver.deliveries[0][1])["code"] == shopee.ORDER_STATUS_PUSH
+    assert json.loads(receiver.received[0][1])["code"] == shopee.ORDER_STATUS_PUSH

@@ -7,11 +7,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -20,52 +17,19 @@ from chalicelib.local.demo import shopify_headers
 from chalicelib.local.marketplaces import simulator_class
 from chalicelib.local.marketplaces.base import Faults
 from chalicelib.local.marketplaces.shopify import ShopifySimulator
-from chalicelib.marketplaces import http, shopify
+from chalicelib.marketplaces import http, shopify, shopify_admin
 from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped
 from chalicelib.orders import OrderStatus
+from tests.sim_support import Receiver
 
 SHOP = "demo-brand.myshopify.com"
 SEEDED = Faults(seed=5)
 
 
-class Receiver:
-    """Our webhook endpoint, reduced to what the tests need: it keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/webhooks/shopify"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    yield found
-    found.close()
+    with Receiver("/webhooks/shopify") as found:
+        yield found
 
 
 def start(receiver: Receiver, faults: Faults = SEEDED) -> ShopifySimulator:
@@ -165,7 +129,7 @@ def test_the_webhook_body_and_the_rest_fetch_read_as_the_same_order(
 
 def test_the_listing_pages_through_the_window(sim: ShopifySimulator,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shopify, "PER_PAGE", 2)
+    monkeypatch.setattr(shopify_admin, "PER_PAGE", 2)
     placed = [sim.place_order(drop=True) for _ in range(5)]
     since, until = now() - timedelta(hours=1), now() + timedelta(minutes=1)
     found: list[OrderRef] = []

@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,49 +21,16 @@ from chalicelib.marketplaces import http
 from chalicelib.marketplaces import tiktok_shop as tts
 from chalicelib.marketplaces.calls import OrderRef, Shipped
 from chalicelib.orders import Order, OrderStatus
+from tests.sim_support import Receiver
 
 SHOP = "7494105515082810525"
 SEEDED = Faults(seed=11)
 
 
-class Receiver:
-    """Our webhook endpoint, reduced to what the tests need: it keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/webhooks/tiktok"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    yield found
-    found.close()
+    with Receiver("/webhooks/tiktok") as found:
+        yield found
 
 
 def start(receiver: Receiver, faults: Faults = SEEDED, **options: Any) -> TikTokShopSimulator:

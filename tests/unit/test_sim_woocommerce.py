@@ -4,13 +4,9 @@ parsers) over real HTTP on 127.0.0.1: what it sends and answers is what the adap
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -23,61 +19,22 @@ from chalicelib.marketplaces.calls import OrderRef, Shipped
 from chalicelib.marketplaces.http import send
 from chalicelib.orders import Order, OrderStatus
 from chalicelib.webhook_sources import WebhookSource
+from tests.sim_support import Clock, Receiver
 
 SHOP = "woo.example.cn"
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 SEEDED = Faults(seed=7)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class Receiver:
-    """Our webhook endpoint's stand-in: every delivery with lower-case header names."""
-
-    url: str
-    deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with state[0].lock:
-                state[0].deliveries.append(({k.lower(): v for k, v in self.headers.items()},
-                                            body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/webhooks/woo"))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state[0]
-    server.shutdown()
-    server.server_close()
+    with Receiver("/webhooks/woo") as found:
+        yield found
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 def started(receiver: Receiver, clock: Clock, faults: Faults = SEEDED
@@ -127,7 +84,7 @@ def test_a_placed_order_arrives_as_a_signed_order_created_our_adapter_accepts(
         sim: WooCommerceSimulator, receiver: Receiver, clock: Clock) -> None:
     order = sim.place_order()
     sim.drain()
-    ((headers, body),) = receiver.deliveries
+    ((headers, body),) = receiver.received
     source = WebhookSource.model_validate(sim.source())
     accepted = wc.accept(headers, body, source.secrets, clock.now)
     assert (accepted.topic, accepted.shop, accepted.actionable) == ("order.created", SHOP, True)
@@ -153,9 +110,9 @@ def test_later_changes_are_order_updated_with_the_new_status(
     sim.cancel(order.external_id)
     sim.drain()
     secrets = sim.source()["secrets"]
-    topics = [wc.accept(h, b, secrets, clock.now).topic for h, b in receiver.deliveries]
+    topics = [wc.accept(h, b, secrets, clock.now).topic for h, b in receiver.received]
     assert topics == ["order.created", "order.updated", "order.updated"]
-    statuses = [wc.normalise(b, h, "woo").status for h, b in receiver.deliveries]
+    statuses = [wc.normalise(b, h, "woo").status for h, b in receiver.received]
     assert statuses == [OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.CANCELLED]
 
 
@@ -168,7 +125,7 @@ def test_a_handed_over_notification_is_the_orders_order_created(
     clock.advance(60)
     sim.cancel(order.external_id)
     sim.drain()
-    ((later, _),) = receiver.deliveries
+    ((later, _),) = receiver.received
     assert later["x-wc-webhook-topic"] == "order.updated"
 
 
@@ -270,7 +227,7 @@ def test_a_tracking_writeback_is_recorded_once_and_completes_the_order(
     assert fetch(sim, order.external_id, clock.now).status is OrderStatus.PAID
 
     sim.drain()
-    (_, (headers, updated)) = receiver.deliveries
+    (_, (headers, updated)) = receiver.received
     assert headers["x-wc-webhook-topic"] == "order.updated"
     assert json.loads(updated)["status"] == "completed"
     secrets = sim.source()["secrets"]
@@ -340,7 +297,7 @@ def test_a_dropped_notification_is_never_sent_and_its_fate_recorded(
         sim.drain()
     finally:
         sim.stop()
-    assert receiver.deliveries == []
+    assert receiver.received == []
     assert [(f.external_id, f.fate, f.answers) for f in sim.fates] == [
         (order.external_id, "dropped", [])]
     assert sim.summary()[0]["notifications"] == ["dropped"]
@@ -354,11 +311,11 @@ def test_a_duplicated_notification_arrives_twice_and_dedupes_to_one_key(
         sim.drain()
     finally:
         sim.stop()
-    assert len(receiver.deliveries) == 2
+    assert len(receiver.received) == 2
     keys = {wc.accept(h, b, sim.source()["secrets"], clock.now).delivery_id
-            for h, b in receiver.deliveries}
+            for h, b in receiver.received}
     assert len(keys) == 1
-    assert len({h["x-wc-webhook-delivery-id"] for h, _ in receiver.deliveries}) == 2
+    assert len({h["x-wc-webhook-delivery-id"] for h, _ in receiver.received}) == 2
     assert [(f.fate, f.answers) for f in sim.fates] == [("duplicated", [200, 200])]
 
 
@@ -370,12 +327,12 @@ def test_a_late_delivery_carries_the_order_as_it_is_when_sent(
         clock.advance(30)
         sim.cancel(order.external_id)
         sim.drain()
-        assert receiver.deliveries == []
+        assert receiver.received == []
         sim.flush_held()
         sim.drain()
     finally:
         sim.stop()
-    topics = [h["x-wc-webhook-topic"] for h, _ in receiver.deliveries]
+    topics = [h["x-wc-webhook-topic"] for h, _ in receiver.received]
     assert topics == ["order.created", "order.updated"]
-    assert [json.loads(b)["status"] for _, b in receiver.deliveries] == ["cancelled"] * 2
-    assert Decimal(json.loads(receiver.deliveries[0][1])["total"]) == order.total
+    assert [json.loads(b)["status"] for _, b in receiver.received] == ["cancelled"] * 2
+    assert Decimal(json.loads(receiver.received[0][1])["total"]) == order.total
