@@ -190,13 +190,20 @@ def _paid_at(payload: ShopifyOrder) -> datetime:
 
 def _buyer(payload: ShopifyOrder) -> Buyer:
     customer = payload.customer or ShopifyCustomer()
-    name = " ".join(p for p in (customer.first_name, customer.last_name) if p)
+    name = _full_name(customer.first_name or "", customer.last_name or "")
     return Buyer(
         external_id=str(customer.id or ""),
         name=name,
         email=payload.email or customer.email or "",
         phone=payload.phone or customer.phone or "",
     )
+
+
+def _full_name(first: str, last: str) -> str:
+    """Chinese names are written family name first, with no space (林 + 伟 = 林伟)."""
+    if any("\u4e00" <= ch <= "\u9fff" for ch in first + last):
+        return last + first
+    return " ".join(p for p in (first, last) if p)
 
 
 def _address(address: ShopifyAddress | None) -> Address | None:

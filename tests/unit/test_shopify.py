@@ -113,7 +113,7 @@ def test_normalise_maps_the_realistic_payload() -> None:
     assert order.shipping_address is not None
     assert order.shipping_address.city == "上海"
     assert order.shipping_address.postal_code == "200040"
-    assert order.buyer.name == "伟 林"
+    assert order.buyer.name == "林伟"  # family name first, as written
     assert order.buyer_note == "请用纸箱包装，谢谢"
     assert order.updated_at == datetime(2026, 11, 23, 2, 15, 43, tzinfo=UTC)
     assert order.paid_at is not None
@@ -156,3 +156,11 @@ def test_a_signed_body_that_is_not_utf8_is_400() -> None:
     with pytest.raises(ApiError) as error:
         accept(body, shopify_headers(body))
     assert (error.value.status, error.value.reason) == (400, "malformed_json")
+
+
+@pytest.mark.parametrize(("first", "last", "full"), [
+    ("伟", "林", "林伟"), ("Wei", "Lin", "Wei Lin"), ("", "林", "林"), ("Ann", "", "Ann")])
+def test_the_buyer_is_named_as_names_are_written(first: str, last: str, full: str) -> None:
+    payload = shopify_order()
+    payload["customer"].update(first_name=first, last_name=last)
+    assert shopify.normalise(dumps(payload), {}, "shopify").buyer.name == full
