@@ -516,16 +516,30 @@ def _level(address: RecipientAddress, names: tuple[str, ...], levels: tuple[str,
     return ""
 
 
+def _below_city(address: RecipientAddress, city: str) -> list[str]:
+    """The names of the levels after the city's (L1 country/state ... L4), in order."""
+    levels = sorted((d.address_level, d.address_name) for d in address.district_info
+                    if d.address_level.startswith("L") and d.address_name)
+    names = [name for _level_id, name in levels]
+    return names[names.index(city) + 1:] if city in names else []
+
+
 def _address(address: RecipientAddress | None) -> Address | None:
     if address is None:
         return None
-    line2 = ", ".join(p for p in (address.address_line2, address.address_line3,
-                                  address.address_line4) if p)
+    line1 = address.address_line1 or address.address_detail
+    city = _level(address, ("city", "town", "post town"), ("L3", "L2"))
+    parts = [p for p in (address.address_line2, address.address_line3, address.address_line4)
+             if p]
+    # Levels below the city (a district, a subdistrict) have no field of their own: keep them
+    # on the label unless the address lines already say them.
+    below = _below_city(address, city)
+    parts += [name for name in below if name not in line1 and all(name not in p for p in parts)]
     return Address(
         name=address.name,
-        line1=address.address_line1 or address.address_detail,
-        line2=line2,
-        city=_level(address, ("city", "town", "post town"), ("L3", "L2")),
+        line1=line1,
+        line2=", ".join(parts),
+        city=city,
         province=_level(address, ("state", "province", "region"), ("L1",)),
         postal_code=address.postal_code,
         country_code=address.region_code.upper(),

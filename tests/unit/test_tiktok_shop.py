@@ -524,3 +524,18 @@ def test_parse_list_raises_on_an_error_answer() -> None:
     with pytest.raises(tts.TikTokShopError) as error:
         tts.parse_list(load("error_rate_limit.json"))
     assert error.value.retryable
+
+
+def test_districts_below_the_city_stay_on_the_label() -> None:
+    answer = load("order_detail.json")
+    address = answer["data"]["orders"][0]["recipient_address"]
+    address["district_info"] = [
+        {"address_level_name": "Country", "address_name": "Malaysia", "address_level": "L0"},
+        {"address_level_name": "State", "address_name": "Selangor", "address_level": "L1"},
+        {"address_level_name": "City", "address_name": "Petaling Jaya", "address_level": "L2"},
+        {"address_level_name": "District", "address_name": "Damansara", "address_level": "L3"},
+        {"address_level_name": "Area", "address_name": "Section 13", "address_level": "L4"}]
+    address.update(address_line1="12 Jalan 13/6", address_line2="Section 13")
+    shipping = tts.parse_order(answer, REF, "tiktok_shop").shipping_address
+    assert shipping is not None and shipping.city == "Petaling Jaya"
+    assert shipping.line2 == "Section 13, Damansara"  # said once, the missing district added
