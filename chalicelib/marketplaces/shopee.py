@@ -510,7 +510,9 @@ def _address(address: RecipientAddress | None, region: str) -> Address | None:
     return Address(
         name=address.name,
         line1=address.full_address,
-        line2=", ".join(p for p in (address.town, address.district) if p),
+        # full_address usually names the town and district already: not twice on the label.
+        line2=", ".join(p for p in (address.town, address.district)
+                        if p and p not in address.full_address),
         city=address.city,
         province=address.state,
         postal_code=address.zipcode,
