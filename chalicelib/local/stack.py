@@ -329,11 +329,12 @@ def _shops_text(run: dict[str, Any]) -> str:
     if not shops:
         return " No simulated marketplaces (LOCAL_MARKETPLACES=off).\n"
     every = os.environ.get("LOCAL_ORDER_SECONDS", "20")
+    reconcile = 15 * 60 / float(os.environ.get("LOCAL_SCHEDULE_SPEEDUP", 12))
     rows = "".join(f"   {name:<12} {url}/_sim/orders\n" for name, url in shops.items())
     return f""" Simulated shops on {len(shops)} marketplaces take an order every {every} s in turn
  and notify us as each platform does, signed, some notifications dropped, duplicated or out of
- order; reconciliation (every 75 s here) finds what was dropped; each shipment is written back
- and shows on the shop with its tracking number:
+ order; reconciliation (every {reconcile:.0f} s here) finds what was dropped; each shipment is
+ written back and shows on the shop with its tracking number:
 {rows}"""
 
 
