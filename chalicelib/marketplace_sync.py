@@ -116,8 +116,31 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
         if not (result.ok or result.already_done):
             return writeback.failed(wb, f"{result.code} {result.detail}".strip(),
                                     result.retryable, now)
+        # "Shipped already" may also mean closed, refunded, or shipped by hand with another
+        # waybill: only the platform's own record of our number counts.
+        confirmed = _confirmed_there(module, package, credentials, now) \
+            if result.already_done else True
+        if confirmed is None:
+            return writeback.failed(wb, "could not ask the platform", True, now)
+        if not confirmed:
+            return writeback.failed(wb, f"{result.code} {result.detail}: the platform has no "
+                                    f"shipment {package.tracking_number}".strip(), False, now)
         wb = writeback.confirmed(wb, package.package_id)
     return wb
+
+
+def _confirmed_there(module: ModuleType, package: Shipped, credentials: dict[str, str],
+                     now: datetime) -> bool | None:
+    """After an answer saying "already shipped": does the platform show our tracking number?
+    True when the platform offers no way to ask (its answer is all we have); None when it
+    could not be asked now."""
+    if not hasattr(module, "existing_call"):
+        return True
+    try:
+        answer = http.send(module.existing_call(package, credentials, now)).json()
+    except http.PlatformUnavailable:
+        return None
+    return bool(module.already_shipped(answer, package))
 
 
 def _existing(module: ModuleType, package: Shipped, credentials: dict[str, str],

@@ -200,8 +200,9 @@ class MarketplaceSimulator(ABC):
         """What `admin shop` would store for this shop: api base pointing here, keys."""
 
     @abstractmethod
-    def source(self) -> dict[str, Any]:
-        """Our webhook source for this platform: {"scheme": ..., "secrets": [...], ...}."""
+    def source(self) -> dict[str, Any] | None:
+        """Our webhook source for this platform: {"scheme": ..., "secrets": [...], ...}; None
+        for a platform that posts no notifications to us (we fetch them)."""
 
     def new_id(self) -> str:
         """A platform-shaped order id (override for platforms with their own format)."""
