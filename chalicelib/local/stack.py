@@ -246,7 +246,8 @@ def local_routing() -> str:
 # One simulated shop per platform: (platform, shop id as the platform names it).
 SHOPS = (("shopify", "demo-brand.myshopify.com"), ("woocommerce", "tea-house.example.cn"),
          ("douyin", "4463798"), ("tiktok_shop", "7494049642642688000"),
-         ("shopee", "220011455"), ("lazada", "100023456"))
+         ("shopee", "220011455"), ("lazada", "100023456"),
+         ("amazon", "A2Q3Y263D00KWC/ATVPDKIKX0DER"), ("taobao", "栖木家居旗舰店"))
 # Douyin encrypts the receiver's name, phone and street; our adapter does not call its decrypt
 # API yet, so the local shop sends them plain (the factory would print ciphertext otherwise).
 _OPTIONS: dict[str, dict[str, Any]] = {"douyin": {"encrypt_receiver": False}}
@@ -269,14 +270,26 @@ def start_marketplaces(api_url: str) -> list[Any]:
     simulators = []
     for platform, shop in SHOPS:
         simulator = simulator_class(platform)(
-            shop=shop, webhook_url=f"{api_url}/webhooks/{platform}",
+            shop=shop, webhook_url=_notifications_to(platform, api_url),
             faults=Faults(drop=drop, duplicate=duplicate, reorder=reorder),
             **_OPTIONS.get(platform, {}))
         simulator.start()
-        webhook_sources.register({platform: simulator.source()})
+        if simulator.source() is not None:  # Amazon and Taobao post nothing to us
+            webhook_sources.register({platform: simulator.source()})
         shop_credentials.put(platform, shop, simulator.credentials())
         simulators.append(simulator)
     return simulators
+
+
+def _notifications_to(platform: str, api_url: str) -> str:
+    """Where a platform's notifications go: our webhook, or for Amazon our SQS queue (Taobao
+    keeps them for our TMC poller; the address is unused)."""
+    if platform == "amazon":
+        import boto3
+
+        return str(boto3.client("sqs").get_queue_url(
+            QueueName=os.environ["AMAZON_QUEUE_NAME"])["QueueUrl"])
+    return f"{api_url}/webhooks/{platform}"
 
 
 def start_shoppers(simulators: list[Any]) -> threading.Event | None:
@@ -408,7 +421,7 @@ def main() -> None:
         courier = start_courier(api_url, scale)
         sink = start_im_sink()
         shops = start_marketplaces(api_url)
-        run["sources"].update({s.name: s.source() for s in shops})
+        run["sources"].update({s.name: s.source() for s in shops if s.source() is not None})
         run.update(courier=courier.url, im_sink=sink.url,
                    mailbox=f"{env['AWS_ENDPOINT_URL']}/moto-api/data.json",
                    marketplaces={s.name: s.url for s in shops})

@@ -374,9 +374,10 @@ def read(ref: OrderRef, credentials: Credentials, now: datetime,
     for _page in range(MAX_ITEM_PAGES):
         following = items_next_token(answers[-1])
         if following is None:
-            break
+            return parse_order(answers, ref, source)
         answers.append(send(items_call(ref, credentials, now, following)))
-    return parse_order(answers, ref, source)
+    # Never an order with lines missing: CS hears of it instead.
+    raise AmazonError("too_many_items", f"more than {MAX_ITEM_PAGES} pages of items", False)
 
 
 # Login with Amazon: a short-lived access token from the shop's long-lived refresh token.

@@ -15,6 +15,8 @@ SIMULATORS = {
     "tiktok_shop": "chalicelib.local.marketplaces.tiktok_shop:TikTokShopSimulator",
     "shopee": "chalicelib.local.marketplaces.shopee:ShopeeSimulator",
     "lazada": "chalicelib.local.marketplaces.lazada:LazadaSimulator",
+    "amazon": "chalicelib.local.marketplaces.amazon:AmazonSimulator",  # sends to our SQS queue
+    "taobao": "chalicelib.local.marketplaces.taobao:TaobaoSimulator",  # holds TMC messages
 }
 
 
