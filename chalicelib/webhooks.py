@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from chalicelib import alerts, marketplaces, webhook_sources
+from chalicelib import marketplaces, webhook_sources
 from chalicelib.config import settings
 from chalicelib.errors import ApiError, StorageUnavailable
 from chalicelib.storage import inbox, storage_errors
@@ -51,6 +51,8 @@ def receive(source: str, headers: Mapping[str, str], raw: bytes, now: datetime) 
 
 
 def _alert_rejected(source: str, error: ApiError, now: datetime) -> None:
+    from chalicelib import alerts  # only on this rare path: a cold start does not pay for it
+
     alert = alerts.Alert(
         kind="webhook.invalid_payload", severity=alerts.Severity.HIGH, subject=source, at=now,
         summary=f"{source} sent a signed notification we could not read; it was refused (422)",
