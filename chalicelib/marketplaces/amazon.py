@@ -70,13 +70,14 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
+    LenientModel,
     OrderRef,
     Pace,
     PlatformError,
@@ -153,18 +154,14 @@ def map_status(status: str) -> OrderStatus | None:
 # The notification -----------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class Metadata(_Model):
+class Metadata(LenientModel):
     ApplicationId: str
     SubscriptionId: str
     PublishTime: datetime
     NotificationId: str = Field(min_length=1)
 
 
-class _EnvelopeBase(_Model):
+class _EnvelopeBase(LenientModel):
     NotificationVersion: str
     NotificationType: str
     PayloadVersion: str
@@ -178,12 +175,12 @@ class Envelope(_EnvelopeBase):
     Payload: dict[str, Any]
 
 
-class ChangeTrigger(_Model):
+class ChangeTrigger(LenientModel):
     TimeOfOrderChange: datetime | None
     ChangeReason: str
 
 
-class SummaryItem(_Model):
+class SummaryItem(LenientModel):
     OrderItemId: str
     SellerSKU: str = ""
     Quantity: int = 0
@@ -191,7 +188,7 @@ class SummaryItem(_Model):
     IsBuyerRequestedCancel: bool | None = None
 
 
-class OrderSummary(_Model):
+class OrderSummary(LenientModel):
     MarketplaceId: str = Field(min_length=1)
     OrderStatus: Literal["PendingAvailability", "Pending", "Unshipped", "PartiallyShipped",
                          "Shipped", "InvoiceUnconfirmed", "Canceled", "Unfulfillable"]
@@ -199,10 +196,10 @@ class OrderSummary(_Model):
     FulfillmentType: Literal["AFN", "MFN"]
     OrderType: str
     DestinationPostalCode: str | None = None
-    OrderItems: list[SummaryItem] = []
+    OrderItems: list[SummaryItem] = Field(default_factory=list)
 
 
-class OrderChange(_Model):
+class OrderChange(LenientModel):
     NotificationLevel: str | None = None
     SellerId: str = Field(min_length=1)
     AmazonOrderId: str = Field(min_length=1)
@@ -211,7 +208,7 @@ class OrderChange(_Model):
     Summary: OrderSummary
 
 
-class ChangePayload(_Model):
+class ChangePayload(LenientModel):
     OrderChangeNotification: OrderChange
 
 
@@ -408,12 +405,12 @@ def parse_token(answer: Mapping[str, Any]) -> tuple[str, int]:
 # Reading orders -------------------------------------------------------------------------------
 
 
-class Money(_Model):
+class Money(LenientModel):
     CurrencyCode: str = ""
     Amount: Decimal = Decimal("0")
 
 
-class AmazonAddress(_Model):
+class AmazonAddress(LenientModel):
     Name: str = ""
     CompanyName: str = ""
     AddressLine1: str = ""
@@ -429,12 +426,12 @@ class AmazonAddress(_Model):
     Phone: str = ""
 
 
-class AmazonBuyerInfo(_Model):
+class AmazonBuyerInfo(LenientModel):
     BuyerEmail: str = ""
     BuyerName: str = ""
 
 
-class AmazonOrder(_Model):
+class AmazonOrder(LenientModel):
     AmazonOrderId: str
     PurchaseDate: datetime
     LastUpdateDate: datetime
@@ -448,7 +445,7 @@ class AmazonOrder(_Model):
     BuyerInfo: AmazonBuyerInfo | None = None
 
 
-class AmazonItem(_Model):
+class AmazonItem(LenientModel):
     ASIN: str
     OrderItemId: str
     SellerSKU: str = ""
@@ -462,7 +459,7 @@ class AmazonItem(_Model):
     PromotionDiscount: Money | None = None
 
 
-class ItemsPage(_Model):
+class ItemsPage(LenientModel):
     AmazonOrderId: str
     OrderItems: list[AmazonItem]
     NextToken: str | None = None
@@ -692,7 +689,7 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
                    pace=PACES["getOrders"])
 
 
-class _ListedOrder(_Model):
+class _ListedOrder(LenientModel):
     AmazonOrderId: str
     LastUpdateDate: datetime
     OrderStatus: str
@@ -700,7 +697,7 @@ class _ListedOrder(_Model):
     FulfillmentChannel: str = ""
 
 
-class _OrdersPage(_Model):
+class _OrdersPage(LenientModel):
     Orders: list[_ListedOrder]
     NextToken: str | None = None
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Pace(BaseModel):
@@ -24,6 +24,29 @@ class Pace(BaseModel):
     key: str  # the operation, e.g. "amazon.confirmShipment"
     rate: float
     burst: int = 1
+
+
+class LenientModel(BaseModel):
+    """A platform's JSON as we read it: fields we do not use are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class PlatformModel(LenientModel):
+    """The same, where JSON null means "not given" (the field's default applies), as the
+    Shopee, Lazada and TikTok Shop answers send it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_as_absent(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: item for key, item in value.items() if item is not None}
+        return value
+
+
+def id_text(value: Any) -> Any:
+    """A platform id as exact text: ids arrive as numbers or strings and can exceed 2**53."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ApiCall(BaseModel):

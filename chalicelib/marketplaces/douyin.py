@@ -83,17 +83,19 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
+    LenientModel,
     OrderRef,
     PlatformError,
     Shipped,
     WritebackResult,
+    id_text,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 
@@ -174,20 +176,12 @@ class DouyinError(PlatformError):
     """An error answer of the Douyin open API."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-def _text(value: Any) -> Any:
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-class Message(_Model):
+class Message(LenientModel):
     tag: str
     msg_id: str
     data: str | dict[str, Any]
 
-    _as_text = field_validator("tag", "msg_id", mode="before")(_text)
+    _as_text = field_validator("tag", "msg_id", mode="before")(id_text)
 
     def fields(self) -> dict[str, Any]:
         if isinstance(self.data, dict):
@@ -198,22 +192,22 @@ class Message(_Model):
         return value
 
 
-class OrderMessage(_Model):
+class OrderMessage(LenientModel):
     """The part of an order or refund message's `data` we rely on."""
 
     p_id: str
     shop_id: str
     order_status: int | None = None
 
-    _as_text = field_validator("p_id", "shop_id", mode="before")(_text)
+    _as_text = field_validator("p_id", "shop_id", mode="before")(id_text)
 
 
-class Region(_Model):
+class Region(LenientModel):
     id: str = ""
     name: str = ""
 
 
-class PostAddr(_Model):
+class PostAddr(LenientModel):
     province: Region | None = None
     city: Region | None = None
     town: Region | None = None
@@ -222,12 +216,12 @@ class PostAddr(_Model):
     encrypt_detail: str = ""
 
 
-class Spec(_Model):
+class Spec(LenientModel):
     name: str = ""
     value: str = ""
 
 
-class SkuOrder(_Model):
+class SkuOrder(LenientModel):
     order_id: str
     item_num: int = Field(gt=0)
     origin_amount: int  # 商品现价, fen
@@ -240,13 +234,13 @@ class SkuOrder(_Model):
     pre_sale_type: int = 0  # 0 现货, 1 全款预售, 2 阶梯发货
 
 
-class LogisticsInfo(_Model):
+class LogisticsInfo(LenientModel):
     tracking_no: str = ""
     company: str = ""
     company_name: str = ""
 
 
-class ShopOrderDetail(_Model):
+class ShopOrderDetail(LenientModel):
     order_id: str
     shop_id: str
     order_status: int
@@ -270,7 +264,7 @@ class ShopOrderDetail(_Model):
     logistics_info: list[LogisticsInfo] | None = None
     sku_order_list: list[SkuOrder] = Field(min_length=1)
 
-    _as_text = field_validator("shop_id", mode="before")(_text)
+    _as_text = field_validator("shop_id", mode="before")(id_text)
 
 
 # Push --------------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
@@ -101,8 +101,10 @@ from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
     OrderRef,
+    PlatformModel,
     Shipped,
     WritebackResult,
+    id_text,
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
@@ -187,36 +189,20 @@ def map_status(status: str) -> OrderStatus | None:
 # The push -------------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_as_absent(cls, value: Any) -> Any:
-        # JSON null means "not given": the field's default applies.
-        if isinstance(value, dict):
-            return {key: item for key, item in value.items() if item is not None}
-        return value
-
-
-def _text(value: Any) -> Any:
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-class Push(_Model):
+class Push(PlatformModel):
     seller_id: str = Field(min_length=1)
     message_type: int
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = Field(default_factory=dict)
     timestamp: int
     site: str = ""
 
     @field_validator("seller_id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
-class TradeData(_Model):
+class TradeData(PlatformModel):
     trade_order_id: str = Field(min_length=1)
     trade_order_line_id: str = Field(min_length=1)
     order_status: str = Field(min_length=1)
@@ -225,10 +211,10 @@ class TradeData(_Model):
     @field_validator("trade_order_id", "trade_order_line_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
-class ReverseData(_Model):
+class ReverseData(PlatformModel):
     trade_order_id: str = Field(min_length=1)
     trade_order_line_id: str = ""
     reverse_order_id: str = ""
@@ -240,7 +226,7 @@ class ReverseData(_Model):
                      "reverse_order_line_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
 def parse_secret(secret: str) -> tuple[str, str]:
@@ -440,7 +426,7 @@ def parse_time(text: str) -> datetime:
     return moment
 
 
-class LazadaAddress(_Model):
+class LazadaAddress(PlatformModel):
     first_name: str = ""
     last_name: str = ""
     phone: str = ""
@@ -454,7 +440,7 @@ class LazadaAddress(_Model):
     country: str = ""
 
 
-class LazadaOrder(_Model):
+class LazadaOrder(PlatformModel):
     order_id: str
     order_number: str = ""
     created_at: str
@@ -471,7 +457,7 @@ class LazadaOrder(_Model):
     @field_validator("order_id", "order_number", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
     @field_validator("price", "voucher", "shipping_fee", mode="before")
     @classmethod
@@ -484,7 +470,7 @@ class LazadaOrder(_Model):
         return "" if value == "null" else value  # Lazada sends "null" as text too
 
 
-class LazadaItem(_Model):
+class LazadaItem(PlatformModel):
     order_item_id: str
     order_id: str = ""
     name: str = ""
@@ -504,7 +490,7 @@ class LazadaItem(_Model):
     @field_validator("order_item_id", "order_id", "buyer_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
     @field_validator("item_price", "paid_price", mode="before")
     @classmethod

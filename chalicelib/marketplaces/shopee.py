@@ -87,7 +87,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
@@ -96,8 +96,10 @@ from chalicelib.marketplaces.calls import (
     Credentials,
     OrderRef,
     PlatformError,
+    PlatformModel,
     Shipped,
     WritebackResult,
+    id_text,
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
@@ -182,42 +184,26 @@ def map_status(status: str) -> OrderStatus | None:
 # The push -------------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_as_absent(cls, value: Any) -> Any:
-        # JSON null means "not given": the field's default applies.
-        if isinstance(value, dict):
-            return {key: item for key, item in value.items() if item is not None}
-        return value
-
-
-def _text(value: Any) -> Any:
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-class Push(_Model):
+class Push(PlatformModel):
     code: int
     shop_id: str = ""
     timestamp: int
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = Field(default_factory=dict)
     msg_id: str = ""
 
     @field_validator("shop_id", "msg_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
-class OrderStatusData(_Model):
+class OrderStatusData(PlatformModel):
     ordersn: str = Field(min_length=1)
     status: str = Field(min_length=1)
     update_time: int | None = None
 
 
-class TrackingData(_Model):
+class TrackingData(PlatformModel):
     ordersn: str = Field(min_length=1)
     package_number: str = ""
     tracking_no: str = ""
@@ -378,7 +364,7 @@ def _money(value: Any) -> Decimal:
         raise ValueError(f"not an amount: {value!r}") from None
 
 
-class RecipientAddress(_Model):
+class RecipientAddress(PlatformModel):
     name: str = ""
     phone: str = ""
     town: str = ""
@@ -390,7 +376,7 @@ class RecipientAddress(_Model):
     full_address: str = ""
 
 
-class Item(_Model):
+class Item(PlatformModel):
     item_id: str
     item_name: str = ""
     item_sku: str = ""
@@ -405,7 +391,7 @@ class Item(_Model):
     @field_validator("item_id", "model_id", "promotion_group_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
     @field_validator("model_original_price", "model_discounted_price", mode="before")
     @classmethod
@@ -419,7 +405,7 @@ class Item(_Model):
             f"{line_id}:{self.promotion_group_id}")
 
 
-class ShopeeOrder(_Model):
+class ShopeeOrder(PlatformModel):
     order_sn: str
     region: str = ""
     currency: str = ""
@@ -433,12 +419,12 @@ class ShopeeOrder(_Model):
     fulfillment_flag: str = ""
     total_amount: Decimal = Decimal("0")
     recipient_address: RecipientAddress | None = None
-    item_list: list[Item] = []
+    item_list: list[Item] = Field(default_factory=list)
 
     @field_validator("buyer_user_id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
     @field_validator("total_amount", mode="before")
     @classmethod

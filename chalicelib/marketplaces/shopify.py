@@ -16,10 +16,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
+from chalicelib.marketplaces.calls import LenientModel
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import matches_base64_hmac, parse_json_object, validate_payload
 
@@ -34,11 +35,7 @@ _KEPT_HEADERS = ("x-shopify-topic", "x-shopify-shop-domain", "x-shopify-triggere
                  "x-shopify-event-id", "x-shopify-api-version")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class ShopifyAddress(_Model):
+class ShopifyAddress(LenientModel):
     first_name: str | None = None
     last_name: str | None = None
     name: str | None = None
@@ -53,7 +50,7 @@ class ShopifyAddress(_Model):
     phone: str | None = None
 
 
-class ShopifyCustomer(_Model):
+class ShopifyCustomer(LenientModel):
     id: int | None = None
     email: str | None = None
     first_name: str | None = None
@@ -61,7 +58,7 @@ class ShopifyCustomer(_Model):
     phone: str | None = None
 
 
-class ShopifyLineItem(_Model):
+class ShopifyLineItem(LenientModel):
     id: int
     sku: str | None = None
     title: str = ""
@@ -71,12 +68,12 @@ class ShopifyLineItem(_Model):
     requires_shipping: bool = True
 
 
-class ShopifyNoteAttribute(_Model):
+class ShopifyNoteAttribute(LenientModel):
     name: str
     value: str | None = None
 
 
-class ShopifyOrder(_Model):
+class ShopifyOrder(LenientModel):
     id: int
     name: str = ""
     email: str | None = None
@@ -93,7 +90,7 @@ class ShopifyOrder(_Model):
     total_price: Decimal
     total_shipping_price_set: dict[str, dict[str, str]] | None = None
     note: str | None = None
-    note_attributes: list[ShopifyNoteAttribute] = []
+    note_attributes: list[ShopifyNoteAttribute] = Field(default_factory=list)
     customer: ShopifyCustomer | None = None
     shipping_address: ShopifyAddress | None = None
     line_items: list[ShopifyLineItem] = Field(min_length=1)

@@ -70,11 +70,19 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
-from chalicelib.marketplaces.calls import ApiCall, Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    ApiCall,
+    Credentials,
+    LenientModel,
+    OrderRef,
+    Shipped,
+    WritebackResult,
+    id_text,
+)
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import validate_payload
 
@@ -259,16 +267,7 @@ def _listed(value: Any, key: str) -> list[Any]:
 # TMC ------------------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-def _text(value: Any) -> Any:
-    # TOP ids are numbers in JSON, often past 2**53: keep them as exact text.
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-class TmcMessage(_Model):
+class TmcMessage(LenientModel):
     id: str = Field(min_length=1)
     topic: str
     content: str = ""
@@ -280,10 +279,10 @@ class TmcMessage(_Model):
     @field_validator("id", "user_id", "pub_app_key", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
-class MessageContent(_Model):
+class MessageContent(LenientModel):
     tid: str = Field(min_length=1)
     oid: str = ""
     seller_nick: str = ""
@@ -294,7 +293,7 @@ class MessageContent(_Model):
     @field_validator("tid", "oid", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
 def consume_call(group: str, quantity: int, credentials: Credentials,
@@ -391,7 +390,7 @@ def _money(value: Any) -> Decimal:
         raise ValueError(f"not an amount: {value!r}") from None
 
 
-class TaobaoOrder(_Model):
+class TaobaoOrder(LenientModel):
     oid: str
     title: str = ""
     outer_sku_id: str = ""
@@ -405,7 +404,7 @@ class TaobaoOrder(_Model):
     @field_validator("oid", mode="before")
     @classmethod
     def _oid_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
     @field_validator("price", mode="before")
     @classmethod
@@ -413,7 +412,7 @@ class TaobaoOrder(_Model):
         return _money(value)
 
 
-class Trade(_Model):
+class Trade(LenientModel):
     tid: str
     status: str
     seller_nick: str = ""
@@ -439,12 +438,12 @@ class Trade(_Model):
     receiver_zip: str = ""
     receiver_mobile: str = ""
     receiver_phone: str = ""
-    orders: list[TaobaoOrder] = []
+    orders: list[TaobaoOrder] = Field(default_factory=list)
 
     @field_validator("tid", mode="before")
     @classmethod
     def _tid_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
     @field_validator("total_fee", "post_fee", "discount_fee", "payment", "order_tax_fee",
                      mode="before")

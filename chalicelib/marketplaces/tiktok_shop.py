@@ -83,7 +83,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
@@ -92,8 +92,10 @@ from chalicelib.marketplaces.calls import (
     Credentials,
     OrderRef,
     PlatformError,
+    PlatformModel,
     Shipped,
     WritebackResult,
+    id_text,
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
@@ -168,37 +170,20 @@ def map_status(status: str) -> OrderStatus | None:
 # The notification -----------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_as_absent(cls, value: Any) -> Any:
-        # JSON null means "not given": the field's default applies.
-        if isinstance(value, dict):
-            return {key: item for key, item in value.items() if item is not None}
-        return value
-
-
-def _text(value: Any) -> Any:
-    # Ids arrive as numbers or strings and can exceed 2**53: keep them as exact text.
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-class Notification(_Model):
+class Notification(PlatformModel):
     type: int
     tts_notification_id: str = Field(min_length=1)
     shop_id: str = Field(min_length=1)
     timestamp: int
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("tts_notification_id", "shop_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
-class OrderData(_Model):
+class OrderData(PlatformModel):
     order_id: str = Field(min_length=1)
     order_status: str = ""
     update_time: int | None = None
@@ -206,7 +191,7 @@ class OrderData(_Model):
     @field_validator("order_id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
 def parse_secret(secret: str) -> tuple[str, str]:
@@ -359,7 +344,7 @@ def _money(value: Any) -> Decimal:
         raise ValueError(f"not an amount: {value!r}") from None
 
 
-class Payment(_Model):
+class Payment(PlatformModel):
     currency: str = ""
     sub_total: Decimal = Decimal("0")
     shipping_fee: Decimal = Decimal("0")
@@ -376,13 +361,13 @@ class Payment(_Model):
         return _money(value)
 
 
-class District(_Model):
+class District(PlatformModel):
     address_level_name: str = ""
     address_name: str = ""
     address_level: str = ""
 
 
-class RecipientAddress(_Model):
+class RecipientAddress(PlatformModel):
     name: str = ""
     phone_number: str = ""
     postal_code: str = ""
@@ -393,10 +378,10 @@ class RecipientAddress(_Model):
     address_line3: str = ""
     address_line4: str = ""
     full_address: str = ""
-    district_info: list[District] = []
+    district_info: list[District] = Field(default_factory=list)
 
 
-class LineItem(_Model):
+class LineItem(PlatformModel):
     id: str
     sku_id: str = ""
     seller_sku: str = ""
@@ -410,7 +395,7 @@ class LineItem(_Model):
     @field_validator("id", "sku_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
     @field_validator("sale_price", mode="before")
     @classmethod
@@ -418,7 +403,7 @@ class LineItem(_Model):
         return _money(value)
 
 
-class TikTokOrder(_Model):
+class TikTokOrder(PlatformModel):
     id: str
     status: str
     user_id: str = ""
@@ -432,12 +417,12 @@ class TikTokOrder(_Model):
     tracking_number: str = ""
     payment: Payment = Payment()
     recipient_address: RecipientAddress | None = None
-    line_items: list[LineItem] = []
+    line_items: list[LineItem] = Field(default_factory=list)
 
     @field_validator("id", "user_id", mode="before")
     @classmethod
     def _ids_as_text(cls, value: Any) -> Any:
-        return _text(value)
+        return id_text(value)
 
 
 def _orders(answer: Mapping[str, Any]) -> list[Any]:

@@ -70,13 +70,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
+    LenientModel,
     OrderRef,
     PlatformError,
     Shipped,
@@ -142,10 +143,6 @@ class WooCommerceError(PlatformError):
     """An error answer of the WooCommerce REST API (`{"code", "message", "data": {"status"}}`)."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
 def _as_utc(value: datetime) -> datetime:
     """WooCommerce `*_gmt` fields carry no offset: they are UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -161,7 +158,7 @@ def _none_as_empty(value: Any) -> Any:
 Text = Annotated[str, BeforeValidator(_none_as_empty)]  # some plugins write null for ""
 
 
-class WooAddress(_Model):
+class WooAddress(LenientModel):
     first_name: Text = ""
     last_name: Text = ""
     company: Text = ""
@@ -175,29 +172,29 @@ class WooAddress(_Model):
     phone: str | None = None
 
 
-class WooMeta(_Model):
+class WooMeta(LenientModel):
     key: str
     value: Any = None
     display_key: str | None = None
     display_value: Any = None
 
 
-class WooLineItem(_Model):
+class WooLineItem(LenientModel):
     id: int
     name: Text = ""
     sku: str | None = None
     quantity: int = Field(gt=0)
     subtotal: Decimal  # before discounts, excluding tax
     total: Decimal
-    meta_data: list[WooMeta] = []
+    meta_data: list[WooMeta] = Field(default_factory=list)
 
 
-class WooShippingLine(_Model):
+class WooShippingLine(LenientModel):
     method_title: Text = ""
     method_id: Text = ""
 
 
-class WooOrderHead(_Model):
+class WooOrderHead(LenientModel):
     """What every order topic needs before the full order is validated."""
 
     id: int
@@ -220,15 +217,15 @@ class WooOrder(WooOrderHead):
     billing: WooAddress = WooAddress()
     shipping: WooAddress = WooAddress()
     line_items: list[WooLineItem] = Field(min_length=1)
-    shipping_lines: list[WooShippingLine] = []
-    meta_data: list[WooMeta] = []
+    shipping_lines: list[WooShippingLine] = Field(default_factory=list)
+    meta_data: list[WooMeta] = Field(default_factory=list)
 
 
-class WooDeleted(_Model):
+class WooDeleted(LenientModel):
     id: int
 
 
-class WooRef(_Model):
+class WooRef(LenientModel):
     id: int
     status: str = ""
     date_modified_gmt: GmtDatetime | None = None
