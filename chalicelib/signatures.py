@@ -7,7 +7,8 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -36,6 +37,38 @@ def matches_base64_hmac(signature_b64: str, raw: bytes, secrets: Sequence[str]) 
     return any(
         hmac.compare_digest(hmac_sha256(secret.encode(), raw), given) for secret in secrets
     )
+
+
+def matches_hex(signature: str, raw: bytes, secrets: Sequence[str],
+                sign: Callable[[str, bytes], str]) -> bool:
+    """True when `signature` (hex, any case) is `sign(secret, raw)` for one of the secrets."""
+    given = signature.strip().lower().encode("utf-8")
+    return any(hmac.compare_digest(sign(secret, raw).encode("ascii"), given)
+               for secret in secrets)
+
+
+def key_hmac_hex(app_key: str, app_secret: str, raw: bytes) -> str:
+    """hex(HMAC-SHA256(app_secret, app_key + raw)): TikTok Shop's and Lazada's push signature."""
+    return hmac.new(app_secret.encode("utf-8"), app_key.encode("utf-8") + raw,
+                    hashlib.sha256).hexdigest()
+
+
+def split_secret(secret: str, separator: str, form: str) -> tuple[str, str]:
+    """A two-part secret as configured, e.g. "app_key:app_secret"; ValueError naming `form`."""
+    first, sep, second = secret.partition(separator)
+    if not (sep and first and second):
+        raise ValueError(f"the secret must be {form!r}")
+    return first, second
+
+
+def sent_in_time(epoch_seconds: float, now: datetime, max_age: timedelta,
+                 max_ahead: timedelta) -> bool:
+    """A push's own timestamp is neither too old (a replay) nor too far ahead."""
+    try:
+        sent = datetime.fromtimestamp(epoch_seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return now - max_age <= sent <= now + max_ahead
 
 
 def standard_webhook_failure(headers: Mapping[str, str], raw: bytes,

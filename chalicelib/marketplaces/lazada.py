@@ -108,7 +108,14 @@ from chalicelib.marketplaces.calls import (
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import parse_json_object, validate_payload
+from chalicelib.signatures import (
+    key_hmac_hex,
+    matches_hex,
+    parse_json_object,
+    sent_in_time,
+    split_secret,
+    validate_payload,
+)
 
 NAME = "lazada"
 REPLY: tuple[int, str, str] = (200, "text/plain", "")
@@ -231,36 +238,28 @@ class ReverseData(PlatformModel):
 
 def parse_secret(secret: str) -> tuple[str, str]:
     """`"app_key:app_secret"` -> (app_key, app_secret)."""
-    app_key, sep, app_secret = secret.partition(":")
-    if not (sep and app_key and app_secret):
-        raise ValueError("a Lazada secret must be 'app_key:app_secret'")
-    return app_key, app_secret
+    return split_secret(secret, ":", "app_key:app_secret")
 
 
-def push_signature(app_key: str, app_secret: str, raw: bytes) -> str:
-    return hmac.new(app_secret.encode("utf-8"), app_key.encode("utf-8") + raw,
-                    hashlib.sha256).hexdigest()
+push_signature = key_hmac_hex
 
 
 def _verified(signature: str, raw: bytes, secrets: Sequence[str]) -> bool:
-    given = signature.strip().lower().encode("utf-8")
-    return any(
-        hmac.compare_digest(push_signature(*parse_secret(secret), raw).encode("ascii"), given)
-        for secret in secrets
-    )
+    return matches_hex(signature, raw, secrets,
+                       lambda secret, body: push_signature(*parse_secret(secret), body))
+
+
+def _seconds(stamp: int) -> float:
+    """A Lazada push time: milliseconds (documented) or seconds (also seen)."""
+    return stamp / 1000 if stamp > 10**11 else stamp
 
 
 def moment_of(stamp: int) -> datetime:
-    """A Lazada push time: milliseconds (documented) or seconds (also seen)."""
-    return datetime.fromtimestamp(stamp / 1000 if stamp > 10**11 else stamp, UTC)
+    return datetime.fromtimestamp(_seconds(stamp), UTC)
 
 
 def _fresh(stamp: int, now: datetime) -> bool:
-    try:
-        sent = moment_of(stamp)
-    except (OverflowError, OSError, ValueError):
-        return False
-    return now - MAX_AGE <= sent <= now + MAX_AHEAD
+    return sent_in_time(_seconds(stamp), now, MAX_AGE, MAX_AHEAD)
 
 
 def topic_of(message_type: int) -> str:

@@ -103,7 +103,13 @@ from chalicelib.marketplaces.calls import (
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import parse_json_object, validate_payload
+from chalicelib.signatures import (
+    matches_hex,
+    parse_json_object,
+    sent_in_time,
+    split_secret,
+    validate_payload,
+)
 
 NAME = "shopee"
 REPLY: tuple[int, str, str] = (200, "text/plain", "")  # Shopee requires an EMPTY body
@@ -216,10 +222,7 @@ class OrderPush(Push):
 
 def parse_secret(secret: str) -> tuple[str, str]:
     """`"partner_key|callback_url"` -> (partner_key, callback_url)."""
-    partner_key, sep, callback_url = secret.partition("|")
-    if not (sep and partner_key and callback_url):
-        raise ValueError("a Shopee push secret must be 'partner_key|callback_url'")
-    return partner_key, callback_url
+    return split_secret(secret, "|", "partner_key|callback_url")
 
 
 def push_signature(partner_key: str, callback_url: str, raw: bytes) -> str:
@@ -228,19 +231,12 @@ def push_signature(partner_key: str, callback_url: str, raw: bytes) -> str:
 
 
 def _verified(signature: str, raw: bytes, secrets: Sequence[str]) -> bool:
-    given = signature.strip().lower().encode("utf-8")
-    return any(
-        hmac.compare_digest(push_signature(*parse_secret(secret), raw).encode("ascii"), given)
-        for secret in secrets
-    )
+    return matches_hex(signature, raw, secrets,
+                       lambda secret, body: push_signature(*parse_secret(secret), body))
 
 
 def _fresh(timestamp: int, now: datetime) -> bool:
-    try:
-        sent = datetime.fromtimestamp(timestamp, UTC)
-    except (OverflowError, OSError, ValueError):
-        return False
-    return now - MAX_AGE <= sent <= now + MAX_AHEAD
+    return sent_in_time(timestamp, now, MAX_AGE, MAX_AHEAD)
 
 
 def topic_of(code: int) -> str:

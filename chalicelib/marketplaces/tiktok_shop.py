@@ -99,7 +99,14 @@ from chalicelib.marketplaces.calls import (
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import parse_json_object, validate_payload
+from chalicelib.signatures import (
+    key_hmac_hex,
+    matches_hex,
+    parse_json_object,
+    sent_in_time,
+    split_secret,
+    validate_payload,
+)
 
 NAME = "tiktok_shop"
 REPLY: tuple[int, str, str] = (200, "text/plain", "")
@@ -196,31 +203,19 @@ class OrderData(PlatformModel):
 
 def parse_secret(secret: str) -> tuple[str, str]:
     """`"app_key:app_secret"` -> (app_key, app_secret)."""
-    app_key, sep, app_secret = secret.partition(":")
-    if not (sep and app_key and app_secret):
-        raise ValueError("a TikTok Shop secret must be 'app_key:app_secret'")
-    return app_key, app_secret
+    return split_secret(secret, ":", "app_key:app_secret")
 
 
-def webhook_signature(app_key: str, app_secret: str, raw: bytes) -> str:
-    return hmac.new(app_secret.encode("utf-8"), app_key.encode("utf-8") + raw,
-                    hashlib.sha256).hexdigest()
+webhook_signature = key_hmac_hex
 
 
 def _verified(signature: str, raw: bytes, secrets: Sequence[str]) -> bool:
-    given = signature.strip().lower().encode("utf-8")
-    return any(
-        hmac.compare_digest(webhook_signature(*parse_secret(secret), raw).encode("ascii"), given)
-        for secret in secrets
-    )
+    return matches_hex(signature, raw, secrets,
+                       lambda secret, body: webhook_signature(*parse_secret(secret), body))
 
 
 def _fresh(timestamp: int, now: datetime) -> bool:
-    try:
-        sent = datetime.fromtimestamp(timestamp, UTC)
-    except (OverflowError, OSError, ValueError):
-        return False
-    return now - MAX_AGE <= sent <= now + MAX_AHEAD
+    return sent_in_time(timestamp, now, MAX_AGE, MAX_AHEAD)
 
 
 def topic_of(type_: int) -> str:
