@@ -9,11 +9,13 @@ parser; `chalicelib.marketplaces.http` (the thin I/O part) sends it with `reques
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class Pace(BaseModel):
@@ -47,6 +49,24 @@ class PlatformModel(LenientModel):
 def id_text(value: Any) -> Any:
     """A platform id as exact text: ids arrive as numbers or strings and can exceed 2**53."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+_SEPARATORS = re.compile(r"[,\s]")
+
+
+def money(value: Any) -> Decimal:
+    """An amount as the platforms send it: a number, a string, "1,299.00", or nothing (0).
+    Through the text, so a JSON 12.9 stays 12.9, not 12.899999..."""
+    if value in (None, ""):
+        return Decimal("0")
+    try:
+        return Decimal(_SEPARATORS.sub("", str(value)))
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+
+
+IdText = Annotated[str, BeforeValidator(id_text)]
+Money = Annotated[Decimal, BeforeValidator(money)]
 
 
 class ApiCall(BaseModel):

@@ -87,10 +87,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -100,11 +99,12 @@ from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
+    IdText,
+    Money,
     OrderRef,
     PlatformModel,
     Shipped,
     WritebackResult,
-    id_text,
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
@@ -197,43 +197,27 @@ def map_status(status: str) -> OrderStatus | None:
 
 
 class Push(PlatformModel):
-    seller_id: str = Field(min_length=1)
+    seller_id: IdText = Field(min_length=1)
     message_type: int
     data: dict[str, Any] = Field(default_factory=dict)
     timestamp: int
     site: str = ""
 
-    @field_validator("seller_id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
 
 class TradeData(PlatformModel):
-    trade_order_id: str = Field(min_length=1)
-    trade_order_line_id: str = Field(min_length=1)
+    trade_order_id: IdText = Field(min_length=1)
+    trade_order_line_id: IdText = Field(min_length=1)
     order_status: str = Field(min_length=1)
     status_update_time: int | None = None
 
-    @field_validator("trade_order_id", "trade_order_line_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
 
 class ReverseData(PlatformModel):
-    trade_order_id: str = Field(min_length=1)
-    trade_order_line_id: str = ""
-    reverse_order_id: str = ""
-    reverse_order_line_id: str = Field(min_length=1)
+    trade_order_id: IdText = Field(min_length=1)
+    trade_order_line_id: IdText = ""
+    reverse_order_id: IdText = ""
+    reverse_order_line_id: IdText = Field(min_length=1)
     reverse_status: str = Field(min_length=1)
     status_update_time: int | None = None
-
-    @field_validator("trade_order_id", "trade_order_line_id", "reverse_order_id",
-                     "reverse_order_line_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
 
 
 def parse_secret(secret: str) -> tuple[str, str]:
@@ -401,16 +385,6 @@ def _data(answer: Mapping[str, Any]) -> Any:
     return answer["data"]
 
 
-_SEPARATORS = re.compile(r"[,\s]")
-
-
-def _money(value: Any) -> Decimal:
-    if value in (None, ""):
-        return Decimal("0")
-    try:
-        return Decimal(_SEPARATORS.sub("", str(value)))
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {value!r}") from None
 
 
 def parse_time(text: str) -> datetime:
@@ -440,28 +414,18 @@ class LazadaAddress(PlatformModel):
 
 
 class LazadaOrder(PlatformModel):
-    order_id: str
-    order_number: str = ""
+    order_id: IdText
+    order_number: IdText = ""
     created_at: str
     updated_at: str
     customer_first_name: str = ""
     customer_last_name: str = ""
-    price: Decimal = Decimal("0")
-    voucher: Decimal = Decimal("0")
-    shipping_fee: Decimal = Decimal("0")
+    price: Money = Decimal("0")
+    voucher: Money = Decimal("0")
+    shipping_fee: Money = Decimal("0")
     buyer_note: str = ""
     remarks: str = ""
     address_shipping: LazadaAddress | None = None
-
-    @field_validator("order_id", "order_number", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
-    @field_validator("price", "voucher", "shipping_fee", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
 
     @field_validator("buyer_note", "remarks", mode="before")
     @classmethod
@@ -470,31 +434,21 @@ class LazadaOrder(PlatformModel):
 
 
 class LazadaItem(PlatformModel):
-    order_item_id: str
-    order_id: str = ""
+    order_item_id: IdText
+    order_id: IdText = ""
     name: str = ""
     sku: str = ""
     shop_sku: str = ""
     variation: str = ""
-    item_price: Decimal = Decimal("0")
-    paid_price: Decimal = Decimal("0")
+    item_price: Money = Decimal("0")
+    paid_price: Money = Decimal("0")
     currency: str = ""
     status: str
     tracking_code: str = ""
     shipment_provider: str = ""
     shipping_type: str = ""
-    buyer_id: str = ""
+    buyer_id: IdText = ""
     updated_at: str = ""
-
-    @field_validator("order_item_id", "order_id", "buyer_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
-    @field_validator("item_price", "paid_price", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
 
 
 def status_of(items: Sequence[LazadaItem]) -> OrderStatus | None:

@@ -84,22 +84,23 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
+    IdText,
+    Money,
     OrderRef,
     PlatformError,
     PlatformModel,
     Shipped,
     WritebackResult,
-    id_text,
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
@@ -192,15 +193,10 @@ def map_status(status: str) -> OrderStatus | None:
 
 class Push(PlatformModel):
     code: int
-    shop_id: str = ""
+    shop_id: IdText = ""
     timestamp: int
     data: dict[str, Any] = Field(default_factory=dict)
-    msg_id: str = ""
-
-    @field_validator("shop_id", "msg_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
+    msg_id: IdText = ""
 
 
 class OrderStatusData(PlatformModel):
@@ -216,7 +212,7 @@ class TrackingData(PlatformModel):
 
 
 class OrderPush(Push):
-    shop_id: str = Field(min_length=1)
+    shop_id: IdText = Field(min_length=1)
     data: OrderStatusData  # type: ignore[assignment]
 
 
@@ -350,16 +346,6 @@ def _response(answer: Mapping[str, Any]) -> Mapping[str, Any]:
     return response
 
 
-def _money(value: Any) -> Decimal:
-    if value in (None, ""):
-        return Decimal("0")
-    try:
-        # Through the text: a JSON number 12.9 must stay 12.9, not 12.899999...
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {value!r}") from None
-
-
 class RecipientAddress(PlatformModel):
     name: str = ""
     phone: str = ""
@@ -373,26 +359,16 @@ class RecipientAddress(PlatformModel):
 
 
 class Item(PlatformModel):
-    item_id: str
+    item_id: IdText
     item_name: str = ""
     item_sku: str = ""
-    model_id: str = "0"
+    model_id: IdText = "0"
     model_name: str = ""
     model_sku: str = ""
     model_quantity_purchased: int = Field(ge=0)
-    model_original_price: Decimal = Decimal("0")
-    model_discounted_price: Decimal = Decimal("0")
-    promotion_group_id: str = "0"
-
-    @field_validator("item_id", "model_id", "promotion_group_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
-    @field_validator("model_original_price", "model_discounted_price", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
+    model_original_price: Money = Decimal("0")
+    model_discounted_price: Money = Decimal("0")
+    promotion_group_id: IdText = "0"
 
     @property
     def line_id(self) -> str:
@@ -410,22 +386,12 @@ class ShopeeOrder(PlatformModel):
     update_time: int
     pay_time: int | None = None
     message_to_seller: str = ""
-    buyer_user_id: str = ""
+    buyer_user_id: IdText = ""
     buyer_username: str = ""
     fulfillment_flag: str = ""
-    total_amount: Decimal = Decimal("0")
+    total_amount: Money = Decimal("0")
     recipient_address: RecipientAddress | None = None
     item_list: list[Item] = Field(default_factory=list)
-
-    @field_validator("buyer_user_id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
-    @field_validator("total_amount", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
 
 
 def _find(answer: Mapping[str, Any], order_sn: str) -> ShopeeOrder | None:

@@ -67,7 +67,7 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -77,11 +77,12 @@ from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
+    IdText,
     LenientModel,
+    Money,
     OrderRef,
     Shipped,
     WritebackResult,
-    id_text,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
 from chalicelib.signatures import validate_payload
@@ -268,32 +269,22 @@ def _listed(value: Any, key: str) -> list[Any]:
 
 
 class TmcMessage(LenientModel):
-    id: str = Field(min_length=1)
+    id: IdText = Field(min_length=1)
     topic: str
     content: str = ""
     pub_time: str = ""
-    pub_app_key: str = ""
-    user_id: str = ""
+    pub_app_key: IdText = ""
+    user_id: IdText = ""
     user_nick: str = ""
-
-    @field_validator("id", "user_id", "pub_app_key", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
 
 
 class MessageContent(LenientModel):
-    tid: str = Field(min_length=1)
-    oid: str = ""
+    tid: IdText = Field(min_length=1)
+    oid: IdText = ""
     seller_nick: str = ""
     buyer_nick: str = ""
     status: str = ""
     modified: str = ""
-
-    @field_validator("tid", "oid", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
 
 
 def consume_call(group: str, quantity: int, credentials: Credentials,
@@ -381,39 +372,20 @@ def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
 # Reading trades -------------------------------------------------------------------------------
 
 
-def _money(value: Any) -> Decimal:
-    if value in (None, ""):
-        return Decimal("0")
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {value!r}") from None
-
-
 class TaobaoOrder(LenientModel):
-    oid: str
+    oid: IdText
     title: str = ""
     outer_sku_id: str = ""
     outer_iid: str = ""
     sku_properties_name: str = ""
-    price: Decimal = Decimal("0")
+    price: Money = Decimal("0")
     num: int = Field(ge=0)
     status: str = ""
     refund_status: str = ""
 
-    @field_validator("oid", mode="before")
-    @classmethod
-    def _oid_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
-    @field_validator("price", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
-
 
 class Trade(LenientModel):
-    tid: str
+    tid: IdText
     status: str
     seller_nick: str = ""
     buyer_nick: str = ""
@@ -423,11 +395,11 @@ class Trade(LenientModel):
     pay_time: str = ""
     end_time: str = ""
     est_con_time: str = ""
-    total_fee: Decimal = Decimal("0")
-    post_fee: Decimal = Decimal("0")
-    discount_fee: Decimal = Decimal("0")
-    payment: Decimal = Decimal("0")
-    order_tax_fee: Decimal = Decimal("0")
+    total_fee: Money = Decimal("0")
+    post_fee: Money = Decimal("0")
+    discount_fee: Money = Decimal("0")
+    payment: Money = Decimal("0")
+    order_tax_fee: Money = Decimal("0")
     buyer_message: str = ""
     receiver_name: str = ""
     receiver_state: str = ""
@@ -439,17 +411,6 @@ class Trade(LenientModel):
     receiver_mobile: str = ""
     receiver_phone: str = ""
     orders: list[TaobaoOrder] = Field(default_factory=list)
-
-    @field_validator("tid", mode="before")
-    @classmethod
-    def _tid_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
-    @field_validator("total_fee", "post_fee", "discount_fee", "payment", "order_tax_fee",
-                     mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
 
     @field_validator("orders", mode="before")
     @classmethod

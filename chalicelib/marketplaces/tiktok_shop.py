@@ -79,23 +79,24 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from chalicelib.errors import ApiError
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
     Credentials,
+    IdText,
+    Money,
     OrderRef,
     PlatformError,
     PlatformModel,
     Shipped,
     WritebackResult,
-    id_text,
     read_writeback,
 )
 from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
@@ -179,26 +180,16 @@ def map_status(status: str) -> OrderStatus | None:
 
 class Notification(PlatformModel):
     type: int
-    tts_notification_id: str = Field(min_length=1)
-    shop_id: str = Field(min_length=1)
+    tts_notification_id: IdText = Field(min_length=1)
+    shop_id: IdText = Field(min_length=1)
     timestamp: int
     data: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("tts_notification_id", "shop_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
 
 class OrderData(PlatformModel):
-    order_id: str = Field(min_length=1)
+    order_id: IdText = Field(min_length=1)
     order_status: str = ""
     update_time: int | None = None
-
-    @field_validator("order_id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return id_text(value)
 
 
 def parse_secret(secret: str) -> tuple[str, str]:
@@ -330,30 +321,15 @@ def _data(answer: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
-def _money(value: Any) -> Decimal:
-    if value in (None, ""):
-        return Decimal("0")
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {value!r}") from None
-
-
 class Payment(PlatformModel):
     currency: str = ""
-    sub_total: Decimal = Decimal("0")
-    shipping_fee: Decimal = Decimal("0")
-    seller_discount: Decimal = Decimal("0")
-    platform_discount: Decimal = Decimal("0")
-    total_amount: Decimal = Decimal("0")
-    original_total_product_price: Decimal = Decimal("0")
-    tax: Decimal = Decimal("0")
-
-    @field_validator("sub_total", "shipping_fee", "seller_discount", "platform_discount",
-                     "total_amount", "original_total_product_price", "tax", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
+    sub_total: Money = Decimal("0")
+    shipping_fee: Money = Decimal("0")
+    seller_discount: Money = Decimal("0")
+    platform_discount: Money = Decimal("0")
+    total_amount: Money = Decimal("0")
+    original_total_product_price: Money = Decimal("0")
+    tax: Money = Decimal("0")
 
 
 class District(PlatformModel):
@@ -377,31 +353,21 @@ class RecipientAddress(PlatformModel):
 
 
 class LineItem(PlatformModel):
-    id: str
-    sku_id: str = ""
+    id: IdText
+    sku_id: IdText = ""
     seller_sku: str = ""
     product_name: str = ""
     sku_name: str = ""
-    sale_price: Decimal = Decimal("0")
+    sale_price: Money = Decimal("0")
     display_status: str = ""
     tracking_number: str = ""
     package_id: str = ""
 
-    @field_validator("id", "sku_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
-
-    @field_validator("sale_price", mode="before")
-    @classmethod
-    def _amount(cls, value: Any) -> Decimal:
-        return _money(value)
-
 
 class TikTokOrder(PlatformModel):
-    id: str
+    id: IdText
     status: str
-    user_id: str = ""
+    user_id: IdText = ""
     buyer_email: str = ""
     buyer_message: str = ""
     create_time: int
@@ -413,11 +379,6 @@ class TikTokOrder(PlatformModel):
     payment: Payment = Payment()
     recipient_address: RecipientAddress | None = None
     line_items: list[LineItem] = Field(default_factory=list)
-
-    @field_validator("id", "user_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return id_text(value)
 
 
 def _orders(answer: Mapping[str, Any]) -> list[Any]:
