@@ -107,6 +107,7 @@ from urllib.parse import unquote
 import boto3
 
 from chalicelib.local.marketplaces.base import (
+    NO_FAULTS,
     SEND_ATTEMPTS,
     Fate,
     Faults,
@@ -121,7 +122,6 @@ from chalicelib.marketplaces import amazon
 
 log = logging.getLogger("chalicelib.local.marketplaces")
 
-NO_FAULTS = Faults()
 US_MARKETPLACE = "ATVPDKIKX0DER"
 TOKEN_SECONDS = 3600
 SAFE_LAG = timedelta(minutes=2)

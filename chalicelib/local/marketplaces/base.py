@@ -104,6 +104,9 @@ class Faults:
     seed: int | None = None
 
 
+NO_FAULTS = Faults()
+
+
 @dataclass
 class Fate:
     external_id: str
@@ -162,7 +165,7 @@ class MarketplaceSimulator(ABC):
 
     name: str = ""
 
-    def __init__(self, *, shop: str, webhook_url: str, faults: Faults = Faults(),
+    def __init__(self, *, shop: str, webhook_url: str, faults: Faults = NO_FAULTS,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.shop = shop
         self.webhook_url = webhook_url

@@ -46,6 +46,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.local.marketplaces.base import (
+    NO_FAULTS,
     Faults,
     MarketplaceSimulator,
     Notification,
@@ -56,7 +57,6 @@ from chalicelib.local.marketplaces.base import (
 )
 from chalicelib.marketplaces import douyin
 
-NO_FAULTS = Faults()
 CLOCK_SKEW = 300  # seconds the gateway accepts either way
 MAX_PAGE_SIZE = 100
 # Simulator status -> (order_status, its text).

@@ -44,6 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.local.marketplaces.base import (
+    NO_FAULTS,
     Faults,
     MarketplaceSimulator,
     Notification,
@@ -54,7 +55,6 @@ from chalicelib.local.marketplaces.base import (
 )
 from chalicelib.marketplaces import shopify
 
-NO_FAULTS = Faults()
 SHOP_TIME = timezone(timedelta(hours=8))  # the shop's time zone: REST times are shown in it
 MAX_PAGE = 250
 LOCATION = ("Hangzhou factory", "gid://shopify/Location/71234567890")

@@ -88,6 +88,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.local.marketplaces.base import (
+    NO_FAULTS,
     Fate,
     Faults,
     MarketplaceSimulator,
@@ -98,7 +99,6 @@ from chalicelib.local.marketplaces.base import (
     SimShipment,
 )
 
-NO_FAULTS = Faults()
 GATEWAY_PATH = "/router/rest"
 CHINA = timezone(timedelta(hours=8))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

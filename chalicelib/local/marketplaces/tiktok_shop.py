@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from chalicelib.local.marketplaces.base import (
+    NO_FAULTS,
     Faults,
     MarketplaceSimulator,
     Notification,
@@ -60,7 +61,6 @@ from chalicelib.local.marketplaces.base import (
 )
 from chalicelib.marketplaces import tiktok_shop as tts
 
-NO_FAULTS = Faults()
 CLOCK_SKEW = 300
 MAX_PAGE_SIZE = 100
 MAX_IDS = 50
