@@ -21,7 +21,7 @@ from chalicelib.errors import Busy
 from chalicelib.jobs import Job
 from chalicelib.jobs import Shipment as JobShipment
 from chalicelib.marketplaces import Accepted, adapter_for, credentials_for, http
-from chalicelib.marketplaces.calls import OrderRef, PlatformError, Shipped
+from chalicelib.marketplaces.calls import OrderRef, PlatformError, Shipped, WritebackResult
 from chalicelib.orders import OrderEvent, order_id_for
 from chalicelib.storage import Action, TransactionConflict, inbox, transact
 from chalicelib.storage import jobs as jobs_store
@@ -98,48 +98,39 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
     for package in wb.remaining:
         try:
             there, prepared = _existing(module, package, credentials, now, bool(wb.attempts))
-            if there:
-                wb = writeback.confirmed(wb, package.package_id)
-                continue
-            call = module.writeback_call(package, credentials, now, *prepared)
+            result = WritebackResult(ok=True) if there else _write(
+                module, package, credentials, now, prepared)
         except ValueError as exc:  # the platform cannot take this (no carrier code, no lines)
             return writeback.failed(wb, str(exc), False, now)
         except http.PlatformUnavailable as exc:
             return writeback.failed(wb, str(exc), True, now)
-        except PlatformError as exc:  # the read before the write answered an error
+        except PlatformError as exc:  # a read before or after the write answered an error
             return writeback.failed(wb, str(exc), exc.retryable, now)
-        try:
-            answer = http.send(call)
-        except http.PlatformUnavailable as exc:
-            return writeback.failed(wb, str(exc), True, now)
-        result = module.parse_writeback(answer.status, answer.body)
-        if not (result.ok or result.already_done):
+        if not result.ok:
             return writeback.failed(wb, f"{result.code} {result.detail}".strip(),
                                     result.retryable, now)
-        # "Shipped already" may also mean closed, refunded, or shipped by hand with another
-        # waybill: only the platform's own record of our number counts.
-        confirmed = _confirmed_there(module, package, credentials, now) \
-            if result.already_done else True
-        if confirmed is None:
-            return writeback.failed(wb, "could not ask the platform", True, now)
-        if not confirmed:
-            return writeback.failed(wb, f"{result.code} {result.detail}: the platform has no "
-                                    f"shipment {package.tracking_number}".strip(), False, now)
         wb = writeback.confirmed(wb, package.package_id)
     return wb
 
 
-def _confirmed_there(module: ModuleType, package: Shipped, credentials: dict[str, str],
-                     now: datetime) -> bool | None:
-    """After an answer saying "already shipped": does the platform show our tracking number?
-    True when the platform offers no way to ask (its answer is all we have); None when it
-    could not be asked now."""
-    if not hasattr(module, "existing_call"):
-        return True
-    try:
-        answer = http.send(module.existing_call(package, credentials, now)).json()
-    except http.PlatformUnavailable:
-        return None
+def _write(module: ModuleType, package: Shipped, credentials: dict[str, str], now: datetime,
+           prepared: tuple[Any, ...]) -> WritebackResult:
+    answer = http.send(module.writeback_call(package, credentials, now, *prepared))
+    result: WritebackResult = module.parse_writeback(answer.status, answer.body)
+    if not result.already_done:
+        return result
+    # "Shipped already" may also mean closed, refunded, or shipped by hand with another
+    # waybill: where the platform can be asked, only its record of our number counts.
+    if hasattr(module, "existing_call") and not _shown(module, package, credentials, now):
+        return WritebackResult(ok=False, code=result.code, detail=f"{result.detail}: the "
+                               f"platform has no shipment {package.tracking_number}")
+    return result.model_copy(update={"ok": True})
+
+
+def _shown(module: ModuleType, package: Shipped, credentials: dict[str, str],
+           now: datetime) -> bool:
+    """Does the platform show this package (our tracking number) already?"""
+    answer = http.send(module.existing_call(package, credentials, now)).json()
     return bool(module.already_shipped(answer, package))
 
 
@@ -155,8 +146,7 @@ def _existing(module: ModuleType, package: Shipped, credentials: dict[str, str],
         prepared = http.send(module.prepare_call(package, credentials, now)).json()
         return bool(module.already_shipped(prepared, package)), (prepared,)
     if retry and hasattr(module, "existing_call"):
-        answer = http.send(module.existing_call(package, credentials, now)).json()
-        return bool(module.already_shipped(answer, package)), ()
+        return _shown(module, package, credentials, now), ()
     return False, ()
 
 
