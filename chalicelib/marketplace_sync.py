@@ -20,7 +20,7 @@ from chalicelib import alerts, shop_credentials, writeback
 from chalicelib.errors import Busy
 from chalicelib.jobs import Job
 from chalicelib.jobs import Shipment as JobShipment
-from chalicelib.marketplaces import Accepted, adapter_for, credentials_for, http
+from chalicelib.marketplaces import REF_HEADER, Accepted, adapter_for, credentials_for, http
 from chalicelib.marketplaces.calls import OrderRef, PlatformError, Shipped, WritebackResult
 from chalicelib.orders import OrderEvent, order_id_for
 from chalicelib.storage import Action, TransactionConflict, inbox, transact
@@ -167,7 +167,6 @@ def _timeline(old: Writeback, new: Writeback, now: datetime) -> list[OrderEvent]
 
 # Reconciliation -------------------------------------------------------------------------------
 
-RECONCILED = "x-reconciled"  # header on an inbox delivery that reconciliation made
 WINDOW = timedelta(hours=2)  # each run re-reads the last two hours: overlaps are free
 MAX_PAGES = 20
 
@@ -239,6 +238,6 @@ def _queue(marketplace: str, ref: OrderRef, now: datetime) -> bool:
     version = (ref.updated_at.isoformat() if ref.updated_at
                else f"status:{ref.status}" if ref.status else now.isoformat())
     accepted = Accepted(delivery_id=f"{ref.shop}:{ref.external_id}:{version}",
-                        topic="reconciliation", shop=ref.shop, headers={RECONCILED: "1"})
+                        topic="reconciliation", shop=ref.shop, headers={REF_HEADER: "1"})
     return inbox.put_delivery(f"reconcile-{marketplace}", marketplace, accepted,
                               ref.model_dump_json().encode(), now)

@@ -81,7 +81,7 @@ def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
     actions = [inbox_store.delivery_action(
         item["source"], item["scheme"], marketplaces.Accepted(
             delivery_id=f"{item['delivery_id']}#{ref.external_id}", topic=item["topic"],
-            shop=ref.shop, headers={"x-reconciled": "1"}),
+            shop=ref.shop, headers={marketplaces.REF_HEADER: "1"}),
         ref.model_dump_json().encode(), now) for ref in refs]
     try:
         transact([inbox_store.finish(item["pk"], "split", now, f"{len(refs)} orders"),

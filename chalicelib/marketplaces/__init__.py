@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from chalicelib.marketplaces.calls import OrderRef
     from chalicelib.orders import Order
 
+# On an inbox delivery we made ourselves (reconciliation, a split push): its body is an OrderRef
+# to re-fetch, not the platform's notification.
+REF_HEADER = "x-reconciled"
+
 # Scheme name -> module. A new marketplace is one new module plus its fixtures.
 _MODULES = {
     "shopify": "chalicelib.marketplaces.shopify",
@@ -91,10 +95,10 @@ def read_order(scheme: str, raw: bytes, headers: Mapping[str, str], source: str,
     from chalicelib.orders import InvalidOrder
 
     module = importlib.import_module(_MODULES[scheme])
-    if hasattr(module, "normalise") and not headers.get("x-reconciled"):
+    if hasattr(module, "normalise") and not headers.get(REF_HEADER):
         return cast(Adapter, module).normalise(raw, headers, source)
     # A delivery reconciliation queued carries the listed order's reference itself.
-    ref = (OrderRef.model_validate_json(raw) if headers.get("x-reconciled")
+    ref = (OrderRef.model_validate_json(raw) if headers.get(REF_HEADER)
            else module.ref(raw, headers))
     try:
         credentials = credentials_for(scheme, ref.shop, now)
@@ -149,7 +153,7 @@ def refs_of(scheme: str, raw: bytes, headers: Mapping[str, str]) -> list[OrderRe
     """Every order a notification names, for a platform whose pushes batch several (its
     adapter offers `refs`); [] for the others."""
     module = importlib.import_module(_MODULES[scheme])
-    if headers.get("x-reconciled") or not hasattr(module, "refs"):
+    if headers.get(REF_HEADER) or not hasattr(module, "refs"):
         return []
     found: list[OrderRef] = module.refs(raw, headers)
     return found
