@@ -13,19 +13,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m chalicelib.local.stack
+	$(BIN)/python -m devstack.stack
 
 demo-order: $(STAMP)
-	$(BIN)/python -m chalicelib.local.demo order
+	$(BIN)/python -m devstack.demo order
 
 demo-exception: $(STAMP)
-	$(BIN)/python -m chalicelib.local.demo exception
+	$(BIN)/python -m devstack.demo exception
 
 demo-cancel: $(STAMP)
-	$(BIN)/python -m chalicelib.local.demo cancel $(ORDER)
+	$(BIN)/python -m devstack.demo cancel $(ORDER)
 
 demo-address: $(STAMP)
-	$(BIN)/python -m chalicelib.local.demo address $(ORDER)
+	$(BIN)/python -m devstack.demo address $(ORDER)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

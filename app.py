@@ -36,15 +36,16 @@ AMAZON_QUEUE_NAME = os.environ.get("AMAZON_QUEUE_NAME", "order-backbone-dev-amaz
 @app.on_dynamodb_record(stream_arn=INBOX_STREAM_ARN, batch_size=25,
                         starting_position="TRIM_HORIZON")
 def order_worker(event: DynamoDBEvent) -> dict[str, Any]:
-    from chalicelib import order_worker as worker
+    from chalicelib.flows import order_worker as worker
 
     return worker.handle_stream(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=INBOX_DLQ_NAME, batch_size=10)
 def inbox_dead_letters(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib import batches, dead_letters
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core import batches
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import dead_letters
 
     return batches.partial_response(
         event.to_dict(), event.context,
@@ -53,8 +54,8 @@ def inbox_dead_letters(event: SQSEvent) -> dict[str, Any]:
 
 @app.on_sqs_message(queue=ALERTS_QUEUE_NAME, batch_size=10)
 def alert_dispatch(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib import alert_dispatch as dispatch
-    from chalicelib import batches
+    from chalicelib.core import batches
+    from chalicelib.flows import alert_dispatch as dispatch
 
     return batches.partial_response(event.to_dict(), event.context,
                                     lambda record: dispatch.handle(record.body), "sqs")
@@ -62,9 +63,9 @@ def alert_dispatch(event: SQSEvent) -> dict[str, Any]:
 
 @app.on_sqs_message(queue=ALERTS_DLQ_NAME, batch_size=10)
 def alert_dead_letters(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib import alert_dispatch as dispatch
-    from chalicelib import batches
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core import batches
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import alert_dispatch as dispatch
 
     return batches.partial_response(
         event.to_dict(), event.context,
@@ -74,8 +75,9 @@ def alert_dead_letters(event: SQSEvent) -> dict[str, Any]:
 @app.on_sqs_message(queue=AMAZON_QUEUE_NAME, batch_size=10)
 def amazon_notifications(event: SQSEvent) -> dict[str, Any]:
     """Amazon SP-API ORDER_CHANGE messages: stored in the inbox like a webhook, then deleted."""
-    from chalicelib import batches, marketplace_feeds
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core import batches
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import feeds as marketplace_feeds
 
     return batches.partial_response(
         event.to_dict(), event.context,
@@ -85,8 +87,8 @@ def amazon_notifications(event: SQSEvent) -> dict[str, Any]:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def poll_taobao(event: Any) -> None:
     """Taobao/Tmall TMC: consume each app's messages, store them, confirm the stored ones."""
-    from chalicelib import marketplace_feeds
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import feeds as marketplace_feeds
 
     counts = marketplace_feeds.poll_taobao(utcnow())
     if counts["messages"] or counts["errors"]:
@@ -96,8 +98,8 @@ def poll_taobao(event: Any) -> None:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def notify_cs(event: Any) -> None:
     """Send what the outbox holds (rate limits, digests, retries, fallback), remind the rest."""
-    from chalicelib import notifier
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import notifier
 
     report = notifier.run(utcnow())
     if any(report.as_dict().values()):
@@ -106,8 +108,8 @@ def notify_cs(event: Any) -> None:
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))
 def sweep_unprocessed(event: Any) -> None:
-    from chalicelib import order_worker as worker
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import order_worker as worker
 
     worker.sweep_unprocessed(utcnow())
 
@@ -115,8 +117,8 @@ def sweep_unprocessed(event: Any) -> None:
 @app.schedule(Rate(5, unit=Rate.MINUTES))
 def sweep_deadlines(event: Any) -> None:
     """Acceptance, dispatch and intercept deadlines: CS hears of what is late."""
-    from chalicelib import warehouse
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import warehouse
 
     warehouse.sweep_deadlines(utcnow())
 
@@ -124,8 +126,8 @@ def sweep_deadlines(event: Any) -> None:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def track_parcels(event: Any) -> None:
     """Subscribe, query or judge the parcels whose check is due (an index read when none is)."""
-    from chalicelib import tracker
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import tracker
 
     report = tracker.run_due(utcnow())
     if report.subscribed or report.queried or report.judged or report.errors:
@@ -135,8 +137,8 @@ def track_parcels(event: Any) -> None:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def write_back(event: Any) -> None:
     """Tell the marketplaces of the shipments due (retries back off; a give-up is a CS case)."""
-    from chalicelib import marketplace_sync
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import marketplace_sync
 
     counts = marketplace_sync.run_writebacks(utcnow())
     if any(counts.values()):
@@ -146,8 +148,8 @@ def write_back(event: Any) -> None:
 @app.schedule(Rate(15, unit=Rate.MINUTES))
 def reconcile_shops(event: Any) -> None:
     """Every platform recommends it: list each shop's recent orders and queue what we missed."""
-    from chalicelib import marketplace_sync
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import marketplace_sync
 
     counts = marketplace_sync.run_reconciliation(utcnow())
     if counts["queued"] or counts["errors"]:

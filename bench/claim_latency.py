@@ -1,6 +1,6 @@
 """Claim latency: claiming 100 jobs, as a ratio of one bare `Query` that returns 100 such jobs.
 
-What is timed: `chalicelib.warehouse.claim(partner, ClaimRequest(max_jobs=100))`, the service,
+What is timed: `chalicelib.flows.warehouse.claim(partner, ClaimRequest(max_jobs=100))`, the service,
 in process, for a fresh partner with 100 offered jobs (created untimed, as tests/integration/
 test_concurrency.py does). The service rather than the route, because the question is what
 the claim itself costs against the read it starts with: the route adds the API key check
@@ -137,9 +137,10 @@ def instrument(spans: Spans) -> None:
     import moto.core.responses
     import moto.dynamodb.responses
 
-    from chalicelib import jobs, warehouse
-    from chalicelib.local import endpoint
-    from chalicelib.storage import jobs as jobs_store
+    from chalicelib.flows import warehouse
+    from chalicelib.warehouse import job_store as jobs_store
+    from chalicelib.warehouse import jobs
+    from devstack import endpoint
 
     spans.wrap(jobs_store, "from_attrs", "from_attrs")
     spans.wrap(jobs_store, "job_of", "job_of")
@@ -188,7 +189,7 @@ class InstantDynamoDB:
 
 
 def offers_query(client: Any, table: str, partner: str) -> dict[str, Any]:
-    from chalicelib.timeutil import iso, utcnow
+    from chalicelib.core.clock import iso, utcnow
 
     answer: dict[str, Any] = client.query(
         TableName=table, IndexName="offers",
@@ -199,7 +200,7 @@ def offers_query(client: Any, table: str, partner: str) -> dict[str, Any]:
 
 
 def claim_all(partner: str) -> float:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     started = time.perf_counter()
     claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=JOBS))
@@ -232,11 +233,11 @@ def rotate(reps: int, *work: Callable[[], float]) -> list[list[float]]:
 
 def claim_steps(items: Sequence[dict[str, Any]]) -> list[tuple[Any, Any]]:
     """(job, claim transition) for raw items, as `_claim_once` computes them."""
-    from chalicelib import jobs
-    from chalicelib.config import protocol_rules, settings
-    from chalicelib.storage import from_attrs
-    from chalicelib.storage import jobs as jobs_store
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.core.dynamodb import from_attrs
+    from chalicelib.core.settings import protocol_rules, settings
+    from chalicelib.warehouse import job_store as jobs_store
+    from chalicelib.warehouse import jobs
 
     now = utcnow()
     expires = now + timedelta(seconds=settings().lease_seconds)
@@ -250,8 +251,8 @@ def claim_steps(items: Sequence[dict[str, Any]]) -> list[tuple[Any, Any]]:
 
 def put_actions(steps: Sequence[tuple[Any, Any]]) -> list[dict[str, Any]]:
     """What the claim sends today: the whole job, guarded by the version read."""
-    from chalicelib.timeutil import utcnow
-    from chalicelib.warehouse import actions_for
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows.warehouse import actions_for
 
     now = utcnow()
     return [a.item for old, t in steps for a in actions_for(old, t, "bench", now)]
@@ -260,8 +261,8 @@ def put_actions(steps: Sequence[tuple[Any, Any]]) -> list[dict[str, Any]]:
 def update_actions(steps: Sequence[tuple[Any, Any]], table: str) -> list[dict[str, Any]]:
     """The alternative: a conditional Update of only what a claim changes (the lease, the
     counters and the derived offer_at), guarded by the same version."""
-    from chalicelib.storage import to_attrs
-    from chalicelib.timeutil import iso
+    from chalicelib.core.clock import iso
+    from chalicelib.core.dynamodb import to_attrs
 
     actions = []
     for old, transition in steps:
@@ -283,8 +284,8 @@ def update_actions(steps: Sequence[tuple[Any, Any]], table: str) -> list[dict[st
 def lease_updates(table: str) -> Iterator[None]:
     """A prototype, in this process only: the claim writes each job as a lease-only Update
     instead of a Put of the whole job (other transitions, and a claim with events, unchanged)."""
-    from chalicelib import warehouse
-    from chalicelib.storage import Action
+    from chalicelib.core.dynamodb import Action
+    from chalicelib.flows import warehouse
 
     original = warehouse.actions_for
 
@@ -304,8 +305,8 @@ def lease_updates(table: str) -> Iterator[None]:
 
 def _claim_stored(partner: str, bare: Any, table: str) -> bool:
     """After a claim, does every stored job look exactly as the Put would have written it?"""
-    from chalicelib.storage import from_attrs
-    from chalicelib.storage import jobs as jobs_store
+    from chalicelib.core.dynamodb import from_attrs
+    from chalicelib.warehouse import job_store as jobs_store
 
     answer = bare.query(TableName=table, ConsistentRead=True, Limit=10,
                         KeyConditionExpression="pk = :p AND begins_with(sk, :j)",
@@ -320,8 +321,8 @@ def _claim_stored(partner: str, bare: Any, table: str) -> bool:
 
 def _same_as_put(partner: str, steps: Sequence[tuple[Any, Any]], table: str, bare: Any) -> bool:
     """After the Updates, is every item exactly what the Put would have written?"""
-    from chalicelib.storage import from_attrs
-    from chalicelib.storage.jobs import item_of
+    from chalicelib.core.dynamodb import from_attrs
+    from chalicelib.warehouse.job_store import item_of
 
     for _, transition in steps[:10]:
         job = transition.job
@@ -429,10 +430,11 @@ def main() -> int:
         import boto3
 
         from app import app
-        from chalicelib import auth, aws
-        from chalicelib.config import settings
-        from chalicelib.storage import directory
-        from chalicelib.timeutil import utcnow
+        from chalicelib.access import directory_store as directory
+        from chalicelib.access import keys as auth
+        from chalicelib.core import aws
+        from chalicelib.core.clock import utcnow
+        from chalicelib.core.settings import settings
 
         aws.reset()
         settings.cache_clear()

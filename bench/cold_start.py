@@ -138,13 +138,13 @@ _phases["whole first webhook"] = sum(v[2] for v in _stats.values())
 """ + _REPORT
 
 FIRST_REQUEST_PROBES = {
-    "aws.client() (boto3 Session + client)": ("chalicelib/aws.py", "client"),
+    "aws.client() (boto3 Session + client)": ("chalicelib/core/aws.py", "client"),
     "  boto3 Session()": ("boto3/session.py", "__init__"),
     "  Session.client()": ("boto3/session.py", "client"),
-    "webhook_sources.get() (directory)": ("chalicelib/webhook_sources.py", "get"),
+    "webhook_sources.get() (directory)": ("chalicelib/access/accounts.py", "get"),
     "marketplaces.adapter_for() (lazy import)": ("chalicelib/marketplaces/__init__.py",
                                                  "adapter_for"),
-    "inbox.put_delivery() (DynamoDB)": ("chalicelib/storage/inbox.py", "put_delivery"),
+    "inbox.put_delivery() (DynamoDB)": ("chalicelib/orders/inbox_store.py", "put_delivery"),
     "botocore _make_api_call (2 calls)": ("botocore/client.py", "_make_api_call"),
 }
 

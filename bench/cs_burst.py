@@ -13,7 +13,8 @@ in Shanghai (CS online); the sink's clock follows it, since DingTalk signatures 
 
 The storm (seeded): 2,000 parcels each reported 3-6 times as stalled (courier.stalled_no_scan,
 medium), 15 to 40 s apart, 5 % of them escalating on their last report to probably_lost (case
-type courier.stalled through `Alert.case`, critical as chalicelib/parcels.py raises it); 300
+type courier.stalled through `Alert.case`, critical as chalicelib/tracking/parcels.py raises it);
+300
 order/warehouse problems of the kinds the code raises (invalid orders, unprocessed deliveries,
 rejected and late jobs, returns) reported 1-3 times, 6 of them critical (the order worker's dead
 letters); and SQS's at-least-once redeliveries of random messages 20-90 s later, to exactly
@@ -125,7 +126,7 @@ _RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
 def storm(seed: int) -> tuple[list[Event], Truth]:
-    from chalicelib.alerts import Alert, Severity
+    from chalicelib.cs.alerts import Alert, Severity
 
     rng = random.Random(seed)
     truth = Truth()
@@ -203,7 +204,7 @@ def team(sink: Any) -> None:
 
     import boto3
 
-    from chalicelib import notifier
+    from chalicelib.flows import notifier
 
     boto3.client("ses").verify_domain_identity(Domain=DOMAIN)
     notifier.configure_channels({
@@ -278,7 +279,7 @@ class Dispatch:
 def consume(batch: Sequence[Event], into: Dispatch, retry: list[Event],
             lock: threading.Lock) -> None:
     """One SQS batch, in order, as the alert queue's Lambda handles it."""
-    from chalicelib import alert_dispatch
+    from chalicelib.flows import alert_dispatch
 
     for event in batch:
         try:
@@ -293,7 +294,7 @@ def consume(batch: Sequence[Event], into: Dispatch, retry: list[Event],
 
 
 def dispatch(events: Sequence[Event], pool: ThreadPoolExecutor, into: Dispatch) -> None:
-    from chalicelib import alert_dispatch
+    from chalicelib.flows import alert_dispatch
 
     lock = threading.Lock()
     retry: list[Event] = []
@@ -310,14 +311,14 @@ def dispatch(events: Sequence[Event], pool: ThreadPoolExecutor, into: Dispatch) 
 
 
 def pending_notes() -> int:
-    from chalicelib.storage import outbox
+    from chalicelib.cs import outbox_store as outbox
 
     return sum(1 for _ in outbox.due_notes(START + timedelta(days=365), 10**6))
 
 
 def state_sizes() -> tuple[int, int]:
     """The largest channel noise state (JSON bytes) and the most cases held in an open digest."""
-    from chalicelib.storage import outbox
+    from chalicelib.cs import outbox_store as outbox
 
     size, held = 0, 0
     for channel in CHANNELS:
@@ -331,9 +332,9 @@ def state_sizes() -> tuple[int, int]:
 
 
 def scan(prefix: str, drop: tuple[str, ...]) -> list[dict[str, Any]]:
-    from chalicelib import aws
-    from chalicelib.config import settings
-    from chalicelib.storage import from_attrs, to_attrs
+    from chalicelib.core import aws
+    from chalicelib.core.dynamodb import from_attrs, to_attrs
+    from chalicelib.core.settings import settings
 
     pages = aws.client("dynamodb").get_paginator("scan").paginate(
         TableName=settings().cases_table, FilterExpression="begins_with(pk, :p)",
@@ -546,13 +547,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems: list[str] = []
     errors = ErrorCount()
     logging.getLogger("chalicelib").addHandler(errors)
-    logging.getLogger("chalicelib.alerts").setLevel(logging.ERROR)  # a line per opened case
+    logging.getLogger("chalicelib.cs.alerts").setLevel(logging.ERROR)  # a line per opened case
 
     with local_stack() as _env:
-        from chalicelib import aws, notifier
-        from chalicelib.cases import Case
-        from chalicelib.local.im_sink import ImSink
-        from chalicelib.notifications import Note
+        from chalicelib.core import aws
+        from chalicelib.cs.cases import Case
+        from chalicelib.cs.routing import Note
+        from chalicelib.flows import notifier
+        from devstack.im_sink import ImSink
 
         clock = Clock(START)
         counter = DynamoCalls()

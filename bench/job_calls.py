@@ -53,11 +53,11 @@ KEY_LOOKUP = "GetItem directory (API key)"
 def offer_jobs(partner: str, count: int, orders: Orders | None = None) -> list[str]:
     """`count` offered jobs for `partner`, as tests/integration/test_concurrency.py makes them:
     one realistic order, a job per copy under a new id, one transaction per 100 jobs."""
-    from chalicelib import jobs
+    from chalicelib.core.clock import utcnow
+    from chalicelib.core.dynamodb import transact
     from chalicelib.marketplaces import shopify
-    from chalicelib.storage import jobs as jobs_store
-    from chalicelib.storage import transact
-    from chalicelib.timeutil import utcnow
+    from chalicelib.warehouse import job_store as jobs_store
+    from chalicelib.warehouse import jobs
 
     now = utcnow() - timedelta(seconds=5)
     body = json.dumps((orders or Orders()).payload(), ensure_ascii=False).encode()
@@ -215,7 +215,7 @@ def drive(api: Partner, counter: CallCounter, mode: str, count: int) -> None:
 
 
 def _all_shipped(partner: str, job_ids: list[str]) -> bool:
-    from chalicelib.storage import jobs as jobs_store
+    from chalicelib.warehouse import job_store as jobs_store
 
     found: dict[str, Any] = {}
     for start in range(0, len(job_ids), 100):
@@ -260,7 +260,7 @@ def _report(counter: CallCounter, mode: str, count: int) -> float:
 
 
 def _key_cache_seconds() -> int:
-    from chalicelib.config import settings
+    from chalicelib.core.settings import settings
 
     return settings().key_cache_seconds
 
@@ -275,10 +275,11 @@ def main() -> int:
         from chalice.test import Client
 
         from app import app
-        from chalicelib import auth, ratelimit
-        from chalicelib.config import settings
-        from chalicelib.storage import directory
-        from chalicelib.timeutil import utcnow
+        from chalicelib.access import directory_store as directory
+        from chalicelib.access import keys as auth
+        from chalicelib.core import ratelimit
+        from chalicelib.core.clock import utcnow
+        from chalicelib.core.settings import settings
 
         settings.cache_clear()
         ratelimit.reset()

@@ -2,7 +2,7 @@
 Shopify deliveries, Lambda-shaped events, and the figures' arithmetic.
 
 The endpoint is the local AWS endpoint (moto) in this process, provisioned from infra/ by
-`chalicelib.local.provision`, with the webhook sources registered as tests/conftest.py does.
+`devstack.provision`, with the webhook sources registered as tests/conftest.py does.
 This module imports neither moto nor the app at import time: benchmarks decide what loads when.
 """
 
@@ -54,9 +54,9 @@ def local_stack(stage: str = "bench") -> Iterator[dict[str, str]]:
 
     import boto3
 
-    from chalicelib import webhook_sources
-    from chalicelib.local.endpoint import LocalAWS
-    from chalicelib.local.provision import provision
+    from chalicelib.access import accounts as webhook_sources
+    from devstack.endpoint import LocalAWS
+    from devstack.provision import provision
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     server = LocalAWS(port=0)
@@ -83,12 +83,12 @@ def reset_app_caches() -> None:
     """Forget clients, settings and secrets the app cached (if it is loaded at all)."""
     import sys
 
-    if "chalicelib.aws" in sys.modules:
-        sys.modules["chalicelib.aws"].reset()
-    if "chalicelib.config" in sys.modules:
-        sys.modules["chalicelib.config"].settings.cache_clear()
-    if "chalicelib.webhook_sources" in sys.modules:
-        sys.modules["chalicelib.webhook_sources"].forget()
+    if "chalicelib.core.aws" in sys.modules:
+        sys.modules["chalicelib.core.aws"].reset()
+    if "chalicelib.core.settings" in sys.modules:
+        sys.modules["chalicelib.core.settings"].settings.cache_clear()
+    if "chalicelib.access.accounts" in sys.modules:
+        sys.modules["chalicelib.access.accounts"].forget()
 
 
 # --- Deliveries --------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ The journeys (all times China time, UTC+8; a week of hand-overs, 10:00-18:00):
   returned); for the other half the provider accepts the subscription but never pushes.
 
 Every scan is a `TrackingEvent` built from its Kuaidi100 statusCode through
-`chalicelib.couriers.kuaidi100.map_state`, so the real mapping is exercised.
+`chalicelib.tracking.couriers.kuaidi100.map_state`, so the real mapping is exercised.
 
 Ground truth comes from the generator, not from our code: every exception is derived from the
 scan timeline with the issue's rules (not picked up 24 h after hand-over; stalled 24 h in
@@ -67,8 +67,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from bench.stack import median, verdict
-from chalicelib.couriers.kuaidi100 import map_state
-from chalicelib.tracking import (
+from chalicelib.tracking.couriers.kuaidi100 import map_state
+from chalicelib.tracking.rules import (
     DEFAULT_RULES,
     Change,
     ExceptionKind,

@@ -61,7 +61,7 @@ def main() -> int:
         import boto3
 
         from app import app
-        from chalicelib import aws
+        from chalicelib.core import aws
 
         table = env["INBOX_TABLE"]
         bare = boto3.session.Session().client("dynamodb")

@@ -35,10 +35,11 @@ def stack_env() -> Iterator[dict[str, str]]:
     """Start the local endpoint, create every resource from infra/, register the sources."""
     import boto3
 
-    from chalicelib import aws, webhook_sources
-    from chalicelib.config import settings
-    from chalicelib.local.endpoint import LocalAWS
-    from chalicelib.local.provision import provision
+    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.core import aws
+    from chalicelib.core.settings import settings
+    from devstack.endpoint import LocalAWS
+    from devstack.provision import provision
 
     port = free_port()
     server = LocalAWS(port)
@@ -63,8 +64,10 @@ def stack_env() -> Iterator[dict[str, str]]:
 @pytest.fixture
 def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point this test's process state (env, cached clients and settings) at the stack."""
-    from chalicelib import auth, aws, webhook_sources
-    from chalicelib.config import settings
+    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import keys as auth
+    from chalicelib.core import aws
+    from chalicelib.core.settings import settings
 
     for name, value in stack_env.items():
         monkeypatch.setenv(name, value)
@@ -78,9 +81,9 @@ def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[st
 @pytest.fixture
 def make_key(stack: dict[str, str]) -> Any:
     """Issue an API key for a partner or a staff member; returns the plain key."""
-    from chalicelib.auth import Role, hash_key, new_key
-    from chalicelib.storage import directory
-    from chalicelib.timeutil import utcnow
+    from chalicelib.access import directory_store as directory
+    from chalicelib.access.keys import Role, hash_key, new_key
+    from chalicelib.core.clock import utcnow
 
     def issue(kind: str, principal_id: str, role: Role = Role.PARTNER) -> str:
         key = new_key()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chalicelib.local import demo
+from devstack import demo
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHOPIFY_SECRET = "shpss_test_0f8e2c1d9a7b4e6f"

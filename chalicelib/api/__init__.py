@@ -10,8 +10,8 @@ from typing import Any, ParamSpec
 from chalice.app import Response
 from pydantic import BaseModel
 
-from chalicelib.errors import ApiError
-from chalicelib.signatures import M, parse_json_object, validate_payload
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import M, parse_json_object, validate_payload
 
 log = logging.getLogger("chalicelib.api")
 P = ParamSpec("P")
@@ -48,8 +48,8 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
 def _our_fault(route: str, exc: Exception) -> None:
     """A 500 is our bug: a case for whoever watches the system (one per route and error type,
     repeats counted on it). Best effort: the caller already gets its 500."""
-    from chalicelib import alerts
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.cs import alerts
 
     try:
         alerts.raise_case("system.fault", f"route:{route}:{type(exc).__name__}",

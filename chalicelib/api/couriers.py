@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalice.app import Blueprint, Response
 
 from chalicelib.api import endpoint, raw_body
-from chalicelib.timeutil import utcnow
+from chalicelib.core.clock import utcnow
 
 bp = Blueprint(__name__)
 
@@ -14,7 +14,7 @@ bp = Blueprint(__name__)
           content_types=["application/x-www-form-urlencoded", "application/json", "text/plain"])
 @endpoint
 def push(provider: str) -> Response:
-    from chalicelib import tracker  # here: a webhook request should not load the tracker
+    from chalicelib.flows import tracker
 
     request = bp.current_request
     reply = tracker.receive_push(provider, request.headers, raw_body(request), utcnow())

@@ -8,14 +8,14 @@ from __future__ import annotations
 from chalice.app import Blueprint, Response
 
 from chalicelib.api import endpoint, json_body, ok, raw_body
-from chalicelib.errors import ApiError
-from chalicelib.timeutil import utcnow
+from chalicelib.core.clock import utcnow
+from chalicelib.core.errors import ApiError
 
 bp = Blueprint(__name__)
 
 
 def _staff(role: str = "read_only") -> str:
-    from chalicelib import auth
+    from chalicelib.access import keys as auth
 
     principal = auth.authenticate(bp.current_request.headers)
     return auth.require_staff(principal, auth.Role(role)).id
@@ -24,7 +24,7 @@ def _staff(role: str = "read_only") -> str:
 @bp.route("/cs/v1/orders/{order_id}", methods=["GET"])
 @endpoint
 def get_order(order_id: str) -> Response:
-    from chalicelib import order_view
+    from chalicelib.flows import order_view
 
     _staff()
     return ok(order_view.order_view(order_id))
@@ -35,7 +35,7 @@ def get_order(order_id: str) -> Response:
 def find_order() -> Response:
     """Look an order up by the marketplace's identity (?marketplace=&shop=&external_id=) or by
     a parcel (?carrier_code=&tracking_number=, what a buyer on the phone reads out)."""
-    from chalicelib import order_view
+    from chalicelib.flows import order_view
 
     _staff()
     query = dict(bp.current_request.query_params or {})
@@ -54,7 +54,7 @@ def find_order() -> Response:
 @endpoint
 def amend_order(order_id: str) -> Response:
     """An added, attributed change: cancel, address, attributes, promise or note."""
-    from chalicelib import amendments
+    from chalicelib.flows import amendments
 
     staff = _staff("back_office")
     amendment = json_body(amendments.Amendment, raw_body(bp.current_request))
@@ -66,7 +66,7 @@ def amend_order(order_id: str) -> Response:
 def open_cases() -> Response:
     """Open cases, oldest first; ?type= one kind of problem, ?severity= at least this bad,
     ?order_id= every case of one order (open or not)."""
-    from chalicelib import case_desk
+    from chalicelib.flows import case_desk
 
     _staff()
     query: dict[str, str] = dict(bp.current_request.query_params or {})
@@ -76,7 +76,7 @@ def open_cases() -> Response:
 @bp.route("/cs/v1/cases/{case_id}", methods=["GET"])
 @endpoint
 def get_case(case_id: str) -> Response:
-    from chalicelib import case_desk
+    from chalicelib.flows import case_desk
 
     _staff()
     return ok(case_desk.get_case(case_id))
@@ -86,7 +86,7 @@ def get_case(case_id: str) -> Response:
 @endpoint
 def acknowledge_case(case_id: str) -> Response:
     """Back office: "I have it" (stops the reminders)."""
-    from chalicelib import case_desk
+    from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
     step = json_body(case_desk.CaseStep, raw_body(bp.current_request))
@@ -97,7 +97,7 @@ def acknowledge_case(case_id: str) -> Response:
 @endpoint
 def resolve_case(case_id: str) -> Response:
     """Back office: done, with a note saying how."""
-    from chalicelib import case_desk
+    from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
     step = json_body(case_desk.ResolveStep, raw_body(bp.current_request))
@@ -109,7 +109,7 @@ def resolve_case(case_id: str) -> Response:
 def undelivered() -> Response:
     """?status=dead (default): notifications no channel took, and alerts that never became a
     case; ?status=failed: notifications that fell back to email."""
-    from chalicelib import case_desk
+    from chalicelib.flows import case_desk
 
     _staff()
     status = dict(bp.current_request.query_params or {}).get("status", "dead")

@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from chalicelib import returns, warehouse, waves
-from chalicelib.jobs import Job
+from chalicelib.flows import warehouse
+from chalicelib.warehouse import returns, waves
+from chalicelib.warehouse.jobs import Job
 
 BASE = "/warehouse/v1"
 _JOB = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}

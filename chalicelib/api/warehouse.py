@@ -12,14 +12,15 @@ from typing import Any
 from chalice.app import Blueprint, Response
 
 from chalicelib.api import endpoint, json_body, ok, raw_body
-from chalicelib.errors import ApiError
-from chalicelib.timeutil import parse_iso, utcnow
+from chalicelib.core.clock import parse_iso, utcnow
+from chalicelib.core.errors import ApiError
 
 bp = Blueprint(__name__)
 
 
 def _partner() -> str:
-    from chalicelib import auth, ratelimit
+    from chalicelib.access import keys as auth
+    from chalicelib.core import ratelimit
 
     principal = auth.authenticate(bp.current_request.headers)
     partner = auth.require_partner(principal)
@@ -62,7 +63,7 @@ def openapi() -> Response:
 @bp.route("/warehouse/v1/jobs/claim", methods=["POST"])
 @endpoint
 def claim() -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     partner = _partner()
     return ok(warehouse.claim(partner, _body(warehouse.ClaimRequest)))
@@ -71,7 +72,7 @@ def claim() -> Response:
 @bp.route("/warehouse/v1/jobs", methods=["GET"])
 @endpoint
 def list_jobs() -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     partner = _partner()
     query = _query()
@@ -86,7 +87,7 @@ def list_jobs() -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}", methods=["GET"])
 @endpoint
 def get_job(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return ok(warehouse.get_job(_partner(), job_id))
 
@@ -94,7 +95,7 @@ def get_job(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/heartbeat", methods=["POST"])
 @endpoint
 def heartbeat(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.LeaseRequest, warehouse.heartbeat)
 
@@ -102,7 +103,7 @@ def heartbeat(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/release", methods=["POST"])
 @endpoint
 def release(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.LeaseRequest, warehouse.release)
 
@@ -110,7 +111,7 @@ def release(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/accept", methods=["POST"])
 @endpoint
 def accept(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.LeaseRequest, warehouse.accept)
 
@@ -118,7 +119,7 @@ def accept(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/reject", methods=["POST"])
 @endpoint
 def reject(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.RejectRequest, warehouse.reject)
 
@@ -126,7 +127,7 @@ def reject(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/print", methods=["POST"])
 @endpoint
 def print_job(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.PrintRequest, warehouse.print_job)
 
@@ -134,7 +135,7 @@ def print_job(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/pick", methods=["POST"])
 @endpoint
 def pick(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.PickRequest,
                      lambda partner, job, _request, now: warehouse.pick(partner, job, now))
@@ -143,7 +144,7 @@ def pick(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/pack", methods=["POST"])
 @endpoint
 def pack(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.PackRequest, warehouse.pack)
 
@@ -151,7 +152,7 @@ def pack(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/ship", methods=["POST"])
 @endpoint
 def ship(job_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return _job_step(job_id, warehouse.ShipRequest, warehouse.ship)
 
@@ -159,7 +160,7 @@ def ship(job_id: str) -> Response:
 @bp.route("/warehouse/v1/jobs/{job_id}/changes/{change_id}/resolve", methods=["POST"])
 @endpoint
 def resolve_change(job_id: str, change_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     partner = _partner()
     request = _body(warehouse.ResolveRequest)
@@ -169,7 +170,7 @@ def resolve_change(job_id: str, change_id: str) -> Response:
 @bp.route("/warehouse/v1/changes", methods=["GET"])
 @endpoint
 def changes() -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     partner = _partner()
     cursor = _query().get("cursor")
@@ -179,7 +180,8 @@ def changes() -> Response:
 @bp.route("/warehouse/v1/waves", methods=["POST"])
 @endpoint
 def create_wave() -> Response:
-    from chalicelib import warehouse, waves
+    from chalicelib.flows import warehouse
+    from chalicelib.warehouse import waves
 
     partner = _partner()
     return ok(warehouse.create_wave(partner, _body(waves.WaveRequest), utcnow()), status=201)
@@ -188,7 +190,7 @@ def create_wave() -> Response:
 @bp.route("/warehouse/v1/waves/{wave_id}", methods=["GET"])
 @endpoint
 def get_wave(wave_id: str) -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     return ok(warehouse.get_wave(_partner(), wave_id))
 
@@ -196,7 +198,7 @@ def get_wave(wave_id: str) -> Response:
 @bp.route("/warehouse/v1/sku-locations", methods=["PUT"])
 @endpoint
 def sku_locations() -> Response:
-    from chalicelib import warehouse
+    from chalicelib.flows import warehouse
 
     partner = _partner()
     return ok(warehouse.set_sku_locations(partner, _body(warehouse.SkuLocations), utcnow()))
@@ -205,7 +207,8 @@ def sku_locations() -> Response:
 @bp.route("/warehouse/v1/returns", methods=["POST"])
 @endpoint
 def register_return() -> Response:
-    from chalicelib import returns, warehouse
+    from chalicelib.flows import warehouse
+    from chalicelib.warehouse import returns
 
     partner = _partner()
     return ok(warehouse.register_return(partner, _body(returns.ReturnReport), utcnow()),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib import webhooks
 from chalicelib.api import endpoint, ok, raw_body
-from chalicelib.timeutil import utcnow
+from chalicelib.core.clock import utcnow
+from chalicelib.flows import intake as webhooks
 
 bp = Blueprint(__name__)
 

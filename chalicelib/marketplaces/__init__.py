@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from chalicelib.marketplaces.calls import OrderRef
-    from chalicelib.orders import Order
+    from chalicelib.orders.order import Order
 
 # On an inbox delivery we made ourselves (reconciliation, a split push): its body is an OrderRef
 # to re-fetch, not the platform's notification.
@@ -37,7 +37,7 @@ _MODULES = {
     "shopee": "chalicelib.marketplaces.shopee",
     "lazada": "chalicelib.marketplaces.lazada",
     # Not over HTTP: Amazon's notifications come from an SQS queue, Taobao's from TMC polling
-    # (chalicelib/marketplace_feeds.py); their `accept` refuses a webhook with 404.
+    # (chalicelib/flows/feeds.py); their `accept` refuses a webhook with 404.
     "amazon": "chalicelib.marketplaces.amazon",
     "taobao": "chalicelib.marketplaces.taobao",
 }
@@ -89,10 +89,10 @@ def read_order(scheme: str, raw: bytes, headers: Mapping[str, str], source: str,
 
     Raises InvalidOrder for what will never become an order (CS hears of it) and
     PlatformUnavailable (or the adapter's retryable error) for what may work later."""
-    from chalicelib import shop_credentials
-    from chalicelib.marketplaces import http
+    from chalicelib.core import http
+    from chalicelib.marketplaces import credentials_store as shop_credentials
     from chalicelib.marketplaces.calls import OrderRef
-    from chalicelib.orders import InvalidOrder
+    from chalicelib.orders.order import InvalidOrder
 
     module = importlib.import_module(_MODULES[scheme])
     if hasattr(module, "normalise") and not headers.get(REF_HEADER):
@@ -133,8 +133,8 @@ def credentials_for(scheme: str, shop: str, now: datetime) -> dict[str, str]:
     shop_credentials.MissingCredentials, PlatformUnavailable, or the adapter's error."""
     from datetime import timedelta
 
-    from chalicelib import shop_credentials
-    from chalicelib.marketplaces import http
+    from chalicelib.core import http
+    from chalicelib.marketplaces import credentials_store as shop_credentials
 
     credentials = shop_credentials.get(scheme, shop)
     module = importlib.import_module(_MODULES[scheme])

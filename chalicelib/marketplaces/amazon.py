@@ -72,7 +72,8 @@ from urllib.parse import quote
 
 from pydantic import Field, ValidationError
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import parse_json_object, validate_payload
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
@@ -84,8 +85,15 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import parse_json_object, validate_payload
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+)
 
 NAME = "amazon"
 # No HTTP answer: an SQS message is acknowledged by deleting it.

@@ -3,7 +3,7 @@
 Thin notifications (TikTok Shop, Shopee, Lazada, Amazon, Taobao) name an order that must be
 re-fetched; every platform takes a shipment writeback; reconciliation lists recent orders. An
 adapter builds each request as an `ApiCall` (signed, exact) and reads the answer with a pure
-parser; `chalicelib.marketplaces.http` (the thin I/O part) sends it with `requests`.
+parser; `chalicelib.core.http` (the thin I/O part) sends it with `requests`.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
@@ -97,7 +97,15 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     id_text,
 )
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+)
 
 NAME = "douyin"
 REPLY: tuple[int, str, str] = (200, "application/json", '{"code":0,"msg":"success"}')

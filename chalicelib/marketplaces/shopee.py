@@ -89,7 +89,14 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import (
+    matches_hex,
+    parse_json_object,
+    sent_in_time,
+    split_secret,
+    validate_payload,
+)
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
@@ -103,13 +110,14 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import (
-    matches_hex,
-    parse_json_object,
-    sent_in_time,
-    split_secret,
-    validate_payload,
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
 )
 
 NAME = "shopee"

@@ -18,11 +18,19 @@ from typing import Any
 
 from pydantic import Field
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import LenientModel
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import matches_base64_hmac, parse_json_object, validate_payload
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+)
 
 NAME = "shopify"
 

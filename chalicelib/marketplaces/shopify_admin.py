@@ -88,7 +88,7 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
 )
 from chalicelib.marketplaces.shopify import normalise
-from chalicelib.orders import InvalidOrder, Order
+from chalicelib.orders.order import InvalidOrder, Order
 
 # Calls -------------------------------------------------------------------------------------------
 

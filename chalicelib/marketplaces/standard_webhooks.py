@@ -6,7 +6,7 @@ secret; timestamps more than 5 minutes off are refused (replay protection). Veri
 `standardwebhooks` library's. Dedupe on `webhook-id`.
 
 Body: `{"type": "order.created" | "order.updated" | "order.paid" | "order.cancelled",
-"timestamp": ISO-8601, "data": <canonical order, see chalicelib.orders.Order, without
+"timestamp": ISO-8601, "data": <canonical order, see chalicelib.orders.order.Order, without
 "marketplace", which is the source name>}`.
 """
 
@@ -18,15 +18,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from chalicelib.errors import ApiError
-from chalicelib.marketplaces import Accepted
-from chalicelib.orders import InvalidOrder, Order
-from chalicelib.signatures import (
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import (
     STANDARD_WEBHOOK_HEADERS,
     parse_json_object,
     standard_webhook_failure,
     validate_payload,
 )
+from chalicelib.marketplaces import Accepted
+from chalicelib.orders.order import InvalidOrder, Order
 
 
 class CanonicalOrder(Order):

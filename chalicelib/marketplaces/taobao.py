@@ -72,7 +72,8 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import validate_payload
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
@@ -84,8 +85,15 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import validate_payload
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+)
 
 NAME = "taobao"
 # No HTTP answer: a TMC message is acknowledged with confirm_call.

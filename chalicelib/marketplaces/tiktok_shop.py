@@ -85,7 +85,15 @@ from urllib.parse import quote
 
 from pydantic import Field, ValidationError
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import (
+    key_hmac_hex,
+    matches_hex,
+    parse_json_object,
+    sent_in_time,
+    split_secret,
+    validate_payload,
+)
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
@@ -99,14 +107,14 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import (
-    key_hmac_hex,
-    matches_hex,
-    parse_json_object,
-    sent_in_time,
-    split_secret,
-    validate_payload,
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
 )
 
 NAME = "tiktok_shop"

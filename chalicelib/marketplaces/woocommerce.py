@@ -72,7 +72,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
 from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
     ApiCall,
@@ -83,8 +84,15 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
-from chalicelib.signatures import matches_base64_hmac, parse_json_object, validate_payload
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+)
 
 NAME = "woocommerce"
 # Any 2xx (or 301/302) is success; the ping demands exactly 200.
@@ -123,7 +131,7 @@ CARRIERS: dict[str, str] = {
     "JD": "京东物流 JD Logistics",
     "EMS": "中国邮政 EMS",
 }
-# Kuaidi100 company codes, for the tracking link (same as chalicelib.couriers.kuaidi100).
+# Kuaidi100 company codes, for the tracking link (same as chalicelib.tracking.couriers.kuaidi100).
 _KUAIDI100 = {"STO": "shentong", "SF": "shunfeng", "YTO": "yuantong", "ZTO": "zhongtong",
               "YUNDA": "yunda", "JD": "jd", "EMS": "ems"}
 _TRACKING_LINK = "https://www.kuaidi100.com/chaxun?com={com}&nu={number}"

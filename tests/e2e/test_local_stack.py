@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.local.demo import NEW_ADDRESS, amend, send_order
-from chalicelib.local.stack import ROOT
-from chalicelib.orders import order_id_for
+from chalicelib.orders.order import order_id_for
+from devstack.demo import NEW_ADDRESS, amend, send_order
+from devstack.stack import ROOT
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +45,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
            "LOCAL_ORDER_SECONDS": "0", "LOCAL_NOTIFY_FAULTS": "0,0.33,0.33"}
     for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
         env.pop(name, None)  # the stack must set up its own
-    process = subprocess.Popen([sys.executable, "-m", "chalicelib.local.stack"], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "devstack.stack"], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     output: list[str] = []
@@ -234,7 +234,7 @@ def test_a_demo_exception_reaches_im_and_email_and_cs_acknowledges_and_resolves_
 
 
 def carrier_code_of(com: str) -> str:
-    from chalicelib.couriers import kuaidi100
+    from chalicelib.tracking.couriers import kuaidi100
 
     return kuaidi100.carrier_for(com)
 
@@ -244,7 +244,7 @@ def test_orders_from_every_simulated_marketplace_ship_and_each_shop_shows_its_tr
     """Issue 6's story: a paid order in each simulated shop reaches us (signed as its platform
     signs, maybe twice or late), the factory ships it, and the shop receives the carrier and
     tracking number; an order whose notification was dropped is found by reconciliation."""
-    from chalicelib.local.stack import SHOPS
+    from devstack.stack import SHOPS
 
     run = running_stack["run"]
     shops = run["marketplaces"]

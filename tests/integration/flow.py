@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 from chalice.test import Client
 
-from chalicelib.storage import from_attrs
+from chalicelib.core.dynamodb import from_attrs
 
 
 def stream_event(keys: list[dict[str, Any]], table: str, stream_arn: str,

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import admin, auth
-from chalicelib.errors import ApiError
+from chalicelib.access import keys as auth
+from chalicelib.admin import cli as admin
+from chalicelib.core.errors import ApiError
 
 
 def test_issue_list_and_revoke_a_partner_key(stack: dict[str, str],
@@ -38,7 +39,7 @@ def test_staff_key_carries_its_role(stack: dict[str, str],
 
 def test_source_command_registers_a_webhook_source(stack: dict[str, str],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from chalicelib import webhook_sources
+    from chalicelib.access import accounts as webhook_sources
 
     admin.main(["source", "acme-erp", "--scheme", "standard", "--secret", "whsec_b2xk",
                 "--secret", "whsec_bmV3"])
@@ -54,8 +55,9 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
         stack: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from chalicelib import tracker, webhook_sources
-    from chalicelib.notifier import channel_name
+    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.flows import tracker
+    from chalicelib.flows.notifier import channel_name
 
     admin.main(["courier", "kuaidi100", "--secret", "SALT1", "--option", "customer=C1",
                 "--option", "key=K1"])
@@ -78,7 +80,7 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
 def test_shop_command_stores_credentials_in_ssm(stack: dict[str, str],
                                                 capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import shop_credentials
+    from chalicelib.marketplaces import credentials_store as shop_credentials
 
     monkeypatch.setenv("APP_STAGE", "test")  # the command defaults it to its --stage
 

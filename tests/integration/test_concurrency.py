@@ -10,12 +10,15 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib import jobs, marketplaces, order_worker, warehouse
+from chalicelib import marketplaces
+from chalicelib.core.clock import utcnow
+from chalicelib.core.dynamodb import transact
+from chalicelib.flows import order_worker, warehouse
 from chalicelib.marketplaces import shopify
-from chalicelib.storage import inbox, transact
-from chalicelib.storage import jobs as jobs_store
-from chalicelib.storage import orders as orders_store
-from chalicelib.timeutil import utcnow
+from chalicelib.orders import inbox_store as inbox
+from chalicelib.orders import order_store as orders_store
+from chalicelib.warehouse import job_store as jobs_store
+from chalicelib.warehouse import jobs
 from tests.support import SHOP, SHOPIFY_SECRET, dumps, shopify_headers, shopify_order
 
 

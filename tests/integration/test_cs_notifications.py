@@ -15,11 +15,11 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib import alert_dispatch, notifier
-from chalicelib.alerts import Alert, Severity
-from chalicelib.auth import Role
-from chalicelib.local.im_sink import ImSink
-from chalicelib.storage import outbox
+from chalicelib.access.keys import Role
+from chalicelib.cs import outbox_store as outbox
+from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.flows import alert_dispatch, notifier
+from devstack.im_sink import ImSink
 
 # Wednesday 2 December 2026, 10:00 in Shanghai: CS is online.
 IN_HOURS = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
@@ -89,7 +89,7 @@ def raise_alert(order: str, at: datetime, kind: str = "order.invalid",
 def emails_to(address: str) -> list[dict[str, Any]]:
     import requests
 
-    from chalicelib import aws
+    from chalicelib.core import aws
 
     del aws
     data = requests.get(f"{boto3.client('ses').meta.endpoint_url}/moto-api/data.json",
@@ -237,7 +237,7 @@ def test_unacknowledged_high_cases_are_reminded_until_cs_takes_them(
 def test_our_own_500_is_a_case_once_per_route_and_error(
         stack: dict[str, str], client: Client, make_key: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import order_view
+    from chalicelib.flows import order_view
     from tests.integration.flow import alerts_received
 
     def broken(order_id: str) -> Any:

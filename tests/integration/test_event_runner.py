@@ -26,11 +26,11 @@ import pytest
 from chalice import Chalice, Cron
 from chalice.app import CloudWatchEvent, DynamoDBEvent, SQSEvent
 
-from chalicelib.local.events import EventRunner
+from devstack.events import EventRunner
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
-LOGGER = "chalicelib.local.events"
+LOGGER = "devstack.events"
 FAST = {
     "sqs_wait_seconds": 0,
     "retry_visibility_seconds": 0,

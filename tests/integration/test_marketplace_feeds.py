@@ -17,11 +17,12 @@ import responses
 from chalice.test import Client
 
 from app import app
-from chalicelib import marketplace_feeds, shop_credentials
+from chalicelib.flows import feeds as marketplace_feeds
+from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces import taobao
-from chalicelib.orders import order_id_for
-from chalicelib.storage import jobs as jobs_store
-from chalicelib.storage import orders as orders_store
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import order_id_for
+from chalicelib.warehouse import job_store as jobs_store
 from tests.integration.flow import alerts_received, inbox_item, process
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -46,13 +46,16 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalicelib import jobs, marketplace_sync, shop_credentials, webhook_sources
-from chalicelib.config import settings as app_settings
+from chalicelib.access import accounts as webhook_sources
+from chalicelib.core.dynamodb import from_attrs, to_attrs
+from chalicelib.core.settings import settings as app_settings
+from chalicelib.flows import marketplace_sync
+from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces import woocommerce
-from chalicelib.orders import Order, OrderStatus, order_id_for
-from chalicelib.storage import from_attrs, to_attrs
-from chalicelib.storage import jobs as jobs_store
-from chalicelib.storage import orders as orders_store
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import Order, OrderStatus, order_id_for
+from chalicelib.warehouse import job_store as jobs_store
+from chalicelib.warehouse import jobs
 from tests.integration.flow import inbox_item, inbox_key, stream_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "woocommerce"

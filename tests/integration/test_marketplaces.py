@@ -19,11 +19,12 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from chalice.test import Client
 
 from app import app
-from chalicelib import shop_credentials, webhook_sources
-from chalicelib.auth import Role
+from chalicelib.access import accounts as webhook_sources
+from chalicelib.access.keys import Role
+from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.douyin import API_BASE
-from chalicelib.orders import order_id_for
-from chalicelib.storage import orders as orders_store
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import order_id_for
 from tests.integration.flow import process
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -121,7 +122,7 @@ def test_a_thin_douyin_push_is_refetched_with_the_shops_credentials(
 
 @pytest.fixture
 def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    from chalicelib.config import settings
+    from chalicelib.core.settings import settings
 
     name = f"factory-{uuid.uuid4().hex[:6]}"
     monkeypatch.setenv("WAREHOUSE_PARTNER", name)
@@ -159,7 +160,7 @@ def test_a_shipment_is_written_back_once_even_when_the_first_answer_is_lost(
         client: Client, stack: dict[str, str], partner: str, make_key: Any) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib import marketplace_sync
+    from chalicelib.flows import marketplace_sync
 
     responses.add_passthru("http://127.0.0.1")
     job, number = woo_order_shipped(client, stack, partner, make_key)
@@ -188,7 +189,7 @@ def test_a_writeback_the_platform_refuses_is_a_cs_case(
         client: Client, stack: dict[str, str], partner: str, make_key: Any) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib import marketplace_sync
+    from chalicelib.flows import marketplace_sync
     from tests.integration.flow import alerts_received
 
     responses.add_passthru("http://127.0.0.1")
@@ -212,7 +213,7 @@ def test_reconciliation_finds_what_the_notifications_missed_once(
     it is queued through the inbox, fetched and applied; the next run queues nothing."""
     from datetime import UTC, datetime
 
-    from chalicelib import marketplace_sync
+    from chalicelib.flows import marketplace_sync
 
     responses.add_passthru("http://127.0.0.1")
     shop = f"shop-{uuid.uuid4().hex[:6]}.example.cn"
@@ -283,8 +284,8 @@ def test_reconciling_a_shopee_shop_against_its_simulator_finds_a_dropped_order_o
     queued (and re-fetched) on every run. Against the simulated shop, over real HTTP."""
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib import marketplace_sync
-    from chalicelib.local.marketplaces.shopee import ShopeeSimulator
+    from chalicelib.flows import marketplace_sync
+    from devstack.marketplaces.shopee import ShopeeSimulator
     from tests.integration.flow import inbox_item
 
     shop = str(200000000 + uuid.uuid4().int % 10**8)

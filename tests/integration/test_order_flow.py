@@ -11,7 +11,7 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib.orders import order_id_for
+from chalicelib.orders.order import order_id_for
 from tests.integration.flow import alerts_received, inbox_item, process
 from tests.support import (
     SHOP,
@@ -51,7 +51,7 @@ def view(client: Client, key: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def cs_key(make_key: Any) -> str:
-    from chalicelib.auth import Role
+    from chalicelib.access.keys import Role
 
     return str(make_key("staff", "alice", Role.READ_ONLY))
 
@@ -190,7 +190,7 @@ def test_malformed_oversized_unknown_and_invalid(client: Client, stack: dict[str
 
 def test_storage_failure_answers_503_so_the_sender_retries(
         client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.config import settings
+    from chalicelib.core.settings import settings
 
     monkeypatch.setenv("INBOX_TABLE", "no-such-table")
     settings.cache_clear()
@@ -231,9 +231,9 @@ def test_a_failing_worker_reports_the_record_and_the_sweep_alerts_cs(
         client: Client, stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import timedelta
 
-    from chalicelib import order_worker
-    from chalicelib.config import settings
-    from chalicelib.timeutil import utcnow
+    from chalicelib.core.clock import utcnow
+    from chalicelib.core.settings import settings
+    from chalicelib.flows import order_worker
 
     payload = unique_order()
     _, delivery = post_shopify(client, payload)

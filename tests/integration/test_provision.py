@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from chalicelib.local.provision import load_template, provision
+from devstack.provision import load_template, provision
 
 STAGE = "local"
 TEMPLATE = load_template()

@@ -12,12 +12,13 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib import marketplace_feeds, shop_credentials
-from chalicelib.local.marketplaces.base import Faults
-from chalicelib.local.marketplaces.taobao import TaobaoSimulator
-from chalicelib.orders import order_id_for
-from chalicelib.storage import jobs as jobs_store
-from chalicelib.storage import orders as orders_store
+from chalicelib.flows import feeds as marketplace_feeds
+from chalicelib.marketplaces import credentials_store as shop_credentials
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import order_id_for
+from chalicelib.warehouse import job_store as jobs_store
+from devstack.marketplaces.base import Faults
+from devstack.marketplaces.taobao import TaobaoSimulator
 from tests.integration.flow import inbox_item, process
 
 
@@ -74,10 +75,10 @@ def test_already_shipped_is_believed_only_when_the_platform_shows_our_waybill(
         stack: dict[str, str], sim: TaobaoSimulator) -> None:
     """Taobao answers B04 ("already shipped or closed") both to a retry after a lost answer and
     to a trade closed meanwhile: the first is done, the second must reach CS."""
-    from chalicelib import marketplace_sync
+    from chalicelib.flows import marketplace_sync
     from chalicelib.marketplaces import taobao
     from chalicelib.marketplaces.calls import Shipped
-    from chalicelib.writeback import Writeback
+    from chalicelib.marketplaces.writeback import Writeback
 
     shop_credentials.put("taobao", sim.shop, sim.credentials())
     now = datetime.now(UTC)

@@ -16,11 +16,12 @@ import responses
 from chalice.test import Client
 
 from app import app
-from chalicelib import alert_dispatch, tracker, webhook_sources
-from chalicelib.auth import Role
-from chalicelib.couriers import kuaidi100
-from chalicelib.storage import cases as cases_store
-from chalicelib.storage import shipments as shipments_store
+from chalicelib.access import accounts as webhook_sources
+from chalicelib.access.keys import Role
+from chalicelib.cs import case_store as cases_store
+from chalicelib.flows import alert_dispatch, tracker
+from chalicelib.tracking import parcel_store as shipments_store
+from chalicelib.tracking.couriers import kuaidi100
 from tests.integration.flow import alerts_received
 from tests.integration.test_warehouse_api import Api, accepted_jobs
 
@@ -38,7 +39,7 @@ def client(stack: dict[str, str]) -> Iterator[Client]:
 
 @pytest.fixture
 def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    from chalicelib.config import settings
+    from chalicelib.core.settings import settings
 
     name = f"factory-{uuid.uuid4().hex[:6]}"
     monkeypatch.setenv("WAREHOUSE_PARTNER", name)

@@ -12,9 +12,9 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib import warehouse
-from chalicelib.auth import Role
-from chalicelib.timeutil import utcnow
+from chalicelib.access.keys import Role
+from chalicelib.core.clock import utcnow
+from chalicelib.flows import warehouse
 from tests.integration.flow import alerts_received, process
 from tests.support import NEW_ADDRESS, dumps, shopify_headers, shopify_order
 
@@ -28,7 +28,7 @@ def client(stack: dict[str, str]) -> Iterator[Client]:
 @pytest.fixture
 def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     """A partner of its own per test, so claims see only this test's jobs."""
-    from chalicelib.config import settings
+    from chalicelib.core.settings import settings
 
     name = f"factory-{uuid.uuid4().hex[:6]}"
     monkeypatch.setenv("WAREHOUSE_PARTNER", name)
@@ -308,8 +308,8 @@ def test_returns_are_registered_once_with_a_liability_hint(api: Api, client: Cli
 
 def test_rate_limit_answers_429_with_retry_after(api: Api, client: Client,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import ratelimit
-    from chalicelib.config import settings
+    from chalicelib.core import ratelimit
+    from chalicelib.core.settings import settings
 
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
     monkeypatch.setenv("RATE_LIMIT_BURST", "2")
@@ -395,9 +395,9 @@ def test_roles_keep_partners_and_staff_apart(client: Client, stack: dict[str, st
 
 
 def test_revoked_key_stops_working(client: Client, stack: dict[str, str], make_key: Any) -> None:
-    from chalicelib import auth as auth_module
-    from chalicelib.auth import hash_key
-    from chalicelib.storage import directory
+    from chalicelib.access import directory_store as directory
+    from chalicelib.access import keys as auth_module
+    from chalicelib.access.keys import hash_key
 
     old = make_key("partner", "factory-r")
     new = make_key("partner", "factory-r")  # rotation: both valid at once
@@ -429,7 +429,7 @@ def test_bad_bodies_get_reasons(api: Api) -> None:
 def test_protocol_rules_come_from_configuration(api: Api, client: Client, stack: dict[str, str],
                                                 partner: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.config import protocol_rules
+    from chalicelib.core.settings import protocol_rules
 
     rules = {"max_offers": 1, "carriers": {"default_carrier": "YTO"}}
     monkeypatch.setenv("PROTOCOL_RULES_JSON", json.dumps(rules))

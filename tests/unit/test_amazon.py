@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import Accepted, amazon
 from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped, WritebackResult
-from chalicelib.orders import (
+from chalicelib.orders.order import (
     Address,
     Buyer,
     InvalidOrder,

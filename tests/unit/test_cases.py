@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.alerts import Alert, Severity
-from chalicelib.cases import (
+from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.cs.cases import (
     CaseStatus,
     acknowledge,
     case_id_for,

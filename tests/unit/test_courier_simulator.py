@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.couriers import TrackingPush
-from chalicelib.couriers import kuaidi100 as k100
-from chalicelib.errors import ApiError
-from chalicelib.local.courier import SCRIPTS, CourierSimulator, Script, Step
-from chalicelib.tracking import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.core.errors import ApiError
+from chalicelib.tracking.couriers import TrackingPush
+from chalicelib.tracking.couriers import kuaidi100 as k100
+from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
+from devstack.courier import SCRIPTS, CourierSimulator, Script, Step
 from tests.sim_support import Receiver
 
 S, K = ShipmentStatus, ExceptionKind

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.couriers import adapter_for, known_providers
-from chalicelib.couriers import standard_webhooks as wh
-from chalicelib.errors import ApiError
-from chalicelib.tracking import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.core.errors import ApiError
+from chalicelib.tracking.couriers import adapter_for, known_providers
+from chalicelib.tracking.couriers import standard_webhooks as wh
+from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
 from tests.support import dumps, standard_headers
 
 S, K = ShipmentStatus, ExceptionKind

@@ -1,4 +1,4 @@
-"""The local IM sink, driven through our real adapters and `chalicelib.notify.send` over HTTP:
+"""The local IM sink, driven through our real adapters and `chalicelib.cs.channels.send` over HTTP:
 what each platform receives, the signatures it verifies on its own, its rate limit, the failure
 modes as our adapters read them, and what it shows."""
 
@@ -19,10 +19,8 @@ from urllib.parse import quote_plus, urlsplit
 import pytest
 import requests
 
-from chalicelib.alerts import Severity
-from chalicelib.local import im_sink
-from chalicelib.local.im_sink import ImSink
-from chalicelib.notify import (
+from chalicelib.cs.alerts import Severity
+from chalicelib.cs.channels import (
     JSON_CONTENT_TYPE,
     ChannelResult,
     Failure,
@@ -32,10 +30,12 @@ from chalicelib.notify import (
     channel,
     send,
 )
-from chalicelib.notify.dingtalk import DingTalkConfig
-from chalicelib.notify.feishu import FeishuConfig
-from chalicelib.notify.slack import SlackConfig
-from chalicelib.notify.wecom import WeComConfig
+from chalicelib.cs.channels.dingtalk import DingTalkConfig
+from chalicelib.cs.channels.feishu import FeishuConfig
+from chalicelib.cs.channels.slack import SlackConfig
+from chalicelib.cs.channels.wecom import WeComConfig
+from devstack import im_sink
+from devstack.im_sink import ImSink
 
 NOW = datetime(2024, 3, 5, 6, 7, 8, 123456, tzinfo=UTC)
 NOW_MS = 1709618828123
@@ -190,7 +190,8 @@ def test_sink_verifies_signatures_without_the_adapters_helpers() -> None:
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
-    assert not any(name and name.startswith(("chalicelib.notify.", "chalicelib.signatures"))
+    assert not any(name and name.startswith(("chalicelib.cs.channels.",
+                                             "chalicelib.core.signatures"))
                    for name in imported)
     # The `dingding` crate's published vector: timestamp 1700000000000, secret "secret".
     published = "OuzzJR5+xZ4/EYwqtNt6sMYZQMTa/HEGvc9miJe7XzY="
@@ -451,7 +452,7 @@ def test_our_longest_wecom_message_still_fits(sink: ImSink) -> None:
 
 def test_shown_text_is_plain_as_each_platform_displays_it(
         sink: ImSink, shown: list[str], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="chalicelib.local.im_sink")
+    caplog.set_level(logging.INFO, logger="devstack.im_sink")
     for platform in ("dingtalk", "wecom", "feishu", "slack"):
         assert _send(sink, platform).ok
     title = MESSAGE.title
@@ -465,7 +466,7 @@ def test_shown_text_is_plain_as_each_platform_displays_it(
         for markup in ("**", "####", "<font", "](", "<http", "|打开处理>", ":warning:"):
             assert markup not in text
     assert [record.getMessage() for record in caplog.records
-            if record.name == "chalicelib.local.im_sink"] == shown
+            if record.name == "devstack.im_sink"] == shown
     assert sink.shown() == shown
 
 

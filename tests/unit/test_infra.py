@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.local.provision import load_template, references
+from devstack.provision import load_template, references
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()

@@ -9,9 +9,11 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from chalicelib import jobs
-from chalicelib.errors import Conflict
-from chalicelib.jobs import (
+from chalicelib.core.errors import Conflict
+from chalicelib.marketplaces import shopify
+from chalicelib.orders.order import Address
+from chalicelib.warehouse import jobs
+from chalicelib.warehouse.jobs import (
     ChangeKind,
     ChangeRequest,
     ChangeStatus,
@@ -24,8 +26,6 @@ from chalicelib.jobs import (
     Transition,
     Work,
 )
-from chalicelib.marketplaces import shopify
-from chalicelib.orders import Address
 from tests.support import dumps, shopify_order
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai

@@ -12,16 +12,10 @@ import pytest
 import requests
 import responses
 
-from chalicelib.couriers import adapter_for, known_providers
-from chalicelib.couriers import kuaidi100 as k100
-from chalicelib.errors import ApiError
-from chalicelib.tracking import (
-    ExceptionKind,
-    Shipment,
-    ShipmentStatus,
-    TrackingEvent,
-    update,
-)
+from chalicelib.core.errors import ApiError
+from chalicelib.tracking.couriers import adapter_for, known_providers
+from chalicelib.tracking.couriers import kuaidi100 as k100
+from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent, update
 
 S, K = ShipmentStatus, ExceptionKind
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "couriers" / "kuaidi100"

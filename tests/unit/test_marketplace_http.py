@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import responses
 
-from chalicelib.marketplaces import http
+from chalicelib.core import http
 from chalicelib.marketplaces.calls import ApiCall, Pace
 
 URL = "https://api.example.com/orders"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.alerts import Severity
-from chalicelib.noise import (
+from chalicelib.cs.alerts import Severity
+from chalicelib.cs.noise import (
     PLATFORM_LIMITS,
     Alone,
     Case,
@@ -224,7 +224,7 @@ def test_no_case_is_ever_dropped(raw: list[tuple[float, str, Severity]], thresho
 def test_a_full_digest_goes_at_the_next_free_slot_not_at_its_planned_time() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib.noise import Case, ChannelState, NoiseRules, digest_due, offer
+    from chalicelib.cs.noise import Case, ChannelState, NoiseRules, digest_due, offer
 
     rules = NoiseRules(threshold=1, max_digest_cases=3)
     t0 = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)

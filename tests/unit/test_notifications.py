@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.alerts import Alert, Severity
-from chalicelib.cases import acknowledge, open_case, reported_again
-from chalicelib.notifications import (
+from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.cs.cases import acknowledge, open_case, reported_again
+from chalicelib.cs.rota import Person, RotaRules
+from chalicelib.cs.routing import (
     Route,
     Routing,
     escalates,
@@ -16,7 +17,6 @@ from chalicelib.notifications import (
     reminder_due,
     targets,
 )
-from chalicelib.rota import Person, RotaRules
 
 IN_HOURS = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Shanghai
 EVENING = IN_HOURS + timedelta(hours=8, minutes=11)  # 18:11

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.alerts import Alert, Severity
-from chalicelib.notify import (
+from chalicelib.cs import templates
+from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.cs.channels import (
     CHANNEL_MODULES,
     ChannelResult,
     Failure,
@@ -32,7 +33,6 @@ from chalicelib.notify import (
     parse_config,
     send,
     slack,
-    templates,
     truncate_utf8,
     wecom,
 )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.marketplaces import shopify
-from chalicelib.orders import (
+from chalicelib.orders.order import (
     Address,
     Delivery,
     Order,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chalicelib import tracking
-from chalicelib.parcels import (
+from chalicelib.tracking import rules as tracking
+from chalicelib.tracking.parcels import (
     AFTER_SALES,
     LIABILITY_HINT,
     Parcel,
@@ -13,9 +13,9 @@ from chalicelib.parcels import (
     fulfilment,
     timeline_for,
 )
-from chalicelib.tracking import ExceptionKind as K
-from chalicelib.tracking import ShipmentStatus as S
-from chalicelib.tracking import TrackingEvent
+from chalicelib.tracking.rules import ExceptionKind as K
+from chalicelib.tracking.rules import ShipmentStatus as S
+from chalicelib.tracking.rules import TrackingEvent
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 

@@ -10,15 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.alerts import Severity
-from chalicelib.rota import (
-    DEFAULT_ROTA,
-    Audience,
-    Person,
-    RotaRules,
-    next_opening,
-    recipients,
-)
+from chalicelib.cs.alerts import Severity
+from chalicelib.cs.rota import DEFAULT_ROTA, Audience, Person, RotaRules, next_opening, recipients
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TEAM = ("wecom:cs-team", "email:cs-team")

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from chalicelib.orders import Address
-from chalicelib.routing import (
+from chalicelib.orders.order import Address
+from chalicelib.warehouse.routing import (
     DEFAULT_DISPATCH_RULES,
     DEFAULT_RULES,
     Carrier,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from chalice import Cron, Rate
 
-from chalicelib.local.events import CronSchedule, RateSchedule, parse_schedule
+from devstack.events import CronSchedule, RateSchedule, parse_schedule
 
 
 def at(text: str) -> datetime:

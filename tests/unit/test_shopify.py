@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import shopify
-from chalicelib.orders import InvalidOrder, OrderStatus
+from chalicelib.orders.order import InvalidOrder, OrderStatus
 from tests.support import SHOPIFY_SECRET, dumps, shopify_headers, shopify_order
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)

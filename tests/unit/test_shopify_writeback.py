@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.couriers import kuaidi100
 from chalicelib.marketplaces import shopify
 from chalicelib.marketplaces.calls import OrderRef, PlatformError, Shipped
-from chalicelib.orders import InvalidOrder, order_id_for
+from chalicelib.orders.order import InvalidOrder, order_id_for
+from chalicelib.tracking.couriers import kuaidi100
 from tests.support import FIXTURES, SHOP, dumps, shopify_headers, shopify_order
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """The local Amazon simulator, checked through OUR adapter (chalicelib.marketplaces.amazon), its
-I/O edge (chalicelib.marketplaces.http, credentials_for, read_order) over real HTTP on 127.0.0.1,
+I/O edge (chalicelib.core.http, credentials_for, read_order) over real HTTP on 127.0.0.1,
 and an SQS queue (moto's in-process mock: the simulator sends with boto3 as in `make run`)."""
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib import marketplaces, shop_credentials
-from chalicelib.local.marketplaces.amazon import AmazonSimulator
-from chalicelib.local.marketplaces.base import Faults, SimLine, SimOrder
-from chalicelib.marketplaces import amazon, http
+from chalicelib import marketplaces
+from chalicelib.core import http
+from chalicelib.marketplaces import amazon
+from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped
-from chalicelib.orders import OrderStatus, fulfilment_problems
+from chalicelib.orders.order import OrderStatus, fulfilment_problems
+from devstack.marketplaces.amazon import AmazonSimulator
+from devstack.marketplaces.base import Faults, SimLine, SimOrder
 from tests.sim_support import Clock
 
 SHOP = "A2Q3Y263D00KWC/ATVPDKIKX0DER"

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.errors import ApiError
-from chalicelib.local.marketplaces import simulator_class
-from chalicelib.local.marketplaces.base import Faults
-from chalicelib.local.marketplaces.douyin import DouyinSimulator
-from chalicelib.marketplaces import douyin, http
+from chalicelib.core import http
+from chalicelib.core.errors import ApiError
+from chalicelib.marketplaces import douyin
 from chalicelib.marketplaces.calls import OrderRef, Shipped
-from chalicelib.orders import OrderStatus
+from chalicelib.orders.order import OrderStatus
+from devstack.marketplaces import simulator_class
+from devstack.marketplaces.base import Faults
+from devstack.marketplaces.douyin import DouyinSimulator
 from tests.sim_support import Receiver
 
 SHOP = "4463798"

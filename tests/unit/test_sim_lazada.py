@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.errors import ApiError
-from chalicelib.local.marketplaces import simulator_class
-from chalicelib.local.marketplaces.base import Faults, SimLine, SimOrder
-from chalicelib.local.marketplaces.lazada import LazadaSimulator
+from chalicelib.access.accounts import WebhookSource
+from chalicelib.core.errors import ApiError
+from chalicelib.core.http import send
 from chalicelib.marketplaces import lazada
 from chalicelib.marketplaces.calls import OrderRef, Shipped
-from chalicelib.marketplaces.http import send
-from chalicelib.orders import Order, OrderStatus
-from chalicelib.webhook_sources import WebhookSource
+from chalicelib.orders.order import Order, OrderStatus
+from devstack.marketplaces import simulator_class
+from devstack.marketplaces.base import Faults, SimLine, SimOrder
+from devstack.marketplaces.lazada import LazadaSimulator
 from tests.sim_support import Clock, Receiver
 
 SHOP = "200166741623"

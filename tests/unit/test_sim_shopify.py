@@ -12,14 +12,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.errors import ApiError
-from chalicelib.local.demo import shopify_headers
-from chalicelib.local.marketplaces import simulator_class
-from chalicelib.local.marketplaces.base import Faults
-from chalicelib.local.marketplaces.shopify import ShopifySimulator
-from chalicelib.marketplaces import http, shopify, shopify_admin
+from chalicelib.core import http
+from chalicelib.core.errors import ApiError
+from chalicelib.marketplaces import shopify, shopify_admin
 from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped
-from chalicelib.orders import OrderStatus
+from chalicelib.orders.order import OrderStatus
+from devstack.demo import shopify_headers
+from devstack.marketplaces import simulator_class
+from devstack.marketplaces.base import Faults
+from devstack.marketplaces.shopify import ShopifySimulator
 from tests.sim_support import Receiver
 
 SHOP = "demo-brand.myshopify.com"

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.local.marketplaces.base import Faults, SimOrder
-from chalicelib.local.marketplaces.taobao import TaobaoSimulator
-from chalicelib.marketplaces import http, taobao
+from chalicelib.core import http
+from chalicelib.marketplaces import taobao
 from chalicelib.marketplaces.calls import OrderRef, Shipped
-from chalicelib.orders import OrderStatus
+from chalicelib.orders.order import OrderStatus
+from devstack.marketplaces.base import Faults, SimOrder
+from devstack.marketplaces.taobao import TaobaoSimulator
 from tests.sim_support import Clock
 from tests.support import FIXTURES
 

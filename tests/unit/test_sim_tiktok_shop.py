@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.errors import ApiError
-from chalicelib.local.marketplaces import simulator_class
-from chalicelib.local.marketplaces.base import Faults
-from chalicelib.local.marketplaces.tiktok_shop import TikTokShopSimulator
-from chalicelib.marketplaces import http
+from chalicelib.core import http
+from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import tiktok_shop as tts
 from chalicelib.marketplaces.calls import OrderRef, Shipped
-from chalicelib.orders import Order, OrderStatus
+from chalicelib.orders.order import Order, OrderStatus
+from devstack.marketplaces import simulator_class
+from devstack.marketplaces.base import Faults
+from devstack.marketplaces.tiktok_shop import TikTokShopSimulator
 from tests.sim_support import Receiver
 
 SHOP = "7494105515082810525"

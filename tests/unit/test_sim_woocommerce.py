@@ -10,15 +10,15 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.errors import ApiError
-from chalicelib.local.marketplaces import simulator_class
-from chalicelib.local.marketplaces.base import Faults, SimOrder
-from chalicelib.local.marketplaces.woocommerce import WooCommerceSimulator
+from chalicelib.access.accounts import WebhookSource
+from chalicelib.core.errors import ApiError
+from chalicelib.core.http import send
 from chalicelib.marketplaces import woocommerce as wc
 from chalicelib.marketplaces.calls import OrderRef, Shipped
-from chalicelib.marketplaces.http import send
-from chalicelib.orders import Order, OrderStatus
-from chalicelib.webhook_sources import WebhookSource
+from chalicelib.orders.order import Order, OrderStatus
+from devstack.marketplaces import simulator_class
+from devstack.marketplaces.base import Faults, SimOrder
+from devstack.marketplaces.woocommerce import WooCommerceSimulator
 from tests.sim_support import Clock, Receiver
 
 SHOP = "woo.example.cn"

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import standard_webhooks
-from chalicelib.orders import OrderStatus
+from chalicelib.orders.order import OrderStatus
 from tests.support import STANDARD_SECRET, canonical_order, dumps, standard_headers
 
 NOW = datetime.now(UTC)

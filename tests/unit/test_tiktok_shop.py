@@ -11,10 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import tiktok_shop as tts
 from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped, WritebackResult
-from chalicelib.orders import Address, Buyer, InvalidOrder, Order, OrderLine, OrderStatus, Totals
+from chalicelib.orders.order import (
+    Address,
+    Buyer,
+    InvalidOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Totals,
+)
 from tests.support import FIXTURES
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)

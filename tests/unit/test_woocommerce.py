@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.errors import ApiError
+from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import woocommerce as wc
 from chalicelib.marketplaces.calls import OrderRef, Shipped
-from chalicelib.orders import Address, InvalidOrder, OrderStatus
+from chalicelib.orders.order import Address, InvalidOrder, OrderStatus
 from tests.support import FIXTURES
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)

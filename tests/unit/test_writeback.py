@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from chalicelib import jobs, writeback
-from chalicelib.jobs import Package
+from chalicelib.marketplaces import writeback
+from chalicelib.warehouse import jobs
+from chalicelib.warehouse.jobs import Package
 from tests.unit.test_jobs import NOW, PKG, packed
 
 SECOND = Package(carrier_code="STO", tracking_number="773012345679")

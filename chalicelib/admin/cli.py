@@ -1,0 +1,159 @@
+"""Administrators' command line: API keys and webhook sources.
+
+    python -m chalicelib.admin --stage dev issue --partner factory-1
+    python -m chalicelib.admin --stage dev issue --staff alice --role back_office
+    python -m chalicelib.admin --stage dev list --partner factory-1
+    python -m chalicelib.admin --stage dev revoke --partner factory-1 --key-id 3fa2c91b07de
+    python -m chalicelib.admin --stage dev source shopify --scheme shopify --secret S [--secret S2]
+    python -m chalicelib.admin --stage dev shop woocommerce shop.example.cn \
+        --option store_url=https://shop.example.cn --option consumer_key=ck_... ...
+    python -m chalicelib.admin --stage dev channel wecom:cs-team --option webhook_url=https://...
+    python -m chalicelib.admin --stage dev channel email:cs-team --json '{"sender": ...}'
+    python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
+        --option customer=C --option key=K --option callback_url=https://.../couriers/kuaidi100/push
+
+Uses the AWS credentials and endpoint of the environment (AWS_ENDPOINT_URL for the local
+stack). A key is shown once, when issued; only its hash is stored. Rotate by issuing a new key,
+switching the partner over, then revoking the old one: both work in between.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from chalicelib.access import accounts as webhook_sources
+from chalicelib.access import directory_store as directory
+from chalicelib.access.keys import Role, hash_key, new_key
+from chalicelib.core.clock import utcnow
+from chalicelib.core.settings import settings
+from chalicelib.marketplaces import known_schemes
+
+
+def _principal(args: argparse.Namespace) -> tuple[str, str]:
+    return ("partner", args.partner) if args.partner else ("staff", args.staff)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.admin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", default="dev",
+                        help="names the directory table order-backbone-<stage>-directory "
+                             "(or set DIRECTORY_TABLE)")
+    parser.add_argument("command",
+                        choices=["issue", "list", "revoke", "source", "courier", "channel",
+                                 "shop"])
+    parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source};"
+                        " with courier: the provider of /couriers/{provider}/push; with channel:"
+                        " a CS channel id, <platform>:<name> (wecom, dingtalk, feishu, slack,"
+                        " email)")
+    parser.add_argument("shop", nargs="?", help="with shop: the marketplace's shop id")
+    parser.add_argument("--scheme", choices=sorted(known_schemes()), help="with source")
+    parser.add_argument("--secret", action="append", default=[],
+                        help="with source or courier: a signing secret (Kuaidi100: the push "
+                             "salt); repeat to keep the old one while rotating")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="with courier: account settings (kuaidi100: customer, key, "
+                             "callback_url; 17track: token); with channel: its settings "
+                             "(webhook_url, secret)")
+    parser.add_argument("--json", help="with channel: the settings as one JSON object (email: "
+                        "sender, verified_identities, to)")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--partner", help="a warehouse partner id")
+    who.add_argument("--staff", help="a CS or back-office person")
+    parser.add_argument("--role", choices=[r.value for r in Role if r is not Role.PARTNER],
+                        default=Role.READ_ONLY.value, help="staff role (default read_only)")
+    parser.add_argument("--key-id", help="the key to revoke (see list)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DIRECTORY_TABLE", f"order-backbone-{args.stage}-directory")
+    if args.command == "source":
+        if not (args.name and args.scheme and args.secret):
+            parser.error("source needs a name, --scheme and at least one --secret")
+        webhook_sources.register({args.name: {"scheme": args.scheme, "secrets": args.secret}})
+        print(f"source {args.name}: {args.scheme}, {len(args.secret)} secret(s); "
+              f"running functions pick it up within {settings().secrets_cache_seconds} s")
+        return
+    if args.command == "courier":
+        _courier(parser, args)
+        return
+    if args.command == "channel":
+        _channel(parser, args)
+        return
+    if args.command == "shop":
+        _shop(parser, args)
+        return
+    if not (args.partner or args.staff):
+        parser.error(f"{args.command} needs --partner or --staff")
+    kind, principal_id = _principal(args)
+    if args.command == "issue":
+        role = Role.PARTNER if kind == "partner" else Role(args.role)
+        key = new_key()
+        key_id = directory.add_key(hash_key(key), kind, principal_id, role, utcnow())
+        print(f"key id {key_id} for {kind} {principal_id} ({role}):\n{key}\n"
+              "Hand it over securely; it is not shown again.")
+    elif args.command == "list":
+        for entry in directory.keys_of(kind, principal_id):
+            print(entry["sk"].removeprefix("KEY#"), entry["role"], entry["status"],
+                  entry["created_at"], entry.get("revoked_at", ""))
+    else:
+        if not args.key_id:
+            parser.error("revoke needs --key-id")
+        if not directory.revoke(kind, principal_id, args.key_id, utcnow()):
+            sys.exit(f"no key {args.key_id} for {kind} {principal_id}")
+        print(f"revoked {args.key_id}; it stops working within the key cache time (60 s)")
+
+
+def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from chalicelib.flows import tracker
+    from chalicelib.tracking.couriers import known_providers
+
+    if args.name not in known_providers() or not args.secret:
+        parser.error(f"courier needs a provider ({', '.join(sorted(known_providers()))}) and "
+                     "at least one --secret")
+    options = dict(option.split("=", 1) for option in args.option if "=" in option)
+    webhook_sources.register({tracker.source_name(args.name): {
+        "scheme": args.name, "secrets": args.secret, "options": options}})
+    print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
+          f"running functions pick it up within {settings().secrets_cache_seconds} s")
+
+
+def _shop(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A shop's API credentials (re-fetching thin notifications, writing shipments back), as a
+    SecureString in SSM Parameter Store."""
+    from chalicelib.marketplaces import credentials_store as shop_credentials
+
+    if args.name not in known_schemes() or not args.shop or not args.option:
+        parser.error(f"shop needs a marketplace ({', '.join(sorted(known_schemes()))}), a shop "
+                     "id and --option NAME=VALUE for each credential")
+    os.environ.setdefault("APP_STAGE", args.stage)
+    settings.cache_clear()
+    credentials = dict(option.split("=", 1) for option in args.option if "=" in option)
+    shop_credentials.put(args.name, args.shop, credentials)
+    print(f"{shop_credentials.parameter_name(args.name, args.shop)}: {sorted(credentials)}")
+
+
+def _channel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    import json
+
+    from chalicelib.cs import channels as notify
+    from chalicelib.cs.channels import email
+    from chalicelib.flows import notifier
+
+    platform = (args.name or "").split(":", 1)[0]
+    if ":" not in (args.name or "") or platform not in (*notify.CHANNEL_MODULES, notify.EMAIL):
+        parser.error("channel needs an id <platform>:<name>, platform one of "
+                     f"{', '.join([*notify.CHANNEL_MODULES, notify.EMAIL])}")
+    settings_doc = json.loads(args.json) if args.json else dict(
+        option.split("=", 1) for option in args.option if "=" in option)
+    try:  # refuse what the notifier could not use, now rather than at the first alert
+        if platform == notify.EMAIL:
+            email.EmailConfig.model_validate(settings_doc)
+        else:
+            notify.parse_config(platform, settings_doc)
+    except ValueError as exc:
+        parser.error(f"settings for {args.name}: {exc}")
+    notifier.configure_channels({args.name: settings_doc})
+    print(f"channel {args.name} set; the notifier picks it up within "
+          f"{settings().secrets_cache_seconds} s")
+

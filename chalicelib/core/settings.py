@@ -1,0 +1,79 @@
+"""Settings read from the environment.
+
+Resource names are wired by infra/resources.yaml (Globals.Function.Environment) in AWS and by
+devstack/provision.py locally, from that same file. Secrets are never in the
+environment (webhook secrets live in the directory table, see chalicelib/access/accounts.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.tracking.rules import TrackingRules
+    from chalicelib.warehouse.jobs import ProtocolRules
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = field(default_factory=lambda: os.environ.get("APP_STAGE", "local"))
+    inbox_table: str = field(default_factory=lambda: os.environ.get("INBOX_TABLE", ""))
+    orders_table: str = field(default_factory=lambda: os.environ.get("ORDERS_TABLE", ""))
+    jobs_table: str = field(default_factory=lambda: os.environ.get("JOBS_TABLE", ""))
+    directory_table: str = field(default_factory=lambda: os.environ.get("DIRECTORY_TABLE", ""))
+    shipments_table: str = field(default_factory=lambda: os.environ.get("SHIPMENTS_TABLE", ""))
+    cases_table: str = field(default_factory=lambda: os.environ.get("CASES_TABLE", ""))
+    alerts_topic_arn: str = field(default_factory=lambda: os.environ.get("ALERTS_TOPIC_ARN", ""))
+    # The warehouse partner that receives every job until routing rules exist.
+    warehouse_partner: str = field(
+        default_factory=lambda: os.environ.get("WAREHOUSE_PARTNER", "factory-1")
+    )
+    max_webhook_bytes: int = field(default_factory=lambda: _int("MAX_WEBHOOK_BYTES", 256 * 1024))
+    lease_seconds: int = field(default_factory=lambda: _int("LEASE_SECONDS", 600))
+    max_claim_batch: int = field(default_factory=lambda: _int("MAX_CLAIM_BATCH", 100))
+    # Dedupe records of webhook deliveries outlive every platform's retry window (Shopify: 48 h).
+    delivery_retention_days: int = field(
+        default_factory=lambda: _int("DELIVERY_RETENTION_DAYS", 30)
+    )
+    # Orders must be picked up within 10 minutes of arrival (domain.md).
+    unprocessed_alert_minutes: int = field(
+        default_factory=lambda: _int("UNPROCESSED_ALERT_MINUTES", 10)
+    )
+    secrets_cache_seconds: int = field(default_factory=lambda: _int("SECRETS_CACHE_SECONDS", 300))
+    key_cache_seconds: int = field(default_factory=lambda: _int("KEY_CACHE_SECONDS", 60))
+    rate_limit_per_second: int = field(default_factory=lambda: _int("RATE_LIMIT_PER_SECOND", 20))
+    rate_limit_burst: int = field(default_factory=lambda: _int("RATE_LIMIT_BURST", 100))
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()
+
+
+@lru_cache(maxsize=1)
+def protocol_rules() -> ProtocolRules:
+    """The warehouse protocol's rules: the contract's defaults, or PROTOCOL_RULES_JSON (the
+    JSON form of chalicelib.warehouse.jobs.ProtocolRules, e.g. cut-offs, holidays, carrier
+    costs)."""
+    from chalicelib.warehouse.jobs import ProtocolRules
+
+    raw = os.environ.get("PROTOCOL_RULES_JSON")
+    return ProtocolRules.model_validate_json(raw) if raw else ProtocolRules()
+
+
+@lru_cache(maxsize=1)
+def tracking_rules() -> TrackingRules:
+    """Courier tracking thresholds and poll policy: the defaults, or TRACKING_RULES_JSON (the
+    JSON form of chalicelib.tracking.rules.TrackingRules, e.g. per-courier stall limits)."""
+    from chalicelib.tracking.rules import TrackingRules
+
+    raw = os.environ.get("TRACKING_RULES_JSON")
+    return TrackingRules.model_validate_json(raw) if raw else TrackingRules()

@@ -1,0 +1,198 @@
+"""The cases table: CS cases and the marker that keeps one case open per problem.
+
+  pk = CASE#<case id>               the case (versioned; written whole, guarded by version)
+  pk = OPEN#<type>#<subject>        marker: the open case for this problem, if any
+
+Index attributes are derived from the case on every write: `open_type` / `open_severity`
+(sparse: only cases not yet resolved) for CS's queues, `subject` and `order_id` for history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from chalicelib.core import aws
+from chalicelib.core.dynamodb import Action, TransactionConflict, from_attrs, to_attrs, transact
+from chalicelib.core.errors import Busy
+from chalicelib.core.settings import settings
+from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.cs.cases import Case, case_id_for, open_case, reported_again, resolve
+
+OPEN_BY_TYPE = "open-by-type"
+OPEN_BY_SEVERITY = "open-by-severity"
+BY_SUBJECT = "by-subject"
+BY_ORDER = "by-order"
+_DERIVED = ("pk", "version", "open_type", "open_severity", "seen")
+_SEEN = 20  # alert ids remembered per case, so a redelivered alert is not counted twice
+_ATTEMPTS = 5
+
+Outcome = Literal["opened", "repeated", "escalated", "resolved", "duplicate", "nothing_open"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: Outcome
+    case: Case | None
+
+
+def _table() -> str:
+    return settings().cases_table
+
+
+def _marker(case_type: str, subject: str) -> str:
+    return f"OPEN#{case_type}#{subject}"
+
+
+def _item(case: Case, version: int, seen: Sequence[str]) -> dict[str, Any]:
+    item: dict[str, Any] = {**case.model_dump(mode="json"), "pk": f"CASE#{case.case_id}",
+                            "version": version, "seen": list(seen)[-_SEEN:]}
+    if case.is_open:
+        item["open_type"], item["open_severity"] = case.type, case.severity.value
+    if case.order_id is None:
+        item.pop("order_id")  # an index key may not be null
+    return item
+
+
+def _case(item: dict[str, Any]) -> Case:
+    return Case.model_validate({k: v for k, v in item.items() if k not in _DERIVED})
+
+
+def _get(pk: str) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb").get_item(TableName=_table(), Key=to_attrs({"pk": pk}),
+                                             ConsistentRead=True)
+    return from_attrs(answer["Item"]) if "Item" in answer else None
+
+
+def get(case_id: str) -> Case | None:
+    item = _get(f"CASE#{case_id}")
+    return _case(item) if item else None
+
+
+def _put(case: Case, old: dict[str, Any] | None, seen: Sequence[str]) -> Action:
+    put: dict[str, Any] = {"TableName": _table(), "Item": to_attrs(_item(
+        case, int(old["version"]) + 1 if old else 1, seen))}
+    if old is None:
+        put["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        put["ConditionExpression"] = "version = :v"
+        put["ExpressionAttributeValues"] = to_attrs({":v": int(old["version"])})
+    return Action("case", {"Put": put})
+
+
+def record(alert: Alert) -> Recorded:
+    """Open, add to or resolve the case the alert belongs to; idempotent per alert."""
+    for _attempt in range(_ATTEMPTS):
+        try:
+            return _record_once(alert)
+        except TransactionConflict:
+            continue  # someone else changed the case or its marker: read again
+    raise Busy("case")
+
+
+def _record_once(alert: Alert) -> Recorded:
+    marker_pk = _marker(alert.case_type, alert.subject)
+    marker = _get(marker_pk)
+    if marker is None:
+        if alert.resolves:
+            return Recorded("nothing_open", None)
+        return _open(alert, marker_pk)
+    old = _get(f"CASE#{marker['case_id']}")
+    if old is None:  # a marker without its case cannot be written by us; repair it
+        _drop_marker(marker_pk, marker["case_id"])
+        raise TransactionConflict(frozenset({"marker"}))
+    seen = list(old.get("seen", []))
+    current = _case(old)
+    if alert.alert_id in seen:
+        return Recorded("duplicate", current)
+    seen.append(alert.alert_id)
+    if alert.resolves:
+        done = resolve(current, "system", alert.summary, alert.at)
+        transact([_put(done, old, seen), _unmark(marker_pk, current.case_id)])
+        return Recorded("resolved", done)
+    again = reported_again(current, alert)
+    transact([_put(again, old, seen)])
+    return Recorded("escalated" if again.severity != current.severity else "repeated", again)
+
+
+def _open(alert: Alert, marker_pk: str) -> Recorded:
+    case = open_case(alert)
+    if _get(f"CASE#{case.case_id}") is not None:
+        return Recorded("duplicate", get(case.case_id))  # opened, then resolved, then redelivered
+    transact([
+        Action("marker", {"Put": {"TableName": _table(), "Item": to_attrs({
+            "pk": marker_pk, "case_id": case.case_id}),
+            "ConditionExpression": "attribute_not_exists(pk)"}}),
+        _put(case, None, [alert.alert_id]),
+    ])
+    return Recorded("opened", case)
+
+
+def _unmark(marker_pk: str, case_id: str) -> Action:
+    return Action("marker", {"Delete": {
+        "TableName": _table(), "Key": to_attrs({"pk": marker_pk}),
+        "ConditionExpression": "case_id = :id", "ExpressionAttributeValues": to_attrs({
+            ":id": case_id})}})
+
+
+def _drop_marker(marker_pk: str, case_id: str) -> None:
+    with contextlib.suppress(TransactionConflict):
+        transact([_unmark(marker_pk, case_id)])
+
+
+def change(case_id: str, step: Any, now: datetime) -> Case | None:
+    """Apply a CS step (acknowledge / resolve) to a case, version-guarded; None if no such case."""
+    for _attempt in range(_ATTEMPTS):
+        old = _get(f"CASE#{case_id}")
+        if old is None:
+            return None
+        current = _case(old)
+        new: Case = step(current)
+        if new == current:
+            return current
+        actions = [_put(new, old, old.get("seen", []))]
+        if not new.is_open and current.is_open:
+            actions.append(_unmark(_marker(current.type, current.subject), case_id))
+        try:
+            transact(actions)
+        except TransactionConflict:
+            continue
+        return new
+    raise Busy("case")
+
+
+def open_cases(case_type: str | None = None) -> list[Case]:
+    """Open cases, oldest first: of one type, or of every type (through the severity index)."""
+    queries = [(OPEN_BY_TYPE, "open_type", case_type)] if case_type is not None else [
+        (OPEN_BY_SEVERITY, "open_severity", severity.value) for severity in Severity]
+    cases = [case for index, attribute, value in queries
+             for case in _query(index, attribute, value)]
+    return sorted(cases, key=lambda c: c.opened_at)
+
+
+def _query(index: str, attribute: str, value: str) -> Iterator[Case]:
+    pages = aws.client("dynamodb").get_paginator("query").paginate(
+        TableName=_table(), IndexName=index, KeyConditionExpression=f"{attribute} = :v",
+        ExpressionAttributeValues=to_attrs({":v": value}))
+    for page in pages:
+        for item in page.get("Items", []):
+            yield _case(from_attrs(item))
+
+
+def open_cases_from(floor: Severity) -> list[Case]:
+    """Open cases at this severity or worse (reminders)."""
+    from chalicelib.cs.channels import at_least
+
+    return sorted((case for severity in Severity if at_least(severity, floor)
+                   for case in _query(OPEN_BY_SEVERITY, "open_severity", severity.value)),
+                  key=lambda c: c.opened_at)
+
+
+def cases_of_order(order_id: str) -> list[Case]:
+    return sorted(_query(BY_ORDER, "order_id", order_id), key=lambda c: c.opened_at)
+
+
+__all__ = ["Recorded", "case_id_for", "cases_of_order", "change", "get", "open_cases", "record"]

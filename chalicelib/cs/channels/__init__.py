@@ -1,0 +1,255 @@
+"""CS alert channels: one pure adapter per platform, and a thin `send` that does the HTTP.
+
+Each adapter builds the exact request (`build_request(message, config, now)`) and reads the
+platform's answer (`parse_response(status, body, headers)`); neither does I/O, so both are tested
+byte for byte without a network. `send` posts with `requests` and a timeout. Email is not an HTTP
+channel: `chalicelib.cs.channels.email` builds the SES SendEmail arguments for the caller's boto3.
+
+Every platform below answers some failures with HTTP 200 and an error code in the body (DingTalk,
+WeCom, Feishu), so success is decided by the body, never by the status alone.
+
+Channel modules are imported on first use (`channel("wecom")`): a Lambda that only emails pays
+for nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol, cast
+
+import requests
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+
+from chalicelib.cs.alerts import Severity
+
+# Severity order, for "at least high" rules (StrEnum compares as text).
+SEVERITY_RANK: Mapping[Severity, int] = {
+    Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+
+def at_least(severity: Severity, floor: Severity) -> bool:
+    return SEVERITY_RANK[severity] >= SEVERITY_RANK[floor]
+
+
+class Language(StrEnum):
+    ZH = "zh"
+    EN = "en"
+
+
+class Message(BaseModel):
+    """What CS reads, independent of the platform. `text` is plain lines; adapters format it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str
+    text: str
+    severity: Severity
+    link: str = ""
+    language: Language = Language.ZH
+    kind: str = ""  # the alert kind, for tags and logs
+    mentions: tuple[str, ...] = ()  # mobile numbers to @ where the platform allows it (DingTalk)
+
+
+class Failure(StrEnum):
+    RATE_LIMITED = "rate_limited"  # slow down and retry
+    SECURITY = "security"  # signature, timestamp, keyword or IP rule refused it: fix the config
+    INVALID_PAYLOAD = "invalid_payload"  # our message is malformed or too long: fix the code
+    GONE = "gone"  # the webhook was removed, disabled or archived
+    SERVER = "server_error"
+    NETWORK = "network"
+    UNEXPECTED = "unexpected"  # an answer we cannot read; not retried (it may have arrived)
+
+
+_RETRYABLE = frozenset({Failure.RATE_LIMITED, Failure.SERVER, Failure.NETWORK})
+
+
+@dataclass(frozen=True)
+class ChannelResult:
+    ok: bool
+    error: Failure | None = None
+    platform_code: str = ""  # errcode / code / Slack's error word / HTTP status, as sent
+    detail: str = ""  # the platform's message; never contains the webhook URL
+    retry_after: float | None = None  # seconds, when the platform says (or documents) it
+
+    @property
+    def retryable(self) -> bool:
+        return self.error in _RETRYABLE
+
+    @classmethod
+    def success(cls, code: str = "0") -> ChannelResult:
+        return cls(ok=True, platform_code=code)
+
+    @classmethod
+    def failure(cls, error: Failure, code: object = "", detail: str = "",
+                retry_after: float | None = None) -> ChannelResult:
+        return cls(ok=False, error=error, platform_code=str(code), detail=detail[:300],
+                   retry_after=retry_after)
+
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # DingTalk and WeCom require UTF-8
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One HTTP request, exactly as it goes on the wire. The URL carries secrets: not in repr."""
+
+    url: str = field(repr=False)
+    body: Mapping[str, Any]
+    method: str = "POST"
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: {"Content-Type": JSON_CONTENT_TYPE})
+
+    def body_bytes(self) -> bytes:
+        # Compact UTF-8: Chinese stays readable and well under the platforms' size limits.
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class Channel(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config_model(self) -> type[BaseModel]: ...
+
+    def build_request(self, message: Message, config: Any, now: datetime) -> PreparedRequest: ...
+
+    def parse_response(self, status: int, body: bytes,
+                       headers: Mapping[str, str] | None = None) -> ChannelResult: ...
+
+
+class WebhookConfig(BaseModel):
+    """A robot's webhook URL as the platform shows it (token or key included) and its signing
+    secret, if signing is on. Both are secrets: they never appear in repr or logs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    webhook_url: SecretStr
+    secret: SecretStr | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return value
+
+    @property
+    def url(self) -> str:
+        return self.webhook_url.get_secret_value()
+
+    @property
+    def secret_text(self) -> str | None:
+        return None if self.secret is None else self.secret.get_secret_value()
+
+
+# Registry --------------------------------------------------------------------------------------
+
+CHANNEL_MODULES: Mapping[str, str] = {
+    "slack": "chalicelib.cs.channels.slack",
+    "dingtalk": "chalicelib.cs.channels.dingtalk",
+    "feishu": "chalicelib.cs.channels.feishu",
+    "wecom": "chalicelib.cs.channels.wecom",
+}
+EMAIL = "email"  # built by chalicelib.cs.channels.email, sent by the caller through SES
+
+
+def channel(name: str) -> Channel:
+    """The adapter for an IM platform, imported on first use."""
+    try:
+        module = importlib.import_module(CHANNEL_MODULES[name])
+    except KeyError:
+        raise KeyError(f"unknown IM channel {name!r}; known: {sorted(CHANNEL_MODULES)}") from None
+    return cast(Channel, module.CHANNEL)
+
+
+def parse_config(name: str, data: Mapping[str, Any] | str) -> BaseModel:
+    model = channel(name).config_model
+    return model.model_validate_json(data) if isinstance(data, str) else model.model_validate(data)
+
+
+# Helpers shared by the adapters ----------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_millis(now: datetime) -> int:
+    """Exact integer milliseconds (float timestamps can be off by one)."""
+    if now.tzinfo is None:
+        raise ValueError("naive datetime: every time in this system carries its zone")
+    return (now - _EPOCH) // timedelta(milliseconds=1)
+
+
+def truncate_utf8(text: str, max_bytes: int, ellipsis: str = "…") -> str:
+    """At most `max_bytes` of UTF-8, cut on a character boundary (WeCom counts bytes)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(ellipsis.encode("utf-8")))
+    return encoded[:room].decode("utf-8", errors="ignore") + ellipsis
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def retry_after_header(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare enough to fall back to our own backoff
+
+
+def transport_failure(status: int, body: bytes,
+                      headers: Mapping[str, str] | None) -> ChannelResult | None:
+    """Status codes that mean the same everywhere: 429 and 5xx are retried."""
+    detail = body.decode("utf-8", errors="replace")
+    if status == 429:
+        return ChannelResult.failure(Failure.RATE_LIMITED, status, detail,
+                                     retry_after_header(headers))
+    if status >= 500:
+        return ChannelResult.failure(Failure.SERVER, status, detail, retry_after_header(headers))
+    return None
+
+
+# The thin I/O part ----------------------------------------------------------------------------
+
+DEFAULT_TIMEOUT = (3.05, 10.0)  # connect, read: a robot that hangs must not hold the worker
+
+
+def post(request: PreparedRequest, *, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+         session: requests.Session | None = None
+         ) -> tuple[int, bytes, Mapping[str, str]] | ChannelResult:
+    """Send the request as built; a transport error becomes a retryable result."""
+    try:
+        response = (session.request if session else requests.request)(
+            request.method, request.url, data=request.body_bytes(),
+            headers=dict(request.headers), timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        return ChannelResult.failure(Failure.NETWORK, "timeout", "no answer in time")
+    except requests.RequestException as error:
+        # The exception text contains the URL and so the token: keep only its type.
+        return ChannelResult.failure(Failure.NETWORK, type(error).__name__)
+    return response.status_code, response.content, response.headers
+
+
+def send(adapter: Channel | str, message: Message, config: Any, now: datetime, *,
+         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+         session: requests.Session | None = None) -> ChannelResult:
+    chosen = channel(adapter) if isinstance(adapter, str) else adapter
+    answer = post(chosen.build_request(message, config, now), timeout=timeout, session=session)
+    if isinstance(answer, ChannelResult):
+        return answer
+    status, body, headers = answer
+    return chosen.parse_response(status, body, headers)

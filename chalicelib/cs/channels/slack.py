@@ -1,0 +1,102 @@
+"""Slack incoming webhook: POST `{"text", "blocks"}` to the secret URL; no signature.
+
+Slack answers `200 ok` (plain text, not JSON) or a status with a plain-text error word:
+400 invalid_payload / no_text, 403 action_prohibited / invalid_token, 404 no_service /
+channel_not_found, 410 channel_is_archived, 429 with Retry-After, 500 rollup_error. Posting is
+limited to about one message a second per webhook (short bursts tolerated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from pydantic import BaseModel, model_validator
+
+from chalicelib.cs.alerts import Severity
+from chalicelib.cs.channels import (
+    Channel,
+    ChannelResult,
+    Failure,
+    Language,
+    Message,
+    PreparedRequest,
+    WebhookConfig,
+    transport_failure,
+)
+
+HEADER_MAX_CHARS = 150  # Block Kit header text
+SECTION_MAX_CHARS = 3000  # Block Kit section text
+
+_ICONS = {Severity.LOW: ":information_source:", Severity.MEDIUM: ":large_yellow_circle:",
+          Severity.HIGH: ":warning:", Severity.CRITICAL: ":rotating_light:"}
+_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
+
+_INVALID = frozenset({"invalid_payload", "no_text", "invalid_blocks", "too_many_attachments"})
+_SECURITY = frozenset({"action_prohibited", "invalid_token", "posting_to_general_channel_denied"})
+_GONE = frozenset({"no_service", "no_team", "no_active_hooks", "channel_not_found",
+                   "channel_is_archived", "user_not_found", "team_disabled"})
+
+
+class SlackConfig(WebhookConfig):
+    @model_validator(mode="after")
+    def _unsigned(self) -> SlackConfig:
+        if self.secret is not None:
+            raise ValueError("Slack incoming webhooks are not signed: remove the secret")
+        return self
+
+
+def _escape(text: str) -> str:
+    # The three characters Slack's mrkdwn requires escaped; the rest is literal.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _link(url: str, label: str) -> str:
+    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
+    return f"<{safe}|{label}>"
+
+
+class Slack:
+    name = "slack"
+    config_model: type[BaseModel] = SlackConfig
+
+    def build_request(self, message: Message, config: SlackConfig,
+                      now: datetime) -> PreparedRequest:
+        del now  # nothing time-dependent: no signature
+        title = f"{_ICONS[message.severity]} {message.title}"
+        blocks: list[dict[str, object]] = [
+            {"type": "header",
+             "text": {"type": "plain_text", "text": _clip(title, HEADER_MAX_CHARS),
+                      "emoji": True}},
+            {"type": "section",
+             "text": {"type": "mrkdwn", "text": _clip(_escape(message.text), SECTION_MAX_CHARS)}},
+        ]
+        if message.link:
+            blocks.append({"type": "section", "text": {
+                "type": "mrkdwn", "text": _link(message.link, _OPEN[message.language])}})
+        # `text` is what notifications and screen readers show when blocks are present.
+        fallback = "\n".join(part for part in (message.title, message.text, message.link) if part)
+        return PreparedRequest(url=config.url, body={"text": fallback, "blocks": blocks})
+
+    def parse_response(self, status: int, body: bytes,
+                       headers: Mapping[str, str] | None = None) -> ChannelResult:
+        word = body.decode("utf-8", errors="replace").strip()
+        if 200 <= status < 300:
+            return ChannelResult.success(word or str(status))
+        failed = transport_failure(status, body, headers)
+        if failed is not None:
+            return failed
+        if word in _SECURITY or status in (401, 403):
+            return ChannelResult.failure(Failure.SECURITY, word or status)
+        if word in _GONE or status in (404, 410):
+            return ChannelResult.failure(Failure.GONE, word or status)
+        if word in _INVALID or status in (400, 413):
+            return ChannelResult.failure(Failure.INVALID_PAYLOAD, word or status)
+        return ChannelResult.failure(Failure.UNEXPECTED, word or status, f"HTTP {status}")
+
+
+CHANNEL: Channel = Slack()  # typed: mypy checks the protocol

@@ -1,0 +1,89 @@
+"""Amendments by CS: added, signed and dated, never an overwrite (domain notes: "buyer asked to
+change the address to ...; done — date, name").
+
+Each amendment is an event on the order's timeline; the current view follows it (the version
+as received never changes); and when the order has a job, it becomes a change request whose
+outcome depends on how far the warehouse has got (applied, intercept, after-sales).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.core.dynamodb import Action, TransactionConflict, transact
+from chalicelib.core.errors import ApiError, Busy, NotFound
+from chalicelib.core.settings import protocol_rules
+from chalicelib.flows import warehouse
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import Address, Order, OrderEvent, OrderStatus, amended
+from chalicelib.warehouse import job_store as jobs_store
+from chalicelib.warehouse import jobs
+
+_ATTEMPTS = 3
+
+
+class Amendment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["cancel", "address", "attributes", "promise", "note"]
+    reason: str = Field(min_length=1, max_length=1000)  # what the buyer asked, in CS's words
+    address: Address | None = None
+    lines: tuple[jobs.JobLine, ...] | None = None
+    promise: jobs.Promise | None = None
+
+    def change_request(self) -> jobs.ChangeRequest | None:
+        if self.kind == "note":
+            return None
+        try:
+            return jobs.ChangeRequest(kind=jobs.ChangeKind(self.kind), reason=self.reason,
+                                      address=self.address, lines=self.lines,
+                                      promise=self.promise)
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_payload", f"the {self.kind} amendment is incomplete",
+                           problems=[e["msg"] for e in exc.errors()]) from None
+
+
+def _current_view(order: Order, amendment: Amendment, now: datetime) -> Order:
+    if amendment.kind == "cancel":
+        return order.model_copy(update={"status": OrderStatus.CANCELLED, "cancelled_at": now})
+    if amendment.kind == "address" and amendment.address is not None:
+        return order.model_copy(update={"shipping_address": amendment.address})
+    return order
+
+
+def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> dict[str, Any]:
+    actor = f"cs {staff_id}"
+    request = amendment.change_request()
+    event = OrderEvent(type="order.amended", at=now, actor=actor, reason=amendment.reason,
+                       summary=f"{amendment.kind} by {staff_id}: {amendment.reason}",
+                       data=amendment.model_dump(mode="json", exclude_none=True))
+    for _attempt in range(_ATTEMPTS):
+        stored = orders_store.get_current(order_id)
+        if stored is None:
+            raise NotFound("order")
+        job, transition = None, None
+        if request is not None and stored.job is not None:
+            job = jobs_store.get(stored.job.partner_id, stored.job.job_id)
+            if job is not None:
+                transition = jobs.request_change(job, request, actor, now,
+                                                  protocol_rules())  # 409 if closed
+                warehouse.announce(transition, now)
+        view = _current_view(stored.order, amendment, now)
+        actions: list[Action] = [orders_store.put_current(
+            view, stored, stored.job, now, amended(stored.order, view, stored.overrides))]
+        if transition is not None:
+            actions += warehouse.actions_for(job, transition, actor, now, order_events=[event])
+        else:
+            actions += orders_store.put_events(order_id, [event])
+        try:
+            transact(actions)
+        except TransactionConflict:
+            continue
+        change = transition.job.changes[-1] if transition else None
+        return {"order_id": order_id, "event": event.model_dump(mode="json"),
+                "change": change.model_dump(mode="json") if change else None,
+                "job": transition.job.state() if transition else None}
+    raise Busy("order")

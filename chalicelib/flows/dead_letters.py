@@ -1,0 +1,28 @@
+"""What lands in a dead-letter place becomes a CS alert: nothing fails silently."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from chalicelib.cs import alerts
+
+
+def worker_gave_up(body: str, now: datetime) -> None:
+    """An inbox-stream batch exhausted its retries (Lambda's on-failure record).
+
+    The deliveries in it are still marked pending, so the unprocessed sweep names each one and
+    a replay re-applies them; this alert says that the worker itself is failing.
+    """
+    record: dict[str, Any] = json.loads(body)
+    batch = record.get("DDBStreamBatchInfo", {})
+    alerts.publish(alerts.Alert(
+        kind="worker.dead_letter", severity=alerts.Severity.CRITICAL,
+        subject=f"{batch.get('shardId', '?')}:{batch.get('startSequenceNumber', '?')}",
+        at=now,
+        summary=f"The order worker gave up on {batch.get('batchSize', '?')} order notification(s) "
+                f"after {record.get('requestContext', {}).get('approximateInvokeCount', '?')} "
+                "attempts",
+        facts={"batch": batch, "condition": record.get("requestContext", {}).get("condition")},
+    ))

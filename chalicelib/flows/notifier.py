@@ -1,0 +1,304 @@
+"""The notifier: delivers CS notifications from the outbox. The I/O around chalicelib.cs.routing
+(routing, notes, retries), chalicelib.cs.noise (rate limits, digests) and chalicelib.cs.channels
+(the platforms' requests).
+
+- `plan_for`: the alert dispatcher recorded a case; write a note per channel the routing picks
+  (keyed by case, channel and severity: a repeat adds nothing, an escalation is news).
+- `run`: the scheduled tick. Under a lease (one run at a time), every note due is offered to its
+  channel's noise control (alone now, or folded into the channel's digest, itself a note),
+  sent, and on failure retried with back-off, then moved to the fallback channel (email), and
+  when that fails too dead-lettered: kept, listed by the CS API, never dropped. Then unacknowledged
+  high-severity cases are reminded, and escalated to the on-duty manager.
+Channel settings (webhook URLs, signing secrets, email sender and recipients) are secrets: they
+live in the directory table as `channel/<channel id>` (see chalicelib/admin/cli.py `channel`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from chalicelib.core import aws
+from chalicelib.core.dynamodb import TransactionConflict, transact
+from chalicelib.cs import case_store as cases_store
+from chalicelib.cs import channels as notify
+from chalicelib.cs import noise
+from chalicelib.cs import outbox_store as outbox
+from chalicelib.cs import routing as notifications
+from chalicelib.cs.alerts import Severity
+from chalicelib.cs.cases import Case, reminded
+from chalicelib.cs.channels import ChannelResult, Failure, Message
+from chalicelib.cs.routing import Note, Routing
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(minutes=5)
+RUN_SECONDS = 20.0  # the functions' timeout is 30 s
+
+
+@lru_cache(maxsize=1)
+def routing() -> Routing:
+    """CS_ROUTING_JSON (the JSON form of chalicelib.cs.routing.Routing), or the defaults."""
+    import os
+
+    raw = os.environ.get("CS_ROUTING_JSON")
+    return Routing.model_validate_json(raw) if raw else notifications.DEFAULT_ROUTING
+
+
+def channel_name(channel: str) -> str:
+    return f"channel/{channel}"
+
+
+# Planning -------------------------------------------------------------------------------------
+
+def plan_for(recorded: cases_store.Recorded, now: datetime) -> int:
+    """Notes for a case just opened or escalated (or a redelivery of either): how many new."""
+    if recorded.case is None or recorded.outcome in ("resolved", "nothing_open", "repeated"):
+        return 0
+    return _write_new(notifications.plan(recorded.case, now, routing()))
+
+
+def _write_new(notes: list[Note]) -> int:
+    written = 0
+    for note in notes:
+        try:
+            transact([outbox.put_note(note, None)])
+            written += 1
+        except TransactionConflict:
+            pass  # planned before: the same note
+    return written
+
+
+# The tick -------------------------------------------------------------------------------------
+
+@dataclass
+class RunReport:
+    # Channels that failed as unreachable in this run: their other notes wait for the next
+    # run instead of each waiting out a timeout (a Lambda run has 30 s, not 500 timeouts).
+    broken: set[str] = field(default_factory=set)
+    sent: int = 0
+    folded: int = 0
+    digests: int = 0
+    retried: int = 0
+    fell_back: int = 0
+    dead: int = 0
+    skipped: int = 0
+    reminded: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, int)}
+
+
+def run(now: datetime, limit: int = 500, budget_seconds: float = RUN_SECONDS) -> RunReport:
+    """One tick; stops taking new notes after `budget_seconds` (the rest stay due)."""
+    report = RunReport()
+    owner = secrets.token_hex(8)
+    if not outbox.take_lease(owner, now, LEASE):
+        return report  # the previous run is still sending
+    stop_at = time.monotonic() + budget_seconds
+    try:
+        remind(now, report)  # first, so a reminder goes out in this run
+        started = time.monotonic()
+        for note_id in list(outbox.due_notes(now, limit)):  # digests and critical first
+            if time.monotonic() > stop_at:
+                break
+            # The rate limits count real sends: a run that takes 20 s is not one instant.
+            moment = now + timedelta(seconds=time.monotonic() - started)
+            try:
+                process(note_id, moment, report)
+            except Exception:  # the note stays due; the next tick tries again
+                log.exception("notification %s failed", note_id)
+    finally:
+        outbox.release_lease(owner)
+    return report
+
+
+def process(note_id: str, now: datetime, report: RunReport) -> None:
+    found = outbox.get_note(note_id)
+    if found is None or found[0].status != "pending" or found[0].due_at > now:
+        return
+    note, version = found
+    if note.kind == "digest":
+        _flush_digest(note, version, now, report)
+        return
+    cases = [cases_store.get(case_id) for case_id in note.case_ids]
+    case = cases[0]
+    if case is None or (not case.is_open and note.fallback_of is None):
+        transact([outbox.put_note(note.model_copy(update={"status": "skipped"}), version)])
+        report.skipped += 1  # resolved before anyone had to hear of it
+        return
+    if not note.decided:
+        decided = _offer(note, version, case, now, report)
+        if decided is None:
+            return
+        note, version = decided
+    _deliver(note, version, _message(note, case), now, report)
+
+
+def _offer(note: Note, version: int, case: Case, now: datetime,
+           report: RunReport) -> tuple[Note, int] | None:
+    """Noise control: alone now (the note goes on), or into the channel's digest (None)."""
+    rules = routing().noise
+    state, state_version = outbox.channel_state(note.channel)
+    state, decision = noise.offer(state, note.channel, notifications.noise_case(case), now, rules)
+    if isinstance(decision, noise.Folded):
+        assert state.digest is not None
+        digest = _digest_note(note.channel, state.digest.opened_at, decision.digest_due, now)
+        actions = [outbox.put_channel_state(note.channel, state, state_version),
+                   outbox.put_note(note.model_copy(update={"status": "folded"}), version)]
+        existing = outbox.get_note(digest.note_id)
+        if existing is None:
+            actions.append(outbox.put_note(digest, None))
+        elif existing[0].status == "pending" and existing[0].due_at > decision.digest_due:
+            # The digest filled up: it goes sooner than planned.
+            actions.append(outbox.put_note(existing[0].model_copy(update={
+                "due_at": decision.digest_due}), existing[1]))
+        transact(actions)
+        report.folded += 1
+        return None
+    decided = note.model_copy(update={"decided": True})
+    transact([outbox.put_channel_state(note.channel, state, state_version),
+              outbox.put_note(decided, version)])
+    return decided, version + 1
+
+
+def _digest_note(channel: str, opened_at: datetime, due: datetime, now: datetime) -> Note:
+    key = f"{channel}|{opened_at.isoformat()}"
+    note_id = "digest_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+    return Note(note_id=note_id, channel=channel, kind="digest", case_ids=(),
+                severity=Severity.LOW, due_at=due, created_at=now,
+                digest_start=opened_at)
+
+
+def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) -> None:
+    rules = routing().noise
+    state, state_version = outbox.channel_state(note.channel)
+    state, out = noise.flush(state, note.channel, now, rules)
+    if out is None:
+        due = noise.digest_due(state, note.channel, now, rules)
+        update: dict[str, Any] = {"due_at": due} if due is not None else {"status": "skipped"}
+        transact([outbox.put_note(note.model_copy(update=update), version)])
+        return
+    cases: tuple[noise.Case, ...]
+    if isinstance(out, noise.Alone):
+        cases = (out.case,)
+        case = cases_store.get(out.case.case_id)
+        message = _message(note, case) if case else None
+    else:
+        cases = out.cases
+        message = notifications.digest_for(cases, out.opened_at, now, routing())
+    decided = note.model_copy(update={
+        "decided": True, "case_ids": tuple(c.case_id for c in cases),
+        "severity": max((c.severity for c in cases), key=notify.SEVERITY_RANK.__getitem__)})
+    transact([outbox.put_channel_state(note.channel, state, state_version),
+              outbox.put_note(decided, version)])
+    report.digests += isinstance(out, noise.Digest)
+    if message is None:
+        return
+    _deliver(decided, version + 1, message, now, report)
+
+
+def _message(note: Note, case: Case | None) -> Message:
+    assert case is not None
+    return notifications.message_for(case, routing(), mentions=note.mentions,
+                                     reminder=note.kind == "reminder")
+
+
+def _deliver(note: Note, version: int, message: Message, now: datetime,
+             report: RunReport) -> None:
+    if note.channel in report.broken:  # try again next run, without counting an attempt
+        transact([outbox.put_note(note.model_copy(update={
+            "due_at": now + routing().retry_base}), version)])
+        return
+    result = send(note, message, now)
+    if result.error in (Failure.NETWORK, Failure.SERVER):
+        report.broken.add(note.channel)
+    if result.ok:
+        transact([outbox.put_note(note.model_copy(update={
+            "status": "sent", "sent_at": now, "attempts": note.attempts + 1}), version)])
+        report.sent += 1
+        return
+    error = f"{result.error}: {result.platform_code} {result.detail}".strip()
+    after, fallback = notifications.failed(note, error[:300],
+                                           result.retryable, now, routing(), result.retry_after)
+    actions = [outbox.put_note(after, version)]
+    if fallback is not None:
+        actions.append(outbox.put_note(fallback, None))
+    transact(actions)
+    if after.status == "dead":
+        report.dead += 1
+        log.error("CS notification %s dead-lettered: %s", note.note_id, after.last_error)
+    elif fallback is not None:
+        report.fell_back += 1
+    else:
+        report.retried += 1
+
+
+def send(note: Note, message: Message, now: datetime) -> ChannelResult:
+    """One attempt on the note's channel."""
+    from chalicelib.access import accounts as webhook_sources
+
+    source = webhook_sources.get(channel_name(note.channel))
+    if source is None:
+        return ChannelResult.failure(Failure.GONE, "not_configured",
+                                     f"no settings for channel {note.channel}")
+    if note.platform == notify.EMAIL:
+        return _send_email(note, message, source.secrets[0])
+    try:
+        config = notify.parse_config(note.platform, source.secrets[0])
+    except (KeyError, ValueError) as exc:
+        return ChannelResult.failure(Failure.GONE, "bad_config", str(exc)[:200])
+    return notify.send(note.platform, message, config, now)
+
+
+def _send_email(note: Note, message: Message, settings_json: str) -> ChannelResult:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.cs.channels import email
+
+    try:
+        config = email.EmailConfig.model_validate_json(settings_json)
+        kwargs = email.send_email_kwargs(message, config, to=note.emails or None)
+    except ValueError as exc:
+        return ChannelResult.failure(Failure.GONE, "bad_config", str(exc)[:200])
+    try:
+        answer = aws.client("ses").send_email(**kwargs)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        retryable = code in ("Throttling", "ThrottlingException", "ServiceUnavailable")
+        return ChannelResult.failure(Failure.RATE_LIMITED if retryable else Failure.GONE, code,
+                                     str(exc)[:200])
+    except BotoCoreError as exc:
+        return ChannelResult.failure(Failure.NETWORK, type(exc).__name__)
+    return ChannelResult.success(str(answer.get("MessageId", "")))
+
+
+# Reminders ------------------------------------------------------------------------------------
+
+def remind(now: datetime, report: RunReport) -> None:
+    rules = routing()
+    for case in cases_store.open_cases_from(rules.remind_from):
+        serial = notifications.reminder_due(case, now, rules)
+        if serial is None:
+            continue
+        escalate = notifications.escalates(case, now, rules)
+        notes = notifications.plan(case, now, rules, kind="reminder", serial=serial,
+                                   escalate=escalate)
+        report.reminded += _write_new(notes)
+        cases_store.change(case.case_id, lambda c, s=serial, e=escalate: reminded(c, s, e, now),
+                           now)
+
+
+def configure_channels(channels: dict[str, dict[str, Any]]) -> None:
+    """Store channel settings, e.g. {"wecom:cs-team": {"webhook_url": "https://..."}}."""
+    from chalicelib.access import accounts as webhook_sources
+
+    webhook_sources.register({channel_name(channel_id): {
+        "scheme": channel_id.split(":", 1)[0], "secrets": [json.dumps(settings)]}
+        for channel_id, settings in channels.items()})

@@ -1,0 +1,224 @@
+"""The order worker: applies stored webhook deliveries to orders, exactly once.
+
+Fed by the inbox table's DynamoDB stream rather than a queue: the webhook then needs one write
+(no dual write to a table and a queue), the stream keeps per-key order, and Lambda's stream
+mapping gives retries, partial batch responses and an on-failure destination (the inbox
+dead-letter queue). Every step is a conditional transaction, so replays change nothing:
+- the inbox item loses its `pending` mark in the same transaction that applies it;
+- the current view is guarded by its version (a concurrent worker makes us re-read);
+- the job id is derived from the order id and inserted only if absent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib import marketplaces
+from chalicelib.core import batches
+from chalicelib.core.clock import parse_iso, utcnow
+from chalicelib.core.dynamodb import Action, TransactionConflict, from_attrs, transact
+from chalicelib.core.settings import protocol_rules, settings
+from chalicelib.cs import alerts
+from chalicelib.flows import warehouse
+from chalicelib.orders import inbox_store
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import Decision, Delivery, InvalidOrder, Order, decide
+from chalicelib.warehouse import job_store as jobs_store
+from chalicelib.warehouse import jobs
+
+log = logging.getLogger(__name__)
+_ATTEMPTS = 4
+
+
+def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
+    """Apply one inbox item (as plain Python values). Returns the outcome.
+
+    Raises for temporary faults only, so the stream retries; an unreadable order is a
+    permanent failure, recorded on the delivery and sent to CS.
+    """
+    if "pending" not in item:
+        return "already_processed"
+    delivery = Delivery(source=item["source"], delivery_id=item["delivery_id"],
+                        topic=item["topic"], received_at=parse_iso(item["received_at"]))
+    raw = item["body"].encode()
+    split = _split(item, raw, now)
+    if split is not None:
+        return split
+    try:  # a thin notification is re-fetched here; a platform that is down raises: retried
+        incoming = marketplaces.read_order(item["scheme"], raw, item.get("headers", {}),
+                                           item["source"], now)
+    except InvalidOrder as exc:
+        return _reject(item, delivery, exc, now)
+    for _attempt in range(_ATTEMPTS):
+        stored = orders_store.get_current(incoming.order_id)
+        decision = decide(stored.order if stored else None, incoming, delivery,
+                          has_job=bool(stored and stored.job), now=now,
+                          overrides=stored.overrides if stored else None)
+        job_step = _job_step(stored, decision, delivery, now)
+        # Alerts go out before the write: a retry may repeat one (CS dedupes), never lose it.
+        if decision.problems:
+            _alert_invalid(decision.order, decision.problems, now)
+        if job_step:
+            warehouse.announce(job_step[1], now)
+        try:
+            transact(_actions(item, decision, stored, job_step, delivery.actor, now))
+        except TransactionConflict as conflict:
+            if "inbox" in conflict.failed:
+                return "already_processed"
+            continue  # a concurrent update of this order or its job: read again
+        return decision.outcome
+    raise RuntimeError(f"order {incoming.order_id} kept changing under us; stream will retry")
+
+
+def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
+    """A push naming several orders (Douyin batches its messages) becomes one delivery per
+    order, written with this one's completion in one transaction; None when it names one."""
+    try:
+        refs = marketplaces.refs_of(item["scheme"], raw, item.get("headers", {}))
+    except InvalidOrder:
+        return None  # read_order reports it
+    if len(refs) < 2:
+        return None
+    actions = [inbox_store.delivery_action(
+        item["source"], item["scheme"], marketplaces.Accepted(
+            delivery_id=f"{item['delivery_id']}#{ref.external_id}", topic=item["topic"],
+            shop=ref.shop, headers={marketplaces.REF_HEADER: "1"}),
+        ref.model_dump_json().encode(), now) for ref in refs]
+    try:
+        transact([inbox_store.finish(item["pk"], "split", now, f"{len(refs)} orders"),
+                  *actions])
+    except TransactionConflict:
+        return "already_processed"
+    return "split"
+
+
+JobStep = tuple[jobs.Job | None, jobs.Transition]
+
+
+def _job_step(stored: orders_store.StoredOrder | None, decision: Decision, delivery: Delivery,
+              now: datetime) -> JobStep | None:
+    """A new job for a newly paid order, or the marketplace's changes as change requests."""
+    if decision.create_job:
+        job = jobs.new_job(decision.order, settings().warehouse_partner, now,
+                           protocol_rules())
+        return None, jobs.Transition(job=job, events=(jobs.offered_event(job),))
+    if stored is None or stored.job is None or decision.outcome != "updated":
+        return None
+    requests = _change_requests(decision)
+    if not requests:
+        return None
+    current = jobs_store.get(stored.job.partner_id, stored.job.job_id)
+    if current is None:
+        return None
+    transition = jobs.chain(current, [
+        lambda j, r=request: jobs.request_change(j, r, delivery.actor, now,  # type: ignore[misc]
+                                                      protocol_rules())
+        for request in requests])
+    return (current, transition) if transition.changed else None
+
+
+def _change_requests(decision: Decision) -> list[jobs.ChangeRequest]:
+    order, changed = decision.order, decision.changed
+    why = f"changed on {order.marketplace}"
+    if decision.cancel_job:
+        return [jobs.ChangeRequest(kind=jobs.ChangeKind.CANCEL, reason=f"order {order.status} "
+                                   f"on {order.marketplace}")]
+    requests = []
+    if "shipping_address" in changed and order.shipping_address is not None:
+        requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.ADDRESS, reason=why,
+                                           address=order.shipping_address))
+    if "lines" in changed and order.lines:
+        requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.ATTRIBUTES, reason=why,
+                                           lines=jobs.lines_of(order)))
+    for field, kind in (("buyer_note", "note"), ("requested_courier", "requested_courier")):
+        text = getattr(order, field)
+        if field in changed and text:
+            requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,
+                                               promise=jobs.Promise(kind=kind, text=text)))
+    return requests
+
+
+def _actions(item: Mapping[str, Any], decision: Decision,
+             stored: orders_store.StoredOrder | None, job_step: JobStep | None, actor: str,
+             now: datetime) -> list[Action]:
+    finish = inbox_store.finish(item["pk"], decision.outcome, now, decision.order.order_id)
+    if decision.outcome == "stale":
+        return [finish]
+    order = decision.order
+    actions = [finish]
+    if stored is None:
+        actions.append(orders_store.put_received(order, item["body"], actor, now))
+    job_ref = stored.job if stored else None
+    if job_step is None:
+        actions.extend(orders_store.put_events(order.order_id, decision.events))
+    else:
+        old, transition = job_step
+        job = transition.job
+        job_ref = orders_store.JobRef(job.partner_id, job.job_id)
+        actions.extend(warehouse.actions_for(old, transition, actor, now,
+                                             order_events=decision.events))
+    actions.append(orders_store.put_current(order, stored, job_ref, now, decision.overrides))
+    return actions
+
+
+def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,
+            now: datetime) -> str:
+    alerts.publish(alerts.Alert(
+        kind="order.invalid", severity=alerts.Severity.HIGH, subject=item["pk"], at=now,
+        summary=f"{delivery.source} delivery {delivery.delivery_id} could not be read as an order",
+        facts={"reason": error.reason, "detail": error.detail[:500], "topic": delivery.topic},
+    ))
+    try:
+        transact([inbox_store.finish(item["pk"], "invalid", now, str(error)[:1000])])
+    except TransactionConflict:
+        return "already_processed"
+    return "invalid"
+
+
+def _alert_invalid(order: Order, problems: tuple[str, ...], now: datetime) -> None:
+    alerts.publish(alerts.Alert(
+        kind="order.invalid", severity=alerts.Severity.HIGH, subject=order.order_id, at=now,
+        summary=f"Paid order {order.name or order.external_id} ({order.marketplace}) cannot be "
+                f"sent to the warehouse: {', '.join(problems)}",
+        facts={"order_id": order.order_id, "order_name": order.name or order.external_id,
+               "marketplace": order.marketplace, "problems": list(problems),
+               "external_id": order.external_id, "shop": order.shop},
+    ))
+
+
+# Event-source edges ------------------------------------------------------------------------
+
+
+def handle_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Inbox stream batch -> partial batch response, so one bad record never blocks others."""
+    return batches.partial_response(event, context, _stream_record, "dynamodb")
+
+
+def _stream_record(record: Any) -> None:
+    image = record.raw_event["dynamodb"].get("NewImage") or {}
+    if "pending" in image:  # our own "applied" update comes through the stream too: skip it
+        outcome = apply_delivery(from_attrs(image), utcnow())
+        log.info("delivery %s: %s", record.raw_event["dynamodb"]["Keys"], outcome)
+
+
+def sweep_unprocessed(now: datetime) -> int:
+    """Deliveries still pending after the pickup deadline (10 min) go to CS, once each.
+
+    Marking one also touches it, which sends it through the stream again: a free retry.
+    """
+    cutoff = now - timedelta(minutes=settings().unprocessed_alert_minutes)
+    alerted = 0
+    for item in inbox_store.pending_before(cutoff):
+        if item.get("alerted_at"):
+            continue
+        alerts.publish(alerts.Alert(
+            kind="delivery.unprocessed", severity=alerts.Severity.HIGH, subject=item["pk"],
+            at=now, summary=f"Order notification {item['pk']} not processed within "
+                            f"{settings().unprocessed_alert_minutes} minutes",
+            facts={"received_at": item["received_at"]},
+        ))
+        alerted += inbox_store.mark_alerted(item["pk"], now)
+    return alerted

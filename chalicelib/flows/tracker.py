@@ -1,0 +1,435 @@
+"""The tracker: follows every shipped parcel with its courier provider. The I/O around the pure
+rules of chalicelib.tracking.rules (what to conclude, when to look again) and
+chalicelib.tracking.parcels (what it means for CS and the order).
+
+- `start`: the warehouse reported a shipment; each package becomes a tracked parcel, due at once.
+- `receive_push`: a provider pushed news (verified, stored raw, applied).
+- `run_due`: the scheduler's tick; subscribe, query or judge every parcel whose check is due.
+Every write of a parcel is guarded by the version read, together with its timeline lines, so a
+push and a poll of the same parcel at the same moment cannot lose each other's scans. Alerts
+are published before the write: if the write fails the same changes are found again on the
+retry and the cases layer drops the repeated alerts (never the other way round).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from chalicelib.access.accounts import WebhookSource
+from chalicelib.core.dynamodb import Action, TransactionConflict, transact
+from chalicelib.core.errors import ApiError, Busy, NotFound
+from chalicelib.core.settings import tracking_rules
+from chalicelib.cs import alerts
+from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import OrderEvent
+from chalicelib.tracking import parcel_store as store
+from chalicelib.tracking import rules as tracking
+from chalicelib.tracking.couriers import (
+    PushReply,
+    TrackingPush,
+    adapter_for,
+    kuaidi100,
+    seventeen_track,
+)
+from chalicelib.tracking.parcels import Parcel, alerts_for, completes_order, timeline_for
+from chalicelib.tracking.rules import Change, TrackingEvent
+from chalicelib.warehouse import job_store as jobs_store
+from chalicelib.warehouse.jobs import Job
+from chalicelib.warehouse.jobs import Shipment as JobShipment
+
+log = logging.getLogger(__name__)
+_ATTEMPTS = 5
+
+
+def source_name(provider: str) -> str:
+    """Provider accounts live beside the webhook sources; '/' keeps them out of /webhooks/."""
+    return f"courier/{provider}"
+
+
+def provider_for(carrier_code: str) -> str:
+    """Kuaidi100 covers the domestic carriers; 17TRACK the cross-border rest."""
+    return kuaidi100.NAME if carrier_code.upper() in kuaidi100.CARRIERS else seventeen_track.NAME
+
+
+# Providers: the calls the tracker makes, per provider ---------------------------------------------
+
+class ProviderError(Exception):
+    """A failed call. `counted`: the provider may have counted it (its lock then applies)."""
+
+    def __init__(self, message: str, *, counted: bool, alert: str | None = None) -> None:
+        super().__init__(message)
+        self.counted, self.alert = counted, alert
+
+
+class Provider(Protocol):
+    can_push: bool
+    can_query: bool
+
+    def subscribe(self, parcel: Parcel) -> bool: ...
+
+    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]: ...
+
+
+class Kuaidi100:
+    can_push = True
+    can_query = True
+
+    def __init__(self, source: WebhookSource) -> None:
+        options = source.options
+        self.client = kuaidi100.Kuaidi100Client(
+            options.get("customer", ""), options.get("key", ""),
+            query_url=options.get("query_url", kuaidi100.QUERY_URL),
+            subscribe_url=options.get("subscribe_url", kuaidi100.SUBSCRIBE_URL),
+            guard_lock=False)  # the watch keeps the lock, from the stored last query time
+        self.callback_url, self.salt = options.get("callback_url", ""), source.secrets[0]
+
+    def subscribe(self, parcel: Parcel) -> bool:
+        try:
+            return self.client.subscribe(
+                parcel.carrier_code, parcel.tracking_number, callback_url=self.callback_url,
+                salt=self.salt, phone=parcel.phone or None, to=parcel.destination or None,
+            ).accepted
+        except kuaidi100.SubscriptionRejected as exc:
+            log.warning("kuaidi100 refused the subscription of %s: %s", parcel.label, exc)
+            return False
+        except kuaidi100.Kuaidi100Error as exc:
+            raise _error(exc) from exc
+
+    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]:
+        try:
+            answer = self.client.query(parcel.carrier_code, parcel.tracking_number,
+                                       phone=parcel.phone or None, to=parcel.destination or None)
+            if answer.tracking_number != parcel.tracking_number:
+                raise kuaidi100.MalformedAnswer("wrong_number", f"answered for "
+                                                f"{answer.tracking_number}")
+            return answer.events
+        except kuaidi100.NoResult:
+            return ()  # no scan yet: an answer, not a failure
+        except kuaidi100.Kuaidi100Error as exc:
+            raise _error(exc) from exc
+
+
+def _error(exc: kuaidi100.Kuaidi100Error) -> ProviderError:
+    # Refused before it reached the provider, or never answered: the provider's lock is not on.
+    not_sent = isinstance(exc, kuaidi100.QueryTooSoon | kuaidi100.ProviderUnavailable)
+    counted = isinstance(exc, kuaidi100.RequestTimedOut) or not not_sent
+    if isinstance(exc, kuaidi100.QuotaExhausted | kuaidi100.AccountError
+                  | kuaidi100.SignatureError):
+        return ProviderError(str(exc), counted=counted, alert="courier.provider_account")
+    if isinstance(exc, kuaidi100.BadRequest | kuaidi100.PhoneCheckFailed):
+        return ProviderError(str(exc), counted=counted, alert="courier.waybill_rejected")
+    return ProviderError(str(exc), counted=counted)
+
+
+class SeventeenTrack:
+    """17TRACK: register once (it then pushes to the webhook set in its console), query by
+    gettrackinfo."""
+
+    can_push = True
+    can_query = True
+
+    def __init__(self, source: WebhookSource) -> None:
+        self.client = seventeen_track.SeventeenTrackClient(
+            source.options.get("token", ""),
+            base_url=source.options.get("base_url", seventeen_track.BASE_URL))
+
+    def subscribe(self, parcel: Parcel) -> bool:
+        try:
+            answer = self.client.register([seventeen_track.Registration(
+                number=parcel.tracking_number, carrier_code=parcel.carrier_code)])
+        except seventeen_track.SeventeenTrackError as exc:
+            raise _error17(exc) from exc
+        return bool(answer.accepted) or any(r.already_registered for r in answer.rejected)
+
+    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]:
+        try:
+            infos, _rejected = self.client.get_track_info(
+                [parcel.tracking_number], {parcel.tracking_number: parcel.carrier_code})
+        except seventeen_track.SeventeenTrackError as exc:
+            raise _error17(exc) from exc
+        return tuple(event for info in infos for event in info.events)
+
+
+def _error17(exc: seventeen_track.SeventeenTrackError) -> ProviderError:
+    if isinstance(exc, seventeen_track.AuthError | seventeen_track.QuotaExhausted):
+        return ProviderError(str(exc), counted=True, alert="courier.provider_account")
+    return ProviderError(str(exc), counted=not exc.retryable)
+
+
+class PushOnly:
+    """A provider that pushes on its own (the Standard Webhooks aggregator): nothing to call."""
+
+    can_push = False
+    can_query = False
+
+    def subscribe(self, parcel: Parcel) -> bool:
+        return True
+
+    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]:
+        return ()
+
+
+def _push_only(_source: WebhookSource) -> Provider:
+    return PushOnly()
+
+
+_FACTORIES: dict[str, Callable[[WebhookSource], Provider]] = {
+    kuaidi100.NAME: Kuaidi100, seventeen_track.NAME: SeventeenTrack}
+# (can push, can query) per provider, known without building a client.
+CAPABILITIES = {kuaidi100.NAME: (True, True), seventeen_track.NAME: (True, True),
+                "webhook": (False, False)}
+_providers: dict[str, tuple[WebhookSource, Provider]] = {}
+
+
+def provider(name: str) -> Provider:
+    """The provider's client for this process, rebuilt when its account settings change."""
+    from chalicelib.access import accounts as webhook_sources
+
+    source = webhook_sources.get(source_name(name))
+    if source is None:
+        raise ProviderError(f"no account configured for courier provider {name}",
+                            counted=False, alert="courier.provider_account")
+    cached = _providers.get(name)
+    if cached is None or cached[0] != source:
+        factory = _FACTORIES.get(name, _push_only)
+        cached = (source, factory(source))
+        _providers[name] = cached
+    return cached[1]
+
+
+def forget_providers() -> None:
+    _providers.clear()
+
+
+# Starting -----------------------------------------------------------------------------------------
+
+def start_actions(job: Job, shipment: JobShipment, now: datetime,
+                  skip: Set[tuple[str, str]] = frozenset()) -> list[Action]:
+    """The writes that start tracking a reported shipment, for the ship report's own
+    transaction: each package a new parcel (it must not exist: a number already tracked for
+    another order fails the transaction with its label, see `reused`), and its timeline line."""
+    actions: list[Action] = []
+    for package in shipment.packages:
+        key = (package.carrier_code.upper(), package.tracking_number)
+        if key in skip:
+            continue
+        parcel = _new_parcel(job, shipment, package.carrier_code, package.tracking_number, now)
+        # seq: after the job.shipped line written at the same instant.
+        actions += [store.put(parcel, None), orders_store.put_event(
+            job.order_id, _started_event(parcel, now), seq=100)]
+    return actions
+
+
+def reused(job: Job, failed: Set[str], now: datetime) -> set[tuple[str, str]]:
+    """The packages whose numbers another order's parcel already has (from a failed ship
+    transaction's labels); CS hears of each. The ship goes through without tracking them."""
+    found: set[tuple[str, str]] = set()
+    for label in failed:
+        key = store.key_of_label(label)
+        if key is None:
+            continue
+        found.add(key)
+        existing = store.get(*key)
+        if existing is not None and existing[0].job_id != job.job_id:
+            _number_reused(job, existing[0], now)
+    return found
+
+
+def _new_parcel(job: Job, shipment: JobShipment, carrier_code: str, number: str,
+                now: datetime) -> Parcel:
+    name = provider_for(carrier_code)
+    can_push, can_query = CAPABILITIES.get(name, (False, False))
+    watch = tracking.start_watch(name, can_push=can_push, can_query=can_query, now=now)
+    rules = tracking_rules()
+    return Parcel(
+        carrier_code=carrier_code.upper(), tracking_number=number, provider=name,
+        order_id=job.order_id, order_name=job.order_name, marketplace=job.marketplace,
+        partner_id=job.partner_id, job_id=job.job_id, shipment_id=shipment.shipment_id,
+        phone=job.ship_to.phone, destination=job.ship_to.city or job.ship_to.province,
+        started_at=now, watch=watch, shipment=tracking.Shipment(
+            carrier_code=carrier_code.upper(), tracking_number=number, handed_over_at=now,
+            promised_by=now + rules.delivery_promise if rules.delivery_promise else None))
+
+
+def _started_event(parcel: Parcel, now: datetime) -> OrderEvent:
+    return OrderEvent(
+        type="shipment.tracking_started", at=now, actor=f"courier {parcel.provider}",
+        summary=f"Tracking {parcel.label} with {parcel.provider}",
+        data={"carrier_code": parcel.carrier_code, "tracking_number": parcel.tracking_number,
+              "shipment_id": parcel.shipment_id})
+
+
+def _number_reused(job: Job, other: Parcel, now: datetime) -> None:
+    alerts.publish(Alert(
+        kind="courier.tracking_number_reused", severity=Severity.HIGH, subject=other.subject,
+        at=now, facts={"order_id": job.order_id, "order_name": job.order_name,
+                       "job_id": job.job_id, "other_order_id": other.order_id},
+        summary=f"{job.order_name}: tracking number {other.label} was already used for "
+                f"{other.order_name}; check the label"))
+
+
+# Applying what we learn ---------------------------------------------------------------------------
+
+Step = Callable[[Parcel], tuple[Parcel, tuple[Change, ...]]]
+
+
+@dataclass(frozen=True)
+class Applied:
+    parcel: Parcel
+    changes: tuple[Change, ...]
+
+
+def apply(carrier_code: str, number: str, step: Step, now: datetime,
+          extra: Sequence[Action] = ()) -> Applied | None:
+    """Read, step, write (version-guarded, with the order's timeline); re-read on a race."""
+    for _attempt in range(_ATTEMPTS):
+        found = store.get(carrier_code, number)
+        if found is None:
+            return None
+        old, version = found
+        new, changes = step(old)
+        if new == old:
+            return Applied(old, ())
+        for alert in alerts_for(new, changes):
+            alerts.publish(alert)
+        events = timeline_for(new, changes, now)
+        if changes and _completes(new, changes):
+            events.append(OrderEvent(
+                type="order.completed", at=now, actor=f"courier {new.provider}",
+                summary=f"Delivered ({new.label}): order complete"))
+        try:
+            transact([store.put(new, version), *extra,
+                      *orders_store.put_events(new.order_id, events)])
+        except TransactionConflict:
+            continue
+        return Applied(new, changes)
+    raise Busy("parcel")
+
+
+def _completes(parcel: Parcel, changes: Sequence[Change]) -> bool:
+    if not any(c.type == "status" and c.status is tracking.S.DELIVERED for c in changes):
+        return False
+    job = jobs_store.get(parcel.partner_id, parcel.job_id)
+    if job is None:
+        return False
+    keys = [(p.carrier_code, p.tracking_number) for s in job.shipments for p in s.packages]
+    others = [p for p in store.get_many(keys)
+              if (p.carrier_code, p.tracking_number) != (parcel.carrier_code,
+                                                         parcel.tracking_number)]
+    return completes_order(job.work.value == "shipped", [parcel, *others])
+
+
+def _with(parcel: Parcel, result: tuple[tracking.Shipment, tracking.Watch, tuple[Change, ...]],
+          ) -> tuple[Parcel, tuple[Change, ...]]:
+    shipment, watch, changes = result
+    return parcel.model_copy(update={"shipment": shipment, "watch": watch}), changes
+
+
+# Pushes -------------------------------------------------------------------------------------------
+
+def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
+                 now: datetime) -> PushReply:
+    """Verify against each secret (rotation), store as received, apply; answer as expected."""
+    from chalicelib.access import accounts as webhook_sources
+
+    try:
+        adapter = adapter_for(provider_name)
+    except LookupError:
+        raise NotFound("courier_provider") from None
+    source = webhook_sources.get(source_name(provider_name))
+    if source is None:
+        raise NotFound("courier_provider")
+    push = _verified(adapter.read_push, headers, raw, source.secrets)
+    raw_item = store.put_raw(push.carrier_code, push.tracking_number, provider_name, raw, now)
+    rules = tracking_rules()
+    applied = apply(push.carrier_code, push.tracking_number, lambda p: _with(p, tracking.after_push(
+        p.shipment, p.watch, push.events, push.monitoring, push.resubscribe_after, now, rules)),
+        now, extra=[raw_item])
+    if applied is None:  # not ours (or not yet): keep the evidence, do not make them retry
+        transact([raw_item])
+        log.warning("push for untracked parcel %s %s from %s", push.carrier_code,
+                    push.tracking_number, provider_name)
+    return adapter.push_reply()
+
+
+def _verified(read: Callable[[Mapping[str, str], bytes, str], TrackingPush],
+              headers: Mapping[str, str], raw: bytes, secrets: Sequence[str]) -> TrackingPush:
+    failure: ApiError | None = None
+    for secret in secrets:
+        try:
+            return read(headers, raw, secret)
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            failure = exc
+    assert failure is not None  # a source has at least one secret
+    raise failure
+
+
+# The scheduler's tick -----------------------------------------------------------------------------
+
+@dataclass
+class TickReport:
+    subscribed: int = 0
+    queried: int = 0
+    judged: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def run_due(now: datetime, limit: int = 500) -> TickReport:
+    """Everything due now, oldest first; one parcel's failure never stops the others."""
+    report = TickReport()
+    for carrier_code, number in list(store.due(now, limit)):
+        try:
+            check(carrier_code, number, now, report)
+        except Exception:  # the parcel stays due and is tried on the next tick
+            report.errors += 1
+            log.exception("tracking check of %s %s failed", carrier_code, number)
+    return report
+
+
+def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> None:
+    found = store.get(carrier_code, number)
+    if found is None or found[0].watch.next_check_at is None:
+        return
+    parcel = found[0]
+    if parcel.watch.next_check_at is not None and parcel.watch.next_check_at > now:
+        return  # a push or another tick moved it on since the index was read
+    rules = tracking_rules()
+    action = tracking.due_action(parcel.watch, now)
+    try:
+        client = provider(parcel.provider)
+        if action == "subscribe":
+            accepted = client.subscribe(parcel)
+            report.subscribed += 1
+            apply(carrier_code, number, lambda p: (p.model_copy(update={
+                "watch": tracking.after_subscribe(p.shipment, p.watch, accepted, now, rules)}),
+                ()), now)
+        elif action == "query":
+            events = client.query(parcel)
+            report.queried += 1
+            apply(carrier_code, number, lambda p: _with(p, tracking.after_query(
+                p.shipment, p.watch, events, now, rules)), now)
+        else:
+            report.judged += 1
+            apply(carrier_code, number, lambda p: _with(p, tracking.after_judge(
+                p.shipment, p.watch, now, rules)), now)
+    except ProviderError as exc:
+        report.errors += 1
+        log.warning("tracking %s: %s", parcel.label, exc)
+        if exc.alert:
+            alerts.publish(Alert(kind=exc.alert, severity=Severity.HIGH, subject=parcel.subject,
+                                 at=now, summary=f"{parcel.order_name}: tracking {parcel.label} "
+                                 f"failed: {exc}", facts={"order_id": parcel.order_id}))
+        counted = exc.counted
+        apply(carrier_code, number, lambda p: (p.model_copy(update={
+            "watch": tracking.after_query_error(p.shipment, p.watch, now, rules,
+                                                counted=counted)}), ()), now)

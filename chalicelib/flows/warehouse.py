@@ -1,0 +1,406 @@
+"""The warehouse protocol as a service: read a job, apply a pure transition, write it back with
+its timeline events, feed entries and CS alerts, guarded by the version read.
+
+Alerts are published before the write: a retry may repeat one (CS dedupes on kind + subject),
+but a crash between the write and the publish cannot lose one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.core.clock import utcnow
+from chalicelib.core.dynamodb import Action, TransactionConflict, transact
+from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
+from chalicelib.core.settings import protocol_rules, settings
+from chalicelib.cs import alerts
+from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.order import OrderEvent
+from chalicelib.warehouse import job_store as jobs_store
+from chalicelib.warehouse import jobs
+from chalicelib.warehouse.jobs import Job, Transition
+
+_ATTEMPTS = 3
+
+
+# Writing transitions -------------------------------------------------------------------------
+
+
+def actions_for(old: Job | None, transition: Transition, actor: str, now: datetime,
+                order_events: Sequence[OrderEvent] = ()) -> list[Action]:
+    """The job (version-guarded), its events on the order's timeline after `order_events`
+    (one sequence, so events of one instant keep their order), its feed entries."""
+    job = transition.job
+    actions = [jobs_store.put(job, None if old is None else old.version)]
+    actions += orders_store.put_events(job.order_id, [*order_events, *(
+        OrderEvent(type=event.type, at=now, actor=actor, summary=event.summary, data=event.data)
+        for event in transition.events)])
+    actions += [jobs_store.feed_entry(job, event, now, seq)
+                for seq, event in enumerate(transition.events) if event.feed]
+    return actions
+
+
+def announce(transition: Transition, now: datetime) -> None:
+    job = transition.job
+    for event in transition.events:
+        if event.alert:
+            alerts.publish(alerts.Alert(
+                kind=event.alert, severity=alerts.Severity(event.severity), subject=job.job_id,
+                at=now, summary=f"{job.order_name} ({job.marketplace}): {event.summary}",
+                facts={"order_id": job.order_id, "order_name": job.order_name, "job_id": job.job_id,
+                       "partner_id": job.partner_id, **_plain(event.data)},
+            ))
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if isinstance(v, str | int | float | bool)}
+
+
+def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor: str,
+          now: datetime, extra: Callable[[Transition], list[Action]] | None = None,
+          on_conflict: Callable[[Job, frozenset[str]], None] | None = None) -> Job:
+    """Read, transition, write; re-read and re-judge if the job changed in between.
+
+    `extra`: more writes for the same transaction (starting a shipment's tracking);
+    `on_conflict`: told which writes' conditions failed before the next attempt."""
+    for _attempt in range(_ATTEMPTS):
+        job = get_job(partner_id, job_id)
+        transition = step(job)  # raises Conflict for an illegal transition
+        if not transition.changed:
+            return job
+        announce(transition, now)
+        try:
+            transact([*actions_for(job, transition, actor, now),
+                      *(extra(transition) if extra else ())])
+        except TransactionConflict as exc:
+            if on_conflict is not None:
+                on_conflict(job, exc.failed)
+            continue
+        return transition.job
+    raise Busy("job")
+
+
+def get_job(partner_id: str, job_id: str) -> Job:
+    job = jobs_store.get(partner_id, job_id)
+    if job is None:
+        raise NotFound("job")  # also for another partner's job: its existence is not revealed
+    return job
+
+
+# Requests --------------------------------------------------------------------------------------
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimRequest(_Request):
+    max_jobs: int = Field(default=10, ge=1, le=100)
+    lease_seconds: int | None = Field(default=None, ge=30, le=12 * 3600)
+    wait_seconds: int = Field(default=0, ge=0, le=20)
+
+
+class Claimed(BaseModel):
+    lease_id: str | None
+    lease_expires_at: datetime | None
+    jobs: list[Job]
+
+
+class JobPage(BaseModel):
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class FeedEntry(BaseModel):
+    cursor: str
+    at: datetime
+    job_id: str
+    type: str  # change.applied, change.intercept_requested, change.after_sales, ...
+    change: jobs.Change | None = None
+
+
+class FeedPage(BaseModel):
+    entries: list[FeedEntry]
+    next_cursor: str
+
+
+class SkuLocationsSaved(BaseModel):
+    count: int
+
+
+class LeaseRequest(_Request):
+    lease_id: str
+    lease_seconds: int | None = Field(default=None, ge=30, le=12 * 3600)
+
+
+class RejectRequest(_Request):
+    lease_id: str
+    reason: jobs.RejectReason
+    detail: str = Field(default="", max_length=1000)
+
+
+class PrintRequest(_Request):
+    waybill_numbers: tuple[str, ...] = Field(default=(), max_length=50)
+    carrier_code: str | None = Field(default=None, min_length=2, max_length=32)
+
+
+class PickRequest(_Request):
+    pass
+
+
+class PackRequest(_Request):
+    weight_grams: int = Field(gt=0, le=1_000_000)
+    package_count: int = Field(ge=1, le=100)
+
+
+class ShipRequest(_Request):
+    shipment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    packages: tuple[jobs.Package, ...] = Field(min_length=1, max_length=50)
+    final: bool = True
+
+
+class ResolveRequest(_Request):
+    outcome: Literal["intercepted", "failed"]
+    reprint: bool = False
+    note: str = Field(default="", max_length=1000)
+
+
+# The offer -----------------------------------------------------------------------------------
+
+
+def claim(partner_id: str, request: ClaimRequest, now: datetime | None = None,
+          sleep: Callable[[float], None] = time.sleep) -> Claimed:
+    """Lease up to `max_jobs` offers; with `wait_seconds`, wait for one to appear (long poll)."""
+    deadline = time.monotonic() + request.wait_seconds
+    while True:
+        moment = now or utcnow()
+        claimed = _claim_once(partner_id, request, moment)
+        if claimed.jobs or time.monotonic() >= deadline:
+            return claimed
+        sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claimed:
+    limit = min(request.max_jobs, settings().max_claim_batch)
+    lease_id = "lease_" + secrets.token_urlsafe(12)
+    expires = now + timedelta(seconds=request.lease_seconds or settings().lease_seconds)
+    claimed: list[Job] = []
+    candidates = jobs_store.claimable(partner_id, now, limit)
+    for _attempt in range(_ATTEMPTS):
+        if not candidates:
+            break
+        steps = []
+        for job in candidates:
+            try:
+                steps.append((job, jobs.claim(job, lease_id, expires, now, protocol_rules())))
+            except Conflict:
+                continue  # the index lagged: no longer on offer
+        for _, transition in steps:
+            announce(transition, now)  # dead-lettered offers
+        try:
+            _write_in_chunks(steps, f"partner {partner_id}", now)
+        except TransactionConflict as conflict:
+            candidates = [job for job in candidates if job.job_id not in conflict.failed]
+            continue
+        claimed = [t.job for _, t in steps if t.job.lease_id == lease_id]
+        break
+    if not claimed:
+        return Claimed(lease_id=None, lease_expires_at=None, jobs=[])
+    return Claimed(lease_id=lease_id, lease_expires_at=expires, jobs=claimed)
+
+
+def _write_in_chunks(steps: Sequence[tuple[Job, Transition]], actor: str,
+                     now: datetime) -> None:
+    """One transaction holds 100 actions: group whole jobs so each job's writes stay atomic."""
+    batch: list[Action] = []
+    for old, transition in steps:
+        actions = actions_for(old, transition, actor, now)
+        if len(batch) + len(actions) > 100:
+            transact(batch)
+            batch = []
+        batch += actions
+    if batch:
+        transact(batch)
+
+
+def heartbeat(partner_id: str, job_id: str, request: LeaseRequest, now: datetime) -> Job:
+    expires = now + timedelta(seconds=request.lease_seconds or settings().lease_seconds)
+    return apply(partner_id, job_id, lambda j: jobs.heartbeat(j, request.lease_id, expires, now),
+                 f"partner {partner_id}", now)
+
+
+def release(partner_id: str, job_id: str, request: LeaseRequest, now: datetime) -> Job:
+    return apply(partner_id, job_id, lambda j: jobs.release(j, request.lease_id, now),
+                 f"partner {partner_id}", now)
+
+
+def accept(partner_id: str, job_id: str, request: LeaseRequest, now: datetime) -> Job:
+    return apply(partner_id, job_id, lambda j: jobs.accept(j, request.lease_id, now),
+                 f"partner {partner_id}", now)
+
+
+def reject(partner_id: str, job_id: str, request: RejectRequest, now: datetime) -> Job:
+    return apply(partner_id, job_id,
+                 lambda j: jobs.reject(j, request.lease_id, request.reason, request.detail, now),
+                 f"partner {partner_id}", now)
+
+
+# The work ------------------------------------------------------------------------------------
+
+
+def print_job(partner_id: str, job_id: str, request: PrintRequest, now: datetime) -> Job:
+    return apply(partner_id, job_id, lambda j: jobs.print_job(
+        j, now, waybill_numbers=request.waybill_numbers, carrier_code=request.carrier_code),
+        f"partner {partner_id}", now)
+
+
+def pick(partner_id: str, job_id: str, now: datetime) -> Job:
+    return apply(partner_id, job_id, lambda j: jobs.pick(j, now), f"partner {partner_id}", now)
+
+
+def pack(partner_id: str, job_id: str, request: PackRequest, now: datetime) -> Job:
+    return apply(partner_id, job_id,
+                 lambda j: jobs.pack(j, request.weight_grams, request.package_count, now),
+                 f"partner {partner_id}", now)
+
+
+def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> Job:
+    """Record the shipment, start tracking its parcels and plan telling the marketplace, in one
+    transaction: a retried report finds all of it done or none. A tracking number another
+    order already has is not tracked twice (CS hears of it); the shipment is recorded."""
+    from chalicelib.flows import marketplace_sync, tracker
+
+    skip: set[tuple[str, str]] = set()
+
+    def tracking(transition: Transition) -> list[Action]:
+        shipment = next(s for s in transition.job.shipments
+                        if s.shipment_id == request.shipment_id)
+        return [*tracker.start_actions(transition.job, shipment, now, skip),
+                *marketplace_sync.writeback_actions(transition.job, shipment, now)]
+
+    return apply(partner_id, job_id, lambda j: jobs.ship(
+        j, request.shipment_id, request.packages, request.final, now),
+        f"partner {partner_id}", now, extra=tracking,
+        on_conflict=lambda job, failed: skip.update(tracker.reused(job, failed, now)))
+
+
+def resolve_change(partner_id: str, job_id: str, change_id: str, request: ResolveRequest,
+                   now: datetime) -> Job:
+    actor = f"partner {partner_id}"
+    return apply(partner_id, job_id, lambda j: jobs.resolve_change(
+        j, change_id, request.outcome == "intercepted", request.reprint, request.note, actor,
+        now), actor, now)
+
+
+# Reading ---------------------------------------------------------------------------------------
+
+
+def jobs_updated_since(partner_id: str, since: datetime, cursor: str | None,
+                       limit: int) -> dict[str, Any]:
+    try:
+        found, next_cursor = jobs_store.updated_since(partner_id, since, cursor, limit)
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", "use the next_cursor you were given") from None
+    return JobPage(jobs=found, next_cursor=next_cursor).model_dump(mode="json")
+
+
+# Entries younger than this may still have a write in flight with an earlier timestamp.
+FEED_SETTLE = timedelta(seconds=1)
+
+
+def changes(partner_id: str, cursor: str | None, limit: int, now: datetime) -> dict[str, Any]:
+    try:
+        entries, next_cursor = jobs_store.feed(partner_id, cursor, now - FEED_SETTLE, limit)
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", "use the next_cursor you were given") from None
+    return FeedPage.model_validate({"entries": entries, "next_cursor": next_cursor}
+                                   ).model_dump(mode="json")
+
+
+# Deadlines -------------------------------------------------------------------------------------
+
+
+def sweep_deadlines(now: datetime, limit: int = 100) -> int:
+    """Alert what is late (acceptance, dispatch, intercepts); returns how many jobs moved."""
+    moved, rules = 0, protocol_rules()
+    for partner_id, job_id in jobs_store.due(now, limit):
+        try:
+            after = apply(partner_id, job_id, lambda j: jobs.overdue(j, now, rules),
+                          "deadline watch", now)
+        except (Conflict, NotFound):
+            continue  # busy (the next sweep sees it again) or gone
+        moved += after.updated_at == now
+    return moved
+
+
+# Waves, returns, shelf locations -------------------------------------------------------------
+
+
+def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
+    from chalicelib.warehouse import waves
+
+    found = jobs_store.get_many(partner_id, request.job_ids)
+    wave, steps = waves.plan(request, found, jobs_store.sku_locations(partner_id), now)
+    actor = f"partner {partner_id}"
+    actions = [jobs_store.put_wave(partner_id, wave)]
+    for old, transition in steps:
+        actions += actions_for(old, transition, actor, now)
+    try:
+        transact(actions)
+    except TransactionConflict:
+        raise Busy("wave") from None
+    return wave
+
+
+def get_wave(partner_id: str, wave_id: str) -> dict[str, Any]:
+    wave = jobs_store.get_wave(partner_id, wave_id)
+    if wave is None:
+        raise NotFound("wave")
+    return wave
+
+
+def register_return(partner_id: str, report: Any, now: datetime) -> dict[str, Any]:
+    """Idempotent on the return tracking number; each new return becomes a CS alert."""
+    from chalicelib.warehouse import returns
+
+    known = jobs_store.get_return(partner_id, report.return_tracking_number)
+    if known is not None:
+        return known
+    record = returns.record(report, partner_id, now)
+    job = jobs_store.get(partner_id, report.job_id) if report.job_id else None
+    alerts.publish(alerts.Alert(
+        kind="return.damaged" if report.goods_damaged else "return.received",
+        severity=alerts.Severity.HIGH if report.goods_damaged else alerts.Severity.MEDIUM,
+        subject=f"return:{report.return_tracking_number}", at=now,
+        summary=f"Return {report.return_tracking_number} from {report.buyer_name} received by "
+                f"{partner_id}: {report.reason}; liability: {record['liability_hint']}",
+        facts={"order_name": report.order_name or (job.order_name if job else ""),
+               "order_id": job.order_id if job else "", "packaging": report.packaging},
+    ))
+    actions = [jobs_store.put_return(partner_id, record)]
+    if job is not None:
+        actions.append(orders_store.put_event(job.order_id, OrderEvent(
+            type="return.received", at=now, actor=f"partner {partner_id}",
+            summary=f"Return received ({report.reason}); liability: {record['liability_hint']}",
+            data={"return_tracking_number": report.return_tracking_number})))
+    try:
+        transact(actions)
+    except TransactionConflict:
+        return jobs_store.get_return(partner_id, report.return_tracking_number) or record
+    return record
+
+
+class SkuLocations(_Request):
+    locations: dict[str, str] = Field(min_length=1, max_length=5000)
+
+
+def set_sku_locations(partner_id: str, request: SkuLocations,
+                      now: datetime) -> SkuLocationsSaved:
+    return SkuLocationsSaved(count=jobs_store.merge_sku_locations(partner_id, request.locations,
+                                                                 now))

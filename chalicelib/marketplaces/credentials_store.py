@@ -1,0 +1,66 @@
+"""Per-shop marketplace credentials (app keys and secrets, access tokens) in SSM Parameter Store:
+one SecureString JSON object per shop at /order-backbone/<stage>/shops/<marketplace>/<shop>.
+Read only when a thin notification must be re-fetched or a shipment written back; cached per
+process for SECRETS_CACHE_SECONDS. Locally the same API answers on the local endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from chalicelib.core import aws
+from chalicelib.core.settings import settings
+
+_cache: dict[str, tuple[float, dict[str, str]]] = {}
+
+
+class MissingCredentials(Exception):
+    def __init__(self, marketplace: str, shop: str) -> None:
+        super().__init__(f"no credentials for {marketplace} shop {shop!r}")
+        self.marketplace, self.shop = marketplace, shop
+
+
+def parameter_name(marketplace: str, shop: str) -> str:
+    return f"/order-backbone/{settings().stage}/shops/{marketplace}/{shop}"
+
+
+def get(marketplace: str, shop: str) -> dict[str, str]:
+    name = parameter_name(marketplace, shop)
+    cached = _cache.get(name)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    client = aws.client("ssm")
+    try:
+        value = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    except client.exceptions.ParameterNotFound:
+        raise MissingCredentials(marketplace, shop) from None
+    found: dict[str, Any] = json.loads(value)
+    credentials = {str(k): str(v) for k, v in found.items()}
+    _cache[name] = (time.monotonic() + settings().secrets_cache_seconds, credentials)
+    return credentials
+
+
+def put(marketplace: str, shop: str, credentials: dict[str, str]) -> None:
+    aws.client("ssm").put_parameter(Name=parameter_name(marketplace, shop), Type="SecureString",
+                                    Value=json.dumps(credentials), Overwrite=True)
+    _cache.pop(parameter_name(marketplace, shop), None)
+
+
+def forget() -> None:
+    _cache.clear()
+
+
+def shops() -> list[tuple[str, str]]:
+    """(marketplace, shop) of every shop with credentials in this stage."""
+    prefix = f"/order-backbone/{settings().stage}/shops/"
+    found: list[tuple[str, str]] = []
+    pages = aws.client("ssm").get_paginator("get_parameters_by_path").paginate(
+        Path=prefix, Recursive=True)
+    for page in pages:
+        for parameter in page.get("Parameters", []):
+            marketplace, _, shop = parameter["Name"].removeprefix(prefix).partition("/")
+            if shop:
+                found.append((marketplace, shop))
+    return found

@@ -1,0 +1,124 @@
+"""The inbox table: one item per webhook delivery, keyed (source, delivery id).
+
+The conditional insert is the dedupe and the durable acknowledgement in one call; the table's
+stream is the outbox that feeds the order worker. `pending` marks a delivery not yet applied
+(a sparse index finds the stuck ones), so a failure anywhere later is visible, never lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.core import aws
+from chalicelib.core.clock import iso
+from chalicelib.core.dynamodb import Action, from_attrs, is_condition_failure, to_attrs
+from chalicelib.core.settings import settings
+from chalicelib.marketplaces import Accepted
+
+PENDING = "pending"
+PENDING_INDEX = "pending-by-received"
+
+
+def key(source: str, delivery_id: str) -> str:
+    return f"{source}#{delivery_id}"
+
+
+def _delivery_item(source: str, scheme: str, accepted: Accepted, raw: bytes,
+                   received_at: datetime) -> dict[str, Any]:
+    retention = timedelta(days=settings().delivery_retention_days)
+    item: dict[str, Any] = {
+        "pk": key(source, accepted.delivery_id),
+        "source": source,
+        "scheme": scheme,
+        "delivery_id": accepted.delivery_id,
+        "topic": accepted.topic,
+        "shop": accepted.shop,
+        "headers": accepted.headers,
+        "body": raw.decode("utf-8", errors="replace"),
+        "received_at": iso(received_at),
+        "expires_at": int((received_at + retention).timestamp()),
+    }
+    if accepted.actionable:
+        item[PENDING] = PENDING
+    else:
+        item["outcome"] = "ignored"
+    return item
+
+
+def put_delivery(source: str, scheme: str, accepted: Accepted, raw: bytes,
+                 received_at: datetime) -> bool:
+    """Store a delivery once. False when it was stored before (a duplicate delivery)."""
+    try:
+        aws.client("dynamodb").put_item(
+            TableName=settings().inbox_table,
+            Item=to_attrs(_delivery_item(source, scheme, accepted, raw, received_at)),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def delivery_action(source: str, scheme: str, accepted: Accepted, raw: bytes,
+                    received_at: datetime) -> Action:
+    """The same delivery as a transaction item (a push naming several orders, split)."""
+    return Action(f"delivery {accepted.delivery_id}", {"Put": {
+        "TableName": settings().inbox_table,
+        "Item": to_attrs(_delivery_item(source, scheme, accepted, raw, received_at)),
+        "ConditionExpression": "attribute_not_exists(pk)"}})
+
+
+def finish(pk: str, outcome: str, now: datetime, detail: str = "") -> Action:
+    """Mark a delivery applied; fails (label "inbox") if it was already applied."""
+    return Action("inbox", {"Update": {
+        "TableName": settings().inbox_table,
+        "Key": to_attrs({"pk": pk}),
+        "UpdateExpression": "SET outcome = :o, processed_at = :t, outcome_detail = :d "
+                            "REMOVE #pending",
+        "ConditionExpression": "attribute_exists(#pending)",
+        "ExpressionAttributeNames": {"#pending": PENDING},
+        "ExpressionAttributeValues": to_attrs({":o": outcome, ":t": iso(now), ":d": detail}),
+    }})
+
+
+def pending_before(cutoff: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Deliveries received before `cutoff` and still not applied, oldest first."""
+    answer = aws.client("dynamodb").query(
+        TableName=settings().inbox_table,
+        IndexName=PENDING_INDEX,
+        KeyConditionExpression="#pending = :p AND received_at < :c",
+        ExpressionAttributeNames={"#pending": PENDING},
+        ExpressionAttributeValues=to_attrs({":p": PENDING, ":c": iso(cutoff)}),
+        Limit=limit,
+    )
+    return [from_attrs(item) for item in answer.get("Items", [])]
+
+
+def get(pk: str) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb").get_item(
+        TableName=settings().inbox_table, Key=to_attrs({"pk": pk}), ConsistentRead=True
+    )
+    return from_attrs(answer["Item"]) if "Item" in answer else None
+
+
+def mark_alerted(pk: str, now: datetime) -> bool:
+    """Record that CS was told about a stuck delivery; False if someone already did."""
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=settings().inbox_table,
+            Key=to_attrs({"pk": pk}),
+            UpdateExpression="SET alerted_at = :t",
+            ConditionExpression="attribute_exists(#pending) AND attribute_not_exists(alerted_at)",
+            ExpressionAttributeNames={"#pending": PENDING},
+            ExpressionAttributeValues=to_attrs({":t": iso(now)}),
+        )
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True

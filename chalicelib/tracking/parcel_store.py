@@ -1,0 +1,111 @@
+"""The shipments table: every tracked parcel, and the courier pushes exactly as they came.
+
+  pk = SHIP#<carrier>#<number>   sk = PARCEL              the parcel (versioned, written whole)
+  pk = SHIP#<carrier>#<number>   sk = RAW#<digest>        one push as received (TTL: a season)
+
+`due_pk`/`next_check_at` (sparse `due` index) are derived from the parcel's watch on every
+write: a parcel whose tracking is over leaves the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.core import aws
+from chalicelib.core.clock import iso
+from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
+from chalicelib.core.settings import settings
+from chalicelib.tracking.parcels import Parcel
+
+DUE_INDEX = "due"
+DUE = "DUE"
+RAW_RETENTION = timedelta(days=180)
+_DERIVED = ("pk", "sk", "due_pk", "next_check_at", "version")
+
+
+def _table() -> str:
+    return settings().shipments_table
+
+
+def pk(carrier_code: str, tracking_number: str) -> str:
+    return f"SHIP#{carrier_code.upper()}#{tracking_number}"
+
+
+def _parcel(item: Mapping[str, Any]) -> Parcel:
+    return Parcel.model_validate({k: v for k, v in item.items() if k not in _DERIVED})
+
+
+def get(carrier_code: str, tracking_number: str) -> tuple[Parcel, int] | None:
+    """The parcel and the version it was read at."""
+    answer = aws.client("dynamodb").get_item(
+        TableName=_table(), ConsistentRead=True,
+        Key=to_attrs({"pk": pk(carrier_code, tracking_number), "sk": "PARCEL"}))
+    if "Item" not in answer:
+        return None
+    item = from_attrs(answer["Item"])
+    return _parcel(item), int(item["version"])
+
+
+def get_many(keys: Sequence[tuple[str, str]]) -> list[Parcel]:
+    """Parcels by (carrier, number), in no particular order; unknown ones are left out."""
+    wanted = [to_attrs({"pk": pk(c, n), "sk": "PARCEL"}) for c, n in dict.fromkeys(keys)]
+    found: list[Parcel] = []
+    for start in range(0, len(wanted), 100):
+        request: dict[str, Any] = {_table(): {"Keys": wanted[start:start + 100]}}
+        while request:
+            answer = aws.client("dynamodb").batch_get_item(RequestItems=request)
+            found += [_parcel(from_attrs(i)) for i in answer["Responses"].get(_table(), [])]
+            request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
+def put(parcel: Parcel, read_version: int | None) -> Action:
+    """Write the parcel whole: new (must not exist) or guarded by the version read."""
+    item: dict[str, Any] = {
+        **parcel.model_dump(mode="json"), "pk": pk(parcel.carrier_code, parcel.tracking_number),
+        "sk": "PARCEL", "version": (read_version or 0) + 1}
+    if parcel.watch.next_check_at is not None:
+        item["due_pk"], item["next_check_at"] = DUE, iso(parcel.watch.next_check_at)
+    put: dict[str, Any] = {"TableName": _table(), "Item": to_attrs(item)}
+    if read_version is None:
+        put["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        put["ConditionExpression"] = "version = :v"
+        put["ExpressionAttributeValues"] = to_attrs({":v": read_version})
+    return Action(f"parcel {item['pk']}", {"Put": put})
+
+
+def key_of_label(label: str) -> tuple[str, str] | None:
+    """(carrier, number) of a parcel write's label, as `put` makes it; None for other labels."""
+    if not label.startswith("parcel SHIP#"):
+        return None
+    _, carrier, number = label.removeprefix("parcel ").split("#", 2)
+    return carrier, number
+
+
+def put_raw(carrier_code: str, tracking_number: str, provider: str, raw: bytes,
+            now: datetime) -> Action:
+    """A push as received, once: the same bytes delivered again are the same item."""
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    item = {"pk": pk(carrier_code, tracking_number), "sk": f"RAW#{digest}",
+            "provider": provider, "raw": raw.decode("utf-8", errors="replace"),
+            "received_at": iso(now),
+            "expires_at": int((now + RAW_RETENTION).timestamp())}
+    return Action("raw", {"Put": {"TableName": _table(), "Item": to_attrs(item)}})
+
+
+def due(now: datetime, limit: int) -> Iterator[tuple[str, str]]:
+    """(carrier, number) of parcels whose next check is due, most overdue first."""
+    paginator = aws.client("dynamodb").get_paginator("query")
+    pages = paginator.paginate(
+        TableName=_table(), IndexName=DUE_INDEX,
+        KeyConditionExpression="due_pk = :due AND next_check_at <= :now",
+        ExpressionAttributeValues=to_attrs({":due": DUE, ":now": iso(now)}),
+        PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 500)})
+    for page in pages:
+        for item in page.get("Items", []):
+            _, carrier, number = from_attrs(item)["pk"].split("#", 2)
+            yield carrier, number

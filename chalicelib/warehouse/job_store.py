@@ -1,0 +1,277 @@
+"""The jobs table. Every key starts with the partner id, so every read and write is scoped to a
+partner by its key, and another partner's job id simply is not there.
+
+  pk = <partner>  sk = job_<id>            the job (versioned; written whole, guarded by version)
+  pk = <partner>  sk = FEED#<at>#<n>       the partner's change feed, oldest first
+  pk = <partner>  sk = WAVE#<wave id>      a wave and its pick lists
+  pk = <partner>  sk = RETURN#<tracking>   a return the warehouse received
+  pk = <partner>  sk = SKU_LOCATIONS       where each SKU sits on the shelves
+  pk = <partner>  sk = WRITEBACK#<job>#<shipment>  telling the marketplace of a shipment
+
+Index attributes are derived from the job's state on every write, never set by hand:
+`offer_partner`/`offer_at` (sparse `offers` index: claimable jobs, when they may next be handed
+out), `deadline_pk`/`deadline_at` (sparse `deadlines` index: the next moment a deadline may
+fire), `updated_at` (`partner-updated` index: resync).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from chalicelib.core import aws
+from chalicelib.core.clock import iso
+from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
+from chalicelib.core.settings import protocol_rules, settings
+from chalicelib.marketplaces.writeback import Writeback
+from chalicelib.warehouse.jobs import Job, JobEvent, next_deadline
+
+OFFERS_INDEX = "offers"
+UPDATED_INDEX = "partner-updated"
+DEADLINES_INDEX = "deadlines"
+DUE = "DUE"
+_DERIVED = ("pk", "sk", "offer_partner", "offer_at", "deadline_pk", "deadline_at")
+
+
+def _table() -> str:
+    return settings().jobs_table
+
+
+def _key(partner_id: str, sk: str) -> dict[str, Any]:
+    return to_attrs({"pk": partner_id, "sk": sk})
+
+
+def job_of(item: dict[str, Any]) -> Job:
+    return Job.model_validate({k: v for k, v in item.items() if k not in _DERIVED})
+
+
+def item_of(job: Job) -> dict[str, Any]:
+    item: dict[str, Any] = {"pk": job.partner_id, "sk": job.job_id,
+                            **job.model_dump(mode="json", exclude_none=True)}
+    if job.claimable:
+        item["offer_partner"] = job.partner_id
+        item["offer_at"] = iso(job.offer_at)
+    deadline = next_deadline(job, protocol_rules())
+    if deadline is not None:
+        item["deadline_pk"] = DUE
+        item["deadline_at"] = iso(deadline)
+    return item
+
+
+def put(job: Job, read_version: int | None) -> Action:
+    """Write the job whole; fails (label = job id) if someone changed it since we read it."""
+    if read_version is None:
+        guard: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+    else:
+        guard = {"ConditionExpression": "version = :v",
+                 "ExpressionAttributeValues": to_attrs({":v": read_version})}
+    return Action(job.job_id, {"Put": {"TableName": _table(), "Item": to_attrs(item_of(job)),
+                                       **guard}})
+
+
+def get(partner_id: str, job_id: str) -> Job | None:
+    if not job_id.startswith("job_"):
+        return None  # other items share the partition; only jobs are jobs
+    answer = aws.client("dynamodb").get_item(TableName=_table(), Key=_key(partner_id, job_id),
+                                             ConsistentRead=True)
+    return job_of(from_attrs(answer["Item"])) if "Item" in answer else None
+
+
+def get_many(partner_id: str, job_ids: Sequence[str]) -> dict[str, Job]:
+    """Up to 100 jobs in one call (strongly consistent); unknown ids are simply absent."""
+    wanted = [j for j in dict.fromkeys(job_ids) if j.startswith("job_")]
+    found: dict[str, Job] = {}
+    keys = [_key(partner_id, job_id) for job_id in wanted]
+    while keys:
+        answer = aws.client("dynamodb").batch_get_item(
+            RequestItems={_table(): {"Keys": keys[:100], "ConsistentRead": True}})
+        for raw in answer["Responses"].get(_table(), []):
+            job = job_of(from_attrs(raw))
+            found[job.job_id] = job
+        keys = keys[100:] + answer.get("UnprocessedKeys", {}).get(_table(), {}).get("Keys", [])
+    return found
+
+
+def claimable(partner_id: str, now: datetime, limit: int) -> list[Job]:
+    """Jobs on offer at `now`, oldest offer first. The index lags the table a little, so the
+    claim's version guard is what makes a claim safe."""
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), IndexName=OFFERS_INDEX,
+        KeyConditionExpression="offer_partner = :p AND offer_at <= :now",
+        ExpressionAttributeValues=to_attrs({":p": partner_id, ":now": iso(now)}),
+        Limit=limit,
+    )
+    return [job_of(from_attrs(item)) for item in answer.get("Items", [])]
+
+
+def _cursor(key: dict[str, Any] | None) -> str | None:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
+
+
+def _uncursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise ValueError("invalid cursor") from None
+    if not isinstance(value, dict):
+        raise ValueError("invalid cursor")
+    return value
+
+
+def updated_since(partner_id: str, since: datetime, cursor: str | None,
+                  limit: int) -> tuple[list[Job], str | None]:
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "IndexName": UPDATED_INDEX, "Limit": limit,
+        "KeyConditionExpression": "pk = :p AND updated_at >= :since",
+        "ExpressionAttributeValues": to_attrs({":p": partner_id, ":since": iso(since)}),
+    }
+    start = _uncursor(cursor)
+    if start:
+        kwargs["ExclusiveStartKey"] = start
+    answer = aws.client("dynamodb").query(**kwargs)
+    jobs = [job_of(from_attrs(item)) for item in answer.get("Items", [])
+            if str(from_attrs(item)["sk"]).startswith("job_")]
+    return jobs, _cursor(answer.get("LastEvaluatedKey"))
+
+
+def due(now: datetime, limit: int = 100) -> list[tuple[str, str]]:
+    """(partner, job id) of jobs with a deadline at or before `now`."""
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), IndexName=DEADLINES_INDEX, Limit=limit,
+        KeyConditionExpression="deadline_pk = :due AND deadline_at <= :now",
+        ExpressionAttributeValues=to_attrs({":due": DUE, ":now": iso(now)}),
+    )
+    return [(item["pk"]["S"], item["sk"]["S"]) for item in answer.get("Items", [])]
+
+
+# The change feed -----------------------------------------------------------------------------
+
+
+def feed_entry(job: Job, event: JobEvent, now: datetime, seq: int) -> Action:
+    entry = {"pk": job.partner_id, "sk": f"FEED#{iso(now)}#{seq:03d}{secrets.token_hex(3)}",
+             "at": iso(now), "job_id": job.job_id, "type": event.type,
+             "change": event.data.get("change")}
+    return Action("feed", {"Put": {"TableName": _table(),
+                                   "Item": to_attrs({k: v for k, v in entry.items()
+                                                     if v is not None})}})
+
+
+def feed(partner_id: str, after: str | None, until: datetime,
+         limit: int) -> tuple[list[dict[str, Any]], str]:
+    """Entries after the cursor and no newer than `until`. The cursor is the last entry's key;
+    readers stop a moment short of now so a write still in flight cannot land behind them."""
+    start = _unwrap(after) if after else "FEED#"
+    if not start.startswith("FEED#"):
+        raise ValueError("invalid cursor")
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), Limit=limit, ConsistentRead=True,
+        KeyConditionExpression="pk = :p AND sk BETWEEN :after AND :until",
+        ExpressionAttributeValues=to_attrs({":p": partner_id, ":after": start + "\x00",
+                                            ":until": f"FEED#{iso(until)}~"}),
+    )
+    entries = [from_attrs(item) for item in answer.get("Items", [])]
+    cursor = entries[-1]["sk"] if entries else start
+    return [{"cursor": _wrap(e["sk"]), "at": e["at"], "job_id": e["job_id"], "type": e["type"],
+             "change": e.get("change")} for e in entries], _wrap(cursor)
+
+
+def _wrap(key: str) -> str:
+    """Cursors are opaque and URL-safe (a raw key holds '#')."""
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _unwrap(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        raise ValueError("invalid cursor") from None
+
+
+# Waves, returns, shelf locations -----------------------------------------------------------
+
+
+def put_wave(partner_id: str, wave: dict[str, Any]) -> Action:
+    return Action("wave", {"Put": {
+        "TableName": _table(),
+        "Item": to_attrs({"pk": partner_id, "sk": f"WAVE#{wave['wave_id']}", **wave}),
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }})
+
+
+def _get_document(partner_id: str, sk: str) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb").get_item(TableName=_table(), Key=_key(partner_id, sk))
+    item = from_attrs(answer.get("Item", {}))
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")} if item else None
+
+
+def get_wave(partner_id: str, wave_id: str) -> dict[str, Any] | None:
+    return _get_document(partner_id, f"WAVE#{wave_id}")
+
+
+def put_return(partner_id: str, record: dict[str, Any]) -> Action:
+    sk = f"RETURN#{record['return_tracking_number']}"
+    return Action("return", {"Put": {
+        "TableName": _table(), "Item": to_attrs({"pk": partner_id, "sk": sk, **record}),
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }})
+
+
+def get_return(partner_id: str, tracking: str) -> dict[str, Any] | None:
+    return _get_document(partner_id, f"RETURN#{tracking}")
+
+
+def sku_locations(partner_id: str) -> dict[str, str]:
+    return dict((_get_document(partner_id, "SKU_LOCATIONS") or {}).get("locations", {}))
+
+
+def merge_sku_locations(partner_id: str, locations: dict[str, str], now: datetime) -> int:
+    merged = {**sku_locations(partner_id), **locations}
+    aws.client("dynamodb").put_item(TableName=_table(), Item=to_attrs({
+        "pk": partner_id, "sk": "SKU_LOCATIONS", "locations": merged, "at": iso(now)}))
+    return len(merged)
+
+
+# Shipment writebacks to the marketplace (chalicelib/marketplaces/writeback.py) --------------
+
+WRITEBACKS_DUE = "WRITEBACK"  # their own partition of the sparse deadlines index
+
+
+def put_writeback(writeback: Writeback, read_version: int | None) -> Action:
+    item: dict[str, Any] = {**writeback.model_dump(mode="json"), "pk": writeback.partner_id,
+                            "sk": f"WRITEBACK#{writeback.key}",
+                            "version": (read_version or 0) + 1}
+    if writeback.status == "pending":
+        item["deadline_pk"], item["deadline_at"] = WRITEBACKS_DUE, iso(writeback.due_at)
+    put: dict[str, Any] = {"TableName": _table(), "Item": to_attrs(item)}
+    if read_version is None:
+        put["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        put["ConditionExpression"] = "version = :v"
+        put["ExpressionAttributeValues"] = to_attrs({":v": read_version})
+    return Action(f"writeback {writeback.key}", {"Put": put})
+
+
+def get_writeback(partner_id: str, key: str) -> tuple[Writeback, int] | None:
+    answer = aws.client("dynamodb").get_item(
+        TableName=_table(), Key=_key(partner_id, f"WRITEBACK#{key}"), ConsistentRead=True)
+    if "Item" not in answer:
+        return None
+    item = from_attrs(answer["Item"])
+    fields = {k: v for k, v in item.items() if k not in (*_DERIVED, "version")}
+    return Writeback.model_validate(fields), int(item["version"])
+
+
+def due_writebacks(now: datetime, limit: int = 100) -> list[tuple[str, str]]:
+    """(partner, writeback key) of writebacks due at or before `now`."""
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), IndexName=DEADLINES_INDEX, Limit=limit,
+        KeyConditionExpression="deadline_pk = :due AND deadline_at <= :now",
+        ExpressionAttributeValues=to_attrs({":due": WRITEBACKS_DUE, ":now": iso(now)}))
+    return [(item["pk"]["S"], item["sk"]["S"].removeprefix("WRITEBACK#"))
+            for item in answer.get("Items", [])]

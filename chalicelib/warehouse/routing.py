@@ -1,0 +1,545 @@
+"""Routing rules: destination region, courier and expected cost, ship-by and factory deadlines.
+
+Pure: no I/O. Every number the handbook gives is a default in a pydantic model, so an operator can
+load different rules from JSON (`CarrierRules.model_validate_json(text)`).
+
+Regions (the handbook prices parcels by destination):
+- jzh: Jiangsu, Zhejiang, Shanghai, the whole provinces (江浙沪 is priced as one zone).
+- tier12: the municipalities Beijing, Tianjin, Chongqing (their city fields are often districts)
+  and the listed first-, new-first- and second-tier cities outside JZH (after the Yicai city
+  tiers), see `TIER12_CITIES`.
+- remote: everything else in the mainland. The provinces couriers customarily price as remote
+  (Xinjiang, Xizang, Qinghai, Inner Mongolia, Ningxia, Gansu, Hainan) stay remote even if an
+  operator prices the other third-tier cities as tier12 (`third_tier_region`); a listed tier12
+  city still wins. An address we cannot place at all is remote: budget the highest band.
+- international: any other country, and Hong Kong, Macau, Taiwan (customs) even under CN.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from chalicelib.orders.order import Address
+
+
+class Region(StrEnum):
+    JZH = "jzh"
+    TIER12 = "tier12"
+    REMOTE = "remote"
+    INTERNATIONAL = "international"
+
+
+class Carrier(StrEnum):
+    STO = "STO"
+    SF = "SF"
+    YTO = "YTO"
+    ZTO = "ZTO"
+    YUNDA = "YUNDA"
+    JD = "JD"
+    EMS = "EMS"
+
+
+# Place names ------------------------------------------------------------------------------------
+
+# Shopify's CN zone codes (Shopify/worldwide db/data/regions/CN.yml) with English, pinyin and
+# Chinese names. Xizang is "YZ" there; its ISO code "XZ" is accepted as an alias.
+_PROVINCES: dict[str, tuple[str, ...]] = {
+    "AH": ("Anhui", "安徽"),
+    "BJ": ("Beijing", "Peking", "北京"),
+    "CQ": ("Chongqing", "重庆"),
+    "FJ": ("Fujian", "福建"),
+    "GS": ("Gansu", "甘肃"),
+    "GD": ("Guangdong", "广东"),
+    "GX": ("Guangxi", "Guangxi Zhuang", "广西"),
+    "GZ": ("Guizhou", "贵州"),
+    "HI": ("Hainan", "海南"),
+    "HE": ("Hebei", "河北"),
+    "HL": ("Heilongjiang", "黑龙江"),
+    "HA": ("Henan", "河南"),
+    "HB": ("Hubei", "湖北"),
+    "HN": ("Hunan", "湖南"),
+    "NM": ("Inner Mongolia", "Nei Mongol", "Neimenggu", "内蒙古"),
+    "JS": ("Jiangsu", "江苏"),
+    "JX": ("Jiangxi", "江西"),
+    "JL": ("Jilin", "吉林"),
+    "LN": ("Liaoning", "辽宁"),
+    "NX": ("Ningxia", "Ningxia Hui", "宁夏"),
+    "QH": ("Qinghai", "青海"),
+    "SN": ("Shaanxi", "陕西"),
+    "SD": ("Shandong", "山东"),
+    "SH": ("Shanghai", "上海"),
+    "SX": ("Shanxi", "山西"),
+    "SC": ("Sichuan", "四川"),
+    "TJ": ("Tianjin", "天津"),
+    "XJ": ("Xinjiang", "Xinjiang Uygur", "Xinjiang Uyghur", "新疆"),
+    "YZ": ("Xizang", "Tibet", "西藏"),
+    "YN": ("Yunnan", "云南"),
+    "ZJ": ("Zhejiang", "浙江"),
+    # Not mainland: parcels there go through customs, so they are international.
+    "HK": ("Hong Kong", "香港"),
+    "MO": ("Macau", "Macao", "澳门"),
+    "TW": ("Taiwan", "台湾"),
+}
+_CODE_ALIASES = {"XZ": "YZ"}
+_OUTSIDE_MAINLAND = frozenset({"HK", "MO", "TW"})
+
+# (province, names...): cities we can recognise. The first name is the key rules refer to. Besides
+# the tier12 list this holds JZH and remote-province cities, so a city alone places an address.
+_CITIES: tuple[tuple[str, ...], ...] = (
+    ("SH", "Shanghai", "上海"),
+    ("JS", "Nanjing", "南京"), ("JS", "Suzhou", "苏州"), ("JS", "Wuxi", "无锡"),
+    ("JS", "Changzhou", "常州"), ("JS", "Nantong", "南通"), ("JS", "Xuzhou", "徐州"),
+    ("ZJ", "Hangzhou", "杭州"), ("ZJ", "Ningbo", "宁波"), ("ZJ", "Wenzhou", "温州"),
+    ("ZJ", "Shaoxing", "绍兴"), ("ZJ", "Jiaxing", "嘉兴"), ("ZJ", "Jinhua", "金华"),
+    ("BJ", "Beijing", "Peking", "北京"), ("TJ", "Tianjin", "天津"), ("CQ", "Chongqing", "重庆"),
+    ("GD", "Guangzhou", "Canton", "广州"), ("GD", "Shenzhen", "深圳"), ("GD", "Dongguan", "东莞"),
+    ("GD", "Foshan", "佛山"), ("GD", "Zhuhai", "珠海"), ("GD", "Huizhou", "惠州"),
+    ("GD", "Zhongshan", "中山"),
+    ("SC", "Chengdu", "成都"), ("HB", "Wuhan", "武汉"), ("SN", "Xi'an", "Xian", "西安"),
+    ("HN", "Changsha", "长沙"), ("HA", "Zhengzhou", "郑州"), ("AH", "Hefei", "合肥"),
+    ("SD", "Qingdao", "青岛"), ("SD", "Jinan", "济南"), ("SD", "Yantai", "烟台"),
+    ("SD", "Weifang", "潍坊"), ("SD", "Linyi", "临沂"),
+    ("FJ", "Xiamen", "厦门"), ("FJ", "Fuzhou", "福州"), ("FJ", "Quanzhou", "泉州"),
+    ("LN", "Shenyang", "沈阳"), ("LN", "Dalian", "大连"), ("JL", "Changchun", "长春"),
+    ("HL", "Harbin", "Haerbin", "哈尔滨"), ("HE", "Shijiazhuang", "石家庄"),
+    ("HE", "Baoding", "保定"), ("SX", "Taiyuan", "太原"), ("JX", "Nanchang", "南昌"),
+    ("YN", "Kunming", "昆明"), ("GZ", "Guiyang", "贵阳"), ("GX", "Nanning", "南宁"),
+    ("XJ", "Urumqi", "Wulumuqi", "乌鲁木齐"), ("YZ", "Lhasa", "Lasa", "拉萨"),
+    ("QH", "Xining", "西宁"), ("NX", "Yinchuan", "银川"), ("GS", "Lanzhou", "兰州"),
+    ("NM", "Hohhot", "Huhehaote", "呼和浩特"), ("HI", "Haikou", "海口"), ("HI", "Sanya", "三亚"),
+    ("HK", "Hong Kong", "香港"), ("MO", "Macau", "Macao", "澳门"),
+)
+
+# First, new-first and second tier outside JZH (Yicai 2023 tiers); JZH cities are jzh anyway.
+TIER12_CITIES = frozenset({
+    "beijing", "tianjin", "chongqing", "guangzhou", "shenzhen", "dongguan", "foshan", "zhuhai",
+    "huizhou", "zhongshan", "chengdu", "wuhan", "xian", "changsha", "zhengzhou", "hefei",
+    "qingdao", "jinan", "yantai", "weifang", "linyi", "xiamen", "fuzhou", "quanzhou", "shenyang",
+    "dalian", "changchun", "harbin", "shijiazhuang", "baoding", "taiyuan", "nanchang", "kunming",
+    "guiyang", "nanning",
+})
+
+_EN_SUFFIX = re.compile(
+    r"\s+(province|sheng|shi|city|municipality|autonomous region|zizhiqu|sar)$")
+_SEPARATORS = re.compile(r"[\s'’`.\-_·]+")
+_ZH_SUFFIXES = ("维吾尔自治区", "壮族自治区", "回族自治区", "特别行政区", "自治区", "省", "市")
+
+
+def _normalise(name: str) -> str:
+    """One spelling per place: case, width, spacing and administrative suffixes don't matter."""
+    folded = _EN_SUFFIX.sub("", unicodedata.normalize("NFKC", name).strip().casefold())
+    folded = _SEPARATORS.sub("", folded)
+    for suffix in _ZH_SUFFIXES:
+        if folded.endswith(suffix) and len(folded) > len(suffix):
+            return folded.removesuffix(suffix)
+    return folded
+
+
+_PROVINCE_BY_NAME = {
+    _normalise(name): code for code, names in _PROVINCES.items() for name in names
+}
+
+
+def _city_index() -> dict[str, tuple[tuple[str, str], ...]]:
+    index: dict[str, tuple[tuple[str, str], ...]] = {}
+    for province, *names in _CITIES:
+        key = _normalise(names[0])
+        for spelling in {_normalise(name) for name in names}:
+            index[spelling] = (*index.get(spelling, ()), (key, province))
+    return index
+
+
+_CITY_INDEX = _city_index()  # spelling -> ((key, province), ...): pinyin is ambiguous
+
+
+def province_code(text: str) -> str | None:
+    """Shopify zone code of a province given as a code ("SH", "CN-JS") or a name ("江苏省")."""
+    code = text.strip().upper().removeprefix("CN-")
+    code = _CODE_ALIASES.get(code, code)
+    return code if code in _PROVINCES else _PROVINCE_BY_NAME.get(_normalise(text))
+
+
+def _canonical_city(name: str) -> str:
+    entries = _CITY_INDEX.get(_normalise(name), ())
+    return entries[0][0] if entries else _normalise(name)
+
+
+def _canonical_province(text: str) -> str:
+    code = province_code(text)
+    if code is None:
+        raise ValueError(f"unknown province {text!r}")
+    return code
+
+
+class RegionRules(BaseModel):
+    """Which destinations fall in which cost region. Provinces by code or name, cities by name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jzh_provinces: frozenset[str] = frozenset({"SH", "JS", "ZJ"})
+    tier12_provinces: frozenset[str] = frozenset({"BJ", "TJ", "CQ"})
+    tier12_cities: frozenset[str] = TIER12_CITIES
+    remote_provinces: frozenset[str] = frozenset({"XJ", "YZ", "QH", "NM", "NX", "GS", "HI"})
+    # Unlisted cities outside the remote provinces; the handbook prices them with remote areas.
+    third_tier_region: Literal[Region.TIER12, Region.REMOTE] = Region.REMOTE
+
+    @field_validator("jzh_provinces", "tier12_provinces", "remote_provinces")
+    @classmethod
+    def _province_codes(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(_canonical_province(item) for item in value)
+
+    @field_validator("tier12_cities")
+    @classmethod
+    def _city_keys(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(_canonical_city(item) for item in value)
+
+    @field_serializer("jzh_provinces", "tier12_provinces", "tier12_cities", "remote_provinces")
+    def _sorted(self, value: frozenset[str]) -> list[str]:
+        return sorted(value)  # stable JSON an operator can diff
+
+
+DEFAULT_REGION_RULES = RegionRules()
+
+
+def _is_domestic(address: Address) -> bool:
+    country = address.country_code.strip().upper()
+    if country:
+        return country in ("CN", "CHN")
+    # Domestic marketplaces may leave the country out: trust Chinese place names, never a bare
+    # code (HI, NM, SC are US states too).
+    return (_PROVINCE_BY_NAME.get(_normalise(address.province)) is not None
+            or _normalise(address.city) in _CITY_INDEX)
+
+
+def _city_key(city: str, province: str | None) -> str | None:
+    """The city's rule key; None for a namesake in another province (Fuzhou, Jiangxi)."""
+    name = _normalise(city)
+    entries = _CITY_INDEX.get(name)
+    if not entries:
+        return name or None
+    return next((key for key, where in entries if province in (None, where)), None)
+
+
+def _city_province(city: str) -> str | None:
+    entries = _CITY_INDEX.get(_normalise(city), ())
+    return entries[0][1] if entries else None
+
+
+def region_of(address: Address, rules: RegionRules = DEFAULT_REGION_RULES) -> Region:
+    """The cost region of a destination; see the module docstring for the lists."""
+    if not _is_domestic(address):
+        return Region.INTERNATIONAL
+    # The structured code is what Shopify validates; the free-text name is the fallback.
+    province = province_code(address.province_code) if address.province_code.strip() else None
+    province = province or province_code(address.province) or _city_province(address.city)
+    if province in _OUTSIDE_MAINLAND:
+        return Region.INTERNATIONAL
+    if province in rules.jzh_provinces:
+        return Region.JZH
+    city = _city_key(address.city, province)
+    if province in rules.tier12_provinces or city in rules.tier12_cities:
+        return Region.TIER12
+    if province is None or province in rules.remote_provinces:
+        return Region.REMOTE
+    return rules.third_tier_region
+
+
+# Couriers and costs -----------------------------------------------------------------------------
+
+class CostRange(BaseModel):
+    """Expected cost of one parcel, CNY. `expected` defaults to the midpoint of the range."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low: Decimal = Field(ge=0)
+    high: Decimal = Field(ge=0)
+    expected: Decimal
+
+    @model_validator(mode="before")
+    @classmethod
+    def _midpoint_by_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("expected") is not None:
+            return data
+        try:
+            midpoint = (Decimal(str(data["low"])) + Decimal(str(data["high"]))) / 2
+        except (KeyError, ArithmeticError, ValueError):
+            return data  # the field validators say what is wrong
+        return {**data, "expected": midpoint}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CostRange:
+        if not self.low <= self.expected <= self.high:
+            raise ValueError("need low <= expected <= high")
+        return self
+
+
+def cost_range(low: str, high: str) -> CostRange:
+    """A range with its midpoint as the expected cost."""
+    return CostRange.model_validate({"low": Decimal(low), "high": Decimal(high)})
+
+
+_DOMESTIC = (Region.JZH, Region.TIER12, Region.REMOTE)
+
+# The handbook's figures for the default courier (STO); YTO, ZTO, YUNDA, JD and EMS use them too
+# until an operator loads contract prices.
+DEFAULT_COSTS = {
+    Region.JZH: cost_range("4", "5"),
+    Region.TIER12: cost_range("8", "10"),
+    Region.REMOTE: cost_range("10", "15"),
+}
+# SF is "the most expensive": placeholder estimates above every STO band, to be replaced by the
+# contract price.
+SF_COSTS = {
+    Region.JZH: cost_range("10", "13"),
+    Region.TIER12: cost_range("13", "18"),
+    Region.REMOTE: cost_range("18", "24"),
+}
+
+_CARRIER_NAMES: dict[Carrier, tuple[str, ...]] = {
+    Carrier.STO: ("STO", "STO Express", "Shentong", "申通", "申通快递"),
+    Carrier.SF: ("SF", "SF Express", "Shunfeng", "顺丰", "顺丰速运"),
+    Carrier.YTO: ("YTO", "YTO Express", "Yuantong", "圆通", "圆通速递"),
+    Carrier.ZTO: ("ZTO", "ZTO Express", "Zhongtong", "中通", "中通快递"),
+    Carrier.YUNDA: ("YUNDA", "Yunda Express", "韵达", "韵达快递"),
+    Carrier.JD: ("JD", "JD Logistics", "Jingdong", "京东", "京东快递", "京东物流"),
+    Carrier.EMS: ("EMS", "China Post", "邮政", "中国邮政", "邮政EMS"),
+}
+_CARRIER_BY_NAME = {
+    _normalise(name): carrier for carrier, names in _CARRIER_NAMES.items() for name in names
+}
+
+
+def carrier_named(text: str) -> Carrier | None:
+    """A known courier from a code or a name a buyer might write ("sf express", "顺丰")."""
+    return _CARRIER_BY_NAME.get(_normalise(text))
+
+
+class CarrierRules(BaseModel):
+    """Which courier takes a parcel and what it is expected to cost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default_carrier: Carrier = Carrier.STO
+    # Couriers the factory has accounts with: a buyer may only get one of these.
+    offered_carriers: frozenset[Carrier] = frozenset(Carrier)
+    # Per-region courier, e.g. {"remote": "EMS"}; none by default.
+    region_carriers: dict[Region, Carrier] = Field(default_factory=dict)
+    international_carrier: Carrier = Carrier.EMS
+    # Cost for every courier without its own table. International has no price by default (the
+    # choice's expected_cost is None); add an "international" entry here or per courier to set one.
+    costs: dict[Region, CostRange] = Field(default_factory=lambda: dict(DEFAULT_COSTS))
+    carrier_costs: dict[Carrier, dict[Region, CostRange]] = Field(
+        default_factory=lambda: {Carrier.SF: dict(SF_COSTS)})
+    currency: Literal["CNY"] = "CNY"
+    regions: RegionRules = DEFAULT_REGION_RULES
+
+    @field_serializer("offered_carriers")
+    def _sorted(self, value: frozenset[Carrier]) -> list[Carrier]:
+        return sorted(value)  # stable JSON an operator can diff
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CarrierRules:
+        missing = [region.value for region in _DOMESTIC if region not in self.costs]
+        if missing:
+            raise ValueError(f"costs must cover every domestic region, missing {missing}")
+        used = {self.default_carrier, self.international_carrier, *self.region_carriers.values()}
+        if not used <= self.offered_carriers:
+            unoffered = sorted(used - self.offered_carriers)
+            raise ValueError(f"rules use couriers that are not offered: {unoffered}")
+        return self
+
+    def expected_cost(self, carrier: Carrier, region: Region) -> Decimal | None:
+        """The courier's own price if it has one, else the shared table; None if unpriced."""
+        cost = self.carrier_costs.get(carrier, {}).get(region)
+        if cost is None:
+            cost = self.costs.get(region)
+        return None if cost is None else cost.expected
+
+
+DEFAULT_RULES = CarrierRules()
+
+
+class CarrierChoice(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    carrier_code: Carrier
+    region: Region
+    expected_cost: Decimal | None  # None: international without a configured price
+    currency: Literal["CNY"] = "CNY"
+    reason: str
+
+
+def _requested_carrier(requested: str | None, rules: CarrierRules) -> tuple[Carrier | None, str]:
+    """The courier the buyer asked for if we can honour it, else a note on why it was ignored."""
+    if requested is None or not requested.strip():
+        return None, ""
+    carrier = carrier_named(requested)
+    if carrier is None:
+        return None, f"buyer requested {requested.strip()!r}, not a known courier (ignored); "
+    if carrier not in rules.offered_carriers:
+        return None, f"buyer requested {carrier.value}, which is not offered (ignored); "
+    return carrier, ""
+
+
+def _rule_carrier(address: Address, region: Region, rules: CarrierRules) -> tuple[Carrier, str]:
+    if region is Region.INTERNATIONAL:
+        country = address.country_code.strip().upper() or "unknown country"
+        return rules.international_carrier, f"international carrier for {country}"
+    if region in rules.region_carriers:
+        return rules.region_carriers[region], f"region override for {region.value}"
+    return rules.default_carrier, f"default courier for {region.value}"
+
+
+def choose_carrier(address: Address, rules: CarrierRules,
+                   requested: str | None = None) -> CarrierChoice:
+    """A known, offered courier the buyer asked for wins; otherwise the rule table decides."""
+    region = region_of(address, rules.regions)
+    carrier, note = _requested_carrier(requested, rules)
+    if carrier is not None:
+        reason = f"buyer requested {carrier.value}"
+    else:
+        carrier, reason = _rule_carrier(address, region, rules)
+        reason = note + reason
+    return CarrierChoice(carrier_code=carrier, region=region, currency=rules.currency,
+                         expected_cost=rules.expected_cost(carrier, region), reason=reason)
+
+
+# Dispatch deadlines -----------------------------------------------------------------------------
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class DispatchRules(BaseModel):
+    """When the warehouse hands parcels to couriers, and the factory's confirmation deadlines.
+
+    Default cut-offs (local time): 11:00 takes the night's orders after shift A (from 09:00) has
+    picked for two hours; 15:00 falls in the A/B overlap (14:30-18:15); 19:30 is shift B's late
+    pick, leaving B time for returns and tidying before 22:00.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: str = "Asia/Shanghai"
+    cutoffs: tuple[time, ...] = (time(11, 0), time(15, 0), time(19, 30))
+    min_handling: timedelta = timedelta(hours=2)  # pick and pack before a cut-off counts
+    non_working_weekdays: frozenset[Weekday] = frozenset()  # the factory works every day
+    holidays: frozenset[date] = frozenset()
+    # Factory contract: confirm within one day; unanswered for three days counts as accepted.
+    confirm_within: timedelta = timedelta(hours=24)
+    deemed_accepted_after: timedelta = timedelta(hours=72)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @field_validator("cutoffs")
+    @classmethod
+    def _sorted_local_times(cls, value: tuple[time, ...]) -> tuple[time, ...]:
+        if not value or any(cut.tzinfo is not None for cut in value):
+            raise ValueError("need at least one cut-off, as a local time without a zone")
+        return tuple(sorted(set(value)))
+
+    @field_serializer("non_working_weekdays")
+    def _in_week_order(self, value: frozenset[Weekday]) -> list[Weekday]:
+        return sorted(value, key=_WEEKDAYS.index)
+
+    @field_serializer("holidays")
+    def _in_date_order(self, value: frozenset[date]) -> list[date]:
+        return sorted(value)
+
+    @model_validator(mode="after")
+    def _sane(self) -> DispatchRules:
+        if len(self.non_working_weekdays) == len(_WEEKDAYS):
+            raise ValueError("at least one weekday must be a working day")
+        if self.min_handling < timedelta(0):
+            raise ValueError("min_handling cannot be negative")
+        if not timedelta(0) < self.confirm_within <= self.deemed_accepted_after:
+            raise ValueError("need 0 < confirm_within <= deemed_accepted_after")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_working_day(self, day: date) -> bool:
+        return _WEEKDAYS[day.weekday()] not in self.non_working_weekdays \
+            and day not in self.holidays
+
+
+DEFAULT_DISPATCH_RULES = DispatchRules()
+
+
+def _require_aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("naive datetime: every time in this system carries its zone")
+    return moment.astimezone(UTC)
+
+
+def _cutoff(day: date, cut: time, rules: DispatchRules) -> datetime:
+    # Compare in UTC: aware datetimes sharing a tzinfo compare by wall time, not by instant.
+    return datetime.combine(day, cut, tzinfo=rules.zone).astimezone(UTC)
+
+
+def _working_days(start: date, rules: DispatchRules, step: int) -> Iterator[date]:
+    # Ends: holidays are finite and the validator keeps at least one working weekday.
+    day = start
+    while True:
+        if rules.is_working_day(day):
+            yield day
+        day += timedelta(days=step)
+
+
+def _first_cutoff_from(earliest: datetime, rules: DispatchRules) -> datetime:
+    days = _working_days(earliest.astimezone(rules.zone).date(), rules, step=1)
+    cutoffs = (_cutoff(day, cut, rules) for day in days for cut in rules.cutoffs)
+    return next(moment for moment in cutoffs if moment >= earliest)
+
+
+def ship_by(paid_at: datetime, rules: DispatchRules,
+            presale_ship_date: date | None = None) -> datetime:
+    """When a paid order must have left the warehouse (aware, UTC).
+
+    The first cut-off on a working day at least `min_handling` after payment. A pre-sale ships by
+    the last cut-off of its date, moved back to the last working day before it if the date is a
+    day off (the promise to the buyer holds); a pre-sale date already too close or past falls back
+    to the ordinary rule.
+    """
+    earliest = _require_aware(paid_at) + rules.min_handling
+    deadline = _first_cutoff_from(earliest, rules)
+    if presale_ship_date is None:
+        return deadline
+    presale_day = next(_working_days(presale_ship_date, rules, step=-1))
+    return max(deadline, _cutoff(presale_day, rules.cutoffs[-1], rules))
+
+
+class AcceptanceDeadlines(NamedTuple):
+    alert_at: datetime  # the factory has not confirmed in time: tell CS
+    deemed_accepted_at: datetime  # still no answer: the contract counts it as accepted
+
+
+def acceptance_deadlines(offered_at: datetime, rules: DispatchRules) -> AcceptanceDeadlines:
+    """Deadlines for the factory's answer to a purchase order, in elapsed hours (UTC)."""
+    start = _require_aware(offered_at)
+    return AcceptanceDeadlines(start + rules.confirm_within, start + rules.deemed_accepted_after)

@@ -1,0 +1,462 @@
+"""`make run`: the whole system on this machine, no AWS account, no Docker.
+
+1. moto's server as the local AWS endpoint (in this process, 127.0.0.1 only);
+2. the resources from infra/resources.yaml (devstack.provision);
+3. fresh webhook secrets in the local SSM, and demo API keys for a partner and a CS agent;
+4. `chalice local --no-autoreload` for the HTTP API (a child process);
+5. the event runner for the app's stream, queue and schedule handlers (threads here).
+Ctrl-C stops all of it. What `make demo-order` needs is written to .local/run.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_FILE = Path(os.environ.get("LOCAL_RUN_FILE", ROOT / ".local" / "run.json"))
+log = logging.getLogger("devstack.stack")
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _require_free(port: int) -> None:
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"port {port} on 127.0.0.1 is in use; stop what holds it or set "
+                     "LOCAL_API_PORT / LOCAL_AWS_PORT")
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API server exited with code {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the API server did not listen on port {port} within {timeout} s")
+
+
+@contextmanager
+def local_aws(port: int) -> Iterator[dict[str, str]]:
+    from devstack.endpoint import LocalAWS
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_READ_TIMEOUT_SECONDS": "30",  # moto is slower than DynamoDB under load
+    }
+    os.environ.update(env)
+    server = LocalAWS(port)
+    server.start()
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+def seed() -> dict[str, Any]:
+    """Secrets for this run only (never in the repo) and the demo principals' keys."""
+    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
+    from chalicelib.access.keys import Role, hash_key, new_key
+    from chalicelib.core.clock import utcnow
+    from chalicelib.core.settings import settings
+
+    shopify_secret = "shpss_" + secrets.token_hex(16)
+    standard_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    sources = {
+        "shopify": {"scheme": "shopify", "secrets": [shopify_secret]},
+        "erp": {"scheme": "standard", "secrets": [standard_secret]},
+    }
+    settings.cache_clear()
+    webhook_sources.register(sources)
+    keys = {}
+    for kind, principal, role in (("partner", settings().warehouse_partner, Role.PARTNER),
+                                  ("staff", "cs-demo", Role.BACK_OFFICE)):
+        key = new_key()
+        directory.add_key(hash_key(key), kind, principal, role, utcnow())
+        keys[principal] = key
+    return {"sources": sources, "partner_key": keys[settings().warehouse_partner],
+            "cs_key": keys["cs-demo"], "partner": settings().warehouse_partner}
+
+
+def start_api(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    chalice = Path(sys.executable).with_name("chalice")
+    return subprocess.Popen(
+        [str(chalice), "local", "--no-autoreload", "--host", "127.0.0.1", "--port", str(port),
+         "--stage", "local"],
+        cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
+    )
+
+
+def stop_api(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def start_events(env: dict[str, str]) -> Any:
+    """The event runner, with schedules LOCAL_SCHEDULE_SPEEDUP (default 12) times as often, so
+    the 1-minute tracking tick keeps up with the compressed journeys (every 5 s)."""
+    import boto3
+
+    from chalicelib.core.clock import utcnow
+    from devstack.events import EventRunner
+
+    speedup = float(os.environ.get("LOCAL_SCHEDULE_SPEEDUP", 12))
+    started = utcnow()
+
+    sys.path.insert(0, str(ROOT))
+    import app as app_module  # after the environment names the local resources
+
+    runner = EventRunner(app_module.app, app_module, boto3.session.Session(),
+                         stream_failure_queue_url=env["INBOX_DLQ_URL"],
+                         clock=lambda: started + (utcnow() - started) * speedup)
+    runner.start()
+    return runner
+
+
+def time_scale() -> float:
+    """How much faster parcels travel locally: at 720, a 3-day journey takes 6 minutes."""
+    return float(os.environ.get("LOCAL_TIME_SCALE", 720))
+
+
+def scaled_tracking_rules(scale: float) -> str:
+    """The tracking rules with every duration divided by `scale` (TRACKING_RULES_JSON), so
+    the tracker judges the simulated courier's compressed journeys by the same rules. Quiet
+    hours and the morning check are dropped (a compressed night is not a night) and failed
+    attempts count as on different days when half a scaled day apart."""
+    from datetime import time as clock_time
+    from datetime import timedelta
+
+    from pydantic import BaseModel
+
+    from chalicelib.tracking.rules import TrackingRules
+
+    def shrink(value: Any) -> Any:
+        if isinstance(value, timedelta):
+            return value / scale
+        if isinstance(value, BaseModel):
+            return value.model_copy(update={k: shrink(getattr(value, k))
+                                            for k in type(value).model_fields})
+        if isinstance(value, dict):
+            return {k: shrink(v) for k, v in value.items()}
+        return value
+
+    rules: TrackingRules = shrink(TrackingRules())
+    # Times of day mean nothing on a compressed clock: no quiet hours, no morning check.
+    policy = rules.policy.model_copy(update={"quiet_from": clock_time(0),
+                                             "quiet_until": clock_time(0),
+                                             "morning_check": None, "retry_another_day": False})
+    default = rules.thresholds.default.model_copy(update={
+        "repeated_failure_gap": timedelta(hours=12) / scale})
+    return rules.model_copy(update={"policy": policy, "thresholds": rules.thresholds.model_copy(
+        update={"default": default})}).model_dump_json()
+
+
+def start_courier(api_url: str, scale: float) -> Any:
+    """The simulated Kuaidi100 (devstack/courier.py), registered as our account."""
+    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.flows import tracker
+    from devstack.courier import CourierSimulator
+
+    customer, key, salt = "LOCAL" + secrets.token_hex(4), secrets.token_hex(16), \
+        secrets.token_hex(8)
+    courier = CourierSimulator(customer=customer, key=key, time_scale=scale)
+    courier.start()
+    courier.run_pushes(every_seconds=1.0)
+    webhook_sources.register({tracker.source_name("kuaidi100"): {
+        "scheme": "kuaidi100", "secrets": [salt], "options": {
+            "customer": customer, "key": key, "query_url": courier.query_url,
+            "subscribe_url": courier.subscribe_url,
+            "callback_url": f"{api_url}/couriers/kuaidi100/push"}}})
+    return courier
+
+
+LOCAL_DOMAIN = "backbone.local"
+
+
+def start_im_sink() -> Any:
+    """The CS team's IM robots and mailbox, locally: an IM sink that prints every message as
+    the platform shows it (devstack/im_sink.py), and SES on the local endpoint (sent mail
+    readable at <aws>/moto-api/data.json). The rota's default channels point at them."""
+    import boto3
+
+    from chalicelib.flows import notifier
+    from devstack.im_sink import ImSink
+
+    secret = "SEC" + secrets.token_hex(16)
+    # It logs every message it shows (logger devstack.im_sink) into this terminal.
+    sink = ImSink({"cs-manager": secret}, names={"cs-team": "CS team", "cs-manager": "manager"})
+    sink.start()
+    boto3.client("ses").verify_domain_identity(Domain=LOCAL_DOMAIN)
+    notifier.configure_channels({
+        "wecom:cs-team": {"webhook_url": sink.url_for("wecom", "cs-team")},
+        "dingtalk:cs-manager": {"webhook_url": sink.url_for("dingtalk", "cs-manager"),
+                                "secret": secret},
+        "email:cs-team": {"sender": f"CS alerts <alerts@{LOCAL_DOMAIN}>",
+                          "verified_identities": [LOCAL_DOMAIN],
+                          "to": [f"cs-team@{LOCAL_DOMAIN}"]},
+    })
+    return sink
+
+
+def local_routing() -> str:
+    """CS_ROUTING_JSON for make run: the team on WeCom and email, the manager on DingTalk, and
+    (the demo runs at any hour) CS online around the clock, reminders after 2 minutes."""
+    from datetime import time as clock_time
+    from datetime import timedelta
+
+    from chalicelib.cs.rota import Person, RotaRules
+    from chalicelib.cs.routing import Routing
+
+    rota = RotaRules(online_from=clock_time(0, 0), online_until=clock_time(23, 59, 59),
+                     working_weekdays=frozenset({"mon", "tue", "wed", "thu", "fri", "sat",
+                                                 "sun"}),
+                     people={"cs-manager": Person(name="On-duty CS manager",
+                                                  channels=("dingtalk:cs-manager",))})
+    return Routing(rota=rota, remind_after=timedelta(minutes=2),
+                   escalate_after=timedelta(minutes=6)).model_dump_json()
+
+
+# One simulated shop per platform: (platform, shop id as the platform names it).
+SHOPS = (("shopify", "demo-brand.myshopify.com"), ("woocommerce", "tea-house.example.cn"),
+         ("douyin", "4463798"), ("tiktok_shop", "7494049642642688000"),
+         ("shopee", "220011455"), ("lazada", "100023456"),
+         ("amazon", "A2Q3Y263D00KWC/ATVPDKIKX0DER"), ("taobao", "栖木家居旗舰店"))
+# Douyin encrypts the receiver's name, phone and street; our adapter does not call its decrypt
+# API yet, so the local shop sends them plain (the factory would print ciphertext otherwise).
+_OPTIONS: dict[str, dict[str, Any]] = {"douyin": {"encrypt_receiver": False}}
+
+
+def start_marketplaces(api_url: str) -> list[Any]:
+    """A simulated shop on each platform (devstack/marketplaces/), registered as ours:
+    its webhook source (secrets) and its credentials in the local SSM, so notifications,
+    re-fetches, writebacks and reconciliation all go to it. Notifications are dropped,
+    duplicated and reordered at LOCAL_NOTIFY_FAULTS ("drop,duplicate,reorder", default
+    "0.1,0.15,0.15"). LOCAL_MARKETPLACES=off runs none."""
+    if os.environ.get("LOCAL_MARKETPLACES", "on") == "off":
+        return []
+    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.marketplaces import credentials_store as shop_credentials
+    from devstack.marketplaces import simulator_class
+    from devstack.marketplaces.base import Faults
+
+    drop, duplicate, reorder = (float(x) for x in os.environ.get(
+        "LOCAL_NOTIFY_FAULTS", "0.1,0.15,0.15").split(","))
+    simulators = []
+    for platform, shop in SHOPS:
+        simulator = simulator_class(platform)(
+            shop=shop, webhook_url=_notifications_to(platform, api_url),
+            faults=Faults(drop=drop, duplicate=duplicate, reorder=reorder),
+            **_OPTIONS.get(platform, {}))
+        simulator.start()
+        if simulator.source() is not None:  # Amazon and Taobao post nothing to us
+            webhook_sources.register({platform: simulator.source()})
+        shop_credentials.put(platform, shop, simulator.credentials())
+        simulators.append(simulator)
+    return simulators
+
+
+def _notifications_to(platform: str, api_url: str) -> str:
+    """Where a platform's notifications go: our webhook, or for Amazon our SQS queue (Taobao
+    keeps them for our TMC poller; the address is unused)."""
+    if platform == "amazon":
+        import boto3
+
+        return str(boto3.client("sqs").get_queue_url(
+            QueueName=os.environ["AMAZON_QUEUE_NAME"])["QueueUrl"])
+    return f"{api_url}/webhooks/{platform}"
+
+
+def start_shoppers(simulators: list[Any]) -> threading.Event | None:
+    """Buyers: every LOCAL_ORDER_SECONDS (default 20; 0 = none) an order on the next platform
+    in turn; one in four is placed unpaid and paid a few seconds later."""
+    every = float(os.environ.get("LOCAL_ORDER_SECONDS", 20))
+    if not simulators or every <= 0:
+        return None
+    stop = threading.Event()
+
+    def shop_forever() -> None:
+        turn = 0
+        while not stop.wait(every):
+            simulator = simulators[turn % len(simulators)]
+            try:
+                order = simulator.place_order(paid=turn % 4 != 3)
+                if order.status == "unpaid" and not stop.wait(min(every / 2, 5)):
+                    simulator.pay(order.external_id)
+            except Exception:  # a simulator bug must not end the demo
+                log.exception("%s: placing an order failed", simulator.name)
+            turn += 1
+
+    threading.Thread(target=shop_forever, name="buyers", daemon=True).start()
+    return stop
+
+
+def start_factory(api_url: str, run: dict[str, Any]) -> threading.Event | None:
+    """The reference partner client as a simulated factory, so a newcomer sees jobs move.
+
+    It prints only after LOCAL_FACTORY_PRINT_SECONDS (default 30), leaving time to cancel an
+    order before print. LOCAL_FACTORY=off leaves the jobs to you.
+    """
+    if os.environ.get("LOCAL_FACTORY", "on") == "off":
+        return None
+    from partner_client.client import WarehouseClient
+    from partner_client.factory import SimulatedFactory
+
+    steps = {"accept": 2.0, "print": float(os.environ.get("LOCAL_FACTORY_PRINT_SECONDS", 30)),
+             "pick": 5.0, "pack": 5.0, "ship": 15.0}
+    factory = SimulatedFactory(WarehouseClient(api_url, run["partner_key"]), step_seconds=steps,
+                               intercept_failure_rate=0.0)
+    stop = threading.Event()
+    threading.Thread(target=factory.run_forever, args=(stop,), name="simulated factory",
+                     daemon=True).start()
+    return stop
+
+
+def _shops_text(run: dict[str, Any]) -> str:
+    shops = run.get("marketplaces") or {}
+    if not shops:
+        return " No simulated marketplaces (LOCAL_MARKETPLACES=off).\n"
+    every = os.environ.get("LOCAL_ORDER_SECONDS", "20")
+    reconcile = 15 * 60 / float(os.environ.get("LOCAL_SCHEDULE_SPEEDUP", 12))
+    rows = "".join(f"   {name:<12} {url}/_sim/orders\n" for name, url in shops.items())
+    return f""" Simulated shops on {len(shops)} marketplaces take an order every {every} s in turn
+ and notify us as each platform does, signed, some notifications dropped, duplicated or out of
+ order; reconciliation (every {reconcile:.0f} s here) finds what was dropped; each shipment is
+ written back and shows on the shop with its tracking number:
+{rows}"""
+
+
+def banner(api: str, aws: str, run: dict[str, Any]) -> str:
+    auth_p = f"-H 'Authorization: Bearer {run['partner_key']}'"
+    auth_cs = f"-H 'Authorization: Bearer {run['cs_key']}'"
+    return f"""
+================================================================================
+ Order backbone running locally
+   HTTP API            {api}   (partner API: {api}/warehouse/v1/openapi.json)
+   local AWS endpoint  {aws}   (moto; state lives until Ctrl-C)
+   demo partner        {run['partner']}   key {run['partner_key']}
+   demo CS agent       cs-demo (back office)   key {run['cs_key']}
+   secrets + keys      {RUN_FILE}
+
+ A simulated factory (the reference partner client, partner_client/) accepts new jobs
+ at once, prints them 30 s later, then picks, packs and ships. In another terminal:
+
+   make demo-order                    # a signed Shopify order; note its order id
+   make demo-cancel ORDER=ord_...     # within 30 s: cancelled before print, at once
+   make demo-address ORDER=ord_...    # after print: an intercept the factory resolves
+
+   # CS reads an order with its timeline
+   curl -s {api}/cs/v1/orders/ORDER_ID {auth_cs}
+   # the partner's change feed
+   curl -s {api}/warehouse/v1/changes {auth_p}
+
+ A simulated Kuaidi100 ({run['courier']}) carries every shipped parcel along a scripted
+ journey {time_scale():.0f} times faster than life (delivered, refused, stalled, failed twice,
+ ... in turn); the tracker follows them by push and query, and CS cases open:
+
+   curl -s {api}/cs/v1/cases {auth_cs}
+   curl -s {run['courier']}/_sim/parcels           # what the courier knows
+
+{_shops_text(run)}
+ CS hears of every case on IM and by email: the IM sink prints each message below as
+ WeCom / DingTalk would show it; sent mail is at {run['mailbox']} ("ses").
+
+   make demo-exception                # an order with no address: a case on IM within seconds
+   curl -s {api}/cs/v1/cases/CASE_ID/acknowledge --json '{{"note": "on it"}}' {auth_cs}
+   curl -s {api}/cs/v1/cases/CASE_ID/resolve --json '{{"note": "fixed"}}' {auth_cs}
+
+ Logs below: webhooks, the order worker, the factory's steps, CS CASE lines and IM messages.
+ Ctrl-C stops everything.
+================================================================================
+"""
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("werkzeug", "botocore", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    api_port, aws_port = _port("LOCAL_API_PORT", 8000), _port("LOCAL_AWS_PORT", 5000)
+    _require_free(api_port)
+    _require_free(aws_port)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with local_aws(aws_port) as aws_env:
+        import boto3
+
+        from devstack.provision import provision
+
+        scale = time_scale()
+        env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
+               "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
+               "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing()}
+        os.environ.update(env)
+        run = seed()
+        api_url = f"http://127.0.0.1:{api_port}"
+        courier = start_courier(api_url, scale)
+        sink = start_im_sink()
+        shops = start_marketplaces(api_url)
+        run["sources"].update({s.name: s.source() for s in shops if s.source() is not None})
+        run.update(courier=courier.url, im_sink=sink.url,
+                   mailbox=f"{env['AWS_ENDPOINT_URL']}/moto-api/data.json",
+                   marketplaces={s.name: s.url for s in shops})
+        RUN_FILE.parent.mkdir(exist_ok=True)
+        RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))
+        RUN_FILE.chmod(0o600)
+        api = start_api(api_port, env)
+        runner, factory, buyers = None, None, None
+        try:
+            _wait_for_port(api_port, api)
+            runner = start_events(env)
+            factory = start_factory(api_url, run)
+            buyers = start_shoppers(shops)
+            print(banner(api_url, env["AWS_ENDPOINT_URL"], run), flush=True)
+            print("READY", flush=True)  # the end-to-end test waits for this line
+            while not stopping.is_set() and api.poll() is None:
+                stopping.wait(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            print("stopping...", flush=True)
+            for stop_event in (factory, buyers):
+                if stop_event is not None:
+                    stop_event.set()
+            if runner is not None:
+                runner.stop()
+            stop_api(api)
+            courier.stop()
+            sink.stop()
+            for shop in shops:
+                shop.stop()
+    print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()
