@@ -235,9 +235,10 @@ def claim_steps(items: Sequence[dict[str, Any]]) -> list[tuple[Any, Any]]:
     """(job, claim transition) for raw items, as `_claim_once` computes them."""
     from chalicelib.core.clock import utcnow
     from chalicelib.core.dynamodb import from_attrs
-    from chalicelib.core.settings import protocol_rules, settings
+    from chalicelib.core.settings import settings
     from chalicelib.warehouse import job_store as jobs_store
     from chalicelib.warehouse import jobs
+    from chalicelib.warehouse.jobs import protocol_rules
 
     now = utcnow()
     expires = now + timedelta(seconds=settings().lease_seconds)

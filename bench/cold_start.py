@@ -141,7 +141,7 @@ FIRST_REQUEST_PROBES = {
     "aws.client() (boto3 Session + client)": ("chalicelib/core/aws.py", "client"),
     "  boto3 Session()": ("boto3/session.py", "__init__"),
     "  Session.client()": ("boto3/session.py", "client"),
-    "webhook_sources.get() (directory)": ("chalicelib/access/accounts.py", "get"),
+    "directory.source() (webhook source)": ("chalicelib/access/directory_store.py", "source"),
     "marketplaces.adapter_for() (lazy import)": ("chalicelib/marketplaces/__init__.py",
                                                  "adapter_for"),
     "inbox.put_delivery() (DynamoDB)": ("chalicelib/orders/inbox_store.py", "put_delivery"),

@@ -54,7 +54,7 @@ def local_stack(stage: str = "bench") -> Iterator[dict[str, str]]:
 
     import boto3
 
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
     from devstack.endpoint import LocalAWS
     from devstack.provision import provision
 
@@ -71,7 +71,7 @@ def local_stack(stage: str = "bench") -> Iterator[dict[str, str]]:
                            "APP_STAGE": stage})
         os.environ.update(provision(boto3.session.Session(), stage=stage))
         reset_app_caches()
-        webhook_sources.register(WEBHOOK_SOURCES)
+        directory.register_sources(WEBHOOK_SOURCES)
         yield dict(os.environ)
     finally:
         server.stop()

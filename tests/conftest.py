@@ -35,7 +35,7 @@ def stack_env() -> Iterator[dict[str, str]]:
     """Start the local endpoint, create every resource from infra/, register the sources."""
     import boto3
 
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
     from chalicelib.core import aws
     from chalicelib.core.settings import settings
     from devstack.endpoint import LocalAWS
@@ -51,7 +51,7 @@ def stack_env() -> Iterator[dict[str, str]]:
     os.environ.update(env)
     aws.reset()
     settings.cache_clear()
-    webhook_sources.register(WEBHOOK_SOURCES)
+    directory.register_sources(WEBHOOK_SOURCES)
     yield env
     server.stop()
     for name, value in saved.items():
@@ -64,8 +64,7 @@ def stack_env() -> Iterator[dict[str, str]]:
 @pytest.fixture
 def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point this test's process state (env, cached clients and settings) at the stack."""
-    from chalicelib.access import accounts as webhook_sources
-    from chalicelib.access import keys as auth
+    from chalicelib.access import directory_store as directory
     from chalicelib.core import aws
     from chalicelib.core.settings import settings
 
@@ -73,8 +72,7 @@ def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[st
         monkeypatch.setenv(name, value)
     aws.reset()
     settings.cache_clear()
-    webhook_sources.forget()
-    auth.forget()
+    directory.forget()
     return stack_env
 
 

@@ -1,20 +1,31 @@
-"""The directory table: who may call us. API keys by hash, and each principal's list of keys.
+"""The directory table: who may call us. API keys by hash, each principal's list of keys, and
+the integration accounts (webhook sources, courier providers, CS channels; accounts.py).
 
   pk = KEY#<sha256 of key>            sk = KEY      the principal a key stands for
   pk = PRINCIPAL#<kind>#<id>          sk = KEY#<key id>   lets an admin list and revoke keys
-  pk = SOURCE#<name>                  sk = SOURCE   a webhook source's scheme and secrets
+  pk = SOURCE#<name>                  sk = SOURCE   an account's scheme, secrets and settings
+
+Encrypted at rest and readable only by this app's role. Lookups are cached per process (keys
+for KEY_CACHE_SECONDS: a revocation takes effect within that; accounts for
+SECRETS_CACHE_SECONDS), so the steady state costs no extra call; unknown names are cached too,
+so a flood of bad keys or URLs cannot become a flood of reads. A webhook needs the DynamoDB
+client anyway, so no second AWS client is built on a cold start (an SSM client costs about
+50 ms to create).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from chalicelib.access.accounts import WebhookSource
-from chalicelib.access.keys import Principal, Role
+from chalicelib.access.keys import Principal, Role, hash_key, key_from_headers
 from chalicelib.core import aws
-from chalicelib.core.clock import iso
+from chalicelib.core.clock import iso, utcnow
 from chalicelib.core.dynamodb import Action, from_attrs, to_attrs, transact
+from chalicelib.core.errors import ApiError
 from chalicelib.core.settings import settings
 
 
@@ -73,7 +84,7 @@ def revoke(kind: str, principal_id: str, key_id: str, now: datetime) -> bool:
     return True
 
 
-def webhook_source(name: str) -> WebhookSource | None:
+def _read_source(name: str) -> WebhookSource | None:
     answer = aws.client("dynamodb").get_item(
         TableName=settings().directory_table, Key=to_attrs({"pk": f"SOURCE#{name}", "sk": "SOURCE"})
     )
@@ -89,3 +100,50 @@ def put_webhook_source(name: str, source: WebhookSource, now: datetime) -> None:
         "pk": f"SOURCE#{name}", "sk": "SOURCE", "scheme": source.scheme,
         "secrets": list(source.secrets), "options": source.options, "updated_at": iso(now),
     }))
+
+
+# Cached lookups ------------------------------------------------------------------------------
+
+_principals: dict[str, tuple[float, Principal | None]] = {}
+_sources: dict[str, tuple[float, WebhookSource | None]] = {}
+
+
+def authenticate(headers: Mapping[str, str]) -> Principal:
+    """The principal the request's key stands for; 401 when it has none or an unknown one."""
+    key = key_from_headers(headers)
+    if not key:
+        raise ApiError(401, "missing_credentials",
+                       "send your API key as 'Authorization: Bearer <key>'")
+    digest = hash_key(key)
+    cached = _principals.get(digest)
+    if cached and cached[0] > time.monotonic():
+        principal = cached[1]
+    else:
+        principal = principal_for(digest)
+        _principals[digest] = (time.monotonic() + settings().key_cache_seconds, principal)
+    if principal is None:
+        raise ApiError(401, "invalid_credentials", "unknown or revoked API key")
+    return principal
+
+
+def source(name: str) -> WebhookSource | None:
+    """The account named so (webhook source, `courier/<provider>`, `channel/<id>`), if any."""
+    cached = _sources.get(name)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    found = _read_source(name)
+    _sources[name] = (time.monotonic() + settings().secrets_cache_seconds, found)
+    return found
+
+
+def register_sources(sources: Mapping[str, Mapping[str, Any]]) -> None:
+    """Create or replace accounts, e.g. {"shopify": {"scheme": "shopify", "secrets": [...]}}."""
+    for name, account in sources.items():
+        put_webhook_source(name, WebhookSource.model_validate(account), utcnow())
+        _sources.pop(name, None)
+
+
+def forget() -> None:
+    """Drop this process's cached keys and accounts (tests, and after an admin change)."""
+    _principals.clear()
+    _sources.clear()

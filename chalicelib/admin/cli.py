@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 
-from chalicelib.access import accounts as webhook_sources
 from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role, hash_key, new_key
 from chalicelib.core.clock import utcnow
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "source":
         if not (args.name and args.scheme and args.secret):
             parser.error("source needs a name, --scheme and at least one --secret")
-        webhook_sources.register({args.name: {"scheme": args.scheme, "secrets": args.secret}})
+        directory.register_sources({args.name: {"scheme": args.scheme, "secrets": args.secret}})
         print(f"source {args.name}: {args.scheme}, {len(args.secret)} secret(s); "
               f"running functions pick it up within {settings().secrets_cache_seconds} s")
         return
@@ -112,7 +111,7 @@ def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"courier needs a provider ({', '.join(sorted(known_providers()))}) and "
                      "at least one --secret")
     options = dict(option.split("=", 1) for option in args.option if "=" in option)
-    webhook_sources.register({tracker.source_name(args.name): {
+    directory.register_sources({tracker.source_name(args.name): {
         "scheme": args.name, "secrets": args.secret, "options": options}})
     print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
           f"running functions pick it up within {settings().secrets_cache_seconds} s")

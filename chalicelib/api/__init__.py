@@ -49,12 +49,12 @@ def _our_fault(route: str, exc: Exception) -> None:
     """A 500 is our bug: a case for whoever watches the system (one per route and error type,
     repeats counted on it). Best effort: the caller already gets its 500."""
     from chalicelib.core.clock import utcnow
-    from chalicelib.cs import alerts
+    from chalicelib.cs import alert_topic, alerts
 
     try:
-        alerts.raise_case("system.fault", f"route:{route}:{type(exc).__name__}",
-                          alerts.Severity.HIGH, f"unhandled {type(exc).__name__} in {route}",
-                          utcnow(), {"route": route, "error": str(exc)[:300]})
+        alert_topic.raise_case("system.fault", f"route:{route}:{type(exc).__name__}",
+                               alerts.Severity.HIGH, f"unhandled {type(exc).__name__} in {route}",
+                               utcnow(), {"route": route, "error": str(exc)[:300]})
     except Exception:  # the alert path failing too must not hide the original error
         log.exception("could not raise a case for the fault in %s", route)
 

@@ -15,9 +15,10 @@ bp = Blueprint(__name__)
 
 
 def _staff(role: str = "read_only") -> str:
+    from chalicelib.access import directory_store as directory
     from chalicelib.access import keys as auth
 
-    principal = auth.authenticate(bp.current_request.headers)
+    principal = directory.authenticate(bp.current_request.headers)
     return auth.require_staff(principal, auth.Role(role)).id
 
 

@@ -19,10 +19,11 @@ bp = Blueprint(__name__)
 
 
 def _partner() -> str:
+    from chalicelib.access import directory_store as directory
     from chalicelib.access import keys as auth
     from chalicelib.core import ratelimit
 
-    principal = auth.authenticate(bp.current_request.headers)
+    principal = directory.authenticate(bp.current_request.headers)
     partner = auth.require_partner(principal)
     ratelimit.check(principal.key_id)
     return partner

@@ -1,8 +1,8 @@
 """Settings read from the environment.
 
 Resource names are wired by infra/resources.yaml (Globals.Function.Environment) in AWS and by
-devstack/provision.py locally, from that same file. Secrets are never in the
-environment (webhook secrets live in the directory table, see chalicelib/access/accounts.py).
+devstack/provision.py locally, from that same file. Secrets are never in the environment
+(webhook secrets live in the directory table, see chalicelib/access/accounts.py).
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    from chalicelib.tracking.rules import TrackingRules
-    from chalicelib.warehouse.jobs import ProtocolRules
+from pydantic import BaseModel
 
 
 def _int(name: str, default: int) -> int:
@@ -58,22 +56,11 @@ def settings() -> Settings:
     return Settings()
 
 
-@lru_cache(maxsize=1)
-def protocol_rules() -> ProtocolRules:
-    """The warehouse protocol's rules: the contract's defaults, or PROTOCOL_RULES_JSON (the
-    JSON form of chalicelib.warehouse.jobs.ProtocolRules, e.g. cut-offs, holidays, carrier
-    costs)."""
-    from chalicelib.warehouse.jobs import ProtocolRules
-
-    raw = os.environ.get("PROTOCOL_RULES_JSON")
-    return ProtocolRules.model_validate_json(raw) if raw else ProtocolRules()
+M = TypeVar("M", bound=BaseModel)
 
 
-@lru_cache(maxsize=1)
-def tracking_rules() -> TrackingRules:
-    """Courier tracking thresholds and poll policy: the defaults, or TRACKING_RULES_JSON (the
-    JSON form of chalicelib.tracking.rules.TrackingRules, e.g. per-courier stall limits)."""
-    from chalicelib.tracking.rules import TrackingRules
-
-    raw = os.environ.get("TRACKING_RULES_JSON")
-    return TrackingRules.model_validate_json(raw) if raw else TrackingRules()
+def rules_from_env(model: type[M], variable: str) -> M:
+    """Rules that are pydantic models with the contract's defaults, overridden per stage by a
+    JSON environment variable (PROTOCOL_RULES_JSON, TRACKING_RULES_JSON, CS_ROUTING_JSON)."""
+    raw = os.environ.get(variable)
+    return model.model_validate_json(raw) if raw else model()

@@ -1,5 +1,5 @@
-"""Alerts for customer service: what happened, to what, how bad. Published to the alert topic;
-delivery to email and IM (rota, dedupe, digests) consumes that topic."""
+"""Alerts for customer service: what happened, to what, how bad. Pure: alert_topic.py publishes
+them; the alert dispatcher (chalicelib/flows/alert_dispatch.py) turns them into cases."""
 
 from __future__ import annotations
 
@@ -9,15 +9,23 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.core import aws
-from chalicelib.core.settings import settings
-
 
 class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Low 0 ... critical 3: compare by this (as text, "high" < "low")."""
+        return _RANKS[self]
+
+    def at_least(self, floor: Severity) -> bool:
+        return self.rank >= floor.rank
+
+
+_RANKS = {severity: rank for rank, severity in enumerate(Severity)}
 
 
 class Alert(BaseModel):
@@ -48,23 +56,3 @@ class Alert(BaseModel):
 
         key = "\x1f".join((self.kind, self.subject, self.at.isoformat(), str(self.resolves)))
         return hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
-def publish(alert: Alert) -> None:
-    aws.client("sns").publish(
-        TopicArn=settings().alerts_topic_arn,
-        Message=alert.model_dump_json(),
-        MessageAttributes={
-            "kind": {"DataType": "String", "StringValue": alert.kind},
-            "severity": {"DataType": "String", "StringValue": alert.severity},
-        },
-    )
-
-
-def raise_case(kind: str, subject: str, severity: Severity, summary: str, at: datetime,
-               facts: dict[str, Any] | None = None, *, case: str | None = None,
-               resolves: bool = False) -> None:
-    """The one entry point for anything CS must hear about: it becomes (part of) one case per
-    (type, subject), delivered on the CS rota's channels."""
-    publish(Alert(kind=kind, subject=subject, severity=severity, summary=summary, at=at,
-                  facts=facts or {}, case=case, resolves=resolves))

@@ -184,9 +184,8 @@ def _query(index: str, attribute: str, value: str) -> Iterator[Case]:
 
 def open_cases_from(floor: Severity) -> list[Case]:
     """Open cases at this severity or worse (reminders)."""
-    from chalicelib.cs.channels import at_least
 
-    return sorted((case for severity in Severity if at_least(severity, floor)
+    return sorted((case for severity in Severity if severity.at_least(floor)
                    for case in _query(OPEN_BY_SEVERITY, "open_severity", severity.value)),
                   key=lambda c: c.opened_at)
 

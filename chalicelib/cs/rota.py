@@ -33,7 +33,6 @@ from pydantic import (
 )
 
 from chalicelib.cs.alerts import Severity
-from chalicelib.cs.channels import at_least
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -171,7 +170,7 @@ def _target(audience: Audience, ids: tuple[str, ...], rules: RotaRules, deliver_
 def _in_hours_target(local: datetime, severity: Severity, rules: RotaRules,
                      deliver_at: datetime) -> RouteTarget:
     manager = rules.manager_on(local)
-    copy = rules.manager_copy_from is not None and at_least(severity, rules.manager_copy_from)
+    copy = rules.manager_copy_from is not None and severity.at_least(rules.manager_copy_from)
     if rules.is_working_day(local.date()):
         return _target(Audience.TEAM, (manager,) if copy else (), rules, deliver_at,
                        "online hours" + (", manager copied" if copy else ""))
@@ -209,7 +208,7 @@ def recipients(at: datetime, severity: Severity,
     if rules.in_hours(local):
         return _in_hours_target(local, severity, rules, at)
     manager = rules.manager_on(local)
-    if at_least(severity, rules.defer_below):
+    if severity.at_least(rules.defer_below):
         return _target(Audience.MANAGER, (manager,), rules, at, "outside online hours")
     opening = next_opening(at, rules)
     if opening is None:

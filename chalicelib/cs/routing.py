@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.cs import noise, rota
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.cases import Case
-from chalicelib.cs.channels import Language, Message, at_least
+from chalicelib.cs.channels import Language, Message
 from chalicelib.cs.noise import DEFAULT_NOISE_RULES, NoiseRules
 from chalicelib.cs.rota import DEFAULT_ROTA, RotaRules
 from chalicelib.cs.templates import digest, order_ref, render
@@ -39,7 +39,7 @@ class Route(BaseModel):
     def matches(self, case: Case) -> bool:
         marketplace = case.facts.get("marketplace")
         return (any(fnmatchcase(case.type, pattern) for pattern in self.types)
-                and at_least(case.severity, self.min_severity)
+                and case.severity.at_least(self.min_severity)
                 and (not self.marketplaces or marketplace in self.marketplaces))
 
 
@@ -203,7 +203,7 @@ def reminder_due(case: Case, now: datetime, routing: Routing) -> int | None:
     """Which reminder (1, 2, ...) an unacknowledged case is due, or None."""
     from chalicelib.cs.cases import CaseStatus
 
-    if case.status is not CaseStatus.OPEN or not at_least(case.severity, routing.remind_from):
+    if case.status is not CaseStatus.OPEN or not case.severity.at_least(routing.remind_from):
         return None
     serial = int((now - case.opened_at) / routing.remind_after)
     return serial if serial >= 1 and serial > case.reminders else None

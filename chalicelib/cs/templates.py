@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from chalicelib.cs.alerts import Alert, Severity
-from chalicelib.cs.channels import SEVERITY_RANK, Language, Message
+from chalicelib.cs.channels import Language, Message
 
 ZH, EN = Language.ZH, Language.EN
 DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
@@ -298,7 +298,7 @@ def digest(cases: Sequence[Summarisable], *, start: datetime, end: datetime, lin
     """One message for a burst: how many, of which kinds, a few order numbers, one link."""
     if not cases:
         raise ValueError("a digest needs at least one case")
-    severity = max((case.severity for case in cases), key=SEVERITY_RANK.__getitem__)
+    severity = max((case.severity for case in cases), key=lambda s: s.rank)
     counts = Counter(label(case.kind, language) for case in cases)
     samples: dict[str, list[str]] = {}
     for case in cases:

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, NotFound
-from chalicelib.core.settings import protocol_rules
 from chalicelib.flows import warehouse
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import Address, Order, OrderEvent, OrderStatus, amended
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
+from chalicelib.warehouse.jobs import protocol_rules
 
 _ATTEMPTS = 3
 

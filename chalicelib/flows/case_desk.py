@@ -13,7 +13,6 @@ from chalicelib.cs import case_store as cases_store
 from chalicelib.cs import cases
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Severity
-from chalicelib.cs.channels import at_least
 
 
 class CaseStep(BaseModel):
@@ -41,7 +40,7 @@ def list_cases(query: dict[str, str]) -> list[dict[str, Any]]:
     else:
         found = cases_store.open_cases(query.get("type") or None)
     if severity is not None:
-        found = [c for c in found if at_least(c.severity, Severity(severity))]
+        found = [c for c in found if c.severity.at_least(Severity(severity))]
     return [_doc(case) for case in found]
 
 

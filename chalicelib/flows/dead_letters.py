@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from chalicelib.cs import alerts
+from chalicelib.cs import alert_topic, alerts
 
 
 def worker_gave_up(body: str, now: datetime) -> None:
@@ -17,7 +17,7 @@ def worker_gave_up(body: str, now: datetime) -> None:
     """
     record: dict[str, Any] = json.loads(body)
     batch = record.get("DDBStreamBatchInfo", {})
-    alerts.publish(alerts.Alert(
+    alert_topic.publish(alerts.Alert(
         kind="worker.dead_letter", severity=alerts.Severity.CRITICAL,
         subject=f"{batch.get('shardId', '?')}:{batch.get('startSequenceNumber', '?')}",
         at=now,

@@ -14,10 +14,10 @@ import logging
 import time
 from datetime import datetime
 
-from chalicelib.core import http
 from chalicelib.core.errors import ApiError
-from chalicelib.cs import alerts
-from chalicelib.marketplaces import amazon, credentials_for, taobao
+from chalicelib.cs import alert_topic, alerts
+from chalicelib.flows.marketplace_calls import credentials_for, send_json
+from chalicelib.marketplaces import amazon, taobao
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.calls import OrderRef
 from chalicelib.orders import inbox_store as inbox
@@ -84,7 +84,7 @@ def _drain(shop: str, now: datetime, deadline: float) -> tuple[int, int]:
     group = credentials.get("tmc_group", "")
     consumed = stored = 0
     while time.monotonic() < deadline:  # until TMC answers with nothing
-        answer = http.send(taobao.consume_call(group, BATCH, credentials, now)).json()
+        answer = send_json(taobao.consume_call(group, BATCH, credentials, now))
         messages = taobao.parse_messages(answer)
         if not messages:
             break
@@ -103,8 +103,8 @@ def _drain(shop: str, now: datetime, deadline: float) -> tuple[int, int]:
             done.append(message.id)
         for start in range(0, len(done), taobao.CONFIRM_LIMIT):
             chunk = done[start:start + taobao.CONFIRM_LIMIT]
-            confirmed = http.send(taobao.confirm_call(chunk, credentials, now, group=group))
-            if not taobao.parse_confirm(confirmed.json()):  # redelivered later: dedupe holds
+            confirmed = send_json(taobao.confirm_call(chunk, credentials, now, group=group))
+            if not taobao.parse_confirm(confirmed):  # redelivered later: dedupe holds
                 log.warning("TMC did not confirm %d messages", len(chunk))
         consumed += len(messages)
     return consumed, stored
@@ -117,7 +117,7 @@ REFUND_REQUESTED = "taobao_refund_RefundCreated"
 
 def _cancel_requested(marketplace: str, ref: OrderRef, now: datetime) -> None:
     order_id = order_id_for(marketplace, ref.shop, ref.external_id)
-    alerts.raise_case(
+    alert_topic.raise_case(
         "order.buyer_cancel_requested", f"order:{order_id}", alerts.Severity.HIGH,
         f"{marketplace} order {ref.external_id}: the buyer asked to cancel or refund; decide "
         "before it ships (cancel it here to stop the warehouse)", now,
@@ -125,7 +125,7 @@ def _cancel_requested(marketplace: str, ref: OrderRef, now: datetime) -> None:
 
 
 def _unreadable(source: str, error: ApiError, raw: bytes, now: datetime) -> None:
-    alerts.raise_case(
+    alert_topic.raise_case(
         "marketplace.unreadable_notification", f"{source}:{error.reason}", alerts.Severity.HIGH,
         f"{source} sent a notification we cannot read ({error.reason}): an order may be "
         "missing; reconciliation will look for it", now,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from chalicelib import marketplaces
-from chalicelib.access import accounts as webhook_sources
+from chalicelib.access import directory_store as directory
 from chalicelib.core.dynamodb import storage_errors
 from chalicelib.core.errors import ApiError, StorageUnavailable
 from chalicelib.core.settings import settings
@@ -26,7 +26,7 @@ def receive(source: str, headers: Mapping[str, str], raw: bytes, now: datetime) 
     if len(raw) > limit:
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
     try:
-        config = webhook_sources.get(source)
+        config = directory.source(source)
     except storage_errors() as exc:
         log.exception("webhook source %s unavailable", source)
         raise StorageUnavailable() from exc
@@ -53,7 +53,7 @@ def receive(source: str, headers: Mapping[str, str], raw: bytes, now: datetime) 
 
 
 def _alert_rejected(source: str, error: ApiError, now: datetime) -> None:
-    from chalicelib.cs import alerts
+    from chalicelib.cs import alert_topic, alerts  # only on this rare path: not on a cold start
 
     alert = alerts.Alert(
         kind="webhook.invalid_payload", severity=alerts.Severity.HIGH, subject=source, at=now,
@@ -61,7 +61,7 @@ def _alert_rejected(source: str, error: ApiError, now: datetime) -> None:
         facts=error.details,
     )
     try:
-        alerts.publish(alert)
+        alert_topic.publish(alert)
     except storage_errors():
         log.exception("could not publish alert %s", alert.dedupe_key)
 
@@ -69,5 +69,5 @@ def _alert_rejected(source: str, error: ApiError, now: datetime) -> None:
 def reply_for(source: str) -> tuple[int, str, str] | None:
     """The platform's own success answer, for platforms that prescribe one (Shopee: an empty
     body); None: our JSON. The source was read (and cached) by `receive` just before."""
-    config = webhook_sources.get(source)
+    config = directory.source(source)
     return marketplaces.reply_of(config.scheme) if config else None

@@ -16,18 +16,25 @@ from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any, cast
 
-from chalicelib.core import http
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import Busy
-from chalicelib.cs import alerts
-from chalicelib.marketplaces import REF_HEADER, Accepted, adapter_for, credentials_for, writeback
+from chalicelib.cs import alert_topic, alerts
+from chalicelib.flows import marketplace_calls
+from chalicelib.flows.marketplace_calls import credentials_for, send_json
+from chalicelib.marketplaces import adapter_for, writeback, writeback_store
 from chalicelib.marketplaces import credentials_store as shop_credentials
-from chalicelib.marketplaces.calls import OrderRef, PlatformError, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import (
+    OrderRef,
+    PlatformError,
+    PlatformUnavailable,
+    Shipped,
+    WritebackResult,
+)
 from chalicelib.marketplaces.writeback import Writeback
 from chalicelib.orders import inbox_store as inbox
 from chalicelib.orders import order_store as orders_store
+from chalicelib.orders.deliveries import REF_HEADER, Accepted
 from chalicelib.orders.order import OrderEvent, order_id_for
-from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import Job
 from chalicelib.warehouse.jobs import Shipment as JobShipment
 
@@ -48,12 +55,12 @@ def writeback_actions(job: Job, shipment: JobShipment, now: datetime) -> list[Ac
     we cannot write back to, e.g. a generic Standard Webhooks source)."""
     if _adapter(job.marketplace) is None:
         return []
-    return [jobs_store.put_writeback(writeback.plan(job, shipment, now), None)]
+    return [writeback_store.put(writeback.plan(job, shipment, now), None)]
 
 
 def run_writebacks(now: datetime, limit: int = 50) -> dict[str, int]:
     counts = {"done": 0, "retry": 0, "failed": 0, "errors": 0}
-    for partner_id, key in jobs_store.due_writebacks(now, limit):
+    for partner_id, key in writeback_store.due(now, limit):
         try:
             outcome = send(partner_id, key, now)
         except Exception:  # it stays due; the next run tries again
@@ -66,7 +73,7 @@ def run_writebacks(now: datetime, limit: int = 50) -> dict[str, int]:
 
 
 def send(partner_id: str, key: str, now: datetime) -> str | None:
-    found = jobs_store.get_writeback(partner_id, key)
+    found = writeback_store.get(partner_id, key)
     if found is None or found[0].status != "pending" or found[0].due_at > now:
         return None
     old, version = found
@@ -75,12 +82,12 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
         old, "no adapter", False, now)
     events = _timeline(old, new, now)
     try:
-        transact([jobs_store.put_writeback(new, version),
+        transact([writeback_store.put(new, version),
                   *orders_store.put_events(new.order_id, events)])
     except TransactionConflict:
         raise Busy("writeback") from None
     if new.status == "failed":
-        alerts.raise_case(
+        alert_topic.raise_case(
             "marketplace.writeback_failed", f"writeback:{new.key}", alerts.Severity.HIGH,
             f"{new.order_name} ({new.marketplace}): the marketplace was not told of shipment "
             f"{new.shipment_id}: {new.last_error}", now,
@@ -94,7 +101,7 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
         credentials = credentials_for(wb.marketplace, wb.shop, now)
     except shop_credentials.MissingCredentials as exc:
         return writeback.failed(wb, str(exc), False, now)
-    except http.PlatformUnavailable as exc:
+    except PlatformUnavailable as exc:
         return writeback.failed(wb, str(exc), True, now)
     except PlatformError as exc:  # e.g. a revoked refresh token: a person must act
         return writeback.failed(wb, str(exc), exc.retryable, now)
@@ -105,7 +112,7 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
                 module, package, credentials, now, prepared)
         except ValueError as exc:  # the platform cannot take this (no carrier code, no lines)
             return writeback.failed(wb, str(exc), False, now)
-        except http.PlatformUnavailable as exc:
+        except PlatformUnavailable as exc:
             return writeback.failed(wb, str(exc), True, now)
         except PlatformError as exc:  # a read before or after the write answered an error
             return writeback.failed(wb, str(exc), exc.retryable, now)
@@ -118,7 +125,7 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
 
 def _write(module: ModuleType, package: Shipped, credentials: dict[str, str], now: datetime,
            prepared: tuple[Any, ...]) -> WritebackResult:
-    answer = http.send(module.writeback_call(package, credentials, now, *prepared))
+    answer = marketplace_calls.send(module.writeback_call(package, credentials, now, *prepared))
     result: WritebackResult = module.parse_writeback(answer.status, answer.body)
     if not result.already_done:
         return result
@@ -133,7 +140,7 @@ def _write(module: ModuleType, package: Shipped, credentials: dict[str, str], no
 def _shown(module: ModuleType, package: Shipped, credentials: dict[str, str],
            now: datetime) -> bool:
     """Does the platform show this package (our tracking number) already?"""
-    answer = http.send(module.existing_call(package, credentials, now)).json()
+    answer = send_json(module.existing_call(package, credentials, now))
     return bool(module.already_shipped(answer, package))
 
 
@@ -146,7 +153,7 @@ def _existing(module: ModuleType, package: Shipped, credentials: dict[str, str],
     `writeback_call`. Otherwise a platform that does not deduplicate (`existing_call`) is asked
     only before a retry."""
     if hasattr(module, "prepare_call"):
-        prepared = http.send(module.prepare_call(package, credentials, now)).json()
+        prepared = send_json(module.prepare_call(package, credentials, now))
         return bool(module.already_shipped(prepared, package)), (prepared,)
     if retry and hasattr(module, "existing_call"):
         return _shown(module, package, credentials, now), ()
@@ -202,8 +209,8 @@ def reconcile(marketplace: str, shop: str, since: datetime, until: datetime,
     listed = queued = 0
     cursor: str | None = None
     for _page in range(MAX_PAGES):
-        answer = http.send(module.list_call(shop, since, until, cursor, credentials, now))
-        refs, cursor = _parse_list(module, answer.json(), shop, cursor)
+        answer = send_json(module.list_call(shop, since, until, cursor, credentials, now))
+        refs, cursor = _parse_list(module, answer, shop, cursor)
         listed += len(refs)
         queued += sum(_queue(marketplace, ref, now) for ref in refs)
         if cursor is None:

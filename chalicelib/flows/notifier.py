@@ -195,7 +195,7 @@ def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) ->
         message = notifications.digest_for(cases, out.opened_at, now, routing())
     decided = note.model_copy(update={
         "decided": True, "case_ids": tuple(c.case_id for c in cases),
-        "severity": max((c.severity for c in cases), key=notify.SEVERITY_RANK.__getitem__)})
+        "severity": max((c.severity for c in cases), key=lambda s: s.rank)})
     transact([outbox.put_channel_state(note.channel, state, state_version),
               outbox.put_note(decided, version)])
     report.digests += isinstance(out, noise.Digest)
@@ -242,9 +242,9 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
 
 def send(note: Note, message: Message, now: datetime) -> ChannelResult:
     """One attempt on the note's channel."""
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
 
-    source = webhook_sources.get(channel_name(note.channel))
+    source = directory.source(channel_name(note.channel))
     if source is None:
         return ChannelResult.failure(Failure.GONE, "not_configured",
                                      f"no settings for channel {note.channel}")
@@ -297,8 +297,8 @@ def remind(now: datetime, report: RunReport) -> None:
 
 def configure_channels(channels: dict[str, dict[str, Any]]) -> None:
     """Store channel settings, e.g. {"wecom:cs-team": {"webhook_url": "https://..."}}."""
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
 
-    webhook_sources.register({channel_name(channel_id): {
+    directory.register_sources({channel_name(channel_id): {
         "scheme": channel_id.split(":", 1)[0], "secrets": [json.dumps(settings)]}
         for channel_id, settings in channels.items()})

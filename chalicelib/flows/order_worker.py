@@ -20,14 +20,16 @@ from chalicelib import marketplaces
 from chalicelib.core import batches
 from chalicelib.core.clock import parse_iso, utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, from_attrs, transact
-from chalicelib.core.settings import protocol_rules, settings
-from chalicelib.cs import alerts
-from chalicelib.flows import warehouse
-from chalicelib.orders import inbox_store
+from chalicelib.core.settings import settings
+from chalicelib.cs import alert_topic, alerts
+from chalicelib.flows import marketplace_calls, warehouse
+from chalicelib.orders import deliveries, inbox_store
 from chalicelib.orders import order_store as orders_store
-from chalicelib.orders.order import Decision, Delivery, InvalidOrder, Order, decide
+from chalicelib.orders.deliveries import Delivery
+from chalicelib.orders.order import Decision, InvalidOrder, Order, decide
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
+from chalicelib.warehouse.jobs import protocol_rules
 
 log = logging.getLogger(__name__)
 _ATTEMPTS = 4
@@ -48,8 +50,8 @@ def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
     if split is not None:
         return split
     try:  # a thin notification is re-fetched here; a platform that is down raises: retried
-        incoming = marketplaces.read_order(item["scheme"], raw, item.get("headers", {}),
-                                           item["source"], now)
+        incoming = marketplace_calls.read_order(item["scheme"], raw, item.get("headers", {}),
+                                                item["source"], now)
     except InvalidOrder as exc:
         return _reject(item, delivery, exc, now)
     for _attempt in range(_ATTEMPTS):
@@ -83,9 +85,9 @@ def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
     if len(refs) < 2:
         return None
     actions = [inbox_store.delivery_action(
-        item["source"], item["scheme"], marketplaces.Accepted(
+        item["source"], item["scheme"], deliveries.Accepted(
             delivery_id=f"{item['delivery_id']}#{ref.external_id}", topic=item["topic"],
-            shop=ref.shop, headers={marketplaces.REF_HEADER: "1"}),
+            shop=ref.shop, headers={deliveries.REF_HEADER: "1"}),
         ref.model_dump_json().encode(), now) for ref in refs]
     try:
         transact([inbox_store.finish(item["pk"], "split", now, f"{len(refs)} orders"),
@@ -166,7 +168,7 @@ def _actions(item: Mapping[str, Any], decision: Decision,
 
 def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,
             now: datetime) -> str:
-    alerts.publish(alerts.Alert(
+    alert_topic.publish(alerts.Alert(
         kind="order.invalid", severity=alerts.Severity.HIGH, subject=item["pk"], at=now,
         summary=f"{delivery.source} delivery {delivery.delivery_id} could not be read as an order",
         facts={"reason": error.reason, "detail": error.detail[:500], "topic": delivery.topic},
@@ -179,7 +181,7 @@ def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,
 
 
 def _alert_invalid(order: Order, problems: tuple[str, ...], now: datetime) -> None:
-    alerts.publish(alerts.Alert(
+    alert_topic.publish(alerts.Alert(
         kind="order.invalid", severity=alerts.Severity.HIGH, subject=order.order_id, at=now,
         summary=f"Paid order {order.name or order.external_id} ({order.marketplace}) cannot be "
                 f"sent to the warehouse: {', '.join(problems)}",
@@ -214,7 +216,7 @@ def sweep_unprocessed(now: datetime) -> int:
     for item in inbox_store.pending_before(cutoff):
         if item.get("alerted_at"):
             continue
-        alerts.publish(alerts.Alert(
+        alert_topic.publish(alerts.Alert(
             kind="delivery.unprocessed", severity=alerts.Severity.HIGH, subject=item["pk"],
             at=now, summary=f"Order notification {item['pk']} not processed within "
                             f"{settings().unprocessed_alert_minutes} minutes",

@@ -22,8 +22,7 @@ from typing import Any, Protocol
 from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, NotFound
-from chalicelib.core.settings import tracking_rules
-from chalicelib.cs import alerts
+from chalicelib.cs import alert_topic
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
@@ -37,7 +36,7 @@ from chalicelib.tracking.couriers import (
     seventeen_track,
 )
 from chalicelib.tracking.parcels import Parcel, alerts_for, completes_order, timeline_for
-from chalicelib.tracking.rules import Change, TrackingEvent
+from chalicelib.tracking.rules import Change, TrackingEvent, tracking_rules
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import Job
 from chalicelib.warehouse.jobs import Shipment as JobShipment
@@ -188,9 +187,9 @@ _providers: dict[str, tuple[WebhookSource, Provider]] = {}
 
 def provider(name: str) -> Provider:
     """The provider's client for this process, rebuilt when its account settings change."""
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
 
-    source = webhook_sources.get(source_name(name))
+    source = directory.source(source_name(name))
     if source is None:
         raise ProviderError(f"no account configured for courier provider {name}",
                             counted=False, alert="courier.provider_account")
@@ -265,7 +264,7 @@ def _started_event(parcel: Parcel, now: datetime) -> OrderEvent:
 
 
 def _number_reused(job: Job, other: Parcel, now: datetime) -> None:
-    alerts.publish(Alert(
+    alert_topic.publish(Alert(
         kind="courier.tracking_number_reused", severity=Severity.HIGH, subject=other.subject,
         at=now, facts={"order_id": job.order_id, "order_name": job.order_name,
                        "job_id": job.job_id, "other_order_id": other.order_id},
@@ -296,7 +295,7 @@ def apply(carrier_code: str, number: str, step: Step, now: datetime,
         if new == old:
             return Applied(old, ())
         for alert in alerts_for(new, changes):
-            alerts.publish(alert)
+            alert_topic.publish(alert)
         events = timeline_for(new, changes, now)
         if changes and _completes(new, changes):
             events.append(OrderEvent(
@@ -335,13 +334,13 @@ def _with(parcel: Parcel, result: tuple[tracking.Shipment, tracking.Watch, tuple
 def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
                  now: datetime) -> PushReply:
     """Verify against each secret (rotation), store as received, apply; answer as expected."""
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
 
     try:
         adapter = adapter_for(provider_name)
     except LookupError:
         raise NotFound("courier_provider") from None
-    source = webhook_sources.get(source_name(provider_name))
+    source = directory.source(source_name(provider_name))
     if source is None:
         raise NotFound("courier_provider")
     push = _verified(adapter.read_push, headers, raw, source.secrets)
@@ -426,9 +425,10 @@ def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> 
         report.errors += 1
         log.warning("tracking %s: %s", parcel.label, exc)
         if exc.alert:
-            alerts.publish(Alert(kind=exc.alert, severity=Severity.HIGH, subject=parcel.subject,
-                                 at=now, summary=f"{parcel.order_name}: tracking {parcel.label} "
-                                 f"failed: {exc}", facts={"order_id": parcel.order_id}))
+            alert_topic.publish(Alert(
+                kind=exc.alert, severity=Severity.HIGH, subject=parcel.subject, at=now,
+                summary=f"{parcel.order_name}: tracking {parcel.label} failed: {exc}",
+                facts={"order_id": parcel.order_id}))
         counted = exc.counted
         apply(carrier_code, number, lambda p: (p.model_copy(update={
             "watch": tracking.after_query_error(p.shipment, p.watch, now, rules,

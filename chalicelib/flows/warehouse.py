@@ -18,13 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
-from chalicelib.core.settings import protocol_rules, settings
-from chalicelib.cs import alerts
+from chalicelib.core.settings import settings
+from chalicelib.cs import alert_topic, alerts
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
-from chalicelib.warehouse.jobs import Job, Transition
+from chalicelib.warehouse.jobs import Job, Transition, protocol_rules
 
 _ATTEMPTS = 3
 
@@ -50,7 +50,7 @@ def announce(transition: Transition, now: datetime) -> None:
     job = transition.job
     for event in transition.events:
         if event.alert:
-            alerts.publish(alerts.Alert(
+            alert_topic.publish(alerts.Alert(
                 kind=event.alert, severity=alerts.Severity(event.severity), subject=job.job_id,
                 at=now, summary=f"{job.order_name} ({job.marketplace}): {event.summary}",
                 facts={"order_id": job.order_id, "order_name": job.order_name, "job_id": job.job_id,
@@ -374,7 +374,7 @@ def register_return(partner_id: str, report: Any, now: datetime) -> dict[str, An
         return known
     record = returns.record(report, partner_id, now)
     job = jobs_store.get(partner_id, report.job_id) if report.job_id else None
-    alerts.publish(alerts.Alert(
+    alert_topic.publish(alerts.Alert(
         kind="return.damaged" if report.goods_damaged else "return.received",
         severity=alerts.Severity.HIGH if report.goods_damaged else alerts.Severity.MEDIUM,
         subject=f"return:{report.return_tracking_number}", at=now,

@@ -73,18 +73,17 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Pace, Request
 from chalicelib.core.signatures import parse_json_object, validate_payload
-from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     LenientModel,
     OrderRef,
-    Pace,
     PlatformError,
     Shipped,
     WritebackResult,
 )
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -312,25 +311,25 @@ def _order_path(order_id: str) -> str:
 
 
 def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime, *,
-               restricted_data_token: str = "") -> ApiCall:
+               restricted_data_token: str = "") -> Request:
     """getOrder; with a Restricted Data Token the answer carries the buyer's PII."""
     token = restricted_data_token or credentials.get("access_token", "")
-    return ApiCall(method="GET", url=base_url(credentials) + _order_path(ref.external_id),
+    return Request(method="GET", url=base_url(credentials) + _order_path(ref.external_id),
                    headers=_headers(token, now), pace=PACES["getOrder"])
 
 
 def items_call(ref: OrderRef, credentials: Credentials, now: datetime,
-               next_token: str = "") -> ApiCall:
+               next_token: str = "") -> Request:
     """getOrderItems, one page; pass the previous page's NextToken for the next one."""
     params = {"NextToken": next_token} if next_token else {}
-    return ApiCall(method="GET",
+    return Request(method="GET",
                    url=base_url(credentials) + _order_path(ref.external_id) + "/orderItems",
                    params=params, headers=_headers(credentials.get("access_token", ""), now),
                    pace=PACES["getOrderItems"])
 
 
 def fetch_calls(ref: OrderRef, credentials: Credentials, now: datetime, *,
-                restricted_data_token: str = "") -> list[ApiCall]:
+                restricted_data_token: str = "") -> list[Request]:
     """The two calls that make an order: getOrder, then the first page of getOrderItems."""
     return [
         fetch_call(ref, credentials, now, restricted_data_token=restricted_data_token),
@@ -338,14 +337,14 @@ def fetch_calls(ref: OrderRef, credentials: Credentials, now: datetime, *,
     ]
 
 
-def rdt_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def rdt_call(ref: OrderRef, credentials: Credentials, now: datetime) -> Request:
     """Tokens API createRestrictedDataToken for this order's getOrder with buyer PII."""
     body = {"restrictedResources": [{
         "method": "GET",
         "path": _order_path(ref.external_id),
         "dataElements": list(PII_ELEMENTS),
     }]}
-    return ApiCall(method="POST",
+    return Request(method="POST",
                    url=base_url(credentials) + "/tokens/2021-03-01/restrictedDataToken",
                    headers=_headers(credentials.get("access_token", ""), now), json_body=body,
                    pace=PACES["createRestrictedDataToken"])
@@ -370,7 +369,7 @@ MAX_ITEM_PAGES = 20
 
 
 def read(ref: OrderRef, credentials: Credentials, now: datetime,
-         send: Callable[[ApiCall], Mapping[str, Any]], source: str) -> Order:
+         send: Callable[[Request], Mapping[str, Any]], source: str) -> Order:
     """The whole order: a Restricted Data Token (so getOrder carries the buyer's address), the
     order, then every page of its items. `send` is the I/O part's: call in, JSON out."""
     token = parse_rdt(send(rdt_call(ref, credentials, now)))
@@ -389,11 +388,11 @@ def read(ref: OrderRef, credentials: Credentials, now: datetime,
 LWA_URL = "https://api.amazon.com/auth/o2/token"
 
 
-def token_call(credentials: Credentials) -> ApiCall | None:
+def token_call(credentials: Credentials) -> Request | None:
     """The LWA token exchange, or None when the credentials carry a ready access token."""
     if not credentials.get("refresh_token"):
         return None
-    return ApiCall(method="POST", url=credentials.get("lwa_url") or LWA_URL, form={
+    return Request(method="POST", url=credentials.get("lwa_url") or LWA_URL, form={
         "grant_type": "refresh_token", "refresh_token": credentials["refresh_token"],
         "client_id": credentials.get("client_id", ""),
         "client_secret": credentials.get("client_secret", "")})
@@ -615,7 +614,7 @@ def iso_z(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     if not shipped.items:
         raise ValueError("Amazon confirmShipment needs the order items of this package, and "
                          "the warehouse did not say which went in it")
@@ -635,7 +634,7 @@ def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) ->
                            for item_id, quantity in shipped.items],
         },
     }
-    return ApiCall(method="POST",
+    return Request(method="POST",
                    url=base_url(credentials) + _order_path(shipped.external_id)
                    + "/shipmentConfirmation",
                    headers=_headers(credentials.get("access_token", ""), now), json_body=body,
@@ -670,7 +669,7 @@ def _first_error(body: bytes) -> tuple[str, str]:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """getOrders for seller-fulfilled orders updated in [since, until]; `cursor` = NextToken.
 
     `until` is pulled back to 2 minutes before now, as Amazon requires.
@@ -692,7 +691,7 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
             "FulfillmentChannels": "MFN",
             "MaxResultsPerPage": "100",
         }
-    return ApiCall(method="GET", url=base_url(credentials) + "/orders/v0/orders", params=params,
+    return Request(method="GET", url=base_url(credentials) + "/orders/v0/orders", params=params,
                    headers=_headers(credentials.get("access_token", ""), now),
                    pace=PACES["getOrders"])
 

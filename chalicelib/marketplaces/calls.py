@@ -2,8 +2,8 @@
 
 Thin notifications (TikTok Shop, Shopee, Lazada, Amazon, Taobao) name an order that must be
 re-fetched; every platform takes a shipment writeback; reconciliation lists recent orders. An
-adapter builds each request as an `ApiCall` (signed, exact) and reads the answer with a pure
-parser; `chalicelib.core.http` (the thin I/O part) sends it with `requests`.
+adapter builds each request as a `chalicelib.core.http.Request` (signed, exact) and reads the
+answer with a pure parser; `chalicelib.flows.marketplace_calls` sends it.
 """
 
 from __future__ import annotations
@@ -13,19 +13,9 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-
-
-class Pace(BaseModel):
-    """A documented per-operation rate limit: at most `rate` calls per second after a burst."""
-
-    model_config = ConfigDict(frozen=True)
-
-    key: str  # the operation, e.g. "amazon.confirmShipment"
-    rate: float
-    burst: int = 1
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 
 class LenientModel(BaseModel):
@@ -67,21 +57,6 @@ def money(value: Any) -> Decimal:
 
 IdText = Annotated[str, BeforeValidator(id_text)]
 Money = Annotated[Decimal, BeforeValidator(money)]
-
-
-class ApiCall(BaseModel):
-    """One HTTP request exactly as it must go on the wire (signature included)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    url: str
-    params: dict[str, str] = Field(default_factory=dict)  # query string, in this order
-    headers: dict[str, str] = Field(default_factory=dict)
-    json_body: Any = None  # sent as JSON when not None
-    form: dict[str, str] | None = None  # sent form-encoded when not None
-    raw_body: bytes | None = None  # sent exactly (when the signature covers these bytes)
-    pace: Pace | None = None  # the sender waits to stay within it
 
 
 class OrderRef(BaseModel):
@@ -128,6 +103,12 @@ class WritebackResult(BaseModel):
 
 
 Credentials = Mapping[str, str]  # per shop: app key/secret, access token, ... (see each adapter)
+
+
+class PlatformUnavailable(Exception):
+    """The platform did not answer usefully (no answer, 429, 5xx, not JSON): try again later."""
+
+    retryable = True
 
 
 class PlatformError(Exception):

@@ -86,9 +86,8 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.core.errors import ApiError
-from chalicelib.marketplaces import Accepted
+from chalicelib.core.http import Request
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     LenientModel,
     OrderRef,
@@ -97,6 +96,7 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     id_text,
 )
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -448,12 +448,12 @@ def sign(app_key: str, app_secret: str, method: str, params_json: str, timestamp
 
 
 def api_call(method: str, params: Mapping[str, Any], credentials: Credentials,
-             now: datetime) -> ApiCall:
+             now: datetime) -> Request:
     body = param_json(params)
     timestamp = str(int(now.timestamp()))
     app_key, app_secret = credentials["app_key"], credentials["app_secret"]
     base = (credentials.get("api_base") or API_BASE).rstrip("/")
-    return ApiCall(
+    return Request(
         method="POST",
         url=f"{base}/{method.replace('.', '/')}",
         params={
@@ -470,7 +470,7 @@ def api_call(method: str, params: Mapping[str, Any], credentials: Credentials,
     )
 
 
-def fetch_call(order: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def fetch_call(order: OrderRef, credentials: Credentials, now: datetime) -> Request:
     return api_call("order.orderDetail", {"shop_order_id": order.external_id}, credentials, now)
 
 
@@ -561,7 +561,7 @@ def _at(seconds: int | None) -> datetime | None:
     return _ts(seconds) if seconds else None
 
 
-def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """Whole-order shipment. A partial shipment (`shipped.lines`) needs the split-package API
     (order.logisticsAddSinglePack), which this adapter does not build."""
     if shipped.lines:
@@ -600,7 +600,7 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
     return WritebackResult(ok=True, code=str(SUCCESS))
 
 
-def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     return fetch_call(OrderRef(shop=credentials.get("shop_id", ""),
                                external_id=shipped.external_id), credentials, now)
 
@@ -616,7 +616,7 @@ def already_shipped(answer: Any, shipped: Shipped) -> bool:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """Orders updated in [since, until], oldest change first; `cursor` is the page (from 0)."""
     return api_call("order.searchList", {
         "update_time_start": int(since.timestamp()),

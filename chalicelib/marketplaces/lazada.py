@@ -95,6 +95,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
     key_hmac_hex,
     matches_hex,
@@ -103,9 +104,7 @@ from chalicelib.core.signatures import (
     split_secret,
     validate_payload,
 )
-from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     IdText,
     Money,
@@ -115,6 +114,7 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -333,7 +333,7 @@ def sign(path: str, params: Mapping[str, str], app_secret: str) -> str:
 
 
 def lazop_call(method: Literal["GET", "POST"], path: str, api_params: Mapping[str, str],
-               credentials: Credentials, now: datetime) -> ApiCall:
+               credentials: Credentials, now: datetime) -> Request:
     """One signed LazOP request."""
     token = credentials.get("access_token", "")
     if not token:
@@ -351,22 +351,22 @@ def lazop_call(method: Literal["GET", "POST"], path: str, api_params: Mapping[st
     signature = sign(path, {**system, **business}, credentials["app_secret"])
     url = base_url(credentials) + path
     if method == "GET":
-        return ApiCall(method="GET", url=url, params={**system, **business, "sign": signature})
-    return ApiCall(method="POST", url=url, params={**system, "sign": signature}, form=business)
+        return Request(method="GET", url=url, params={**system, **business, "sign": signature})
+    return Request(method="POST", url=url, params={**system, "sign": signature}, form=business)
 
 
-def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> Request:
     """GetOrder (the order without its items)."""
     return lazop_call("GET", "/order/get", {"order_id": ref.external_id}, credentials, now)
 
 
-def items_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def items_call(ref: OrderRef, credentials: Credentials, now: datetime) -> Request:
     """GetOrderItems."""
     return lazop_call("GET", "/order/items/get", {"order_id": ref.external_id}, credentials,
                       now)
 
 
-def fetch_calls(ref: OrderRef, credentials: Credentials, now: datetime) -> list[ApiCall]:
+def fetch_calls(ref: OrderRef, credentials: Credentials, now: datetime) -> list[Request]:
     """The two calls that make an order: GetOrder, then GetOrderItems."""
     return [fetch_call(ref, credentials, now), items_call(ref, credentials, now)]
 
@@ -573,7 +573,7 @@ def provider_of(carrier_code: str, credentials: Credentials) -> str:
     return credentials.get(PROVIDER_KEY.format(code=code)) or CARRIERS[code]
 
 
-def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """Legacy /order/rts for a seller's own courier: the listed order items, dropship."""
     if not shipped.items:
         raise ValueError("Lazada /order/rts needs the order item ids of this package, and the "
@@ -595,7 +595,7 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
     return read_writeback(status, body, error_of, lambda e: any(
         marker in e.message.lower() for marker in _NOT_SHIPPABLE))
 
-def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     return lazop_call("GET", "/order/items/get", {"order_id": shipped.external_id},
                       credentials, now)
 
@@ -633,7 +633,7 @@ def _cursor(cursor: str | None, since: datetime) -> tuple[str, int]:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """GetOrders updated in [since, until], oldest change first, 100 a page."""
     if not since < until:
         raise ValueError("since must be before until")

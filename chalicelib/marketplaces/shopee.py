@@ -90,6 +90,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
     matches_hex,
     parse_json_object,
@@ -97,9 +98,7 @@ from chalicelib.core.signatures import (
     split_secret,
     validate_payload,
 )
-from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     IdText,
     Money,
@@ -110,6 +109,7 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -303,7 +303,7 @@ def sign(partner_id: str, path: str, timestamp: str, access_token: str, shop_id:
 
 
 def shop_call(method: Literal["GET", "POST"], path: str, query: Mapping[str, str],
-              body: Any, credentials: Credentials, now: datetime) -> ApiCall:
+              body: Any, credentials: Credentials, now: datetime) -> Request:
     """One signed shop-level request: the common parameters first, then `query`."""
     partner_id = credentials["partner_id"]
     token = credentials.get("access_token", "")
@@ -322,11 +322,11 @@ def shop_call(method: Literal["GET", "POST"], path: str, query: Mapping[str, str
     if clash:
         raise ValueError(f"call parameters may not set {sorted(clash)}")
     base = (credentials.get("api_base") or API_BASE).rstrip("/")
-    return ApiCall(method=method, url=base + path, params={**common, **query},
+    return Request(method=method, url=base + path, params={**common, **query},
                    json_body=body)
 
 
-def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> Request:
     return shop_call("GET", ORDER_DETAIL_PATH,
                      {"order_sn_list": ref.external_id,
                       "response_optional_fields": DETAIL_FIELDS}, None, credentials, now)
@@ -481,7 +481,7 @@ def _address(address: RecipientAddress | None, region: str) -> Address | None:
 
 
 def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime, *,
-                   package_number: str = "") -> ApiCall:
+                   package_number: str = "") -> Request:
     """ship_order through the shop's non-integrated channel with our tracking number. Shopee
     ships whole orders or whole Shopee packages (`package_number`, after split_order): it has
     no per-line shipment, so `shipped.lines` is not sent."""
@@ -499,7 +499,7 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
     return read_writeback(status, body, error_of, lambda e: e.code == NOT_READY_TO_SHIP)
 
 def existing_call(shipped: Shipped, credentials: Credentials, now: datetime, *,
-                  package_number: str = "") -> ApiCall:
+                  package_number: str = "") -> Request:
     """get_tracking_number: the number the order (package) carries now."""
     query = {"order_sn": shipped.external_id}
     if package_number:
@@ -519,7 +519,7 @@ def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """Orders updated in [since, until] (at most 15 days); `cursor` = next_cursor."""
     if not since < until:
         raise ValueError("since must be before until")

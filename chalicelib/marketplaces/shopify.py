@@ -20,8 +20,8 @@ from pydantic import Field
 
 from chalicelib.core.errors import ApiError
 from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
-from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import LenientModel
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,

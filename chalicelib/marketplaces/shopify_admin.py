@@ -79,8 +79,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from chalicelib.core.http import Request
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     OrderRef,
     PlatformError,
@@ -264,9 +264,9 @@ def _token(credentials: Credentials) -> dict[str, str]:
 
 
 def _graphql(credentials: Credentials, query: str, variables: dict[str, Any],
-             shop: str = "") -> ApiCall:
+             shop: str = "") -> Request:
     url = f"{_base(credentials, shop)}/admin/api/{_version(credentials)}/graphql.json"
-    return ApiCall(method="POST", url=url,
+    return Request(method="POST", url=url,
                    headers={**_token(credentials), "Content-Type": "application/json"},
                    json_body={"query": query, "variables": variables})
 
@@ -287,7 +287,7 @@ def _gid(kind: str, external_id: str) -> str:
 # Writeback ---------------------------------------------------------------------------------------
 
 
-def prepare_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def prepare_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """Read the order's fulfillment orders and existing fulfillments (before every attempt)."""
     return _graphql(credentials, PREPARE_QUERY, {"id": _gid("Order", shipped.external_id)})
 
@@ -305,7 +305,7 @@ def already_shipped(prepared: Any, shipped: Shipped) -> bool:
 
 
 def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime,
-                   prepared: Any) -> ApiCall:
+                   prepared: Any) -> Request:
     """fulfillmentCreate for this package (see the module docstring). ValueError when Shopify
     cannot take it; ShopifyError when `prepared` is an error answer."""
     tracking = tracking_info(shipped)
@@ -467,7 +467,7 @@ def _search_time(value: datetime) -> str:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """Orders updated in [since, until], oldest change first; `cursor` is the last endCursor."""
     search = f"updated_at:>='{_search_time(since)}' AND updated_at:<='{_search_time(until)}'"
     return _graphql(credentials, ORDERS_QUERY,
@@ -489,12 +489,12 @@ def parse_list(answer: Any) -> tuple[list[OrderRef], str | None]:
     return refs, following
 
 
-def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> Request:
     """REST: its answer is the webhooks' own order shape (see the module docstring)."""
     order_id = _numeric_id(ref.external_id, "Order")
     url = (f"{_base(credentials, ref.shop)}/admin/api/{_version(credentials)}"
            f"/orders/{order_id}.json")
-    return ApiCall(method="GET", url=url, headers=_token(credentials))
+    return Request(method="GET", url=url, headers=_token(credentials))
 
 
 def parse_order(answer: Any, ref: OrderRef, source: str) -> Order:

@@ -25,7 +25,7 @@ from chalicelib.core.signatures import (
     standard_webhook_failure,
     validate_payload,
 )
-from chalicelib.marketplaces import Accepted
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import InvalidOrder, Order
 
 

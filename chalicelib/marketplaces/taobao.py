@@ -73,10 +73,9 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.core.signatures import validate_payload
-from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     IdText,
     LenientModel,
@@ -85,6 +84,7 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -216,7 +216,7 @@ def sign(params: Mapping[str, str], secret: str, sign_method: str) -> str:
 
 
 def top_call(method: str, params: Mapping[str, str], credentials: Credentials,
-             now: datetime) -> ApiCall:
+             now: datetime) -> Request:
     """One signed TOP request: the business `params` plus the common ones, form-encoded."""
     sign_method = credentials.get("sign_method") or "md5"
     common = {
@@ -234,7 +234,7 @@ def top_call(method: str, params: Mapping[str, str], credentials: Credentials,
     merged = {name: value for name, value in {**params, **common}.items() if value != ""}
     form = dict(sorted(merged.items()))
     form["sign"] = sign(form, credentials["app_secret"], sign_method)
-    return ApiCall(method="POST", url=credentials.get("gateway") or GATEWAY, form=form)
+    return Request(method="POST", url=credentials.get("gateway") or GATEWAY, form=form)
 
 
 # Answers --------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ class MessageContent(LenientModel):
 
 
 def consume_call(group: str, quantity: int, credentials: Credentials,
-                 now: datetime) -> ApiCall:
+                 now: datetime) -> Request:
     """Fetch up to `quantity` (10-200) messages of a user group ("" = the default group)."""
     low, high = CONSUME_LIMITS
     if not low <= quantity <= high:
@@ -315,7 +315,7 @@ def parse_messages(answer: Mapping[str, Any]) -> list[TmcMessage]:
 
 
 def confirm_call(message_ids: Sequence[str], credentials: Credentials, now: datetime, *,
-                 group: str = "") -> ApiCall:
+                 group: str = "") -> Request:
     """Acknowledge processed (stored) messages, at most 200 per call."""
     if not message_ids or len(message_ids) > CONFIRM_LIMIT:
         raise ValueError(f"confirm 1-{CONFIRM_LIMIT} message ids per call")
@@ -426,7 +426,7 @@ class Trade(LenientModel):
         return _listed(value, "order")
 
 
-def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> Request:
     return top_call("taobao.trade.fullinfo.get",
                     {"fields": TRADE_FIELDS, "tid": ref.external_id}, credentials, now)
 
@@ -516,7 +516,7 @@ def _date(text: str) -> date | None:
 # Writeback ------------------------------------------------------------------------------------
 
 
-def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """offline.send; with `lines` only those sub-orders (is_split=1, sub_tid)."""
     carrier = shipped.carrier_code.upper()
     try:
@@ -555,7 +555,7 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
     return WritebackResult(ok=False, code="unexpected_answer", detail=str(answer)[:500])
 
 
-def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """The trade's sub-orders with their waybill numbers: was this package already sent?"""
     return top_call("taobao.trade.fullinfo.get",
                     {"fields": EXISTING_FIELDS, "tid": shipped.external_id}, credentials, now)
@@ -580,7 +580,7 @@ def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """Trades modified in [since, until] (at most one day); `cursor` is the page number."""
     if not since < until:
         raise ValueError("since must be before until")

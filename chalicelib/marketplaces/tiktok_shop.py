@@ -24,7 +24,7 @@ API (202309; version in the path): query `app_key`, `timestamp` (unix s), `shop_
 call's own parameters and `sign`; header `x-tts-access-token` = the access token. sign =
 lower-hex HMAC-SHA256(key=app_secret, app_secret + path + (every query parameter but `sign` and
 `access_token`, sorted by name, as name+value) + raw body + app_secret). A POST body is sent as
-exactly the signed bytes (`ApiCall.raw_body`).
+exactly the signed bytes (`Request.raw_body`).
 - Re-fetch: `GET /order/202309/orders?ids=<order id>` -> data.orders[].
 - Writeback ("Mark Package As Shipped", for orders the seller ships with its own carrier):
   `POST /fulfillment/202309/orders/{order_id}/packages` `{"tracking_number",
@@ -86,6 +86,7 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
     key_hmac_hex,
     matches_hex,
@@ -94,9 +95,7 @@ from chalicelib.core.signatures import (
     split_secret,
     validate_payload,
 )
-from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     IdText,
     Money,
@@ -107,6 +106,7 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -277,7 +277,7 @@ def compact_json(value: Any) -> bytes:
 
 
 def api_call(method: Literal["GET", "POST"], path: str, query: Mapping[str, str],
-             body: Any, credentials: Credentials, now: datetime) -> ApiCall:
+             body: Any, credentials: Credentials, now: datetime) -> Request:
     """One signed request: common parameters + `query`, and `body` (POST) as exact JSON bytes."""
     token = credentials.get("access_token", "")
     if not token:
@@ -295,11 +295,11 @@ def api_call(method: Literal["GET", "POST"], path: str, query: Mapping[str, str]
     params["sign"] = sign(path, params, raw_body or b"", credentials["app_secret"])
     headers = {"x-tts-access-token": token, "content-type": "application/json"}
     base = (credentials.get("api_base") or API_BASE).rstrip("/")
-    return ApiCall(method=method, url=base + path, params=params, headers=headers,
+    return Request(method=method, url=base + path, params=params, headers=headers,
                    raw_body=raw_body)
 
 
-def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def fetch_call(ref: OrderRef, credentials: Credentials, now: datetime) -> Request:
     """Get Order Detail for the one order."""
     return api_call("GET", ORDER_DETAIL_PATH, {"ids": ref.external_id}, None, credentials, now)
 
@@ -511,7 +511,7 @@ def provider_id(carrier_code: str, credentials: Credentials) -> str:
     return value
 
 
-def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """Mark Package As Shipped; with `lines`, only those line items (each line item is one
     unit, so every quantity must be 1)."""
     if any(quantity != 1 for _, quantity in shipped.lines):
@@ -530,7 +530,7 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
     return read_writeback(status, body, error_of, lambda e: any(
         marker in e.message.lower() for marker in _ALREADY_SHIPPED))
 
-def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """The order detail: which line items already carry a tracking number?"""
     return api_call("GET", ORDER_DETAIL_PATH, {"ids": shipped.external_id}, None, credentials,
                     now)
@@ -565,7 +565,7 @@ def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """Orders updated in [since, until), oldest change first; `cursor` = next_page_token."""
     if not since < until:
         raise ValueError("since must be before until")

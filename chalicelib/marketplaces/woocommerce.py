@@ -73,10 +73,9 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
-from chalicelib.marketplaces import Accepted
 from chalicelib.marketplaces.calls import (
-    ApiCall,
     Credentials,
     LenientModel,
     OrderRef,
@@ -84,6 +83,7 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -442,10 +442,10 @@ def _auth(credentials: Credentials) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
-def fetch_call(order: OrderRef, credentials: Credentials, now: datetime) -> ApiCall:
+def fetch_call(order: OrderRef, credentials: Credentials, now: datetime) -> Request:
     """Re-read one order (after `order.deleted`, or for reconciliation)."""
     url = f"{_store(credentials)}/wp-json/wc/v3/orders/{order.external_id}"
-    return ApiCall(method="GET", url=url, headers=_auth(credentials))
+    return Request(method="GET", url=url, headers=_auth(credentials))
 
 
 def parse_order(answer: Any, order: OrderRef, source: str) -> Order:
@@ -465,7 +465,7 @@ def _tracking_path(credentials: Credentials, order_id: str) -> str:
             "/shipment-trackings")
 
 
-def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
+def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
     """Add one tracking item. Partial shipments simply add another item (the extension has no
     line items), so `shipped.lines` is not sent."""
     try:
@@ -474,7 +474,7 @@ def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) ->
         raise ValueError(f"no WooCommerce provider for carrier {shipped.carrier_code!r}") from None
     link = _TRACKING_LINK.format(com=_KUAIDI100[shipped.carrier_code],
                                  number=shipped.tracking_number)
-    return ApiCall(
+    return Request(
         method="POST",
         url=_tracking_path(credentials, shipped.external_id),
         headers={**_auth(credentials), "Content-Type": "application/json"},
@@ -504,8 +504,8 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
     return WritebackResult(ok=False, code=code or f"http_{status}", detail=message)
 
 
-def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> ApiCall:
-    return ApiCall(method="GET", url=_tracking_path(credentials, shipped.external_id),
+def existing_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:
+    return Request(method="GET", url=_tracking_path(credentials, shipped.external_id),
                    headers=_auth(credentials))
 
 
@@ -525,10 +525,10 @@ def _tracking_key(number: str) -> str:
 
 
 def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
-              credentials: Credentials, now: datetime) -> ApiCall:
+              credentials: Credentials, now: datetime) -> Request:
     """Orders modified in (since, until), oldest change first. `cursor` is the `modified_after`
     bound `parse_list` returned (UTC, WooCommerce's format); None starts at `since`."""
-    return ApiCall(
+    return Request(
         method="GET",
         url=f"{_store(credentials)}/wp-json/wc/v3/orders",
         params={

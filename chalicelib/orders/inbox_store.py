@@ -16,7 +16,7 @@ from chalicelib.core import aws
 from chalicelib.core.clock import iso
 from chalicelib.core.dynamodb import Action, from_attrs, is_condition_failure, to_attrs
 from chalicelib.core.settings import settings
-from chalicelib.marketplaces import Accepted
+from chalicelib.orders.deliveries import Accepted
 
 PENDING = "pending"
 PENDING_INDEX = "pending-by-received"

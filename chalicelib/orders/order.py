@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.orders.deliveries import Delivery
+
 
 class OrderStatus(StrEnum):
     PENDING_PAYMENT = "pending_payment"
@@ -166,21 +168,6 @@ def changes_between(old: Order, new: Order) -> dict[str, dict[str, Any]]:
         for name in _COMPARED_FIELDS
         if before[name] != after[name]
     }
-
-
-class Delivery(BaseModel):
-    """A stored webhook delivery, as the order worker sees it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    source: str
-    delivery_id: str
-    topic: str
-    received_at: datetime
-
-    @property
-    def actor(self) -> str:
-        return f"{self.source} webhook {self.delivery_id}"
 
 
 Outcome = Literal["created", "updated", "unchanged", "stale"]

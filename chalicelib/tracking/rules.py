@@ -21,9 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from chalicelib.core.settings import rules_from_env
 
 
 class ShipmentStatus(StrEnum):
@@ -860,6 +863,13 @@ class TrackingRules(BaseModel):
 
 
 DEFAULT_RULES = TrackingRules()
+
+
+@lru_cache(maxsize=1)
+def tracking_rules() -> TrackingRules:
+    """This stage's rules: the defaults, or TRACKING_RULES_JSON (their JSON form, e.g.
+    per-courier stall limits)."""
+    return rules_from_env(TrackingRules, "TRACKING_RULES_JSON")
 
 Subscription = Literal["none", "pending", "active", "aborted", "finished"]
 DueAction = Literal["subscribe", "query", "judge"]

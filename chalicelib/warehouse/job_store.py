@@ -7,6 +7,7 @@ partner by its key, and another partner's job id simply is not there.
   pk = <partner>  sk = RETURN#<tracking>   a return the warehouse received
   pk = <partner>  sk = SKU_LOCATIONS       where each SKU sits on the shelves
   pk = <partner>  sk = WRITEBACK#<job>#<shipment>  telling the marketplace of a shipment
+                                           (chalicelib/marketplaces/writeback_store.py)
 
 Index attributes are derived from the job's state on every write, never set by hand:
 `offer_partner`/`offer_at` (sparse `offers` index: claimable jobs, when they may next be handed
@@ -26,9 +27,8 @@ from typing import Any
 from chalicelib.core import aws
 from chalicelib.core.clock import iso
 from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
-from chalicelib.core.settings import protocol_rules, settings
-from chalicelib.marketplaces.writeback import Writeback
-from chalicelib.warehouse.jobs import Job, JobEvent, next_deadline
+from chalicelib.core.settings import settings
+from chalicelib.warehouse.jobs import Job, JobEvent, next_deadline, protocol_rules
 
 OFFERS_INDEX = "offers"
 UPDATED_INDEX = "partner-updated"
@@ -235,43 +235,3 @@ def merge_sku_locations(partner_id: str, locations: dict[str, str], now: datetim
     aws.client("dynamodb").put_item(TableName=_table(), Item=to_attrs({
         "pk": partner_id, "sk": "SKU_LOCATIONS", "locations": merged, "at": iso(now)}))
     return len(merged)
-
-
-# Shipment writebacks to the marketplace (chalicelib/marketplaces/writeback.py) --------------
-
-WRITEBACKS_DUE = "WRITEBACK"  # their own partition of the sparse deadlines index
-
-
-def put_writeback(writeback: Writeback, read_version: int | None) -> Action:
-    item: dict[str, Any] = {**writeback.model_dump(mode="json"), "pk": writeback.partner_id,
-                            "sk": f"WRITEBACK#{writeback.key}",
-                            "version": (read_version or 0) + 1}
-    if writeback.status == "pending":
-        item["deadline_pk"], item["deadline_at"] = WRITEBACKS_DUE, iso(writeback.due_at)
-    put: dict[str, Any] = {"TableName": _table(), "Item": to_attrs(item)}
-    if read_version is None:
-        put["ConditionExpression"] = "attribute_not_exists(pk)"
-    else:
-        put["ConditionExpression"] = "version = :v"
-        put["ExpressionAttributeValues"] = to_attrs({":v": read_version})
-    return Action(f"writeback {writeback.key}", {"Put": put})
-
-
-def get_writeback(partner_id: str, key: str) -> tuple[Writeback, int] | None:
-    answer = aws.client("dynamodb").get_item(
-        TableName=_table(), Key=_key(partner_id, f"WRITEBACK#{key}"), ConsistentRead=True)
-    if "Item" not in answer:
-        return None
-    item = from_attrs(answer["Item"])
-    fields = {k: v for k, v in item.items() if k not in (*_DERIVED, "version")}
-    return Writeback.model_validate(fields), int(item["version"])
-
-
-def due_writebacks(now: datetime, limit: int = 100) -> list[tuple[str, str]]:
-    """(partner, writeback key) of writebacks due at or before `now`."""
-    answer = aws.client("dynamodb").query(
-        TableName=_table(), IndexName=DEADLINES_INDEX, Limit=limit,
-        KeyConditionExpression="deadline_pk = :due AND deadline_at <= :now",
-        ExpressionAttributeValues=to_attrs({":due": WRITEBACKS_DUE, ":now": iso(now)}))
-    return [(item["pk"]["S"], item["sk"]["S"].removeprefix("WRITEBACK#"))
-            for item in answer.get("Items", [])]

@@ -16,11 +16,13 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.core.errors import Conflict
+from chalicelib.core.settings import rules_from_env
 from chalicelib.orders.order import Address, Order
 from chalicelib.warehouse.routing import (
     DEFAULT_DISPATCH_RULES,
@@ -92,6 +94,13 @@ class ProtocolRules(BaseModel):
 
 
 DEFAULT_PROTOCOL = ProtocolRules()
+
+
+@lru_cache(maxsize=1)
+def protocol_rules() -> ProtocolRules:
+    """This stage's rules: the contract's defaults, or PROTOCOL_RULES_JSON (its JSON form, e.g.
+    cut-offs, holidays, carrier costs)."""
+    return rules_from_env(ProtocolRules, "PROTOCOL_RULES_JSON")
 
 
 class JobLine(BaseModel):

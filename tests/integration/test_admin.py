@@ -9,9 +9,10 @@ from chalicelib.core.errors import ApiError
 
 def test_issue_list_and_revoke_a_partner_key(stack: dict[str, str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from chalicelib.access import directory_store as directory
     admin.main(["issue", "--partner", "factory-cli"])
     key = capsys.readouterr().out.splitlines()[1]
-    principal = auth.authenticate({"authorization": f"Bearer {key}"})
+    principal = directory.authenticate({"authorization": f"Bearer {key}"})
     assert (principal.kind, principal.id, principal.role) == ("partner", "factory-cli", "partner")
 
     admin.main(["list", "--partner", "factory-cli"])
@@ -19,9 +20,9 @@ def test_issue_list_and_revoke_a_partner_key(stack: dict[str, str],
     assert (key_id, role, status) == (principal.key_id, "partner", "active")
 
     admin.main(["revoke", "--partner", "factory-cli", "--key-id", key_id])
-    auth.forget()
+    directory.forget()
     with pytest.raises(ApiError) as error:
-        auth.authenticate({"authorization": f"Bearer {key}"})
+        directory.authenticate({"authorization": f"Bearer {key}"})
     assert error.value.reason == "invalid_credentials"
     with pytest.raises(SystemExit):
         admin.main(["revoke", "--partner", "factory-cli", "--key-id", "nosuchkey"])
@@ -29,9 +30,10 @@ def test_issue_list_and_revoke_a_partner_key(stack: dict[str, str],
 
 def test_staff_key_carries_its_role(stack: dict[str, str],
                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from chalicelib.access import directory_store as directory
     admin.main(["issue", "--staff", "dora", "--role", "back_office"])
     key = capsys.readouterr().out.splitlines()[1]
-    principal = auth.authenticate({"x-api-key": key})
+    principal = directory.authenticate({"x-api-key": key})
     assert auth.require_staff(principal, auth.Role.READ_ONLY) == principal
     with pytest.raises(ApiError):
         auth.require_staff(principal, auth.Role.ADMIN)
@@ -39,12 +41,12 @@ def test_staff_key_carries_its_role(stack: dict[str, str],
 
 def test_source_command_registers_a_webhook_source(stack: dict[str, str],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
 
     admin.main(["source", "acme-erp", "--scheme", "standard", "--secret", "whsec_b2xk",
                 "--secret", "whsec_bmV3"])
-    webhook_sources.forget()
-    source = webhook_sources.get("acme-erp")
+    directory.forget()
+    source = directory.source("acme-erp")
     assert source is not None
     assert (source.scheme, source.secrets) == ("standard", ("whsec_b2xk", "whsec_bmV3"))
     with pytest.raises(SystemExit):
@@ -55,7 +57,7 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
         stack: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from chalicelib.access import accounts as webhook_sources
+    from chalicelib.access import directory_store as directory
     from chalicelib.flows import tracker
     from chalicelib.flows.notifier import channel_name
 
@@ -63,11 +65,11 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
                 "--option", "key=K1"])
     admin.main(["channel", "wecom:ops", "--option",
                 "webhook_url=https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc"])
-    webhook_sources.forget()
-    courier = webhook_sources.get(tracker.source_name("kuaidi100"))
+    directory.forget()
+    courier = directory.source(tracker.source_name("kuaidi100"))
     assert courier is not None
     assert (courier.secrets, courier.options) == (("SALT1",), {"customer": "C1", "key": "K1"})
-    channel = webhook_sources.get(channel_name("wecom:ops"))
+    channel = directory.source(channel_name("wecom:ops"))
     assert channel is not None and json.loads(channel.secrets[0])["webhook_url"].endswith("abc")
     for bad in (["courier", "nobody", "--secret", "s"], ["channel", "pager:x"],
                 ["channel", "wecom:ops", "--option", "webhook_url=ftp://x"],

@@ -429,7 +429,7 @@ def test_bad_bodies_get_reasons(api: Api) -> None:
 def test_protocol_rules_come_from_configuration(api: Api, client: Client, stack: dict[str, str],
                                                 partner: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.core.settings import protocol_rules
+    from chalicelib.warehouse.jobs import protocol_rules
 
     rules = {"max_offers": 1, "carriers": {"default_carrier": "YTO"}}
     monkeypatch.setenv("PROTOCOL_RULES_JSON", json.dumps(rules))

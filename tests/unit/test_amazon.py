@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.core.errors import ApiError
-from chalicelib.marketplaces import Accepted, amazon
-from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped, WritebackResult
+from chalicelib.core.http import Request
+from chalicelib.marketplaces import amazon
+from chalicelib.marketplaces.calls import OrderRef, Shipped, WritebackResult
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -201,9 +203,9 @@ def test_the_status_table_is_exactly_the_documented_list() -> None:
 def test_fetch_calls_are_get_order_then_get_order_items() -> None:
     headers = {"x-amz-access-token": TOKEN, "x-amz-date": AMZ_DATE}
     assert amazon.fetch_calls(REF, CREDENTIALS, NOW) == [
-        ApiCall(method="GET", url=f"{NA}/orders/v0/orders/{ORDER_ID}", headers=headers,
+        Request(method="GET", url=f"{NA}/orders/v0/orders/{ORDER_ID}", headers=headers,
                 pace=amazon.PACES["getOrder"]),
-        ApiCall(method="GET", url=f"{NA}/orders/v0/orders/{ORDER_ID}/orderItems",
+        Request(method="GET", url=f"{NA}/orders/v0/orders/{ORDER_ID}/orderItems",
                 headers=headers, pace=amazon.PACES["getOrderItems"]),
     ]
 
@@ -239,7 +241,7 @@ def test_bad_credentials_are_refused_before_anything_is_sent() -> None:
 
 
 def test_rdt_call_asks_for_buyer_info_and_shipping_address_of_this_order() -> None:
-    assert amazon.rdt_call(REF, CREDENTIALS, NOW) == ApiCall(
+    assert amazon.rdt_call(REF, CREDENTIALS, NOW) == Request(
         pace=amazon.PACES["createRestrictedDataToken"],
         method="POST", url=f"{NA}/tokens/2021-03-01/restrictedDataToken",
         headers={"x-amz-access-token": TOKEN, "x-amz-date": AMZ_DATE},
@@ -389,7 +391,7 @@ SHIPPED = Shipped(
 
 
 def test_writeback_call_is_the_exact_shipment_confirmation() -> None:
-    assert amazon.writeback_call(SHIPPED, CREDENTIALS, NOW) == ApiCall(
+    assert amazon.writeback_call(SHIPPED, CREDENTIALS, NOW) == Request(
         pace=amazon.PACES["confirmShipment"],
         method="POST",
         url=f"{NA}/orders/v0/orders/{ORDER_ID}/shipmentConfirmation",
@@ -482,7 +484,7 @@ def test_parse_writeback(status: int, body: bytes, expected: WritebackResult) ->
 
 def test_list_call_asks_for_seller_fulfilled_orders_updated_in_the_window() -> None:
     since = NOW - timedelta(hours=6)
-    assert amazon.list_call(SHOP, since, NOW, None, CREDENTIALS, NOW) == ApiCall(
+    assert amazon.list_call(SHOP, since, NOW, None, CREDENTIALS, NOW) == Request(
         pace=amazon.PACES["getOrders"],
         method="GET", url=f"{NA}/orders/v0/orders",
         params={"MarketplaceIds": MARKETPLACE,

@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.marketplaces import lazada
-from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import OrderRef, Shipped, WritebackResult
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -231,7 +232,7 @@ def test_ref_names_the_order_of_a_trade_or_reverse_message() -> None:
 def test_the_fetch_calls_are_signed_exactly(function: Any, path: str) -> None:
     params = {**system(), "order_id": ORDER_ID}
     params["sign"] = api_sign(path, params)
-    assert function(REF, CREDENTIALS, NOW) == ApiCall(method="GET", url=BASE + path,
+    assert function(REF, CREDENTIALS, NOW) == Request(method="GET", url=BASE + path,
                                                       params=params)
     assert params["sign"] == params["sign"].upper() and len(params["sign"]) == 64
 
@@ -435,7 +436,7 @@ def test_writeback_call_is_exact() -> None:
                 "order_item_ids": "[416557324802006,416557324902006,416557325002006]",
                 "shipment_provider": "SF Express", "tracking_number": "SF1489327765012"}
     sign = api_sign("/order/rts", {**system(), **business})
-    assert lazada.writeback_call(SHIPPED, CREDENTIALS, NOW) == ApiCall(
+    assert lazada.writeback_call(SHIPPED, CREDENTIALS, NOW) == Request(
         method="POST", url=f"{BASE}/order/rts", params={**system(), "sign": sign},
         form=business)
 
@@ -521,7 +522,7 @@ def test_list_call_is_exact(cursor: str | None, after: str, offset: str) -> None
                 "limit": "100"}
     params = {**system(), **business}
     params["sign"] = api_sign("/orders/get", params)
-    assert lazada.list_call(SELLER, SINCE, NOW, cursor, CREDENTIALS, NOW) == ApiCall(
+    assert lazada.list_call(SELLER, SINCE, NOW, cursor, CREDENTIALS, NOW) == Request(
         method="GET", url=f"{BASE}/orders/get", params=params)
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.marketplaces import shopify
+from chalicelib.orders.deliveries import Delivery
 from chalicelib.orders.order import (
     Address,
-    Delivery,
     Order,
     OrderStatus,
     amended,

@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.marketplaces import shopee
-from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import OrderRef, Shipped, WritebackResult
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -233,7 +234,7 @@ def test_ref_names_the_order_and_its_change_time() -> None:
 def test_fetch_call_is_signed_exactly() -> None:
     path = "/api/v2/order/get_order_detail"
     call = shopee.fetch_call(REF, CREDENTIALS, NOW)
-    assert call == ApiCall(method="GET", url=BASE + path, params={
+    assert call == Request(method="GET", url=BASE + path, params={
         **common(path), "order_sn_list": ORDER_SN,
         "response_optional_fields": shopee.DETAIL_FIELDS})
     assert list(call.params)[:5] == ["partner_id", "timestamp", "access_token", "shop_id",
@@ -391,7 +392,7 @@ def test_carriers_cover_our_codes() -> None:
 
 def test_writeback_call_is_exact() -> None:
     path = "/api/v2/logistics/ship_order"
-    assert shopee.writeback_call(SHIPPED, CREDENTIALS, NOW) == ApiCall(
+    assert shopee.writeback_call(SHIPPED, CREDENTIALS, NOW) == Request(
         method="POST", url=BASE + path, params=common(path),
         json_body={"order_sn": ORDER_SN, "non_integrated": {"tracking_number": "SF1489327765012"}})
     package = shopee.writeback_call(SHIPPED, CREDENTIALS, NOW, package_number="OFG1795401327645")
@@ -429,7 +430,7 @@ def test_parse_writeback(status: int, body: bytes, expected: WritebackResult) ->
 
 def test_existing_call_is_exact() -> None:
     path = "/api/v2/logistics/get_tracking_number"
-    assert shopee.existing_call(SHIPPED, CREDENTIALS, NOW) == ApiCall(
+    assert shopee.existing_call(SHIPPED, CREDENTIALS, NOW) == Request(
         method="GET", url=BASE + path, params={**common(path), "order_sn": ORDER_SN})
 
 
@@ -462,7 +463,7 @@ def test_list_call_is_exact(cursor: str | None) -> None:
               "time_to": NOW_UNIX, "page_size": "100", "response_optional_fields": "order_status"}
     if cursor:
         params["cursor"] = cursor
-    assert shopee.list_call(SHOP, SINCE, NOW, cursor, CREDENTIALS, NOW) == ApiCall(
+    assert shopee.list_call(SHOP, SINCE, NOW, cursor, CREDENTIALS, NOW) == Request(
         method="GET", url=BASE + path, params=params)
 
 

@@ -1,6 +1,7 @@
 """The local Amazon simulator, checked through OUR adapter (chalicelib.marketplaces.amazon), its
-I/O edge (chalicelib.core.http, credentials_for, read_order) over real HTTP on 127.0.0.1,
-and an SQS queue (moto's in-process mock: the simulator sends with boto3 as in `make run`)."""
+I/O edge (chalicelib.flows.marketplace_calls: credentials_for, read_order) over real HTTP on
+127.0.0.1, and an SQS queue (moto's in-process mock: the simulator sends with boto3 as in
+`make run`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib import marketplaces
 from chalicelib.core import http
+from chalicelib.core.http import Request
+from chalicelib.flows import marketplace_calls
 from chalicelib.marketplaces import amazon
 from chalicelib.marketplaces import credentials_store as shop_credentials
-from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped
+from chalicelib.marketplaces.calls import OrderRef, Shipped
 from chalicelib.orders.order import OrderStatus, fulfilment_problems
 from devstack.marketplaces.amazon import AmazonSimulator
 from devstack.marketplaces.base import Faults, SimLine, SimOrder
@@ -93,7 +95,7 @@ def signed_in(sim: AmazonSimulator) -> dict[str, str]:
     return {**sim.credentials(), "access_token": token_of(sim)}
 
 
-def send(call: ApiCall) -> Any:
+def send(call: Request) -> Any:
     return http.send(call).json()
 
 
@@ -110,7 +112,7 @@ def shipped_of(order: SimOrder, package_id: str = "shp_1-1", number: str = "EM12
 
 
 def raw_get(sim: AmazonSimulator, path: str, token: str, **params: str) -> http.Answer:
-    return http.send(ApiCall(method="GET", url=sim.url + path, params=params, headers={
+    return http.send(Request(method="GET", url=sim.url + path, params=params, headers={
         "x-amz-access-token": token, "x-amz-date": amazon.amz_date(now())}))
 
 
@@ -215,11 +217,11 @@ def test_the_token_exchange_and_read_give_the_whole_order_with_its_address(
 
     # What the order worker does: credentials_for (LWA, cached), then read.
     monkeypatch.setattr(shop_credentials, "get", lambda scheme, shop: sim.credentials())
-    monkeypatch.setattr(marketplaces, "_tokens", {})
-    worker = marketplaces.read_order("amazon", raw, accepted.headers, "amazon", now())
+    monkeypatch.setattr(marketplace_calls, "_tokens", {})
+    worker = marketplace_calls.read_order("amazon", raw, accepted.headers, "amazon", now())
     assert worker == read
-    cached = marketplaces._tokens[("amazon", SHOP)][0]
-    assert marketplaces.credentials_for("amazon", SHOP, now())["access_token"] == cached
+    cached = marketplace_calls._tokens[("amazon", SHOP)][0]
+    assert marketplace_calls.credentials_for("amazon", SHOP, now())["access_token"] == cached
 
 
 def test_order_items_come_in_pages(queue: str) -> None:
@@ -232,9 +234,9 @@ def test_order_items_come_in_pages(queue: str) -> None:
                                            sku=f"SKU-{n}", title=f"Item {n}", quantity=1,
                                            price=Decimal("5.00")))
         credentials = signed_in(sim)
-        calls: list[ApiCall] = []
+        calls: list[Request] = []
 
-        def counted(call: ApiCall) -> Any:
+        def counted(call: Request) -> Any:
             calls.append(call)
             return send(call)
 
@@ -268,7 +270,7 @@ def test_the_listing_finds_orders_in_the_window_page_by_page(queue: str) -> None
         clock.advance(180)  # Amazon lists only what changed more than 2 minutes ago
         since = start_at - timedelta(hours=1)
 
-        def unpaced(call: ApiCall) -> http.Answer:  # getOrders' 1-a-minute pace is not ours
+        def unpaced(call: Request) -> http.Answer:  # getOrders' 1-a-minute pace is not ours
             return http.send(call.model_copy(update={"pace": None}))
 
         found: list[OrderRef] = []
@@ -415,7 +417,7 @@ def test_wrong_tokens_are_refused_as_amazon_refuses(queue: str) -> None:
         assert sim.writebacks == [] and sim.orders[order.external_id].shipments == []
 
         token = token_of(sim)
-        undated = http.send(ApiCall(method="GET", url=f"{sim.url}/orders/v0/orders/"
+        undated = http.send(Request(method="GET", url=f"{sim.url}/orders/v0/orders/"
                                     f"{order.external_id}", headers={"x-amz-access-token": token}))
         assert undated.status == 400 and undated.json()["errors"][0]["code"] == "InvalidInput"
         assert raw_get(sim, f"/orders/v0/orders/{order.external_id}", token).status == 200

@@ -14,8 +14,9 @@ import pytest
 
 from chalicelib.core import http
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.marketplaces import shopify, shopify_admin
-from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped
+from chalicelib.marketplaces.calls import OrderRef, Shipped
 from chalicelib.orders.order import OrderStatus
 from devstack.demo import shopify_headers
 from devstack.marketplaces import simulator_class
@@ -252,12 +253,12 @@ def test_graphql_answers_exactly_what_is_asked_and_refuses_unknown_fields(
     headers = {"X-Shopify-Access-Token": sim.access_token}
     gid = f"gid://shopify/Order/{order.external_id}"
     asked = {"query": 'query { shop: order(id: "' + gid + '") { name legacyResourceId } }'}
-    answer = http.send(ApiCall(url=url, headers=headers, json_body=asked)).json()
+    answer = http.send(Request(url=url, headers=headers, json_body=asked)).json()
     assert answer["data"] == {"shop": {"name": f"#{order.number}",
                                        "legacyResourceId": order.external_id}}
     wrong = {"query": "query($id: ID!) { order(id: $id) { id totallyMadeUp } }",
              "variables": {"id": f"gid://shopify/Order/{order.external_id}"}}
-    answer = http.send(ApiCall(url=url, headers=headers, json_body=wrong)).json()
+    answer = http.send(Request(url=url, headers=headers, json_body=wrong)).json()
     assert "data" not in answer and "totallyMadeUp" in answer["errors"][0]["message"]
     with pytest.raises(shopify.ShopifyError):
         shopify.already_shipped(answer, shipped_of(order.external_id))

@@ -12,8 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.core.errors import ApiError
-from chalicelib.marketplaces import Accepted, taobao
-from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped, WritebackResult
+from chalicelib.core.http import Request
+from chalicelib.marketplaces import taobao
+from chalicelib.marketplaces.calls import OrderRef, Shipped, WritebackResult
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -89,7 +91,7 @@ def test_top_call_is_signed_exactly(sign_method: str) -> None:
                            credentials, NOW)
     params = {**common("taobao.trade.fullinfo.get", sign_method),
               "fields": "tid,status", "tid": TID}
-    assert call == ApiCall(method="POST", url=GATEWAY, form=signed(params, sign_method))
+    assert call == Request(method="POST", url=GATEWAY, form=signed(params, sign_method))
     assert call.form is not None and len(call.form["sign"]) == (
         64 if sign_method == "hmac-sha256" else 32)
 
@@ -142,7 +144,7 @@ def test_misuse_of_top_call_is_refused() -> None:
 
 
 def test_consume_call() -> None:
-    assert taobao.consume_call("orders", 100, CREDENTIALS, NOW) == ApiCall(
+    assert taobao.consume_call("orders", 100, CREDENTIALS, NOW) == Request(
         method="POST", url=GATEWAY,
         form=signed({**common("taobao.tmc.messages.consume"), "group_name": "orders",
                      "quantity": "100"}))
@@ -237,7 +239,7 @@ def test_unreadable_content_of_an_order_topic_is_refused() -> None:
 
 def test_confirm_call() -> None:
     ids = ["8402050551002345001", "8402050551002345002"]
-    assert taobao.confirm_call(ids, CREDENTIALS, NOW) == ApiCall(
+    assert taobao.confirm_call(ids, CREDENTIALS, NOW) == Request(
         method="POST", url=GATEWAY,
         form=signed({**common("taobao.tmc.messages.confirm"),
                      "s_message_ids": "8402050551002345001,8402050551002345002"}))
@@ -300,7 +302,7 @@ def test_the_status_table_is_exactly_the_documented_list() -> None:
 
 
 def test_fetch_call_is_trade_fullinfo_get() -> None:
-    assert taobao.fetch_call(REF, CREDENTIALS, NOW) == ApiCall(
+    assert taobao.fetch_call(REF, CREDENTIALS, NOW) == Request(
         method="POST", url=GATEWAY,
         form=signed({**common("taobao.trade.fullinfo.get"), "fields": taobao.TRADE_FIELDS,
                      "tid": TID}))
@@ -426,7 +428,7 @@ SHIPPED = Shipped(external_id=TID, carrier_code="STO", tracking_number="77301234
 
 
 def test_writeback_call_is_the_exact_offline_send() -> None:
-    assert taobao.writeback_call(SHIPPED, CREDENTIALS, NOW) == ApiCall(
+    assert taobao.writeback_call(SHIPPED, CREDENTIALS, NOW) == Request(
         method="POST", url=GATEWAY,
         form=signed({**common("taobao.logistics.offline.send"), "tid": TID,
                      "out_sid": "773012345678901", "company_code": "STO"}))
@@ -434,7 +436,7 @@ def test_writeback_call_is_the_exact_offline_send() -> None:
 
 def test_a_partial_shipment_names_its_sub_orders() -> None:
     partial = SHIPPED.model_copy(update={"lines": (("3912345678901234568", 2),)})
-    assert taobao.writeback_call(partial, CREDENTIALS, NOW) == ApiCall(
+    assert taobao.writeback_call(partial, CREDENTIALS, NOW) == Request(
         method="POST", url=GATEWAY,
         form=signed({**common("taobao.logistics.offline.send"), "tid": TID,
                      "out_sid": "773012345678901", "company_code": "STO",
@@ -487,7 +489,7 @@ def test_parse_writeback(status: int, body: bytes, expected: WritebackResult) ->
 
 
 def test_existing_call_and_already_shipped_confirm_a_previous_send() -> None:
-    assert taobao.existing_call(SHIPPED, CREDENTIALS, NOW) == ApiCall(
+    assert taobao.existing_call(SHIPPED, CREDENTIALS, NOW) == Request(
         method="POST", url=GATEWAY,
         form=signed({**common("taobao.trade.fullinfo.get"),
                      "fields": "tid,status,orders.oid,orders.invoice_no,"
@@ -512,7 +514,7 @@ def test_existing_call_and_already_shipped_confirm_a_previous_send() -> None:
 
 def test_list_call_is_the_increment_of_one_day_at_most() -> None:
     since = NOW - timedelta(hours=6)
-    assert taobao.list_call(SHOP, since, NOW, None, CREDENTIALS, NOW) == ApiCall(
+    assert taobao.list_call(SHOP, since, NOW, None, CREDENTIALS, NOW) == Request(
         method="POST", url=GATEWAY,
         form=signed({**common("taobao.trades.sold.increment.get"),
                      "fields": "tid,status,modified,seller_nick",

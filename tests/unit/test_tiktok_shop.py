@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.http import Request
 from chalicelib.marketplaces import tiktok_shop as tts
-from chalicelib.marketplaces.calls import ApiCall, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.calls import OrderRef, Shipped, WritebackResult
 from chalicelib.orders.order import (
     Address,
     Buyer,
@@ -243,7 +244,7 @@ def test_fetch_call_is_signed_exactly() -> None:
     params = {"app_key": APP_KEY, "timestamp": NOW_UNIX, "shop_cipher": CIPHER,
               "ids": ORDER_ID}
     params["sign"] = api_sign("/order/202309/orders", params)
-    assert call == ApiCall(method="GET", url=f"{BASE}/order/202309/orders", params=params,
+    assert call == Request(method="GET", url=f"{BASE}/order/202309/orders", params=params,
                            headers={"x-tts-access-token": TOKEN,
                                     "content-type": "application/json"})
     assert "access_token" not in call.params
@@ -408,7 +409,7 @@ def test_writeback_call_is_exact() -> None:
     body = b'{"tracking_number":"SF1489327765012","shipping_provider_id":"7208502187360519982"}'
     params = {"app_key": APP_KEY, "timestamp": NOW_UNIX, "shop_cipher": CIPHER}
     params["sign"] = api_sign(path, params, body)
-    assert call == ApiCall(method="POST", url=BASE + path, params=params,
+    assert call == Request(method="POST", url=BASE + path, params=params,
                            headers={"x-tts-access-token": TOKEN,
                                     "content-type": "application/json"},
                            raw_body=body)
@@ -504,7 +505,7 @@ def test_list_call_is_exact(cursor: str | None) -> None:
     if cursor:
         params["page_token"] = cursor
     params["sign"] = api_sign("/order/202309/orders/search", params, body)
-    assert call == ApiCall(method="POST", url=f"{BASE}/order/202309/orders/search",
+    assert call == Request(method="POST", url=f"{BASE}/order/202309/orders/search",
                            params=params, headers={"x-tts-access-token": TOKEN,
                                                    "content-type": "application/json"},
                            raw_body=body)

@@ -27,14 +27,6 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from chalicelib.cs.alerts import Severity
 
-# Severity order, for "at least high" rules (StrEnum compares as text).
-SEVERITY_RANK: Mapping[Severity, int] = {
-    Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
-
-
-def at_least(severity: Severity, floor: Severity) -> bool:
-    return SEVERITY_RANK[severity] >= SEVERITY_RANK[floor]
-
 
 class Language(StrEnum):
     ZH = "zh"

@@ -1,0 +1,41 @@
+"""Deliveries: a marketplace's notification as it enters the inbox (verified, once per the
+platform's delivery id) and as the order worker later reads it. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+# On an inbox delivery we made ourselves (reconciliation, a split push): its body is an OrderRef
+# to re-fetch, not the platform's notification.
+REF_HEADER = "x-reconciled"
+
+
+class Accepted(BaseModel):
+    """A verified, valid delivery, ready to be stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    delivery_id: str
+    topic: str
+    shop: str = ""
+    # Headers the worker needs later (normalise gets them back from the stored delivery).
+    headers: dict[str, str] = {}
+    # False for a correctly signed delivery we do not act on (e.g. a topic we do not handle).
+    actionable: bool = True
+
+
+class Delivery(BaseModel):
+    """A stored webhook delivery, as the order worker sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    delivery_id: str
+    topic: str
+    received_at: datetime
+
+    @property
+    def actor(self) -> str:
+        return f"{self.source} webhook {self.delivery_id}"
