@@ -1,18 +1,40 @@
-"""One time format everywhere: ISO 8601 UTC with microseconds, so strings sort as times."""
+"""Time: every moment in this system carries its zone, and is stored in one format (ISO 8601
+UTC with microseconds, so strings sort as times)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
+def aware(moment: datetime) -> datetime:
+    """The moment as given; ValueError for a naive one, which Python would silently read as the
+    machine's local time (UTC in Lambda, anything on a laptop)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("naive datetime: every time in this system carries its zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment
+
+
+def in_utc(moment: datetime) -> datetime:
+    return aware(moment).astimezone(UTC)
+
+
+def epoch_seconds(moment: datetime) -> int:
+    return int(aware(moment).timestamp())
+
+
+def epoch_millis(moment: datetime) -> int:
+    """Exact integer milliseconds (float timestamps can be off by one)."""
+    return (aware(moment) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def iso(moment: datetime) -> str:
+    return in_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(text: str) -> datetime:

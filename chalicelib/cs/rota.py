@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.core.clock import aware
 from chalicelib.cs.alerts import Severity
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -146,12 +147,6 @@ class RotaRules(BaseModel):
 DEFAULT_ROTA = RotaRules()
 
 
-def _aware(moment: datetime) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return moment
-
-
 def _target(audience: Audience, ids: tuple[str, ...], rules: RotaRules, deliver_at: datetime,
             reason: str) -> RouteTarget:
     people = [rules.people[person] for person in ids]
@@ -190,7 +185,7 @@ def _days(start: date) -> Iterator[date]:
 def next_opening(at: datetime, rules: RotaRules = DEFAULT_ROTA) -> datetime | None:
     """The first moment at or after `at` when someone is online: a working day's hours, or a
     day off with somebody on the rota. None if there is none within a year."""
-    local = _aware(at).astimezone(rules.zone)
+    local = aware(at).astimezone(rules.zone)
     for day in _days(local.date()):
         if not (rules.is_working_day(day) or rules.on_duty(day)):
             continue
@@ -204,7 +199,7 @@ def next_opening(at: datetime, rules: RotaRules = DEFAULT_ROTA) -> datetime | No
 def recipients(at: datetime, severity: Severity,
                rules: RotaRules = DEFAULT_ROTA) -> RouteTarget:
     """Who gets an alert of this severity raised at `at`, on which channels, and when."""
-    local = _aware(at).astimezone(rules.zone)
+    local = aware(at).astimezone(rules.zone)
     if rules.in_hours(local):
         return _in_hours_target(local, severity, rules, at)
     manager = rules.manager_on(local)

@@ -72,6 +72,7 @@ from urllib.parse import quote
 
 from pydantic import Field, ValidationError
 
+from chalicelib.core.clock import in_utc
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Pace, Request
 from chalicelib.core.signatures import parse_json_object, validate_payload
@@ -295,9 +296,7 @@ PACES = {name: Pace(key=f"amazon.{name}", rate=rate, burst=burst) for name, rate
 
 
 def amz_date(now: datetime) -> str:
-    if now.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return in_utc(now).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _headers(token: str, now: datetime) -> dict[str, str]:
@@ -609,9 +608,7 @@ def package_reference_id(package_id: str) -> str:
 
 
 def iso_z(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return in_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def writeback_call(shipped: Shipped, credentials: Credentials, now: datetime) -> Request:

@@ -94,6 +94,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from chalicelib.core.clock import epoch_millis, in_utc
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
@@ -320,9 +321,7 @@ def base_url(credentials: Credentials) -> str:
 
 
 def millis(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return str(int(moment.timestamp() * 1000))
+    return str(epoch_millis(moment))
 
 
 def sign(path: str, params: Mapping[str, str], app_secret: str) -> str:
@@ -617,9 +616,7 @@ def already_shipped(answer: Mapping[str, Any], shipped: Shipped) -> bool:
 
 
 def iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+    return in_utc(moment).isoformat(timespec="seconds")
 
 
 def _cursor(cursor: str | None, since: datetime) -> tuple[str, int]:

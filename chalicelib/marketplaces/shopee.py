@@ -89,6 +89,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from chalicelib.core.clock import epoch_seconds
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
@@ -291,9 +292,7 @@ def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
 
 
 def unix(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return int(moment.timestamp())
+    return epoch_seconds(moment)
 
 
 def sign(partner_id: str, path: str, timestamp: str, access_token: str, shop_id: str,

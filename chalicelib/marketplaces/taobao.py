@@ -72,6 +72,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
+from chalicelib.core.clock import aware
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import validate_payload
@@ -190,9 +191,7 @@ def map_status(status: str) -> OrderStatus | None:
 
 
 def top_time(now: datetime) -> str:
-    if now.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return now.astimezone(CHINA).strftime(TIME_FORMAT)
+    return aware(now).astimezone(CHINA).strftime(TIME_FORMAT)
 
 
 def parse_top_time(text: str) -> datetime:

@@ -85,6 +85,7 @@ from urllib.parse import quote
 
 from pydantic import Field, ValidationError
 
+from chalicelib.core.clock import epoch_seconds
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
@@ -267,9 +268,7 @@ def sign(path: str, params: Mapping[str, str], body: bytes, app_secret: str) -> 
 
 
 def unix(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return int(moment.timestamp())
+    return epoch_seconds(moment)
 
 
 def compact_json(value: Any) -> bytes:

@@ -26,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from chalicelib.core.clock import in_utc
 from chalicelib.core.settings import rules_from_env
 
 
@@ -112,12 +113,6 @@ _SUPERSEDES = {K.REFUSED_RETURNED: K.REFUSAL_INITIATED}
 CHINA_UTC_OFFSET_MINUTES = 8 * 60
 
 
-def _aware_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return value.astimezone(UTC)
-
-
 # Events ----------------------------------------------------------------------------------------
 
 class TrackingEvent(BaseModel):
@@ -140,7 +135,7 @@ class TrackingEvent(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return _aware_utc(value)
+        return in_utc(value)
 
     @field_validator("exceptions")
     @classmethod
@@ -175,7 +170,7 @@ class OpenException(BaseModel):
     @field_validator("opened_at", "basis_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _aware_utc(value)
+        return None if value is None else in_utc(value)
 
     @property
     def alerts(self) -> bool:
@@ -218,7 +213,7 @@ class Shipment(BaseModel):
     @field_validator("handed_over_at", "promised_by")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _aware_utc(value)
+        return None if value is None else in_utc(value)
 
     @property
     def open_exceptions(self) -> tuple[OpenException, ...]:
@@ -563,7 +558,7 @@ def _due(s: Shipment, now: datetime, th: StageThresholds) -> dict[ExceptionKind,
 def computed_exceptions(shipment: Shipment, now: datetime,
                         thresholds: Thresholds = DEFAULT_THRESHOLDS) -> ComputedExceptions:
     """Which computed exceptions open and which end at `now` (thresholds inclusive)."""
-    now = _aware_utc(now)
+    now = in_utc(now)
     due = _due(shipment, now, thresholds.for_carrier(shipment.carrier_code))
     held = {exc.kind for exc in shipment.computed}
     reported = {exc.kind for exc in shipment.reported}
@@ -790,7 +785,7 @@ def next_poll_at(shipment: Shipment, now: datetime, pushes_flowing: bool,
     A number never queried is due now, unless `awaiting_push_since` says a subscription was
     accepted then and no push has come yet: its first poll waits for the stage's regular time.
     """
-    now = _aware_utc(now)
+    now = in_utc(now)
     if shipment.finished:
         return None
     floor = now if last_query_at is None else max(now, last_query_at + policy.min_interval)
@@ -909,7 +904,7 @@ class Watch(BaseModel):
 def start_watch(provider: str, *, can_push: bool, can_query: bool, now: datetime) -> Watch:
     """A new parcel: subscribe first where the provider pushes, else check at once."""
     return Watch(provider=provider, can_query=can_query,
-                 subscription="pending" if can_push else "none", next_check_at=_aware_utc(now))
+                 subscription="pending" if can_push else "none", next_check_at=in_utc(now))
 
 
 def due_action(watch: Watch, now: datetime) -> DueAction:

@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.core.clock import in_utc
 from chalicelib.orders.order import Address
 
 
@@ -491,12 +492,6 @@ class DispatchRules(BaseModel):
 DEFAULT_DISPATCH_RULES = DispatchRules()
 
 
-def _require_aware(moment: datetime) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return moment.astimezone(UTC)
-
-
 def _cutoff(day: date, cut: time, rules: DispatchRules) -> datetime:
     # Compare in UTC: aware datetimes sharing a tzinfo compare by wall time, not by instant.
     return datetime.combine(day, cut, tzinfo=rules.zone).astimezone(UTC)
@@ -526,7 +521,7 @@ def ship_by(paid_at: datetime, rules: DispatchRules,
     day off (the promise to the buyer holds); a pre-sale date already too close or past falls back
     to the ordinary rule.
     """
-    earliest = _require_aware(paid_at) + rules.min_handling
+    earliest = in_utc(paid_at) + rules.min_handling
     deadline = _first_cutoff_from(earliest, rules)
     if presale_ship_date is None:
         return deadline
@@ -541,5 +536,5 @@ class AcceptanceDeadlines(NamedTuple):
 
 def acceptance_deadlines(offered_at: datetime, rules: DispatchRules) -> AcceptanceDeadlines:
     """Deadlines for the factory's answer to a purchase order, in elapsed hours (UTC)."""
-    start = _require_aware(offered_at)
+    start = in_utc(offered_at)
     return AcceptanceDeadlines(start + rules.confirm_within, start + rules.deemed_accepted_after)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.core.clock import epoch_millis
 from chalicelib.cs import templates
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.cs.channels import (
@@ -28,7 +29,6 @@ from chalicelib.cs.channels import (
     channel,
     dingtalk,
     email,
-    epoch_millis,
     feishu,
     parse_config,
     send,

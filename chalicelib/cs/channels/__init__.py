@@ -18,7 +18,7 @@ import importlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
@@ -165,16 +165,6 @@ def parse_config(name: str, data: Mapping[str, Any] | str) -> BaseModel:
 
 
 # Helpers shared by the adapters ----------------------------------------------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def epoch_millis(now: datetime) -> int:
-    """Exact integer milliseconds (float timestamps can be off by one)."""
-    if now.tzinfo is None:
-        raise ValueError("naive datetime: every time in this system carries its zone")
-    return (now - _EPOCH) // timedelta(milliseconds=1)
-
 
 def truncate_utf8(text: str, max_bytes: int, ellipsis: str = "…") -> str:
     """At most `max_bytes` of UTF-8, cut on a character boundary (WeCom counts bytes)."""

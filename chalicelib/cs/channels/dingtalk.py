@@ -24,6 +24,7 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel
 
+from chalicelib.core.clock import epoch_millis
 from chalicelib.cs.channels import (
     Channel,
     ChannelResult,
@@ -32,7 +33,6 @@ from chalicelib.cs.channels import (
     Message,
     PreparedRequest,
     WebhookConfig,
-    epoch_millis,
     json_object,
     transport_failure,
 )

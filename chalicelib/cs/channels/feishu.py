@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib.core.clock import epoch_millis
 from chalicelib.cs.channels import (
     Channel,
     ChannelResult,
@@ -31,7 +32,6 @@ from chalicelib.cs.channels import (
     Message,
     PreparedRequest,
     WebhookConfig,
-    epoch_millis,
     json_object,
     transport_failure,
     truncate_utf8,
