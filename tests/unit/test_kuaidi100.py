@@ -12,6 +12,7 @@ import pytest
 import requests
 import responses
 
+from chalicelib.core import http
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import adapter_for, known_providers
 from chalicelib.tracking.couriers import kuaidi100 as k100
@@ -390,9 +391,18 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
+def paced_on_fake_time(fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """core.http's pacers start afresh and wait on the fake clock."""
+    monkeypatch.setattr(http, "_pacers", {})
+    monkeypatch.setattr(http.time, "monotonic", fake_time.clock)
+    monkeypatch.setattr(http.time, "sleep", fake_time.sleep)
+    return fake_time
+
+
+@pytest.fixture
 def client(fake_time: FakeTime) -> k100.Kuaidi100Client:
     return k100.Kuaidi100Client(CUSTOMER, KEY, sleep=fake_time.sleep, clock=fake_time.clock,
-                                requests_per_second=100.0)
+                                pace=http.Pace(key="test.kuaidi100", rate=100.0, burst=100))
 
 
 def sent_form(call: Any) -> dict[str, str]:
@@ -461,6 +471,15 @@ def test_a_query_timeout_is_not_retried_the_lock_would_bite(
 
 
 @responses.activate
+def test_a_query_that_could_not_connect_is_retried_it_never_arrived(
+        client: k100.Kuaidi100Client) -> None:
+    responses.add(responses.POST, k100.QUERY_URL, body=requests.ConnectTimeout("no route"))
+    responses.add(responses.POST, k100.QUERY_URL, json=fixture("query_answer.json"))
+    assert client.query("YTO", "YT2400000000001").events
+    assert len(responses.calls) == 2
+
+
+@responses.activate
 def test_a_subscribe_timeout_is_retried_a_repeat_is_harmless(
         client: k100.Kuaidi100Client) -> None:
     answers = fixture("subscribe_answers.json")
@@ -488,15 +507,27 @@ def test_the_same_number_is_not_queried_twice_within_30_minutes(
 
 
 @responses.activate
-def test_requests_are_paced_by_the_rate_limit(fake_time: FakeTime) -> None:
+def test_requests_are_paced_by_the_rate_limit(paced_on_fake_time: FakeTime) -> None:
+    fake_time = paced_on_fake_time
     client = k100.Kuaidi100Client(CUSTOMER, KEY, sleep=fake_time.sleep, clock=fake_time.clock,
-                                  requests_per_second=2.0)
+                                  pace=http.Pace(key="test.kuaidi100.slow", rate=2.0, burst=2))
     responses.add(responses.POST, k100.SUBSCRIBE_URL,
                   json=fixture("subscribe_answers.json")["accepted"])
     for number in ("773000000001", "773000000002", "773000000003", "773000000004"):
         client.subscribe("STO", number, callback_url="https://x/push", salt=SALT)
     assert len(responses.calls) == 4
     assert sum(fake_time.sleeps) == pytest.approx(1.0)  # burst of 2, then 2 per second
+
+
+@responses.activate
+def test_our_pace_is_five_per_second_by_default(paced_on_fake_time: FakeTime) -> None:
+    client = k100.Kuaidi100Client(CUSTOMER, KEY, sleep=paced_on_fake_time.sleep,
+                                  clock=paced_on_fake_time.clock)
+    responses.add(responses.POST, k100.SUBSCRIBE_URL,
+                  json=fixture("subscribe_answers.json")["accepted"])
+    for number in range(7):
+        client.subscribe("STO", f"77300000000{number}", callback_url="https://x/push", salt=SALT)
+    assert sum(paced_on_fake_time.sleeps) == pytest.approx(0.4)  # burst of 5, then 5 a second
 
 
 @responses.activate

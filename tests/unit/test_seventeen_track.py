@@ -10,6 +10,7 @@ import pytest
 import requests
 import responses
 
+from chalicelib.core import http
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import adapter_for
 from chalicelib.tracking.couriers import seventeen_track as t17
@@ -244,9 +245,18 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
+def paced_on_fake_time(fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """core.http's pacers start afresh and wait on the fake clock."""
+    monkeypatch.setattr(http, "_pacers", {})
+    monkeypatch.setattr(http.time, "monotonic", fake_time.clock)
+    monkeypatch.setattr(http.time, "sleep", fake_time.sleep)
+    return fake_time
+
+
+@pytest.fixture
 def client(fake_time: FakeTime) -> t17.SeventeenTrackClient:
-    return t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep, clock=fake_time.clock,
-                                    requests_per_second=1000.0)
+    return t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep,
+                                    pace=http.Pace(key="test.17track", rate=1000.0, burst=1000))
 
 
 URL = t17.BASE_URL
@@ -311,8 +321,9 @@ def test_a_bad_key_answer_is_not_retried(client: t17.SeventeenTrackClient) -> No
 
 
 @responses.activate
-def test_requests_are_paced_at_three_per_second(fake_time: FakeTime) -> None:
-    client = t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep, clock=fake_time.clock)
+def test_requests_are_paced_at_three_per_second(paced_on_fake_time: FakeTime) -> None:
+    fake_time = paced_on_fake_time
+    client = t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep)
     responses.add(responses.POST, f"{URL}/gettrackinfo",
                   json={"code": 0, "data": {"accepted": [], "rejected": []}})
     client.get_track_info([f"LX{i:09d}CN" for i in range(200)])  # 5 requests of 40
