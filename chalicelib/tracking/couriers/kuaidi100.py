@@ -1,10 +1,12 @@
 """Kuaidi100 (快递100): real-time query, subscription, and the push callback.
 
-Pure part: request building and signing, push verification, answer parsing, code tables.
+Pure part: request building and signing, push verification, answer parsing, code tables, and
+`provider_error` (did a failed call count against the 30-minute lock; which alert CS gets).
 Thin I/O part: `Kuaidi100Client`, sending through chalicelib.core.http at our pace (`PACE`, 5
 per second per process) with timeouts and retries with backoff on 5xx and connection failures
 (a query that timed out is not retried: it may have counted), and a per-process guard against
-the 30-minute lock.
+the 30-minute lock. `Kuaidi100` is the provider (chalicelib.tracking.couriers.Provider) with
+our account: pushes once subscribed, and can be queried.
 
 Protocol (official docs and SDKs, checked in the stored references):
 - query: POST https://poll.kuaidi100.com/poll/query.do, form `customer`, `sign`, `param`;
@@ -27,19 +29,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Answer, Pace, Request, Unreachable, retrying, send
-from chalicelib.tracking.couriers import Mapped, PushReply, TrackingPush
+from chalicelib.tracking.couriers import (
+    ACCOUNT_ALERT,
+    WAYBILL_ALERT,
+    Mapped,
+    Provider,
+    ProviderError,
+    PushReply,
+    TrackedParcel,
+    TrackingPush,
+)
 from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
 
+log = logging.getLogger(__name__)
 NAME = "kuaidi100"
 QUERY_URL = "https://poll.kuaidi100.com/poll/query.do"
 SUBSCRIBE_URL = "https://poll.kuaidi100.com/poll"
@@ -204,6 +218,20 @@ SUBSCRIBE_ERRORS: dict[str, type[Kuaidi100Error]] = {
 }
 
 
+def provider_error(exc: Kuaidi100Error) -> ProviderError:
+    """What a failed call means for the watch (did it count against the 30-minute lock?) and
+    for CS (whose problem is it?)."""
+    # Refused before it left (our lock guard) or it never arrived: the provider's lock is not
+    # on. A timeout may have arrived, so it counts though it is "unavailable".
+    not_sent = isinstance(exc, QueryTooSoon | ProviderUnavailable)
+    counted = isinstance(exc, RequestTimedOut) or not not_sent
+    if isinstance(exc, QuotaExhausted | AccountError | SignatureError):
+        return ProviderError(str(exc), counted=counted, alert=ACCOUNT_ALERT)
+    if isinstance(exc, BadRequest | PhoneCheckFailed):
+        return ProviderError(str(exc), counted=counted, alert=WAYBILL_ALERT)
+    return ProviderError(str(exc), counted=counted)
+
+
 # Requests ---------------------------------------------------------------------------------------
 
 def sign(param_json: str, key: str, customer: str) -> str:
@@ -353,7 +381,7 @@ def parse_push(form: Mapping[str, str]) -> PushResult:
 
 
 def read_push(headers: Mapping[str, str], raw: bytes, secret: str) -> TrackingPush:
-    """Adapter entry point: decode the form, verify with the subscription salt, normalise."""
+    """`Kuaidi100.read_push`: decode the form, verify with the subscription salt, normalise."""
     del headers  # Kuaidi100 signs inside the form
     form = _form(raw)
     if not form.get("sign"):
@@ -596,3 +624,47 @@ def _send(request: Request) -> Answer:
         if exc.reached:  # it may have arrived: Kuaidi100 may have counted it against the lock
             raise RequestTimedOut(exc.kind) from None
         raise ProviderUnavailable(exc.kind) from None
+
+
+class Kuaidi100(Provider):
+    """Kuaidi100 with our account (options: customer, key, callback_url; query_url and
+    subscribe_url for a stand-in; the first secret is the salt our subscriptions ask it to sign
+    pushes with). It pushes once subscribed, and can be queried."""
+
+    name = NAME
+    read_push = staticmethod(read_push)
+    push_reply = staticmethod(push_reply)
+
+    def __init__(self, account: WebhookSource) -> None:
+        super().__init__(account)
+        options = account.options
+        self.client = Kuaidi100Client(
+            options.get("customer", ""), options.get("key", ""),
+            query_url=options.get("query_url", QUERY_URL),
+            subscribe_url=options.get("subscribe_url", SUBSCRIBE_URL),
+            guard_lock=False)  # the watch keeps the lock, from the stored last query time
+        self.callback_url, self.salt = options.get("callback_url", ""), account.secrets[0]
+
+    def subscribe(self, parcel: TrackedParcel) -> bool:
+        try:
+            return self.client.subscribe(
+                parcel.carrier_code, parcel.tracking_number, callback_url=self.callback_url,
+                salt=self.salt, phone=parcel.phone or None, to=parcel.destination or None,
+            ).accepted
+        except SubscriptionRejected as exc:
+            log.warning("kuaidi100 refused the subscription of %s: %s", parcel.label, exc)
+            return False
+        except Kuaidi100Error as exc:
+            raise provider_error(exc) from exc
+
+    def query(self, parcel: TrackedParcel) -> Sequence[TrackingEvent]:
+        try:
+            answer = self.client.query(parcel.carrier_code, parcel.tracking_number,
+                                       phone=parcel.phone or None, to=parcel.destination or None)
+            if answer.tracking_number != parcel.tracking_number:
+                raise MalformedAnswer("wrong_number", f"answered for {answer.tracking_number}")
+            return answer.events
+        except NoResult:
+            return ()  # no scan yet: an answer, not a failure
+        except Kuaidi100Error as exc:
+            raise provider_error(exc) from exc

@@ -1,8 +1,11 @@
 """17TRACK API v2.2: the cross-border choice. Register, get track info, stop, retrack, and pushes.
 
 Pure part: request bodies (at most 40 numbers each), push verification, answer parsing, the
-status table. Thin I/O part: `SeventeenTrackClient`, sending through chalicelib.core.http at
-the documented pace (`PACE`, 3 per second per process) with timeouts and retries with backoff.
+status table, and `provider_error` (did a failed call count; which alert CS gets). Thin I/O
+part: `SeventeenTrackClient`, sending through chalicelib.core.http at the documented pace
+(`PACE`, 3 per second per process) with timeouts and retries with backoff. `SeventeenTrack` is
+the provider (chalicelib.tracking.couriers.Provider) with our account: pushes once registered,
+and can be queried.
 
 Protocol (third-party SDKs and integrations agree; 17TRACK's own pages are not in the stored
 references, so these are marked (3rd) in protocols.md):
@@ -30,9 +33,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Answer, Pace, Request, Unreachable, retrying, send
-from chalicelib.tracking.couriers import Mapped, PushReply, TrackingPush
+from chalicelib.tracking.couriers import (
+    ACCOUNT_ALERT,
+    Mapped,
+    Provider,
+    ProviderError,
+    PushReply,
+    TrackedParcel,
+    TrackingPush,
+)
 from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "17track"
@@ -151,6 +163,14 @@ ALREADY_REGISTERED = -18019901
 NOT_REGISTERED = -18019902
 
 
+def provider_error(exc: SeventeenTrackError) -> ProviderError:
+    """What a failed call means for the watch (did it count against the quota?) and for CS."""
+    if isinstance(exc, AuthError | QuotaExhausted):
+        return ProviderError(str(exc), counted=True, alert=ACCOUNT_ALERT)
+    # What a retry may fix (429, 5xx, no answer) was not served; the rest was, and counted.
+    return ProviderError(str(exc), counted=not exc.retryable)
+
+
 # Requests ---------------------------------------------------------------------------------------
 
 class Registration(BaseModel):
@@ -244,7 +264,7 @@ def parse_push(raw: bytes) -> PushResult:
 
 
 def read_push(headers: Mapping[str, str], raw: bytes, secret: str) -> TrackingPush:
-    """Adapter entry point: verify the signature over the raw bytes, then normalise."""
+    """`SeventeenTrack.read_push`: verify the signature over the raw bytes, then normalise."""
     signature = {name.lower(): value for name, value in headers.items()}.get(SIGN_HEADER)
     if not signature:
         raise ApiError(401, "missing_signature", "push has no sign header")
@@ -469,3 +489,33 @@ def _send(request: Request) -> Answer:
         return send(request)
     except Unreachable as exc:  # idempotent calls: whether it arrived does not matter
         raise ProviderUnavailable(exc.kind) from None
+
+
+class SeventeenTrack(Provider):
+    """17TRACK with our account (options: token; base_url for a stand-in). Registered once, it
+    pushes to the webhook set in its console; gettrackinfo answers a query."""
+
+    name = NAME
+    read_push = staticmethod(read_push)
+    push_reply = staticmethod(push_reply)
+
+    def __init__(self, account: WebhookSource) -> None:
+        super().__init__(account)
+        self.client = SeventeenTrackClient(account.options.get("token", ""),
+                                           base_url=account.options.get("base_url", BASE_URL))
+
+    def subscribe(self, parcel: TrackedParcel) -> bool:
+        try:
+            answer = self.client.register([Registration(
+                number=parcel.tracking_number, carrier_code=parcel.carrier_code)])
+        except SeventeenTrackError as exc:
+            raise provider_error(exc) from exc
+        return bool(answer.accepted) or any(r.already_registered for r in answer.rejected)
+
+    def query(self, parcel: TrackedParcel) -> Sequence[TrackingEvent]:
+        try:
+            infos, _rejected = self.client.get_track_info(
+                [parcel.tracking_number], {parcel.tracking_number: parcel.carrier_code})
+        except SeventeenTrackError as exc:
+            raise provider_error(exc) from exc
+        return tuple(event for info in infos for event in info.events)
