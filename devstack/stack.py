@@ -181,7 +181,7 @@ def scaled_tracking_rules(scale: float) -> str:
 def start_courier(api_url: str, scale: float) -> Any:
     """The simulated Kuaidi100 (devstack/courier.py), registered as our account."""
     from chalicelib.access import directory_store as directory
-    from chalicelib.flows import tracker
+    from chalicelib.tracking.couriers import source_name
     from devstack.courier import CourierSimulator
 
     customer, key, salt = "LOCAL" + secrets.token_hex(4), secrets.token_hex(16), \
@@ -189,7 +189,7 @@ def start_courier(api_url: str, scale: float) -> Any:
     courier = CourierSimulator(customer=customer, key=key, time_scale=scale)
     courier.start()
     courier.run_pushes(every_seconds=1.0)
-    directory.register_sources({tracker.source_name("kuaidi100"): {
+    directory.register_sources({source_name("kuaidi100"): {
         "scheme": "kuaidi100", "secrets": [salt], "options": {
             "customer": customer, "key": key, "query_url": courier.query_url,
             "subscribe_url": courier.subscribe_url,

@@ -104,14 +104,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    from chalicelib.flows import tracker
-    from chalicelib.tracking.couriers import known_providers
+    from chalicelib.tracking.couriers import known_providers, source_name
 
     if args.name not in known_providers() or not args.secret:
         parser.error(f"courier needs a provider ({', '.join(sorted(known_providers()))}) and "
                      "at least one --secret")
     options = dict(option.split("=", 1) for option in args.option if "=" in option)
-    directory.register_sources({tracker.source_name(args.name): {
+    directory.register_sources({source_name(args.name): {
         "scheme": args.name, "secrets": args.secret, "options": options}})
     print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
           f"running functions pick it up within {settings().secrets_cache_seconds} s")

@@ -1,4 +1,5 @@
-"""POST /couriers/{provider}/push: tracking providers push parcel news here."""
+"""POST /couriers/{provider}/push: tracking providers push parcel news here ({provider}: a name
+in the chalicelib.tracking.couriers registry with an account; otherwise 404)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The tracker: follows every shipped parcel with its courier provider. The I/O around the pure
 rules of chalicelib.tracking.rules (what to conclude, when to look again) and
-chalicelib.tracking.parcels (what it means for CS and the order).
+chalicelib.tracking.parcels (what it means for CS and the order); the providers, their calls
+and what a failed call means are chalicelib.tracking.couriers' (`Provider`, `ProviderError`).
 
 - `start`: the warehouse reported a shipment; each package becomes a tracked parcel, due at once.
 - `receive_push`: a provider pushed news (verified, stored raw, applied).
@@ -17,192 +18,32 @@ import logging
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, NotFound
 from chalicelib.cs import alert_topic
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
+from chalicelib.tracking import couriers
 from chalicelib.tracking import parcel_store as store
 from chalicelib.tracking import rules as tracking
 from chalicelib.tracking.couriers import (
+    ACCOUNT_ALERT,
+    Provider,
+    ProviderError,
     PushReply,
     TrackingPush,
-    adapter_for,
-    kuaidi100,
-    seventeen_track,
 )
 from chalicelib.tracking.parcels import Parcel, alerts_for, completes_order, timeline_for
-from chalicelib.tracking.rules import Change, TrackingEvent, tracking_rules
+from chalicelib.tracking.rules import Change, tracking_rules
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import Job
 from chalicelib.warehouse.jobs import Shipment as JobShipment
 
 log = logging.getLogger(__name__)
 _ATTEMPTS = 5
-
-
-def source_name(provider: str) -> str:
-    """Provider accounts live beside the webhook sources; '/' keeps them out of /webhooks/."""
-    return f"courier/{provider}"
-
-
-def provider_for(carrier_code: str) -> str:
-    """Kuaidi100 covers the domestic carriers; 17TRACK the cross-border rest."""
-    return kuaidi100.NAME if carrier_code.upper() in kuaidi100.CARRIERS else seventeen_track.NAME
-
-
-# Providers: the calls the tracker makes, per provider ---------------------------------------------
-
-class ProviderError(Exception):
-    """A failed call. `counted`: the provider may have counted it (its lock then applies)."""
-
-    def __init__(self, message: str, *, counted: bool, alert: str | None = None) -> None:
-        super().__init__(message)
-        self.counted, self.alert = counted, alert
-
-
-class Provider(Protocol):
-    can_push: bool
-    can_query: bool
-
-    def subscribe(self, parcel: Parcel) -> bool: ...
-
-    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]: ...
-
-
-class Kuaidi100:
-    can_push = True
-    can_query = True
-
-    def __init__(self, source: WebhookSource) -> None:
-        options = source.options
-        self.client = kuaidi100.Kuaidi100Client(
-            options.get("customer", ""), options.get("key", ""),
-            query_url=options.get("query_url", kuaidi100.QUERY_URL),
-            subscribe_url=options.get("subscribe_url", kuaidi100.SUBSCRIBE_URL),
-            guard_lock=False)  # the watch keeps the lock, from the stored last query time
-        self.callback_url, self.salt = options.get("callback_url", ""), source.secrets[0]
-
-    def subscribe(self, parcel: Parcel) -> bool:
-        try:
-            return self.client.subscribe(
-                parcel.carrier_code, parcel.tracking_number, callback_url=self.callback_url,
-                salt=self.salt, phone=parcel.phone or None, to=parcel.destination or None,
-            ).accepted
-        except kuaidi100.SubscriptionRejected as exc:
-            log.warning("kuaidi100 refused the subscription of %s: %s", parcel.label, exc)
-            return False
-        except kuaidi100.Kuaidi100Error as exc:
-            raise _error(exc) from exc
-
-    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]:
-        try:
-            answer = self.client.query(parcel.carrier_code, parcel.tracking_number,
-                                       phone=parcel.phone or None, to=parcel.destination or None)
-            if answer.tracking_number != parcel.tracking_number:
-                raise kuaidi100.MalformedAnswer("wrong_number", f"answered for "
-                                                f"{answer.tracking_number}")
-            return answer.events
-        except kuaidi100.NoResult:
-            return ()  # no scan yet: an answer, not a failure
-        except kuaidi100.Kuaidi100Error as exc:
-            raise _error(exc) from exc
-
-
-def _error(exc: kuaidi100.Kuaidi100Error) -> ProviderError:
-    # Refused before it reached the provider, or never answered: the provider's lock is not on.
-    not_sent = isinstance(exc, kuaidi100.QueryTooSoon | kuaidi100.ProviderUnavailable)
-    counted = isinstance(exc, kuaidi100.RequestTimedOut) or not not_sent
-    if isinstance(exc, kuaidi100.QuotaExhausted | kuaidi100.AccountError
-                  | kuaidi100.SignatureError):
-        return ProviderError(str(exc), counted=counted, alert="courier.provider_account")
-    if isinstance(exc, kuaidi100.BadRequest | kuaidi100.PhoneCheckFailed):
-        return ProviderError(str(exc), counted=counted, alert="courier.waybill_rejected")
-    return ProviderError(str(exc), counted=counted)
-
-
-class SeventeenTrack:
-    """17TRACK: register once (it then pushes to the webhook set in its console), query by
-    gettrackinfo."""
-
-    can_push = True
-    can_query = True
-
-    def __init__(self, source: WebhookSource) -> None:
-        self.client = seventeen_track.SeventeenTrackClient(
-            source.options.get("token", ""),
-            base_url=source.options.get("base_url", seventeen_track.BASE_URL))
-
-    def subscribe(self, parcel: Parcel) -> bool:
-        try:
-            answer = self.client.register([seventeen_track.Registration(
-                number=parcel.tracking_number, carrier_code=parcel.carrier_code)])
-        except seventeen_track.SeventeenTrackError as exc:
-            raise _error17(exc) from exc
-        return bool(answer.accepted) or any(r.already_registered for r in answer.rejected)
-
-    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]:
-        try:
-            infos, _rejected = self.client.get_track_info(
-                [parcel.tracking_number], {parcel.tracking_number: parcel.carrier_code})
-        except seventeen_track.SeventeenTrackError as exc:
-            raise _error17(exc) from exc
-        return tuple(event for info in infos for event in info.events)
-
-
-def _error17(exc: seventeen_track.SeventeenTrackError) -> ProviderError:
-    if isinstance(exc, seventeen_track.AuthError | seventeen_track.QuotaExhausted):
-        return ProviderError(str(exc), counted=True, alert="courier.provider_account")
-    return ProviderError(str(exc), counted=not exc.retryable)
-
-
-class PushOnly:
-    """A provider that pushes on its own (the Standard Webhooks aggregator): nothing to call."""
-
-    can_push = False
-    can_query = False
-
-    def subscribe(self, parcel: Parcel) -> bool:
-        return True
-
-    def query(self, parcel: Parcel) -> Sequence[TrackingEvent]:
-        return ()
-
-
-def _push_only(_source: WebhookSource) -> Provider:
-    return PushOnly()
-
-
-_FACTORIES: dict[str, Callable[[WebhookSource], Provider]] = {
-    kuaidi100.NAME: Kuaidi100, seventeen_track.NAME: SeventeenTrack}
-# (can push, can query) per provider, known without building a client.
-CAPABILITIES = {kuaidi100.NAME: (True, True), seventeen_track.NAME: (True, True),
-                "webhook": (False, False)}
-_providers: dict[str, tuple[WebhookSource, Provider]] = {}
-
-
-def provider(name: str) -> Provider:
-    """The provider's client for this process, rebuilt when its account settings change."""
-    from chalicelib.access import directory_store as directory
-
-    source = directory.source(source_name(name))
-    if source is None:
-        raise ProviderError(f"no account configured for courier provider {name}",
-                            counted=False, alert="courier.provider_account")
-    cached = _providers.get(name)
-    if cached is None or cached[0] != source:
-        factory = _FACTORIES.get(name, _push_only)
-        cached = (source, factory(source))
-        _providers[name] = cached
-    return cached[1]
-
-
-def forget_providers() -> None:
-    _providers.clear()
 
 
 # Starting -----------------------------------------------------------------------------------------
@@ -241,9 +82,9 @@ def reused(job: Job, failed: Set[str], now: datetime) -> set[tuple[str, str]]:
 
 def _new_parcel(job: Job, shipment: JobShipment, carrier_code: str, number: str,
                 now: datetime) -> Parcel:
-    name = provider_for(carrier_code)
-    can_push, can_query = CAPABILITIES.get(name, (False, False))
-    watch = tracking.start_watch(name, can_push=can_push, can_query=can_query, now=now)
+    name = couriers.provider_for(carrier_code)
+    kind = couriers.provider_class(name)
+    watch = tracking.start_watch(name, can_push=kind.can_push, can_query=kind.can_query, now=now)
     rules = tracking_rules()
     return Parcel(
         carrier_code=carrier_code.upper(), tracking_number=number, provider=name,
@@ -337,13 +178,13 @@ def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
     from chalicelib.access import directory_store as directory
 
     try:
-        adapter = adapter_for(provider_name)
+        kind = couriers.provider_class(provider_name)
     except LookupError:
         raise NotFound("courier_provider") from None
-    source = directory.source(source_name(provider_name))
-    if source is None:
+    account = directory.source(couriers.source_name(provider_name))
+    if account is None:
         raise NotFound("courier_provider")
-    push = _verified(adapter.read_push, headers, raw, source.secrets)
+    push = _verified(kind.read_push, headers, raw, account.secrets)
     raw_item = store.put_raw(push.carrier_code, push.tracking_number, provider_name, raw, now)
     rules = tracking_rules()
     applied = apply(push.carrier_code, push.tracking_number, lambda p: _with(p, tracking.after_push(
@@ -353,7 +194,7 @@ def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
         transact([raw_item])
         log.warning("push for untracked parcel %s %s from %s", push.carrier_code,
                     push.tracking_number, provider_name)
-    return adapter.push_reply()
+    return kind.push_reply()
 
 
 def _verified(read: Callable[[Mapping[str, str], bytes, str], TrackingPush],
@@ -405,15 +246,15 @@ def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> 
     rules = tracking_rules()
     action = tracking.due_action(parcel.watch, now)
     try:
-        client = provider(parcel.provider)
+        provider = _provider(parcel.provider)
         if action == "subscribe":
-            accepted = client.subscribe(parcel)
+            accepted = provider.subscribe(parcel)
             report.subscribed += 1
             apply(carrier_code, number, lambda p: (p.model_copy(update={
                 "watch": tracking.after_subscribe(p.shipment, p.watch, accepted, now, rules)}),
                 ()), now)
         elif action == "query":
-            events = client.query(parcel)
+            events = provider.query(parcel)
             report.queried += 1
             apply(carrier_code, number, lambda p: _with(p, tracking.after_query(
                 p.shipment, p.watch, events, now, rules)), now)
@@ -433,3 +274,18 @@ def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> 
         apply(carrier_code, number, lambda p: (p.model_copy(update={
             "watch": tracking.after_query_error(p.shipment, p.watch, now, rules,
                                                 counted=counted)}), ()), now)
+
+
+def _provider(name: str) -> Provider:
+    """The parcel's provider with its account as configured now."""
+    from chalicelib.access import directory_store as directory
+
+    account = directory.source(couriers.source_name(name))
+    if account is None:
+        raise ProviderError(f"no account configured for courier provider {name}",
+                            counted=False, alert=ACCOUNT_ALERT)
+    try:
+        return couriers.provider(name, account)
+    except LookupError:  # a provider since removed: nobody to ask, CS must look
+        raise ProviderError(f"no courier provider {name}", counted=False,
+                            alert=ACCOUNT_ALERT) from None

@@ -58,15 +58,15 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
     import json
 
     from chalicelib.access import directory_store as directory
-    from chalicelib.flows import tracker
     from chalicelib.flows.notifier import channel_name
+    from chalicelib.tracking.couriers import source_name
 
     admin.main(["courier", "kuaidi100", "--secret", "SALT1", "--option", "customer=C1",
                 "--option", "key=K1"])
     admin.main(["channel", "wecom:ops", "--option",
                 "webhook_url=https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc"])
     directory.forget()
-    courier = directory.source(tracker.source_name("kuaidi100"))
+    courier = directory.source(source_name("kuaidi100"))
     assert courier is not None
     assert (courier.secrets, courier.options) == (("SALT1",), {"customer": "C1", "key": "K1"})
     channel = directory.source(channel_name("wecom:ops"))

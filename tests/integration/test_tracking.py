@@ -20,6 +20,7 @@ from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role
 from chalicelib.cs import case_store as cases_store
 from chalicelib.flows import alert_dispatch, tracker
+from chalicelib.tracking import couriers
 from chalicelib.tracking import parcel_store as shipments_store
 from chalicelib.tracking.couriers import kuaidi100
 from tests.integration.flow import alerts_received
@@ -54,12 +55,12 @@ def api(client: Client, partner: str, make_key: Any) -> Api:
 
 @pytest.fixture
 def kuaidi100_account(stack: dict[str, str]) -> None:
-    directory.register_sources({tracker.source_name("kuaidi100"): {
+    directory.register_sources({couriers.source_name("kuaidi100"): {
         "scheme": "kuaidi100", "secrets": [SALT],
         "options": {"customer": "CUST", "key": "KEY", "query_url": QUERY_URL,
                     "subscribe_url": SUBSCRIBE_URL,
                     "callback_url": "https://api.test/couriers/kuaidi100/push"}}})
-    tracker.forget_providers()
+    couriers.forget_providers()
 
 
 def shipped(api: Api, client: Client, stack: dict[str, str]) -> tuple[dict[str, Any], str]:

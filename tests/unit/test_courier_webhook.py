@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chalicelib.core.errors import ApiError
-from chalicelib.tracking.couriers import adapter_for, known_providers
+from chalicelib.tracking.couriers import known_providers, provider_class
 from chalicelib.tracking.couriers import standard_webhooks as wh
 from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
 from tests.support import dumps, standard_headers
@@ -69,7 +69,7 @@ def refused(body: bytes, headers: dict[str, str], secret: str = SECRET) -> ApiEr
 
 def test_a_delivered_journey_reads_into_our_events() -> None:
     body = raw("push_delivered.json")
-    push = adapter_for("webhook").read_push(signed(body), body, SECRET)
+    push = provider_class("webhook").read_push(signed(body), body, SECRET)
     assert (push.provider, push.carrier_code, push.tracking_number) == (
         "webhook", "STO", "773298415606271")
     assert push.monitoring == "finished"
@@ -336,11 +336,11 @@ def test_data_is_required_and_events_are_capped() -> None:
 # Reply and registry -----------------------------------------------------------------------------
 
 def test_the_reply_is_200_ok_json() -> None:
-    reply = adapter_for("webhook").push_reply()
+    reply = provider_class("webhook").push_reply()
     assert (reply.status, reply.content_type) == (200, "application/json")
     assert json.loads(reply.body) == {"ok": True}
 
 
 def test_the_adapter_is_registered() -> None:
     assert "webhook" in known_providers()
-    assert adapter_for("webhook") is wh and wh.NAME == "webhook"
+    assert provider_class("webhook") is wh.StandardWebhooks and wh.NAME == "webhook"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ import pytest
 import requests
 import responses
 
+from chalicelib.access.accounts import WebhookSource
+from chalicelib.core import http
 from chalicelib.core.errors import ApiError
-from chalicelib.tracking.couriers import adapter_for, known_providers
+from chalicelib.tracking import couriers
+from chalicelib.tracking.couriers import known_providers, provider_class
 from chalicelib.tracking.couriers import kuaidi100 as k100
 from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent, update
 
@@ -186,7 +190,7 @@ def test_verify_push_is_md5_of_param_plus_salt() -> None:
 
 
 def test_read_push_verifies_and_normalises_a_push() -> None:
-    push = adapter_for("kuaidi100").read_push({}, push_body("push_in_transit.json"), SALT)
+    push = provider_class("kuaidi100").read_push({}, push_body("push_in_transit.json"), SALT)
     assert (push.provider, push.carrier_code, push.tracking_number) == (
         "kuaidi100", "STO", "773012345678901")
     assert push.monitoring == "active" and push.skipped == 0
@@ -390,9 +394,18 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
+def paced_on_fake_time(fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """core.http's pacers start afresh and wait on the fake clock."""
+    monkeypatch.setattr(http, "_pacers", {})
+    monkeypatch.setattr(http.time, "monotonic", fake_time.clock)
+    monkeypatch.setattr(http.time, "sleep", fake_time.sleep)
+    return fake_time
+
+
+@pytest.fixture
 def client(fake_time: FakeTime) -> k100.Kuaidi100Client:
     return k100.Kuaidi100Client(CUSTOMER, KEY, sleep=fake_time.sleep, clock=fake_time.clock,
-                                requests_per_second=100.0)
+                                pace=http.Pace(key="test.kuaidi100", rate=100.0, burst=100))
 
 
 def sent_form(call: Any) -> dict[str, str]:
@@ -461,6 +474,15 @@ def test_a_query_timeout_is_not_retried_the_lock_would_bite(
 
 
 @responses.activate
+def test_a_query_that_could_not_connect_is_retried_it_never_arrived(
+        client: k100.Kuaidi100Client) -> None:
+    responses.add(responses.POST, k100.QUERY_URL, body=requests.ConnectTimeout("no route"))
+    responses.add(responses.POST, k100.QUERY_URL, json=fixture("query_answer.json"))
+    assert client.query("YTO", "YT2400000000001").events
+    assert len(responses.calls) == 2
+
+
+@responses.activate
 def test_a_subscribe_timeout_is_retried_a_repeat_is_harmless(
         client: k100.Kuaidi100Client) -> None:
     answers = fixture("subscribe_answers.json")
@@ -488,9 +510,10 @@ def test_the_same_number_is_not_queried_twice_within_30_minutes(
 
 
 @responses.activate
-def test_requests_are_paced_by_the_rate_limit(fake_time: FakeTime) -> None:
+def test_requests_are_paced_by_the_rate_limit(paced_on_fake_time: FakeTime) -> None:
+    fake_time = paced_on_fake_time
     client = k100.Kuaidi100Client(CUSTOMER, KEY, sleep=fake_time.sleep, clock=fake_time.clock,
-                                  requests_per_second=2.0)
+                                  pace=http.Pace(key="test.kuaidi100.slow", rate=2.0, burst=2))
     responses.add(responses.POST, k100.SUBSCRIBE_URL,
                   json=fixture("subscribe_answers.json")["accepted"])
     for number in ("773000000001", "773000000002", "773000000003", "773000000004"):
@@ -500,14 +523,143 @@ def test_requests_are_paced_by_the_rate_limit(fake_time: FakeTime) -> None:
 
 
 @responses.activate
+def test_our_pace_is_five_per_second_by_default(paced_on_fake_time: FakeTime) -> None:
+    client = k100.Kuaidi100Client(CUSTOMER, KEY, sleep=paced_on_fake_time.sleep,
+                                  clock=paced_on_fake_time.clock)
+    responses.add(responses.POST, k100.SUBSCRIBE_URL,
+                  json=fixture("subscribe_answers.json")["accepted"])
+    for number in range(7):
+        client.subscribe("STO", f"77300000000{number}", callback_url="https://x/push", salt=SALT)
+    assert sum(paced_on_fake_time.sleeps) == pytest.approx(0.4)  # burst of 5, then 5 a second
+
+
+@responses.activate
 def test_a_non_json_answer_is_malformed(client: k100.Kuaidi100Client) -> None:
     responses.add(responses.POST, k100.QUERY_URL, body="<html>maintenance</html>")
     with pytest.raises(k100.MalformedAnswer):
         client.query("YTO", "YT2400000000001")
 
 
+# The provider with our account: what a failed call means for the watch and for CS -----------------
+
+@dataclass(frozen=True)
+class Waybill:
+    carrier_code: str = "YTO"
+    tracking_number: str = "YT2400000000001"
+    phone: str = ""
+    destination: str = "杭州市"
+
+    @property
+    def label(self) -> str:
+        return f"{self.carrier_code} {self.tracking_number}"
+
+
+ACCOUNT = WebhookSource(scheme="kuaidi100", secrets=(SALT,), options={
+    "customer": CUSTOMER, "key": KEY, "callback_url": "https://api.example.com/push"})
+
+
+@pytest.fixture
+def courier(paced_on_fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> k100.Kuaidi100:
+    found = couriers.provider("kuaidi100", ACCOUNT)
+    assert isinstance(found, k100.Kuaidi100)
+    monkeypatch.setattr(found.client, "_sleep", paced_on_fake_time.sleep)  # no real backoff
+    return found
+
+
+@responses.activate
+def test_a_query_read_timeout_counts_as_made_and_is_not_retried(courier: k100.Kuaidi100) -> None:
+    responses.add(responses.POST, k100.QUERY_URL, body=requests.ReadTimeout("slow"))
+    with pytest.raises(couriers.ProviderError) as error:
+        courier.query(Waybill())
+    assert error.value.counted and error.value.alert is None
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_query_that_never_connected_does_not_count(courier: k100.Kuaidi100) -> None:
+    responses.add(responses.POST, k100.QUERY_URL, body=requests.ConnectionError("refused"))
+    with pytest.raises(couriers.ProviderError) as error:
+        courier.query(Waybill())
+    assert not error.value.counted and len(responses.calls) == 3
+
+
+@pytest.mark.parametrize(("code", "counted", "alert"), [
+    ("503", True, couriers.ACCOUNT_ALERT), ("601", True, couriers.ACCOUNT_ALERT),
+    ("400", True, couriers.WAYBILL_ALERT), ("408", True, couriers.WAYBILL_ALERT),
+    ("502", True, None),  # answered (busy) after the retries: it counted
+])
+@responses.activate
+def test_refusals_say_whether_they_counted_and_who_must_hear(
+        courier: k100.Kuaidi100, code: str, counted: bool, alert: str | None) -> None:
+    responses.add(responses.POST, k100.QUERY_URL, json=fixture("query_errors.json")[code])
+    with pytest.raises(couriers.ProviderError) as error:
+        courier.query(Waybill())
+    assert (error.value.counted, error.value.alert) == (counted, alert)
+
+
+@responses.activate
+def test_no_result_yet_is_an_empty_answer_and_the_watch_keeps_the_lock(
+        courier: k100.Kuaidi100) -> None:
+    responses.add(responses.POST, k100.QUERY_URL, json=fixture("query_errors.json")["500"])
+    assert courier.query(Waybill()) == ()
+    assert courier.query(Waybill()) == ()  # no lock guard here: the watch keeps the lock
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_an_answer_for_another_number_is_a_counted_failure(courier: k100.Kuaidi100) -> None:
+    responses.add(responses.POST, k100.QUERY_URL, json=fixture("query_answer.json"))
+    with pytest.raises(couriers.ProviderError, match="wrong_number") as error:
+        courier.query(Waybill(tracking_number="YT2499999999999"))
+    assert error.value.counted
+
+
+@responses.activate
+def test_subscribe_sends_our_callback_and_salt_and_a_refusal_is_false(
+        courier: k100.Kuaidi100) -> None:
+    answers = fixture("subscribe_answers.json")
+    responses.add(responses.POST, k100.SUBSCRIBE_URL, json=answers["accepted"])
+    responses.add(responses.POST, k100.SUBSCRIBE_URL, json=answers["refused_carrier"])
+    assert courier.subscribe(Waybill(carrier_code="SF", phone="13800001234"))
+    param = json.loads(sent_form(responses.calls[0])["param"])
+    assert param["parameters"] == {"callbackurl": "https://api.example.com/push", "salt": SALT,
+                                   "resultv2": k100.RESULT_V2, "phone": "1234"}
+    assert param["to"] == "杭州市"
+    assert courier.subscribe(Waybill()) is False
+
+
+# The registry -------------------------------------------------------------------------------------
+
+def test_each_provider_can_do_exactly_what_it_implements() -> None:
+    capabilities = {name: (provider_class(name).can_push, provider_class(name).can_query)
+                    for name in known_providers()}
+    assert capabilities == {"kuaidi100": (True, True), "17track": (True, True),
+                            "webhook": (False, False)}
+    for name in known_providers():
+        kind = provider_class(name)
+        assert kind.name == name
+        assert kind.can_push == (kind.subscribe is not couriers.Provider.subscribe)
+        assert kind.can_query == (kind.query is not couriers.Provider.query)
+
+
+def test_domestic_carriers_go_to_kuaidi100_the_rest_to_17track() -> None:
+    assert {code: couriers.provider_for(code) for code in ("sto", "SF", "EMS", "DHL", "UPS")} == {
+        "sto": "kuaidi100", "SF": "kuaidi100", "EMS": "kuaidi100", "DHL": "17track",
+        "UPS": "17track"}
+
+
+def test_one_provider_per_process_until_its_account_changes() -> None:
+    couriers.forget_providers()
+    first = couriers.provider("kuaidi100", ACCOUNT)
+    assert couriers.provider("kuaidi100", ACCOUNT) is first
+    rotated = ACCOUNT.model_copy(update={"secrets": ("new-salt", SALT)})
+    again = couriers.provider("kuaidi100", rotated)
+    assert again is not first and isinstance(again, k100.Kuaidi100) and again.salt == "new-salt"
+    assert couriers.source_name("kuaidi100") == "courier/kuaidi100"
+
+
 def test_the_registry_loads_providers_lazily() -> None:
     assert known_providers() == {"kuaidi100", "17track", "webhook"}
-    assert adapter_for("kuaidi100").NAME == "kuaidi100"
+    assert provider_class("kuaidi100").name == "kuaidi100"
     with pytest.raises(LookupError):
-        adapter_for("aftership")
+        provider_class("aftership")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,11 @@ import pytest
 import requests
 import responses
 
+from chalicelib.access.accounts import WebhookSource
+from chalicelib.core import http
 from chalicelib.core.errors import ApiError
-from chalicelib.tracking.couriers import adapter_for
+from chalicelib.tracking import couriers
+from chalicelib.tracking.couriers import provider_class
 from chalicelib.tracking.couriers import seventeen_track as t17
 from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
 
@@ -116,7 +120,7 @@ def test_verify_push_over_the_raw_bytes() -> None:
 
 def test_read_push_normalises_every_provider_leg() -> None:
     body = raw("push_tracking_updated.json")
-    push = adapter_for("17track").read_push({"Sign": signature(body)}, body, KEY)
+    push = provider_class("17track").read_push({"Sign": signature(body)}, body, KEY)
     assert (push.provider, push.carrier_code, push.tracking_number) == (
         "17track", "EMS", "LX123456789CN")
     assert push.monitoring == "active"
@@ -244,9 +248,18 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
+def paced_on_fake_time(fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """core.http's pacers start afresh and wait on the fake clock."""
+    monkeypatch.setattr(http, "_pacers", {})
+    monkeypatch.setattr(http.time, "monotonic", fake_time.clock)
+    monkeypatch.setattr(http.time, "sleep", fake_time.sleep)
+    return fake_time
+
+
+@pytest.fixture
 def client(fake_time: FakeTime) -> t17.SeventeenTrackClient:
-    return t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep, clock=fake_time.clock,
-                                    requests_per_second=1000.0)
+    return t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep,
+                                    pace=http.Pace(key="test.17track", rate=1000.0, burst=1000))
 
 
 URL = t17.BASE_URL
@@ -311,13 +324,70 @@ def test_a_bad_key_answer_is_not_retried(client: t17.SeventeenTrackClient) -> No
 
 
 @responses.activate
-def test_requests_are_paced_at_three_per_second(fake_time: FakeTime) -> None:
-    client = t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep, clock=fake_time.clock)
+def test_requests_are_paced_at_three_per_second(paced_on_fake_time: FakeTime) -> None:
+    fake_time = paced_on_fake_time
+    client = t17.SeventeenTrackClient(KEY, sleep=fake_time.sleep)
     responses.add(responses.POST, f"{URL}/gettrackinfo",
                   json={"code": 0, "data": {"accepted": [], "rejected": []}})
     client.get_track_info([f"LX{i:09d}CN" for i in range(200)])  # 5 requests of 40
     assert len(responses.calls) == 5
     assert sum(fake_time.sleeps) == pytest.approx(2 / 3)
+
+
+# The provider with our account: what a failed call means for the watch and for CS -----------------
+
+@dataclass(frozen=True)
+class Waybill:
+    carrier_code: str = "EMS"
+    tracking_number: str = "LX123456789CN"
+    phone: str = ""
+    destination: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.carrier_code} {self.tracking_number}"
+
+
+@pytest.fixture
+def courier(paced_on_fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> t17.SeventeenTrack:
+    account = WebhookSource(scheme="17track", secrets=(KEY,), options={"token": KEY})
+    found = couriers.provider("17track", account)
+    assert isinstance(found, t17.SeventeenTrack)
+    monkeypatch.setattr(found.client, "_sleep", paced_on_fake_time.sleep)  # no real backoff
+    return found
+
+
+@responses.activate
+def test_registered_or_already_registered_is_subscribed(courier: t17.SeventeenTrack) -> None:
+    responses.add(responses.POST, f"{URL}/register", json=fixture("register_answer.json"))
+    assert courier.subscribe(Waybill())
+    assert json.loads(responses.calls[0].request.body or b"[]") == [
+        {"number": "LX123456789CN", "tag": "EMS"}]
+
+
+@responses.activate
+def test_a_query_returns_the_numbers_events(courier: t17.SeventeenTrack) -> None:
+    responses.add(responses.POST, f"{URL}/gettrackinfo", json=fixture("gettrackinfo_answer.json"))
+    events = courier.query(Waybill())
+    assert events and {e.tracking_number for e in events} == {"LX123456789CN"}
+
+
+@responses.activate
+def test_a_bad_key_counts_and_is_the_accounts_problem(courier: t17.SeventeenTrack) -> None:
+    responses.add(responses.POST, f"{URL}/gettrackinfo", json=fixture("error_answer.json"))
+    with pytest.raises(couriers.ProviderError) as error:
+        courier.query(Waybill())
+    assert (error.value.counted, error.value.alert) == (True, couriers.ACCOUNT_ALERT)
+
+
+@responses.activate
+def test_what_a_retry_may_fix_was_not_served_and_does_not_count(
+        courier: t17.SeventeenTrack) -> None:
+    responses.add(responses.POST, f"{URL}/register", status=429)
+    with pytest.raises(couriers.ProviderError) as error:
+        courier.subscribe(Waybill())
+    assert (error.value.counted, error.value.alert) == (False, None)
+    assert len(responses.calls) == 3
 
 
 def test_event_times_keep_their_instant() -> None:

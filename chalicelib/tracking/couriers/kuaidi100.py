@@ -1,8 +1,12 @@
 """Kuaidi100 (快递100): real-time query, subscription, and the push callback.
 
-Pure part: request building and signing, push verification, answer parsing, code tables.
-Thin I/O part: `Kuaidi100Client` (requests) with timeouts, retries with backoff on 5xx and
-connection errors, a per-process rate limit and a per-process guard against the 30-minute lock.
+Pure part: request building and signing, push verification, answer parsing, code tables, and
+`provider_error` (did a failed call count against the 30-minute lock; which alert CS gets).
+Thin I/O part: `Kuaidi100Client`, sending through chalicelib.core.http at our pace (`PACE`, 5
+per second per process) with timeouts and retries with backoff on 5xx and connection failures
+(a query that timed out is not retried: it may have counted), and a per-process guard against
+the 30-minute lock. `Kuaidi100` is the provider (chalicelib.tracking.couriers.Provider) with
+our account: pushes once subscribed, and can be queried.
 
 Protocol (official docs and SDKs, checked in the stored references):
 - query: POST https://poll.kuaidi100.com/poll/query.do, form `customer`, `sign`, `param`;
@@ -25,20 +29,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 from urllib.parse import parse_qs
 
-import requests
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.errors import ApiError
-from chalicelib.core.ratelimit import Pacer
-from chalicelib.tracking.couriers import Mapped, PushReply, TrackingPush
+from chalicelib.core.http import Answer, Pace, Request, Unreachable, retrying, send
+from chalicelib.tracking.couriers import (
+    ACCOUNT_ALERT,
+    WAYBILL_ALERT,
+    Mapped,
+    Provider,
+    ProviderError,
+    PushReply,
+    TrackedParcel,
+    TrackingPush,
+)
 from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
 
+log = logging.getLogger(__name__)
 NAME = "kuaidi100"
 QUERY_URL = "https://poll.kuaidi100.com/poll/query.do"
 SUBSCRIBE_URL = "https://poll.kuaidi100.com/poll"
@@ -47,6 +62,9 @@ PUSH_REPLY: dict[str, object] = {"result": True, "returnCode": "200", "message":
 QUERY_LOCK = timedelta(minutes=30)
 RESUBSCRIBE_AFTER_ABORT = timedelta(minutes=30)
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
+# Our pace, per process, for queries and subscriptions together (N warm instances may reach N
+# times it; Kuaidi100's own refusals then slow them down).
+PACE = Pace(key=NAME, rate=5.0, burst=5)
 
 # Our carrier codes (chalicelib.warehouse.routing.Carrier) -> Kuaidi100 `com` (official SDK
 # CompanyConstant).
@@ -177,7 +195,7 @@ class ProviderUnavailable(Kuaidi100Error):
 
 
 class RequestTimedOut(ProviderUnavailable):
-    """No answer in time; the request may have reached the provider."""
+    """No answer in time (or it broke off): the request may have reached the provider."""
 
 
 class QueryTooSoon(Kuaidi100Error):
@@ -198,6 +216,20 @@ SUBSCRIBE_ERRORS: dict[str, type[Kuaidi100Error]] = {
     "500": ServerError, "600": AccountError, "601": QuotaExhausted, "700": SubscriptionRejected,
     "701": SubscriptionRejected, "702": SubscriptionRejected,
 }
+
+
+def provider_error(exc: Kuaidi100Error) -> ProviderError:
+    """What a failed call means for the watch (did it count against the 30-minute lock?) and
+    for CS (whose problem is it?)."""
+    # Refused before it left (our lock guard) or it never arrived: the provider's lock is not
+    # on. A timeout may have arrived, so it counts though it is "unavailable".
+    not_sent = isinstance(exc, QueryTooSoon | ProviderUnavailable)
+    counted = isinstance(exc, RequestTimedOut) or not not_sent
+    if isinstance(exc, QuotaExhausted | AccountError | SignatureError):
+        return ProviderError(str(exc), counted=counted, alert=ACCOUNT_ALERT)
+    if isinstance(exc, BadRequest | PhoneCheckFailed):
+        return ProviderError(str(exc), counted=counted, alert=WAYBILL_ALERT)
+    return ProviderError(str(exc), counted=counted)
 
 
 # Requests ---------------------------------------------------------------------------------------
@@ -349,7 +381,7 @@ def parse_push(form: Mapping[str, str]) -> PushResult:
 
 
 def read_push(headers: Mapping[str, str], raw: bytes, secret: str) -> TrackingPush:
-    """Adapter entry point: decode the form, verify with the subscription salt, normalise."""
+    """`Kuaidi100.read_push`: decode the form, verify with the subscription salt, normalise."""
     del headers  # Kuaidi100 signs inside the form
     form = _form(raw)
     if not form.get("sign"):
@@ -496,17 +528,42 @@ def parse_subscribe_answer(answer: Mapping[str, Any]) -> SubscribeAnswer:
     _raise_for_code(answer, SUBSCRIBE_ERRORS)
 
 
+# Answers over HTTP (pure) ------------------------------------------------------------------------
+
+def answer_body(answer: Answer) -> Mapping[str, Any]:
+    """The JSON object an HTTP answer carries; its status or shape as the typed error."""
+    if answer.status >= 500:
+        raise ProviderUnavailable(f"http_{answer.status}", answer.text())
+    if answer.status >= 400:
+        raise Kuaidi100Error(f"http_{answer.status}", answer.text())
+    try:
+        body = answer.json()
+    except ValueError:
+        raise MalformedAnswer("not_json", answer.text()) from None
+    if not isinstance(body, dict):
+        raise MalformedAnswer("not_object", answer.text())
+    return body
+
+
+def retry_now(exc: Exception, *, retry_timeouts: bool) -> bool:
+    """Worth a second try within the same call: the provider's transient faults. A timeout only
+    where a repeat is harmless (a subscription): a query that may have arrived has counted."""
+    if isinstance(exc, RequestTimedOut):
+        return retry_timeouts
+    return isinstance(exc, ProviderUnavailable | ServerError | ServerBusy)
+
+
 # I/O --------------------------------------------------------------------------------------------
 
 T = TypeVar("T")
 
 
 class Kuaidi100Client:
-    """Thin I/O. One instance per process (the rate limit and the lock guard live in it)."""
+    """Thin I/O through chalicelib.core.http. One instance per process: the lock guard lives in
+    it (the pace lives in core.http, per process and key)."""
 
-    def __init__(self, customer: str, key: str, *, session: requests.Session | None = None,
-                 timeout: tuple[float, float] = (3.05, 10.0), retries: int = 2,
-                 backoff_seconds: float = 0.5, requests_per_second: float = 5.0,
+    def __init__(self, customer: str, key: str, *, timeout: tuple[float, float] = (3.05, 10.0),
+                 retries: int = 2, backoff_seconds: float = 0.5, pace: Pace = PACE,
                  query_url: str = QUERY_URL, subscribe_url: str = SUBSCRIBE_URL,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
@@ -515,11 +572,10 @@ class Kuaidi100Client:
         the last query stored where every process sees it (the tracker's watch does)."""
         self.customer, self.key = customer, key
         self.guard_lock = guard_lock
-        self.session = session or requests.Session()
         self.timeout, self.retries, self.backoff = timeout, retries, backoff_seconds
+        self.pace = pace
         self.query_url, self.subscribe_url = query_url, subscribe_url
         self._sleep, self._clock = sleep, clock
-        self._pacer = Pacer(requests_per_second, max(1, int(requests_per_second)), clock, sleep)
         self._queried: dict[tuple[str, str], float] = {}
 
     def query(self, carrier_code: str, tracking_number: str, *, phone: str | None = None,
@@ -528,8 +584,7 @@ class Kuaidi100Client:
         form = query_request(carrier_code, tracking_number, customer=self.customer, key=self.key,
                              phone=phone, from_=from_, to=to)
         self._guard_lock(carrier_code, tracking_number)
-        answer = self._with_retries(
-            lambda: parse_query_answer(self._post(self.query_url, form)), retry_timeouts=False)
+        answer = self._call(self.query_url, form, parse_query_answer, retry_timeouts=False)
         if not answer.tracking_number:
             answer = answer.model_copy(update={"tracking_number": tracking_number})
         return answer
@@ -541,9 +596,7 @@ class Kuaidi100Client:
         form = subscribe_request(carrier_code, tracking_number, key=self.key,
                                  callback_url=callback_url, salt=salt, phone=phone,
                                  from_=from_, to=to)
-        return self._with_retries(
-            lambda: parse_subscribe_answer(self._post(self.subscribe_url, form)),
-            retry_timeouts=True)
+        return self._call(self.subscribe_url, form, parse_subscribe_answer, retry_timeouts=True)
 
     def _guard_lock(self, carrier_code: str, tracking_number: str) -> None:
         if not self.guard_lock:
@@ -555,41 +608,63 @@ class Kuaidi100Client:
                                        f"{int(now - last)} s ago")
         self._queried[key] = now
 
-    def _with_retries(self, call: Callable[[], T], *, retry_timeouts: bool) -> T:
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except Kuaidi100Error as exc:
-                if attempt >= self.retries or not _retry_now(exc, retry_timeouts):
-                    raise
-            self._sleep(self.backoff * (1 << attempt))
-            attempt += 1
+    def _call(self, url: str, form: Mapping[str, str], parse: Callable[[Mapping[str, Any]], T],
+              *, retry_timeouts: bool) -> T:
+        request = Request(url=url, form=dict(form), pace=self.pace, timeout=self.timeout)
+        return retrying(lambda: parse(answer_body(_send(request))),
+                        attempts=self.retries + 1, backoff_seconds=self.backoff,
+                        retry_if=lambda exc: retry_now(exc, retry_timeouts=retry_timeouts),
+                        sleep=self._sleep)
 
-    def _post(self, url: str, form: Mapping[str, str]) -> Mapping[str, Any]:
-        self._pacer.wait()
+
+def _send(request: Request) -> Answer:
+    try:
+        return send(request)
+    except Unreachable as exc:
+        if exc.reached:  # it may have arrived: Kuaidi100 may have counted it against the lock
+            raise RequestTimedOut(exc.kind) from None
+        raise ProviderUnavailable(exc.kind) from None
+
+
+class Kuaidi100(Provider):
+    """Kuaidi100 with our account (options: customer, key, callback_url; query_url and
+    subscribe_url for a stand-in; the first secret is the salt our subscriptions ask it to sign
+    pushes with). It pushes once subscribed, and can be queried."""
+
+    name = NAME
+    read_push = staticmethod(read_push)
+    push_reply = staticmethod(push_reply)
+
+    def __init__(self, account: WebhookSource) -> None:
+        super().__init__(account)
+        options = account.options
+        self.client = Kuaidi100Client(
+            options.get("customer", ""), options.get("key", ""),
+            query_url=options.get("query_url", QUERY_URL),
+            subscribe_url=options.get("subscribe_url", SUBSCRIBE_URL),
+            guard_lock=False)  # the watch keeps the lock, from the stored last query time
+        self.callback_url, self.salt = options.get("callback_url", ""), account.secrets[0]
+
+    def subscribe(self, parcel: TrackedParcel) -> bool:
         try:
-            response = self.session.post(url, data=dict(form), timeout=self.timeout)
-        except requests.ConnectTimeout as exc:
-            raise ProviderUnavailable("connect", str(exc)) from None
-        except requests.Timeout as exc:
-            raise RequestTimedOut("timeout", str(exc)) from None
-        except requests.ConnectionError as exc:
-            raise ProviderUnavailable("connect", str(exc)) from None
-        if response.status_code >= 500:
-            raise ProviderUnavailable(f"http_{response.status_code}", response.text[:200])
-        if response.status_code >= 400:
-            raise Kuaidi100Error(f"http_{response.status_code}", response.text[:200])
+            return self.client.subscribe(
+                parcel.carrier_code, parcel.tracking_number, callback_url=self.callback_url,
+                salt=self.salt, phone=parcel.phone or None, to=parcel.destination or None,
+            ).accepted
+        except SubscriptionRejected as exc:
+            log.warning("kuaidi100 refused the subscription of %s: %s", parcel.label, exc)
+            return False
+        except Kuaidi100Error as exc:
+            raise provider_error(exc) from exc
+
+    def query(self, parcel: TrackedParcel) -> Sequence[TrackingEvent]:
         try:
-            body = response.json()
-        except ValueError:
-            raise MalformedAnswer("not_json", response.text[:200]) from None
-        if not isinstance(body, dict):
-            raise MalformedAnswer("not_object", response.text[:200])
-        return body
-
-
-def _retry_now(exc: Kuaidi100Error, retry_timeouts: bool) -> bool:
-    if isinstance(exc, RequestTimedOut):
-        return retry_timeouts
-    return isinstance(exc, ProviderUnavailable | ServerError | ServerBusy)
+            answer = self.client.query(parcel.carrier_code, parcel.tracking_number,
+                                       phone=parcel.phone or None, to=parcel.destination or None)
+            if answer.tracking_number != parcel.tracking_number:
+                raise MalformedAnswer("wrong_number", f"answered for {answer.tracking_number}")
+            return answer.events
+        except NoResult:
+            return ()  # no scan yet: an answer, not a failure
+        except Kuaidi100Error as exc:
+            raise provider_error(exc) from exc

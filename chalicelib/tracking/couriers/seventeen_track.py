@@ -1,8 +1,11 @@
 """17TRACK API v2.2: the cross-border choice. Register, get track info, stop, retrack, and pushes.
 
 Pure part: request bodies (at most 40 numbers each), push verification, answer parsing, the
-status table. Thin I/O part: `SeventeenTrackClient` (requests) with timeouts, retries with
-backoff, and a per-process rate limit.
+status table, and `provider_error` (did a failed call count; which alert CS gets). Thin I/O
+part: `SeventeenTrackClient`, sending through chalicelib.core.http at the documented pace
+(`PACE`, 3 per second per process) with timeouts and retries with backoff. `SeventeenTrack` is
+the provider (chalicelib.tracking.couriers.Provider) with our account: pushes once registered,
+and can be queried.
 
 Protocol (third-party SDKs and integrations agree; 17TRACK's own pages are not in the stored
 references, so these are marked (3rd) in protocols.md):
@@ -26,14 +29,22 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
-import requests
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.errors import ApiError
-from chalicelib.core.ratelimit import Pacer
-from chalicelib.tracking.couriers import Mapped, PushReply, TrackingPush
+from chalicelib.core.http import Answer, Pace, Request, Unreachable, retrying, send
+from chalicelib.tracking.couriers import (
+    ACCOUNT_ALERT,
+    Mapped,
+    Provider,
+    ProviderError,
+    PushReply,
+    TrackedParcel,
+    TrackingPush,
+)
 from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "17track"
@@ -41,6 +52,9 @@ BASE_URL = "https://api.17track.net/track/v2.2"
 BATCH_LIMIT = 40
 TOKEN_HEADER = "17token"
 SIGN_HEADER = "sign"
+# 17TRACK's documented 3 requests per second, kept per process (N warm instances may reach N
+# times it; its 429s, retried with backoff, then slow them down).
+PACE = Pace(key=NAME, rate=3.0, burst=3)
 
 S, K = ShipmentStatus, ExceptionKind
 
@@ -149,6 +163,14 @@ ALREADY_REGISTERED = -18019901
 NOT_REGISTERED = -18019902
 
 
+def provider_error(exc: SeventeenTrackError) -> ProviderError:
+    """What a failed call means for the watch (did it count against the quota?) and for CS."""
+    if isinstance(exc, AuthError | QuotaExhausted):
+        return ProviderError(str(exc), counted=True, alert=ACCOUNT_ALERT)
+    # What a retry may fix (429, 5xx, no answer) was not served; the rest was, and counted.
+    return ProviderError(str(exc), counted=not exc.retryable)
+
+
 # Requests ---------------------------------------------------------------------------------------
 
 class Registration(BaseModel):
@@ -242,7 +264,7 @@ def parse_push(raw: bytes) -> PushResult:
 
 
 def read_push(headers: Mapping[str, str], raw: bytes, secret: str) -> TrackingPush:
-    """Adapter entry point: verify the signature over the raw bytes, then normalise."""
+    """`SeventeenTrack.read_push`: verify the signature over the raw bytes, then normalise."""
     signature = {name.lower(): value for name, value in headers.items()}.get(SIGN_HEADER)
     if not signature:
         raise ApiError(401, "missing_signature", "push has no sign header")
@@ -392,27 +414,45 @@ def _merge(answers: Sequence[BatchAnswer]) -> BatchAnswer:
                        rejected=tuple(r for ans in answers for r in ans.rejected))
 
 
+def answer_body(answer: Answer) -> Mapping[str, Any]:
+    """The JSON object an HTTP answer carries; its status or shape as the typed error."""
+    if answer.status == 429:
+        raise RateLimited("http_429", answer.text())
+    if answer.status >= 500:
+        raise ProviderUnavailable(f"http_{answer.status}", answer.text())
+    if answer.status in (401, 403):
+        raise AuthError(f"http_{answer.status}", answer.text())
+    if answer.status >= 400:
+        raise BadRequest(f"http_{answer.status}", answer.text())
+    try:
+        body = answer.json()
+    except ValueError:
+        raise MalformedAnswer("not_json", answer.text()) from None
+    if not isinstance(body, dict):
+        raise MalformedAnswer("not_object", answer.text())
+    return body
+
+
+def _retry_now(exc: Exception) -> bool:
+    return isinstance(exc, SeventeenTrackError) and exc.retryable
+
+
 # I/O --------------------------------------------------------------------------------------------
 
-T = TypeVar("T")
-
-
 class SeventeenTrackClient:
-    """Thin I/O. Every call is idempotent at 17TRACK (a repeat registration is rejected as
-    "already registered"), so timeouts are retried like 5xx and connection errors."""
+    """Thin I/O through chalicelib.core.http (the pace lives there, per process). Every call is
+    idempotent at 17TRACK (a repeat registration is rejected as "already registered"), so
+    timeouts are retried like 5xx and connection errors."""
 
-    def __init__(self, token: str, *, session: requests.Session | None = None,
-                 base_url: str = BASE_URL, timeout: tuple[float, float] = (3.05, 15.0),
-                 retries: int = 2, backoff_seconds: float = 0.5,
-                 requests_per_second: float = 3.0,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, token: str, *, base_url: str = BASE_URL,
+                 timeout: tuple[float, float] = (3.05, 15.0), retries: int = 2,
+                 backoff_seconds: float = 0.5, pace: Pace = PACE,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.token = token
-        self.session = session or requests.Session()
         self.base_url = base_url.rstrip("/")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff_seconds
+        self.pace = pace
         self._sleep = sleep
-        self._pacer = Pacer(requests_per_second, max(1, int(requests_per_second)), clock, sleep)
 
     def register(self, registrations: Sequence[Registration]) -> BatchAnswer:
         return self._batched("register", register_bodies(registrations))
@@ -434,42 +474,48 @@ class SeventeenTrackClient:
 
     def _batched(self, action: str, bodies: Sequence[list[dict[str, object]]]) -> BatchAnswer:
         url = f"{self.base_url}/{action}"
+        return _merge([self._call(url, body) for body in bodies])
 
-        def send(body: list[dict[str, object]]) -> BatchAnswer:
-            return self._with_retries(lambda: parse_batch_answer(self._post(url, body)))
+    def _call(self, url: str, body: list[dict[str, object]]) -> BatchAnswer:
+        request = Request(url=url, json_body=body, headers={TOKEN_HEADER: self.token},
+                          pace=self.pace, timeout=self.timeout)
+        return retrying(lambda: parse_batch_answer(answer_body(_send(request))),
+                        attempts=self.retries + 1, backoff_seconds=self.backoff,
+                        retry_if=_retry_now, sleep=self._sleep)
 
-        return _merge([send(body) for body in bodies])
 
-    def _with_retries(self, call: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except SeventeenTrackError as exc:
-                if attempt >= self.retries or not exc.retryable:
-                    raise
-            self._sleep(self.backoff * (1 << attempt))
-            attempt += 1
+def _send(request: Request) -> Answer:
+    try:
+        return send(request)
+    except Unreachable as exc:  # idempotent calls: whether it arrived does not matter
+        raise ProviderUnavailable(exc.kind) from None
 
-    def _post(self, url: str, body: list[dict[str, object]]) -> Mapping[str, Any]:
-        self._pacer.wait()
-        headers = {TOKEN_HEADER: self.token, "Content-Type": "application/json"}
+
+class SeventeenTrack(Provider):
+    """17TRACK with our account (options: token; base_url for a stand-in). Registered once, it
+    pushes to the webhook set in its console; gettrackinfo answers a query."""
+
+    name = NAME
+    read_push = staticmethod(read_push)
+    push_reply = staticmethod(push_reply)
+
+    def __init__(self, account: WebhookSource) -> None:
+        super().__init__(account)
+        self.client = SeventeenTrackClient(account.options.get("token", ""),
+                                           base_url=account.options.get("base_url", BASE_URL))
+
+    def subscribe(self, parcel: TrackedParcel) -> bool:
         try:
-            response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise ProviderUnavailable("transport", str(exc)) from None
-        if response.status_code == 429:
-            raise RateLimited("http_429", response.text[:200])
-        if response.status_code >= 500:
-            raise ProviderUnavailable(f"http_{response.status_code}", response.text[:200])
-        if response.status_code in (401, 403):
-            raise AuthError(f"http_{response.status_code}", response.text[:200])
-        if response.status_code >= 400:
-            raise BadRequest(f"http_{response.status_code}", response.text[:200])
+            answer = self.client.register([Registration(
+                number=parcel.tracking_number, carrier_code=parcel.carrier_code)])
+        except SeventeenTrackError as exc:
+            raise provider_error(exc) from exc
+        return bool(answer.accepted) or any(r.already_registered for r in answer.rejected)
+
+    def query(self, parcel: TrackedParcel) -> Sequence[TrackingEvent]:
         try:
-            answer = response.json()
-        except ValueError:
-            raise MalformedAnswer("not_json", response.text[:200]) from None
-        if not isinstance(answer, dict):
-            raise MalformedAnswer("not_object", response.text[:200])
-        return answer
+            infos, _rejected = self.client.get_track_info(
+                [parcel.tracking_number], {parcel.tracking_number: parcel.carrier_code})
+        except SeventeenTrackError as exc:
+            raise provider_error(exc) from exc
+        return tuple(event for info in infos for event in info.events)

@@ -42,6 +42,9 @@ its `code`, or its status when it has none, so the event id (which hashes the ra
 corrected status apart from a repeat. The dedupe key of a delivery is the `webhook-id` header:
 `TrackingPush` has no field for it, so `delivery_id(headers)` gives it to the caller.
 
+`StandardWebhooks` is the provider (chalicelib.tracking.couriers.Provider): it implements no
+`subscribe` or `query`, so a parcel it feeds is never subscribed or polled, only judged.
+
 The reply is 200 `{"ok":true}`: Standard Webhooks senders take any 2xx as delivered, and a JSON
 body keeps this reply like the other providers' (a 204 would need a renderer without a body or
 content type).
@@ -64,7 +67,7 @@ from chalicelib.core.signatures import (
     standard_webhook_failure,
     validate_payload,
 )
-from chalicelib.tracking.couriers import PushReply, TrackingPush
+from chalicelib.tracking.couriers import Provider, PushReply, TrackingPush
 from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "webhook"
@@ -152,7 +155,7 @@ def parse_push(raw: bytes) -> Envelope:
 
 
 def read_push(headers: Mapping[str, str], raw: bytes, secret: str) -> TrackingPush:
-    """Adapter entry point: verify the Standard Webhooks signature over the raw bytes, then read."""
+    """`StandardWebhooks.read_push`: verify the signature over the raw bytes, then read."""
     lowered = _lower(headers)
     missing = [name for name in STANDARD_WEBHOOK_HEADERS if not lowered.get(name, "").strip()]
     if missing:
@@ -167,3 +170,12 @@ def read_push(headers: Mapping[str, str], raw: bytes, secret: str) -> TrackingPu
 def push_reply() -> PushReply:
     return PushReply(status=200, content_type="application/json",
                      body=json.dumps({"ok": True}, separators=(",", ":")))
+
+
+class StandardWebhooks(Provider):
+    """An aggregator pushing on its own (the account's secrets are its `whsec_` keys): nothing
+    to subscribe or ask, so the watch only judges against the clock between its pushes."""
+
+    name = NAME
+    read_push = staticmethod(read_push)
+    push_reply = staticmethod(push_reply)
