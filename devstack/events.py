@@ -19,7 +19,7 @@ Failures are handled as in the cloud, so retries and dead letters can be exercis
   twice; so does the runner, after ``schedule_retry_delays`` (seconds here, minutes in AWS).
 
 Handlers get JSON-decoded events and must return JSON-serializable results, as in Lambda.
-The pure parts (schedule expressions, event builders) do no I/O and are unit-tested on their own.
+The pure parts (rate expressions, event builders) do no I/O and are unit-tested on their own.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -74,25 +74,11 @@ def utcnow() -> datetime:
 
 
 # --------------------------------------------------------------------------------------------
-# Schedule expressions (EventBridge syntax; times are UTC)
+# Schedule expressions (EventBridge's rate syntax; times are UTC)
 # --------------------------------------------------------------------------------------------
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+([a-z]+)\s*\)")
-_CRON = re.compile(r"cron\((.*)\)")
 _RATE_UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
-        start=1,
-    )
-}
-# EventBridge numbers the days of the week 1-7 from Sunday (not ISO's Monday).
-_WEEKDAYS = {
-    name: number
-    for number, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)
-}
-_YEARS = (1970, 2199)
 
 
 @dataclass(frozen=True)
@@ -108,60 +94,20 @@ class RateSchedule:
         return anchor + periods * self.interval
 
 
-@dataclass(frozen=True)
-class CronSchedule:
-    """``cron(minutes hours day-of-month month day-of-week year)``, expanded to value sets."""
+def parse_schedule(expression: str | ScheduleExpression) -> RateSchedule:
+    """Parse an EventBridge ``rate(...)`` expression; ValueError for anything else.
 
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    days_of_month: frozenset[int] | None  # None: '?'
-    months: frozenset[int]
-    days_of_week: frozenset[int] | None  # 1 = Sunday; None: '?'
-    years: frozenset[int]
-
-    def next_fire(self, after: datetime, anchor: datetime | None = None) -> datetime | None:
-        """The first matching minute strictly after ``after``, or None if none is left."""
-        start = _utc(after).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        day = start.date()
-        last_year = max(self.years)
-        while day.year <= last_year:
-            if day.year not in self.years:
-                day = date(day.year + 1, 1, 1)
-            elif day.month not in self.months:
-                day = _first_of_next_month(day)
-            else:
-                hit = self._first_time_on(day, start) if self._matches_day(day) else None
-                if hit is not None:
-                    return hit
-                day += timedelta(days=1)
-        return None
-
-    def _matches_day(self, day: date) -> bool:
-        if self.days_of_month is not None and day.day not in self.days_of_month:
-            return False
-        weekday = day.isoweekday() % 7 + 1  # ISO Monday=1..Sunday=7 -> Sunday=1..Saturday=7
-        return self.days_of_week is None or weekday in self.days_of_week
-
-    def _first_time_on(self, day: date, start: datetime) -> datetime | None:
-        for hour in self.hours:
-            for minute in self.minutes:
-                candidate = datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
-                if candidate >= start:
-                    return candidate
-        return None
-
-
-Schedule = RateSchedule | CronSchedule
-
-
-def parse_schedule(expression: str | ScheduleExpression) -> Schedule:
-    """Parse an EventBridge ``rate(...)`` or ``cron(...)`` expression; ValueError if invalid."""
+    app.py schedules with rate(...) only, so the runner has no cron parser. A cron(...) schedule
+    is refused here, when the runner reads the app, rather than left never to fire.
+    """
     text = (expression if isinstance(expression, str) else expression.to_string()).strip()
-    if text.startswith("rate("):
-        return _parse_rate(text)
     if text.startswith("cron("):
-        return _parse_cron(text)
-    raise ValueError(f"{text!r} is not a rate(...) or cron(...) expression")
+        raise ValueError(
+            f"{text!r}: the local event runner runs rate(...) schedules only, not cron(...)"
+        )
+    if not text.startswith("rate("):
+        raise ValueError(f"{text!r} is not a rate(...) expression")
+    return _parse_rate(text)
 
 
 def _parse_rate(text: str) -> RateSchedule:
@@ -176,73 +122,6 @@ def _parse_rate(text: str) -> RateSchedule:
     if (value == 1) != (unit == base):
         raise ValueError(f"{text!r}: use the singular unit for 1 and the plural otherwise")
     return RateSchedule(interval=value * _RATE_UNITS[base])
-
-
-def _parse_cron(text: str) -> CronSchedule:
-    match = _CRON.fullmatch(text)
-    fields = match[1].split() if match else []
-    if len(fields) != 6:
-        raise ValueError(
-            f"{text!r}: cron needs 6 fields (minutes hours day-of-month month day-of-week year)"
-        )
-    minute, hour, day_of_month, month, day_of_week, year = fields
-    if (day_of_month == "?") == (day_of_week == "?"):
-        raise ValueError(f"{text!r}: exactly one of day-of-month and day-of-week must be '?'")
-    try:
-        return CronSchedule(
-            minutes=tuple(sorted(_parse_field(minute, 0, 59))),
-            hours=tuple(sorted(_parse_field(hour, 0, 23))),
-            days_of_month=None if day_of_month == "?" else _parse_field(day_of_month, 1, 31),
-            months=_parse_field(month, 1, 12, _MONTHS),
-            days_of_week=None if day_of_week == "?" else _parse_field(day_of_week, 1, 7, _WEEKDAYS),
-            years=_parse_field(year, *_YEARS),
-        )
-    except ValueError as exc:
-        raise ValueError(f"{text!r}: {exc}") from None
-
-
-def _parse_field(
-    text: str, low: int, high: int, names: Mapping[str, int] | None = None
-) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        values.update(_parse_part(part, low, high, names or {}))
-    return frozenset(values)
-
-
-def _parse_part(part: str, low: int, high: int, names: Mapping[str, int]) -> range:
-    base, slash, step_text = part.partition("/")
-    step = 1
-    if slash:
-        if not step_text.isdigit() or int(step_text) < 1:
-            raise ValueError(f"{part!r}: the step after '/' must be a positive integer")
-        step = int(step_text)
-    if base == "*":
-        first, last = low, high
-    elif "-" in base:
-        start_text, _, end_text = base.partition("-")
-        first, last = _value(start_text, low, high, names), _value(end_text, low, high, names)
-        if first > last:
-            raise ValueError(f"{part!r}: a range must run from low to high")
-    else:
-        first = _value(base, low, high, names)
-        last = high if slash else first  # "a/n" means from a to the end in steps of n
-    return range(first, last + 1, step)
-
-
-def _value(token: str, low: int, high: int, names: Mapping[str, int]) -> int:
-    upper = token.upper()
-    if upper in names:
-        return names[upper]
-    if upper.isdigit() and low <= int(upper) <= high:
-        return int(upper)
-    if "#" in upper or upper.endswith(("L", "W")):
-        raise ValueError(f"{token!r}: L, W and # are not supported by the local event runner")
-    raise ValueError(f"{token!r} is not a value in {low}-{high}")
-
-
-def _first_of_next_month(day: date) -> date:
-    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -820,11 +699,11 @@ class _StreamPoller:
 @dataclass
 class _Rule:
     function: _Function
-    schedule: Schedule
+    schedule: RateSchedule
     expression: str
     rule_name: str
     anchor: datetime  # when the rule "was created": rate schedules count from here
-    next_due: datetime | None
+    next_due: datetime
 
 
 @dataclass
@@ -945,7 +824,12 @@ class EventRunner:
     def _rule(self, config: ScheduledEventConfig, function: _Function, created: datetime) -> _Rule:
         expression = config.schedule_expression
         text = expression if isinstance(expression, str) else expression.to_string()
-        schedule = parse_schedule(text)
+        try:
+            schedule = parse_schedule(text)
+        except ValueError as exc:
+            # Raised while the runner reads the app, so `make run` stops at start-up and says
+            # which handler's schedule it cannot run.
+            raise ValueError(f"schedule of {config.name}: {exc}") from None
         return _Rule(
             function=function,
             schedule=schedule,
@@ -1034,7 +918,7 @@ class EventRunner:
         with self._schedule_lock:
             invoked = self._run_schedule_retries()
             for rule in self._rules:
-                if rule.next_due is None or rule.next_due > moment:
+                if rule.next_due > moment:
                     continue
                 due = rule.next_due
                 # Missed fires (the runner was not running) collapse into one, like a late rule.
