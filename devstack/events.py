@@ -178,10 +178,6 @@ def _lambda_message_attribute(value: Mapping[str, Any]) -> Json:
     return attribute
 
 
-def dynamodb_event(records: Sequence[Mapping[str, Any]], stream_arn: str, region: str) -> Json:
-    return {"Records": [dynamodb_record(record, stream_arn, region) for record in records]}
-
-
 def dynamodb_record(record: Mapping[str, Any], stream_arn: str, region: str) -> Json:
     """One GetRecords record in the shape of a Lambda DynamoDB stream event record."""
     change = record["dynamodb"]
