@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from chalice import Cron, Rate
 
-from devstack.events import RateSchedule, parse_schedule
+from devstack.events.schedules import RateSchedule, parse_schedule
 
 
 def at(text: str) -> datetime:
