@@ -122,7 +122,6 @@ from devstack.marketplaces.base import (
 
 log = logging.getLogger("devstack.marketplaces")
 
-US_MARKETPLACE = "ATVPDKIKX0DER"
 TOKEN_SECONDS = 3600
 SAFE_LAG = timedelta(minutes=2)
 MAX_LIST_PAGE = 100

@@ -320,12 +320,6 @@ class MarketplaceSimulator(ABC):
         log.info("%s %s: writeback %s", self.name, external_id, json.dumps(what, default=str,
                                                                            ensure_ascii=False))
 
-    def changed_between(self, since: datetime, until: datetime) -> list[SimOrder]:
-        """Orders whose last change falls in [since, until], oldest first (listings)."""
-        with self.lock:
-            found = [o for o in self.orders.values() if since <= o.updated_at <= until]
-        return sorted(found, key=lambda o: (o.updated_at, o.external_id))
-
     def summary(self) -> list[dict[str, Any]]:
         """GET /_sim/orders: every order, its shipments and what became of its notifications."""
         with self.lock:

@@ -537,19 +537,12 @@ def test_schedules_fire_exactly_when_due(session: Any) -> None:
     created = datetime(2025, 1, 3, 8, 0, tzinfo=UTC)  # a Friday
     app = Chalice(app_name="runner-test")
     rate_events: list[dict[str, Any]] = []
-    cron_events: list[dict[str, Any]] = []
 
     @app.schedule("rate(5 minutes)")
     def every_five(event: CloudWatchEvent) -> None:
         rate_events.append(event.to_dict())
 
-    @app.schedule(Cron(30, 9, "?", "*", "MON-FRI", "*"))
-    def weekdays(event: CloudWatchEvent) -> None:
-        cron_events.append(event.to_dict())
-
-    runner = EventRunner(
-        app, module_with(every_five=every_five, weekdays=weekdays), session, clock=lambda: created
-    )
+    runner = EventRunner(app, module_with(every_five=every_five), session, clock=lambda: created)
 
     def fire(minutes: float) -> int:
         return runner.fire_schedules(created + timedelta(minutes=minutes))
@@ -562,16 +555,10 @@ def test_schedules_fire_exactly_when_due(session: Any) -> None:
     assert fire(10) == 1
     assert [e["time"] for e in rate_events] == ["2025-01-03T08:05:00Z", "2025-01-03T08:10:00Z"]
     assert fire(89) == 1  # missed fires collapse into one, as for a late rule
-    assert cron_events == []
-    assert fire(90) == 2  # 09:30: the rate (09:30 is on its grid) and the cron
+    assert fire(90) == 1  # 09:30 is on its grid
     assert fire(91) == 0
-    assert cron_events[0]["time"] == "2025-01-03T09:30:00Z"
-    # The next weekday 09:30 is Monday.
-    assert runner.fire_schedules(datetime(2025, 1, 4, 9, 30, tzinfo=UTC)) == 1  # only the rate
-    assert runner.fire_schedules(datetime(2025, 1, 6, 9, 29, tzinfo=UTC)) == 1  # only the rate
-    assert len(cron_events) == 1
-    assert runner.fire_schedules(datetime(2025, 1, 6, 9, 30, tzinfo=UTC)) == 2
-    assert cron_events[-1]["time"] == "2025-01-06T09:30:00Z"
+    assert runner.fire_schedules(datetime(2025, 1, 4, 9, 30, tzinfo=UTC)) == 1
+    assert runner.fire_schedules(datetime(2025, 1, 6, 9, 29, tzinfo=UTC)) == 1
 
     event = rate_events[0]
     assert set(event) == {
@@ -595,6 +582,17 @@ def test_schedules_fire_exactly_when_due(session: Any) -> None:
         f"arn:aws:events:{REGION}:{ACCOUNT}:rule/runner-test-local-every_five-event"
     ]
     assert len({e["id"] for e in rate_events}) == len(rate_events)
+
+
+def test_a_cron_schedule_is_refused_when_the_runner_reads_the_app(session: Any) -> None:
+    app = Chalice(app_name="runner-test")
+
+    @app.schedule(Cron(30, 9, "?", "*", "MON-FRI", "*"))
+    def weekdays(event: CloudWatchEvent) -> None:
+        raise AssertionError("never fired")
+
+    with pytest.raises(ValueError, match=r"weekdays: .*rate\(\.\.\.\) schedules only"):
+        EventRunner(app, module_with(weekdays=weekdays), session)
 
 
 def test_a_failed_scheduled_invocation_is_retried_twice(session: Any) -> None:
