@@ -68,7 +68,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from bench.stack import median, verdict
 from chalicelib.tracking.couriers.kuaidi100 import map_state
-from chalicelib.tracking.rules import (
+from chalicelib.tracking.model import (
     DEFAULT_RULES,
     Change,
     ExceptionKind,

@@ -1,5 +1,5 @@
 """The tracker: follows every shipped parcel with its courier provider. The I/O around the pure
-rules of chalicelib.tracking.rules (what to conclude, when to look again) and
+rules of chalicelib.tracking.model (what to conclude, when to look again) and
 chalicelib.tracking.parcels (what it means for CS and the order).
 
 - `start`: the warehouse reported a shipment; each package becomes a tracked parcel, due at once.
@@ -26,8 +26,8 @@ from chalicelib.cs import alert_topic
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
+from chalicelib.tracking import model as tracking
 from chalicelib.tracking import parcel_store as store
-from chalicelib.tracking import rules as tracking
 from chalicelib.tracking.couriers import (
     PushReply,
     TrackingPush,
@@ -35,8 +35,8 @@ from chalicelib.tracking.couriers import (
     kuaidi100,
     seventeen_track,
 )
+from chalicelib.tracking.model import Change, TrackingEvent, tracking_rules
 from chalicelib.tracking.parcels import Parcel, alerts_for, completes_order, timeline_for
-from chalicelib.tracking.rules import Change, TrackingEvent, tracking_rules
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import Job
 from chalicelib.warehouse.jobs import Shipment as JobShipment

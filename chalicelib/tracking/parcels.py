@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders.order import OrderEvent
-from chalicelib.tracking.rules import (
+from chalicelib.tracking.model import (
     Change,
     ExceptionKind,
     OpenException,

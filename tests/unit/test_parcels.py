@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.tracking import rules as tracking
+from chalicelib.tracking import model as tracking
+from chalicelib.tracking.model import ExceptionKind as K
+from chalicelib.tracking.model import ShipmentStatus as S
+from chalicelib.tracking.model import TrackingEvent
 from chalicelib.tracking.parcels import (
     AFTER_SALES,
     LIABILITY_HINT,
@@ -13,9 +16,6 @@ from chalicelib.tracking.parcels import (
     fulfilment,
     timeline_for,
 )
-from chalicelib.tracking.rules import ExceptionKind as K
-from chalicelib.tracking.rules import ShipmentStatus as S
-from chalicelib.tracking.rules import TrackingEvent
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ import responses
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import adapter_for
 from chalicelib.tracking.couriers import seventeen_track as t17
-from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, update
 
 S, K = ShipmentStatus, ExceptionKind
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "couriers" / "seventeen_track"

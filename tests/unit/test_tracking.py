@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.tracking.rules import (
+from chalicelib.tracking.model import (
     ALERT_KINDS,
     DEFAULT_POLICY,
     Change,

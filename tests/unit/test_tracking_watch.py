@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from chalicelib.tracking.rules import (
+from chalicelib.tracking.model import (
     DEFAULT_RULES,
     ExceptionKind,
     PollPolicy,

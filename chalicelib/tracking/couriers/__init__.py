@@ -4,7 +4,7 @@ Each provider module offers a pure part and a thin I/O part:
 - `read_push(headers, raw, secret) -> TrackingPush`: verify the push over what the provider signed
   and normalise it (raises ApiError 401 invalid/missing signature, 400 malformed push);
 - `push_reply() -> PushReply`: the exact answer the provider expects;
-- code tables mapping provider codes onto the two axes of `chalicelib.tracking.rules`;
+- code tables mapping provider codes onto the two axes of `chalicelib.tracking.model`;
 - a client class (`requests`) with timeouts, retries with backoff and a per-process rate limit.
 Adding a provider is one module plus its fixtures.
 """
@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
 
 # Provider name -> module.
 _MODULES = {

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from chalicelib.core.errors import ApiError
 from chalicelib.core.ratelimit import Pacer
 from chalicelib.tracking.couriers import Mapped, PushReply, TrackingPush
-from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "kuaidi100"
 QUERY_URL = "https://poll.kuaidi100.com/poll/query.do"

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from chalicelib.core.errors import ApiError
 from chalicelib.core.ratelimit import Pacer
 from chalicelib.tracking.couriers import Mapped, PushReply, TrackingPush
-from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "17track"
 BASE_URL = "https://api.17track.net/track/v2.2"
