@@ -68,12 +68,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from bench.stack import median, verdict
 from chalicelib.tracking.couriers.kuaidi100 import map_state
-from chalicelib.tracking.model import (
+from chalicelib.tracking.model import Change, ExceptionKind, Shipment, TrackingEvent
+from chalicelib.tracking.watch import (
     DEFAULT_RULES,
-    Change,
-    ExceptionKind,
-    Shipment,
-    TrackingEvent,
     TrackingRules,
     after_judge,
     after_push,

@@ -26,8 +26,8 @@ from chalicelib.cs import alert_topic
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
-from chalicelib.tracking import model as tracking
 from chalicelib.tracking import parcel_store as store
+from chalicelib.tracking import watch as tracking
 from chalicelib.tracking.couriers import (
     PushReply,
     TrackingPush,
@@ -35,8 +35,9 @@ from chalicelib.tracking.couriers import (
     kuaidi100,
     seventeen_track,
 )
-from chalicelib.tracking.model import Change, TrackingEvent, tracking_rules
+from chalicelib.tracking.model import Change, Shipment, ShipmentStatus, TrackingEvent
 from chalicelib.tracking.parcels import Parcel, alerts_for, completes_order, timeline_for
+from chalicelib.tracking.watch import tracking_rules
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import Job
 from chalicelib.warehouse.jobs import Shipment as JobShipment
@@ -250,7 +251,7 @@ def _new_parcel(job: Job, shipment: JobShipment, carrier_code: str, number: str,
         order_id=job.order_id, order_name=job.order_name, marketplace=job.marketplace,
         partner_id=job.partner_id, job_id=job.job_id, shipment_id=shipment.shipment_id,
         phone=job.ship_to.phone, destination=job.ship_to.city or job.ship_to.province,
-        started_at=now, watch=watch, shipment=tracking.Shipment(
+        started_at=now, watch=watch, shipment=Shipment(
             carrier_code=carrier_code.upper(), tracking_number=number, handed_over_at=now,
             promised_by=now + rules.delivery_promise if rules.delivery_promise else None))
 
@@ -311,7 +312,7 @@ def apply(carrier_code: str, number: str, step: Step, now: datetime,
 
 
 def _completes(parcel: Parcel, changes: Sequence[Change]) -> bool:
-    if not any(c.type == "status" and c.status is tracking.S.DELIVERED for c in changes):
+    if not any(c.type == "status" and c.status is ShipmentStatus.DELIVERED for c in changes):
         return False
     job = jobs_store.get(parcel.partner_id, parcel.job_id)
     if job is None:
@@ -323,7 +324,7 @@ def _completes(parcel: Parcel, changes: Sequence[Change]) -> bool:
     return completes_order(job.work.value == "shipped", [parcel, *others])
 
 
-def _with(parcel: Parcel, result: tuple[tracking.Shipment, tracking.Watch, tuple[Change, ...]],
+def _with(parcel: Parcel, result: tuple[Shipment, tracking.Watch, tuple[Change, ...]],
           ) -> tuple[Parcel, tuple[Change, ...]]:
     shipment, watch, changes = result
     return parcel.model_copy(update={"shipment": shipment, "watch": watch}), changes

@@ -21,14 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders.order import OrderEvent
-from chalicelib.tracking.model import (
-    Change,
-    ExceptionKind,
-    OpenException,
-    Shipment,
-    ShipmentStatus,
-    Watch,
-)
+from chalicelib.tracking.model import Change, ExceptionKind, OpenException, Shipment, ShipmentStatus
+from chalicelib.tracking.watch import Watch
 
 K = ExceptionKind
 S = ShipmentStatus

@@ -7,12 +7,15 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from chalicelib.tracking.model import (
-    DEFAULT_RULES,
     ExceptionKind,
     PollPolicy,
     Shipment,
     ShipmentStatus,
     TrackingEvent,
+    update,
+)
+from chalicelib.tracking.watch import (
+    DEFAULT_RULES,
     TrackingRules,
     Watch,
     after_judge,
@@ -22,7 +25,6 @@ from chalicelib.tracking.model import (
     after_subscribe,
     due_action,
     start_watch,
-    update,
     update_through_deadlines,
 )
 
