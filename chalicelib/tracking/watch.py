@@ -20,17 +20,19 @@ from pydantic import BaseModel, ConfigDict
 from chalicelib.core.clock import in_utc
 from chalicelib.core.settings import rules_from_env
 from chalicelib.tracking.model import (
-    DEFAULT_POLICY,
     DEFAULT_THRESHOLDS,
     Change,
     ExceptionKind,
-    PollPolicy,
     Shipment,
     Thresholds,
     TrackingEvent,
+    update,
+)
+from chalicelib.tracking.polling import (
+    DEFAULT_POLICY,
+    PollPolicy,
     exception_deadlines,
     next_poll_at,
-    update,
 )
 
 

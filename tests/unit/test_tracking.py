@@ -10,10 +10,8 @@ from hypothesis import strategies as st
 
 from chalicelib.tracking.model import (
     ALERT_KINDS,
-    DEFAULT_POLICY,
     Change,
     ExceptionKind,
-    PollPolicy,
     Shipment,
     ShipmentStatus,
     StageThresholds,
@@ -21,11 +19,15 @@ from chalicelib.tracking.model import (
     TrackingEvent,
     apply_events,
     computed_exceptions,
+    update,
+)
+from chalicelib.tracking.polling import (
+    DEFAULT_POLICY,
+    PollPolicy,
     exception_deadlines,
     next_poll_at,
     poll_stage,
     stage_of,
-    update,
 )
 
 S, K = ShipmentStatus, ExceptionKind

@@ -6,14 +6,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from chalicelib.tracking.model import (
-    ExceptionKind,
-    PollPolicy,
-    Shipment,
-    ShipmentStatus,
-    TrackingEvent,
-    update,
-)
+from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent, update
+from chalicelib.tracking.polling import PollPolicy
 from chalicelib.tracking.watch import (
     DEFAULT_RULES,
     TrackingRules,
