@@ -16,16 +16,14 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core.clock import in_utc
 from chalicelib.tracking.model import (
-    DEFAULT_THRESHOLDS,
     FINISHED,
     NEUTRAL,
     ExceptionKind,
     Shipment,
     ShipmentStatus,
-    Thresholds,
     local_day,
-    stall_limit,
 )
+from chalicelib.tracking.thresholds import DEFAULT_THRESHOLDS, Thresholds, stall_limit
 
 S, K = ShipmentStatus, ExceptionKind
 

@@ -19,21 +19,14 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core.clock import in_utc
 from chalicelib.core.settings import rules_from_env
-from chalicelib.tracking.model import (
-    DEFAULT_THRESHOLDS,
-    Change,
-    ExceptionKind,
-    Shipment,
-    Thresholds,
-    TrackingEvent,
-    update,
-)
+from chalicelib.tracking.model import Change, ExceptionKind, Shipment, TrackingEvent
 from chalicelib.tracking.polling import (
     DEFAULT_POLICY,
     PollPolicy,
     exception_deadlines,
     next_poll_at,
 )
+from chalicelib.tracking.thresholds import DEFAULT_THRESHOLDS, Thresholds, update
 
 
 class TrackingRules(BaseModel):

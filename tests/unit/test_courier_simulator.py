@@ -16,7 +16,8 @@ import requests
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import TrackingPush
 from chalicelib.tracking.couriers import kuaidi100 as k100
-from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus
+from chalicelib.tracking.thresholds import update
 from devstack.courier import SCRIPTS, CourierSimulator, Script, Step
 from tests.sim_support import Receiver
 

@@ -19,7 +19,8 @@ import pytest
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import adapter_for, known_providers
 from chalicelib.tracking.couriers import standard_webhooks as wh
-from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus
+from chalicelib.tracking.thresholds import update
 from tests.support import dumps, standard_headers
 
 S, K = ShipmentStatus, ExceptionKind

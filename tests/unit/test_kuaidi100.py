@@ -15,7 +15,8 @@ import responses
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import adapter_for, known_providers
 from chalicelib.tracking.couriers import kuaidi100 as k100
-from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent, update
+from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.thresholds import update
 
 S, K = ShipmentStatus, ExceptionKind
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "couriers" / "kuaidi100"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.tracking.model import Change, OpenException, Shipment, TrackingEvent, update
+from chalicelib.tracking.model import Change, OpenException, Shipment, TrackingEvent
 from chalicelib.tracking.model import ExceptionKind as K
 from chalicelib.tracking.model import ShipmentStatus as S
 from chalicelib.tracking.parcels import (
@@ -15,6 +15,7 @@ from chalicelib.tracking.parcels import (
     fulfilment,
     timeline_for,
 )
+from chalicelib.tracking.thresholds import update
 from chalicelib.tracking.watch import start_watch
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)

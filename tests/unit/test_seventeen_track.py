@@ -13,7 +13,8 @@ import responses
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import adapter_for
 from chalicelib.tracking.couriers import seventeen_track as t17
-from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus
+from chalicelib.tracking.thresholds import update
 
 S, K = ShipmentStatus, ExceptionKind
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "couriers" / "seventeen_track"

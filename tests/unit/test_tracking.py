@@ -14,12 +14,8 @@ from chalicelib.tracking.model import (
     ExceptionKind,
     Shipment,
     ShipmentStatus,
-    StageThresholds,
-    Thresholds,
     TrackingEvent,
     apply_events,
-    computed_exceptions,
-    update,
 )
 from chalicelib.tracking.polling import (
     DEFAULT_POLICY,
@@ -29,6 +25,7 @@ from chalicelib.tracking.polling import (
     poll_stage,
     stage_of,
 )
+from chalicelib.tracking.thresholds import StageThresholds, Thresholds, computed_exceptions, update
 
 S, K = ShipmentStatus, ExceptionKind
 T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)  # 10:00 in China

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent, update
+from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent
 from chalicelib.tracking.polling import PollPolicy
+from chalicelib.tracking.thresholds import update
 from chalicelib.tracking.watch import (
     DEFAULT_RULES,
     TrackingRules,
