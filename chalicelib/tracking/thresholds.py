@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.core.clock import in_utc
+from chalicelib.tracking.fold import apply_events, ended_by_facts
 from chalicelib.tracking.model import (
     Change,
     ExceptionKind,
@@ -22,9 +23,7 @@ from chalicelib.tracking.model import (
     Shipment,
     ShipmentStatus,
     TrackingEvent,
-    apply_events,
     changes_between,
-    ended_by_facts,
     local_day,
     superseded_reason,
 )

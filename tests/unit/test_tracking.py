@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.tracking.fold import apply_events
 from chalicelib.tracking.model import (
     ALERT_KINDS,
     Change,
@@ -15,7 +16,6 @@ from chalicelib.tracking.model import (
     Shipment,
     ShipmentStatus,
     TrackingEvent,
-    apply_events,
 )
 from chalicelib.tracking.polling import (
     DEFAULT_POLICY,
