@@ -35,7 +35,7 @@ from chalicelib.tracking.couriers import (
     kuaidi100,
     seventeen_track,
 )
-from chalicelib.tracking.model import Change, Shipment, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import Journey, JourneyChange, ShipmentStatus, TrackingEvent
 from chalicelib.tracking.parcels import Parcel, alerts_for, completes_order, timeline_for
 from chalicelib.tracking.watch import tracking_rules
 from chalicelib.warehouse import job_store as jobs_store
@@ -251,7 +251,7 @@ def _new_parcel(job: Job, shipment: JobShipment, carrier_code: str, number: str,
         order_id=job.order_id, order_name=job.order_name, marketplace=job.marketplace,
         partner_id=job.partner_id, job_id=job.job_id, shipment_id=shipment.shipment_id,
         phone=job.ship_to.phone, destination=job.ship_to.city or job.ship_to.province,
-        started_at=now, watch=watch, shipment=Shipment(
+        started_at=now, watch=watch, shipment=Journey(
             carrier_code=carrier_code.upper(), tracking_number=number, handed_over_at=now,
             promised_by=now + rules.delivery_promise if rules.delivery_promise else None))
 
@@ -275,13 +275,13 @@ def _number_reused(job: Job, other: Parcel, now: datetime) -> None:
 
 # Applying what we learn ---------------------------------------------------------------------------
 
-Step = Callable[[Parcel], tuple[Parcel, tuple[Change, ...]]]
+Step = Callable[[Parcel], tuple[Parcel, tuple[JourneyChange, ...]]]
 
 
 @dataclass(frozen=True)
 class Applied:
     parcel: Parcel
-    changes: tuple[Change, ...]
+    changes: tuple[JourneyChange, ...]
 
 
 def apply(carrier_code: str, number: str, step: Step, now: datetime,
@@ -311,7 +311,7 @@ def apply(carrier_code: str, number: str, step: Step, now: datetime,
     raise Busy("parcel")
 
 
-def _completes(parcel: Parcel, changes: Sequence[Change]) -> bool:
+def _completes(parcel: Parcel, changes: Sequence[JourneyChange]) -> bool:
     if not any(c.type == "status" and c.status is ShipmentStatus.DELIVERED for c in changes):
         return False
     job = jobs_store.get(parcel.partner_id, parcel.job_id)
@@ -324,8 +324,8 @@ def _completes(parcel: Parcel, changes: Sequence[Change]) -> bool:
     return completes_order(job.work.value == "shipped", [parcel, *others])
 
 
-def _with(parcel: Parcel, result: tuple[Shipment, tracking.Watch, tuple[Change, ...]],
-          ) -> tuple[Parcel, tuple[Change, ...]]:
+def _with(parcel: Parcel, result: tuple[Journey, tracking.Watch, tuple[JourneyChange, ...]],
+          ) -> tuple[Parcel, tuple[JourneyChange, ...]]:
     shipment, watch, changes = result
     return parcel.model_copy(update={"shipment": shipment, "watch": watch}), changes
 

@@ -16,11 +16,11 @@ from chalicelib.tracking.model import (
     ATTEMPT_FAILURES,
     FINISHED,
     NEUTRAL,
-    Change,
     ExceptionKind,
+    Journey,
+    JourneyChange,
     OpenException,
     Regression,
-    Shipment,
     ShipmentStatus,
     TrackingEvent,
     changes_between,
@@ -156,7 +156,7 @@ def _merge(existing: Sequence[TrackingEvent],
     return tuple(sorted(by_id.values(), key=event_order))
 
 
-def ended_by_facts(exc: OpenException, s: Shipment) -> str | None:
+def ended_by_facts(exc: OpenException, s: Journey) -> str | None:
     """Why a computed exception no longer holds given the scans alone (no clock needed)."""
     newer_scan = (exc.basis_at is not None and s.last_event_at is not None
                   and s.last_event_at > exc.basis_at)
@@ -174,19 +174,19 @@ def ended_by_facts(exc: OpenException, s: Shipment) -> str | None:
     return None
 
 
-def apply_events(shipment: Shipment,
-                 events: Iterable[TrackingEvent]) -> tuple[Shipment, tuple[Change, ...]]:
-    """Add scans (any order, duplicates welcome); return the new shipment and what changed."""
+def apply_events(journey: Journey,
+                 events: Iterable[TrackingEvent]) -> tuple[Journey, tuple[JourneyChange, ...]]:
+    """Add scans (any order, duplicates welcome); return the new journey and what changed."""
     incoming = list(events)
     for event in incoming:
-        if event.tracking_number != shipment.tracking_number:
+        if event.tracking_number != journey.tracking_number:
             raise ValueError(f"event for {event.tracking_number} applied to "
-                             f"{shipment.tracking_number}")
-    merged = _merge(shipment.events, incoming)
-    if len(merged) == len(shipment.events):
-        return shipment, ()
+                             f"{journey.tracking_number}")
+    merged = _merge(journey.events, incoming)
+    if len(merged) == len(journey.events):
+        return journey, ()
     acc = _fold(merged)
-    folded = shipment.model_copy(update={
+    folded = journey.model_copy(update={
         "events": merged, "status": acc.status, "status_since": acc.status_since,
         "last_event_at": acc.last_event_at, "picked_up_at": acc.picked_up_at,
         "delivered_at": acc.delivered_at, "finished_at": acc.finished_at,
@@ -195,9 +195,9 @@ def apply_events(shipment: Shipment,
         "reported": tuple(sorted(acc.open.values(), key=lambda e: e.kind)),
     })
     # A new scan can end a computed condition at once (a stall ends with the next scan).
-    reasons = {exc.kind: reason for exc in shipment.computed
+    reasons = {exc.kind: reason for exc in journey.computed
                if (reason := ended_by_facts(exc, folded)) is not None}
-    kept = tuple(exc for exc in shipment.computed if exc.kind not in reasons)
+    kept = tuple(exc for exc in journey.computed if exc.kind not in reasons)
     updated = folded.model_copy(update={"computed": kept})
     assert acc.last_event_at is not None  # there is at least one event
-    return updated, changes_between(shipment, updated, reasons, acc.last_event_at)
+    return updated, changes_between(journey, updated, reasons, acc.last_event_at)

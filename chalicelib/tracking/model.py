@@ -6,12 +6,12 @@ Axes (protocols.md §3): a shipment *status* (where the parcel is) and zero or m
 add the exceptions no courier reports (not picked up, stalled, probably lost, ...).
 
 The rules over this model, one module each, each using only those above it:
-- fold.py, `apply_events(shipment, events)`: the facts, the scans folded from scratch;
-- thresholds.py, `computed_exceptions(shipment, now, thresholds)`: the judgement against the
+- fold.py, `apply_events(journey, events)`: the facts, the scans folded from scratch;
+- thresholds.py, `computed_exceptions(journey, now, thresholds)`: the judgement against the
   clock and the counts; `update(...)` runs both;
 - polling.py, `next_poll_at(...)`: when to spend the next provider query on this number;
 - watch.py: how one number is followed at its provider, the steps the tracker calls.
-Each reports what changed as `Change` records (`changes_between`), for the alert and outcome
+Each reports what changed as `JourneyChange` records (`changes_between`), for the alert and outcome
 layers.
 """
 
@@ -138,7 +138,7 @@ def event_order(event: TrackingEvent) -> tuple[datetime, str]:
     return event.occurred_at, event.event_id
 
 
-# Shipment --------------------------------------------------------------------------------------
+# Journey ---------------------------------------------------------------------------------------
 
 class OpenException(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -169,8 +169,12 @@ class Regression(BaseModel):
     event_id: str
 
 
-class Shipment(BaseModel):
-    """A tracked parcel. Fields below `events` are derived from the events by `apply_events`."""
+class Journey(BaseModel):
+    """What we know of one parcel's journey with its courier: the scans, and what they and the
+    clock say. Fields below `events` are derived from the events by `apply_events`.
+
+    Not the warehouse's ship report (chalicelib/warehouse/jobs.py `Shipment`); a tracked parcel
+    still stores it under its `shipment` key (chalicelib/tracking/parcels.py `Parcel`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -226,8 +230,9 @@ def local_day(moment: datetime, utc_offset_minutes: int) -> date:
     return moment.astimezone(timezone(timedelta(minutes=utc_offset_minutes))).date()
 
 
-class Change(BaseModel):
-    """One thing that changed, for the timeline, the alert layer and the outcome layer."""
+class JourneyChange(BaseModel):
+    """One thing that changed in a journey, for the timeline, the alert layer and the outcome
+    layer (not a change request on a job: chalicelib/warehouse/jobs.py `Change`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -239,23 +244,24 @@ class Change(BaseModel):
     reason: str = ""
 
 
-def changes_between(before: Shipment, after: Shipment, reasons: Mapping[ExceptionKind, str],
-                    at: datetime) -> tuple[Change, ...]:
+def changes_between(before: Journey, after: Journey, reasons: Mapping[ExceptionKind, str],
+                    at: datetime) -> tuple[JourneyChange, ...]:
     """What changed from `before` to `after`; `reasons` says why a kind ended (else: superseded,
     or "cleared"). Both the fold and the clock's judgement report through this one record."""
-    changes: list[Change] = []
+    changes: list[JourneyChange] = []
     if after.status is not before.status:
-        changes.append(Change(type="status", at=after.status_since or at, status=after.status,
-                              previous_status=before.status))
+        changes.append(JourneyChange(type="status", at=after.status_since or at,
+                                     status=after.status, previous_status=before.status))
     old = {exc.kind: exc for exc in before.open_exceptions}
     new = {exc.kind: exc for exc in after.open_exceptions}
     for kind, exc in old.items():
         if kind not in new:
             reason = reasons.get(kind) or superseded_reason(kind, new.values()) or "cleared"
-            changes.append(Change(type="exception_resolved", at=at, exception=exc, reason=reason))
+            changes.append(JourneyChange(type="exception_resolved", at=at, exception=exc,
+                                         reason=reason))
     for kind, exc in new.items():
         if kind not in old:
-            changes.append(Change(type="exception_opened", at=exc.opened_at, exception=exc))
+            changes.append(JourneyChange(type="exception_opened", at=exc.opened_at, exception=exc))
     return tuple(changes)
 
 

@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders.order import OrderEvent
-from chalicelib.tracking.model import Change, ExceptionKind, OpenException, Shipment, ShipmentStatus
+from chalicelib.tracking.model import (
+    ExceptionKind,
+    Journey,
+    JourneyChange,
+    OpenException,
+    ShipmentStatus,
+)
 from chalicelib.tracking.watch import Watch
 
 K = ExceptionKind
@@ -76,7 +82,7 @@ class Parcel(BaseModel):
     phone: str = ""  # SF and ZTO check the recipient's phone on a query
     destination: str = ""
     started_at: datetime
-    shipment: Shipment
+    shipment: Journey
     watch: Watch
 
     @property
@@ -115,7 +121,7 @@ def _exception_alert(parcel: Parcel, exc: OpenException, at: datetime) -> Alert:
                          f"{words}")
 
 
-def alerts_for(parcel: Parcel, changes: Sequence[Change]) -> list[Alert]:
+def alerts_for(parcel: Parcel, changes: Sequence[JourneyChange]) -> list[Alert]:
     """What CS must hear about these changes (the cases layer keeps one case per problem)."""
     found: list[Alert] = []
     # Judged late (a deadline passed between two checks) and already over: history, not news.
@@ -144,7 +150,8 @@ def alerts_for(parcel: Parcel, changes: Sequence[Change]) -> list[Alert]:
     return found
 
 
-def timeline_for(parcel: Parcel, changes: Iterable[Change], now: datetime) -> list[OrderEvent]:
+def timeline_for(parcel: Parcel, changes: Iterable[JourneyChange],
+                 now: datetime) -> list[OrderEvent]:
     """The order's timeline lines for these changes, in the courier's time order."""
     actor = f"courier {parcel.provider}"
     events: list[OrderEvent] = []

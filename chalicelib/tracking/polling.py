@@ -19,7 +19,7 @@ from chalicelib.tracking.model import (
     FINISHED,
     NEUTRAL,
     ExceptionKind,
-    Shipment,
+    Journey,
     ShipmentStatus,
     local_day,
 )
@@ -31,11 +31,11 @@ Stage = Literal["awaiting_pickup", "in_transit", "customs", "last_mile", "at_pic
                 "problem", "finished"]
 
 
-def stage_of(shipment: Shipment) -> Stage:
-    status = shipment.status
+def stage_of(journey: Journey) -> Stage:
+    status = journey.status
     if status in FINISHED:
         return "finished"
-    if shipment.in_customs:
+    if journey.in_customs:
         return "customs"
     if status in (S.PENDING, S.INFO_RECEIVED):
         return "awaiting_pickup"
@@ -120,13 +120,13 @@ DEFAULT_POLICY = PollPolicy()
 _DAILY_STAGES = frozenset({"awaiting_pickup", "in_transit", "customs", "at_pickup_point"})
 
 
-def poll_stage(shipment: Shipment, policy: PollPolicy = DEFAULT_POLICY) -> Stage:
+def poll_stage(journey: Journey, policy: PollPolicy = DEFAULT_POLICY) -> Stage:
     """The stage that sets the cadence: `stage_of`, with the delivery city counted as last mile."""
-    stage = stage_of(shipment)
+    stage = stage_of(journey)
     if stage != "in_transit" or not policy.last_mile_codes:
         return stage
     # The newest scan that says where the parcel is (a bare problem report does not).
-    placed = next((e for e in reversed(shipment.events) if e.status not in NEUTRAL), None)
+    placed = next((e for e in reversed(journey.events) if e.status not in NEUTRAL), None)
     if placed is not None and f"{placed.provider}:{placed.raw_code}" in policy.last_mile_codes:
         return "last_mile"
     return stage
@@ -172,10 +172,10 @@ def _next_local_time(moment: datetime, at: time, utc_offset_minutes: int) -> dat
 
 
 def exception_deadlines(
-        shipment: Shipment,
+        journey: Journey,
         thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[ExceptionKind, datetime]:
     """When each computed exception not yet open would open if no new scan arrives."""
-    s, th = shipment, thresholds.for_carrier(shipment.carrier_code)
+    s, th = journey, thresholds.for_carrier(journey.carrier_code)
     open_kinds = s.open_kinds
     deadlines: dict[ExceptionKind, datetime] = {}
     if s.handed_over_at and s.picked_up_at is None and s.finished_at is None:
@@ -193,7 +193,7 @@ def exception_deadlines(
     return {kind: at for kind, at in deadlines.items() if kind not in open_kinds}
 
 
-def next_poll_at(shipment: Shipment, now: datetime, pushes_flowing: bool,
+def next_poll_at(journey: Journey, now: datetime, pushes_flowing: bool,
                  last_query_at: datetime | None, provider_errors: int = 0, *,
                  thresholds: Thresholds = DEFAULT_THRESHOLDS,
                  policy: PollPolicy = DEFAULT_POLICY,
@@ -205,16 +205,16 @@ def next_poll_at(shipment: Shipment, now: datetime, pushes_flowing: bool,
     accepted then and no push has come yet: its first poll waits for the stage's regular time.
     """
     now = in_utc(now)
-    if shipment.finished:
+    if journey.finished:
         return None
     floor = now if last_query_at is None else max(now, last_query_at + policy.min_interval)
     if provider_errors > 0:
         backoff = policy.error_backoff * (1 << min(provider_errors - 1, 16))
         wait = max(policy.min_interval, min(backoff, policy.error_backoff_max))
         return max(floor, (last_query_at or now) + wait)
-    regular, can_wait = _regular_poll(shipment, now, pushes_flowing,
+    regular, can_wait = _regular_poll(journey, now, pushes_flowing,
                                       last_query_at or awaiting_push_since, policy)
-    deadlines = sorted(exception_deadlines(shipment, thresholds).values())
+    deadlines = sorted(exception_deadlines(journey, thresholds).values())
     if deadlines:
         first = deadlines[0]
         # Deadlines closer together than the lock share one poll, at the latest of them.
@@ -229,7 +229,7 @@ def next_poll_at(shipment: Shipment, now: datetime, pushes_flowing: bool,
     return max(floor, regular)
 
 
-def _regular_poll(s: Shipment, now: datetime, pushes_flowing: bool,
+def _regular_poll(s: Journey, now: datetime, pushes_flowing: bool,
                   last_query_at: datetime | None, policy: PollPolicy) -> tuple[datetime, bool]:
     """The next poll the stage asks for, and whether it may wait a little for a deadline."""
     stage = poll_stage(s, policy)

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from chalicelib.core.clock import in_utc
 from chalicelib.tracking.fold import apply_events, ended_by_facts
 from chalicelib.tracking.model import (
-    Change,
     ExceptionKind,
+    Journey,
+    JourneyChange,
     OpenException,
-    Shipment,
     ShipmentStatus,
     TrackingEvent,
     changes_between,
@@ -69,15 +69,15 @@ class Thresholds(BaseModel):
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def stall_limit(shipment: Shipment, th: StageThresholds) -> timedelta | None:
+def stall_limit(journey: Journey, th: StageThresholds) -> timedelta | None:
     """How long without a scan is a stall here; None where a stall means nothing."""
-    if shipment.finished or shipment.last_event_at is None:
+    if journey.finished or journey.last_event_at is None:
         return None
-    if shipment.status in (S.PENDING, S.INFO_RECEIVED, S.AVAILABLE_FOR_PICKUP):
+    if journey.status in (S.PENDING, S.INFO_RECEIVED, S.AVAILABLE_FOR_PICKUP):
         return None  # not picked up / uncollected have their own rules
-    if shipment.in_customs:
+    if journey.in_customs:
         return th.stalled_in_customs
-    if shipment.status is S.OUT_FOR_DELIVERY:
+    if journey.status is S.OUT_FOR_DELIVERY:
         return th.stalled_out_for_delivery
     return th.stalled_in_transit
 
@@ -98,14 +98,14 @@ def _computed(kind: ExceptionKind, opened_at: datetime, basis_at: datetime | Non
                          supersedes=supersedes)
 
 
-def _not_picked_up(s: Shipment, now: datetime, th: StageThresholds) -> OpenException | None:
+def _not_picked_up(s: Journey, now: datetime, th: StageThresholds) -> OpenException | None:
     if s.handed_over_at is None or s.picked_up_at is not None or s.finished_at is not None:
         return None
     due = s.handed_over_at + th.not_picked_up
     return _computed(K.NOT_PICKED_UP, due, s.handed_over_at) if now >= due else None
 
 
-def _stall_or_lost(s: Shipment, now: datetime, th: StageThresholds) -> OpenException | None:
+def _stall_or_lost(s: Journey, now: datetime, th: StageThresholds) -> OpenException | None:
     limit = stall_limit(s, th)
     if limit is None or s.last_event_at is None:
         return None
@@ -116,21 +116,21 @@ def _stall_or_lost(s: Shipment, now: datetime, th: StageThresholds) -> OpenExcep
     return _computed(K.STALLED_NO_SCAN, stalled_at, s.last_event_at) if now >= stalled_at else None
 
 
-def _uncollected(s: Shipment, now: datetime, th: StageThresholds) -> OpenException | None:
+def _uncollected(s: Journey, now: datetime, th: StageThresholds) -> OpenException | None:
     if s.status is not S.AVAILABLE_FOR_PICKUP or s.status_since is None:
         return None
     due = s.status_since + th.uncollected_at_pickup_point
     return _computed(K.PICKUP_UNCOLLECTED, due, s.status_since) if now >= due else None
 
 
-def _late(s: Shipment, now: datetime, th: StageThresholds) -> OpenException | None:
+def _late(s: Journey, now: datetime, th: StageThresholds) -> OpenException | None:
     if s.promised_by is None or s.delivered_at is not None or s.finished_at is not None:
         return None
     due = s.promised_by + th.late_grace
     return _computed(K.LATE_VS_PROMISE, due, s.promised_by) if now >= due else None
 
 
-def _attempt_days(s: Shipment, th: StageThresholds) -> list[datetime]:
+def _attempt_days(s: Journey, th: StageThresholds) -> list[datetime]:
     """The failed attempts that open a new "day": the first on each local calendar day, or,
     with `repeated_failure_gap`, each at least that long after the last one counted."""
     counted: list[datetime] = []
@@ -145,7 +145,7 @@ def _attempt_days(s: Shipment, th: StageThresholds) -> list[datetime]:
     return counted
 
 
-def _repeated_failure(s: Shipment, th: StageThresholds) -> OpenException | None:
+def _repeated_failure(s: Journey, th: StageThresholds) -> OpenException | None:
     if s.finished_at is not None:
         return None
     days = _attempt_days(s, th)
@@ -155,40 +155,41 @@ def _repeated_failure(s: Shipment, th: StageThresholds) -> OpenException | None:
                      s.failed_attempts[0], K.DELIVERY_FAILED)
 
 
-def _due(s: Shipment, now: datetime, th: StageThresholds) -> dict[ExceptionKind, OpenException]:
+def _due(s: Journey, now: datetime, th: StageThresholds) -> dict[ExceptionKind, OpenException]:
     found = [_not_picked_up(s, now, th), _stall_or_lost(s, now, th), _uncollected(s, now, th),
              _late(s, now, th), _repeated_failure(s, th)]
     return {exc.kind: exc for exc in found if exc is not None}
 
 
-def computed_exceptions(shipment: Shipment, now: datetime,
+def computed_exceptions(journey: Journey, now: datetime,
                         thresholds: Thresholds = DEFAULT_THRESHOLDS) -> ComputedExceptions:
     """Which computed exceptions open and which end at `now` (thresholds inclusive)."""
     now = in_utc(now)
-    due = _due(shipment, now, thresholds.for_carrier(shipment.carrier_code))
-    held = {exc.kind for exc in shipment.computed}
-    reported = {exc.kind for exc in shipment.reported}
+    due = _due(journey, now, thresholds.for_carrier(journey.carrier_code))
+    held = {exc.kind for exc in journey.computed}
+    reported = {exc.kind for exc in journey.reported}
     opened = tuple(exc for kind, exc in sorted(due.items())
                    if kind not in held and kind not in reported)
     resolved = tuple(sorted(kind for kind in held if kind not in due))
     return ComputedExceptions(evaluated_at=now, opened=opened, resolved=resolved)
 
 
-def apply_computed(shipment: Shipment,
-                   computed: ComputedExceptions) -> tuple[Shipment, tuple[Change, ...]]:
+def apply_computed(journey: Journey,
+                   computed: ComputedExceptions) -> tuple[Journey, tuple[JourneyChange, ...]]:
     gone = set(computed.resolved)
-    kept = tuple(exc for exc in shipment.computed if exc.kind not in gone)
-    updated = shipment.model_copy(
+    kept = tuple(exc for exc in journey.computed if exc.kind not in gone)
+    updated = journey.model_copy(
         update={"computed": tuple(sorted(kept + computed.opened, key=lambda e: e.kind))})
-    reasons = {exc.kind: ended_by_facts(exc, shipment) or superseded_reason(
-        exc.kind, computed.opened) or "condition ended" for exc in shipment.computed
+    reasons = {exc.kind: ended_by_facts(exc, journey) or superseded_reason(
+        exc.kind, computed.opened) or "condition ended" for exc in journey.computed
         if exc.kind in gone}
-    return updated, changes_between(shipment, updated, reasons, computed.evaluated_at)
+    return updated, changes_between(journey, updated, reasons, computed.evaluated_at)
 
 
-def update(shipment: Shipment, events: Iterable[TrackingEvent], now: datetime,
-           thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[Shipment, tuple[Change, ...]]:
+def update(journey: Journey, events: Iterable[TrackingEvent], now: datetime,
+           thresholds: Thresholds = DEFAULT_THRESHOLDS,
+           ) -> tuple[Journey, tuple[JourneyChange, ...]]:
     """Apply scans, then judge against the clock: what a push or a poll should call."""
-    folded, changes = apply_events(shipment, events)
+    folded, changes = apply_events(journey, events)
     judged, more = apply_computed(folded, computed_exceptions(folded, now, thresholds))
     return judged, changes + more

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core.clock import in_utc
 from chalicelib.core.settings import rules_from_env
-from chalicelib.tracking.model import Change, ExceptionKind, Shipment, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, Journey, JourneyChange, TrackingEvent
 from chalicelib.tracking.polling import (
     DEFAULT_POLICY,
     PollPolicy,
@@ -101,9 +101,9 @@ def due_action(watch: Watch, now: datetime) -> DueAction:
     return "query" if watch.can_query else "judge"
 
 
-def _next_check(shipment: Shipment, watch: Watch, now: datetime, rules: TrackingRules,
+def _next_check(journey: Journey, watch: Watch, now: datetime, rules: TrackingRules,
                 ) -> datetime | None:
-    if shipment.finished:
+    if journey.finished:
         return None
     candidates: list[datetime] = []
     if watch.subscription == "aborted" and watch.subscribe_after is not None:
@@ -113,27 +113,27 @@ def _next_check(shipment: Shipment, watch: Watch, now: datetime, rules: Tracking
         awaiting = watch.subscribed_at if (
             watch.subscription == "active" and watch.last_push_at is None
             and watch.last_query_at is None) else None
-        poll = next_poll_at(shipment, now, watch.pushes_flowing, watch.last_query_at,
+        poll = next_poll_at(journey, now, watch.pushes_flowing, watch.last_query_at,
                             watch.provider_errors, thresholds=rules.thresholds,
                             policy=rules.policy, awaiting_push_since=awaiting)
         if poll is not None:
             candidates.append(poll)
     else:  # nothing to ask: only judge against the clock when a computed exception falls due
         candidates.extend(max(now, at) for at in
-                          exception_deadlines(shipment, rules.thresholds).values())
+                          exception_deadlines(journey, rules.thresholds).values())
     return min(candidates, default=None)
 
 
-def _judged(shipment: Shipment, watch: Watch, events: Iterable[TrackingEvent], now: datetime,
-            rules: TrackingRules) -> tuple[Shipment, Watch, tuple[Change, ...]]:
-    updated, changes = update_through_deadlines(shipment, events, now, rules.thresholds)
+def _judged(journey: Journey, watch: Watch, events: Iterable[TrackingEvent], now: datetime,
+            rules: TrackingRules) -> tuple[Journey, Watch, tuple[JourneyChange, ...]]:
+    updated, changes = update_through_deadlines(journey, events, now, rules.thresholds)
     return updated, watch.model_copy(
         update={"next_check_at": _next_check(updated, watch, now, rules)}), changes
 
 
 def update_through_deadlines(
-        shipment: Shipment, events: Iterable[TrackingEvent], now: datetime,
-        thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[Shipment, tuple[Change, ...]]:
+        journey: Journey, events: Iterable[TrackingEvent], now: datetime,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[Journey, tuple[JourneyChange, ...]]:
     """`update`, after first judging at each deadline passed since the last look, with the scans
     made up to it.
 
@@ -142,42 +142,42 @@ def update_through_deadlines(
     put the deciding poll after the deadline. The changes then show it opened and resolved.
     """
     batch = list(events)
-    changes: list[Change] = []
+    changes: list[JourneyChange] = []
     for _round in range(len(ExceptionKind)):  # each round opens an exception or takes in scans
-        passed = [at for at in exception_deadlines(shipment, thresholds).values() if at < now]
+        passed = [at for at in exception_deadlines(journey, thresholds).values() if at < now]
         if not passed:
             break
         at = min(passed)
-        shipment, more = update(shipment, [e for e in batch if e.occurred_at <= at], at,
+        journey, more = update(journey, [e for e in batch if e.occurred_at <= at], at,
                                 thresholds)
         changes += more
-    shipment, more = update(shipment, batch, now, thresholds)
-    return shipment, (*changes, *more)
+    journey, more = update(journey, batch, now, thresholds)
+    return journey, (*changes, *more)
 
 
-def after_query(shipment: Shipment, watch: Watch, events: Sequence[TrackingEvent],
+def after_query(journey: Journey, watch: Watch, events: Sequence[TrackingEvent],
                 now: datetime, rules: TrackingRules = DEFAULT_RULES,
-                ) -> tuple[Shipment, Watch, tuple[Change, ...]]:
-    known = {event.event_id for event in shipment.events}
+                ) -> tuple[Journey, Watch, tuple[JourneyChange, ...]]:
+    known = {event.event_id for event in journey.events}
     missed = watch.subscription == "active" and any(
         event.event_id not in known and event.occurred_at < now - rules.missed_push_grace
         for event in events)
     watch = watch.model_copy(update={
         "last_query_at": now, "provider_errors": 0, "queries": watch.queries + 1,
         "missed_push": watch.missed_push or missed})
-    return _judged(shipment, watch, events, now, rules)
+    return _judged(journey, watch, events, now, rules)
 
 
-def after_query_error(shipment: Shipment, watch: Watch, now: datetime,
+def after_query_error(journey: Journey, watch: Watch, now: datetime,
                       rules: TrackingRules = DEFAULT_RULES, *, counted: bool = True) -> Watch:
     """Back off; a query the provider may have counted (a timeout) still starts its lock."""
     watch = watch.model_copy(update={
         "provider_errors": watch.provider_errors + 1, "queries": watch.queries + 1,
         "last_query_at": now if counted else watch.last_query_at})
-    return watch.model_copy(update={"next_check_at": _next_check(shipment, watch, now, rules)})
+    return watch.model_copy(update={"next_check_at": _next_check(journey, watch, now, rules)})
 
 
-def after_subscribe(shipment: Shipment, watch: Watch, accepted: bool, now: datetime,
+def after_subscribe(journey: Journey, watch: Watch, accepted: bool, now: datetime,
                     rules: TrackingRules = DEFAULT_RULES) -> Watch:
     """Subscribed (or refused: then we poll, and try again after a back-off)."""
     if accepted:
@@ -188,14 +188,14 @@ def after_subscribe(shipment: Shipment, watch: Watch, accepted: bool, now: datet
         retry = now + rules.policy.error_backoff * (1 << min(watch.subscribe_errors, 8))
         watch = watch.model_copy(update={"subscription": "aborted", "subscribe_after": retry,
                                          "subscribe_errors": watch.subscribe_errors + 1})
-    return watch.model_copy(update={"next_check_at": _next_check(shipment, watch, now, rules)})
+    return watch.model_copy(update={"next_check_at": _next_check(journey, watch, now, rules)})
 
 
-def after_push(shipment: Shipment, watch: Watch, events: Sequence[TrackingEvent],
+def after_push(journey: Journey, watch: Watch, events: Sequence[TrackingEvent],
                monitoring: Literal["active", "finished", "aborted"],
                resubscribe_after: timedelta | None, now: datetime,
                rules: TrackingRules = DEFAULT_RULES,
-               ) -> tuple[Shipment, Watch, tuple[Change, ...]]:
+               ) -> tuple[Journey, Watch, tuple[JourneyChange, ...]]:
     subscription: Subscription = "finished" if monitoring == "finished" else (
         "aborted" if monitoring == "aborted" else "active")
     watch = watch.model_copy(update={
@@ -203,10 +203,10 @@ def after_push(shipment: Shipment, watch: Watch, events: Sequence[TrackingEvent]
         "subscription": subscription,
         "subscribe_after": now + (resubscribe_after or timedelta(0))
         if monitoring == "aborted" else None})
-    return _judged(shipment, watch, events, now, rules)
+    return _judged(journey, watch, events, now, rules)
 
 
-def after_judge(shipment: Shipment, watch: Watch, now: datetime,
+def after_judge(journey: Journey, watch: Watch, now: datetime,
                 rules: TrackingRules = DEFAULT_RULES,
-                ) -> tuple[Shipment, Watch, tuple[Change, ...]]:
-    return _judged(shipment, watch, (), now, rules)
+                ) -> tuple[Journey, Watch, tuple[JourneyChange, ...]]:
+    return _judged(journey, watch, (), now, rules)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.tracking.model import Change, OpenException, Shipment, TrackingEvent
 from chalicelib.tracking.model import ExceptionKind as K
+from chalicelib.tracking.model import Journey, JourneyChange, OpenException, TrackingEvent
 from chalicelib.tracking.model import ShipmentStatus as S
 from chalicelib.tracking.parcels import (
     AFTER_SALES,
@@ -27,11 +27,11 @@ def scan(hours: float, status: S, *kinds: K, text: str = "") -> TrackingEvent:
                          exceptions=kinds, description=text or status.value, raw_code="x")
 
 
-Changes = tuple[Change, ...]
+Changes = tuple[JourneyChange, ...]
 
 
 def parcel(*events: TrackingEvent, now_hours: float = 0) -> tuple[Parcel, Changes]:
-    shipment = Shipment(carrier_code="STO", tracking_number="773001", handed_over_at=T0)
+    shipment = Journey(carrier_code="STO", tracking_number="773001", handed_over_at=T0)
     updated, changes = update(shipment, events, T0 + timedelta(hours=now_hours))
     watch = start_watch("kuaidi100", can_push=True, can_query=True, now=T0)
     return Parcel(carrier_code="STO", tracking_number="773001", provider="kuaidi100",
@@ -99,9 +99,9 @@ def test_fulfilment_is_derived_from_every_parcel() -> None:
 
 def test_a_problem_opened_and_over_within_one_check_is_no_alert() -> None:
     p, _ = parcel(scan(1, S.PICKED_UP), now_hours=2)
-    opened = Change(type="exception_opened", at=T0, exception=OpenException(
+    opened = JourneyChange(type="exception_opened", at=T0, exception=OpenException(
         kind=K.LATE_VS_PROMISE, opened_at=T0, source="computed"))
-    over = Change(type="exception_resolved", at=T0 + timedelta(minutes=5),
-                           exception=opened.exception, reason="delivered")
+    over = JourneyChange(type="exception_resolved", at=T0 + timedelta(minutes=5),
+                         exception=opened.exception, reason="delivered")
     assert alerts_for(p, [opened, over]) == []
     assert [a.kind for a in alerts_for(p, [opened])] == ["courier.late_vs_promise"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from chalicelib.tracking.model import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, Journey, ShipmentStatus, TrackingEvent
 from chalicelib.tracking.polling import PollPolicy
 from chalicelib.tracking.thresholds import update
 from chalicelib.tracking.watch import (
@@ -37,8 +37,8 @@ def ev(hours: float, status: ShipmentStatus, *kinds: ExceptionKind,
                          raw_code=code or status.value, description=f"{status} +{hours}h")
 
 
-def parcel(promised_by: datetime | None = None) -> Shipment:
-    return Shipment(carrier_code="ZTO", tracking_number=NUMBER, handed_over_at=T0,
+def parcel(promised_by: datetime | None = None) -> Journey:
+    return Journey(carrier_code="ZTO", tracking_number=NUMBER, handed_over_at=T0,
                     promised_by=promised_by)
 
 
@@ -46,7 +46,7 @@ LABEL = ev(-3, S.INFO_RECEIVED, code="101")
 PICKED = ev(8, S.PICKED_UP, code="103")  # 18:00 in China
 
 
-def subscribed(shipment: Shipment | None = None, at: datetime = T0) -> Watch:
+def subscribed(shipment: Journey | None = None, at: datetime = T0) -> Watch:
     watch = start_watch("kuaidi100", can_push=True, can_query=True, now=at)
     return after_subscribe(shipment or parcel(), watch, True, at)
 
