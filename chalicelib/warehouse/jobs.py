@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from chalicelib.core.errors import Conflict
 from chalicelib.core.settings import rules_from_env
 from chalicelib.orders.order import Address, Order
-from chalicelib.warehouse.routing import (
+from chalicelib.warehouse.regions import (
     DEFAULT_DISPATCH_RULES,
     DEFAULT_RULES,
     CarrierRules,

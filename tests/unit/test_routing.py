@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from chalicelib.orders.order import Address
-from chalicelib.warehouse.routing import (
+from chalicelib.warehouse.regions import (
     DEFAULT_DISPATCH_RULES,
     DEFAULT_RULES,
     Carrier,
