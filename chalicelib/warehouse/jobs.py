@@ -24,13 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from chalicelib.core.errors import Conflict
 from chalicelib.core.settings import rules_from_env
 from chalicelib.orders.order import Address, Order
+from chalicelib.warehouse.carriers import DEFAULT_CARRIER_RULES, CarrierRules, choose_carrier
 from chalicelib.warehouse.regions import (
     DEFAULT_DISPATCH_RULES,
-    DEFAULT_RULES,
-    CarrierRules,
     DispatchRules,
     acceptance_deadlines,
-    choose_carrier,
     ship_by,
 )
 
@@ -89,7 +87,7 @@ class ProtocolRules(BaseModel):
     max_offers: int = 5  # unanswered offers before the job is dead-lettered to CS
     intercept_hours: float = 4  # how long the warehouse has to resolve an intercept
     realert_hours: float = 24  # how often an unresolved deadline is alerted again
-    carriers: CarrierRules = DEFAULT_RULES
+    carriers: CarrierRules = DEFAULT_CARRIER_RULES
     dispatch: DispatchRules = DEFAULT_DISPATCH_RULES
 
 

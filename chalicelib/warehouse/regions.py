@@ -1,7 +1,9 @@
-"""Routing rules: destination region, courier and expected cost, ship-by and factory deadlines.
+"""Destination regions: where a parcel goes, as the handbook prices it. Pure: no I/O.
 
-Pure: no I/O. Every number the handbook gives is a default in a pydantic model, so an operator can
-load different rules from JSON (`CarrierRules.model_validate_json(text)`).
+Routing is three modules: this one (the region of an address), chalicelib/warehouse/carriers.py
+(the courier and its expected cost) and chalicelib/warehouse/dispatch.py (ship-by and the
+factory's deadlines). Every list here is a default an operator overrides from JSON
+(`RegionRules`, inside `CarrierRules.regions`).
 
 Regions (the handbook prices parcels by destination):
 - jzh: Jiangsu, Zhejiang, Shanghai, the whole provinces (江浙沪 is priced as one zone).
@@ -21,15 +23,13 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
     field_serializer,
     field_validator,
     model_validator,
@@ -44,16 +44,6 @@ class Region(StrEnum):
     TIER12 = "tier12"
     REMOTE = "remote"
     INTERNATIONAL = "international"
-
-
-class Carrier(StrEnum):
-    STO = "STO"
-    SF = "SF"
-    YTO = "YTO"
-    ZTO = "ZTO"
-    YUNDA = "YUNDA"
-    JD = "JD"
-    EMS = "EMS"
 
 
 # Place names ------------------------------------------------------------------------------------
@@ -142,8 +132,9 @@ _SEPARATORS = re.compile(r"[\s'’`.\-_·]+")
 _ZH_SUFFIXES = ("维吾尔自治区", "壮族自治区", "回族自治区", "特别行政区", "自治区", "省", "市")
 
 
-def _normalise(name: str) -> str:
-    """One spelling per place: case, width, spacing and administrative suffixes don't matter."""
+def normalise_name(name: str) -> str:
+    """One spelling per place (and per courier name, carriers.py): case, width, spacing and
+    administrative suffixes don't matter."""
     folded = _EN_SUFFIX.sub("", unicodedata.normalize("NFKC", name).strip().casefold())
     folded = _SEPARATORS.sub("", folded)
     for suffix in _ZH_SUFFIXES:
@@ -153,15 +144,15 @@ def _normalise(name: str) -> str:
 
 
 _PROVINCE_BY_NAME = {
-    _normalise(name): code for code, names in _PROVINCES.items() for name in names
+    normalise_name(name): code for code, names in _PROVINCES.items() for name in names
 }
 
 
 def _city_index() -> dict[str, tuple[tuple[str, str], ...]]:
     index: dict[str, tuple[tuple[str, str], ...]] = {}
     for province, *names in _CITIES:
-        key = _normalise(names[0])
-        for spelling in {_normalise(name) for name in names}:
+        key = normalise_name(names[0])
+        for spelling in {normalise_name(name) for name in names}:
             index[spelling] = (*index.get(spelling, ()), (key, province))
     return index
 
@@ -173,12 +164,12 @@ def province_code(text: str) -> str | None:
     """Shopify zone code of a province given as a code ("SH", "CN-JS") or a name ("江苏省")."""
     code = text.strip().upper().removeprefix("CN-")
     code = _CODE_ALIASES.get(code, code)
-    return code if code in _PROVINCES else _PROVINCE_BY_NAME.get(_normalise(text))
+    return code if code in _PROVINCES else _PROVINCE_BY_NAME.get(normalise_name(text))
 
 
 def _canonical_city(name: str) -> str:
-    entries = _CITY_INDEX.get(_normalise(name), ())
-    return entries[0][0] if entries else _normalise(name)
+    entries = _CITY_INDEX.get(normalise_name(name), ())
+    return entries[0][0] if entries else normalise_name(name)
 
 
 def _canonical_province(text: str) -> str:
@@ -224,13 +215,13 @@ def _is_domestic(address: Address) -> bool:
         return country in ("CN", "CHN")
     # Domestic marketplaces may leave the country out: trust Chinese place names, never a bare
     # code (HI, NM, SC are US states too).
-    return (_PROVINCE_BY_NAME.get(_normalise(address.province)) is not None
-            or _normalise(address.city) in _CITY_INDEX)
+    return (_PROVINCE_BY_NAME.get(normalise_name(address.province)) is not None
+            or normalise_name(address.city) in _CITY_INDEX)
 
 
 def _city_key(city: str, province: str | None) -> str | None:
     """The city's rule key; None for a namesake in another province (Fuzhou, Jiangxi)."""
-    name = _normalise(city)
+    name = normalise_name(city)
     entries = _CITY_INDEX.get(name)
     if not entries:
         return name or None
@@ -238,7 +229,7 @@ def _city_key(city: str, province: str | None) -> str | None:
 
 
 def _city_province(city: str) -> str | None:
-    entries = _CITY_INDEX.get(_normalise(city), ())
+    entries = _CITY_INDEX.get(normalise_name(city), ())
     return entries[0][1] if entries else None
 
 
@@ -259,166 +250,6 @@ def region_of(address: Address, rules: RegionRules = DEFAULT_REGION_RULES) -> Re
     if province is None or province in rules.remote_provinces:
         return Region.REMOTE
     return rules.third_tier_region
-
-
-# Couriers and costs -----------------------------------------------------------------------------
-
-class CostRange(BaseModel):
-    """Expected cost of one parcel, CNY. `expected` defaults to the midpoint of the range."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    low: Decimal = Field(ge=0)
-    high: Decimal = Field(ge=0)
-    expected: Decimal
-
-    @model_validator(mode="before")
-    @classmethod
-    def _midpoint_by_default(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("expected") is not None:
-            return data
-        try:
-            midpoint = (Decimal(str(data["low"])) + Decimal(str(data["high"]))) / 2
-        except (KeyError, ArithmeticError, ValueError):
-            return data  # the field validators say what is wrong
-        return {**data, "expected": midpoint}
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CostRange:
-        if not self.low <= self.expected <= self.high:
-            raise ValueError("need low <= expected <= high")
-        return self
-
-
-def cost_range(low: str, high: str) -> CostRange:
-    """A range with its midpoint as the expected cost."""
-    return CostRange.model_validate({"low": Decimal(low), "high": Decimal(high)})
-
-
-_DOMESTIC = (Region.JZH, Region.TIER12, Region.REMOTE)
-
-# The handbook's figures for the default courier (STO); YTO, ZTO, YUNDA, JD and EMS use them too
-# until an operator loads contract prices.
-DEFAULT_COSTS = {
-    Region.JZH: cost_range("4", "5"),
-    Region.TIER12: cost_range("8", "10"),
-    Region.REMOTE: cost_range("10", "15"),
-}
-# SF is "the most expensive": placeholder estimates above every STO band, to be replaced by the
-# contract price.
-SF_COSTS = {
-    Region.JZH: cost_range("10", "13"),
-    Region.TIER12: cost_range("13", "18"),
-    Region.REMOTE: cost_range("18", "24"),
-}
-
-_CARRIER_NAMES: dict[Carrier, tuple[str, ...]] = {
-    Carrier.STO: ("STO", "STO Express", "Shentong", "申通", "申通快递"),
-    Carrier.SF: ("SF", "SF Express", "Shunfeng", "顺丰", "顺丰速运"),
-    Carrier.YTO: ("YTO", "YTO Express", "Yuantong", "圆通", "圆通速递"),
-    Carrier.ZTO: ("ZTO", "ZTO Express", "Zhongtong", "中通", "中通快递"),
-    Carrier.YUNDA: ("YUNDA", "Yunda Express", "韵达", "韵达快递"),
-    Carrier.JD: ("JD", "JD Logistics", "Jingdong", "京东", "京东快递", "京东物流"),
-    Carrier.EMS: ("EMS", "China Post", "邮政", "中国邮政", "邮政EMS"),
-}
-_CARRIER_BY_NAME = {
-    _normalise(name): carrier for carrier, names in _CARRIER_NAMES.items() for name in names
-}
-
-
-def carrier_named(text: str) -> Carrier | None:
-    """A known courier from a code or a name a buyer might write ("sf express", "顺丰")."""
-    return _CARRIER_BY_NAME.get(_normalise(text))
-
-
-class CarrierRules(BaseModel):
-    """Which courier takes a parcel and what it is expected to cost."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    default_carrier: Carrier = Carrier.STO
-    # Couriers the factory has accounts with: a buyer may only get one of these.
-    offered_carriers: frozenset[Carrier] = frozenset(Carrier)
-    # Per-region courier, e.g. {"remote": "EMS"}; none by default.
-    region_carriers: dict[Region, Carrier] = Field(default_factory=dict)
-    international_carrier: Carrier = Carrier.EMS
-    # Cost for every courier without its own table. International has no price by default (the
-    # choice's expected_cost is None); add an "international" entry here or per courier to set one.
-    costs: dict[Region, CostRange] = Field(default_factory=lambda: dict(DEFAULT_COSTS))
-    carrier_costs: dict[Carrier, dict[Region, CostRange]] = Field(
-        default_factory=lambda: {Carrier.SF: dict(SF_COSTS)})
-    currency: Literal["CNY"] = "CNY"
-    regions: RegionRules = DEFAULT_REGION_RULES
-
-    @field_serializer("offered_carriers")
-    def _sorted(self, value: frozenset[Carrier]) -> list[Carrier]:
-        return sorted(value)  # stable JSON an operator can diff
-
-    @model_validator(mode="after")
-    def _consistent(self) -> CarrierRules:
-        missing = [region.value for region in _DOMESTIC if region not in self.costs]
-        if missing:
-            raise ValueError(f"costs must cover every domestic region, missing {missing}")
-        used = {self.default_carrier, self.international_carrier, *self.region_carriers.values()}
-        if not used <= self.offered_carriers:
-            unoffered = sorted(used - self.offered_carriers)
-            raise ValueError(f"rules use couriers that are not offered: {unoffered}")
-        return self
-
-    def expected_cost(self, carrier: Carrier, region: Region) -> Decimal | None:
-        """The courier's own price if it has one, else the shared table; None if unpriced."""
-        cost = self.carrier_costs.get(carrier, {}).get(region)
-        if cost is None:
-            cost = self.costs.get(region)
-        return None if cost is None else cost.expected
-
-
-DEFAULT_RULES = CarrierRules()
-
-
-class CarrierChoice(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    carrier_code: Carrier
-    region: Region
-    expected_cost: Decimal | None  # None: international without a configured price
-    currency: Literal["CNY"] = "CNY"
-    reason: str
-
-
-def _requested_carrier(requested: str | None, rules: CarrierRules) -> tuple[Carrier | None, str]:
-    """The courier the buyer asked for if we can honour it, else a note on why it was ignored."""
-    if requested is None or not requested.strip():
-        return None, ""
-    carrier = carrier_named(requested)
-    if carrier is None:
-        return None, f"buyer requested {requested.strip()!r}, not a known courier (ignored); "
-    if carrier not in rules.offered_carriers:
-        return None, f"buyer requested {carrier.value}, which is not offered (ignored); "
-    return carrier, ""
-
-
-def _rule_carrier(address: Address, region: Region, rules: CarrierRules) -> tuple[Carrier, str]:
-    if region is Region.INTERNATIONAL:
-        country = address.country_code.strip().upper() or "unknown country"
-        return rules.international_carrier, f"international carrier for {country}"
-    if region in rules.region_carriers:
-        return rules.region_carriers[region], f"region override for {region.value}"
-    return rules.default_carrier, f"default courier for {region.value}"
-
-
-def choose_carrier(address: Address, rules: CarrierRules,
-                   requested: str | None = None) -> CarrierChoice:
-    """A known, offered courier the buyer asked for wins; otherwise the rule table decides."""
-    region = region_of(address, rules.regions)
-    carrier, note = _requested_carrier(requested, rules)
-    if carrier is not None:
-        reason = f"buyer requested {carrier.value}"
-    else:
-        carrier, reason = _rule_carrier(address, region, rules)
-        reason = note + reason
-    return CarrierChoice(carrier_code=carrier, region=region, currency=rules.currency,
-                         expected_cost=rules.expected_cost(carrier, region), reason=reason)
 
 
 # Dispatch deadlines -----------------------------------------------------------------------------

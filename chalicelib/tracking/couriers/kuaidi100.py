@@ -48,7 +48,7 @@ QUERY_LOCK = timedelta(minutes=30)
 RESUBSCRIBE_AFTER_ABORT = timedelta(minutes=30)
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 
-# Our carrier codes (chalicelib.warehouse.routing.Carrier) -> Kuaidi100 `com` (official SDK
+# Our carrier codes (chalicelib.warehouse.carriers.Carrier) -> Kuaidi100 `com` (official SDK
 # CompanyConstant).
 CARRIERS: dict[str, str] = {
     "STO": "shentong", "SF": "shunfeng", "YTO": "yuantong", "ZTO": "zhongtong",
