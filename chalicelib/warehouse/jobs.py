@@ -25,7 +25,7 @@ from chalicelib.core.errors import Conflict
 from chalicelib.core.settings import rules_from_env
 from chalicelib.orders.order import Address, Order
 from chalicelib.warehouse.carriers import DEFAULT_CARRIER_RULES, CarrierRules, choose_carrier
-from chalicelib.warehouse.regions import (
+from chalicelib.warehouse.dispatch import (
     DEFAULT_DISPATCH_RULES,
     DispatchRules,
     acceptance_deadlines,

@@ -18,16 +18,13 @@ from chalicelib.warehouse.carriers import (
     carrier_named,
     choose_carrier,
 )
-from chalicelib.warehouse.regions import (
+from chalicelib.warehouse.dispatch import (
     DEFAULT_DISPATCH_RULES,
     DispatchRules,
-    Region,
-    RegionRules,
     acceptance_deadlines,
-    province_code,
-    region_of,
     ship_by,
 )
+from chalicelib.warehouse.regions import Region, RegionRules, province_code, region_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 J, T, R, INTL = Region.JZH, Region.TIER12, Region.REMOTE, Region.INTERNATIONAL
