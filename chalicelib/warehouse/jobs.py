@@ -129,7 +129,12 @@ class Promise(BaseModel):
     text: str = Field(min_length=1, max_length=500)
 
 
-class Carrier(BaseModel):
+# Not named Carrier: that is the courier itself (chalicelib/warehouse/carriers.py); this is the
+# choice made for one job, as the job stores it and the warehouse API shows it.
+class CarrierAssignment(BaseModel):
+    """The courier chosen for the job: its code, the destination's cost region, the expected
+    cost and why it was chosen."""
+
     model_config = ConfigDict(frozen=True)
 
     carrier_code: str
@@ -197,7 +202,7 @@ class Job(BaseModel):
     buyer_note: str = ""
     lines: tuple[JobLine, ...]
     promises: tuple[Promise, ...] = ()
-    carrier: Carrier
+    carrier: CarrierAssignment
     created_at: datetime
     updated_at: datetime
     version: int = 0
@@ -299,10 +304,10 @@ def new_job(order: Order, partner_id: str, now: datetime,
         ship_to=order.shipping_address,
         buyer_note=order.buyer_note,
         lines=lines_of(order),
-        carrier=Carrier(carrier_code=choice.carrier_code, region=choice.region,
-                        expected_cost=None if choice.expected_cost is None
-                        else str(choice.expected_cost),
-                        reason=choice.reason),
+        carrier=CarrierAssignment(carrier_code=choice.carrier_code, region=choice.region,
+                                  expected_cost=None if choice.expected_cost is None
+                                  else str(choice.expected_cost),
+                                  reason=choice.reason),
         created_at=now,
         updated_at=now,
         accept_by=deadlines.alert_at,
