@@ -70,7 +70,7 @@ from bench.stack import median, verdict
 from chalicelib.tracking.couriers.kuaidi100 import map_state
 from chalicelib.tracking.model import ExceptionKind, Journey, JourneyChange, TrackingEvent
 from chalicelib.tracking.watch import (
-    DEFAULT_RULES,
+    DEFAULT_TRACKING_RULES,
     TrackingRules,
     after_judge,
     after_push,
@@ -622,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--parcels", type=int, default=PARCELS)
     args = parser.parse_args(argv)
-    rules = DEFAULT_RULES
+    rules = DEFAULT_TRACKING_RULES
     made = journeys(args.parcels, args.seed, rules)
     push_rng = random.Random(args.seed + 1)
     ours = [follow_ours(j, rules, push_rng) for j in made]

@@ -42,7 +42,7 @@ class TrackingRules(BaseModel):
     delivery_promise: timedelta | None = timedelta(days=4)
 
 
-DEFAULT_RULES = TrackingRules()
+DEFAULT_TRACKING_RULES = TrackingRules()
 
 
 @lru_cache(maxsize=1)
@@ -156,7 +156,7 @@ def update_through_deadlines(
 
 
 def after_query(journey: Journey, watch: Watch, events: Sequence[TrackingEvent],
-                now: datetime, rules: TrackingRules = DEFAULT_RULES,
+                now: datetime, rules: TrackingRules = DEFAULT_TRACKING_RULES,
                 ) -> tuple[Journey, Watch, tuple[JourneyChange, ...]]:
     known = {event.event_id for event in journey.events}
     missed = watch.subscription == "active" and any(
@@ -169,7 +169,8 @@ def after_query(journey: Journey, watch: Watch, events: Sequence[TrackingEvent],
 
 
 def after_query_error(journey: Journey, watch: Watch, now: datetime,
-                      rules: TrackingRules = DEFAULT_RULES, *, counted: bool = True) -> Watch:
+                      rules: TrackingRules = DEFAULT_TRACKING_RULES, *,
+                      counted: bool = True) -> Watch:
     """Back off; a query the provider may have counted (a timeout) still starts its lock."""
     watch = watch.model_copy(update={
         "provider_errors": watch.provider_errors + 1, "queries": watch.queries + 1,
@@ -178,7 +179,7 @@ def after_query_error(journey: Journey, watch: Watch, now: datetime,
 
 
 def after_subscribe(journey: Journey, watch: Watch, accepted: bool, now: datetime,
-                    rules: TrackingRules = DEFAULT_RULES) -> Watch:
+                    rules: TrackingRules = DEFAULT_TRACKING_RULES) -> Watch:
     """Subscribed (or refused: then we poll, and try again after a back-off)."""
     if accepted:
         watch = watch.model_copy(update={"subscription": "active", "subscribe_after": None,
@@ -194,7 +195,7 @@ def after_subscribe(journey: Journey, watch: Watch, accepted: bool, now: datetim
 def after_push(journey: Journey, watch: Watch, events: Sequence[TrackingEvent],
                monitoring: Literal["active", "finished", "aborted"],
                resubscribe_after: timedelta | None, now: datetime,
-               rules: TrackingRules = DEFAULT_RULES,
+               rules: TrackingRules = DEFAULT_TRACKING_RULES,
                ) -> tuple[Journey, Watch, tuple[JourneyChange, ...]]:
     subscription: Subscription = "finished" if monitoring == "finished" else (
         "aborted" if monitoring == "aborted" else "active")
@@ -207,6 +208,6 @@ def after_push(journey: Journey, watch: Watch, events: Sequence[TrackingEvent],
 
 
 def after_judge(journey: Journey, watch: Watch, now: datetime,
-                rules: TrackingRules = DEFAULT_RULES,
+                rules: TrackingRules = DEFAULT_TRACKING_RULES,
                 ) -> tuple[Journey, Watch, tuple[JourneyChange, ...]]:
     return _judged(journey, watch, (), now, rules)

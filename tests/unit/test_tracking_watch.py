@@ -10,7 +10,7 @@ from chalicelib.tracking.model import ExceptionKind, Journey, ShipmentStatus, Tr
 from chalicelib.tracking.polling import PollPolicy
 from chalicelib.tracking.thresholds import update
 from chalicelib.tracking.watch import (
-    DEFAULT_RULES,
+    DEFAULT_TRACKING_RULES,
     TrackingRules,
     Watch,
     after_judge,
@@ -233,7 +233,8 @@ def test_the_poll_policy_is_configurable_as_json() -> None:
     assert rules.policy == PollPolicy(
         morning_check=None, quiet_from=time(21, 0), retry_another_day=False,
         last_mile_codes=frozenset({"kuaidi100:1001", "17track:InTransit_Arrival"}))
-    assert TrackingRules.model_validate_json(DEFAULT_RULES.model_dump_json()) == DEFAULT_RULES
+    assert TrackingRules.model_validate_json(DEFAULT_TRACKING_RULES.model_dump_json()) == \
+        DEFAULT_TRACKING_RULES
 
 
 # The budget's promise, end to end: a poll-only parcel sees doorstep events within 30 minutes --
