@@ -1,51 +1,68 @@
 """Dispatch: when a paid order must leave the warehouse (ship-by, after the cut-offs), and the
 factory's deadlines to answer a purchase order. Pure: no I/O.
 
-Every number is a default an operator overrides from JSON (PROTOCOL_RULES_JSON's `dispatch`).
+The factory's working days are a work calendar (chalicelib/core/calendar.py), the one the CS
+rota uses too. Every number is a default an operator overrides from JSON (PROTOCOL_RULES_JSON's
+`dispatch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, field_serializer, field_validator, model_validator
+from pydantic import (
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
+from chalicelib.core.calendar import WEEKDAYS, Weekday, WorkCalendar
 from chalicelib.core.clock import in_utc
 
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-
-class DispatchRules(BaseModel):
+class DispatchRules(WorkCalendar):
     """When the warehouse hands parcels to couriers, and the factory's confirmation deadlines.
 
     Default cut-offs (local time): 11:00 takes the night's orders after shift A (from 09:00) has
     picked for two hours; 15:00 falls in the A/B overlap (14:30-18:15); 19:30 is shift B's late
     pick, leaving B time for returns and tidying before 22:00.
+
+    Operators write the factory's days off, `non_working_weekdays` (it works every day unless
+    told otherwise); the calendar keeps the days worked, `working_weekdays`, so the days off are
+    read into it and written back out as they were given. Holidays and make-up working days
+    (`extra_working_days`) are the calendar's.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    timezone: str = "Asia/Shanghai"
+    working_weekdays: frozenset[Weekday] = frozenset(WEEKDAYS)  # the factory works every day
     cutoffs: tuple[time, ...] = (time(11, 0), time(15, 0), time(19, 30))
     min_handling: timedelta = timedelta(hours=2)  # pick and pack before a cut-off counts
-    non_working_weekdays: frozenset[Weekday] = frozenset()  # the factory works every day
-    holidays: frozenset[date] = frozenset()
     # Factory contract: confirm within one day; unanswered for three days counts as accepted.
     confirm_within: timedelta = timedelta(hours=24)
     deemed_accepted_after: timedelta = timedelta(hours=72)
 
-    @field_validator("timezone")
+    @model_validator(mode="before")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
+    def _days_off_read_as_days_worked(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "non_working_weekdays" not in data:
+            return data
+        if "working_weekdays" in data:
+            raise ValueError("give non_working_weekdays or working_weekdays, not both")
+        rest = {key: value for key, value in data.items() if key != "non_working_weekdays"}
+        days_off = _weekdays(data["non_working_weekdays"])
+        return {**rest, "working_weekdays": [day for day in WEEKDAYS if day not in days_off]}
+
+    @model_serializer(mode="wrap")
+    def _days_worked_written_as_days_off(
+            self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if "working_weekdays" not in data:  # left out by the caller (include/exclude)
+            return data
+        days_off = [day for day in WEEKDAYS if day not in self.working_weekdays]
+        return {("non_working_weekdays" if key == "working_weekdays" else key):
+                (days_off if key == "working_weekdays" else value) for key, value in data.items()}
 
     @field_validator("cutoffs")
     @classmethod
@@ -54,54 +71,26 @@ class DispatchRules(BaseModel):
             raise ValueError("need at least one cut-off, as a local time without a zone")
         return tuple(sorted(set(value)))
 
-    @field_serializer("non_working_weekdays")
-    def _in_week_order(self, value: frozenset[Weekday]) -> list[Weekday]:
-        return sorted(value, key=_WEEKDAYS.index)
-
-    @field_serializer("holidays")
-    def _in_date_order(self, value: frozenset[date]) -> list[date]:
-        return sorted(value)
-
     @model_validator(mode="after")
     def _sane(self) -> DispatchRules:
-        if len(self.non_working_weekdays) == len(_WEEKDAYS):
-            raise ValueError("at least one weekday must be a working day")
         if self.min_handling < timedelta(0):
             raise ValueError("min_handling cannot be negative")
         if not timedelta(0) < self.confirm_within <= self.deemed_accepted_after:
             raise ValueError("need 0 < confirm_within <= deemed_accepted_after")
         return self
 
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
-    def is_working_day(self, day: date) -> bool:
-        return _WEEKDAYS[day.weekday()] not in self.non_working_weekdays \
-            and day not in self.holidays
+def _weekdays(value: Any) -> frozenset[Weekday]:
+    """Weekday names as configured, checked here as the field would have checked them."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError("non_working_weekdays must be a list of weekdays")
+    unknown = sorted(str(day) for day in value if day not in WEEKDAYS)
+    if unknown:
+        raise ValueError(f"non_working_weekdays: unknown {unknown}, use {', '.join(WEEKDAYS)}")
+    return frozenset(day for day in WEEKDAYS if day in value)
 
 
 DEFAULT_DISPATCH_RULES = DispatchRules()
-
-
-def _cutoff(day: date, cut: time, rules: DispatchRules) -> datetime:
-    # Compare in UTC: aware datetimes sharing a tzinfo compare by wall time, not by instant.
-    return datetime.combine(day, cut, tzinfo=rules.zone).astimezone(UTC)
-
-
-def _working_days(start: date, rules: DispatchRules, step: int) -> Iterator[date]:
-    # Ends: holidays are finite and the validator keeps at least one working weekday.
-    day = start
-    while True:
-        if rules.is_working_day(day):
-            yield day
-        day += timedelta(days=step)
-
-
-def _first_cutoff_from(earliest: datetime, rules: DispatchRules) -> datetime:
-    days = _working_days(earliest.astimezone(rules.zone).date(), rules, step=1)
-    cutoffs = (_cutoff(day, cut, rules) for day in days for cut in rules.cutoffs)
-    return next(moment for moment in cutoffs if moment >= earliest)
 
 
 def ship_by(paid_at: datetime, rules: DispatchRules,
@@ -114,11 +103,11 @@ def ship_by(paid_at: datetime, rules: DispatchRules,
     to the ordinary rule.
     """
     earliest = in_utc(paid_at) + rules.min_handling
-    deadline = _first_cutoff_from(earliest, rules)
+    deadline = rules.next_working_moment(earliest, rules.cutoffs)
     if presale_ship_date is None:
         return deadline
-    presale_day = next(_working_days(presale_ship_date, rules, step=-1))
-    return max(deadline, _cutoff(presale_day, rules.cutoffs[-1], rules))
+    presale_day = next(rules.working_days(presale_ship_date, backwards=True))
+    return max(deadline, rules.at(presale_day, rules.cutoffs[-1]))
 
 
 class AcceptanceDeadlines(NamedTuple):
