@@ -1,5 +1,5 @@
 """The tracker: follows every shipped parcel with its courier provider. The I/O around the pure
-rules of chalicelib.tracking.model (what to conclude, when to look again) and
+rules of chalicelib.tracking.watch (what to conclude, when to look again) and
 chalicelib.tracking.parcels (what it means for CS and the order).
 
 - `start`: the warehouse reported a shipment; each package becomes a tracked parcel, due at once.

@@ -1,8 +1,8 @@
-"""Parcels: a tracked shipment with the order it belongs to, and what its changes mean for CS
+"""Parcels: a tracked journey with the order it belongs to, and what its changes mean for CS
 and for the order. Pure: the tracker (chalicelib/flows/tracker.py) does the I/O.
 
 What CS hears (one case per problem and parcel, see chalicelib/cs/cases.py):
-- every exception kind in tracking.ALERT_KINDS opens a case; an escalation (stall -> probably
+- every exception kind in model.ALERT_KINDS opens a case; an escalation (stall -> probably
   lost, refusal started -> refused and returned) is the same case with a higher severity; the
   end of a condition (a new scan after a stall) resolves it;
 - a refusal, a parcel returning or returned is one after-sales case;
