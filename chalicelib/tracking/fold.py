@@ -156,6 +156,8 @@ def _merge(existing: Sequence[TrackingEvent],
     return tuple(sorted(by_id.values(), key=event_order))
 
 
+# Here rather than with the thresholds: a new scan ends a stall at once, so the fold needs it
+# (and the clock's judgement uses it for its reasons too).
 def ended_by_facts(exc: OpenException, s: Journey) -> str | None:
     """Why a computed exception no longer holds given the scans alone (no clock needed)."""
     newer_scan = (exc.basis_at is not None and s.last_event_at is not None
