@@ -68,12 +68,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from bench.stack import median, verdict
 from chalicelib.tracking.couriers.kuaidi100 import map_state
-from chalicelib.tracking.rules import (
-    DEFAULT_RULES,
-    Change,
-    ExceptionKind,
-    Shipment,
-    TrackingEvent,
+from chalicelib.tracking.model import ExceptionKind, Journey, JourneyChange, TrackingEvent
+from chalicelib.tracking.watch import (
+    DEFAULT_TRACKING_RULES,
     TrackingRules,
     after_judge,
     after_push,
@@ -159,7 +156,7 @@ class Truth:
 
 
 @dataclass
-class Journey:
+class SimulatedJourney:
     index: int
     scenario: str
     push_fed: bool
@@ -179,16 +176,16 @@ class Journey:
             return last.at.astimezone(UTC) + timedelta(days=1)
         return last.at.astimezone(UTC) + WRITE_OFF_AFTER
 
-    def shipment(self) -> Shipment:
-        return Shipment(carrier_code=self.carrier, tracking_number=self.number,
-                        handed_over_at=self.handed_over_at, promised_by=self.promised_by)
+    def shipment(self) -> Journey:
+        return Journey(carrier_code=self.carrier, tracking_number=self.number,
+                       handed_over_at=self.handed_over_at, promised_by=self.promised_by)
 
     def known_at(self, now: datetime) -> list[TrackingEvent]:
         """What Kuaidi100 answers at `now`: every scan up to now (its query is real time)."""
         return self.events[:bisect.bisect_right(self.times, now)]
 
 
-def build_events(journey: Journey) -> None:
+def build_events(journey: SimulatedJourney) -> None:
     events = []
     for scan in journey.scans:
         mapped = map_state(scan.code)
@@ -235,7 +232,7 @@ class Generator:
     def pick(self, options: Sequence[str]) -> str:
         return options[self.rng.randrange(len(options))]
 
-    def journey(self, index: int, scenario: str, push_fed: bool) -> Journey:
+    def journey(self, index: int, scenario: str, push_fed: bool) -> SimulatedJourney:
         rng = self.rng
         day = FIRST_DAY + timedelta(days=index % 7)
         handed = datetime.combine(day, datetime.min.time(), tzinfo=CHINA) + timedelta(
@@ -244,7 +241,7 @@ class Generator:
         number = f"{carrier[:2]}{rng.randrange(10**11, 10**12)}"
         for _attempt in range(200):
             scans = self.scans(handed, scenario)
-            journey = Journey(
+            journey = SimulatedJourney(
                 index=index, scenario=scenario, push_fed=push_fed, carrier=carrier,
                 number=number, handed_over_at=handed.astimezone(UTC),
                 promised_by=handed.astimezone(UTC) + self.promise if self.promise else None,
@@ -366,7 +363,7 @@ class Generator:
 
 # --- The oracle: ground truth from the timeline, with the issue's rules --------------------------
 
-def truths_of(journey: Journey) -> list[Truth]:
+def truths_of(journey: SimulatedJourney) -> list[Truth]:
     scans = sorted(journey.scans, key=lambda s: s.at)
     found: list[Truth] = []
     handed = journey.handed_over_at
@@ -412,7 +409,7 @@ class Followed:
     pushes: int = 0
     opened: list[tuple[ExceptionKind, datetime, datetime]] = field(default_factory=list)
 
-    def record(self, changes: Sequence[Change], now: datetime) -> None:
+    def record(self, changes: Sequence[JourneyChange], now: datetime) -> None:
         for change in changes:
             if change.type == "exception_opened" and change.exception is not None:
                 self.opened.append((change.exception.kind, change.exception.opened_at, now))
@@ -425,7 +422,8 @@ class Push:
     finished: bool
 
 
-def pushes_for(journey: Journey, subscribed_at: datetime, rng: random.Random) -> list[Push]:
+def pushes_for(journey: SimulatedJourney, subscribed_at: datetime,
+               rng: random.Random) -> list[Push]:
     """One push per scan after the subscription (the earlier ones come together at first)."""
     pushes: list[Push] = []
     arrivals: list[datetime] = []
@@ -450,7 +448,7 @@ def ceil_minute(moment: datetime) -> datetime:
     return floor if floor == moment else floor + TICK
 
 
-def follow_ours(journey: Journey, rules: TrackingRules, rng: random.Random) -> Followed:
+def follow_ours(journey: SimulatedJourney, rules: TrackingRules, rng: random.Random) -> Followed:
     out = Followed()
     t0 = journey.handed_over_at
     watch = start_watch(PROVIDER, can_push=True, can_query=True, now=t0)
@@ -490,7 +488,7 @@ def follow_ours(journey: Journey, rules: TrackingRules, rng: random.Random) -> F
     return out
 
 
-def follow_baseline(journey: Journey, rules: TrackingRules) -> Followed:
+def follow_baseline(journey: SimulatedJourney, rules: TrackingRules) -> Followed:
     out = Followed()
     shipment, now = journey.shipment(), journey.handed_over_at
     while now <= journey.end:
@@ -512,7 +510,7 @@ class Detection:
     lag: timedelta | None  # None: never detected
 
 
-def detections(journey: Journey, followed: Followed) -> tuple[list[Detection], list[str]]:
+def detections(journey: SimulatedJourney, followed: Followed) -> tuple[list[Detection], list[str]]:
     """Each truth's first detection, and the false alarms: openings no truth accounts for."""
     found: list[Detection] = []
     used: set[int] = set()
@@ -547,7 +545,7 @@ def minutes(delta: timedelta) -> float:
     return delta.total_seconds() / 60
 
 
-def journeys(count: int, seed: int, rules: TrackingRules) -> list[Journey]:
+def journeys(count: int, seed: int, rules: TrackingRules) -> list[SimulatedJourney]:
     rng = random.Random(seed)
     exceptional = round(count * EXCEPTION_SHARE)
     scenarios = ["normal"] * (count - exceptional) + [
@@ -565,7 +563,7 @@ def journeys(count: int, seed: int, rules: TrackingRules) -> list[Journey]:
 Rows = list[tuple[Detection, Detection, bool]]  # ours, the baseline's, push-fed
 
 
-def describe(made: Sequence[Journey], seed: int) -> None:
+def describe(made: Sequence[SimulatedJourney], seed: int) -> None:
     mix = Counter(j.scenario for j in made if j.scenario != "normal")
     days = [(j.scans[-1].at.astimezone(UTC) - j.handed_over_at) / timedelta(days=1)
             for j in made if j.scenario == "normal"]
@@ -577,9 +575,9 @@ def describe(made: Sequence[Journey], seed: int) -> None:
           f"scans per parcel")
 
 
-def query_table(made: Sequence[Journey], ours: Sequence[Followed],
+def query_table(made: Sequence[SimulatedJourney], ours: Sequence[Followed],
                 base: Sequence[Followed]) -> None:
-    groups: list[tuple[str, Callable[[Journey], bool]]] = [
+    groups: list[tuple[str, Callable[[SimulatedJourney], bool]]] = [
         ("push-fed", lambda j: j.push_fed), ("poll-only", lambda j: not j.push_fed),
         ("normal journeys", lambda j: j.scenario == "normal"),
         ("with an exception", lambda j: j.scenario != "normal"), ("all", lambda j: True)]
@@ -624,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--parcels", type=int, default=PARCELS)
     args = parser.parse_args(argv)
-    rules = DEFAULT_RULES
+    rules = DEFAULT_TRACKING_RULES
     made = journeys(args.parcels, args.seed, rules)
     push_rng = random.Random(args.seed + 1)
     ours = [follow_ours(j, rules, push_rng) for j in made]

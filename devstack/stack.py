@@ -155,7 +155,7 @@ def scaled_tracking_rules(scale: float) -> str:
 
     from pydantic import BaseModel
 
-    from chalicelib.tracking.rules import TrackingRules
+    from chalicelib.tracking.watch import TrackingRules
 
     def shrink(value: Any) -> Any:
         if isinstance(value, timedelta):

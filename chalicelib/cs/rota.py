@@ -12,7 +12,9 @@ hotline goes to the on-duty CS manager, and alerts follow the same rota. So:
 Both ends of the hours are inclusive: 08:50:00 and 18:10:00 are online, 08:49:59 and 18:10:01
 are not. A night belongs to the duty day it started on (Monday 18:10 to Tuesday 08:50 is
 Monday's manager). Every number and name is a default an operator overrides from JSON
-(`RotaRules.model_validate_json(text)`); `timezone` is any IANA zone, DST included.
+(`RotaRules.model_validate_json(text)`). The working days are a work calendar
+(chalicelib/core/calendar.py: time zone, working weekdays, holidays, make-up working days), the
+one the warehouse's dispatch uses too.
 """
 
 from __future__ import annotations
@@ -20,23 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_serializer,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chalicelib.core.clock import aware
+from chalicelib.core.calendar import WEEKDAYS, Weekday, WorkCalendar
 from chalicelib.cs.alerts import Severity
 
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HORIZON_DAYS = 400  # looking for the next opening further than a year means there is none
 
 
@@ -67,15 +58,12 @@ class RouteTarget(BaseModel):
     reason: str
 
 
-class RotaRules(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class RotaRules(WorkCalendar):
+    """The CS team's calendar (by default Monday to Friday in Asia/Shanghai: the calendar's
+    defaults), its online hours, and who is on duty when."""
 
-    timezone: str = "Asia/Shanghai"
     online_from: time = time(8, 50)
     online_until: time = time(18, 10)  # inclusive
-    working_weekdays: frozenset[Weekday] = frozenset(WEEKDAYS[:5])
-    holidays: frozenset[date] = frozenset()
-    extra_working_days: frozenset[date] = frozenset()  # make-up working days (调休)
     team_channels: tuple[str, ...] = ("wecom:cs-team", "email:cs-team")
     people: dict[str, Person] = Field(
         default_factory=lambda: {"cs-manager": Person(name="On-duty CS manager")})
@@ -86,48 +74,18 @@ class RotaRules(BaseModel):
     defer_below: Severity = Severity.HIGH  # outside hours, lower severities wait
     manager_copy_from: Severity | None = Severity.CRITICAL  # in hours, copy the manager
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
-
-    @field_serializer("working_weekdays")
-    def _in_week_order(self, value: frozenset[Weekday]) -> list[Weekday]:
-        return sorted(value, key=WEEKDAYS.index)
-
-    @field_serializer("holidays", "extra_working_days")
-    def _in_date_order(self, value: frozenset[date]) -> list[date]:
-        return sorted(value)
-
     @model_validator(mode="after")
     def _consistent(self) -> RotaRules:
         if any(moment.tzinfo is not None for moment in (self.online_from, self.online_until)):
             raise ValueError("online hours are local times without a zone")
         if not self.online_from < self.online_until:
             raise ValueError("online_from must be before online_until")
-        if not self.working_weekdays:
-            raise ValueError("at least one weekday must be a working day")
-        if self.holidays & self.extra_working_days:
-            raise ValueError("a day cannot be both a holiday and a make-up working day")
         named = {self.manager, *self.manager_by_date.values(), *self.duty_by_date.values(),
                  *self.duty_by_weekday.values()}
         unknown = sorted(named - self.people.keys())
         if unknown:
             raise ValueError(f"the rota names people missing from `people`: {unknown}")
         return self
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def is_working_day(self, day: date) -> bool:
-        if day in self.extra_working_days:
-            return True
-        return WEEKDAYS[day.weekday()] in self.working_weekdays and day not in self.holidays
 
     def on_duty(self, day: date) -> str | None:
         """The rota person for a day off (by date, else by weekday); None on working days."""
@@ -185,7 +143,7 @@ def _days(start: date) -> Iterator[date]:
 def next_opening(at: datetime, rules: RotaRules = DEFAULT_ROTA) -> datetime | None:
     """The first moment at or after `at` when someone is online: a working day's hours, or a
     day off with somebody on the rota. None if there is none within a year."""
-    local = aware(at).astimezone(rules.zone)
+    local = rules.local(at)
     for day in _days(local.date()):
         if not (rules.is_working_day(day) or rules.on_duty(day)):
             continue
@@ -199,7 +157,7 @@ def next_opening(at: datetime, rules: RotaRules = DEFAULT_ROTA) -> datetime | No
 def recipients(at: datetime, severity: Severity,
                rules: RotaRules = DEFAULT_ROTA) -> RouteTarget:
     """Who gets an alert of this severity raised at `at`, on which channels, and when."""
-    local = aware(at).astimezone(rules.zone)
+    local = rules.local(at)
     if rules.in_hours(local):
         return _in_hours_target(local, severity, rules, at)
     manager = rules.manager_on(local)

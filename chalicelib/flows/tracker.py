@@ -1,5 +1,5 @@
 """The tracker: follows every shipped parcel with its courier provider. The I/O around the pure
-rules of chalicelib.tracking.rules (what to conclude, when to look again) and
+rules of chalicelib.tracking.watch (what to conclude, when to look again) and
 chalicelib.tracking.parcels (what it means for CS and the order); the providers, their calls
 and what a failed call means are chalicelib.tracking.couriers' (`Provider`, `ProviderError`).
 
@@ -28,7 +28,7 @@ from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
 from chalicelib.tracking import couriers
 from chalicelib.tracking import parcel_store as store
-from chalicelib.tracking import rules as tracking
+from chalicelib.tracking import watch as tracking
 from chalicelib.tracking.couriers import (
     ACCOUNT_ALERT,
     Provider,
@@ -36,8 +36,9 @@ from chalicelib.tracking.couriers import (
     PushReply,
     TrackingPush,
 )
+from chalicelib.tracking.model import Journey, JourneyChange, ShipmentStatus
 from chalicelib.tracking.parcels import Parcel, alerts_for, completes_order, timeline_for
-from chalicelib.tracking.rules import Change, tracking_rules
+from chalicelib.tracking.watch import tracking_rules
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import Job
 from chalicelib.warehouse.jobs import Shipment as JobShipment
@@ -91,7 +92,7 @@ def _new_parcel(job: Job, shipment: JobShipment, carrier_code: str, number: str,
         order_id=job.order_id, order_name=job.order_name, marketplace=job.marketplace,
         partner_id=job.partner_id, job_id=job.job_id, shipment_id=shipment.shipment_id,
         phone=job.ship_to.phone, destination=job.ship_to.city or job.ship_to.province,
-        started_at=now, watch=watch, shipment=tracking.Shipment(
+        started_at=now, watch=watch, shipment=Journey(
             carrier_code=carrier_code.upper(), tracking_number=number, handed_over_at=now,
             promised_by=now + rules.delivery_promise if rules.delivery_promise else None))
 
@@ -115,13 +116,13 @@ def _number_reused(job: Job, other: Parcel, now: datetime) -> None:
 
 # Applying what we learn ---------------------------------------------------------------------------
 
-Step = Callable[[Parcel], tuple[Parcel, tuple[Change, ...]]]
+Step = Callable[[Parcel], tuple[Parcel, tuple[JourneyChange, ...]]]
 
 
 @dataclass(frozen=True)
 class Applied:
     parcel: Parcel
-    changes: tuple[Change, ...]
+    changes: tuple[JourneyChange, ...]
 
 
 def apply(carrier_code: str, number: str, step: Step, now: datetime,
@@ -151,8 +152,8 @@ def apply(carrier_code: str, number: str, step: Step, now: datetime,
     raise Busy("parcel")
 
 
-def _completes(parcel: Parcel, changes: Sequence[Change]) -> bool:
-    if not any(c.type == "status" and c.status is tracking.S.DELIVERED for c in changes):
+def _completes(parcel: Parcel, changes: Sequence[JourneyChange]) -> bool:
+    if not any(c.type == "status" and c.status is ShipmentStatus.DELIVERED for c in changes):
         return False
     job = jobs_store.get(parcel.partner_id, parcel.job_id)
     if job is None:
@@ -164,8 +165,8 @@ def _completes(parcel: Parcel, changes: Sequence[Change]) -> bool:
     return completes_order(job.work.value == "shipped", [parcel, *others])
 
 
-def _with(parcel: Parcel, result: tuple[tracking.Shipment, tracking.Watch, tuple[Change, ...]],
-          ) -> tuple[Parcel, tuple[Change, ...]]:
+def _with(parcel: Parcel, result: tuple[Journey, tracking.Watch, tuple[JourneyChange, ...]],
+          ) -> tuple[Parcel, tuple[JourneyChange, ...]]:
     shipment, watch, changes = result
     return parcel.model_copy(update={"shipment": shipment, "watch": watch}), changes
 

@@ -1,8 +1,8 @@
-"""Parcels: a tracked shipment with the order it belongs to, and what its changes mean for CS
+"""Parcels: a tracked journey with the order it belongs to, and what its changes mean for CS
 and for the order. Pure: the tracker (chalicelib/flows/tracker.py) does the I/O.
 
 What CS hears (one case per problem and parcel, see chalicelib/cs/cases.py):
-- every exception kind in tracking.ALERT_KINDS opens a case; an escalation (stall -> probably
+- every exception kind in model.ALERT_KINDS opens a case; an escalation (stall -> probably
   lost, refusal started -> refused and returned) is the same case with a higher severity; the
   end of a condition (a new scan after a stall) resolves it;
 - a refusal, a parcel returning or returned is one after-sales case;
@@ -21,14 +21,14 @@ from pydantic import BaseModel, ConfigDict
 
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders.order import OrderEvent
-from chalicelib.tracking.rules import (
-    Change,
+from chalicelib.tracking.model import (
     ExceptionKind,
+    Journey,
+    JourneyChange,
     OpenException,
-    Shipment,
     ShipmentStatus,
-    Watch,
 )
+from chalicelib.tracking.watch import Watch
 
 K = ExceptionKind
 S = ShipmentStatus
@@ -82,7 +82,7 @@ class Parcel(BaseModel):
     phone: str = ""  # SF and ZTO check the recipient's phone on a query
     destination: str = ""
     started_at: datetime
-    shipment: Shipment
+    shipment: Journey
     watch: Watch
 
     @property
@@ -121,7 +121,7 @@ def _exception_alert(parcel: Parcel, exc: OpenException, at: datetime) -> Alert:
                          f"{words}")
 
 
-def alerts_for(parcel: Parcel, changes: Sequence[Change]) -> list[Alert]:
+def alerts_for(parcel: Parcel, changes: Sequence[JourneyChange]) -> list[Alert]:
     """What CS must hear about these changes (the cases layer keeps one case per problem)."""
     found: list[Alert] = []
     # Judged late (a deadline passed between two checks) and already over: history, not news.
@@ -150,7 +150,8 @@ def alerts_for(parcel: Parcel, changes: Sequence[Change]) -> list[Alert]:
     return found
 
 
-def timeline_for(parcel: Parcel, changes: Iterable[Change], now: datetime) -> list[OrderEvent]:
+def timeline_for(parcel: Parcel, changes: Iterable[JourneyChange],
+                 now: datetime) -> list[OrderEvent]:
     """The order's timeline lines for these changes, in the courier's time order."""
     actor = f"courier {parcel.provider}"
     events: list[OrderEvent] = []

@@ -24,13 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from chalicelib.core.errors import Conflict
 from chalicelib.core.settings import rules_from_env
 from chalicelib.orders.order import Address, Order
-from chalicelib.warehouse.routing import (
+from chalicelib.warehouse.carriers import DEFAULT_CARRIER_RULES, CarrierRules, choose_carrier
+from chalicelib.warehouse.dispatch import (
     DEFAULT_DISPATCH_RULES,
-    DEFAULT_RULES,
-    CarrierRules,
     DispatchRules,
     acceptance_deadlines,
-    choose_carrier,
     ship_by,
 )
 
@@ -89,7 +87,7 @@ class ProtocolRules(BaseModel):
     max_offers: int = 5  # unanswered offers before the job is dead-lettered to CS
     intercept_hours: float = 4  # how long the warehouse has to resolve an intercept
     realert_hours: float = 24  # how often an unresolved deadline is alerted again
-    carriers: CarrierRules = DEFAULT_RULES
+    carriers: CarrierRules = DEFAULT_CARRIER_RULES
     dispatch: DispatchRules = DEFAULT_DISPATCH_RULES
 
 
@@ -131,7 +129,12 @@ class Promise(BaseModel):
     text: str = Field(min_length=1, max_length=500)
 
 
-class Carrier(BaseModel):
+# Not named Carrier: that is the courier itself (chalicelib/warehouse/carriers.py); this is the
+# choice made for one job, as the job stores it and the warehouse API shows it.
+class CarrierAssignment(BaseModel):
+    """The courier chosen for the job: its code, the destination's cost region, the expected
+    cost and why it was chosen."""
+
     model_config = ConfigDict(frozen=True)
 
     carrier_code: str
@@ -199,7 +202,7 @@ class Job(BaseModel):
     buyer_note: str = ""
     lines: tuple[JobLine, ...]
     promises: tuple[Promise, ...] = ()
-    carrier: Carrier
+    carrier: CarrierAssignment
     created_at: datetime
     updated_at: datetime
     version: int = 0
@@ -301,10 +304,10 @@ def new_job(order: Order, partner_id: str, now: datetime,
         ship_to=order.shipping_address,
         buyer_note=order.buyer_note,
         lines=lines_of(order),
-        carrier=Carrier(carrier_code=choice.carrier_code, region=choice.region,
-                        expected_cost=None if choice.expected_cost is None
-                        else str(choice.expected_cost),
-                        reason=choice.reason),
+        carrier=CarrierAssignment(carrier_code=choice.carrier_code, region=choice.region,
+                                  expected_cost=None if choice.expected_cost is None
+                                  else str(choice.expected_cost),
+                                  reason=choice.reason),
         created_at=now,
         updated_at=now,
         accept_by=deadlines.alert_at,

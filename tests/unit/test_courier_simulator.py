@@ -16,7 +16,8 @@ import requests
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import TrackingPush
 from chalicelib.tracking.couriers import kuaidi100 as k100
-from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.tracking.model import ExceptionKind, Journey, ShipmentStatus
+from chalicelib.tracking.thresholds import update
 from devstack.courier import SCRIPTS, CourierSimulator, Script, Step
 from tests.sim_support import Receiver
 
@@ -202,7 +203,7 @@ def test_each_script_triggers_its_case_in_our_tracking(
     sim.query(query_form("shentong", "77301"))
     clock.advance(journey_end(name))
     answer = query_events(sim, "shentong", "77301")
-    shipment = Shipment(carrier_code="STO", tracking_number="77301", handed_over_at=HANDOVER)
+    shipment = Journey(carrier_code="STO", tracking_number="77301", handed_over_at=HANDOVER)
     judged, _ = update(shipment, answer.events, clock.now + later)
     assert judged.status is status
     assert judged.open_kinds == kinds
@@ -216,7 +217,7 @@ def test_failed_twice_opens_repeated_failure_before_it_is_signed() -> None:
     second = next(s for s in SCRIPTS["failed_twice"].steps if s.state == "206")
     clock.advance(second.after)
     answer = query_events(sim, "yunda", "4310001")
-    shipment = Shipment(carrier_code="YUNDA", tracking_number="4310001", handed_over_at=HANDOVER)
+    shipment = Journey(carrier_code="YUNDA", tracking_number="4310001", handed_over_at=HANDOVER)
     judged, _ = update(shipment, answer.events, clock.now)
     assert judged.status is S.DELIVERY_FAILED
     assert K.REPEATED_DELIVERY_FAILURE in judged.open_kinds

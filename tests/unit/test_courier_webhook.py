@@ -19,7 +19,8 @@ import pytest
 from chalicelib.core.errors import ApiError
 from chalicelib.tracking.couriers import known_providers, provider_class
 from chalicelib.tracking.couriers import standard_webhooks as wh
-from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.tracking.model import ExceptionKind, Journey, ShipmentStatus
+from chalicelib.tracking.thresholds import update
 from tests.support import dumps, standard_headers
 
 S, K = ShipmentStatus, ExceptionKind
@@ -91,7 +92,7 @@ def test_a_delivered_journey_reads_into_our_events() -> None:
 def test_the_delivered_journey_finishes_the_shipment() -> None:
     body = raw("push_delivered.json")
     push = read(body)
-    shipment = Shipment(carrier_code="STO", tracking_number="773298415606271")
+    shipment = Journey(carrier_code="STO", tracking_number="773298415606271")
     shipment, _ = update(shipment, push.events, datetime(2026, 11, 20, 4, 0, tzinfo=UTC))
     assert shipment.status is S.DELIVERED and shipment.finished
     assert shipment.delivered_at == datetime(2026, 11, 20, 3, 42, 8, tzinfo=UTC)
@@ -108,7 +109,7 @@ def test_an_exception_push_feeds_the_domain_rules() -> None:
     assert [e.exceptions for e in failed] == [
         (K.ADDRESS_ISSUE, K.DELIVERY_FAILED, K.HELD_AT_FACILITY), (K.RECIPIENT_UNREACHABLE,)]
     assert {e.carrier_code for e in push.events} == {"ZTO"}
-    shipment = Shipment(carrier_code="ZTO", tracking_number="78912345678901")
+    shipment = Journey(carrier_code="ZTO", tracking_number="78912345678901")
     shipment, _ = update(shipment, push.events, datetime(2026, 11, 22, 6, 10, tzinfo=UTC))
     assert shipment.status is S.DELIVERY_FAILED
     assert len(shipment.failed_attempts) == 2  # one on each local day

@@ -19,7 +19,8 @@ from chalicelib.core.errors import ApiError
 from chalicelib.tracking import couriers
 from chalicelib.tracking.couriers import known_providers, provider_class
 from chalicelib.tracking.couriers import kuaidi100 as k100
-from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, TrackingEvent, update
+from chalicelib.tracking.model import ExceptionKind, Journey, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.thresholds import update
 
 S, K = ShipmentStatus, ExceptionKind
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "couriers" / "kuaidi100"
@@ -274,9 +275,9 @@ def test_an_unreadable_line_is_counted_not_fatal() -> None:
 
 # Whole journeys through the domain rules --------------------------------------------------------
 
-def shipment_for(number: str, carrier: str) -> Shipment:
-    return Shipment(carrier_code=carrier, tracking_number=number,
-                    handed_over_at=datetime(2026, 5, 1, 0, 0, tzinfo=UTC))
+def shipment_for(number: str, carrier: str) -> Journey:
+    return Journey(carrier_code=carrier, tracking_number=number,
+                   handed_over_at=datetime(2026, 5, 1, 0, 0, tzinfo=UTC))
 
 
 def events_of(*names: str) -> Iterator[tuple[TrackingEvent, ...]]:
@@ -284,7 +285,7 @@ def events_of(*names: str) -> Iterator[tuple[TrackingEvent, ...]]:
         yield k100.read_push({}, push_body(name), SALT).events
 
 
-def alerts_opened(shipment: Shipment, *names: str) -> list[ExceptionKind]:
+def alerts_opened(shipment: Journey, *names: str) -> list[ExceptionKind]:
     """Each push judged a few minutes after its newest scan, as the push handler would."""
     opened = []
     for events in events_of(*names):

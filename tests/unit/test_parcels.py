@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.tracking import rules as tracking
+from chalicelib.tracking.model import ExceptionKind as K
+from chalicelib.tracking.model import Journey, JourneyChange, OpenException, TrackingEvent
+from chalicelib.tracking.model import ShipmentStatus as S
 from chalicelib.tracking.parcels import (
     AFTER_SALES,
     LIABILITY_HINT,
@@ -13,9 +15,8 @@ from chalicelib.tracking.parcels import (
     fulfilment,
     timeline_for,
 )
-from chalicelib.tracking.rules import ExceptionKind as K
-from chalicelib.tracking.rules import ShipmentStatus as S
-from chalicelib.tracking.rules import TrackingEvent
+from chalicelib.tracking.thresholds import update
+from chalicelib.tracking.watch import start_watch
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 
@@ -26,13 +27,13 @@ def scan(hours: float, status: S, *kinds: K, text: str = "") -> TrackingEvent:
                          exceptions=kinds, description=text or status.value, raw_code="x")
 
 
-Changes = tuple[tracking.Change, ...]
+Changes = tuple[JourneyChange, ...]
 
 
 def parcel(*events: TrackingEvent, now_hours: float = 0) -> tuple[Parcel, Changes]:
-    shipment = tracking.Shipment(carrier_code="STO", tracking_number="773001", handed_over_at=T0)
-    updated, changes = tracking.update(shipment, events, T0 + timedelta(hours=now_hours))
-    watch = tracking.start_watch("kuaidi100", can_push=True, can_query=True, now=T0)
+    shipment = Journey(carrier_code="STO", tracking_number="773001", handed_over_at=T0)
+    updated, changes = update(shipment, events, T0 + timedelta(hours=now_hours))
+    watch = start_watch("kuaidi100", can_push=True, can_query=True, now=T0)
     return Parcel(carrier_code="STO", tracking_number="773001", provider="kuaidi100",
                   order_id="ord_1", order_name="#1001", marketplace="shopify", partner_id="f1",
                   job_id="job_1", shipment_id="s1", started_at=T0, shipment=updated,
@@ -65,7 +66,7 @@ def test_a_stall_escalating_to_lost_stays_one_case_and_a_scan_resolves_it() -> N
     assert ("courier.probably_lost", "courier.stalled", False) in kinds
     # The stall that the lost case superseded does not resolve the shared case.
     assert not any(a.resolves for a in alerts_for(p, changes))
-    moved, more = tracking.update(p.shipment, [scan(200, S.IN_TRANSIT)], T0 + timedelta(hours=200))
+    moved, more = update(p.shipment, [scan(200, S.IN_TRANSIT)], T0 + timedelta(hours=200))
     resolved = alerts_for(p.model_copy(update={"shipment": moved}), more)
     assert [(a.case_type, a.resolves) for a in resolved] == [("courier.stalled", True)]
 
@@ -98,9 +99,9 @@ def test_fulfilment_is_derived_from_every_parcel() -> None:
 
 def test_a_problem_opened_and_over_within_one_check_is_no_alert() -> None:
     p, _ = parcel(scan(1, S.PICKED_UP), now_hours=2)
-    opened = tracking.Change(type="exception_opened", at=T0, exception=tracking.OpenException(
+    opened = JourneyChange(type="exception_opened", at=T0, exception=OpenException(
         kind=K.LATE_VS_PROMISE, opened_at=T0, source="computed"))
-    over = tracking.Change(type="exception_resolved", at=T0 + timedelta(minutes=5),
-                           exception=opened.exception, reason="delivered")
+    over = JourneyChange(type="exception_resolved", at=T0 + timedelta(minutes=5),
+                         exception=opened.exception, reason="delivered")
     assert alerts_for(p, [opened, over]) == []
     assert [a.kind for a in alerts_for(p, [opened])] == ["courier.late_vs_promise"]

@@ -10,22 +10,21 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from chalicelib.orders.order import Address
-from chalicelib.warehouse.routing import (
-    DEFAULT_DISPATCH_RULES,
-    DEFAULT_RULES,
+from chalicelib.warehouse.carriers import (
+    DEFAULT_CARRIER_RULES,
     Carrier,
     CarrierRules,
     CostRange,
-    DispatchRules,
-    Region,
-    RegionRules,
-    acceptance_deadlines,
     carrier_named,
     choose_carrier,
-    province_code,
-    region_of,
+)
+from chalicelib.warehouse.dispatch import (
+    DEFAULT_DISPATCH_RULES,
+    DispatchRules,
+    acceptance_deadlines,
     ship_by,
 )
+from chalicelib.warehouse.regions import Region, RegionRules, province_code, region_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 J, T, R, INTL = Region.JZH, Region.TIER12, Region.REMOTE, Region.INTERNATIONAL
@@ -127,7 +126,7 @@ def test_region_rules_reject_unknown_provinces() -> None:
 
 # Couriers ---------------------------------------------------------------------------------------
 
-OFFERS_NO_JD = DEFAULT_RULES.model_copy(
+OFFERS_NO_JD = DEFAULT_CARRIER_RULES.model_copy(
     update={"offered_carriers": frozenset(Carrier) - {Carrier.JD}})
 REMOTE_BY_EMS = CarrierRules(region_carriers={Region.REMOTE: Carrier.EMS})
 PRICED_ABROAD = CarrierRules.model_validate_json(
@@ -137,23 +136,24 @@ US = cn("NY", "New York", "NY", country="US")
 
 
 @pytest.mark.parametrize(("address", "rules", "requested", "carrier", "cost", "reason"), [
-    (cn("上海"), DEFAULT_RULES, None, "STO", "4.5", "default courier for jzh"),
-    (cn("广东", "广州"), DEFAULT_RULES, None, "STO", "9", "default courier for tier12"),
-    (cn("新疆"), DEFAULT_RULES, "", "STO", "12.5", "default courier for remote"),
-    (cn("上海"), DEFAULT_RULES, "SF", "SF", "11.5", "buyer requested SF"),
-    (cn("上海"), DEFAULT_RULES, " sf express ", "SF", "11.5", "buyer requested SF"),
-    (cn("北京"), DEFAULT_RULES, "顺丰", "SF", "15.5", "buyer requested SF"),
-    (cn("北京"), DEFAULT_RULES, "yto", "YTO", "9", "buyer requested YTO"),  # priced like STO
-    (cn("北京"), DEFAULT_RULES, "京东", "JD", "9", "buyer requested JD"),
-    (cn("上海"), DEFAULT_RULES, "DHL", "STO", "4.5",
+    (cn("上海"), DEFAULT_CARRIER_RULES, None, "STO", "4.5", "default courier for jzh"),
+    (cn("广东", "广州"), DEFAULT_CARRIER_RULES, None, "STO", "9", "default courier for tier12"),
+    (cn("新疆"), DEFAULT_CARRIER_RULES, "", "STO", "12.5", "default courier for remote"),
+    (cn("上海"), DEFAULT_CARRIER_RULES, "SF", "SF", "11.5", "buyer requested SF"),
+    (cn("上海"), DEFAULT_CARRIER_RULES, " sf express ", "SF", "11.5", "buyer requested SF"),
+    (cn("北京"), DEFAULT_CARRIER_RULES, "顺丰", "SF", "15.5", "buyer requested SF"),
+    # priced like STO
+    (cn("北京"), DEFAULT_CARRIER_RULES, "yto", "YTO", "9", "buyer requested YTO"),
+    (cn("北京"), DEFAULT_CARRIER_RULES, "京东", "JD", "9", "buyer requested JD"),
+    (cn("上海"), DEFAULT_CARRIER_RULES, "DHL", "STO", "4.5",
      "buyer requested 'DHL', not a known courier (ignored); default courier for jzh"),
     (cn("上海"), OFFERS_NO_JD, "JD", "STO", "4.5",
      "buyer requested JD, which is not offered (ignored); default courier for jzh"),
     (cn("西藏", "拉萨"), REMOTE_BY_EMS, None, "EMS", "12.5", "region override for remote"),
     (cn("江苏"), REMOTE_BY_EMS, None, "STO", "4.5", "default courier for jzh"),
     (cn("西藏"), REMOTE_BY_EMS, "SF", "SF", "21", "buyer requested SF"),  # the buyer wins
-    (US, DEFAULT_RULES, None, "EMS", None, "international carrier for US"),
-    (US, DEFAULT_RULES, "SF", "SF", None, "buyer requested SF"),
+    (US, DEFAULT_CARRIER_RULES, None, "EMS", None, "international carrier for US"),
+    (US, DEFAULT_CARRIER_RULES, "SF", "SF", None, "buyer requested SF"),
     (US, PRICED_ABROAD, None, "EMS", "90", "international carrier for US"),
 ])
 def test_choose_carrier(address: Address, rules: CarrierRules, requested: str | None,
@@ -174,10 +174,10 @@ def test_choose_carrier(address: Address, rules: CarrierRules, requested: str | 
 ])
 def test_expected_costs_stay_in_the_handbook_ranges(address: Address, low: str,
                                                     high: str) -> None:
-    default = choose_carrier(address, DEFAULT_RULES)
+    default = choose_carrier(address, DEFAULT_CARRIER_RULES)
     assert default.expected_cost is not None
     assert Decimal(low) <= default.expected_cost <= Decimal(high)
-    sf = choose_carrier(address, DEFAULT_RULES, "SF").expected_cost
+    sf = choose_carrier(address, DEFAULT_CARRIER_RULES, "SF").expected_cost
     assert sf is not None and sf > Decimal(high)  # the most expensive courier
 
 
@@ -210,8 +210,8 @@ def test_carrier_rules_reject_inconsistent_configuration(json_text: str, message
 
 
 def test_carrier_rules_round_trip_through_json() -> None:
-    text = DEFAULT_RULES.model_dump_json()
-    assert CarrierRules.model_validate_json(text) == DEFAULT_RULES
+    text = DEFAULT_CARRIER_RULES.model_dump_json()
+    assert CarrierRules.model_validate_json(text) == DEFAULT_CARRIER_RULES
     assert CarrierRules.model_validate_json(text).model_dump_json() == text  # stable order
     assert CarrierRules.model_validate_json(REMOTE_BY_EMS.model_dump_json()) == REMOTE_BY_EMS
 

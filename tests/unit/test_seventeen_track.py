@@ -17,7 +17,8 @@ from chalicelib.core.errors import ApiError
 from chalicelib.tracking import couriers
 from chalicelib.tracking.couriers import provider_class
 from chalicelib.tracking.couriers import seventeen_track as t17
-from chalicelib.tracking.rules import ExceptionKind, Shipment, ShipmentStatus, update
+from chalicelib.tracking.model import ExceptionKind, Journey, ShipmentStatus
+from chalicelib.tracking.thresholds import update
 
 S, K = ShipmentStatus, ExceptionKind
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "couriers" / "seventeen_track"
@@ -163,8 +164,8 @@ def test_the_push_reply_is_a_plain_200() -> None:
 def test_a_push_feeds_the_domain_rules() -> None:
     body = raw("push_tracking_updated.json")
     push = t17.read_push({"sign": signature(body)}, body, KEY)
-    shipment = Shipment(carrier_code="EMS", tracking_number="LX123456789CN",
-                        utc_offset_minutes=120)  # the recipient is in Berlin
+    shipment = Journey(carrier_code="EMS", tracking_number="LX123456789CN",
+                       utc_offset_minutes=120)  # the recipient is in Berlin
     shipment, _ = update(shipment, push.events, datetime(2026, 5, 9, 14, 0, tzinfo=UTC))
     assert shipment.status is S.DELIVERY_FAILED
     assert shipment.failed_attempts == (datetime(2026, 5, 9, 13, 20, tzinfo=UTC),)

@@ -8,25 +8,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.tracking.rules import (
+from chalicelib.tracking.fold import apply_events
+from chalicelib.tracking.model import (
     ALERT_KINDS,
-    DEFAULT_POLICY,
-    Change,
     ExceptionKind,
-    PollPolicy,
-    Shipment,
+    Journey,
+    JourneyChange,
     ShipmentStatus,
-    StageThresholds,
-    Thresholds,
     TrackingEvent,
-    apply_events,
-    computed_exceptions,
+)
+from chalicelib.tracking.polling import (
+    DEFAULT_POLICY,
+    PollPolicy,
     exception_deadlines,
     next_poll_at,
     poll_stage,
     stage_of,
-    update,
 )
+from chalicelib.tracking.thresholds import StageThresholds, Thresholds, computed_exceptions, update
 
 S, K = ShipmentStatus, ExceptionKind
 T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)  # 10:00 in China
@@ -42,17 +41,17 @@ def ev(hours: float, status: ShipmentStatus, *kinds: ExceptionKind, code: str = 
                          customs=customs)
 
 
-def parcel(**fields: object) -> Shipment:
+def parcel(**fields: object) -> Journey:
     base: dict[str, object] = {"carrier_code": "STO", "tracking_number": NUMBER,
                                "handed_over_at": T0}
-    return Shipment.model_validate(base | fields)
+    return Journey.model_validate(base | fields)
 
 
-def folded(*events: TrackingEvent, **fields: object) -> Shipment:
+def folded(*events: TrackingEvent, **fields: object) -> Journey:
     return apply_events(parcel(**fields), events)[0]
 
 
-def kinds_of(changes: Sequence[Change], type_: str) -> list[ExceptionKind]:
+def kinds_of(changes: Sequence[JourneyChange], type_: str) -> list[ExceptionKind]:
     return [c.exception.kind for c in changes if c.type == type_ and c.exception is not None]
 
 
@@ -109,7 +108,7 @@ def test_event_time_is_normalised_to_utc_and_naive_times_are_refused() -> None:
 
 def test_events_and_shipments_survive_a_json_round_trip() -> None:
     shipment = folded(*JOURNEY, ev(31, S.DELIVERY_FAILED, K.DELIVERY_FAILED))
-    assert Shipment.model_validate_json(shipment.model_dump_json()) == shipment
+    assert Journey.model_validate_json(shipment.model_dump_json()) == shipment
 
 
 # apply_events -----------------------------------------------------------------------------------
@@ -222,7 +221,7 @@ def test_a_locker_problem_clears_when_the_parcel_leaves_the_locker() -> None:
 
 def test_status_changes_are_reported_with_the_scan_time() -> None:
     _, changes = apply_events(folded(*JOURNEY), [ev(33, S.DELIVERED)])
-    assert changes == (Change(type="status", at=T0 + 33 * H, status=S.DELIVERED,
+    assert changes == (JourneyChange(type="status", at=T0 + 33 * H, status=S.DELIVERED,
                               previous_status=S.OUT_FOR_DELIVERY),)
 
 
@@ -235,7 +234,7 @@ def test_customs_scans_put_the_parcel_in_the_customs_stage() -> None:
 
 # computed_exceptions: every rule at the edges of its threshold ----------------------------------
 
-def opens_at(shipment: Shipment, kind: ExceptionKind, due: datetime) -> None:
+def opens_at(shipment: Journey, kind: ExceptionKind, due: datetime) -> None:
     """Just before: closed. At: open, dated at the threshold. After: still open."""
     just_before = computed_exceptions(shipment, due - timedelta(seconds=1))
     assert kind not in {e.kind for e in just_before.opened}

@@ -6,13 +6,11 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from chalicelib.tracking.rules import (
-    DEFAULT_RULES,
-    ExceptionKind,
-    PollPolicy,
-    Shipment,
-    ShipmentStatus,
-    TrackingEvent,
+from chalicelib.tracking.model import ExceptionKind, Journey, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.polling import PollPolicy
+from chalicelib.tracking.thresholds import update
+from chalicelib.tracking.watch import (
+    DEFAULT_TRACKING_RULES,
     TrackingRules,
     Watch,
     after_judge,
@@ -22,7 +20,6 @@ from chalicelib.tracking.rules import (
     after_subscribe,
     due_action,
     start_watch,
-    update,
     update_through_deadlines,
 )
 
@@ -40,8 +37,8 @@ def ev(hours: float, status: ShipmentStatus, *kinds: ExceptionKind,
                          raw_code=code or status.value, description=f"{status} +{hours}h")
 
 
-def parcel(promised_by: datetime | None = None) -> Shipment:
-    return Shipment(carrier_code="ZTO", tracking_number=NUMBER, handed_over_at=T0,
+def parcel(promised_by: datetime | None = None) -> Journey:
+    return Journey(carrier_code="ZTO", tracking_number=NUMBER, handed_over_at=T0,
                     promised_by=promised_by)
 
 
@@ -49,7 +46,7 @@ LABEL = ev(-3, S.INFO_RECEIVED, code="101")
 PICKED = ev(8, S.PICKED_UP, code="103")  # 18:00 in China
 
 
-def subscribed(shipment: Shipment | None = None, at: datetime = T0) -> Watch:
+def subscribed(shipment: Journey | None = None, at: datetime = T0) -> Watch:
     watch = start_watch("kuaidi100", can_push=True, can_query=True, now=at)
     return after_subscribe(shipment or parcel(), watch, True, at)
 
@@ -236,7 +233,8 @@ def test_the_poll_policy_is_configurable_as_json() -> None:
     assert rules.policy == PollPolicy(
         morning_check=None, quiet_from=time(21, 0), retry_another_day=False,
         last_mile_codes=frozenset({"kuaidi100:1001", "17track:InTransit_Arrival"}))
-    assert TrackingRules.model_validate_json(DEFAULT_RULES.model_dump_json()) == DEFAULT_RULES
+    assert TrackingRules.model_validate_json(DEFAULT_TRACKING_RULES.model_dump_json()) == \
+        DEFAULT_TRACKING_RULES
 
 
 # The budget's promise, end to end: a poll-only parcel sees doorstep events within 30 minutes --

@@ -11,13 +11,13 @@ The contract, one class per provider:
 - `query(parcel) -> events`, optional: ask for the number's scans now;
 - `can_push` / `can_query`: whether the class implements `subscribe` / `query`, derived from
   it, never declared apart, so the watch subscribes first only where a subscription makes the
-  provider push, and polls only where it can ask (`chalicelib.tracking.rules.start_watch`).
+  provider push, and polls only where it can ask (`chalicelib.tracking.watch.start_watch`).
 An instance holds the provider's account (`chalicelib.access.accounts.WebhookSource`: the push
 secrets and the client's settings). A failed call raises `ProviderError`, which says whether
 the provider counted it (its lock or quota then applies) and what CS must hear.
 
 Each provider module holds its pure part (requests built and signed, answers and pushes read,
-code tables mapping provider codes onto the two axes of `chalicelib.tracking.rules`, its
+code tables mapping provider codes onto the two axes of `chalicelib.tracking.model`, its
 errors mapped onto `ProviderError`) and its thin I/O part (a client sending through
 `chalicelib.core.http` with the provider's pace, timeouts and retries), as karrio's carrier
 packages do. Adding a provider is one module, one line in `_CLASSES` and its fixtures.
@@ -40,7 +40,7 @@ from typing import ClassVar, Literal, NamedTuple, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from chalicelib.access.accounts import WebhookSource
-from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
 
 DOMESTIC = "kuaidi100"
 CROSS_BORDER = "17track"

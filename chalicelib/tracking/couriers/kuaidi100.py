@@ -51,7 +51,7 @@ from chalicelib.tracking.couriers import (
     TrackedParcel,
     TrackingPush,
 )
-from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
 
 log = logging.getLogger(__name__)
 NAME = "kuaidi100"
@@ -66,7 +66,7 @@ CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 # times it; Kuaidi100's own refusals then slow them down).
 PACE = Pace(key=NAME, rate=5.0, burst=5)
 
-# Our carrier codes (chalicelib.warehouse.routing.Carrier) -> Kuaidi100 `com` (official SDK
+# Our carrier codes (chalicelib.warehouse.carriers.Carrier) -> Kuaidi100 `com` (official SDK
 # CompanyConstant).
 CARRIERS: dict[str, str] = {
     "STO": "shentong", "SF": "shunfeng", "YTO": "yuantong", "ZTO": "zhongtong",

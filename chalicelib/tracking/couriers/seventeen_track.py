@@ -45,7 +45,7 @@ from chalicelib.tracking.couriers import (
     TrackedParcel,
     TrackingPush,
 )
-from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "17track"
 BASE_URL = "https://api.17track.net/track/v2.2"

@@ -68,7 +68,7 @@ from chalicelib.core.signatures import (
     validate_payload,
 )
 from chalicelib.tracking.couriers import Provider, PushReply, TrackingPush
-from chalicelib.tracking.rules import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
 
 NAME = "webhook"
 SCHEMA_VERSION: Final = 1
