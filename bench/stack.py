@@ -87,8 +87,8 @@ def reset_app_caches() -> None:
         sys.modules["chalicelib.core.aws"].reset()
     if "chalicelib.core.settings" in sys.modules:
         sys.modules["chalicelib.core.settings"].settings.cache_clear()
-    if "chalicelib.access.accounts" in sys.modules:
-        sys.modules["chalicelib.access.accounts"].forget()
+    if "chalicelib.access.directory_store" in sys.modules:
+        sys.modules["chalicelib.access.directory_store"].forget()
 
 
 # --- Deliveries --------------------------------------------------------------------------------
