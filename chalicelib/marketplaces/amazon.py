@@ -84,6 +84,14 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    ShipmentWrite,
+    TokenExchange,
+)
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -706,7 +714,7 @@ class _OrdersPage(LenientModel):
     NextToken: str | None = None
 
 
-def parse_list(answer: Mapping[str, Any], *, shop: str = "",
+def parse_list(answer: Mapping[str, Any], shop: str = "",
                cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
     """Refs of one getOrders page and the next cursor. The answer does not say the seller:
     pass the `shop` ("SellerId/MarketplaceId") the list was asked for."""
@@ -723,3 +731,16 @@ def parse_list(answer: Mapping[str, Any], *, shop: str = "",
         if listed.FulfillmentChannel != "AFN"
     ]
     return refs, page.NextToken or None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch(read),  # a data token, the order, then every page of its items
+    # packageReferenceId makes a retry edit the same package: nothing to ask first.
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback),
+    listing=Listing(list_call, parse_list),
+    token=TokenExchange(token_call, parse_token),
+)

@@ -115,6 +115,14 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
+)
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -648,7 +656,7 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
     return lazop_call("GET", "/orders/get", params, credentials, now)
 
 
-def parse_list(answer: Mapping[str, Any], *, shop: str = "",
+def parse_list(answer: Mapping[str, Any], shop: str = "",
                cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
     """Refs of one page and the next cursor; pass the `cursor` the call was made with and the
     `shop` (seller_id) asked for (the answer names neither)."""
@@ -678,3 +686,15 @@ def parse_list(answer: Mapping[str, Any], *, shop: str = "",
         raise InvalidOrder("too_many_orders",
                            f"more than {MAX_OFFSET} orders updated around {restart}")
     return refs, f"{restart}|0"
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.several_calls(fetch_calls, parse_order),  # GetOrder, then GetOrderItems
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
+                                   existing=PackageCheck(existing_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)

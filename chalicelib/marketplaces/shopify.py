@@ -21,6 +21,7 @@ from pydantic import Field
 from chalicelib.core.errors import ApiError
 from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
 from chalicelib.marketplaces.calls import LenientModel
+from chalicelib.marketplaces.contract import Inbound
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -247,6 +248,10 @@ def _shipping_total(payload: ShopifyOrder) -> Decimal:
 
 # No prescribed answer (a 2xx is enough): said here so the webhook path never loads the rest.
 REPLY: tuple[int, str, str] | None = None
+
+# The notifications half of the contract (chalicelib/marketplaces/contract.py). The whole
+# platform, `MARKETPLACE`, is declared by the Admin API half, shopify_admin.py.
+INBOUND = Inbound(accept=accept, reply=REPLY, normalise=normalise)
 
 
 def __getattr__(name: str) -> Any:

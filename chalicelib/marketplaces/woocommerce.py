@@ -83,6 +83,14 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
+)
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -544,8 +552,10 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
     )
 
 
-def parse_list(answer: Any) -> tuple[list[OrderRef], str | None]:
-    """The listed orders and the next cursor, None after a short page.
+def parse_list(answer: Any, shop: str = "",
+               cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
+    """The listed orders and the next cursor, None after a short page (the orders' links name
+    the shop and the page its own bound: `shop` and `cursor` are not needed).
 
     A full page continues from one second before its last order's modification (the bound is
     exclusive, so orders sharing that second are read again rather than skipped; the worker's
@@ -602,3 +612,16 @@ def _json_or_none(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+# Webhooks carry the whole order; `fetch` re-reads one a reconciliation listing names.
+INBOUND = Inbound(accept=accept, reply=REPLY, normalise=normalise)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.one_call(fetch_call, parse_order),
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
+                                   existing=PackageCheck(existing_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)
