@@ -7,16 +7,15 @@ it). The I/O around each adapter's pure list calls.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from datetime import datetime, timedelta
-from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 from chalicelib.flows.marketplace_calls import credentials_for, send_json
 from chalicelib.marketplaces import adapter_for
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.calls import OrderRef
+from chalicelib.marketplaces.contract import Listing
 from chalicelib.orders import inbox_store as inbox
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.deliveries import REF_HEADER, Accepted
@@ -49,15 +48,15 @@ def reconcile(marketplace: str, shop: str, since: datetime, until: datetime,
     """List the shop's orders changed in the window; queue each one we do not have at that
     version as an inbox delivery, so it takes the same idempotent path as a notification.
     Returns (listed, queued)."""
-    module = _reconcilable(marketplace)
-    if module is None:
+    listing = _listing(marketplace)
+    if listing is None:
         return 0, 0
     credentials = credentials_for(marketplace, shop, now)
     listed = queued = 0
     cursor: str | None = None
     for _page in range(MAX_PAGES):
-        answer = send_json(module.list_call(shop, since, until, cursor, credentials, now))
-        refs, cursor = _parse_list(module, answer, shop, cursor)
+        answer = send_json(listing.call(shop, since, until, cursor, credentials, now))
+        refs, cursor = _parse_list(listing, answer, shop, cursor)
         listed += len(refs)
         queued += sum(_queue(marketplace, ref, now) for ref in refs)
         if cursor is None:
@@ -65,22 +64,19 @@ def reconcile(marketplace: str, shop: str, since: datetime, until: datetime,
     return listed, queued
 
 
-def _reconcilable(marketplace: str) -> ModuleType | None:
+def _listing(marketplace: str) -> Listing | None:
+    """How the marketplace lists a shop's orders, if it does (a listed order is re-read like a
+    thin notification: the contract makes a platform with a listing declare `fetch` too)."""
     try:
-        module = cast(ModuleType, adapter_for(marketplace))
+        return adapter_for(marketplace).listing
     except LookupError:
         return None
-    needed = ("list_call", "parse_list", "parse_order")
-    fetches = hasattr(module, "fetch_call") or hasattr(module, "fetch_calls")
-    return module if fetches and all(hasattr(module, n) for n in needed) else None
 
 
-def _parse_list(module: ModuleType, answer: Any, shop: str,
+def _parse_list(listing: Listing, answer: Any, shop: str,
                 cursor: str | None) -> tuple[list[OrderRef], str | None]:
-    # Some platforms' list answers do not name the shop, or need the cursor used.
-    accepted = inspect.signature(module.parse_list).parameters
-    extra = {k: v for k, v in (("shop", shop), ("cursor", cursor)) if k in accepted}
-    refs, following = module.parse_list(answer, **extra)
+    # Told the shop and the cursor used: some platforms' list answers name neither.
+    refs, following = listing.parse(answer, shop, cursor)
     # Every order listed is the listed shop's, whatever name its links carry.
     return [r.model_copy(update={"shop": shop}) for r in refs], following
 

@@ -3,18 +3,18 @@ chalicelib/marketplaces/writeback.py and each adapter's pure calls (reconciliati
 way of keeping marketplaces and us in step, is chalicelib/flows/reconciliation.py).
 
 A writeback is created in the ship report's transaction (`writeback_actions`); the `write_back`
-schedule sends what is due (`run_writebacks`): per package, the adapter's call with the shop's
-credentials from SSM; a platform without idempotency is asked first whether it already has the
-package when this is a retry (one whose write needs a read first, on every attempt); the
-outcome goes on the order's timeline; a writeback given up is a CS case.
+schedule sends what is due (`run_writebacks`): per package, the call of the platform's declared
+writeback with the shop's credentials from SSM; a platform without idempotency is asked first
+whether it already has the package when this is a retry (its `existing` read; one whose write
+needs a read first, its `prepare`, on every attempt); the outcome goes on the order's timeline;
+a writeback given up is a CS case. A platform that declares no writeback gets none.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import Busy
@@ -29,6 +29,7 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
+from chalicelib.marketplaces.contract import PackageCheck, ShipmentWrite
 from chalicelib.marketplaces.writeback import Writeback
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
@@ -38,19 +39,19 @@ from chalicelib.warehouse.jobs import Shipment as JobShipment
 log = logging.getLogger(__name__)
 
 
-def _adapter(marketplace: str) -> ModuleType | None:
-    """The marketplace's adapter module, if it can write a shipment back."""
+def _writer(marketplace: str) -> ShipmentWrite | None:
+    """How the marketplace takes a shipment, if it does (a Standard Webhooks source's orders
+    carry the source's own name, which is no platform)."""
     try:
-        module = cast(ModuleType, adapter_for(marketplace))
+        return adapter_for(marketplace).writeback
     except LookupError:
         return None
-    return module if hasattr(module, "writeback_call") else None
 
 
 def writeback_actions(job: Job, shipment: JobShipment, now: datetime) -> list[Action]:
     """The writeback of a shipment, for the ship report's transaction (none for a marketplace
     we cannot write back to, e.g. a generic Standard Webhooks source)."""
-    if _adapter(job.marketplace) is None:
+    if _writer(job.marketplace) is None:
         return []
     return [writeback_store.put(writeback.plan(job, shipment, now), None)]
 
@@ -74,8 +75,8 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
     if found is None or found[0].status != "pending" or found[0].due_at > now:
         return None
     old, version = found
-    module = _adapter(old.marketplace)
-    new = _attempt(old, module, now) if module else writeback.failed(
+    writer = _writer(old.marketplace)
+    new = _attempt(old, writer, now) if writer else writeback.failed(
         old, "no adapter", False, now)
     events = _timeline(old, new, now)
     try:
@@ -93,7 +94,7 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
     return "done" if new.status == "done" else "failed" if new.status == "failed" else "retry"
 
 
-def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
+def _attempt(wb: Writeback, writer: ShipmentWrite, now: datetime) -> Writeback:
     try:
         credentials = credentials_for(wb.marketplace, wb.shop, now)
     except shop_credentials.MissingCredentials as exc:
@@ -104,9 +105,9 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
         return writeback.failed(wb, str(exc), exc.retryable, now)
     for package in wb.remaining:
         try:
-            there, prepared = _existing(module, package, credentials, now, bool(wb.attempts))
+            there, prepared = _existing(writer, package, credentials, now, bool(wb.attempts))
             result = WritebackResult(ok=True) if there else _write(
-                module, package, credentials, now, prepared)
+                writer, package, credentials, now, prepared)
         except ValueError as exc:  # the platform cannot take this (no carrier code, no lines)
             return writeback.failed(wb, str(exc), False, now)
         except PlatformUnavailable as exc:
@@ -120,41 +121,41 @@ def _attempt(wb: Writeback, module: ModuleType, now: datetime) -> Writeback:
     return wb
 
 
-def _write(module: ModuleType, package: Shipped, credentials: dict[str, str], now: datetime,
-           prepared: tuple[Any, ...]) -> WritebackResult:
-    answer = marketplace_calls.send(module.writeback_call(package, credentials, now, *prepared))
-    result: WritebackResult = module.parse_writeback(answer.status, answer.body)
+def _write(writer: ShipmentWrite, package: Shipped, credentials: dict[str, str], now: datetime,
+           prepared: Any) -> WritebackResult:
+    answer = marketplace_calls.send(writer.call(package, credentials, now, prepared))
+    result = writer.parse(answer.status, answer.body)
     if not result.already_done:
         return result
     # "Shipped already" may also mean closed, refunded, or shipped by hand with another
     # waybill: where the platform can be asked, only its record of our number counts.
-    if hasattr(module, "existing_call") and not _shown(module, package, credentials, now):
+    if writer.existing and not _shown(writer.existing, package, credentials, now):
         return WritebackResult(ok=False, code=result.code, detail=f"{result.detail}: the "
                                f"platform has no shipment {package.tracking_number}")
     return result.model_copy(update={"ok": True})
 
 
-def _shown(module: ModuleType, package: Shipped, credentials: dict[str, str],
+def _shown(check: PackageCheck, package: Shipped, credentials: dict[str, str],
            now: datetime) -> bool:
     """Does the platform show this package (our tracking number) already?"""
-    answer = send_json(module.existing_call(package, credentials, now))
-    return bool(module.already_shipped(answer, package))
+    return check.already_shipped(send_json(check.call(package, credentials, now)), package)
 
 
-def _existing(module: ModuleType, package: Shipped, credentials: dict[str, str],
-              now: datetime, retry: bool) -> tuple[bool, tuple[Any, ...]]:
-    """Is the package on the platform already, and what the write needs to know first.
+def _existing(writer: ShipmentWrite, package: Shipped, credentials: dict[str, str],
+              now: datetime, retry: bool) -> tuple[bool, Any]:
+    """Is the package on the platform already, and the answer the write needs first (None for
+    a write that needs none).
 
-    A platform whose write needs a read first (`prepare_call`: Shopify's fulfillment orders)
-    is read on every attempt and the answer both says whether the package is there and goes to
-    `writeback_call`. Otherwise a platform that does not deduplicate (`existing_call`) is asked
-    only before a retry."""
-    if hasattr(module, "prepare_call"):
-        prepared = send_json(module.prepare_call(package, credentials, now))
-        return bool(module.already_shipped(prepared, package)), (prepared,)
-    if retry and hasattr(module, "existing_call"):
-        return _shown(module, package, credentials, now), ()
-    return False, ()
+    A platform whose write needs a read first (`prepare`: Shopify's fulfillment orders) is read
+    on every attempt and the answer both says whether the package is there and goes to the
+    write. Otherwise a platform that does not deduplicate (`existing`) is asked only before a
+    retry."""
+    if writer.prepare:
+        prepared = send_json(writer.prepare.call(package, credentials, now))
+        return writer.prepare.already_shipped(prepared, package), prepared
+    if retry and writer.existing:
+        return _shown(writer.existing, package, credentials, now), None
+    return False, None
 
 
 def _timeline(old: Writeback, new: Writeback, now: datetime) -> list[OrderEvent]:
