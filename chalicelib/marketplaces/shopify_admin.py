@@ -14,8 +14,8 @@ Writeback (shopify.dev GraphQL Admin reference: fulfillmentCreate, FulfillmentIn
 FulfillmentOrderLineItemsInput, FulfillmentOrderLineItemInput, FulfillmentTrackingInput): a
 fulfillment is made from fulfillment orders, so it takes two calls.
 1. `prepare_call`: the order's fulfillment orders (id, status, assigned location, line items with
-   `remainingQuantity` and the order `lineItem { id }`) and its fulfillments' trackingInfo. Sent
-   on every attempt; its answer is `prepared`.
+   `remainingQuantity` and the order `lineItem { id }`) and its fulfillments' trackingInfo: the
+   writeback's `prepare` read, sent on every attempt; its answer is `prepared`.
 2. `already_shipped(prepared, shipped)`: fulfillmentCreate is NOT idempotent (protocols.md), so
    a fulfillment (not cancelled, errored or failed) already carrying this tracking number means
    an earlier attempt, or a person, did it: do not write again.

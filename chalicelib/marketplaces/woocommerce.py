@@ -45,8 +45,8 @@ every carrier is sent as a custom provider. The call is NOT idempotent: before a
 
 Reconciliation: `GET {store}/wp-json/wc/v3/orders?modified_after=&modified_before=&dates_are_gmt=
 true&orderby=modified&order=asc&per_page=100&page=1`. The page count (X-WP-TotalPages) is a
-header that `parse_list` never sees, and `parse_list` is not told which page it read, so the
-cursor is a keyset: the `modified_after` bound for the next request (see `parse_list`).
+header that `parse_list` never sees, so the cursor is a keyset, not a page: the
+`modified_after` bound for the next request (see `parse_list`).
 
 Guesses (not confirmed by documentation here):
 - The customer-facing provider names in CARRIERS and the tracking link (Kuaidi100's public query
