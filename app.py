@@ -138,9 +138,9 @@ def track_parcels(event: Any) -> None:
 def write_back(event: Any) -> None:
     """Tell the marketplaces of the shipments due (retries back off; a give-up is a CS case)."""
     from chalicelib.core.clock import utcnow
-    from chalicelib.flows import marketplace_sync
+    from chalicelib.flows import writeback
 
-    counts = marketplace_sync.run_writebacks(utcnow())
+    counts = writeback.run_writebacks(utcnow())
     if any(counts.values()):
         app.log.info("writebacks: %s", counts)
 
@@ -149,8 +149,8 @@ def write_back(event: Any) -> None:
 def reconcile_shops(event: Any) -> None:
     """Every platform recommends it: list each shop's recent orders and queue what we missed."""
     from chalicelib.core.clock import utcnow
-    from chalicelib.flows import marketplace_sync
+    from chalicelib.flows import reconciliation
 
-    counts = marketplace_sync.run_reconciliation(utcnow())
+    counts = reconciliation.run_reconciliation(utcnow())
     if counts["queued"] or counts["errors"]:
         app.log.info("reconciliation: %s", counts)

@@ -142,8 +142,8 @@ FIRST_REQUEST_PROBES = {
     "  boto3 Session()": ("boto3/session.py", "__init__"),
     "  Session.client()": ("boto3/session.py", "client"),
     "directory.source() (webhook source)": ("chalicelib/access/directory_store.py", "source"),
-    "marketplaces.adapter_for() (lazy import)": ("chalicelib/marketplaces/__init__.py",
-                                                 "adapter_for"),
+    "marketplaces.inbound_for() (lazy import)": ("chalicelib/marketplaces/__init__.py",
+                                                 "inbound_for"),
     "inbox.put_delivery() (DynamoDB)": ("chalicelib/orders/inbox_store.py", "put_delivery"),
     "botocore _make_api_call (2 calls)": ("botocore/client.py", "_make_api_call"),
 }

@@ -33,9 +33,9 @@ def receive(source: str, headers: Mapping[str, str], raw: bytes, now: datetime) 
     if config is None or config.scheme not in marketplaces.known_schemes():
         raise ApiError(404, "unknown_source", f"no webhook source named {source!r}")
     lowered = {name.lower(): value for name, value in headers.items()}
-    adapter = marketplaces.adapter_for(config.scheme)
+    inbound = marketplaces.inbound_for(config.scheme)  # no API calls loaded on this path
     try:
-        accepted = adapter.accept(lowered, raw, config.secrets, now)
+        accepted = inbound.accept(lowered, raw, config.secrets, now)
     except ApiError as exc:
         if exc.status == 422:  # correctly signed, yet unreadable: CS must know of this order
             _alert_rejected(source, exc, now)
@@ -70,4 +70,4 @@ def reply_for(source: str) -> tuple[int, str, str] | None:
     """The platform's own success answer, for platforms that prescribe one (Shopee: an empty
     body); None: our JSON. The source was read (and cached) by `receive` just before."""
     config = directory.source(source)
-    return marketplaces.reply_of(config.scheme) if config else None
+    return marketplaces.inbound_for(config.scheme).reply if config else None

@@ -10,13 +10,12 @@ invocation.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
+from chalicelib import marketplaces
 from chalicelib.core import http
-from chalicelib.marketplaces import MODULES, Adapter
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.calls import OrderRef, PlatformUnavailable
 from chalicelib.orders.deliveries import REF_HEADER
@@ -49,29 +48,35 @@ def read_order(scheme: str, raw: bytes, headers: Mapping[str, str], source: str,
 
     Raises InvalidOrder for what will never become an order (CS hears of it) and
     PlatformUnavailable (or the adapter's retryable error) for what may work later."""
-    module = importlib.import_module(MODULES[scheme])
-    if hasattr(module, "normalise") and not headers.get(REF_HEADER):
-        return cast(Adapter, module).normalise(raw, headers, source)
-    # A delivery reconciliation queued carries the listed order's reference itself.
-    ref = (OrderRef.model_validate_json(raw) if headers.get(REF_HEADER)
-           else module.ref(raw, headers))
+    if headers.get(REF_HEADER):  # queued by reconciliation or a split push: the ref itself
+        return _fetch(scheme, OrderRef.model_validate_json(raw), source, now)
+    inbound = marketplaces.inbound_for(scheme)  # a whole payload needs no API half loaded
+    if inbound.normalise is not None:
+        return inbound.normalise(raw, headers, source)
+    if inbound.ref is not None:
+        return _fetch(scheme, inbound.ref(raw, headers), source, now)
+    raise InvalidOrder("unreadable_notification", f"{scheme}: neither whole nor a reference")
+
+
+def _fetch(scheme: str, ref: OrderRef, source: str, now: datetime) -> Order:
+    """The order `ref` names, read from the platform. (Every platform whose notifications or
+    listings name orders declares `fetch`: the contract checks it when the module loads.)"""
+    fetch = marketplaces.adapter_for(scheme).fetch
+    if fetch is None:
+        raise InvalidOrder("not_refetchable", f"{scheme} offers no way to read an order")
     try:
         credentials = credentials_for(scheme, ref.shop, now)
     except shop_credentials.MissingCredentials as exc:
         raise InvalidOrder("missing_shop_credentials", str(exc)) from None
     try:
-        if hasattr(module, "read"):  # several dependent calls (Amazon: a data token first)
-            return cast("Order", module.read(ref, credentials, now, send_json, source))
-        if hasattr(module, "fetch_calls"):  # an order and its items, in separate calls
-            answers = [send_json(c) for c in module.fetch_calls(ref, credentials, now)]
-            return cast("Order", module.parse_order(answers, ref, source))
-        return cast("Order", module.parse_order(send_json(module.fetch_call(
-            ref, credentials, now)), ref, source))
+        return fetch.read(ref, credentials, now, send_json, source)
     except PlatformUnavailable:
         raise
     except InvalidOrder:
         raise
     except Exception as exc:
+        # A platform's own error says whether to retry (PlatformError, LazadaError, TaobaoError);
+        # anything else (an answer we could not read) may read well later.
         if getattr(exc, "retryable", True):
             raise PlatformUnavailable(f"{scheme}: {exc}") from exc
         raise InvalidOrder("platform_refused", f"{scheme}: {exc}") from exc
@@ -83,16 +88,16 @@ _tokens: dict[tuple[str, str], tuple[str, datetime]] = {}
 
 def credentials_for(scheme: str, shop: str, now: datetime) -> dict[str, str]:
     """The shop's credentials from SSM, with a current access token for a platform whose
-    adapter exchanges a long-lived refresh token for short-lived ones (`token_call`). Raises
+    adapter exchanges a long-lived refresh token for short-lived ones (its `token`). Raises
     MissingCredentials, PlatformUnavailable, or the adapter's error."""
     credentials = shop_credentials.get(scheme, shop)
-    module = importlib.import_module(MODULES[scheme])
-    call = module.token_call(credentials) if hasattr(module, "token_call") else None
-    if call is None:
+    exchange = marketplaces.adapter_for(scheme).token
+    call = exchange.call(credentials) if exchange is not None else None
+    if exchange is None or call is None:
         return credentials
     cached = _tokens.get((scheme, shop))
     if cached is None or cached[1] <= now:
-        token, lifetime = module.parse_token(send_json(call))
+        token, lifetime = exchange.parse(send_json(call))
         cached = (token, now + timedelta(seconds=max(lifetime - 120, 60)))  # renew early
         _tokens[(scheme, shop)] = cached
     return {**credentials, "access_token": cached[0]}

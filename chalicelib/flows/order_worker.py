@@ -78,8 +78,12 @@ def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
 def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
     """A push naming several orders (Douyin batches its messages) becomes one delivery per
     order, written with this one's completion in one transaction; None when it names one."""
+    headers = item.get("headers", {})
+    refs_of = marketplaces.inbound_for(item["scheme"]).refs
+    if refs_of is None or headers.get(deliveries.REF_HEADER):  # the body is one reference
+        return None
     try:
-        refs = marketplaces.refs_of(item["scheme"], raw, item.get("headers", {}))
+        refs = refs_of(raw, headers)
     except InvalidOrder:
         return None  # read_order reports it
     if len(refs) < 2:

@@ -274,7 +274,7 @@ def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> J
     """Record the shipment, start tracking its parcels and plan telling the marketplace, in one
     transaction: a retried report finds all of it done or none. A tracking number another
     order already has is not tracked twice (CS hears of it); the shipment is recorded."""
-    from chalicelib.flows import marketplace_sync, tracker
+    from chalicelib.flows import tracker, writeback
 
     skip: set[tuple[str, str]] = set()
 
@@ -282,7 +282,7 @@ def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> J
         shipment = next(s for s in transition.job.shipments
                         if s.shipment_id == request.shipment_id)
         return [*tracker.start_actions(transition.job, shipment, now, skip),
-                *marketplace_sync.writeback_actions(transition.job, shipment, now)]
+                *writeback.writeback_actions(transition.job, shipment, now)]
 
     return apply(partner_id, job_id, lambda j: jobs.ship(
         j, request.shipment_id, request.packages, request.final, now),

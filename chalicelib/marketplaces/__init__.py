@@ -1,74 +1,70 @@
-"""Marketplace adapters, one module each, loaded only when a request needs one.
+"""Marketplace adapters, one module each (two for Shopify), loaded only when a request needs one.
 
-Each adapter module offers pure functions:
-- `accept(headers, raw, secrets, now) -> Accepted`: verify the signature over the raw bytes and
-  validate the payload (raises ApiError with a reason code);
-- a full-payload platform: `normalise(raw, headers, source) -> Order` (raises InvalidOrder);
-- a thin one: `ref(raw, headers) -> OrderRef`, `fetch_call(ref, credentials, now) -> ApiCall`,
-  `parse_order(answer, ref, source) -> Order`; `read_order` below does the re-fetch;
-- optionally `REPLY = (status, content type, body)`: the platform's documented answer;
-- and the writeback and reconciliation calls of chalicelib/marketplaces/calls.py.
+Each platform declares the contract of chalicelib/marketplaces/contract.py: its inbound half
+(`INBOUND`, what a notification needs) and the whole platform (`MARKETPLACE`: fetch, writeback,
+listing, token exchange, each None where the platform lacks it). The registry below finds them
+by scheme: `inbound_for` loads only the module of the inbound half, so a webhook's cold start
+compiles no API calls (Shopify's Admin API half, shopify_admin.py, stays unloaded);
+`adapter_for` loads the module that declares the whole platform.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import NamedTuple, TypeVar
 
-from chalicelib.orders.deliveries import REF_HEADER, Accepted
+from chalicelib.marketplaces.contract import Inbound, Marketplace
 
-if TYPE_CHECKING:
-    from chalicelib.marketplaces.calls import OrderRef
-    from chalicelib.orders.order import Order
+_Declared = TypeVar("_Declared", Inbound, Marketplace)
 
-# Scheme name -> module. A new marketplace is one new module plus its fixtures.
-MODULES = {
-    "shopify": "chalicelib.marketplaces.shopify",
-    "standard": "chalicelib.marketplaces.standard_webhooks",
-    "woocommerce": "chalicelib.marketplaces.woocommerce",
-    "douyin": "chalicelib.marketplaces.douyin",
-    "tiktok_shop": "chalicelib.marketplaces.tiktok_shop",
-    "shopee": "chalicelib.marketplaces.shopee",
-    "lazada": "chalicelib.marketplaces.lazada",
+
+class Halves(NamedTuple):
+    inbound: str  # the module declaring INBOUND
+    api: str  # the module declaring MARKETPLACE (the same one but for Shopify)
+
+
+def _one(module: str) -> Halves:
+    return Halves(module, module)
+
+
+# Scheme -> modules. A new marketplace is one new module plus its fixtures.
+PLATFORMS: dict[str, Halves] = {
+    "shopify": Halves("chalicelib.marketplaces.shopify", "chalicelib.marketplaces.shopify_admin"),
+    "standard": _one("chalicelib.marketplaces.standard_webhooks"),
+    "woocommerce": _one("chalicelib.marketplaces.woocommerce"),
+    "douyin": _one("chalicelib.marketplaces.douyin"),
+    "tiktok_shop": _one("chalicelib.marketplaces.tiktok_shop"),
+    "shopee": _one("chalicelib.marketplaces.shopee"),
+    "lazada": _one("chalicelib.marketplaces.lazada"),
     # Not over HTTP: Amazon's notifications come from an SQS queue, Taobao's from TMC polling
     # (chalicelib/flows/feeds.py); their `accept` refuses a webhook with 404.
-    "amazon": "chalicelib.marketplaces.amazon",
-    "taobao": "chalicelib.marketplaces.taobao",
+    "amazon": _one("chalicelib.marketplaces.amazon"),
+    "taobao": _one("chalicelib.marketplaces.taobao"),
 }
 
 
-class Adapter(Protocol):
-    def accept(self, headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
-               now: datetime) -> Accepted: ...
-
-    def normalise(self, raw: bytes, headers: Mapping[str, str], source: str) -> Order: ...
+def known_schemes() -> frozenset[str]:
+    return frozenset(PLATFORMS)
 
 
-def adapter_for(scheme: str) -> Adapter:
+def inbound_for(scheme: str) -> Inbound:
+    """The platform's notifications half (loads no API calls)."""
+    return _checked(importlib.import_module(_halves(scheme).inbound).INBOUND, Inbound)
+
+
+def adapter_for(scheme: str) -> Marketplace:
+    """The whole platform: its notifications and its API's capabilities."""
+    return _checked(importlib.import_module(_halves(scheme).api).MARKETPLACE, Marketplace)
+
+
+def _halves(scheme: str) -> Halves:
     try:
-        module_name = MODULES[scheme]
+        return PLATFORMS[scheme]
     except KeyError:
         raise LookupError(f"no adapter for scheme {scheme!r}") from None
-    return cast(Adapter, importlib.import_module(module_name))
 
 
-def known_schemes() -> frozenset[str]:
-    return frozenset(MODULES)
-
-
-def reply_of(scheme: str) -> tuple[int, str, str] | None:
-    """The platform's documented answer to a notification, if it prescribes one."""
-    reply: tuple[int, str, str] | None = getattr(adapter_for(scheme), "REPLY", None)
-    return reply
-
-
-def refs_of(scheme: str, raw: bytes, headers: Mapping[str, str]) -> list[OrderRef]:
-    """Every order a notification names, for a platform whose pushes batch several (its
-    adapter offers `refs`); [] for the others."""
-    module = importlib.import_module(MODULES[scheme])
-    if headers.get(REF_HEADER) or not hasattr(module, "refs"):
-        return []
-    found: list[OrderRef] = module.refs(raw, headers)
-    return found
+def _checked(declared: object, kind: type[_Declared]) -> _Declared:
+    if not isinstance(declared, kind):  # a platform module that does not keep the contract
+        raise TypeError(f"{declared!r} is not the contract's {kind.__name__}")
+    return declared

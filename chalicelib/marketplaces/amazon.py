@@ -9,9 +9,10 @@ answers 404 `unknown_source`, so nothing can post notifications to us by mistake
 
 The notification is an order summary, not the order: `ref` names the order, `fetch_calls` builds
 `getOrder` + `getOrderItems` and `parse_order` reads both answers (the order first, then every
-page of items; follow `items_next_token`). `shop` is "SellerId/MarketplaceId". Orders fulfilled
-by Amazon (AFN/FBA) are not ours to ship: their notifications are not actionable and
-`parse_order` refuses them (InvalidOrder "not_seller_fulfilled").
+page of items; follow `items_next_token`); `read`, the declared fetch, does all of it. `shop` is
+"SellerId/MarketplaceId". Orders fulfilled by Amazon (AFN/FBA) are not ours to ship: their
+notifications are not actionable and `parse_order` refuses them (InvalidOrder
+"not_seller_fulfilled").
 
 Requests: `x-amz-access-token` = an LWA access token the I/O part obtained (no AWS SigV4 since
 2023), `x-amz-date` = now as YYYYMMDDTHHMMSSZ. Buyer PII (shipping address name/lines/phone,
@@ -32,9 +33,9 @@ refund status: refunds live in the Finances API.
 
 Writeback: `POST /orders/v0/orders/{orderId}/shipmentConfirmation` (2 requests/s, burst 10)
 with `packageReferenceId` = our package id as a positive number, so a retry edits the same
-package (the natural idempotency key): no `existing_call` is needed. Carriers without an Amazon
-code go as `carrierCode` "Other" with our `carrierName` (`OTHER_CARRIERS`). `orderItems` is
-required, so `Shipped.lines` must name the items.
+package (the natural idempotency key): the writeback declares no `existing` read. Carriers
+without an Amazon code go as `carrierCode` "Other" with our `carrierName` (`OTHER_CARRIERS`).
+`orderItems` is required, so `Shipped.lines` must name the items.
 
 Reconciliation: `GET /orders/v0/orders` by LastUpdatedAfter/LastUpdatedBefore (at least 2 minutes
 before now) for seller-fulfilled orders, paged by NextToken (0.0167 requests/s, burst 20).
@@ -83,6 +84,14 @@ from chalicelib.marketplaces.calls import (
     PlatformError,
     Shipped,
     WritebackResult,
+)
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    ShipmentWrite,
+    TokenExchange,
 )
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
@@ -706,7 +715,7 @@ class _OrdersPage(LenientModel):
     NextToken: str | None = None
 
 
-def parse_list(answer: Mapping[str, Any], *, shop: str = "",
+def parse_list(answer: Mapping[str, Any], shop: str = "",
                cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
     """Refs of one getOrders page and the next cursor. The answer does not say the seller:
     pass the `shop` ("SellerId/MarketplaceId") the list was asked for."""
@@ -723,3 +732,16 @@ def parse_list(answer: Mapping[str, Any], *, shop: str = "",
         if listed.FulfillmentChannel != "AFN"
     ]
     return refs, page.NextToken or None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch(read),  # a data token, the order, then every page of its items
+    # packageReferenceId makes a retry edit the same package: nothing to ask first.
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback),
+    listing=Listing(list_call, parse_list),
+    token=TokenExchange(token_call, parse_token),
+)

@@ -1,9 +1,10 @@
 """What a marketplace adapter asks of the platform's API, built purely; the I/O edge sends it.
 
-Thin notifications (TikTok Shop, Shopee, Lazada, Amazon, Taobao) name an order that must be
-re-fetched; every platform takes a shipment writeback; reconciliation lists recent orders. An
-adapter builds each request as a `chalicelib.core.http.Request` (signed, exact) and reads the
-answer with a pure parser; `chalicelib.flows.marketplace_calls` sends it.
+Thin notifications (Douyin, TikTok Shop, Shopee, Lazada, Amazon, Taobao) name an order that
+must be re-fetched; the marketplaces take a shipment writeback; reconciliation lists recent
+orders. An adapter builds each request as a `chalicelib.core.http.Request` (signed, exact) and
+reads the answer with a pure parser; `chalicelib.flows.marketplace_calls` sends it. Which of
+these a platform offers it declares in its `MARKETPLACE` (chalicelib/marketplaces/contract.py).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def read_writeback(status: int, body: bytes,
                    maybe_done: Callable[[ApiErrorLike], bool]) -> WritebackResult:
     """A JSON platform's answer to a writeback. `maybe_done`: a refusal that may mean "shipped
     already" (by our earlier attempt or by hand) or "cancelled": retryable, so the next attempt
-    asks the platform (existing_call / already_shipped) before writing again."""
+    asks the platform (the writeback's `existing` read) before writing again."""
     if status == 429 or status >= 500:
         return WritebackResult(ok=False, retryable=True, code=str(status))
     try:

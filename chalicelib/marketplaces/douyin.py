@@ -96,6 +96,14 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     id_text,
 )
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
+)
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -628,7 +636,10 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
     }, credentials, now)
 
 
-def parse_list(answer: Any) -> tuple[list[OrderRef], str | None]:
+def parse_list(answer: Any, shop: str = "",
+               cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
+    """Refs of one page and the next cursor (the answer names the shop and its page: `shop`
+    and `cursor` are not needed)."""
     data = _data(answer)
     if not isinstance(data, dict):
         raise DouyinError("unexpected_answer", "data is not an object", False)
@@ -676,3 +687,15 @@ def _raise_for_error(body: Mapping[str, Any]) -> None:
 def _retryable(code: int, sub_code: str, message: str) -> bool:
     return (code in _RETRYABLE_CODES or sub_code.startswith("isp.")
             or sub_code in _RETRYABLE_SUB_CODES or any(w in message for w in _RETRY_WORDS))
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref, refs=refs)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.one_call(fetch_call, parse_order),
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
+                                   existing=PackageCheck(existing_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)

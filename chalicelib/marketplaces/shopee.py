@@ -110,6 +110,14 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
+)
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -536,9 +544,10 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
     return shop_call("GET", ORDER_LIST_PATH, query, None, credentials, now)
 
 
-def parse_list(answer: Mapping[str, Any], *, shop: str = "") -> tuple[list[OrderRef], str | None]:
+def parse_list(answer: Mapping[str, Any], shop: str = "",
+               cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
     """Refs of one page and the next cursor. The answer names neither the shop nor the update
-    times: pass the `shop` (shop_id) the list was asked for."""
+    times: pass the `shop` (shop_id) the list was asked for (the answer carries the cursor)."""
     response = _response(answer)
     listed = response.get("order_list")
     refs = []
@@ -548,6 +557,18 @@ def parse_list(answer: Mapping[str, Any], *, shop: str = "") -> tuple[list[Order
                                  status=str(entry.get("order_status", ""))))
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidOrder("invalid_payload", f"listed order unreadable: {exc}") from None
-    cursor = response.get("next_cursor")
+    following = response.get("next_cursor")
     more = response.get("more") is True
-    return refs, str(cursor) if more and cursor not in (None, "") else None
+    return refs, str(following) if more and following not in (None, "") else None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.one_call(fetch_call, parse_order),
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
+                                   existing=PackageCheck(existing_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)

@@ -5,8 +5,9 @@ is signed, so staleness is judged by the order's own `updated_at`. Dedupe on X-S
 (one per delivery; retries of one delivery keep it). The shop is X-Shopify-Shop-Domain (the
 `xxx.myshopify.com` domain): every order's identity is (shop domain, REST order id).
 
-The Admin API half (shipment writeback, reconciliation) is `shopify_admin.py`, reached through
-this module (`__getattr__` below) only when asked for: a webhook's cold start does not load it.
+The Admin API half (re-fetch, shipment writeback, reconciliation) is `shopify_admin.py`, which
+imports this module (never the other way): the registry loads it only for a platform call, so a
+webhook's cold start does not.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import Field
 
 from chalicelib.core.errors import ApiError
 from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
 from chalicelib.marketplaces.calls import LenientModel
+from chalicelib.marketplaces.contract import Inbound
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -245,15 +246,9 @@ def _shipping_total(payload: ShopifyOrder) -> Decimal:
     return Decimal(shop_money.get("amount", "0"))
 
 
-# No prescribed answer (a 2xx is enough): said here so the webhook path never loads the rest.
+# No prescribed answer (a 2xx is enough).
 REPLY: tuple[int, str, str] | None = None
 
-
-def __getattr__(name: str) -> Any:
-    """The writeback and reconciliation calls live in shopify_admin (loaded on first use)."""
-    from chalicelib.marketplaces import shopify_admin
-
-    try:
-        return getattr(shopify_admin, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+# The notifications half of the contract (chalicelib/marketplaces/contract.py). The whole
+# platform, `MARKETPLACE`, is declared by the Admin API half, shopify_admin.py.
+INBOUND = Inbound(accept=accept, reply=REPLY, normalise=normalise)

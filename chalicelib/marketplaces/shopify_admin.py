@@ -1,5 +1,6 @@
-"""Shopify Admin API: the shipment writeback and reconciliation calls, built purely, and
-their answers read. The webhook half is shopify.py, which forwards these names.
+"""Shopify Admin API: the re-fetch, shipment writeback and reconciliation calls, built purely,
+and their answers read. The webhook half is shopify.py, whose `INBOUND` this module's
+`MARKETPLACE` (the whole platform, at the end) includes.
 
 Credentials (writeback, reconciliation), per shop: `shop_domain` (`xxx.myshopify.com`),
 `access_token` (an Admin API token, sent as header X-Shopify-Access-Token; scopes read_orders and
@@ -13,8 +14,8 @@ Writeback (shopify.dev GraphQL Admin reference: fulfillmentCreate, FulfillmentIn
 FulfillmentOrderLineItemsInput, FulfillmentOrderLineItemInput, FulfillmentTrackingInput): a
 fulfillment is made from fulfillment orders, so it takes two calls.
 1. `prepare_call`: the order's fulfillment orders (id, status, assigned location, line items with
-   `remainingQuantity` and the order `lineItem { id }`) and its fulfillments' trackingInfo. Sent
-   on every attempt; its answer is `prepared`.
+   `remainingQuantity` and the order `lineItem { id }`) and its fulfillments' trackingInfo: the
+   writeback's `prepare` read, sent on every attempt; its answer is `prepared`.
 2. `already_shipped(prepared, shipped)`: fulfillmentCreate is NOT idempotent (protocols.md), so
    a fulfillment (not cancelled, errored or failed) already carrying this tracking number means
    an earlier attempt, or a person, did it: do not write again.
@@ -87,7 +88,14 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
-from chalicelib.marketplaces.shopify import normalise
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
+)
+from chalicelib.marketplaces.shopify import INBOUND, NAME, normalise
 from chalicelib.orders.order import InvalidOrder, Order
 
 # Calls -------------------------------------------------------------------------------------------
@@ -474,15 +482,16 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
                     {"first": PER_PAGE, "after": cursor, "query": search}, shop)
 
 
-def parse_list(answer: Any) -> tuple[list[OrderRef], str | None]:
-    """The listed orders (shop left empty: the caller names it) and the next cursor, None on the
+def parse_list(answer: Any, shop: str = "",
+               cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
+    """The listed orders, of `shop`, and the next cursor (the answer's endCursor), None on the
     last page."""
     data = _data(answer)
     try:
         page = _OrderPage.model_validate(data.get("orders"))
     except ValidationError as exc:
         raise ShopifyError("unexpected_answer", str(exc)[:300], False) from None
-    refs = [OrderRef(shop="", external_id=str(node.legacyResourceId),
+    refs = [OrderRef(shop=shop, external_id=str(node.legacyResourceId),
                      status=node.displayFinancialStatus or "", updated_at=node.updatedAt)
             for node in page.nodes]
     following = page.pageInfo.endCursor if page.pageInfo.hasNextPage else None
@@ -558,3 +567,17 @@ def _error_of(body: Mapping[str, Any]) -> ShopifyError | None:
             return ShopifyError("unauthorized", errors, False)
         return ShopifyError("api_error", errors, False)
     return ShopifyError("api_error", json.dumps(errors, ensure_ascii=False)[:500], False)
+
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.one_call(fetch_call, parse_order),
+    # fulfillmentCreate needs the fulfillment orders first, and is not idempotent: the same
+    # read says whether an earlier attempt (or a person) shipped the package already.
+    writeback=ShipmentWrite(call=writeback_call, parse=parse_writeback,
+                            prepare=PackageCheck(prepare_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)

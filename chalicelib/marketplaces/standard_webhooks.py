@@ -25,8 +25,11 @@ from chalicelib.core.signatures import (
     standard_webhook_failure,
     validate_payload,
 )
+from chalicelib.marketplaces.contract import Inbound, Marketplace
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import InvalidOrder, Order
+
+NAME = "standard"  # the scheme; an order's marketplace is the name of the source that sent it
 
 
 class CanonicalOrder(Order):
@@ -64,3 +67,9 @@ def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
         return Order.model_validate({**data, "marketplace": source})
     except ValidationError as exc:
         raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, normalise=normalise)
+# Any sender of our canonical order: there is no API of theirs to call.
+MARKETPLACE = Marketplace(name=NAME, inbound=INBOUND)

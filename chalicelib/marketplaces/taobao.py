@@ -85,6 +85,14 @@ from chalicelib.marketplaces.calls import (
     Shipped,
     WritebackResult,
 )
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
+)
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -596,7 +604,7 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
     return top_call("taobao.trades.sold.increment.get", params, credentials, now)
 
 
-def parse_list(answer: Mapping[str, Any], *, shop: str = "",
+def parse_list(answer: Mapping[str, Any], shop: str = "",
                cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
     """Refs of one page and the next cursor; pass the `cursor` (page) the call was made with."""
     body = _response(answer, "trades_sold_increment_get_response")
@@ -612,3 +620,16 @@ def parse_list(answer: Mapping[str, Any], *, shop: str = "",
             raise InvalidOrder("invalid_payload", f"listed trade unreadable: {exc}") from None
     page = int(cursor or "1")
     return refs, str(page + 1) if body.get("has_next") is True else None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.one_call(fetch_call, parse_order),
+    # B04 "already shipped" may also mean closed: only our waybill on the trade counts.
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
+                                   existing=PackageCheck(existing_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)

@@ -107,6 +107,14 @@ from chalicelib.marketplaces.calls import (
     WritebackResult,
     read_writeback,
 )
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
+)
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -575,9 +583,10 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
     return api_call("POST", ORDER_SEARCH_PATH, query, body, credentials, now)
 
 
-def parse_list(answer: Mapping[str, Any], *, shop: str = "") -> tuple[list[OrderRef], str | None]:
+def parse_list(answer: Mapping[str, Any], shop: str = "",
+               cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
     """Refs of one page and the next cursor. The answer does not say the shop: pass the
-    `shop` (shop_id) the list was asked for."""
+    `shop` (shop_id) the list was asked for (the answer carries the cursor)."""
     data = _data(answer)
     refs = []
     for listed in _orders(answer):
@@ -590,3 +599,15 @@ def parse_list(answer: Mapping[str, Any], *, shop: str = "") -> tuple[list[Order
             raise InvalidOrder("invalid_payload", f"listed order unreadable: {exc}") from None
     token = data.get("next_page_token")
     return refs, token if isinstance(token, str) and token else None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.one_call(fetch_call, parse_order),
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
+                                   existing=PackageCheck(existing_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)

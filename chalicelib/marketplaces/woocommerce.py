@@ -45,8 +45,8 @@ every carrier is sent as a custom provider. The call is NOT idempotent: before a
 
 Reconciliation: `GET {store}/wp-json/wc/v3/orders?modified_after=&modified_before=&dates_are_gmt=
 true&orderby=modified&order=asc&per_page=100&page=1`. The page count (X-WP-TotalPages) is a
-header that `parse_list` never sees, and `parse_list` is not told which page it read, so the
-cursor is a keyset: the `modified_after` bound for the next request (see `parse_list`).
+header that `parse_list` never sees, so the cursor is a keyset, not a page: the
+`modified_after` bound for the next request (see `parse_list`).
 
 Guesses (not confirmed by documentation here):
 - The customer-facing provider names in CARRIERS and the tracking link (Kuaidi100's public query
@@ -82,6 +82,14 @@ from chalicelib.marketplaces.calls import (
     PlatformError,
     Shipped,
     WritebackResult,
+)
+from chalicelib.marketplaces.contract import (
+    Fetch,
+    Inbound,
+    Listing,
+    Marketplace,
+    PackageCheck,
+    ShipmentWrite,
 )
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
@@ -544,8 +552,10 @@ def list_call(shop: str, since: datetime, until: datetime, cursor: str | None,
     )
 
 
-def parse_list(answer: Any) -> tuple[list[OrderRef], str | None]:
-    """The listed orders and the next cursor, None after a short page.
+def parse_list(answer: Any, shop: str = "",
+               cursor: str | None = None) -> tuple[list[OrderRef], str | None]:
+    """The listed orders and the next cursor, None after a short page (the orders' links name
+    the shop and the page its own bound: `shop` and `cursor` are not needed).
 
     A full page continues from one second before its last order's modification (the bound is
     exclusive, so orders sharing that second are read again rather than skipped; the worker's
@@ -602,3 +612,16 @@ def _json_or_none(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return None
+
+# The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
+
+# Webhooks carry the whole order; `fetch` re-reads one a reconciliation listing names.
+INBOUND = Inbound(accept=accept, reply=REPLY, normalise=normalise)
+MARKETPLACE = Marketplace(
+    name=NAME,
+    inbound=INBOUND,
+    fetch=Fetch.one_call(fetch_call, parse_order),
+    writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
+                                   existing=PackageCheck(existing_call, already_shipped)),
+    listing=Listing(list_call, parse_list),
+)

@@ -4,7 +4,7 @@ ship. Pure: what to tell the platform, and what to do after each attempt.
 One writeback per (job, warehouse shipment), created in the ship report's own transaction, so a
 shipment is never recorded without it. Each package is confirmed on its own (`done`), so a retry
 after a partial success repeats nothing; a platform without idempotency is asked first whether it
-already has the package (the adapter's `existing_call`). Retries back off up to MAX_ATTEMPTS;
+already has the package (the `existing` read of its writeback). Retries back off up to MAX_ATTEMPTS;
 then the writeback is given up and CS gets a case (`marketplace.writeback_failed`).
 """
 

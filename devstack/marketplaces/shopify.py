@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.marketplaces import shopify
+from chalicelib.marketplaces import shopify_admin
 from devstack.marketplaces.base import (
     NO_FAULTS,
     Faults,
@@ -108,7 +108,7 @@ class ShopifySimulator(MarketplaceSimulator):
     def __init__(self, *, shop: str, webhook_url: str, faults: Faults = NO_FAULTS,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  client_secret: str | None = None, access_token: str | None = None,
-                 api_version: str = shopify.API_VERSION) -> None:
+                 api_version: str = shopify_admin.API_VERSION) -> None:
         super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock)
         self.client_secret = client_secret or secrets.token_hex(16)
         self.access_token = access_token or "shpat_" + secrets.token_hex(16)

@@ -83,12 +83,12 @@ def test_concurrent_versions_of_one_order_end_at_the_newest(stack: dict[str, str
         versions.append({**base, "financial_status": status, "note": f"v{minute}",
                          "updated_at": f"2026-11-23T10:{minute}:00+08:00"})
     random.shuffle(versions)
-    adapter = marketplaces.adapter_for("shopify")
+    inbound = marketplaces.inbound_for("shopify")
     items = []
     for payload in versions:
         body = dumps(payload)
         headers = shopify_headers(body)
-        accepted = adapter.accept({k.lower(): v for k, v in headers.items()}, body,
+        accepted = inbound.accept({k.lower(): v for k, v in headers.items()}, body,
                                   (SHOPIFY_SECRET,), utcnow())
         inbox.put_delivery("shopify", "shopify", accepted, body, utcnow())
         items.append(inbox_item(stack, "shopify", accepted.delivery_id))

@@ -49,7 +49,7 @@ from app import app
 from chalicelib.access import directory_store as directory
 from chalicelib.core.dynamodb import from_attrs, to_attrs
 from chalicelib.core.settings import settings as app_settings
-from chalicelib.flows import marketplace_sync
+from chalicelib.flows import reconciliation
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces import woocommerce
 from chalicelib.orders import order_store as orders_store
@@ -345,7 +345,7 @@ class Run:
     def reconcile(self, expect_queued: bool) -> None:
         now = datetime.now(UTC)
         calls = len(self.platform.calls)
-        listed, queued = marketplace_sync.reconcile("woocommerce", self.shop, now, now, now)
+        listed, queued = reconciliation.reconcile("woocommerce", self.shop, now, now, now)
         assert (listed, queued) == (1, int(expect_queued))
         assert len(self.platform.calls) == calls + 1  # only the listing; the fetch is later
         if queued:

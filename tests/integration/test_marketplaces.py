@@ -160,7 +160,7 @@ def test_a_shipment_is_written_back_once_even_when_the_first_answer_is_lost(
         client: Client, stack: dict[str, str], partner: str, make_key: Any) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib.flows import marketplace_sync
+    from chalicelib.flows import writeback
 
     responses.add_passthru("http://127.0.0.1")
     job, number = woo_order_shipped(client, stack, partner, make_key)
@@ -170,17 +170,17 @@ def test_a_shipment_is_written_back_once_even_when_the_first_answer_is_lost(
     # The platform stores the tracking but its answer is lost (a 503 after the write).
     responses.post(url, status=503)
     now = datetime.now(UTC)
-    marketplace_sync.run_writebacks(now + timedelta(seconds=1))
+    writeback.run_writebacks(now + timedelta(seconds=1))
     existing = json.loads((FIXTURES / "woocommerce" / "trackings_existing.json").read_text())
     existing[0]["tracking_number"] = number
     responses.get(url, json=existing)
-    marketplace_sync.run_writebacks(now + timedelta(minutes=2))
+    writeback.run_writebacks(now + timedelta(minutes=2))
     posts = [c for c in responses.calls if c.request.method == "POST"]
     assert len(posts) == 1  # the retry asked first and did not add the tracking twice
     assert json.loads(posts[0].request.body)["tracking_number"] == number
     timeline = [e.type for e in orders_store.read_all(job["order_id"]).events]
     assert timeline.count("marketplace.shipped") == 1
-    marketplace_sync.run_writebacks(now + timedelta(hours=1))
+    writeback.run_writebacks(now + timedelta(hours=1))
     assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
 
 
@@ -189,7 +189,7 @@ def test_a_writeback_the_platform_refuses_is_a_cs_case(
         client: Client, stack: dict[str, str], partner: str, make_key: Any) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib.flows import marketplace_sync
+    from chalicelib.flows import writeback
     from tests.integration.flow import alerts_received
 
     responses.add_passthru("http://127.0.0.1")
@@ -199,7 +199,7 @@ def test_a_writeback_the_platform_refuses_is_a_cs_case(
           f"{job['external_id']}/shipment-trackings"
     refusal = json.loads((FIXTURES / "woocommerce" / "error_invalid_order.json").read_text())
     responses.post(url, status=404, json=refusal)
-    marketplace_sync.run_writebacks(datetime.now(UTC) + timedelta(seconds=1))
+    writeback.run_writebacks(datetime.now(UTC) + timedelta(seconds=1))
     kinds = [a["kind"] for a in alerts_received(stack)]
     assert kinds == ["marketplace.writeback_failed"]
     timeline = [e.type for e in orders_store.read_all(job["order_id"]).events]
@@ -213,7 +213,7 @@ def test_reconciliation_finds_what_the_notifications_missed_once(
     it is queued through the inbox, fetched and applied; the next run queues nothing."""
     from datetime import UTC, datetime
 
-    from chalicelib.flows import marketplace_sync
+    from chalicelib.flows import reconciliation
 
     responses.add_passthru("http://127.0.0.1")
     shop = f"shop-{uuid.uuid4().hex[:6]}.example.cn"
@@ -226,8 +226,8 @@ def test_reconciliation_finds_what_the_notifications_missed_once(
     responses.get(f"https://{shop}/wp-json/wc/v3/orders/{order['id']}", json=order)
     now = datetime.now(UTC)
 
-    assert marketplace_sync.reconcile("woocommerce", shop, now, now, now) == (1, 1)
-    shops = marketplace_sync.shop_credentials.shops()
+    assert reconciliation.reconcile("woocommerce", shop, now, now, now) == (1, 1)
+    shops = reconciliation.shop_credentials.shops()
     assert ("woocommerce", shop) in shops
     from chalicelib.marketplaces import woocommerce
 
@@ -239,7 +239,7 @@ def test_reconciliation_finds_what_the_notifications_missed_once(
     assert stored is not None and stored.job is not None
     # The same listing again: we have that version, nothing is queued or fetched.
     fetches = len(responses.calls)
-    assert marketplace_sync.reconcile("woocommerce", shop, now, now, now) == (1, 0)
+    assert reconciliation.reconcile("woocommerce", shop, now, now, now) == (1, 0)
     assert len(responses.calls) == fetches + 1  # only the listing
 
 
@@ -284,7 +284,7 @@ def test_reconciling_a_shopee_shop_against_its_simulator_finds_a_dropped_order_o
     queued (and re-fetched) on every run. Against the simulated shop, over real HTTP."""
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib.flows import marketplace_sync
+    from chalicelib.flows import reconciliation
     from devstack.marketplaces.shopee import ShopeeSimulator
     from tests.integration.flow import inbox_item
 
@@ -293,12 +293,12 @@ def test_reconciling_a_shopee_shop_against_its_simulator_finds_a_dropped_order_o
         shop_credentials.put("shopee", shop, simulator.credentials())
         order = simulator.place_order(drop=True)  # its push never reaches us
         now = datetime.now(UTC) + timedelta(seconds=1)
-        assert marketplace_sync.reconcile("shopee", shop, now - timedelta(hours=2), now,
-                                          now) == (1, 1)
+        assert reconciliation.reconcile("shopee", shop, now - timedelta(hours=2), now,
+                                        now) == (1, 1)
         delivery = f"{shop}:{order.external_id}:status:READY_TO_SHIP"
         assert inbox_item(stack, "reconcile-shopee", delivery) is not None
         assert process(client, stack, "reconcile-shopee", delivery) == {"batchItemFailures": []}
         stored = orders_store.get_current(order_id_for("shopee", shop, order.external_id))
         assert stored is not None and stored.job is not None
-        assert marketplace_sync.reconcile("shopee", shop, now - timedelta(hours=2), now,
-                                          now) == (1, 0)
+        assert reconciliation.reconcile("shopee", shop, now - timedelta(hours=2), now,
+                                        now) == (1, 0)

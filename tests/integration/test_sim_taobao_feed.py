@@ -75,7 +75,7 @@ def test_already_shipped_is_believed_only_when_the_platform_shows_our_waybill(
         stack: dict[str, str], sim: TaobaoSimulator) -> None:
     """Taobao answers B04 ("already shipped or closed") both to a retry after a lost answer and
     to a trade closed meanwhile: the first is done, the second must reach CS."""
-    from chalicelib.flows import marketplace_sync
+    from chalicelib.flows import writeback
     from chalicelib.marketplaces import taobao
     from chalicelib.marketplaces.calls import Shipped
     from chalicelib.marketplaces.writeback import Writeback
@@ -90,17 +90,16 @@ def test_already_shipped_is_believed_only_when_the_platform_shows_our_waybill(
                          order_name=external_id, marketplace="taobao", shop=sim.shop,
                          shipment_id="s1", packages=(package,), due_at=now, created_at=now)
 
+    writer = taobao.MARKETPLACE.writeback
+    assert writer is not None
     shipped = sim.place_order()
-    first = marketplace_sync._attempt(writeback_of(shipped.external_id, "773000111222"),
-                                      taobao, now)
+    first = writeback._attempt(writeback_of(shipped.external_id, "773000111222"), writer, now)
     assert first.status == "done"
     # Our answer was lost; the retry is refused as shipped, and the trade shows our waybill.
-    again = marketplace_sync._attempt(writeback_of(shipped.external_id, "773000111222"),
-                                      taobao, now)
+    again = writeback._attempt(writeback_of(shipped.external_id, "773000111222"), writer, now)
     assert again.status == "done"
 
     closed = sim.place_order()
     sim.cancel(closed.external_id)
-    refused = marketplace_sync._attempt(writeback_of(closed.external_id, "773000333444"),
-                                        taobao, now)
+    refused = writeback._attempt(writeback_of(closed.external_id, "773000333444"), writer, now)
     assert refused.status == "failed" and "no shipment 773000333444" in refused.last_error

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.marketplaces import shopify
+from chalicelib.marketplaces import shopify, shopify_admin
 from chalicelib.marketplaces.calls import OrderRef, PlatformError, Shipped
 from chalicelib.orders.order import InvalidOrder, order_id_for
 from chalicelib.tracking.couriers import kuaidi100
@@ -84,13 +84,13 @@ def by_fulfillment_order(call: Any) -> list[dict[str, Any]]:
 
 
 def test_prepare_call_is_exact() -> None:
-    call = shopify.prepare_call(SHIPPED, CREDENTIALS, NOW)
+    call = shopify_admin.prepare_call(SHIPPED, CREDENTIALS, NOW)
     assert (call.method, call.url, call.params) == ("POST", GRAPHQL, {})
     assert call.headers == POST_HEADERS
-    assert call.json_body == {"query": shopify.PREPARE_QUERY,
+    assert call.json_body == {"query": shopify_admin.PREPARE_QUERY,
                               "variables": {"id": f"gid://shopify/Order/{ORDER_ID}"}}
-    query = shopify.PREPARE_QUERY
-    assert f"fulfillmentOrders(first: {shopify.MAX_FULFILLMENT_ORDERS})" in query
+    query = shopify_admin.PREPARE_QUERY
+    assert f"fulfillmentOrders(first: {shopify_admin.MAX_FULFILLMENT_ORDERS})" in query
     for needed in ("status", "remainingQuantity", "lineItem { id }", "assignedLocation",
                    "trackingInfo { company number url }", "pageInfo { hasNextPage }"):
         assert needed in query
@@ -98,20 +98,21 @@ def test_prepare_call_is_exact() -> None:
 
 
 def test_credentials_choose_the_base_and_version_and_refuse_what_is_unsafe() -> None:
-    local = shopify.prepare_call(SHIPPED, CREDENTIALS | {
+    local = shopify_admin.prepare_call(SHIPPED, CREDENTIALS | {
         "api_base": "http://127.0.0.1:8765/", "api_version": "2026-07"}, NOW)
     assert local.url == "http://127.0.0.1:8765/admin/api/2026-07/graphql.json"
     with pytest.raises(ValueError, match="api_base"):
-        shopify.prepare_call(SHIPPED, CREDENTIALS | {"api_base": "http://shop.example.com"}, NOW)
+        shopify_admin.prepare_call(SHIPPED, CREDENTIALS | {"api_base": "http://shop.example.com"},
+                                   NOW)
     with pytest.raises(ValueError, match="access_token"):
-        shopify.prepare_call(SHIPPED, {"shop_domain": SHOP}, NOW)
+        shopify_admin.prepare_call(SHIPPED, {"shop_domain": SHOP}, NOW)
     with pytest.raises(ValueError, match="shop_domain"):
-        shopify.prepare_call(SHIPPED, CREDENTIALS | {"shop_domain": "x.com/admin?"}, NOW)
+        shopify_admin.prepare_call(SHIPPED, CREDENTIALS | {"shop_domain": "x.com/admin?"}, NOW)
     with pytest.raises(ValueError, match="api_version"):
-        shopify.prepare_call(SHIPPED, CREDENTIALS | {"api_version": "../2026-10"}, NOW)
+        shopify_admin.prepare_call(SHIPPED, CREDENTIALS | {"api_version": "../2026-10"}, NOW)
     with pytest.raises(ValueError):
-        shopify.prepare_call(SHIPPED.model_copy(update={"external_id": "#1042"}), CREDENTIALS,
-                             NOW)
+        shopify_admin.prepare_call(SHIPPED.model_copy(update={"external_id": "#1042"}), CREDENTIALS,
+                                   NOW)
 
 
 # Already shipped ---------------------------------------------------------------------------------
@@ -119,28 +120,28 @@ def test_credentials_choose_the_base_and_version_and_refuse_what_is_unsafe() -> 
 
 def test_already_shipped_when_a_fulfillment_carries_the_tracking_number() -> None:
     done = fixture("fulfillment_orders_fulfilled.json")
-    assert shopify.already_shipped(done, SHIPPED)
-    assert shopify.already_shipped(raw("fulfillment_orders_fulfilled.json"), SHIPPED.model_copy(
-        update={"tracking_number": " sf1428819366352 "}))
-    assert not shopify.already_shipped(done, SHIPPED.model_copy(
+    assert shopify_admin.already_shipped(done, SHIPPED)
+    spaced = SHIPPED.model_copy(update={"tracking_number": " sf1428819366352 "})
+    assert shopify_admin.already_shipped(raw("fulfillment_orders_fulfilled.json"), spaced)
+    assert not shopify_admin.already_shipped(done, SHIPPED.model_copy(
         update={"tracking_number": "SF0000000000000"}))
-    assert not shopify.already_shipped(fixture("fulfillment_orders_open.json"), SHIPPED)
+    assert not shopify_admin.already_shipped(fixture("fulfillment_orders_open.json"), SHIPPED)
 
 
 def test_a_cancelled_fulfillment_with_the_number_does_not_count() -> None:
     tracking = [{"company": "SF Express", "number": "SF1428819366352", "url": None}]
     cancelled = prepared(fulfillments=[{"id": "gid://shopify/Fulfillment/1", "status": "CANCELLED",
                                         "trackingInfo": tracking}])
-    assert not shopify.already_shipped(cancelled, SHIPPED)
+    assert not shopify_admin.already_shipped(cancelled, SHIPPED)
     shipped = prepared(fulfillments=[{"id": "gid://shopify/Fulfillment/2", "status": "SUCCESS",
                                       "trackingInfo": tracking}])
-    assert shopify.already_shipped(shipped, SHIPPED)
+    assert shopify_admin.already_shipped(shipped, SHIPPED)
 
 
 def test_already_shipped_of_a_missing_order_is_false_and_of_an_error_raises() -> None:
-    assert not shopify.already_shipped({"data": {"order": None}}, SHIPPED)
-    with pytest.raises(shopify.ShopifyError) as throttled:
-        shopify.already_shipped(fixture("throttled.json"), SHIPPED)
+    assert not shopify_admin.already_shipped({"data": {"order": None}}, SHIPPED)
+    with pytest.raises(shopify_admin.ShopifyError) as throttled:
+        shopify_admin.already_shipped(fixture("throttled.json"), SHIPPED)
     assert (throttled.value.code, throttled.value.retryable) == ("THROTTLED", True)
     assert isinstance(throttled.value, PlatformError)
 
@@ -149,32 +150,35 @@ def test_already_shipped_of_a_missing_order_is_false_and_of_an_error_raises() ->
 
 
 def test_writeback_call_of_the_whole_order_is_exact() -> None:
-    call = shopify.writeback_call(SHIPPED, CREDENTIALS, NOW,
-                                  fixture("fulfillment_orders_open.json"))
+    call = shopify_admin.writeback_call(SHIPPED, CREDENTIALS, NOW,
+                                        fixture("fulfillment_orders_open.json"))
     assert (call.method, call.url, call.headers) == ("POST", GRAPHQL, POST_HEADERS)
-    assert call.json_body == {"query": shopify.FULFILLMENT_CREATE, "variables": {"fulfillment": {
+    assert call.json_body == {"query": shopify_admin.FULFILLMENT_CREATE,
+                              "variables": {"fulfillment": {
         "lineItemsByFulfillmentOrder": [{"fulfillmentOrderId": FO}],
         "notifyCustomer": True,
         "trackingInfo": {"company": "SF Express", "number": "SF1428819366352"},
     }}}
-    assert "fulfillmentCreate(fulfillment: $fulfillment)" in shopify.FULFILLMENT_CREATE
-    assert "userErrors { field message }" in shopify.FULFILLMENT_CREATE
+    assert "fulfillmentCreate(fulfillment: $fulfillment)" in shopify_admin.FULFILLMENT_CREATE
+    assert "userErrors { field message }" in shopify_admin.FULFILLMENT_CREATE
 
 
 def test_the_buyer_notification_can_be_turned_off() -> None:
-    call = shopify.writeback_call(SHIPPED, CREDENTIALS | {"notify_customer": "false"}, NOW,
-                                  fixture("fulfillment_orders_open.json"))
+    call = shopify_admin.writeback_call(SHIPPED, CREDENTIALS | {"notify_customer": "false"}, NOW,
+                                        fixture("fulfillment_orders_open.json"))
     assert variables(call)["fulfillment"]["notifyCustomer"] is False
 
 
 def test_lines_become_fulfillment_order_line_items() -> None:
     open_order = fixture("fulfillment_orders_open.json")
     one_shirt = SHIPPED.model_copy(update={"lines": ((SHIRT, 1),)})
-    assert by_fulfillment_order(shopify.writeback_call(one_shirt, CREDENTIALS, NOW, open_order)) \
+    assert by_fulfillment_order(
+        shopify_admin.writeback_call(one_shirt, CREDENTIALS, NOW, open_order)) \
         == [{"fulfillmentOrderId": FO, "fulfillmentOrderLineItems": [{"id": FO_SHIRT,
                                                                       "quantity": 1}]}]
     both = SHIPPED.model_copy(update={"lines": ((TOTE, 1), (f"gid://shopify/LineItem/{SHIRT}", 2))})
-    assert by_fulfillment_order(shopify.writeback_call(both, CREDENTIALS, NOW, open_order)) == [
+    assert by_fulfillment_order(
+        shopify_admin.writeback_call(both, CREDENTIALS, NOW, open_order)) == [
         {"fulfillmentOrderId": FO, "fulfillmentOrderLineItems": [
             {"id": FO_SHIRT, "quantity": 2}, {"id": FO_TOTE, "quantity": 1}]}]
 
@@ -184,7 +188,8 @@ def test_a_line_split_over_fulfillment_orders_is_spread_and_clamped_to_what_rema
                       fulfillment_order(702, "IN_PROGRESS", (SHIRT, 1), (TOTE, 1)),
                       fulfillment_order(703, "CLOSED", (SHIRT, 0)))
     shipped = SHIPPED.model_copy(update={"lines": ((SHIRT, 3), (TOTE, 1))})
-    assert by_fulfillment_order(shopify.writeback_call(shipped, CREDENTIALS, NOW, answer)) == [
+    assert by_fulfillment_order(
+        shopify_admin.writeback_call(shipped, CREDENTIALS, NOW, answer)) == [
         {"fulfillmentOrderId": "gid://shopify/FulfillmentOrder/701",
          "fulfillmentOrderLineItems": [{"id": "gid://shopify/FulfillmentOrderLineItem/7010",
                                         "quantity": 1}]},
@@ -199,13 +204,14 @@ def test_a_line_fulfilled_meanwhile_is_skipped_and_an_unknown_line_is_refused() 
     answer = prepared(fulfillment_order(701, "OPEN", (TOTE, 1)),
                       fulfillment_order(702, "CLOSED", (SHIRT, 0)))
     shipped = SHIPPED.model_copy(update={"lines": ((SHIRT, 2), (TOTE, 1))})
-    assert by_fulfillment_order(shopify.writeback_call(shipped, CREDENTIALS, NOW, answer)) == [
+    assert by_fulfillment_order(
+        shopify_admin.writeback_call(shipped, CREDENTIALS, NOW, answer)) == [
         {"fulfillmentOrderId": "gid://shopify/FulfillmentOrder/701",
          "fulfillmentOrderLineItems": [{"id": "gid://shopify/FulfillmentOrderLineItem/7010",
                                         "quantity": 1}]}]
     stranger = SHIPPED.model_copy(update={"lines": ((TOTE, 1), ("99999999999999", 1))})
     with pytest.raises(ValueError, match="no line item 99999999999999"):
-        shopify.writeback_call(stranger, CREDENTIALS, NOW, answer)
+        shopify_admin.writeback_call(stranger, CREDENTIALS, NOW, answer)
 
 
 def test_only_fulfillable_fulfillment_orders_with_something_left_are_sent_whole() -> None:
@@ -214,7 +220,8 @@ def test_only_fulfillable_fulfillment_orders_with_something_left_are_sent_whole(
                       fulfillment_order(703, "CLOSED", (SHIRT, 0)),
                       fulfillment_order(704, "ON_HOLD", (TOTE, 1)),
                       fulfillment_order(705, "OPEN", (SHIRT, 0)))
-    assert by_fulfillment_order(shopify.writeback_call(SHIPPED, CREDENTIALS, NOW, answer)) == [
+    assert by_fulfillment_order(
+        shopify_admin.writeback_call(SHIPPED, CREDENTIALS, NOW, answer)) == [
         {"fulfillmentOrderId": "gid://shopify/FulfillmentOrder/701"},
         {"fulfillmentOrderId": "gid://shopify/FulfillmentOrder/702"}]
 
@@ -229,7 +236,7 @@ def test_nothing_fulfillable_is_a_clear_value_error(answer: dict[str, Any]) -> N
     statuses = [fo["status"] for fo in answer["data"]["order"]["fulfillmentOrders"]["nodes"]]
     for shipped in (SHIPPED, SHIPPED.model_copy(update={"lines": ((SHIRT, 1),)})):
         with pytest.raises(ValueError, match="nothing of Shopify order 5678901234567") as error:
-            shopify.writeback_call(shipped, CREDENTIALS, NOW, answer)
+            shopify_admin.writeback_call(shipped, CREDENTIALS, NOW, answer)
         assert all(status in str(error.value) for status in statuses)
 
 
@@ -237,28 +244,28 @@ def test_fulfillment_orders_at_several_locations_are_refused() -> None:
     answer = prepared(fulfillment_order(701, "OPEN", (SHIRT, 2)),
                       fulfillment_order(702, "OPEN", (TOTE, 1), location="9", name="Shenzhen"))
     with pytest.raises(ValueError, match="several locations") as error:
-        shopify.writeback_call(SHIPPED, CREDENTIALS, NOW, answer)
+        shopify_admin.writeback_call(SHIPPED, CREDENTIALS, NOW, answer)
     assert "Hangzhou factory" in str(error.value) and "Shenzhen" in str(error.value)
     # The shirt alone comes from one location: fine.
     shirt = SHIPPED.model_copy(update={"lines": ((SHIRT, 2),)})
     assert [g["fulfillmentOrderId"] for g in by_fulfillment_order(
-        shopify.writeback_call(shirt, CREDENTIALS, NOW, answer))] == [
+        shopify_admin.writeback_call(shirt, CREDENTIALS, NOW, answer))] == [
         "gid://shopify/FulfillmentOrder/701"]
 
 
 def test_too_many_fulfillment_orders_or_a_missing_order_are_refused() -> None:
     with pytest.raises(ValueError, match="more than 5 fulfillment orders"):
-        shopify.writeback_call(SHIPPED, CREDENTIALS, NOW, prepared(more=True))
+        shopify_admin.writeback_call(SHIPPED, CREDENTIALS, NOW, prepared(more=True))
     with pytest.raises(ValueError, match="no order 5678901234567"):
-        shopify.writeback_call(SHIPPED, CREDENTIALS, NOW, {"data": {"order": None}})
+        shopify_admin.writeback_call(SHIPPED, CREDENTIALS, NOW, {"data": {"order": None}})
 
 
 def test_an_error_answer_as_prepared_raises_with_its_class() -> None:
-    with pytest.raises(shopify.ShopifyError) as throttled:
-        shopify.writeback_call(SHIPPED, CREDENTIALS, NOW, raw("throttled.json"))
+    with pytest.raises(shopify_admin.ShopifyError) as throttled:
+        shopify_admin.writeback_call(SHIPPED, CREDENTIALS, NOW, raw("throttled.json"))
     assert throttled.value.retryable
-    with pytest.raises(shopify.ShopifyError) as denied:
-        shopify.writeback_call(SHIPPED, CREDENTIALS, NOW, fixture("access_denied.json"))
+    with pytest.raises(shopify_admin.ShopifyError) as denied:
+        shopify_admin.writeback_call(SHIPPED, CREDENTIALS, NOW, fixture("access_denied.json"))
     assert (denied.value.code, denied.value.retryable) == ("ACCESS_DENIED", False)
 
 
@@ -280,26 +287,26 @@ LINK = "https://www.kuaidi100.com/chaxun?com={com}&nu=7700112233"
 def test_every_carrier_of_ours_maps_to_a_company_and_a_link(code: str, company: str,
                                                             url: str | None) -> None:
     shipped = SHIPPED.model_copy(update={"carrier_code": code, "tracking_number": "7700112233"})
-    call = shopify.writeback_call(shipped, CREDENTIALS, NOW,
-                                  fixture("fulfillment_orders_open.json"))
+    call = shopify_admin.writeback_call(shipped, CREDENTIALS, NOW,
+                                        fixture("fulfillment_orders_open.json"))
     expected = {"company": company, "number": "7700112233"} | ({"url": url} if url else {})
     assert variables(call)["fulfillment"]["trackingInfo"] == expected
 
 
 def test_the_carrier_table_covers_ours_and_agrees_with_kuaidi100() -> None:
-    assert set(shopify.CARRIERS) == set(OURS) == set(kuaidi100.CARRIERS)
-    for code, (_company, com) in shopify.CARRIERS.items():
+    assert set(shopify_admin.CARRIERS) == set(OURS) == set(kuaidi100.CARRIERS)
+    for code, (_company, com) in shopify_admin.CARRIERS.items():
         assert com is None or com == kuaidi100.CARRIERS[code]
     lower = SHIPPED.model_copy(update={"carrier_code": "yto"})
-    assert shopify.tracking_info(lower)["company"] == "YTO Express"
+    assert shopify_admin.tracking_info(lower)["company"] == "YTO Express"
 
 
 def test_an_unknown_carrier_or_no_tracking_number_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="DHL"):
-        shopify.writeback_call(SHIPPED.model_copy(update={"carrier_code": "DHL"}), CREDENTIALS,
-                               NOW, fixture("fulfillment_orders_open.json"))
+        shopify_admin.writeback_call(SHIPPED.model_copy(update={"carrier_code": "DHL"}),
+                                     CREDENTIALS, NOW, fixture("fulfillment_orders_open.json"))
     with pytest.raises(ValueError, match="tracking number"):
-        shopify.tracking_info(SHIPPED.model_copy(update={"tracking_number": "  "}))
+        shopify_admin.tracking_info(SHIPPED.model_copy(update={"tracking_number": "  "}))
 
 
 # Writeback answers -------------------------------------------------------------------------------
@@ -328,13 +335,13 @@ INTERNAL = json.dumps({"errors": [{"message": "Internal error. Looks like someth
      False, "unexpected_answer"),
 ])
 def test_parse_writeback(status: int, body: bytes, ok: bool, retryable: bool, code: str) -> None:
-    result = shopify.parse_writeback(status, body)
+    result = shopify_admin.parse_writeback(status, body)
     assert (result.ok, result.retryable, result.already_done, result.code) == (
         ok, retryable, False, code)
 
 
 def test_user_errors_keep_their_field_and_message() -> None:
-    result = shopify.parse_writeback(200, raw("fulfillment_create_user_errors.json"))
+    result = shopify_admin.parse_writeback(200, raw("fulfillment_create_user_errors.json"))
     assert result.detail == ("fulfillment.lineItemsByFulfillmentOrder.0.fulfillmentOrderLineItems"
                              ".0.quantity: Invalid fulfillment order line item quantity requested.")
 
@@ -347,18 +354,18 @@ SEARCH = "updated_at:>='2026-11-23T00:00:00Z' AND updated_at:<='2026-11-23T12:00
 
 
 def test_list_call_is_exact() -> None:
-    call = shopify.list_call(SHOP, SINCE, UNTIL, None, CREDENTIALS, NOW)
+    call = shopify_admin.list_call(SHOP, SINCE, UNTIL, None, CREDENTIALS, NOW)
     assert (call.method, call.url, call.headers) == ("POST", GRAPHQL, POST_HEADERS)
-    assert call.json_body == {"query": shopify.ORDERS_QUERY,
+    assert call.json_body == {"query": shopify_admin.ORDERS_QUERY,
                               "variables": {"first": 100, "after": None, "query": SEARCH}}
-    query = shopify.ORDERS_QUERY
+    query = shopify_admin.ORDERS_QUERY
     assert "orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT)" in query
     assert "legacyResourceId" in query and "pageInfo { hasNextPage endCursor }" in query
 
 
 def test_list_call_names_the_shop_when_the_credentials_do_not() -> None:
-    call = shopify.list_call("other-brand.myshopify.com", SINCE, UNTIL, None,
-                             {"access_token": TOKEN}, NOW)
+    call = shopify_admin.list_call("other-brand.myshopify.com", SINCE, UNTIL, None,
+                                   {"access_token": TOKEN}, NOW)
     assert call.url == "https://other-brand.myshopify.com/admin/api/2026-10/graphql.json"
 
 
@@ -369,9 +376,9 @@ def test_paging_follows_end_cursor_until_the_last_page() -> None:
     cursor: str | None = None
     listed: list[OrderRef] = []
     for _ in range(5):
-        call = shopify.list_call(SHOP, SINCE, UNTIL, cursor, CREDENTIALS, NOW)
+        call = shopify_admin.list_call(SHOP, SINCE, UNTIL, cursor, CREDENTIALS, NOW)
         assert variables(call)["after"] == cursor
-        refs, cursor = shopify.parse_list(answers[variables(call)["after"]])
+        refs, cursor = shopify_admin.parse_list(answers[variables(call)["after"]])
         listed.extend(refs)
         if cursor is None:
             break
@@ -387,14 +394,14 @@ def test_paging_follows_end_cursor_until_the_last_page() -> None:
 
 
 def test_parse_list_of_the_first_page_returns_its_end_cursor() -> None:
-    _, cursor = shopify.parse_list(raw("orders_page1.json"))
+    _, cursor = shopify_admin.parse_list(raw("orders_page1.json"))
     assert cursor == fixture("orders_page1.json")["data"]["orders"]["pageInfo"]["endCursor"]
 
 
 def test_a_numeric_legacy_id_reads_as_text() -> None:
     page = fixture("orders_page2.json")
     page["data"]["orders"]["nodes"][0]["legacyResourceId"] = 5678901234611
-    refs, _ = shopify.parse_list(page)
+    refs, _ = shopify_admin.parse_list(page)
     assert refs[0].external_id == "5678901234611"
 
 
@@ -404,21 +411,21 @@ def test_a_numeric_legacy_id_reads_as_text() -> None:
     ("rest_unauthorized.json", "unauthorized", False),
 ])
 def test_parse_list_raises_on_an_error_answer(name: str, code: str, retryable: bool) -> None:
-    with pytest.raises(shopify.ShopifyError) as error:
-        shopify.parse_list(fixture(name))
+    with pytest.raises(shopify_admin.ShopifyError) as error:
+        shopify_admin.parse_list(fixture(name))
     assert (error.value.code, error.value.retryable) == (code, retryable)
 
 
 def test_fetch_call_is_the_rest_order() -> None:
     ref = OrderRef(shop=SHOP, external_id=ORDER_ID)
-    call = shopify.fetch_call(ref, CREDENTIALS, NOW)
+    call = shopify_admin.fetch_call(ref, CREDENTIALS, NOW)
     assert (call.method, call.url, call.params, call.headers, call.json_body) == (
         "GET", f"https://{SHOP}/admin/api/2026-10/orders/{ORDER_ID}.json", {},
         {"X-Shopify-Access-Token": TOKEN}, None)
     gid = OrderRef(shop=SHOP, external_id=f"gid://shopify/Order/{ORDER_ID}")
-    assert shopify.fetch_call(gid, CREDENTIALS, NOW).url == call.url
+    assert shopify_admin.fetch_call(gid, CREDENTIALS, NOW).url == call.url
     with pytest.raises(ValueError):
-        shopify.fetch_call(OrderRef(shop=SHOP, external_id="1/../2"), CREDENTIALS, NOW)
+        shopify_admin.fetch_call(OrderRef(shop=SHOP, external_id="1/../2"), CREDENTIALS, NOW)
 
 
 def test_parse_order_is_the_webhook_order_with_the_same_order_id() -> None:
@@ -426,19 +433,19 @@ def test_parse_order_is_the_webhook_order_with_the_same_order_id() -> None:
     headers = {k.lower(): v for k, v in shopify_headers(body).items()}
     webhook = shopify.normalise(body, headers, "shopify")
     # As reconciliation does it: the listed ref, the shop filled in by the caller, re-fetched.
-    refs, _ = shopify.parse_list(fixture("orders_page1.json"))
+    refs, _ = shopify_admin.parse_list(fixture("orders_page1.json"))
     ref = refs[0].model_copy(update={"shop": SHOP})
-    fetched = shopify.parse_order(fixture("rest_order.json"), ref, "shopify")
+    fetched = shopify_admin.parse_order(fixture("rest_order.json"), ref, "shopify")
     assert fetched == webhook
     assert fetched.shop == SHOP and fetched.external_id == ORDER_ID
     assert order_id_for(shopify.NAME, ref.shop, ref.external_id) == webhook.order_id \
         == fetched.order_id
-    assert shopify.parse_order(raw("rest_order.json"), ref, "shopify") == webhook
+    assert shopify_admin.parse_order(raw("rest_order.json"), ref, "shopify") == webhook
 
 
 def test_parse_order_takes_the_shop_from_the_reference() -> None:
     ref = OrderRef(shop="other-brand.myshopify.com", external_id=ORDER_ID)
-    fetched = shopify.parse_order(fixture("rest_order.json"), ref, "shopify")
+    fetched = shopify_admin.parse_order(fixture("rest_order.json"), ref, "shopify")
     assert fetched.shop == "other-brand.myshopify.com"
     assert fetched.order_id != order_id_for(shopify.NAME, SHOP, ORDER_ID)
 
@@ -448,14 +455,16 @@ def test_parse_order_takes_the_shop_from_the_reference() -> None:
     ("rest_unauthorized.json", "unauthorized"),
 ])
 def test_parse_order_raises_on_an_error_answer(name: str, code: str) -> None:
-    with pytest.raises(shopify.ShopifyError) as error:
-        shopify.parse_order(fixture(name), OrderRef(shop=SHOP, external_id=ORDER_ID), "shopify")
+    with pytest.raises(shopify_admin.ShopifyError) as error:
+        shopify_admin.parse_order(fixture(name), OrderRef(shop=SHOP, external_id=ORDER_ID),
+                                  "shopify")
     assert (error.value.code, error.value.retryable) == (code, False)
 
 
 def test_parse_order_refuses_an_answer_without_an_order() -> None:
     with pytest.raises(InvalidOrder):
-        shopify.parse_order({"orders": []}, OrderRef(shop=SHOP, external_id=ORDER_ID), "shopify")
+        shopify_admin.parse_order({"orders": []}, OrderRef(shop=SHOP, external_id=ORDER_ID),
+                                  "shopify")
     with pytest.raises(InvalidOrder):
-        shopify.parse_order({"order": {"id": 1}}, OrderRef(shop=SHOP, external_id="1"),
-                            "shopify")
+        shopify_admin.parse_order({"order": {"id": 1}}, OrderRef(shop=SHOP, external_id="1"),
+                                  "shopify")

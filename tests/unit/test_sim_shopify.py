@@ -58,7 +58,8 @@ def shipped_of(external_id: str, number: str = "SF1428819366352", carrier: str =
 
 
 def prepare(sim: ShopifySimulator, shipped: Shipped, **credentials: str) -> http.Answer:
-    return http.send(shopify.prepare_call(shipped, {**sim.credentials(), **credentials}, now()))
+    return http.send(shopify_admin.prepare_call(shipped, {**sim.credentials(), **credentials},
+                                                now()))
 
 
 def test_webhooks_are_signed_and_shaped_as_shopify_sends_them(sim: ShopifySimulator,
@@ -113,19 +114,19 @@ def test_the_webhook_body_and_the_rest_fetch_read_as_the_same_order(
     assert address.province_code and address.phone.replace(" ", "").endswith(order.phone)
 
     ref = OrderRef(shop=SHOP, external_id=order.external_id)
-    fetched = shopify.parse_order(
-        http.send(shopify.fetch_call(ref, sim.credentials(), now())).json(), ref, "shopify")
+    fetched = shopify_admin.parse_order(
+        http.send(shopify_admin.fetch_call(ref, sim.credentials(), now())).json(), ref, "shopify")
     assert fetched == pushed
 
     sim.cancel(order.external_id)
-    again = http.send(shopify.fetch_call(ref, sim.credentials(), now())).json()
-    assert shopify.parse_order(again, ref, "shopify").status is OrderStatus.CANCELLED
+    again = http.send(shopify_admin.fetch_call(ref, sim.credentials(), now())).json()
+    assert shopify_admin.parse_order(again, ref, "shopify").status is OrderStatus.CANCELLED
 
     missing = OrderRef(shop=SHOP, external_id="1000000000001")
-    answer = http.send(shopify.fetch_call(missing, sim.credentials(), now()))
+    answer = http.send(shopify_admin.fetch_call(missing, sim.credentials(), now()))
     assert answer.status == 404
-    with pytest.raises(shopify.ShopifyError) as error:
-        shopify.parse_order(answer.json(), missing, "shopify")
+    with pytest.raises(shopify_admin.ShopifyError) as error:
+        shopify_admin.parse_order(answer.json(), missing, "shopify")
     assert error.value.code == "not_found"
 
 
@@ -138,8 +139,8 @@ def test_the_listing_pages_through_the_window(sim: ShopifySimulator,
     cursor: str | None = None
     cursors = []
     while True:
-        call = shopify.list_call(SHOP, since, until, cursor, sim.credentials(), now())
-        refs, cursor = shopify.parse_list(http.send(call).json())
+        call = shopify_admin.list_call(SHOP, since, until, cursor, sim.credentials(), now())
+        refs, cursor = shopify_admin.parse_list(http.send(call).json())
         assert len(refs) <= 2
         found += refs
         cursors.append(cursor)
@@ -152,9 +153,9 @@ def test_the_listing_pages_through_the_window(sim: ShopifySimulator,
     by_id = {o.external_id: o for o in placed}
     assert all(r.status == "PAID" and r.updated_at == by_id[r.external_id].updated_at.replace(
         microsecond=0) for r in found)
-    earlier = shopify.list_call(SHOP, since - timedelta(hours=1), since, None,
-                                sim.credentials(), now())
-    assert shopify.parse_list(http.send(earlier).json()) == ([], None)
+    earlier = shopify_admin.list_call(SHOP, since - timedelta(hours=1), since, None,
+                                      sim.credentials(), now())
+    assert shopify_admin.parse_list(http.send(earlier).json()) == ([], None)
 
 
 def test_a_writeback_is_recorded_once_and_the_order_shows_it(sim: ShopifySimulator,
@@ -165,9 +166,9 @@ def test_a_writeback_is_recorded_once_and_the_order_shows_it(sim: ShopifySimulat
     prepared = prepare(sim, shipped).json()
     fulfillment_orders = prepared["data"]["order"]["fulfillmentOrders"]["nodes"]
     assert [fo["status"] for fo in fulfillment_orders] == ["OPEN"]
-    assert not shopify.already_shipped(prepared, shipped)
-    answer = http.send(shopify.writeback_call(shipped, credentials, now(), prepared))
-    result = shopify.parse_writeback(answer.status, answer.body)
+    assert not shopify_admin.already_shipped(prepared, shipped)
+    answer = http.send(shopify_admin.writeback_call(shipped, credentials, now(), prepared))
+    result = shopify_admin.parse_writeback(answer.status, answer.body)
     assert result.ok and result.code.startswith("gid://shopify/Fulfillment/")
     assert len(sim.writebacks) == 1
     tracking = sim.writebacks[0]["fulfillment"]["trackingInfo"]
@@ -176,18 +177,18 @@ def test_a_writeback_is_recorded_once_and_the_order_shows_it(sim: ShopifySimulat
     assert sim.orders[order.external_id].shipments[0].tracking_number == "SF1428819366352"
 
     after = prepare(sim, shipped).json()
-    assert shopify.already_shipped(after, shipped)
+    assert shopify_admin.already_shipped(after, shipped)
     assert after["data"]["order"]["fulfillmentOrders"]["nodes"][0]["status"] == "CLOSED"
     with pytest.raises(ValueError, match=r"nothing .* left to fulfil"):
-        shopify.writeback_call(shipped, credentials, now(), after)
+        shopify_admin.writeback_call(shipped, credentials, now(), after)
     # A retry with the stale read (fulfillmentCreate is not idempotent): Shopify refuses.
-    stale = http.send(shopify.writeback_call(shipped, credentials, now(), prepared))
-    refused = shopify.parse_writeback(stale.status, stale.body)
+    stale = http.send(shopify_admin.writeback_call(shipped, credentials, now(), prepared))
+    refused = shopify_admin.parse_writeback(stale.status, stale.body)
     assert not refused.ok and refused.code == "user_error" and "unfulfillable" in refused.detail
     assert len(sim.writebacks) == 1
 
     ref = OrderRef(shop=SHOP, external_id=order.external_id)
-    rest = http.send(shopify.fetch_call(ref, credentials, now())).json()["order"]
+    rest = http.send(shopify_admin.fetch_call(ref, credentials, now())).json()["order"]
     assert rest["fulfillment_status"] == "fulfilled"
     assert [f["tracking_number"] for f in rest["fulfillments"]] == ["SF1428819366352"]
     sim.drain()
@@ -203,26 +204,26 @@ def test_a_partial_fulfillment_leaves_the_rest_open(sim: ShopifySimulator) -> No
     line = order.lines[0].line_id
     first = shipped_of(order.external_id, "78123456789012", "ZTO", lines=((line, 1),))
     prepared = prepare(sim, first).json()
-    answer = http.send(shopify.writeback_call(first, sim.credentials(), now(), prepared))
-    assert shopify.parse_writeback(answer.status, answer.body).ok
+    answer = http.send(shopify_admin.writeback_call(first, sim.credentials(), now(), prepared))
+    assert shopify_admin.parse_writeback(answer.status, answer.body).ok
     after = prepare(sim, first).json()
     fulfillment_order = after["data"]["order"]["fulfillmentOrders"]["nodes"][0]
     assert fulfillment_order["status"] == "IN_PROGRESS"
     remaining = {item["lineItem"]["id"]: item["remainingQuantity"]
                  for item in fulfillment_order["lineItems"]["nodes"]}
     assert remaining[f"gid://shopify/LineItem/{line}"] == 1
-    assert shopify.already_shipped(after, first)
+    assert shopify_admin.already_shipped(after, first)
     rest = shipped_of(order.external_id, "78123456789013", "ZTO")
-    assert not shopify.already_shipped(after, rest)
-    answer = http.send(shopify.writeback_call(rest, sim.credentials(), now(), after))
-    assert shopify.parse_writeback(answer.status, answer.body).ok
+    assert not shopify_admin.already_shipped(after, rest)
+    answer = http.send(shopify_admin.writeback_call(rest, sim.credentials(), now(), after))
+    assert shopify_admin.parse_writeback(answer.status, answer.body).ok
     shipments = sim.orders[order.external_id].shipments
     assert [s.tracking_number for s in shipments] == ["78123456789012", "78123456789013"]
     assert shipments[0].line_ids == (line,) and shipments[0].carrier == "ZTO Express"
     final = prepare(sim, rest).json()["data"]["order"]
     assert final["fulfillmentOrders"]["nodes"][0]["status"] == "CLOSED"
     assert [f["trackingInfo"][0]["url"] for f in final["fulfillments"]] == [
-        shopify.tracking_info(first)["url"], shopify.tracking_info(rest)["url"]]
+        shopify_admin.tracking_info(first)["url"], shopify_admin.tracking_info(rest)["url"]]
 
 
 def test_a_wrong_access_token_is_refused_as_shopify_refuses(sim: ShopifySimulator) -> None:
@@ -230,18 +231,18 @@ def test_a_wrong_access_token_is_refused_as_shopify_refuses(sim: ShopifySimulato
     ref = OrderRef(shop=SHOP, external_id=order.external_id)
     shipped = shipped_of(order.external_id)
     bad = {**sim.credentials(), "access_token": "shpat_wrong"}
-    rest = http.send(shopify.fetch_call(ref, bad, now()))
+    rest = http.send(shopify_admin.fetch_call(ref, bad, now()))
     assert rest.status == 401
-    with pytest.raises(shopify.ShopifyError) as error:
-        shopify.parse_order(rest.json(), ref, "shopify")
+    with pytest.raises(shopify_admin.ShopifyError) as error:
+        shopify_admin.parse_order(rest.json(), ref, "shopify")
     assert error.value.code == "unauthorized" and not error.value.retryable
     read = prepare(sim, shipped, access_token="shpat_wrong")
     assert read.status == 401
-    with pytest.raises(shopify.ShopifyError):
-        shopify.already_shipped(read.json(), shipped)
+    with pytest.raises(shopify_admin.ShopifyError):
+        shopify_admin.already_shipped(read.json(), shipped)
     good = prepare(sim, shipped).json()
-    write = http.send(shopify.writeback_call(shipped, bad, now(), good))
-    result = shopify.parse_writeback(write.status, write.body)
+    write = http.send(shopify_admin.writeback_call(shipped, bad, now(), good))
+    result = shopify_admin.parse_writeback(write.status, write.body)
     assert not result.ok and not result.retryable and result.code == "unauthorized"
     assert sim.writebacks == [] and sim.orders[order.external_id].status == "paid"
 
@@ -249,7 +250,7 @@ def test_a_wrong_access_token_is_refused_as_shopify_refuses(sim: ShopifySimulato
 def test_graphql_answers_exactly_what_is_asked_and_refuses_unknown_fields(
         sim: ShopifySimulator) -> None:
     order = sim.place_order(drop=True)
-    url = f"{sim.url}/admin/api/{shopify.API_VERSION}/graphql.json"
+    url = f"{sim.url}/admin/api/{shopify_admin.API_VERSION}/graphql.json"
     headers = {"X-Shopify-Access-Token": sim.access_token}
     gid = f"gid://shopify/Order/{order.external_id}"
     asked = {"query": 'query { shop: order(id: "' + gid + '") { name legacyResourceId } }'}
@@ -260,8 +261,8 @@ def test_graphql_answers_exactly_what_is_asked_and_refuses_unknown_fields(
              "variables": {"id": f"gid://shopify/Order/{order.external_id}"}}
     answer = http.send(Request(url=url, headers=headers, json_body=wrong)).json()
     assert "data" not in answer and "totallyMadeUp" in answer["errors"][0]["message"]
-    with pytest.raises(shopify.ShopifyError):
-        shopify.already_shipped(answer, shipped_of(order.external_id))
+    with pytest.raises(shopify_admin.ShopifyError):
+        shopify_admin.already_shipped(answer, shipped_of(order.external_id))
 
 
 def test_a_dropped_webhook_is_never_sent_and_its_fate_recorded(receiver: Receiver) -> None:
