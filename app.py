@@ -36,20 +36,16 @@ AMAZON_QUEUE_NAME = os.environ.get("AMAZON_QUEUE_NAME", "order-backbone-dev-amaz
 @app.on_dynamodb_record(stream_arn=INBOX_STREAM_ARN, batch_size=25,
                         starting_position="TRIM_HORIZON")
 def order_worker(event: DynamoDBEvent) -> dict[str, Any]:
-    from chalicelib.flows import order_worker as worker
+    from chalicelib.flows import order_worker
 
-    return worker.handle_stream(event.to_dict(), event.context)
+    return order_worker.on_stream(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=INBOX_DLQ_NAME, batch_size=10)
 def inbox_dead_letters(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib.core import batches
-    from chalicelib.core.clock import utcnow
     from chalicelib.flows import dead_letters
 
-    return batches.partial_response(
-        event.to_dict(), event.context,
-        lambda record: dead_letters.worker_gave_up(record.body, utcnow()), "sqs")
+    return dead_letters.on_dead_letters(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=ALERTS_QUEUE_NAME, batch_size=10)
@@ -75,24 +71,17 @@ def alert_dead_letters(event: SQSEvent) -> dict[str, Any]:
 @app.on_sqs_message(queue=AMAZON_QUEUE_NAME, batch_size=10)
 def amazon_notifications(event: SQSEvent) -> dict[str, Any]:
     """Amazon SP-API ORDER_CHANGE messages: stored in the inbox like a webhook, then deleted."""
-    from chalicelib.core import batches
-    from chalicelib.core.clock import utcnow
-    from chalicelib.flows import feeds as marketplace_feeds
+    from chalicelib.flows import feeds
 
-    return batches.partial_response(
-        event.to_dict(), event.context,
-        lambda record: marketplace_feeds.amazon_message(record.body, utcnow()), "sqs")
+    return feeds.on_amazon_queue(event.to_dict(), event.context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def poll_taobao(event: Any) -> None:
     """Taobao/Tmall TMC: consume each app's messages, store them, confirm the stored ones."""
-    from chalicelib.core.clock import utcnow
-    from chalicelib.flows import feeds as marketplace_feeds
+    from chalicelib.flows import feeds
 
-    counts = marketplace_feeds.poll_taobao(utcnow())
-    if counts["messages"] or counts["errors"]:
-        app.log.info("taobao tmc: %s", counts)
+    feeds.on_schedule()
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
@@ -108,49 +97,39 @@ def notify_cs(event: Any) -> None:
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))
 def sweep_unprocessed(event: Any) -> None:
-    from chalicelib.core.clock import utcnow
-    from chalicelib.flows import order_worker as worker
+    """Deliveries still pending after the pickup deadline: CS hears, and each is re-driven."""
+    from chalicelib.flows import order_worker
 
-    worker.sweep_unprocessed(utcnow())
+    order_worker.on_schedule()
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))
 def sweep_deadlines(event: Any) -> None:
     """Acceptance, dispatch and intercept deadlines: CS hears of what is late."""
-    from chalicelib.core.clock import utcnow
     from chalicelib.flows import warehouse
 
-    warehouse.sweep_deadlines(utcnow())
+    warehouse.on_schedule()
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def track_parcels(event: Any) -> None:
     """Subscribe, query or judge the parcels whose check is due (an index read when none is)."""
-    from chalicelib.core.clock import utcnow
     from chalicelib.flows import tracker
 
-    report = tracker.run_due(utcnow())
-    if report.subscribed or report.queried or report.judged or report.errors:
-        app.log.info("tracking tick: %s", report.as_dict())
+    tracker.on_schedule()
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def write_back(event: Any) -> None:
     """Tell the marketplaces of the shipments due (retries back off; a give-up is a CS case)."""
-    from chalicelib.core.clock import utcnow
     from chalicelib.flows import writeback
 
-    counts = writeback.run_writebacks(utcnow())
-    if any(counts.values()):
-        app.log.info("writebacks: %s", counts)
+    writeback.on_schedule()
 
 
 @app.schedule(Rate(15, unit=Rate.MINUTES))
 def reconcile_shops(event: Any) -> None:
     """Every platform recommends it: list each shop's recent orders and queue what we missed."""
-    from chalicelib.core.clock import utcnow
     from chalicelib.flows import reconciliation
 
-    counts = reconciliation.run_reconciliation(utcnow())
-    if counts["queued"] or counts["errors"]:
-        app.log.info("reconciliation: %s", counts)
+    reconciliation.on_schedule()

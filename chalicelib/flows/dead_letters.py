@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core import batches
+from chalicelib.core.clock import utcnow
 from chalicelib.cs import alert_topic, alerts
 
 
@@ -26,3 +28,9 @@ def worker_gave_up(body: str, now: datetime) -> None:
                 "attempts",
         facts={"batch": batch, "condition": record.get("requestContext", {}).get("condition")},
     ))
+
+
+def on_dead_letters(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The inbox dead-letter queue (app.py `inbox_dead_letters`): each record one alert."""
+    return batches.partial_response(event, context,
+                                    lambda record: worker_gave_up(record.body, utcnow()), "sqs")

@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from typing import Any
 
+from chalicelib.core import batches
+from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
 from chalicelib.cs import alert_topic, alerts
 from chalicelib.flows.marketplace_calls import credentials_for, send_json
@@ -131,3 +134,20 @@ def _unreadable(source: str, error: ApiError, raw: bytes, now: datetime) -> None
         "missing; reconciliation will look for it", now,
         {"marketplace": source, "reason": error.reason,
          "excerpt": raw[:1000].decode("utf-8", "replace")})
+
+
+# Event-source edges ------------------------------------------------------------------------
+
+
+def on_amazon_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Amazon's notifications queue (app.py `amazon_notifications`): a message is deleted only
+    once stored (partial batch response)."""
+    return batches.partial_response(event, context,
+                                    lambda record: amazon_message(record.body, utcnow()), "sqs")
+
+
+def on_schedule() -> None:
+    """The 1-minute TMC poll (app.py `poll_taobao`)."""
+    counts = poll_taobao(utcnow())
+    if counts["messages"] or counts["errors"]:
+        log.info("taobao tmc: %s", counts)

@@ -198,7 +198,7 @@ def _alert_invalid(order: Order, problems: tuple[str, ...], now: datetime) -> No
 # Event-source edges ------------------------------------------------------------------------
 
 
-def handle_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def on_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Inbox stream batch -> partial batch response, so one bad record never blocks others."""
     return batches.partial_response(event, context, _stream_record, "dynamodb")
 
@@ -228,3 +228,10 @@ def sweep_unprocessed(now: datetime) -> int:
         ))
         alerted += inbox_store.mark_alerted(item["pk"], now)
     return alerted
+
+
+def on_schedule() -> None:
+    """The 5-minute sweep (app.py `sweep_unprocessed`)."""
+    alerted = sweep_unprocessed(utcnow())
+    if alerted:
+        log.warning("unprocessed deliveries alerted: %d", alerted)

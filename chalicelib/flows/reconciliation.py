@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.core.clock import utcnow
 from chalicelib.flows.marketplace_calls import credentials_for, send_json
 from chalicelib.marketplaces import adapter_for
 from chalicelib.marketplaces import credentials_store as shop_credentials
@@ -94,3 +95,10 @@ def _queue(marketplace: str, ref: OrderRef, now: datetime) -> bool:
                         topic="reconciliation", shop=ref.shop, headers={REF_HEADER: "1"})
     return inbox.put_delivery(f"reconcile-{marketplace}", marketplace, accepted,
                               ref.model_dump_json().encode(), now)
+
+
+def on_schedule() -> None:
+    """The 15-minute run (app.py `reconcile_shops`)."""
+    counts = run_reconciliation(utcnow())
+    if counts["queued"] or counts["errors"]:
+        log.info("reconciliation: %s", counts)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, NotFound
 from chalicelib.cs import alert_topic
@@ -290,3 +291,10 @@ def _provider(name: str) -> Provider:
     except LookupError:  # a provider since removed: nobody to ask, CS must look
         raise ProviderError(f"no courier provider {name}", counted=False,
                             alert=ACCOUNT_ALERT) from None
+
+
+def on_schedule() -> None:
+    """The 1-minute tick (app.py `track_parcels`)."""
+    report = run_due(utcnow())
+    if report.subscribed or report.queried or report.judged or report.errors:
+        log.info("tracking tick: %s", report.as_dict())

@@ -404,3 +404,8 @@ def set_sku_locations(partner_id: str, request: SkuLocations,
                       now: datetime) -> SkuLocationsSaved:
     return SkuLocationsSaved(count=jobs_store.merge_sku_locations(partner_id, request.locations,
                                                                  now))
+
+
+def on_schedule() -> None:
+    """The 5-minute deadline sweep (app.py `sweep_deadlines`)."""
+    sweep_deadlines(utcnow())

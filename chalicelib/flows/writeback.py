@@ -16,6 +16,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import Busy
 from chalicelib.cs import alert_topic, alerts
@@ -171,3 +172,10 @@ def _timeline(old: Writeback, new: Writeback, now: datetime) -> list[OrderEvent]
                                  summary=f"{new.marketplace} could not be told of the shipment: "
                                          f"{new.last_error}"))
     return events
+
+
+def on_schedule() -> None:
+    """The 1-minute run (app.py `write_back`)."""
+    counts = run_writebacks(utcnow())
+    if any(counts.values()):
+        log.info("writebacks: %s", counts)
