@@ -1,9 +1,11 @@
 """CS alert channels: one pure adapter per platform, and a thin `send` that does the HTTP.
 
-Each adapter builds the exact request (`build_request(message, config, now)`) and reads the
-platform's answer (`parse_response(status, body, headers)`); neither does I/O, so both are tested
-byte for byte without a network. `send` posts with `requests` and a timeout. Email is not an HTTP
-channel: `chalicelib.cs.channels.email` builds the SES SendEmail arguments for the caller's boto3.
+Each adapter builds the exact request (`build_request(message, config, now)`, a
+`chalicelib.core.http.Request`) and reads the platform's answer (`parse_response(status, body,
+headers)`); neither does I/O, so both are tested byte for byte without a network. `send` hands
+the request to `chalicelib.core.http.send` (its timeout, a keep-alive session per host). Email
+is not an HTTP channel: `chalicelib.cs.channels.email` builds the SES SendEmail arguments for
+the caller's boto3.
 
 Every platform below answers some failures with HTTP 200 and an error code in the body (DingTalk,
 WeCom, Feishu), so success is decided by the body, never by the status alone.
@@ -17,14 +19,15 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
-import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
+from chalicelib.core import http
+from chalicelib.core.http import JSON_CONTENT_TYPE, Request
 from chalicelib.cs.alerts import Severity
 
 
@@ -83,22 +86,10 @@ class ChannelResult:
                    retry_after=retry_after)
 
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # DingTalk and WeCom require UTF-8
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """One HTTP request, exactly as it goes on the wire. The URL carries secrets: not in repr."""
-
-    url: str = field(repr=False)
-    body: Mapping[str, Any]
-    method: str = "POST"
-    headers: Mapping[str, str] = field(
-        default_factory=lambda: {"Content-Type": JSON_CONTENT_TYPE})
-
-    def body_bytes(self) -> bytes:
-        # Compact UTF-8: Chinese stays readable and well under the platforms' size limits.
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def json_request(url: str, body: Mapping[str, Any]) -> Request:
+    """A POST of `body` as compact UTF-8 JSON, labelled UTF-8 (DingTalk and WeCom require the
+    charset; the others get the same bytes and header, as they always have)."""
+    return Request(url=url, json_body=body, headers={"Content-Type": JSON_CONTENT_TYPE})
 
 
 class Channel(Protocol):
@@ -108,7 +99,7 @@ class Channel(Protocol):
     @property
     def config_model(self) -> type[BaseModel]: ...
 
-    def build_request(self, message: Message, config: Any, now: datetime) -> PreparedRequest: ...
+    def build_request(self, message: Message, config: Any, now: datetime) -> Request: ...
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult: ...
@@ -207,31 +198,34 @@ def transport_failure(status: int, body: bytes,
 
 # The thin I/O part ----------------------------------------------------------------------------
 
-DEFAULT_TIMEOUT = (3.05, 10.0)  # connect, read: a robot that hangs must not hold the worker
+# No answer at all (chalicelib.core.http.Unreachable): a retryable NETWORK result whose code
+# names what happened; the URL (the robot's token) is never in it.
+_NO_ANSWER: Mapping[str, tuple[str, str]] = {
+    "timeout": ("timeout", "no answer in time"),
+    "connect": ("ConnectionError", ""),
+    "transport": ("TransportError", ""),
+}
 
 
-def post(request: PreparedRequest, *, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-         session: requests.Session | None = None
-         ) -> tuple[int, bytes, Mapping[str, str]] | ChannelResult:
-    """Send the request as built; a transport error becomes a retryable result."""
+def post(request: Request) -> http.Answer | ChannelResult:
+    """Send the request as built; no answer becomes a retryable result."""
     try:
-        response = (session.request if session else requests.request)(
-            request.method, request.url, data=request.body_bytes(),
-            headers=dict(request.headers), timeout=timeout, allow_redirects=False)
-    except requests.Timeout:
-        return ChannelResult.failure(Failure.NETWORK, "timeout", "no answer in time")
-    except requests.RequestException as error:
-        # The exception text contains the URL and so the token: keep only its type.
-        return ChannelResult.failure(Failure.NETWORK, type(error).__name__)
-    return response.status_code, response.content, response.headers
+        return http.send(request)
+    except http.Unreachable as error:
+        code, detail = _NO_ANSWER[error.kind]
+        return ChannelResult.failure(Failure.NETWORK, code, detail)
 
 
 def send(adapter: Channel | str, message: Message, config: Any, now: datetime, *,
-         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-         session: requests.Session | None = None) -> ChannelResult:
+         timeout: float | tuple[float, float] | None = None) -> ChannelResult:
+    """One message on an IM platform; `timeout` (seconds, or connect and read) replaces
+    chalicelib.core.http.TIMEOUT."""
     chosen = channel(adapter) if isinstance(adapter, str) else adapter
-    answer = post(chosen.build_request(message, config, now), timeout=timeout, session=session)
+    request = chosen.build_request(message, config, now)
+    if timeout is not None:
+        pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        request = request.model_copy(update={"timeout": pair})
+    answer = post(request)
     if isinstance(answer, ChannelResult):
         return answer
-    status, body, headers = answer
-    return chosen.parse_response(status, body, headers)
+    return chosen.parse_response(answer.status, answer.body, answer.headers)

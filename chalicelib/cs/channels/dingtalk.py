@@ -25,15 +25,16 @@ from urllib.parse import quote_plus
 from pydantic import BaseModel
 
 from chalicelib.core.clock import epoch_millis
+from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
     Channel,
     ChannelResult,
     Failure,
     Language,
     Message,
-    PreparedRequest,
     WebhookConfig,
     json_object,
+    json_request,
     transport_failure,
 )
 
@@ -81,13 +82,13 @@ class DingTalk:
     config_model: type[BaseModel] = DingTalkConfig
 
     def build_request(self, message: Message, config: DingTalkConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         body = {
             "msgtype": "markdown",
             "markdown": {"title": message.title, "text": _markdown(message)},
             "at": {"atMobiles": list(message.mentions), "isAtAll": False},
         }
-        return PreparedRequest(url=signed_url(config.url, config.secret_text, now), body=body)
+        return json_request(signed_url(config.url, config.secret_text, now), body)
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:

@@ -24,15 +24,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.core.clock import epoch_millis
+from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
     Channel,
     ChannelResult,
     Failure,
     Language,
     Message,
-    PreparedRequest,
     WebhookConfig,
     json_object,
+    json_request,
     transport_failure,
     truncate_utf8,
 )
@@ -78,14 +79,14 @@ class Feishu:
     config_model: type[BaseModel] = FeishuConfig
 
     def build_request(self, message: Message, config: FeishuConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         body: dict[str, Any] = {}
         secret = config.secret_text
         if secret is not None:
             seconds = epoch_millis(now) // 1000
             body |= {"timestamp": str(seconds), "sign": sign(seconds, secret)}
         body |= {"msg_type": "post", "content": _post(message)}
-        return PreparedRequest(url=config.url, body=body)
+        return json_request(config.url, body)
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:

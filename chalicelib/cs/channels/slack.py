@@ -13,6 +13,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, model_validator
 
+from chalicelib.core.http import Request
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import (
     Channel,
@@ -20,8 +21,8 @@ from chalicelib.cs.channels import (
     Failure,
     Language,
     Message,
-    PreparedRequest,
     WebhookConfig,
+    json_request,
     transport_failure,
 )
 
@@ -65,7 +66,7 @@ class Slack:
     config_model: type[BaseModel] = SlackConfig
 
     def build_request(self, message: Message, config: SlackConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         del now  # nothing time-dependent: no signature
         title = f"{_ICONS[message.severity]} {message.title}"
         blocks: list[dict[str, object]] = [
@@ -80,7 +81,7 @@ class Slack:
                 "type": "mrkdwn", "text": _link(message.link, _OPEN[message.language])}})
         # `text` is what notifications and screen readers show when blocks are present.
         fallback = "\n".join(part for part in (message.title, message.text, message.link) if part)
-        return PreparedRequest(url=config.url, body={"text": fallback, "blocks": blocks})
+        return json_request(config.url, {"text": fallback, "blocks": blocks})
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:

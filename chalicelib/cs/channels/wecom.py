@@ -17,6 +17,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, model_validator
 
+from chalicelib.core.http import Request
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import (
     Channel,
@@ -24,9 +25,9 @@ from chalicelib.cs.channels import (
     Failure,
     Language,
     Message,
-    PreparedRequest,
     WebhookConfig,
     json_object,
+    json_request,
     transport_failure,
     truncate_utf8,
 )
@@ -65,11 +66,10 @@ class WeCom:
     config_model: type[BaseModel] = WeComConfig
 
     def build_request(self, message: Message, config: WeComConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         del now  # unsigned
-        return PreparedRequest(url=config.url,
-                               body={"msgtype": "markdown",
-                                     "markdown": {"content": markdown(message)}})
+        return json_request(config.url, {"msgtype": "markdown",
+                                         "markdown": {"content": markdown(message)}})
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:
