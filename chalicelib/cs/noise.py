@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from chalicelib.cs.alerts import Severity
+from chalicelib.cs.channels import platform_of
 
 
 class Case(BaseModel):
@@ -84,7 +85,7 @@ class NoiseRules(BaseModel):
     fallback_limits: tuple[RateLimit, ...] = (_limit(20, 60),)
 
     def limits_for(self, channel: str) -> tuple[RateLimit, ...]:
-        found = self.limits.get(channel) or self.limits.get(channel.split(":", 1)[0])
+        found = self.limits.get(channel) or self.limits.get(platform_of(channel))
         return found or self.fallback_limits
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.cs import noise, rota
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.cases import Case
-from chalicelib.cs.channels import Language, Message
+from chalicelib.cs.channels import Delivery, Language, Message, delivery_of, platform_of
 from chalicelib.cs.noise import DEFAULT_NOISE_RULES, NoiseRules
 from chalicelib.cs.rota import DEFAULT_ROTA, RotaRules
 from chalicelib.cs.templates import digest, order_ref, render
@@ -155,7 +155,7 @@ class Note(BaseModel):
 
     @property
     def platform(self) -> str:
-        return self.channel.split(":", 1)[0]
+        return platform_of(self.channel)
 
 
 def note_id_for(case: Case, channel: str, kind: str = "case", serial: int = 0) -> str:
@@ -188,7 +188,8 @@ def failed(note: Note, error: str, retryable: bool, now: datetime, routing: Rout
     if retryable and attempts < routing.max_attempts:
         return note.model_copy(update={"attempts": attempts, "last_error": error, "due_at":
                                        retry_at(attempts, now, routing, retry_after)}), None
-    if note.platform == "email" or note.channel == routing.fallback_channel:
+    # Email is where the fallback goes: a failed email has nowhere better to go.
+    if delivery_of(note.platform) is Delivery.SES or note.channel == routing.fallback_channel:
         return note.model_copy(update={"attempts": attempts, "last_error": error,
                                        "status": "dead"}), None
     fallback = note.model_copy(update={

@@ -25,16 +25,17 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from pydantic import BaseModel
+
 from chalicelib.core import aws
 from chalicelib.core.dynamodb import TransactionConflict, transact
 from chalicelib.cs import case_store as cases_store
-from chalicelib.cs import channels as notify
-from chalicelib.cs import noise
+from chalicelib.cs import channels, noise
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs import routing as notifications
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.cases import Case, reminded
-from chalicelib.cs.channels import ChannelResult, Failure, Message
+from chalicelib.cs.channels import ChannelResult, Delivery, Failure, Message, SesChannel
 from chalicelib.cs.routing import Note, Routing
 
 log = logging.getLogger(__name__)
@@ -241,32 +242,36 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
 
 
 def send(note: Note, message: Message, now: datetime) -> ChannelResult:
-    """One attempt on the note's channel."""
+    """One attempt on the note's channel, the way its platform's adapter is delivered."""
     from chalicelib.access import directory_store as directory
 
     source = directory.source(channel_name(note.channel))
     if source is None:
         return ChannelResult.failure(Failure.GONE, "not_configured",
                                      f"no settings for channel {note.channel}")
-    if note.platform == notify.EMAIL:
-        return _send_email(note, message, source.secrets[0])
     try:
-        config = notify.parse_config(note.platform, source.secrets[0])
+        adapter = channels.channel(note.platform)
+        config = channels.parse_config(note.platform, source.secrets[0])
     except (KeyError, ValueError) as exc:
-        return ChannelResult.failure(Failure.GONE, "bad_config", str(exc)[:200])
-    return notify.send(note.platform, message, config, now)
+        return _bad_config(exc)
+    if adapter.delivery is Delivery.SES:
+        return _send_email(adapter, message, config, note.emails)
+    return channels.send(adapter, message, config, now)
 
 
-def _send_email(note: Note, message: Message, settings_json: str) -> ChannelResult:
+def _bad_config(error: Exception) -> ChannelResult:
+    # Not retried: a person must fix the settings (admin `channel`); the fallback carries on.
+    return ChannelResult.failure(Failure.GONE, "bad_config", str(error)[:200])
+
+
+def _send_email(adapter: SesChannel, message: Message, config: BaseModel,
+                to: tuple[str, ...]) -> ChannelResult:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from chalicelib.cs.channels import email
-
-    try:
-        config = email.EmailConfig.model_validate_json(settings_json)
-        kwargs = email.send_email_kwargs(message, config, to=note.emails or None)
+    try:  # the rota's addresses, else the mailbox's own recipients
+        kwargs = adapter.send_email_kwargs(message, config, to=to or None)
     except ValueError as exc:
-        return ChannelResult.failure(Failure.GONE, "bad_config", str(exc)[:200])
+        return _bad_config(exc)
     try:
         answer = aws.client("ses").send_email(**kwargs)
     except ClientError as exc:
@@ -295,10 +300,10 @@ def remind(now: datetime, report: RunReport) -> None:
                            now)
 
 
-def configure_channels(channels: dict[str, dict[str, Any]]) -> None:
+def configure_channels(settings_by_channel: dict[str, dict[str, Any]]) -> None:
     """Store channel settings, e.g. {"wecom:cs-team": {"webhook_url": "https://..."}}."""
     from chalicelib.access import directory_store as directory
 
     directory.register_sources({channel_name(channel_id): {
-        "scheme": channel_id.split(":", 1)[0], "secrets": [json.dumps(settings)]}
-        for channel_id, settings in channels.items()})
+        "scheme": channels.platform_of(channel_id), "secrets": [json.dumps(settings)]}
+        for channel_id, settings in settings_by_channel.items()})

@@ -23,14 +23,17 @@ from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.cs.channels import (
     CHANNEL_MODULES,
     ChannelResult,
+    Delivery,
     Failure,
     Language,
     Message,
     channel,
+    delivery_of,
     dingtalk,
     email,
     feishu,
     parse_config,
+    platform_of,
     send,
     slack,
     truncate_utf8,
@@ -225,13 +228,31 @@ def test_secrets_stay_out_of_repr() -> None:
 
 
 def test_registry_imports_on_demand_and_parses_configs() -> None:
-    assert set(CHANNEL_MODULES) == {"slack", "dingtalk", "feishu", "wecom"}
+    assert set(CHANNEL_MODULES) == {"slack", "dingtalk", "feishu", "wecom", "email"}
     for name in CHANNEL_MODULES:
         assert channel(name).name == name
     config = parse_config("feishu", '{"webhook_url": "https://open.feishu.cn/h/1", "secret": "s"}')
     assert isinstance(config, feishu.FeishuConfig) and config.secret_text == "s"
-    with pytest.raises(KeyError, match="unknown IM channel"):
-        channel("email")
+    with pytest.raises(KeyError, match="unknown channel platform"):
+        channel("pager")
+
+
+def test_every_platform_declares_how_it_is_delivered() -> None:
+    """Callers read `delivery`, never a platform's name: email is the one SES channel."""
+    by_delivery = {name: channel(name).delivery for name in CHANNEL_MODULES}
+    assert by_delivery == {"slack": Delivery.HTTP, "dingtalk": Delivery.HTTP,
+                           "feishu": Delivery.HTTP, "wecom": Delivery.HTTP, "email": Delivery.SES}
+    assert (delivery_of("email"), delivery_of("pager")) == (Delivery.SES, None)
+    assert platform_of("wecom:cs-team") == "wecom" and platform_of("email") == "email"
+    config = parse_config("email", {"sender": "a@x.example", "verified_identities": ["x.example"],
+                                    "to": ["cs@x.example"]})
+    assert isinstance(config, email.EmailConfig)
+    assert email.CHANNEL.send_email_kwargs(MESSAGE, config, ["duty@x.example"]) == \
+        email.send_email_kwargs(MESSAGE, config, ["duty@x.example"])
+    with pytest.raises(ValueError, match="not a verified SES identity"):
+        parse_config("email", {"sender": "a@y.example", "verified_identities": ["x.example"]})
+    with pytest.raises(ValueError, match="not HTTP"):
+        send("email", MESSAGE, config, NOW)
 
 
 # Answers -------------------------------------------------------------------------------------
@@ -324,9 +345,13 @@ def test_every_kind_has_a_short_message_with_order_and_link(kind: str,
     todo = "请处理：" if language is Language.ZH else "What to do: "
     assert todo in message.text and "factory-1: out_of_stock" in message.text
     for name in CHANNEL_MODULES:  # and every channel carries both to the reader
-        config = channel(name).config_model.model_validate(
-            {"webhook_url": "https://robot.example/hook?key=k"})
-        raw = channel(name).build_request(message, config, NOW).body_bytes().decode()
+        adapter = channel(name)
+        if adapter.delivery is Delivery.SES:
+            raw = json.dumps(email.send_email_kwargs(message, EMAIL), ensure_ascii=False)
+        else:
+            config = adapter.config_model.model_validate(
+                {"webhook_url": "https://robot.example/hook?key=k"})
+            raw = adapter.build_request(message, config, NOW).body_bytes().decode()
         assert "#1001" in raw and LINK in raw
 
 

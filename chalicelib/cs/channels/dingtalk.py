@@ -20,6 +20,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Final
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel
@@ -27,9 +28,10 @@ from pydantic import BaseModel
 from chalicelib.core.clock import epoch_millis
 from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
-    Channel,
     ChannelResult,
+    Delivery,
     Failure,
+    HttpChannel,
     Language,
     Message,
     WebhookConfig,
@@ -80,6 +82,7 @@ def _markdown(message: Message) -> str:
 class DingTalk:
     name = "dingtalk"
     config_model: type[BaseModel] = DingTalkConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: DingTalkConfig,
                       now: datetime) -> Request:
@@ -113,4 +116,4 @@ class DingTalk:
             Failure.UNEXPECTED, code, detail)
 
 
-CHANNEL: Channel = DingTalk()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = DingTalk()  # typed: mypy checks the protocol

@@ -1,6 +1,8 @@
-"""Email through SES: the pure half. Builds the keyword arguments of SES `SendEmail` (API v1:
-`Source`, `Destination`, `Message{Subject, Body{Text, Html}}`); the caller passes them to
-`boto3.client("ses").send_email(**kwargs)`.
+"""Email through SES, the channel every other one falls back to: the pure half. Builds the
+keyword arguments of SES `SendEmail` (API v1: `Source`, `Destination`, `Message{Subject,
+Body{Text, Html}}`); the caller (chalicelib/flows/notifier.py) passes them to
+`boto3.client("ses").send_email(**kwargs)`. `CHANNEL` is its adapter in the channel registry
+(`Delivery.SES`).
 
 SES only sends from a verified identity (an address, or a whole domain), so the configuration
 names the identities it has verified and the sender must be one of them: a typo fails when the
@@ -13,12 +15,12 @@ import html
 import re
 from collections.abc import Sequence
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from chalicelib.cs.alerts import Severity
-from chalicelib.cs.channels import Language, Message
+from chalicelib.cs.channels import Delivery, Language, Message, SesChannel
 
 CHARSET = "UTF-8"
 SUBJECT_MAX_CHARS = 200
@@ -107,3 +109,16 @@ def send_email_kwargs(message: Message, config: EmailConfig,
     if config.configuration_set:
         kwargs["ConfigurationSetName"] = config.configuration_set
     return kwargs
+
+
+class Email:
+    name = "email"
+    config_model: type[BaseModel] = EmailConfig
+    delivery: Final = Delivery.SES
+
+    def send_email_kwargs(self, message: Message, config: EmailConfig,
+                          to: Sequence[str] | None = None) -> dict[str, Any]:
+        return send_email_kwargs(message, config, to)
+
+
+CHANNEL: SesChannel = Email()  # typed: mypy checks the protocol

@@ -19,16 +19,17 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 
 from chalicelib.core.clock import epoch_millis
 from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
-    Channel,
     ChannelResult,
+    Delivery,
     Failure,
+    HttpChannel,
     Language,
     Message,
     WebhookConfig,
@@ -77,6 +78,7 @@ def _code(answer: dict[str, Any] | None) -> int | None:
 class Feishu:
     name = "feishu"
     config_model: type[BaseModel] = FeishuConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: FeishuConfig,
                       now: datetime) -> Request:
@@ -107,4 +109,4 @@ class Feishu:
             Failure.UNEXPECTED, code, detail)
 
 
-CHANNEL: Channel = Feishu()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = Feishu()  # typed: mypy checks the protocol

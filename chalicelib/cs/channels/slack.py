@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Final
 
 from pydantic import BaseModel, model_validator
 
 from chalicelib.core.http import Request
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import (
-    Channel,
     ChannelResult,
+    Delivery,
     Failure,
+    HttpChannel,
     Language,
     Message,
     WebhookConfig,
@@ -64,6 +66,7 @@ def _link(url: str, label: str) -> str:
 class Slack:
     name = "slack"
     config_model: type[BaseModel] = SlackConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: SlackConfig,
                       now: datetime) -> Request:
@@ -100,4 +103,4 @@ class Slack:
         return ChannelResult.failure(Failure.UNEXPECTED, word or status, f"HTTP {status}")
 
 
-CHANNEL: Channel = Slack()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = Slack()  # typed: mypy checks the protocol

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Final
 
 from pydantic import BaseModel, model_validator
 
 from chalicelib.core.http import Request
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import (
-    Channel,
     ChannelResult,
+    Delivery,
     Failure,
+    HttpChannel,
     Language,
     Message,
     WebhookConfig,
@@ -64,6 +66,7 @@ def markdown(message: Message) -> str:
 class WeCom:
     name = "wecom"
     config_model: type[BaseModel] = WeComConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: WeComConfig,
                       now: datetime) -> Request:
@@ -92,4 +95,4 @@ class WeCom:
             Failure.UNEXPECTED, code, detail)
 
 
-CHANNEL: Channel = WeCom()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = WeCom()  # typed: mypy checks the protocol
