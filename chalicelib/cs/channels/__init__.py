@@ -43,6 +43,10 @@ class Language(StrEnum):
     EN = "en"
 
 
+# The words of a message's link to its case, the same on every platform.
+OPEN_LABEL: Mapping[Language, str] = {Language.ZH: "打开处理", Language.EN: "Open"}
+
+
 class Message(BaseModel):
     """What CS reads, independent of the platform. `text` is plain lines; adapters format it."""
 
@@ -246,6 +250,15 @@ def transport_failure(status: int, body: bytes,
     if status >= 500:
         return ChannelResult.failure(Failure.SERVER, status, detail, retry_after_header(headers))
     return None
+
+
+def unexplained(status: int, body: bytes, headers: Mapping[str, str] | None,
+                code: object = None, detail: str | None = None) -> ChannelResult:
+    """An answer none of the platform's own codes explain: 429 and 5xx as everywhere, else
+    unexpected (not retried: it may have arrived). Without a code, the status and body stand in."""
+    return transport_failure(status, body, headers) or ChannelResult.failure(
+        Failure.UNEXPECTED, status if code is None else code,
+        body.decode("utf-8", errors="replace") if detail is None else detail)
 
 
 # The thin I/O part ----------------------------------------------------------------------------

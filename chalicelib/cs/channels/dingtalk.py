@@ -28,21 +28,20 @@ from pydantic import BaseModel
 from chalicelib.core.clock import epoch_millis
 from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
+    OPEN_LABEL,
     ChannelResult,
     Delivery,
     Failure,
     HttpChannel,
-    Language,
     Message,
     WebhookConfig,
     json_object,
     json_request,
-    transport_failure,
+    unexplained,
 )
 
 THROTTLE_SECONDS = 600.0  # documented: over 20 a minute blocks the robot for 10 minutes
 
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 _RATE = frozenset({130101, 410100})
 _SECURITY = frozenset({310000, 300001})  # 300001: newer "关键词不匹配" answer (3rd-party seen)
 _GONE = frozenset({300005})  # token is not exist: the robot was deleted
@@ -73,7 +72,7 @@ def _markdown(message: Message) -> str:
     # DingTalk markdown needs a blank line between paragraphs to break them.
     parts = [f"#### {message.title}", *message.text.splitlines()]
     if message.link:
-        parts.append(f"[{_OPEN[message.language]}]({message.link})")
+        parts.append(f"[{OPEN_LABEL[message.language]}]({message.link})")
     if message.mentions:
         parts.append(" ".join(f"@{mobile}" for mobile in message.mentions))
     return "\n\n".join(part for part in parts if part.strip())
@@ -100,9 +99,7 @@ class DingTalk:
         if isinstance(code, str) and code.lstrip("-").isdigit():
             code = int(code)
         if not isinstance(code, int):
-            failed = transport_failure(status, body, headers)
-            return failed or ChannelResult.failure(Failure.UNEXPECTED, status,
-                                                   body.decode("utf-8", errors="replace"))
+            return unexplained(status, body, headers)
         detail = str(answer.get("errmsg", "")) if answer else ""
         if code == 0:
             return ChannelResult.success()
@@ -112,8 +109,7 @@ class DingTalk:
                                (_INVALID, Failure.INVALID_PAYLOAD)):
             if code in codes:
                 return ChannelResult.failure(failure, code, detail)
-        return transport_failure(status, body, headers) or ChannelResult.failure(
-            Failure.UNEXPECTED, code, detail)
+        return unexplained(status, body, headers, code, detail)
 
 
 CHANNEL: HttpChannel = DingTalk()  # typed: mypy checks the protocol

@@ -20,14 +20,13 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from chalicelib.cs.alerts import Severity
-from chalicelib.cs.channels import Delivery, Language, Message, SesChannel
+from chalicelib.cs.channels import OPEN_LABEL, Delivery, Language, Message, SesChannel
 
 CHARSET = "UTF-8"
 SUBJECT_MAX_CHARS = 200
 
 _COLOUR = {Severity.LOW: "#6b7280", Severity.MEDIUM: "#2563eb", Severity.HIGH: "#d97706",
            Severity.CRITICAL: "#dc2626"}
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 _HTML_LANG = {Language.ZH: "zh-CN", Language.EN: "en"}
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # SES tag names and values allow only these
 
@@ -69,14 +68,14 @@ def subject(message: Message) -> str:
 def plain_text(message: Message) -> str:
     parts = [message.title, "", message.text]
     if message.link:
-        parts += ["", f"{_OPEN[message.language]}: {message.link}"]
+        parts += ["", f"{OPEN_LABEL[message.language]}: {message.link}"]
     return "\n".join(parts) + "\n"
 
 
 def html_body(message: Message) -> str:
     lines = "<br>\n".join(html.escape(line) for line in message.text.splitlines())
     link = (f'<p><a href="{html.escape(message.link, quote=True)}">'
-            f"{_OPEN[message.language]}</a></p>\n") if message.link else ""
+            f"{OPEN_LABEL[message.language]}</a></p>\n") if message.link else ""
     return (f'<!DOCTYPE html>\n<html lang="{_HTML_LANG[message.language]}"><head>'
             f'<meta charset="utf-8"><title>{html.escape(subject(message))}</title></head>\n'
             f'<body style="font-family:sans-serif">\n'

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from chalicelib.core.clock import epoch_millis
 from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
+    OPEN_LABEL,
     ChannelResult,
     Delivery,
     Failure,
@@ -35,14 +36,13 @@ from chalicelib.cs.channels import (
     WebhookConfig,
     json_object,
     json_request,
-    transport_failure,
     truncate_utf8,
+    unexplained,
 )
 
 MAX_TEXT_BYTES = 16 * 1024  # leaves room for the rest of the 20 KB body
 
 _LOCALE = {Language.ZH: "zh_cn", Language.EN: "en_us"}
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 _SECURITY = frozenset({19021, 19022, 19024})
 _RATE = frozenset({11232})
 _INVALID = frozenset({9499, 19002})
@@ -63,7 +63,8 @@ def _post(message: Message) -> dict[str, Any]:
     paragraphs: list[list[dict[str, str]]] = [
         [{"tag": "text", "text": line}] for line in text.splitlines() if line.strip()]
     if message.link:
-        paragraphs.append([{"tag": "a", "text": _OPEN[message.language], "href": message.link}])
+        paragraphs.append([{"tag": "a", "text": OPEN_LABEL[message.language],
+                            "href": message.link}])
     return {"post": {_LOCALE[message.language]: {"title": message.title,
                                                   "content": paragraphs}}}
 
@@ -95,9 +96,7 @@ class Feishu:
         answer = json_object(body)
         code = _code(answer)
         if code is None:
-            failed = transport_failure(status, body, headers)
-            return failed or ChannelResult.failure(Failure.UNEXPECTED, status,
-                                                   body.decode("utf-8", errors="replace"))
+            return unexplained(status, body, headers)
         detail = str((answer or {}).get("msg", (answer or {}).get("StatusMessage", "")))
         if code == 0:
             return ChannelResult.success()
@@ -105,8 +104,7 @@ class Feishu:
                                (_INVALID, Failure.INVALID_PAYLOAD), (_GONE, Failure.GONE)):
             if code in codes:
                 return ChannelResult.failure(failure, code, detail)
-        return transport_failure(status, body, headers) or ChannelResult.failure(
-            Failure.UNEXPECTED, code, detail)
+        return unexplained(status, body, headers, code, detail)
 
 
 CHANNEL: HttpChannel = Feishu()  # typed: mypy checks the protocol

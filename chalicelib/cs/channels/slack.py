@@ -17,11 +17,11 @@ from pydantic import BaseModel, model_validator
 from chalicelib.core.http import Request
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import (
+    OPEN_LABEL,
     ChannelResult,
     Delivery,
     Failure,
     HttpChannel,
-    Language,
     Message,
     WebhookConfig,
     json_request,
@@ -33,7 +33,6 @@ SECTION_MAX_CHARS = 3000  # Block Kit section text
 
 _ICONS = {Severity.LOW: ":information_source:", Severity.MEDIUM: ":large_yellow_circle:",
           Severity.HIGH: ":warning:", Severity.CRITICAL: ":rotating_light:"}
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 
 _INVALID = frozenset({"invalid_payload", "no_text", "invalid_blocks", "too_many_attachments"})
 _SECURITY = frozenset({"action_prohibited", "invalid_token", "posting_to_general_channel_denied"})
@@ -81,7 +80,7 @@ class Slack:
         ]
         if message.link:
             blocks.append({"type": "section", "text": {
-                "type": "mrkdwn", "text": _link(message.link, _OPEN[message.language])}})
+                "type": "mrkdwn", "text": _link(message.link, OPEN_LABEL[message.language])}})
         # `text` is what notifications and screen readers show when blocks are present.
         fallback = "\n".join(part for part in (message.title, message.text, message.link) if part)
         return json_request(config.url, {"text": fallback, "blocks": blocks})
