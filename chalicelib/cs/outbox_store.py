@@ -23,7 +23,7 @@ from chalicelib.core.dynamodb import Action, from_attrs, is_condition_failure, t
 from chalicelib.core.settings import settings
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.noise import ChannelState
-from chalicelib.cs.routing import Note
+from chalicelib.cs.notes import Note
 
 NOTES_DUE = "notes-due"
 NOTES_UNDELIVERED = "notes-undelivered"

@@ -30,13 +30,14 @@ from pydantic import BaseModel
 from chalicelib.core import aws
 from chalicelib.core.dynamodb import TransactionConflict, transact
 from chalicelib.cs import case_store as cases_store
-from chalicelib.cs import channels, noise
+from chalicelib.cs import channels, noise, notes
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs import routing as notifications
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.cases import Case, reminded
 from chalicelib.cs.channels import ChannelResult, Delivery, Failure, Message, SesChannel
-from chalicelib.cs.routing import Note, Routing
+from chalicelib.cs.notes import Note
+from chalicelib.cs.routing import Routing
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
@@ -62,12 +63,12 @@ def plan_for(recorded: cases_store.Recorded, now: datetime) -> int:
     """Notes for a case just opened or escalated (or a redelivery of either): how many new."""
     if recorded.case is None or recorded.outcome in ("resolved", "nothing_open", "repeated"):
         return 0
-    return _write_new(notifications.plan(recorded.case, now, routing()))
+    return _write_new(notes.plan(recorded.case, now, routing()))
 
 
-def _write_new(notes: list[Note]) -> int:
+def _write_new(planned: list[Note]) -> int:
     written = 0
-    for note in notes:
+    for note in planned:
         try:
             transact([outbox.put_note(note, None)])
             written += 1
@@ -226,8 +227,8 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
         report.sent += 1
         return
     error = f"{result.error}: {result.platform_code} {result.detail}".strip()
-    after, fallback = notifications.failed(note, error[:300],
-                                           result.retryable, now, routing(), result.retry_after)
+    after, fallback = notes.failed(note, error[:300], result.retryable, now, routing(),
+                                   result.retry_after)
     actions = [outbox.put_note(after, version)]
     if fallback is not None:
         actions.append(outbox.put_note(fallback, None))
@@ -289,13 +290,13 @@ def _send_email(adapter: SesChannel, message: Message, config: BaseModel,
 def remind(now: datetime, report: RunReport) -> None:
     rules = routing()
     for case in cases_store.open_cases_from(rules.remind_from):
-        serial = notifications.reminder_due(case, now, rules)
+        serial = notes.reminder_due(case, now, rules)
         if serial is None:
             continue
-        escalate = notifications.escalates(case, now, rules)
-        notes = notifications.plan(case, now, rules, kind="reminder", serial=serial,
-                                   escalate=escalate)
-        report.reminded += _write_new(notes)
+        escalate = notes.escalates(case, now, rules)
+        planned = notes.plan(case, now, rules, kind="reminder", serial=serial,
+                             escalate=escalate)
+        report.reminded += _write_new(planned)
         cases_store.change(case.case_id, lambda c, s=serial, e=escalate: reminded(c, s, e, now),
                            now)
 

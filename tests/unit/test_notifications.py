@@ -6,17 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.cs.cases import acknowledge, open_case, reported_again
+from chalicelib.cs.notes import escalates, failed, plan, reminder_due
 from chalicelib.cs.rota import Person, RotaRules
-from chalicelib.cs.routing import (
-    Route,
-    Routing,
-    escalates,
-    failed,
-    message_for,
-    plan,
-    reminder_due,
-    targets,
-)
+from chalicelib.cs.routing import Route, Routing, message_for, targets
 
 IN_HOURS = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Shanghai
 EVENING = IN_HOURS + timedelta(hours=8, minutes=11)  # 18:11
