@@ -110,12 +110,13 @@ def message_for(case: Case, routing: Routing, mentions: tuple[str, ...] = (),
     return message
 
 
-def digest_for(cases: Sequence[noise.Case], start: datetime, end: datetime,
+def digest_for(cases: Sequence[noise.CaseBrief], start: datetime, end: datetime,
                routing: Routing) -> Message:
     return digest(cases, start=start, end=end, link=link("", routing).rstrip("/"),
                   language=routing.language)
 
 
-def noise_case(case: Case) -> noise.Case:
-    return noise.Case(case_id=case.case_id, kind=case.type, severity=case.severity,
-                      order=order_ref(case.facts))
+def case_brief(case: Case) -> noise.CaseBrief:
+    """What noise control keeps of a case (in the channel's digest, so: small)."""
+    return noise.CaseBrief(case_id=case.case_id, kind=case.type, severity=case.severity,
+                           order=order_ref(case.facts))

@@ -148,7 +148,7 @@ def _offer(note: Note, version: int, case: Case, now: datetime,
     """Noise control: alone now (the note goes on), or into the channel's digest (None)."""
     rules = routing().noise
     state, state_version = outbox.channel_state(note.channel)
-    state, decision = noise.offer(state, note.channel, notifications.noise_case(case), now, rules)
+    state, decision = noise.offer(state, note.channel, notifications.case_brief(case), now, rules)
     if isinstance(decision, noise.Folded):
         assert state.digest is not None
         digest = _digest_note(note.channel, state.digest.opened_at, decision.digest_due, now)
@@ -187,7 +187,7 @@ def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) ->
         update: dict[str, Any] = {"due_at": due} if due is not None else {"status": "skipped"}
         transact([outbox.put_note(note.model_copy(update=update), version)])
         return
-    cases: tuple[noise.Case, ...]
+    cases: tuple[noise.CaseBrief, ...]
     if isinstance(out, noise.Alone):
         cases = (out.case,)
         case = cases_store.get(out.case.case_id)
