@@ -22,7 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -297,8 +297,8 @@ def remind(now: datetime, report: RunReport) -> None:
         planned = notes.plan(case, now, rules, kind="reminder", serial=serial,
                              escalate=escalate)
         report.reminded += _write_new(planned)
-        cases_store.change(case.case_id, lambda c, s=serial, e=escalate: reminded(c, s, e, now),
-                           now)
+        cases_store.change(case.case_id,
+                           partial(reminded, serial=serial, escalated=escalate, now=now), now)
 
 
 def configure_channels(settings_by_channel: dict[str, dict[str, Any]]) -> None:
