@@ -58,6 +58,15 @@ def note_id_for(case: Case, channel: str, kind: str = "case", serial: int = 0) -
     return "note_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+def digest_note(channel: str, opened_at: datetime, due: datetime, now: datetime) -> Note:
+    """The note of the channel's digest opened at `opened_at` (one per burst: its id says so);
+    its cases are filled in when it goes."""
+    key = f"{channel}|{opened_at.isoformat()}"
+    note_id = "digest_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+    return Note(note_id=note_id, channel=channel, kind="digest", case_ids=(),
+                severity=Severity.LOW, due_at=due, created_at=now, digest_start=opened_at)
+
+
 def plan(case: Case, now: datetime, routing: Routing = DEFAULT_ROUTING, *,
          kind: Literal["case", "reminder"] = "case", serial: int = 0,
          escalate: bool = False) -> list[Note]:

@@ -1,4 +1,4 @@
-"""The notification outbox, in the cases table beside the cases it speaks of.
+"""The outbox of notes (chalicelib/cs/notes.py), in the cases table beside the cases they speak of.
 
   pk = NOTE#<note id>        one message on its way to one channel (versioned)
   pk = CHANNEL#<channel id>  the channel's noise state: rate-limit slots and the open digest

@@ -71,6 +71,8 @@ def _change(case_id: str, change: Callable[[cases.Case], cases.Case],
 
 
 def undelivered(status: str) -> dict[str, Any]:
+    """Notes no channel took (dead) or that fell back (failed); the API calls them
+    "notifications". With the dead ones, the alerts that never became a case."""
     if status not in ("dead", "failed"):
         raise ApiError(400, "invalid_query", "status is dead or failed")
     found: dict[str, Any] = {"notifications": [
