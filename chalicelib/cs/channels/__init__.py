@@ -97,12 +97,6 @@ class ChannelResult:
                    retry_after=retry_after)
 
 
-def json_request(url: str, body: Mapping[str, Any]) -> Request:
-    """A POST of `body` as compact UTF-8 JSON, labelled UTF-8 (DingTalk and WeCom require the
-    charset; the others get the same bytes and header, as they always have)."""
-    return Request(url=url, json_body=body, headers={"Content-Type": JSON_CONTENT_TYPE})
-
-
 class Delivery(StrEnum):
     """How a platform's messages travel, and so which methods its adapter offers."""
 
@@ -196,7 +190,7 @@ def channel(platform: str) -> Channel:
 
 
 def platform_of(channel_id: str) -> str:
-    """"wecom:cs-team" -> "wecom"."""
+    """The platform of a channel id: "wecom:cs-team" -> "wecom"."""
     return channel_id.split(":", 1)[0]
 
 
@@ -212,6 +206,12 @@ def parse_config(platform: str, data: Mapping[str, Any] | str) -> BaseModel:
 
 
 # Helpers shared by the adapters ----------------------------------------------------------------
+
+def json_request(url: str, body: Mapping[str, Any]) -> Request:
+    """A POST of `body` as compact UTF-8 JSON, labelled UTF-8 (DingTalk and WeCom require the
+    charset; the others get the same bytes and header, as they always have)."""
+    return Request(url=url, json_body=body, headers={"Content-Type": JSON_CONTENT_TYPE})
+
 
 def truncate_utf8(text: str, max_bytes: int, ellipsis: str = "…") -> str:
     """At most `max_bytes` of UTF-8, cut on a character boundary (WeCom counts bytes)."""
