@@ -96,3 +96,17 @@ def test_messages_name_the_order_and_link_the_case() -> None:
     message = message_for(c, ROUTING)  # type: ignore[arg-type]
     assert "#1001" in message.title and message.link.endswith(c.case_id)  # type: ignore[attr-defined]
     assert message_for(c, ROUTING, reminder=True).title.startswith("【提醒")  # type: ignore[arg-type]
+
+
+def test_an_email_that_fails_is_dead_whichever_mailbox_and_other_platforms_fall_back() -> None:
+    """Email is where failures go (its adapter's delivery says SES, not its name): a personal
+    mailbox from the rota is not sent on to the team's; a robot, known or not, is."""
+    (note, _email) = plan(case(), IN_HOURS, ROUTING)  # type: ignore[arg-type]
+    mailbox = note.model_copy(update={"channel": "email:ann"})
+    dead, nothing = failed(mailbox, "MessageRejected", False, IN_HOURS, ROUTING)
+    assert (dead.status, nothing) == ("dead", None)
+    for channel in ("dingtalk:mgr", "pager:ops"):
+        gone, fallback = failed(note.model_copy(update={"channel": channel}), "gone", False,
+                                IN_HOURS, ROUTING)
+        assert gone.status == "failed" and fallback is not None
+        assert fallback.channel == "email:team"
