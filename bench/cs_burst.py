@@ -552,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with local_stack() as _env:
         from chalicelib.core import aws
         from chalicelib.cs.cases import Case
-        from chalicelib.cs.routing import Note
+        from chalicelib.cs.notes import Note
         from chalicelib.flows import notifier
         from devstack.im_sink import ImSink
 

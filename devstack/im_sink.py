@@ -77,7 +77,7 @@ REAL_HOSTS: Mapping[str, str] = {
 SIGNATURE_WINDOW = timedelta(hours=1)  # DingTalk and Feishu: timestamp within an hour of now
 RATE_WINDOW = timedelta(minutes=1)
 DEFAULT_PER_MINUTE: Mapping[str, int] = {WECOM: 20}
-DEFAULT_TIMEOUT_DELAY = 12.0  # longer than chalicelib.cs.channels.DEFAULT_TIMEOUT's 10 s read
+DEFAULT_TIMEOUT_DELAY = 12.0  # longer than chalicelib.core.http.TIMEOUT's 10 s read
 SLACK_HEADER_MAX_CHARS, SLACK_SECTION_MAX_CHARS = 150, 3000
 WECOM_MARKDOWN_MAX_BYTES, WECOM_TEXT_MAX_BYTES = 4096, 2048
 

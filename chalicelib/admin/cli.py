@@ -1,4 +1,5 @@
-"""Administrators' command line: API keys and webhook sources.
+"""Administrators' command line: API keys, webhook sources, courier accounts, CS channels and
+shop credentials.
 
     python -m chalicelib.admin --stage dev issue --partner factory-1
     python -m chalicelib.admin --stage dev issue --staff alice --role back_office
@@ -27,6 +28,7 @@ from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role, hash_key, new_key
 from chalicelib.core.clock import utcnow
 from chalicelib.core.settings import settings
+from chalicelib.cs import channels
 from chalicelib.marketplaces import known_schemes
 
 
@@ -45,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
                                  "shop"])
     parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source};"
                         " with courier: the provider of /couriers/{provider}/push; with channel:"
-                        " a CS channel id, <platform>:<name> (wecom, dingtalk, feishu, slack,"
-                        " email)")
+                        " a CS channel id, <platform>:<name> "
+                        f"({', '.join(channels.CHANNEL_MODULES)})")
     parser.add_argument("shop", nargs="?", help="with shop: the marketplace's shop id")
     parser.add_argument("--scheme", choices=sorted(known_schemes()), help="with source")
     parser.add_argument("--secret", action="append", default=[],
@@ -134,24 +136,18 @@ def _shop(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def _channel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     import json
 
-    from chalicelib.cs import channels as notify
-    from chalicelib.cs.channels import email
     from chalicelib.flows import notifier
 
-    platform = (args.name or "").split(":", 1)[0]
-    if ":" not in (args.name or "") or platform not in (*notify.CHANNEL_MODULES, notify.EMAIL):
+    platform = channels.platform_of(args.name or "")
+    if ":" not in (args.name or "") or platform not in channels.CHANNEL_MODULES:
         parser.error("channel needs an id <platform>:<name>, platform one of "
-                     f"{', '.join([*notify.CHANNEL_MODULES, notify.EMAIL])}")
+                     f"{', '.join(channels.CHANNEL_MODULES)}")
     settings_doc = json.loads(args.json) if args.json else dict(
         option.split("=", 1) for option in args.option if "=" in option)
     try:  # refuse what the notifier could not use, now rather than at the first alert
-        if platform == notify.EMAIL:
-            email.EmailConfig.model_validate(settings_doc)
-        else:
-            notify.parse_config(platform, settings_doc)
+        channels.parse_config(platform, settings_doc)
     except ValueError as exc:
         parser.error(f"settings for {args.name}: {exc}")
     notifier.configure_channels({args.name: settings_doc})
     print(f"channel {args.name} set; the notifier picks it up within "
           f"{settings().secrets_cache_seconds} s")
-

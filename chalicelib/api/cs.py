@@ -90,8 +90,8 @@ def acknowledge_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
-    step = json_body(case_desk.CaseStep, raw_body(bp.current_request))
-    return ok(case_desk.acknowledge(case_id, f"cs {staff}", step, utcnow()))
+    request = json_body(case_desk.AcknowledgeCaseRequest, raw_body(bp.current_request))
+    return ok(case_desk.acknowledge(case_id, f"cs {staff}", request, utcnow()))
 
 
 @bp.route("/cs/v1/cases/{case_id}/resolve", methods=["POST"])
@@ -101,8 +101,8 @@ def resolve_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
-    step = json_body(case_desk.ResolveStep, raw_body(bp.current_request))
-    return ok(case_desk.resolve(case_id, f"cs {staff}", step, utcnow()))
+    request = json_body(case_desk.ResolveCaseRequest, raw_body(bp.current_request))
+    return ok(case_desk.resolve(case_id, f"cs {staff}", request, utcnow()))
 
 
 @bp.route("/cs/v1/notifications", methods=["GET"])

@@ -1,6 +1,6 @@
 """The alert topic (SNS): how anything CS must hear about is raised. Its queue feeds the alert
 dispatcher (chalicelib/flows/alert_dispatch.py, wired in infra/resources.yaml), which keeps one
-case per problem and plans its notifications."""
+case per problem and plans its notes in the outbox."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ them; the alert dispatcher (chalicelib/flows/alert_dispatch.py) turns them into 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -26,6 +27,11 @@ class Severity(StrEnum):
 
 
 _RANKS = {severity: rank for rank, severity in enumerate(Severity)}
+
+
+def worst(severities: Iterable[Severity]) -> Severity:
+    """The most severe of several (ValueError when there are none)."""
+    return max(severities, key=lambda severity: severity.rank)
 
 
 class Alert(BaseModel):

@@ -10,7 +10,7 @@ Index attributes are derived from the case on every write: `open_type` / `open_s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -143,14 +143,15 @@ def _drop_marker(marker_pk: str, case_id: str) -> None:
         transact([_unmark(marker_pk, case_id)])
 
 
-def change(case_id: str, step: Any, now: datetime) -> Case | None:
-    """Apply a CS step (acknowledge / resolve) to a case, version-guarded; None if no such case."""
+def change(case_id: str, update: Callable[[Case], Case], now: datetime) -> Case | None:
+    """Apply a change (acknowledge, resolve, a reminder) to a case, version-guarded; None if no
+    such case."""
     for _attempt in range(_ATTEMPTS):
         old = _get(f"CASE#{case_id}")
         if old is None:
             return None
         current = _case(old)
-        new: Case = step(current)
+        new = update(current)
         if new == current:
             return current
         actions = [_put(new, old, old.get("seen", []))]

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.cs.alerts import Alert, Severity
 
-_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 SYSTEM = "system"
 
 
@@ -28,6 +27,8 @@ class CaseStatus(StrEnum):
 
 
 class CaseStep(BaseModel):
+    """One entry of a case's history: who did what, when."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     at: datetime
@@ -76,7 +77,7 @@ def open_case(alert: Alert) -> Case:
 
 def reported_again(case: Case, alert: Alert) -> Case:
     """The same problem reported again: count it; the severity may rise, never fall."""
-    escalated = _RANK[alert.severity] > _RANK[case.severity]
+    escalated = alert.severity.rank > case.severity.rank
     step = CaseStep(at=alert.at, actor=SYSTEM, action="escalated" if escalated else
                     "reported_again", note=alert.kind if escalated else "")
     return case.model_copy(update={

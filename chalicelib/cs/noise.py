@@ -30,9 +30,13 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from chalicelib.cs.alerts import Severity
+from chalicelib.cs.channels import platform_of
 
 
-class Case(BaseModel):
+class CaseBrief(BaseModel):
+    """A case as noise control sees it (chalicelib/cs/cases.py has the case itself): enough to
+    count it and to name it in a digest."""
+
     model_config = ConfigDict(frozen=True)
 
     case_id: str
@@ -84,7 +88,7 @@ class NoiseRules(BaseModel):
     fallback_limits: tuple[RateLimit, ...] = (_limit(20, 60),)
 
     def limits_for(self, channel: str) -> tuple[RateLimit, ...]:
-        found = self.limits.get(channel) or self.limits.get(channel.split(":", 1)[0])
+        found = self.limits.get(channel) or self.limits.get(platform_of(channel))
         return found or self.fallback_limits
 
 
@@ -96,7 +100,7 @@ class OpenDigest(BaseModel):
 
     opened_at: datetime
     planned_at: datetime  # a burst collects for `digest_after`; a full rate limit only waits
-    cases: tuple[Case, ...]
+    cases: tuple[CaseBrief, ...]
 
 
 class ChannelState(BaseModel):
@@ -113,7 +117,7 @@ class Alone:
     """Send this case by itself, now."""
 
     channel: str
-    case: Case
+    case: CaseBrief
     at: datetime
 
 
@@ -122,7 +126,7 @@ class Folded:
     """Held for the channel's digest, expected out at `digest_due` (later if the limit is full)."""
 
     channel: str
-    case: Case
+    case: CaseBrief
     digest_due: datetime
 
 
@@ -131,7 +135,7 @@ class Digest:
     """Send one summary of these cases, now."""
 
     channel: str
-    cases: tuple[Case, ...]
+    cases: tuple[CaseBrief, ...]
     opened_at: datetime
     at: datetime
 
@@ -188,7 +192,7 @@ def digest_due(state: ChannelState, channel: str, now: datetime,
     return None if state.digest is None else _due(state.digest, state, channel, now, rules)
 
 
-def offer(state: ChannelState, channel: str, case: Case, now: datetime,
+def offer(state: ChannelState, channel: str, case: CaseBrief, now: datetime,
           rules: NoiseRules = DEFAULT_NOISE_RULES) -> tuple[ChannelState, Alone | Folded]:
     """Decide one case: alone now, or into the digest."""
     state, now = _tick(state, channel, now, rules)
@@ -230,7 +234,7 @@ class NoiseControl:
         self.rules = rules
         self.states: dict[str, ChannelState] = dict(states or {})
 
-    def offer(self, channel: str, case: Case, now: datetime) -> Alone | Folded:
+    def offer(self, channel: str, case: CaseBrief, now: datetime) -> Alone | Folded:
         state, decision = offer(self.states.get(channel, ChannelState()), channel, case, now,
                                 self.rules)
         self.states[channel] = state
@@ -254,7 +258,7 @@ class NoiseControl:
         return sum(len(s.digest.cases) for s in self.states.values() if s.digest is not None)
 
 
-def simulate(events: Iterable[tuple[datetime, str, Case]],
+def simulate(events: Iterable[tuple[datetime, str, CaseBrief]],
              rules: NoiseRules = DEFAULT_NOISE_RULES) -> list[Outgoing]:
     """Replay (time, channel, case) events, flushing each digest at its due time, then drain.
 

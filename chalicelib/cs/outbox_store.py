@@ -1,4 +1,4 @@
-"""The notification outbox, in the cases table beside the cases it speaks of.
+"""The outbox of notes (chalicelib/cs/notes.py), in the cases table beside the cases they speak of.
 
   pk = NOTE#<note id>        one message on its way to one channel (versioned)
   pk = CHANNEL#<channel id>  the channel's noise state: rate-limit slots and the open digest
@@ -23,7 +23,7 @@ from chalicelib.core.dynamodb import Action, from_attrs, is_condition_failure, t
 from chalicelib.core.settings import settings
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.noise import ChannelState
-from chalicelib.cs.routing import Note
+from chalicelib.cs.notes import Note
 
 NOTES_DUE = "notes-due"
 NOTES_UNDELIVERED = "notes-undelivered"

@@ -1,20 +1,17 @@
-"""Which CS channels hear of a case, when, and with what words; and the outbox note that carries
-one message until it is delivered, falls back to email, or is dead-lettered. Pure.
+"""Which CS channels hear of a case, when, and with what words; and the settings of the whole
+delivery (`Routing`, CS_ROUTING_JSON). Pure. The outbox note that carries one message to one
+channel, and its retries and fallback, are in chalicelib/cs/notes.py.
 
-Routing: every route whose case types (shell patterns), minimum severity and marketplaces match
-adds its channels; a route with `use_rota` adds whoever the CS rota puts on duty at that moment
-(chalicelib/cs/rota.py), which may be later than now for a low severity outside hours. A note is
-keyed by (case, channel, severity): the same case reported again changes nothing, an escalation
-is news and is sent again.
+Every route whose case types (shell patterns), minimum severity and marketplaces match adds its
+channels; a route with `use_rota` adds whoever the CS rota puts on duty at that moment
+(chalicelib/cs/rota.py), which may be later than now for a low severity outside hours.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -113,101 +110,13 @@ def message_for(case: Case, routing: Routing, mentions: tuple[str, ...] = (),
     return message
 
 
-def digest_for(cases: Sequence[noise.Case], start: datetime, end: datetime,
+def digest_for(cases: Sequence[noise.CaseBrief], start: datetime, end: datetime,
                routing: Routing) -> Message:
     return digest(cases, start=start, end=end, link=link("", routing).rstrip("/"),
                   language=routing.language)
 
 
-def noise_case(case: Case) -> noise.Case:
-    return noise.Case(case_id=case.case_id, kind=case.type, severity=case.severity,
-                      order=order_ref(case.facts))
-
-
-# The outbox note -----------------------------------------------------------------------------
-
-# folded: went into its channel's digest; skipped: the case was resolved before it was sent;
-# failed: gave up on this channel (a fallback note carries it on); dead: gave up everywhere.
-NoteStatus = Literal["pending", "sent", "folded", "skipped", "failed", "dead"]
-
-
-class Note(BaseModel):
-    """One message on its way to one channel."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    note_id: str
-    channel: str
-    kind: Literal["case", "reminder", "digest"]
-    case_ids: tuple[str, ...]
-    severity: Severity
-    due_at: datetime
-    created_at: datetime
-    status: NoteStatus = "pending"
-    decided: bool = False  # noise control has let it through (alone): retries skip it
-    attempts: int = 0
-    last_error: str = ""
-    mentions: tuple[str, ...] = ()
-    emails: tuple[str, ...] = ()
-    fallback_of: str | None = None
-    sent_at: datetime | None = None
-    digest_start: datetime | None = None  # a digest's burst, for its title
-
-    @property
-    def platform(self) -> str:
-        return self.channel.split(":", 1)[0]
-
-
-def note_id_for(case: Case, channel: str, kind: str = "case", serial: int = 0) -> str:
-    key = f"{case.case_id}\x1f{channel}\x1f{case.severity.value}\x1f{kind}\x1f{serial}"
-    return "note_" + hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
-def plan(case: Case, now: datetime, routing: Routing = DEFAULT_ROUTING, *,
-         kind: Literal["case", "reminder"] = "case", serial: int = 0,
-         escalate: bool = False) -> list[Note]:
-    return [Note(note_id=note_id_for(case, t.channel, kind, serial), channel=t.channel,
-                 kind=kind, case_ids=(case.case_id,), severity=case.severity,
-                 due_at=t.deliver_at, created_at=now, mentions=t.mentions, emails=t.emails)
-            for t in targets(case, now, routing, escalate)]
-
-
-def retry_at(attempts: int, now: datetime, routing: Routing,
-             retry_after: float | None = None) -> datetime:
-    wait = min(routing.retry_base * (1 << min(attempts - 1, 16)), routing.retry_max)
-    if retry_after is not None:
-        wait = max(wait, timedelta(seconds=retry_after))
-    return now + wait
-
-
-def failed(note: Note, error: str, retryable: bool, now: datetime, routing: Routing,
-           retry_after: float | None = None) -> tuple[Note, Note | None]:
-    """After a failed send: retry later, or give up on this channel and fall back to email
-    (a failed email is dead-lettered: kept, visible, never dropped)."""
-    attempts = note.attempts + 1
-    if retryable and attempts < routing.max_attempts:
-        return note.model_copy(update={"attempts": attempts, "last_error": error, "due_at":
-                                       retry_at(attempts, now, routing, retry_after)}), None
-    if note.platform == "email" or note.channel == routing.fallback_channel:
-        return note.model_copy(update={"attempts": attempts, "last_error": error,
-                                       "status": "dead"}), None
-    fallback = note.model_copy(update={
-        "note_id": note.note_id + "_fb", "channel": routing.fallback_channel, "attempts": 0,
-        "last_error": "", "due_at": now, "created_at": now, "fallback_of": note.note_id,
-        "decided": False, "mentions": ()})
-    return note.model_copy(update={"attempts": attempts, "last_error": error,
-                                   "status": "failed"}), fallback
-
-
-def reminder_due(case: Case, now: datetime, routing: Routing) -> int | None:
-    """Which reminder (1, 2, ...) an unacknowledged case is due, or None."""
-    from chalicelib.cs.cases import CaseStatus
-
-    if case.status is not CaseStatus.OPEN or not case.severity.at_least(routing.remind_from):
-        return None
-    serial = int((now - case.opened_at) / routing.remind_after)
-    return serial if serial >= 1 and serial > case.reminders else None
-
-
-def escalates(case: Case, now: datetime, routing: Routing) -> bool:
-    return now - case.opened_at >= routing.escalate_after
+def case_brief(case: Case) -> noise.CaseBrief:
+    """What noise control keeps of a case (in the channel's digest, so: small)."""
+    return noise.CaseBrief(case_id=case.case_id, kind=case.type, severity=case.severity,
+                           order=order_ref(case.facts))

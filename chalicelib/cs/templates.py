@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.cs.alerts import Alert, Severity, worst
 from chalicelib.cs.channels import Language, Message
 
 ZH, EN = Language.ZH, Language.EN
@@ -298,7 +298,7 @@ def digest(cases: Sequence[Summarisable], *, start: datetime, end: datetime, lin
     """One message for a burst: how many, of which kinds, a few order numbers, one link."""
     if not cases:
         raise ValueError("a digest needs at least one case")
-    severity = max((case.severity for case in cases), key=lambda s: s.rank)
+    severity = worst(case.severity for case in cases)
     counts = Counter(label(case.kind, language) for case in cases)
     samples: dict[str, list[str]] = {}
     for case in cases:

@@ -1,6 +1,6 @@
 """The alert queue's consumer: every alert becomes (part of) a CS case, and a new or escalated
-case gets its notifications planned in the outbox (chalicelib/flows/notifier.py sends them). A
-repeat is counted on the case and not sent again. Planning is idempotent, so a redelivered alert
+case gets its notes planned in the outbox (chalicelib/flows/notifier.py sends them). A repeat is
+counted on the case and not sent again. Planning is idempotent, so a redelivered alert
 whose first delivery failed between the two steps still gets its notes.
 """
 
@@ -10,16 +10,16 @@ import logging
 from datetime import datetime
 
 from chalicelib.core.clock import utcnow
-from chalicelib.cs import case_store as cases_store
+from chalicelib.cs import case_store
 from chalicelib.cs.alerts import Alert
 from chalicelib.flows import notifier
 
 log = logging.getLogger("chalicelib.cs.alerts")
 
 
-def handle(message: str, now: datetime | None = None) -> cases_store.Recorded:
+def handle(message: str, now: datetime | None = None) -> case_store.Recorded:
     alert = Alert.model_validate_json(message)
-    recorded = cases_store.record(alert)
+    recorded = case_store.record(alert)
     notifier.plan_for(recorded, now or utcnow())
     if recorded.outcome in ("opened", "escalated", "resolved"):
         case_id = recorded.case.case_id if recorded.case else "-"
@@ -30,7 +30,7 @@ def handle(message: str, now: datetime | None = None) -> cases_store.Recorded:
 
 def dead_letter(message: str, message_id: str, now: datetime) -> None:
     """An alert the dispatcher gave up on (the alerts queue's dead letters): kept where the CS
-    API lists undelivered notifications, never dropped."""
+    API lists what was not delivered (/cs/v1/notifications), never dropped."""
     from chalicelib.cs import outbox_store as outbox
 
     outbox.put_dead_alert(message_id, message, now)

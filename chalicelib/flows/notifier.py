@@ -1,6 +1,8 @@
-"""The notifier: delivers CS notifications from the outbox. The I/O around chalicelib.cs.routing
-(routing, notes, retries), chalicelib.cs.noise (rate limits, digests) and chalicelib.cs.channels
-(the platforms' requests).
+"""The notifier: plans and sends the outbox's notes, each one message for one CS channel. The I/O
+around the pure rules: chalicelib.cs.routing (who hears of a case, in what words),
+chalicelib.cs.notes (the note, its retries, fallback and reminders), chalicelib.cs.noise (rate
+limits, digests) and chalicelib.cs.channels (each platform's adapter: an HTTP robot is sent
+through chalicelib.core.http, an SES mailbox here with boto3, as its `delivery` declares).
 
 - `plan_for`: the alert dispatcher recorded a case; write a note per channel the routing picks
   (keyed by case, channel and severity: a repeat adds nothing, an escalation is news).
@@ -15,27 +17,27 @@ live in the directory table as `channel/<channel id>` (see chalicelib/admin/cli.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
+
+from pydantic import BaseModel
 
 from chalicelib.core import aws
 from chalicelib.core.dynamodb import TransactionConflict, transact
-from chalicelib.cs import case_store as cases_store
-from chalicelib.cs import channels as notify
-from chalicelib.cs import noise
+from chalicelib.core.settings import rules_from_env
+from chalicelib.cs import case_store, channels, noise, notes
 from chalicelib.cs import outbox_store as outbox
-from chalicelib.cs import routing as notifications
-from chalicelib.cs.alerts import Severity
+from chalicelib.cs.alerts import worst
 from chalicelib.cs.cases import Case, reminded
-from chalicelib.cs.channels import ChannelResult, Failure, Message
-from chalicelib.cs.routing import Note, Routing
+from chalicelib.cs.channels import ChannelResult, Delivery, Failure, Message, SesChannel
+from chalicelib.cs.notes import Note
+from chalicelib.cs.routing import Routing, case_brief, digest_for, message_for
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
@@ -45,10 +47,7 @@ RUN_SECONDS = 20.0  # the functions' timeout is 30 s
 @lru_cache(maxsize=1)
 def routing() -> Routing:
     """CS_ROUTING_JSON (the JSON form of chalicelib.cs.routing.Routing), or the defaults."""
-    import os
-
-    raw = os.environ.get("CS_ROUTING_JSON")
-    return Routing.model_validate_json(raw) if raw else notifications.DEFAULT_ROUTING
+    return rules_from_env(Routing, "CS_ROUTING_JSON")
 
 
 def channel_name(channel: str) -> str:
@@ -57,16 +56,16 @@ def channel_name(channel: str) -> str:
 
 # Planning -------------------------------------------------------------------------------------
 
-def plan_for(recorded: cases_store.Recorded, now: datetime) -> int:
+def plan_for(recorded: case_store.Recorded, now: datetime) -> int:
     """Notes for a case just opened or escalated (or a redelivery of either): how many new."""
     if recorded.case is None or recorded.outcome in ("resolved", "nothing_open", "repeated"):
         return 0
-    return _write_new(notifications.plan(recorded.case, now, routing()))
+    return _write_new(notes.plan(recorded.case, now, routing()))
 
 
-def _write_new(notes: list[Note]) -> int:
+def _write_new(planned: list[Note]) -> int:
     written = 0
-    for note in notes:
+    for note in planned:
         try:
             transact([outbox.put_note(note, None)])
             written += 1
@@ -127,8 +126,7 @@ def process(note_id: str, now: datetime, report: RunReport) -> None:
     if note.kind == "digest":
         _flush_digest(note, version, now, report)
         return
-    cases = [cases_store.get(case_id) for case_id in note.case_ids]
-    case = cases[0]
+    case = case_store.get(note.case_ids[0])  # a case or reminder note carries one case
     if case is None or (not case.is_open and note.fallback_of is None):
         transact([outbox.put_note(note.model_copy(update={"status": "skipped"}), version)])
         report.skipped += 1  # resolved before anyone had to hear of it
@@ -146,10 +144,11 @@ def _offer(note: Note, version: int, case: Case, now: datetime,
     """Noise control: alone now (the note goes on), or into the channel's digest (None)."""
     rules = routing().noise
     state, state_version = outbox.channel_state(note.channel)
-    state, decision = noise.offer(state, note.channel, notifications.noise_case(case), now, rules)
+    state, decision = noise.offer(state, note.channel, case_brief(case), now, rules)
     if isinstance(decision, noise.Folded):
         assert state.digest is not None
-        digest = _digest_note(note.channel, state.digest.opened_at, decision.digest_due, now)
+        digest = notes.digest_note(note.channel, state.digest.opened_at, decision.digest_due,
+                                   now)
         actions = [outbox.put_channel_state(note.channel, state, state_version),
                    outbox.put_note(note.model_copy(update={"status": "folded"}), version)]
         existing = outbox.get_note(digest.note_id)
@@ -168,14 +167,6 @@ def _offer(note: Note, version: int, case: Case, now: datetime,
     return decided, version + 1
 
 
-def _digest_note(channel: str, opened_at: datetime, due: datetime, now: datetime) -> Note:
-    key = f"{channel}|{opened_at.isoformat()}"
-    note_id = "digest_" + hashlib.sha256(key.encode()).hexdigest()[:24]
-    return Note(note_id=note_id, channel=channel, kind="digest", case_ids=(),
-                severity=Severity.LOW, due_at=due, created_at=now,
-                digest_start=opened_at)
-
-
 def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) -> None:
     rules = routing().noise
     state, state_version = outbox.channel_state(note.channel)
@@ -185,17 +176,17 @@ def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) ->
         update: dict[str, Any] = {"due_at": due} if due is not None else {"status": "skipped"}
         transact([outbox.put_note(note.model_copy(update=update), version)])
         return
-    cases: tuple[noise.Case, ...]
+    cases: tuple[noise.CaseBrief, ...]
     if isinstance(out, noise.Alone):
         cases = (out.case,)
-        case = cases_store.get(out.case.case_id)
+        case = case_store.get(out.case.case_id)
         message = _message(note, case) if case else None
     else:
         cases = out.cases
-        message = notifications.digest_for(cases, out.opened_at, now, routing())
+        message = digest_for(cases, out.opened_at, now, routing())
     decided = note.model_copy(update={
         "decided": True, "case_ids": tuple(c.case_id for c in cases),
-        "severity": max((c.severity for c in cases), key=lambda s: s.rank)})
+        "severity": worst(c.severity for c in cases)})
     transact([outbox.put_channel_state(note.channel, state, state_version),
               outbox.put_note(decided, version)])
     report.digests += isinstance(out, noise.Digest)
@@ -204,10 +195,9 @@ def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) ->
     _deliver(decided, version + 1, message, now, report)
 
 
-def _message(note: Note, case: Case | None) -> Message:
-    assert case is not None
-    return notifications.message_for(case, routing(), mentions=note.mentions,
-                                     reminder=note.kind == "reminder")
+def _message(note: Note, case: Case) -> Message:
+    return message_for(case, routing(), mentions=note.mentions,
+                       reminder=note.kind == "reminder")
 
 
 def _deliver(note: Note, version: int, message: Message, now: datetime,
@@ -225,8 +215,8 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
         report.sent += 1
         return
     error = f"{result.error}: {result.platform_code} {result.detail}".strip()
-    after, fallback = notifications.failed(note, error[:300],
-                                           result.retryable, now, routing(), result.retry_after)
+    after, fallback = notes.failed(note, error[:300], result.retryable, now, routing(),
+                                   result.retry_after)
     actions = [outbox.put_note(after, version)]
     if fallback is not None:
         actions.append(outbox.put_note(fallback, None))
@@ -241,32 +231,36 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
 
 
 def send(note: Note, message: Message, now: datetime) -> ChannelResult:
-    """One attempt on the note's channel."""
+    """One attempt on the note's channel, the way its platform's adapter is delivered."""
     from chalicelib.access import directory_store as directory
 
     source = directory.source(channel_name(note.channel))
     if source is None:
         return ChannelResult.failure(Failure.GONE, "not_configured",
                                      f"no settings for channel {note.channel}")
-    if note.platform == notify.EMAIL:
-        return _send_email(note, message, source.secrets[0])
     try:
-        config = notify.parse_config(note.platform, source.secrets[0])
+        adapter = channels.channel(note.platform)
+        config = channels.parse_config(note.platform, source.secrets[0])
     except (KeyError, ValueError) as exc:
-        return ChannelResult.failure(Failure.GONE, "bad_config", str(exc)[:200])
-    return notify.send(note.platform, message, config, now)
+        return _bad_config(exc)
+    if adapter.delivery is Delivery.SES:
+        return _send_email(adapter, message, config, note.emails)
+    return channels.send(adapter, message, config, now)
 
 
-def _send_email(note: Note, message: Message, settings_json: str) -> ChannelResult:
+def _bad_config(error: Exception) -> ChannelResult:
+    # Not retried: a person must fix the settings (admin `channel`); the fallback carries on.
+    return ChannelResult.failure(Failure.GONE, "bad_config", str(error)[:200])
+
+
+def _send_email(adapter: SesChannel, message: Message, config: BaseModel,
+                to: tuple[str, ...]) -> ChannelResult:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from chalicelib.cs.channels import email
-
-    try:
-        config = email.EmailConfig.model_validate_json(settings_json)
-        kwargs = email.send_email_kwargs(message, config, to=note.emails or None)
+    try:  # the rota's addresses, else the mailbox's own recipients
+        kwargs = adapter.send_email_kwargs(message, config, to=to or None)
     except ValueError as exc:
-        return ChannelResult.failure(Failure.GONE, "bad_config", str(exc)[:200])
+        return _bad_config(exc)
     try:
         answer = aws.client("ses").send_email(**kwargs)
     except ClientError as exc:
@@ -283,22 +277,22 @@ def _send_email(note: Note, message: Message, settings_json: str) -> ChannelResu
 
 def remind(now: datetime, report: RunReport) -> None:
     rules = routing()
-    for case in cases_store.open_cases_from(rules.remind_from):
-        serial = notifications.reminder_due(case, now, rules)
+    for case in case_store.open_cases_from(rules.remind_from):
+        serial = notes.reminder_due(case, now, rules)
         if serial is None:
             continue
-        escalate = notifications.escalates(case, now, rules)
-        notes = notifications.plan(case, now, rules, kind="reminder", serial=serial,
-                                   escalate=escalate)
-        report.reminded += _write_new(notes)
-        cases_store.change(case.case_id, lambda c, s=serial, e=escalate: reminded(c, s, e, now),
-                           now)
+        escalate = notes.escalates(case, now, rules)
+        planned = notes.plan(case, now, rules, kind="reminder", serial=serial,
+                             escalate=escalate)
+        report.reminded += _write_new(planned)
+        case_store.change(case.case_id,
+                          partial(reminded, serial=serial, escalated=escalate, now=now), now)
 
 
-def configure_channels(channels: dict[str, dict[str, Any]]) -> None:
+def configure_channels(settings_by_channel: dict[str, dict[str, Any]]) -> None:
     """Store channel settings, e.g. {"wecom:cs-team": {"webhook_url": "https://..."}}."""
     from chalicelib.access import directory_store as directory
 
     directory.register_sources({channel_name(channel_id): {
-        "scheme": channel_id.split(":", 1)[0], "secrets": [json.dumps(settings)]}
-        for channel_id, settings in channels.items()})
+        "scheme": channels.platform_of(channel_id), "secrets": [json.dumps(settings)]}
+        for channel_id, settings in settings_by_channel.items()})

@@ -129,7 +129,7 @@ def test_each_platform_accepts_the_adapters_request_exactly_as_built(
     assert (got.method, got.path, got.query, got.body) == \
         (built.method, url.path, url.query, built.body_bytes())
     assert got.headers["Content-Type"] == JSON_CONTENT_TYPE
-    assert got.json == built.body and got.answer == answer and got.at == NOW
+    assert got.json == built.json_body and got.answer == answer and got.at == NOW
     assert got.shown_text is not None and got.shown_text.splitlines()[1:] == (
         [*BODY_LINES, "  @13800000000"] if platform == "dingtalk" else BODY_LINES)
 
@@ -356,6 +356,18 @@ def test_timeout_answers_after_the_clients_timeout(sink: ImSink, platform: str) 
     # The platform got it and shows it: only the answer was late (so a retry may duplicate it).
     assert got.outcome == "timeout" and got.status == 200 and got.shown_text is not None
     assert _send(sink, platform, timeout=5).ok
+
+
+def test_no_answer_says_what_happened_and_never_shows_the_robots_url(sink: ImSink) -> None:
+    config = sink.config_for("dingtalk", DING_TOKEN)
+    sink.fail("dingtalk", "timeout", count=1, delay=1.0)
+    late = _send(sink, "dingtalk", config, timeout=0.2)
+    sink.fail("dingtalk", "down", count=1)
+    down = _send(sink, "dingtalk", config)
+    assert (late.platform_code, late.detail) == ("timeout", "no answer in time")
+    assert (down.platform_code, down.detail) == ("ConnectionError", "")
+    for result in (late, down):  # the URL holds the token, the signed query the signature
+        assert DING_TOKEN not in repr(result) and sink.url not in repr(result)
 
 
 def test_failures_last_for_count_requests_or_until_recover(sink: ImSink) -> None:

@@ -14,7 +14,7 @@ from chalicelib.cs.alerts import Severity
 from chalicelib.cs.noise import (
     PLATFORM_LIMITS,
     Alone,
-    Case,
+    CaseBrief,
     ChannelState,
     Digest,
     Folded,
@@ -30,8 +30,8 @@ T0 = datetime(2024, 6, 1, 2, 0, tzinfo=UTC)
 WECOM = "wecom:cs-team"
 
 
-def case(n: int, kind: str = "shipment.stalled", severity: Severity = Severity.HIGH) -> Case:
-    return Case(case_id=f"case_{n}", kind=kind, severity=severity, order=f"#{n}")
+def case(n: int, kind: str = "shipment.stalled", severity: Severity = Severity.HIGH) -> CaseBrief:
+    return CaseBrief(case_id=f"case_{n}", kind=kind, severity=severity, order=f"#{n}")
 
 
 def seconds(value: float) -> timedelta:
@@ -224,15 +224,15 @@ def test_no_case_is_ever_dropped(raw: list[tuple[float, str, Severity]], thresho
 def test_a_full_digest_goes_at_the_next_free_slot_not_at_its_planned_time() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib.cs.noise import Case, ChannelState, NoiseRules, digest_due, offer
+    from chalicelib.cs.noise import CaseBrief, ChannelState, NoiseRules, digest_due, offer
 
     rules = NoiseRules(threshold=1, max_digest_cases=3)
     t0 = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
     state = ChannelState()
     for n in range(3):  # the first alone, then a burst folded into a digest
-        state, _ = offer(state, "wecom:x", Case(case_id=f"c{n}", kind="k"), t0, rules)
+        state, _ = offer(state, "wecom:x", CaseBrief(case_id=f"c{n}", kind="k"), t0, rules)
     assert digest_due(state, "wecom:x", t0, rules) == t0 + rules.digest_after
-    state, _ = offer(state, "wecom:x", Case(case_id="c3", kind="k"), t0 + timedelta(seconds=5),
+    state, _ = offer(state, "wecom:x", CaseBrief(case_id="c3", kind="k"), t0 + timedelta(seconds=5),
                      rules)
     assert state.digest is not None and len(state.digest.cases) == 3
     assert digest_due(state, "wecom:x", t0 + timedelta(seconds=5), rules) == \

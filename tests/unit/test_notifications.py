@@ -6,17 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.cs.cases import acknowledge, open_case, reported_again
+from chalicelib.cs.notes import escalates, failed, plan, reminder_due
 from chalicelib.cs.rota import Person, RotaRules
-from chalicelib.cs.routing import (
-    Route,
-    Routing,
-    escalates,
-    failed,
-    message_for,
-    plan,
-    reminder_due,
-    targets,
-)
+from chalicelib.cs.routing import Route, Routing, message_for, targets
 
 IN_HOURS = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Shanghai
 EVENING = IN_HOURS + timedelta(hours=8, minutes=11)  # 18:11
@@ -104,3 +96,17 @@ def test_messages_name_the_order_and_link_the_case() -> None:
     message = message_for(c, ROUTING)  # type: ignore[arg-type]
     assert "#1001" in message.title and message.link.endswith(c.case_id)  # type: ignore[attr-defined]
     assert message_for(c, ROUTING, reminder=True).title.startswith("【提醒")  # type: ignore[arg-type]
+
+
+def test_an_email_that_fails_is_dead_whichever_mailbox_and_other_platforms_fall_back() -> None:
+    """Email is where failures go (its adapter's delivery says SES, not its name): a personal
+    mailbox from the rota is not sent on to the team's; a robot, known or not, is."""
+    (note, _email) = plan(case(), IN_HOURS, ROUTING)  # type: ignore[arg-type]
+    mailbox = note.model_copy(update={"channel": "email:ann"})
+    dead, nothing = failed(mailbox, "MessageRejected", False, IN_HOURS, ROUTING)
+    assert (dead.status, nothing) == ("dead", None)
+    for channel in ("dingtalk:mgr", "pager:ops"):
+        gone, fallback = failed(note.model_copy(update={"channel": channel}), "gone", False,
+                                IN_HOURS, ROUTING)
+        assert gone.status == "failed" and fallback is not None
+        assert fallback.channel == "email:team"

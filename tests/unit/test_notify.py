@@ -23,14 +23,17 @@ from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.cs.channels import (
     CHANNEL_MODULES,
     ChannelResult,
+    Delivery,
     Failure,
     Language,
     Message,
     channel,
+    delivery_of,
     dingtalk,
     email,
     feishu,
     parse_config,
+    platform_of,
     send,
     slack,
     truncate_utf8,
@@ -112,7 +115,7 @@ def test_slack_request() -> None:
     request = slack.CHANNEL.build_request(MESSAGE, config, NOW)
     assert (request.method, request.url) == ("POST", "https://hooks.slack.com/services/T0/B0/XYZ")
     assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
-    assert request.body == {
+    assert request.json_body == {
         "text": f"{MESSAGE.title}\n{MESSAGE.text}\n{LINK}",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text",
@@ -125,7 +128,7 @@ def test_slack_request() -> None:
 def test_slack_escapes_mrkdwn_and_respects_block_limits() -> None:
     message = MESSAGE.model_copy(update={"title": "T" * 400, "text": "a < b & c > d\n" * 400})
     body = slack.CHANNEL.build_request(
-        message, slack.SlackConfig(webhook_url="https://h.example/x"), NOW).body
+        message, slack.SlackConfig(webhook_url="https://h.example/x"), NOW).json_body
     header, section = body["blocks"][0]["text"]["text"], body["blocks"][1]["text"]["text"]
     assert len(header) <= slack.HEADER_MAX_CHARS and len(section) <= slack.SECTION_MAX_CHARS
     assert section.startswith("a &lt; b &amp; c &gt; d")
@@ -140,7 +143,7 @@ def test_dingtalk_request_is_signed_in_the_query() -> None:
     assert request.url == ("https://oapi.dingtalk.com/robot/send?access_token=tok123"
                            f"&timestamp={NOW_MS}&sign={expected_sign}")
     assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
-    assert request.body == {
+    assert request.json_body == {
         "msgtype": "markdown",
         "markdown": {"title": MESSAGE.title, "text": (
             f"#### {MESSAGE.title}\n\n订单：#1001\n\n发生了什么：仓库拒绝了这个订单的发货任务。\n\n"
@@ -160,7 +163,7 @@ def test_feishu_request_is_signed_in_the_body() -> None:
     request = feishu.CHANNEL.build_request(MESSAGE, config, NOW)
     assert request.url == "https://open.feishu.cn/open-apis/bot/v2/hook/abc-123"
     assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
-    assert request.body == {
+    assert request.json_body == {
         "timestamp": str(NOW_S),
         "sign": _independent_feishu_sign(NOW_S, FEISHU_SECRET),
         "msg_type": "post",
@@ -176,7 +179,7 @@ def test_feishu_english_uses_the_english_locale_and_no_sign_without_secret() -> 
     message = MESSAGE.model_copy(update={"language": Language.EN})
     body = feishu.CHANNEL.build_request(
         message, feishu.FeishuConfig(webhook_url="https://open.larksuite.com/open-apis/bot/v2/hook/x"),
-        NOW).body
+        NOW).json_body
     assert set(body) == {"msg_type", "content"}
     assert list(body["content"]["post"]) == ["en_us"]
 
@@ -186,7 +189,7 @@ def test_wecom_request() -> None:
     request = wecom.CHANNEL.build_request(MESSAGE, config, NOW)
     assert request.url == "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-1"
     assert dict(request.headers) == {"Content-Type": "application/json; charset=utf-8"}
-    assert request.body == {"msgtype": "markdown", "markdown": {"content": (
+    assert request.json_body == {"msgtype": "markdown", "markdown": {"content": (
         f'<font color="warning">**{MESSAGE.title}**</font>\n{MESSAGE.text}\n[打开处理]({LINK})')}}
 
 
@@ -194,7 +197,7 @@ def test_wecom_markdown_fits_4096_bytes_and_keeps_title_and_link() -> None:
     message = MESSAGE.model_copy(update={"text": "物流停滞 #1001\n" * 2000})
     content = wecom.CHANNEL.build_request(
         message, wecom.WeComConfig(webhook_url="https://q.example/send?key=k"), NOW
-    ).body["markdown"]["content"]
+    ).json_body["markdown"]["content"]
     assert len(content.encode("utf-8")) <= wecom.MARKDOWN_MAX_BYTES
     assert content.startswith('<font color="warning">**') and content.endswith(f"({LINK})")
     assert "…" in content
@@ -225,13 +228,31 @@ def test_secrets_stay_out_of_repr() -> None:
 
 
 def test_registry_imports_on_demand_and_parses_configs() -> None:
-    assert set(CHANNEL_MODULES) == {"slack", "dingtalk", "feishu", "wecom"}
+    assert set(CHANNEL_MODULES) == {"slack", "dingtalk", "feishu", "wecom", "email"}
     for name in CHANNEL_MODULES:
         assert channel(name).name == name
     config = parse_config("feishu", '{"webhook_url": "https://open.feishu.cn/h/1", "secret": "s"}')
     assert isinstance(config, feishu.FeishuConfig) and config.secret_text == "s"
-    with pytest.raises(KeyError, match="unknown IM channel"):
-        channel("email")
+    with pytest.raises(KeyError, match="unknown channel platform"):
+        channel("pager")
+
+
+def test_every_platform_declares_how_it_is_delivered() -> None:
+    """Callers read `delivery`, never a platform's name: email is the one SES channel."""
+    by_delivery = {name: channel(name).delivery for name in CHANNEL_MODULES}
+    assert by_delivery == {"slack": Delivery.HTTP, "dingtalk": Delivery.HTTP,
+                           "feishu": Delivery.HTTP, "wecom": Delivery.HTTP, "email": Delivery.SES}
+    assert (delivery_of("email"), delivery_of("pager")) == (Delivery.SES, None)
+    assert platform_of("wecom:cs-team") == "wecom" and platform_of("email") == "email"
+    config = parse_config("email", {"sender": "a@x.example", "verified_identities": ["x.example"],
+                                    "to": ["cs@x.example"]})
+    assert isinstance(config, email.EmailConfig)
+    assert email.CHANNEL.send_email_kwargs(MESSAGE, config, ["duty@x.example"]) == \
+        email.send_email_kwargs(MESSAGE, config, ["duty@x.example"])
+    with pytest.raises(ValueError, match="not a verified SES identity"):
+        parse_config("email", {"sender": "a@y.example", "verified_identities": ["x.example"]})
+    with pytest.raises(ValueError, match="not HTTP"):
+        send("email", MESSAGE, config, NOW)
 
 
 # Answers -------------------------------------------------------------------------------------
@@ -324,9 +345,13 @@ def test_every_kind_has_a_short_message_with_order_and_link(kind: str,
     todo = "请处理：" if language is Language.ZH else "What to do: "
     assert todo in message.text and "factory-1: out_of_stock" in message.text
     for name in CHANNEL_MODULES:  # and every channel carries both to the reader
-        config = channel(name).config_model.model_validate(
-            {"webhook_url": "https://robot.example/hook?key=k"})
-        raw = channel(name).build_request(message, config, NOW).body_bytes().decode()
+        adapter = channel(name)
+        if adapter.delivery is Delivery.SES:
+            raw = json.dumps(email.send_email_kwargs(message, EMAIL), ensure_ascii=False)
+        else:
+            config = adapter.config_model.model_validate(
+                {"webhook_url": "https://robot.example/hook?key=k"})
+            raw = adapter.build_request(message, config, NOW).body_bytes().decode()
         assert "#1001" in raw and LINK in raw
 
 
@@ -518,7 +543,7 @@ def test_wire_slack(sink: Sink) -> None:
     assert result == ChannelResult.success("ok")
     assert (got.method, got.path) == ("POST", "/slack")
     assert got.headers["Content-Type"] == "application/json; charset=utf-8"
-    expected = slack.CHANNEL.build_request(MESSAGE, config, NOW).body
+    expected = slack.CHANNEL.build_request(MESSAGE, config, NOW).json_body
     assert got.body == _json_bytes(expected) and json.loads(got.body) == expected
     assert "仓库拒单".encode() in got.body  # raw UTF-8, not \\u escapes
     assert int(got.headers["Content-Length"]) == len(got.body)
@@ -541,7 +566,7 @@ def test_wire_dingtalk_signs_the_query(sink: Sink) -> None:
                       "sign": [expected_sign]}  # encoded once: decodes to the base64 itself
     assert got.headers["Content-Type"] == "application/json; charset=utf-8"
     assert json.loads(got.body)["msgtype"] == "markdown"
-    assert got.body == _json_bytes(dingtalk.CHANNEL.build_request(MESSAGE, config, NOW).body)
+    assert got.body == _json_bytes(dingtalk.CHANNEL.build_request(MESSAGE, config, NOW).json_body)
 
 
 def test_wire_feishu_signs_the_body(sink: Sink) -> None:
@@ -554,7 +579,7 @@ def test_wire_feishu_signs_the_body(sink: Sink) -> None:
     assert (body["timestamp"], body["sign"]) == \
         (str(NOW_S), _independent_feishu_sign(NOW_S, FEISHU_SECRET))
     assert list(body) == ["timestamp", "sign", "msg_type", "content"]
-    assert got.body == _json_bytes(feishu.CHANNEL.build_request(MESSAGE, config, NOW).body)
+    assert got.body == _json_bytes(feishu.CHANNEL.build_request(MESSAGE, config, NOW).json_body)
 
 
 def test_wire_wecom(sink: Sink) -> None:
@@ -563,7 +588,7 @@ def test_wire_wecom(sink: Sink) -> None:
     got = _only(sink)
     assert got.path == "/wecom?key=k-1"
     assert got.headers["Content-Type"] == "application/json; charset=utf-8"
-    assert got.body == _json_bytes(wecom.CHANNEL.build_request(MESSAGE, config, NOW).body)
+    assert got.body == _json_bytes(wecom.CHANNEL.build_request(MESSAGE, config, NOW).json_body)
 
 
 def test_wire_rate_limit_and_errors_come_back_as_results(sink: Sink) -> None:
@@ -588,3 +613,21 @@ def test_unreachable_robot_is_a_retryable_network_failure_without_the_token() ->
     result = send("wecom", MESSAGE, config, NOW, timeout=2)
     assert (result.ok, result.error, result.retryable) == (False, Failure.NETWORK, True)
     assert "secret-key-1" not in repr(result)
+
+
+def test_outbound_http_goes_through_core_http_only() -> None:
+    """One sender (chalicelib.core.http: its timeout, sessions, and no URL in errors): a
+    channel that posted with `requests` itself would bypass all three."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "chalicelib"
+    paths = [*(root / "cs").rglob("*.py"), root / "flows" / "notifier.py"]
+    importing = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] in ("requests", "urllib3", "http") for name in names):
+                importing.append(path.name)
+    assert len(paths) > 10 and importing == []

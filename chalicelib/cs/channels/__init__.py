@@ -1,36 +1,50 @@
-"""CS alert channels: one pure adapter per platform, and a thin `send` that does the HTTP.
+"""CS channels: one contract and one registry for every platform a case is told on (the IM
+robots of WeCom, DingTalk, Feishu and Slack, and email through SES), and a thin `send` that does
+the HTTP.
 
-Each adapter builds the exact request (`build_request(message, config, now)`) and reads the
-platform's answer (`parse_response(status, body, headers)`); neither does I/O, so both are tested
-byte for byte without a network. `send` posts with `requests` and a timeout. Email is not an HTTP
-channel: `chalicelib.cs.channels.email` builds the SES SendEmail arguments for the caller's boto3.
+The contract (`Channel`): every platform's adapter names itself, gives the model of its settings
+(`config_model`: a robot's webhook URL and secret, a mailbox's sender and recipients) and
+declares its `delivery`, which says what else it offers:
+- `Delivery.HTTP` (`HttpChannel`): `build_request(message, config, now)` builds the exact
+  `chalicelib.core.http.Request` and `parse_response(status, body, headers)` reads the answer;
+  `send` below puts one on the wire through `chalicelib.core.http.send`.
+- `Delivery.SES` (`SesChannel`): `send_email_kwargs(message, config, to)` builds the SES
+  SendEmail arguments; the caller's boto3 sends them (only flows talk to AWS).
+Adapters do no I/O, so they are tested byte for byte without a network. Callers read
+`delivery` (mypy narrows on it) and never a platform's name.
 
-Every platform below answers some failures with HTTP 200 and an error code in the body (DingTalk,
+Every IM platform answers some failures with HTTP 200 and an error code in the body (DingTalk,
 WeCom, Feishu), so success is decided by the body, never by the status alone.
 
-Channel modules are imported on first use (`channel("wecom")`): a Lambda that only emails pays
-for nothing else.
+The registry (`CHANNEL_MODULES`, platform -> module) imports an adapter on first use
+(`channel("wecom")`): a Lambda that only emails pays for nothing else. A channel id, as routes
+and the rota name one, is `<platform>:<name>` ("wecom:cs-team"): `platform_of` reads it.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, TypeAlias, cast
 
-import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
+from chalicelib.core import http
+from chalicelib.core.http import JSON_CONTENT_TYPE, Request
 from chalicelib.cs.alerts import Severity
 
 
 class Language(StrEnum):
     ZH = "zh"
     EN = "en"
+
+
+# The words of a message's link to its case, the same on every platform.
+OPEN_LABEL: Mapping[Language, str] = {Language.ZH: "打开处理", Language.EN: "Open"}
 
 
 class Message(BaseModel):
@@ -83,35 +97,50 @@ class ChannelResult:
                    retry_after=retry_after)
 
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # DingTalk and WeCom require UTF-8
+class Delivery(StrEnum):
+    """How a platform's messages travel, and so which methods its adapter offers."""
+
+    HTTP = "http"  # one HTTP request: build_request, sent by `send`, read by parse_response
+    SES = "ses"  # SES SendEmail arguments: send_email_kwargs, sent by the caller's boto3
 
 
-@dataclass(frozen=True)
-class PreparedRequest:
-    """One HTTP request, exactly as it goes on the wire. The URL carries secrets: not in repr."""
-
-    url: str = field(repr=False)
-    body: Mapping[str, Any]
-    method: str = "POST"
-    headers: Mapping[str, str] = field(
-        default_factory=lambda: {"Content-Type": JSON_CONTENT_TYPE})
-
-    def body_bytes(self) -> bytes:
-        # Compact UTF-8: Chinese stays readable and well under the platforms' size limits.
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-class Channel(Protocol):
-    @property
-    def name(self) -> str: ...
+class ChannelBase(Protocol):
+    """What every adapter declares."""
 
     @property
-    def config_model(self) -> type[BaseModel]: ...
+    def name(self) -> str: ...  # the platform, as in CHANNEL_MODULES
 
-    def build_request(self, message: Message, config: Any, now: datetime) -> PreparedRequest: ...
+    @property
+    def config_model(self) -> type[BaseModel]: ...  # its settings in the directory table
+
+    @property
+    def delivery(self) -> Delivery: ...
+
+
+class HttpChannel(ChannelBase, Protocol):
+    """A robot reached by one HTTP request per message."""
+
+    @property
+    def delivery(self) -> Literal[Delivery.HTTP]: ...
+
+    def build_request(self, message: Message, config: Any, now: datetime) -> Request: ...
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult: ...
+
+
+class SesChannel(ChannelBase, Protocol):
+    """A mailbox reached through SES SendEmail; `to` replaces the configured recipients."""
+
+    @property
+    def delivery(self) -> Literal[Delivery.SES]: ...
+
+    def send_email_kwargs(self, message: Message, config: Any,
+                          to: Sequence[str] | None = None) -> dict[str, Any]: ...
+
+
+# The contract: an adapter is one of these, and `delivery` tells which.
+Channel: TypeAlias = HttpChannel | SesChannel
 
 
 class WebhookConfig(BaseModel):
@@ -146,25 +175,43 @@ CHANNEL_MODULES: Mapping[str, str] = {
     "dingtalk": "chalicelib.cs.channels.dingtalk",
     "feishu": "chalicelib.cs.channels.feishu",
     "wecom": "chalicelib.cs.channels.wecom",
+    "email": "chalicelib.cs.channels.email",
 }
-EMAIL = "email"  # built by chalicelib.cs.channels.email, sent by the caller through SES
 
 
-def channel(name: str) -> Channel:
-    """The adapter for an IM platform, imported on first use."""
+def channel(platform: str) -> Channel:
+    """The adapter for a platform, imported on first use; KeyError for one we do not know."""
     try:
-        module = importlib.import_module(CHANNEL_MODULES[name])
+        module = importlib.import_module(CHANNEL_MODULES[platform])
     except KeyError:
-        raise KeyError(f"unknown IM channel {name!r}; known: {sorted(CHANNEL_MODULES)}") from None
+        raise KeyError(f"unknown channel platform {platform!r}; "
+                       f"known: {sorted(CHANNEL_MODULES)}") from None
     return cast(Channel, module.CHANNEL)
 
 
-def parse_config(name: str, data: Mapping[str, Any] | str) -> BaseModel:
-    model = channel(name).config_model
+def platform_of(channel_id: str) -> str:
+    """The platform of a channel id: "wecom:cs-team" -> "wecom"."""
+    return channel_id.split(":", 1)[0]
+
+
+def delivery_of(platform: str) -> Delivery | None:
+    """How a platform's messages travel; None for a platform no adapter knows."""
+    return channel(platform).delivery if platform in CHANNEL_MODULES else None
+
+
+def parse_config(platform: str, data: Mapping[str, Any] | str) -> BaseModel:
+    """The platform's settings, validated (ValueError) from JSON text or a mapping."""
+    model = channel(platform).config_model
     return model.model_validate_json(data) if isinstance(data, str) else model.model_validate(data)
 
 
 # Helpers shared by the adapters ----------------------------------------------------------------
+
+def json_request(url: str, body: Mapping[str, Any]) -> Request:
+    """A POST of `body` as compact UTF-8 JSON, labelled UTF-8 (DingTalk and WeCom require the
+    charset; the others get the same bytes and header, as they always have)."""
+    return Request(url=url, json_body=body, headers={"Content-Type": JSON_CONTENT_TYPE})
+
 
 def truncate_utf8(text: str, max_bytes: int, ellipsis: str = "…") -> str:
     """At most `max_bytes` of UTF-8, cut on a character boundary (WeCom counts bytes)."""
@@ -205,33 +252,47 @@ def transport_failure(status: int, body: bytes,
     return None
 
 
+def unexplained(status: int, body: bytes, headers: Mapping[str, str] | None,
+                code: object = None, detail: str | None = None) -> ChannelResult:
+    """An answer none of the platform's own codes explain: 429 and 5xx as everywhere, else
+    unexpected (not retried: it may have arrived). Without a code, the status and body stand in."""
+    return transport_failure(status, body, headers) or ChannelResult.failure(
+        Failure.UNEXPECTED, status if code is None else code,
+        body.decode("utf-8", errors="replace") if detail is None else detail)
+
+
 # The thin I/O part ----------------------------------------------------------------------------
 
-DEFAULT_TIMEOUT = (3.05, 10.0)  # connect, read: a robot that hangs must not hold the worker
+# No answer at all (chalicelib.core.http.Unreachable): a retryable NETWORK result whose code
+# names what happened; the URL (the robot's token) is never in it.
+_NO_ANSWER: Mapping[str, tuple[str, str]] = {
+    "timeout": ("timeout", "no answer in time"),
+    "connect": ("ConnectionError", ""),
+    "transport": ("TransportError", ""),
+}
 
 
-def post(request: PreparedRequest, *, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-         session: requests.Session | None = None
-         ) -> tuple[int, bytes, Mapping[str, str]] | ChannelResult:
-    """Send the request as built; a transport error becomes a retryable result."""
+def post(request: Request) -> http.Answer | ChannelResult:
+    """Send the request as built; no answer becomes a retryable result."""
     try:
-        response = (session.request if session else requests.request)(
-            request.method, request.url, data=request.body_bytes(),
-            headers=dict(request.headers), timeout=timeout, allow_redirects=False)
-    except requests.Timeout:
-        return ChannelResult.failure(Failure.NETWORK, "timeout", "no answer in time")
-    except requests.RequestException as error:
-        # The exception text contains the URL and so the token: keep only its type.
-        return ChannelResult.failure(Failure.NETWORK, type(error).__name__)
-    return response.status_code, response.content, response.headers
+        return http.send(request)
+    except http.Unreachable as error:
+        code, detail = _NO_ANSWER[error.kind]
+        return ChannelResult.failure(Failure.NETWORK, code, detail)
 
 
-def send(adapter: Channel | str, message: Message, config: Any, now: datetime, *,
-         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-         session: requests.Session | None = None) -> ChannelResult:
+def send(adapter: HttpChannel | str, message: Message, config: Any, now: datetime, *,
+         timeout: float | tuple[float, float] | None = None) -> ChannelResult:
+    """One message to a robot; `timeout` (seconds, or connect and read) replaces
+    chalicelib.core.http.TIMEOUT."""
     chosen = channel(adapter) if isinstance(adapter, str) else adapter
-    answer = post(chosen.build_request(message, config, now), timeout=timeout, session=session)
+    if chosen.delivery is not Delivery.HTTP:
+        raise ValueError(f"{chosen.name} is delivered by {chosen.delivery}, not HTTP")
+    request = chosen.build_request(message, config, now)
+    if timeout is not None:
+        pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        request = request.model_copy(update={"timeout": pair})
+    answer = post(request)
     if isinstance(answer, ChannelResult):
         return answer
-    status, body, headers = answer
-    return chosen.parse_response(status, body, headers)
+    return chosen.parse_response(answer.status, answer.body, answer.headers)

@@ -20,26 +20,28 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Final
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel
 
 from chalicelib.core.clock import epoch_millis
+from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
-    Channel,
+    OPEN_LABEL,
     ChannelResult,
+    Delivery,
     Failure,
-    Language,
+    HttpChannel,
     Message,
-    PreparedRequest,
     WebhookConfig,
     json_object,
-    transport_failure,
+    json_request,
+    unexplained,
 )
 
 THROTTLE_SECONDS = 600.0  # documented: over 20 a minute blocks the robot for 10 minutes
 
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 _RATE = frozenset({130101, 410100})
 _SECURITY = frozenset({310000, 300001})  # 300001: newer "关键词不匹配" answer (3rd-party seen)
 _GONE = frozenset({300005})  # token is not exist: the robot was deleted
@@ -70,7 +72,7 @@ def _markdown(message: Message) -> str:
     # DingTalk markdown needs a blank line between paragraphs to break them.
     parts = [f"#### {message.title}", *message.text.splitlines()]
     if message.link:
-        parts.append(f"[{_OPEN[message.language]}]({message.link})")
+        parts.append(f"[{OPEN_LABEL[message.language]}]({message.link})")
     if message.mentions:
         parts.append(" ".join(f"@{mobile}" for mobile in message.mentions))
     return "\n\n".join(part for part in parts if part.strip())
@@ -79,15 +81,16 @@ def _markdown(message: Message) -> str:
 class DingTalk:
     name = "dingtalk"
     config_model: type[BaseModel] = DingTalkConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: DingTalkConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         body = {
             "msgtype": "markdown",
             "markdown": {"title": message.title, "text": _markdown(message)},
             "at": {"atMobiles": list(message.mentions), "isAtAll": False},
         }
-        return PreparedRequest(url=signed_url(config.url, config.secret_text, now), body=body)
+        return json_request(signed_url(config.url, config.secret_text, now), body)
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:
@@ -96,9 +99,7 @@ class DingTalk:
         if isinstance(code, str) and code.lstrip("-").isdigit():
             code = int(code)
         if not isinstance(code, int):
-            failed = transport_failure(status, body, headers)
-            return failed or ChannelResult.failure(Failure.UNEXPECTED, status,
-                                                   body.decode("utf-8", errors="replace"))
+            return unexplained(status, body, headers)
         detail = str(answer.get("errmsg", "")) if answer else ""
         if code == 0:
             return ChannelResult.success()
@@ -108,8 +109,7 @@ class DingTalk:
                                (_INVALID, Failure.INVALID_PAYLOAD)):
             if code in codes:
                 return ChannelResult.failure(failure, code, detail)
-        return transport_failure(status, body, headers) or ChannelResult.failure(
-            Failure.UNEXPECTED, code, detail)
+        return unexplained(status, body, headers, code, detail)
 
 
-CHANNEL: Channel = DingTalk()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = DingTalk()  # typed: mypy checks the protocol

@@ -1,6 +1,8 @@
-"""Email through SES: the pure half. Builds the keyword arguments of SES `SendEmail` (API v1:
-`Source`, `Destination`, `Message{Subject, Body{Text, Html}}`); the caller passes them to
-`boto3.client("ses").send_email(**kwargs)`.
+"""Email through SES, the channel every other one falls back to: the pure half. Builds the
+keyword arguments of SES `SendEmail` (API v1: `Source`, `Destination`, `Message{Subject,
+Body{Text, Html}}`); the caller (chalicelib/flows/notifier.py) passes them to
+`boto3.client("ses").send_email(**kwargs)`. `CHANNEL` is its adapter in the channel registry
+(`Delivery.SES`).
 
 SES only sends from a verified identity (an address, or a whole domain), so the configuration
 names the identities it has verified and the sender must be one of them: a typo fails when the
@@ -13,19 +15,18 @@ import html
 import re
 from collections.abc import Sequence
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from chalicelib.cs.alerts import Severity
-from chalicelib.cs.channels import Language, Message
+from chalicelib.cs.channels import OPEN_LABEL, Delivery, Language, Message, SesChannel
 
 CHARSET = "UTF-8"
 SUBJECT_MAX_CHARS = 200
 
 _COLOUR = {Severity.LOW: "#6b7280", Severity.MEDIUM: "#2563eb", Severity.HIGH: "#d97706",
            Severity.CRITICAL: "#dc2626"}
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 _HTML_LANG = {Language.ZH: "zh-CN", Language.EN: "en"}
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # SES tag names and values allow only these
 
@@ -67,14 +68,14 @@ def subject(message: Message) -> str:
 def plain_text(message: Message) -> str:
     parts = [message.title, "", message.text]
     if message.link:
-        parts += ["", f"{_OPEN[message.language]}: {message.link}"]
+        parts += ["", f"{OPEN_LABEL[message.language]}: {message.link}"]
     return "\n".join(parts) + "\n"
 
 
 def html_body(message: Message) -> str:
     lines = "<br>\n".join(html.escape(line) for line in message.text.splitlines())
     link = (f'<p><a href="{html.escape(message.link, quote=True)}">'
-            f"{_OPEN[message.language]}</a></p>\n") if message.link else ""
+            f"{OPEN_LABEL[message.language]}</a></p>\n") if message.link else ""
     return (f'<!DOCTYPE html>\n<html lang="{_HTML_LANG[message.language]}"><head>'
             f'<meta charset="utf-8"><title>{html.escape(subject(message))}</title></head>\n'
             f'<body style="font-family:sans-serif">\n'
@@ -107,3 +108,16 @@ def send_email_kwargs(message: Message, config: EmailConfig,
     if config.configuration_set:
         kwargs["ConfigurationSetName"] = config.configuration_set
     return kwargs
+
+
+class Email:
+    name = "email"
+    config_model: type[BaseModel] = EmailConfig
+    delivery: Final = Delivery.SES
+
+    def send_email_kwargs(self, message: Message, config: EmailConfig,
+                          to: Sequence[str] | None = None) -> dict[str, Any]:
+        return send_email_kwargs(message, config, to)
+
+
+CHANNEL: SesChannel = Email()  # typed: mypy checks the protocol

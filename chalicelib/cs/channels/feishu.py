@@ -19,28 +19,30 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 
 from chalicelib.core.clock import epoch_millis
+from chalicelib.core.http import Request
 from chalicelib.cs.channels import (
-    Channel,
+    OPEN_LABEL,
     ChannelResult,
+    Delivery,
     Failure,
+    HttpChannel,
     Language,
     Message,
-    PreparedRequest,
     WebhookConfig,
     json_object,
-    transport_failure,
+    json_request,
     truncate_utf8,
+    unexplained,
 )
 
 MAX_TEXT_BYTES = 16 * 1024  # leaves room for the rest of the 20 KB body
 
 _LOCALE = {Language.ZH: "zh_cn", Language.EN: "en_us"}
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 _SECURITY = frozenset({19021, 19022, 19024})
 _RATE = frozenset({11232})
 _INVALID = frozenset({9499, 19002})
@@ -61,7 +63,8 @@ def _post(message: Message) -> dict[str, Any]:
     paragraphs: list[list[dict[str, str]]] = [
         [{"tag": "text", "text": line}] for line in text.splitlines() if line.strip()]
     if message.link:
-        paragraphs.append([{"tag": "a", "text": _OPEN[message.language], "href": message.link}])
+        paragraphs.append([{"tag": "a", "text": OPEN_LABEL[message.language],
+                            "href": message.link}])
     return {"post": {_LOCALE[message.language]: {"title": message.title,
                                                   "content": paragraphs}}}
 
@@ -76,25 +79,24 @@ def _code(answer: dict[str, Any] | None) -> int | None:
 class Feishu:
     name = "feishu"
     config_model: type[BaseModel] = FeishuConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: FeishuConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         body: dict[str, Any] = {}
         secret = config.secret_text
         if secret is not None:
             seconds = epoch_millis(now) // 1000
             body |= {"timestamp": str(seconds), "sign": sign(seconds, secret)}
         body |= {"msg_type": "post", "content": _post(message)}
-        return PreparedRequest(url=config.url, body=body)
+        return json_request(config.url, body)
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:
         answer = json_object(body)
         code = _code(answer)
         if code is None:
-            failed = transport_failure(status, body, headers)
-            return failed or ChannelResult.failure(Failure.UNEXPECTED, status,
-                                                   body.decode("utf-8", errors="replace"))
+            return unexplained(status, body, headers)
         detail = str((answer or {}).get("msg", (answer or {}).get("StatusMessage", "")))
         if code == 0:
             return ChannelResult.success()
@@ -102,8 +104,7 @@ class Feishu:
                                (_INVALID, Failure.INVALID_PAYLOAD), (_GONE, Failure.GONE)):
             if code in codes:
                 return ChannelResult.failure(failure, code, detail)
-        return transport_failure(status, body, headers) or ChannelResult.failure(
-            Failure.UNEXPECTED, code, detail)
+        return unexplained(status, body, headers, code, detail)
 
 
-CHANNEL: Channel = Feishu()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = Feishu()  # typed: mypy checks the protocol

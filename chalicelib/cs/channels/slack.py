@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Final
 
 from pydantic import BaseModel, model_validator
 
+from chalicelib.core.http import Request
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import (
-    Channel,
+    OPEN_LABEL,
     ChannelResult,
+    Delivery,
     Failure,
-    Language,
+    HttpChannel,
     Message,
-    PreparedRequest,
     WebhookConfig,
+    json_request,
     transport_failure,
 )
 
@@ -30,7 +33,6 @@ SECTION_MAX_CHARS = 3000  # Block Kit section text
 
 _ICONS = {Severity.LOW: ":information_source:", Severity.MEDIUM: ":large_yellow_circle:",
           Severity.HIGH: ":warning:", Severity.CRITICAL: ":rotating_light:"}
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 
 _INVALID = frozenset({"invalid_payload", "no_text", "invalid_blocks", "too_many_attachments"})
 _SECURITY = frozenset({"action_prohibited", "invalid_token", "posting_to_general_channel_denied"})
@@ -63,9 +65,10 @@ def _link(url: str, label: str) -> str:
 class Slack:
     name = "slack"
     config_model: type[BaseModel] = SlackConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: SlackConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         del now  # nothing time-dependent: no signature
         title = f"{_ICONS[message.severity]} {message.title}"
         blocks: list[dict[str, object]] = [
@@ -77,10 +80,10 @@ class Slack:
         ]
         if message.link:
             blocks.append({"type": "section", "text": {
-                "type": "mrkdwn", "text": _link(message.link, _OPEN[message.language])}})
+                "type": "mrkdwn", "text": _link(message.link, OPEN_LABEL[message.language])}})
         # `text` is what notifications and screen readers show when blocks are present.
         fallback = "\n".join(part for part in (message.title, message.text, message.link) if part)
-        return PreparedRequest(url=config.url, body={"text": fallback, "blocks": blocks})
+        return json_request(config.url, {"text": fallback, "blocks": blocks})
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:
@@ -99,4 +102,4 @@ class Slack:
         return ChannelResult.failure(Failure.UNEXPECTED, word or status, f"HTTP {status}")
 
 
-CHANNEL: Channel = Slack()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = Slack()  # typed: mypy checks the protocol

@@ -14,27 +14,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Final
 
 from pydantic import BaseModel, model_validator
 
+from chalicelib.core.http import Request
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import (
-    Channel,
+    OPEN_LABEL,
     ChannelResult,
+    Delivery,
     Failure,
-    Language,
+    HttpChannel,
     Message,
-    PreparedRequest,
     WebhookConfig,
     json_object,
-    transport_failure,
+    json_request,
     truncate_utf8,
+    unexplained,
 )
 
 MARKDOWN_MAX_BYTES = 4096
 RATE_WINDOW_SECONDS = 60.0  # the limit is per minute: waiting a minute always helps
 
-_OPEN = {Language.ZH: "打开处理", Language.EN: "Open"}
 # WeCom markdown knows three font colours: info (green), comment (grey), warning (orange-red).
 _COLOUR = {Severity.LOW: "comment", Severity.MEDIUM: "info", Severity.HIGH: "warning",
            Severity.CRITICAL: "warning"}
@@ -54,7 +56,7 @@ class WeComConfig(WebhookConfig):
 def markdown(message: Message) -> str:
     title = truncate_utf8(message.title, 512)  # a title can never crowd out the link
     head = f'<font color="{_COLOUR[message.severity]}">**{title}**</font>'
-    tail = f"[{_OPEN[message.language]}]({message.link})" if message.link else ""
+    tail = f"[{OPEN_LABEL[message.language]}]({message.link})" if message.link else ""
     fixed = len(f"{head}\n\n{tail}".encode())
     text = truncate_utf8(message.text, max(0, MARKDOWN_MAX_BYTES - fixed))
     return "\n".join(part for part in (head, text, tail) if part)
@@ -63,22 +65,20 @@ def markdown(message: Message) -> str:
 class WeCom:
     name = "wecom"
     config_model: type[BaseModel] = WeComConfig
+    delivery: Final = Delivery.HTTP
 
     def build_request(self, message: Message, config: WeComConfig,
-                      now: datetime) -> PreparedRequest:
+                      now: datetime) -> Request:
         del now  # unsigned
-        return PreparedRequest(url=config.url,
-                               body={"msgtype": "markdown",
-                                     "markdown": {"content": markdown(message)}})
+        return json_request(config.url, {"msgtype": "markdown",
+                                         "markdown": {"content": markdown(message)}})
 
     def parse_response(self, status: int, body: bytes,
                        headers: Mapping[str, str] | None = None) -> ChannelResult:
         answer = json_object(body)
         code = answer.get("errcode") if answer else None
         if not isinstance(code, int):
-            failed = transport_failure(status, body, headers)
-            return failed or ChannelResult.failure(Failure.UNEXPECTED, status,
-                                                   body.decode("utf-8", errors="replace"))
+            return unexplained(status, body, headers)
         # errmsg echoes our egress IP and a hint id: useful to support, harmless in logs.
         detail = str((answer or {}).get("errmsg", ""))
         if code == 0:
@@ -88,8 +88,7 @@ class WeCom:
         for codes, failure in ((_GONE, Failure.GONE), (_INVALID, Failure.INVALID_PAYLOAD)):
             if code in codes:
                 return ChannelResult.failure(failure, code, detail)
-        return transport_failure(status, body, headers) or ChannelResult.failure(
-            Failure.UNEXPECTED, code, detail)
+        return unexplained(status, body, headers, code, detail)
 
 
-CHANNEL: Channel = WeCom()  # typed: mypy checks the protocol
+CHANNEL: HttpChannel = WeCom()  # typed: mypy checks the protocol
