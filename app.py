@@ -36,6 +36,7 @@ AMAZON_QUEUE_NAME = os.environ.get("AMAZON_QUEUE_NAME", "order-backbone-dev-amaz
 @app.on_dynamodb_record(stream_arn=INBOX_STREAM_ARN, batch_size=25,
                         starting_position="TRIM_HORIZON")
 def order_worker(event: DynamoDBEvent) -> dict[str, Any]:
+    """Stored deliveries become orders and jobs, exactly once (partial batch responses)."""
     from chalicelib.flows import order_worker
 
     return order_worker.on_stream(event.to_dict(), event.context)
@@ -43,6 +44,7 @@ def order_worker(event: DynamoDBEvent) -> dict[str, Any]:
 
 @app.on_sqs_message(queue=INBOX_DLQ_NAME, batch_size=10)
 def inbox_dead_letters(event: SQSEvent) -> dict[str, Any]:
+    """The order worker gave up on a stream batch: CS hears (the deliveries stay pending)."""
     from chalicelib.flows import dead_letters
 
     return dead_letters.on_dead_letters(event.to_dict(), event.context)
@@ -50,22 +52,18 @@ def inbox_dead_letters(event: SQSEvent) -> dict[str, Any]:
 
 @app.on_sqs_message(queue=ALERTS_QUEUE_NAME, batch_size=10)
 def alert_dispatch(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib.core import batches
-    from chalicelib.flows import alert_dispatch as dispatch
+    """Every alert becomes (part of) one CS case; a new or escalated case gets its notes."""
+    from chalicelib.flows import alert_dispatch
 
-    return batches.partial_response(event.to_dict(), event.context,
-                                    lambda record: dispatch.handle(record.body), "sqs")
+    return alert_dispatch.on_queue(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=ALERTS_DLQ_NAME, batch_size=10)
 def alert_dead_letters(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib.core import batches
-    from chalicelib.core.clock import utcnow
-    from chalicelib.flows import alert_dispatch as dispatch
+    """An alert the dispatcher gave up on: kept where the CS API lists it, never dropped."""
+    from chalicelib.flows import alert_dispatch
 
-    return batches.partial_response(
-        event.to_dict(), event.context,
-        lambda record: dispatch.dead_letter(record.body, record.message_id, utcnow()), "sqs")
+    return alert_dispatch.on_dead_letters(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=AMAZON_QUEUE_NAME, batch_size=10)
@@ -87,12 +85,9 @@ def poll_taobao(event: Any) -> None:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def notify_cs(event: Any) -> None:
     """Send what the outbox holds (rate limits, digests, retries, fallback), remind the rest."""
-    from chalicelib.core.clock import utcnow
     from chalicelib.flows import notifier
 
-    report = notifier.run(utcnow())
-    if any(report.as_dict().values()):
-        app.log.info("notifications: %s", report.as_dict())
+    notifier.on_schedule()
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))

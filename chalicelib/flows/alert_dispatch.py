@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
+from chalicelib.core import batches
 from chalicelib.core.clock import utcnow
 from chalicelib.cs import case_store
 from chalicelib.cs.alerts import Alert
@@ -35,3 +37,18 @@ def dead_letter(message: str, message_id: str, now: datetime) -> None:
 
     outbox.put_dead_alert(message_id, message, now)
     log.error("CS ALERT UNDELIVERABLE %s: %s", message_id, message[:500])
+
+
+# Event-source edges ------------------------------------------------------------------------
+
+
+def on_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The alerts queue (app.py `alert_dispatch`), fed by the alert topic (infra/)."""
+    return batches.partial_response(event, context, lambda record: handle(record.body), "sqs")
+
+
+def on_dead_letters(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The alerts dead-letter queue (app.py `alert_dead_letters`)."""
+    return batches.partial_response(
+        event, context,
+        lambda record: dead_letter(record.body, record.message_id, utcnow()), "sqs")

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.core import aws
+from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import TransactionConflict, transact
 from chalicelib.core.settings import rules_from_env
 from chalicelib.cs import case_store, channels, noise, notes
@@ -296,3 +297,10 @@ def configure_channels(settings_by_channel: dict[str, dict[str, Any]]) -> None:
     directory.register_sources({channel_name(channel_id): {
         "scheme": channels.platform_of(channel_id), "secrets": [json.dumps(settings)]}
         for channel_id, settings in settings_by_channel.items()})
+
+
+def on_schedule() -> None:
+    """The 1-minute tick (app.py `notify_cs`)."""
+    report = run(utcnow())
+    if any(report.as_dict().values()):
+        log.info("notifications: %s", report.as_dict())

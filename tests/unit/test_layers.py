@@ -8,7 +8,8 @@
   api/ admin/     the edges (HTTP, command line): import anything below them
 
 Inside a capability only a store (`*_store.py`) or the alert topic (`*_topic.py`) talks to
-AWS, and no rule imports a store. Nothing in chalicelib/ imports the local stack (devstack/),
+AWS, and no rule imports a store. Outbound HTTP has one sender: only core/http.py imports
+`requests`. Nothing in chalicelib/ imports the local stack (devstack/),
 the partner client, the benchmarks or the tests, so none of it is needed in Lambda."""
 
 from __future__ import annotations
@@ -153,6 +154,12 @@ def test_inside_a_capability_only_stores_talk_to_aws_and_no_rule_imports_a_store
         wrong += [f"{module} -> {target}" for target in _graph()[module]
                   if target.rpartition(".")[2].endswith(("_store", "_topic"))]
     assert sorted(wrong) == []
+
+
+def test_one_module_sends_http() -> None:
+    senders = sorted(module for module, names in _imports().items()
+                     if any(name.split(".")[0] in ("requests", "urllib3") for name in names))
+    assert senders == ["chalicelib.core.http"]
 
 
 def test_nothing_the_lambda_package_ships_imports_the_local_stack_or_the_tools() -> None:
