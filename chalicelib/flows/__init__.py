@@ -1,0 +1,3 @@
+"""The I/O steps of the pipeline, one module per step: each reads and writes through the
+capabilities' stores and calls their pure rules. `on_stream`, `on_schedule`, `on_queue`...
+are what app.py's handlers call."""
