@@ -5,7 +5,8 @@
 3. fresh webhook secrets in the local SSM, and demo API keys for a partner and a CS agent;
 4. `chalice local --no-autoreload` for the HTTP API (a child process);
 5. the event runner for the app's stream, queue and schedule handlers (threads here).
-Ctrl-C stops all of it. What `make demo-order` needs is written to .local/run.json.
+Ctrl-C or SIGTERM (what a supervisor, a CI job or a container stop sends) stops all of it.
+What `make demo-order` needs is written to .local/run.json.
 """
 
 from __future__ import annotations
@@ -397,6 +398,28 @@ def banner(api: str, aws: str, run: dict[str, Any]) -> str:
 """
 
 
+class StopSignal:
+    """A signal that asks `make run` to stop. The handler only sets a flag: Python runs a
+    handler on the main thread between two bytecodes, possibly while that thread holds the lock
+    inside a threading.Event's wait, and a handler calling Event.set() then waits for that lock
+    forever (seen: the stack kept serving for minutes after SIGTERM). The main thread polls."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self, signum: int) -> StopSignal:
+        signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep (a plain sleep: no lock a handler could need), then say whether to stop."""
+        time.sleep(seconds)
+        return self.requested
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         datefmt="%H:%M:%S")
@@ -405,8 +428,7 @@ def main() -> None:
     api_port, aws_port = _port("LOCAL_API_PORT", 8000), _port("LOCAL_AWS_PORT", 5000)
     _require_free(api_port)
     _require_free(aws_port)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    stopping = StopSignal().install(signal.SIGTERM)
     with local_aws(aws_port) as aws_env:
         import boto3
 
@@ -438,7 +460,7 @@ def main() -> None:
             buyers = start_shoppers(shops)
             print(banner(api_url, env["AWS_ENDPOINT_URL"], run), flush=True)
             print("READY", flush=True)  # the end-to-end test waits for this line
-            while not stopping.is_set() and api.poll() is None:
+            while not stopping.requested and api.poll() is None:
                 stopping.wait(0.5)
         except KeyboardInterrupt:
             pass
