@@ -32,6 +32,9 @@ BASE_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    # As tests/conftest.py: the local endpoint serialises DynamoDB, and a scan of a burst's
+    # 10,000 cases on a busy machine outlasts the 4 s a webhook may wait (cs_burst died so).
+    "AWS_READ_TIMEOUT_SECONDS": "60",
 }
 SHOPIFY_SECRET = "shpss_bench_5d1c0e9a7b3f4a62"
 SHOP = "demo-brand.myshopify.com"
