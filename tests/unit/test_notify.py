@@ -417,6 +417,33 @@ def test_digest_lists_at_most_eight_kinds() -> None:
     assert len(lines) == 10 and lines[8] == "and 3 more kinds"
 
 
+# Text from outside is data, on every channel -------------------------------------------------
+
+# A return reported by a partner, for an order named by a Standard Webhooks sender: the buyer's
+# name, the reason and the order name are theirs, and every one tries something.
+HOSTILE_ORDER = "#77 <@all> [付款链接](http://evil.example/pay) 紧急\n# 伪标题\n> 引用"
+HOSTILE_BUYER = "<@all> 张三 @everyone <!channel>"
+HOSTILE_REASON = ('**退款** <font color="warning">加急</font> ![图](http://evil.example/x.png) '
+                  "`rm` ~~删~~ _斜_ &lt;@all&gt; <https://evil.example|点我> :rotating_light:"
+                  "\u2028- 列表\u202e")
+HOSTILE = Alert(kind="return.received", severity=Severity.HIGH, subject="return:SF1", at=NOW,
+                summary=f"Return SF1 from {HOSTILE_BUYER} received by factory-1: "
+                        f"{HOSTILE_REASON}; liability: courier",
+                facts={"order_name": HOSTILE_ORDER, "order_id": "ord_77"})
+ROTA_MOBILE = "13800000000"
+
+
+def hostile_message(language: Language = Language.ZH) -> Message:
+    return templates.render_alert(HOSTILE, link=LINK, language=language, mentions=(ROTA_MOBILE,))
+
+
+def test_outside_fields_stay_on_their_lines_in_the_message() -> None:
+    message = hostile_message()
+    assert "\n" not in message.title
+    assert [line.split("：")[0] for line in message.text.split("\n")] == \
+        ["订单", "发生了什么", "详情", "请处理"]
+
+
 # Email -----------------------------------------------------------------------------------------
 
 EMAIL = email.EmailConfig(sender="CS Alerts <alerts@mail.example.com>",
