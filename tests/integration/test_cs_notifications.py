@@ -253,3 +253,24 @@ def test_our_own_500_is_a_case_once_per_route_and_error(
     outcomes = [alert_dispatch.handle(json.dumps(a)).outcome for a in alerts_received(stack)
                 if a["kind"] == "system.fault"]
     assert outcomes == ["opened", "repeated"]
+
+
+# Text from outside: data in every channel --------------------------------------------------------
+
+EVIL = "#77 <@all> [付款链接](http://evil.example/pay) 紧急"
+
+
+def test_an_order_name_with_markup_reaches_im_and_email_as_typed(
+        team: dict[str, str], sink: ImSink) -> None:
+    """The sink showed '订单 #77 <@all> 付款链接 (http://evil.example/pay) 紧急' (issue 12)."""
+    case = raise_alert(EVIL, IN_HOURS).case
+    notifier.run(IN_HOURS + timedelta(seconds=1))
+    (shown,) = robot_messages(sink, team["robot"])
+    assert shown.splitlines()[0] == (f"[WeCom robot {team['robot']}] 【高】订单无效 · 订单 "
+                                     "#77 ＜＠all＞ [付款链接]（http：//evil.example/pay) 紧急")
+    assert "<@all>" not in shown and "http://evil" not in shown
+    assert shown.splitlines()[-1] == f"  打开处理 (/cs/v1/cases/{case.case_id})"
+    (mail,) = emails_to(team["to"])
+    sent = json.dumps(mail, ensure_ascii=False)
+    assert "http://evil" not in sent and "&lt;@all&gt;" in sent  # the HTML part: text, not a tag
+
