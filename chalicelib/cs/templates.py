@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from chalicelib.cs.alerts import Alert, Severity, worst
 from chalicelib.cs.channels import Language, Message
+from chalicelib.cs.channels.escaping import one_line
 
 ZH, EN = Language.ZH, Language.EN
 DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
@@ -224,16 +225,17 @@ _ORDER_FACTS = ("order_name", "order_number", "external_id", "order_id")
 
 
 def order_ref(facts: Mapping[str, Any], subject: str = "") -> str:
-    """The order number CS searches by: the marketplace's name (#1001) before our id."""
+    """The order number CS searches by: the marketplace's name (#1001) before our id. On one
+    line, as every field from outside: a line break in it cannot start a line of our message."""
     for key in _ORDER_FACTS:
         value = facts.get(key)
         if isinstance(value, str | int) and str(value).strip():
-            return str(value).strip()
-    return subject
+            return one_line(str(value))
+    return one_line(subject)
 
 
 def _clip(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
+    flat = one_line(text)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -247,8 +249,13 @@ _WORDS = {
 
 def render(kind: str, *, order: str, severity: Severity, link: str, language: Language,
            detail: str = "", subject: str = "", mentions: tuple[str, ...] = ()) -> Message:
-    """One alert. Without an order number the subject names what it is about."""
+    """One alert. Without an order number the subject names what it is about.
+
+    `order`, `subject` and `detail` come from outside (a marketplace, a buyer, a partner): each
+    stays on its own line here, and is plain text in the Message, which every channel escapes
+    for its format (chalicelib/cs/channels/escaping.py)."""
     template, words = template_for(kind), _WORDS[language]
+    order, subject = one_line(order), one_line(subject)
     sep = "：" if language is ZH else ": "
     reference = f"{words['order']} {order}" if order else subject
     title = f"{_severity_tag(severity, language)}{label(kind, language)}"
@@ -304,7 +311,7 @@ def digest(cases: Sequence[Summarisable], *, start: datetime, end: datetime, lin
     for case in cases:
         key = label(case.kind, language)
         if case.order and len(samples.setdefault(key, [])) < DIGEST_SAMPLE_ORDERS:
-            samples[key].append(case.order)
+            samples[key].append(one_line(case.order))
     span = f"{start.astimezone(zone):%H:%M}–{end.astimezone(zone):%H:%M}"
     lines = [_digest_line(name, count, samples.get(name, []), language)
              for name, count in counts.most_common(DIGEST_MAX_KINDS)]

@@ -25,18 +25,36 @@ def handle(message: str, now: datetime | None = None) -> case_store.Recorded:
     notifier.plan_for(recorded, now or utcnow())
     if recorded.outcome in ("opened", "escalated", "resolved"):
         case_id = recorded.case.case_id if recorded.case else "-"
-        log.warning("CS CASE %s %s [%s/%s] %s: %s", recorded.outcome, case_id, alert.severity,
-                    alert.case_type, alert.subject, alert.summary)
+        log.warning("CS CASE %s %s %s", recorded.outcome, case_id, _ids(alert))
     return recorded
+
+
+def _ids(alert: Alert) -> str:
+    """What a log line says of an alert: ids only. Its summary and facts carry buyers' names,
+    phones and addresses and partners' free text; they stay in the case, behind the CS API."""
+    order_id = alert.facts.get("order_id")
+    order = order_id if isinstance(order_id, str) and order_id else "-"
+    return (f"[{alert.severity}/{_printable(alert.case_type)}] {_printable(alert.subject)} "
+            f"order {_printable(order)}")
+
+
+def _printable(value: str, limit: int = 120) -> str:
+    # Ids come from outside too (a tracking number, an order id): one line, bounded.
+    return "".join(c if c.isprintable() else "?" for c in value[:limit])
 
 
 def dead_letter(message: str, message_id: str, now: datetime) -> None:
     """An alert the dispatcher gave up on (the alerts queue's dead letters): kept where the CS
-    API lists what was not delivered (/cs/v1/notifications), never dropped."""
+    API lists what was not delivered (/cs/v1/notifications), never dropped. The log line names
+    it by ids, never by its summary or facts."""
     from chalicelib.cs import outbox_store as outbox
 
     outbox.put_dead_alert(message_id, message, now)
-    log.error("CS ALERT UNDELIVERABLE %s: %s", message_id, message[:500])
+    try:
+        described = _ids(Alert.model_validate_json(message))
+    except ValueError:
+        described = f"not an alert ({len(message)} characters)"
+    log.error("CS ALERT UNDELIVERABLE %s: %s", _printable(message_id), described)
 
 
 # Event-source edges ------------------------------------------------------------------------

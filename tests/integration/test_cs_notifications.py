@@ -5,6 +5,7 @@ local endpoint), with retries, fallback, dead letters, digests, the rota and rem
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -253,3 +254,49 @@ def test_our_own_500_is_a_case_once_per_route_and_error(
     outcomes = [alert_dispatch.handle(json.dumps(a)).outcome for a in alerts_received(stack)
                 if a["kind"] == "system.fault"]
     assert outcomes == ["opened", "repeated"]
+
+
+# Text from outside: data in every channel, never in a log line --------------------------------
+
+EVIL = "#77 <@all> [付款链接](http://evil.example/pay) 紧急"
+
+
+def test_an_order_name_with_markup_reaches_im_and_email_as_typed(
+        team: dict[str, str], sink: ImSink) -> None:
+    """The sink showed '订单 #77 <@all> 付款链接 (http://evil.example/pay) 紧急' (issue 12)."""
+    case = raise_alert(EVIL, IN_HOURS).case
+    notifier.run(IN_HOURS + timedelta(seconds=1))
+    (shown,) = robot_messages(sink, team["robot"])
+    assert shown.splitlines()[0] == (f"[WeCom robot {team['robot']}] 【高】订单无效 · 订单 "
+                                     "#77 ＜＠all＞ [付款链接]（http：//evil.example/pay) 紧急")
+    assert "<@all>" not in shown and "http://evil" not in shown
+    assert shown.splitlines()[-1] == f"  打开处理 (/cs/v1/cases/{case.case_id})"
+    (mail,) = emails_to(team["to"])
+    sent = json.dumps(mail, ensure_ascii=False)
+    assert "http://evil" not in sent and "&lt;@all&gt;" in sent  # the HTML part: text, not a tag
+
+
+def test_log_lines_name_the_case_by_ids_not_the_buyer(
+        team: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """A partner's return report carries the buyer's name, phone and address: the case has them
+    (the CS API shows them to staff), the log line does not."""
+    caplog.set_level(logging.INFO, logger="chalicelib.cs.alerts")
+    buyer = "王小明 13912345678 上海市浦东新区世纪大道100号"
+    tracking = f"SF{uuid.uuid4().int % 10**10}"
+    alert = Alert(kind="return.received", severity=Severity.MEDIUM, subject=f"return:{tracking}",
+                  at=IN_HOURS, summary=f"Return {tracking} from {buyer} received by factory-1: "
+                                       "不想要了; liability: buyer",
+                  facts={"order_name": "#1001", "order_id": "ord_r1", "packaging": "intact"})
+    recorded = alert_dispatch.handle(alert.model_dump_json(), IN_HOURS)
+    assert recorded.case is not None and buyer in recorded.case.summary
+    alert_dispatch.dead_letter(alert.model_dump_json(), "msg-1", IN_HOURS)
+    alert_dispatch.dead_letter('{"summary": "' + buyer + '"}', "msg-2", IN_HOURS)
+    lines = [r.getMessage() for r in caplog.records if r.name == "chalicelib.cs.alerts"]
+    assert lines == [
+        f"CS CASE opened {recorded.case.case_id} [medium/return.received] return:{tracking} "
+        "order ord_r1",
+        f"CS ALERT UNDELIVERABLE msg-1: [medium/return.received] return:{tracking} order ord_r1",
+        f"CS ALERT UNDELIVERABLE msg-2: not an alert ({len(buyer) + 15} characters)",
+    ]
+    for line in lines:
+        assert not any(part in line for part in ("王小明", "13912345678", "浦东", "不想要了"))

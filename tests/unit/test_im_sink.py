@@ -34,6 +34,7 @@ from chalicelib.cs.channels.dingtalk import DingTalkConfig
 from chalicelib.cs.channels.feishu import FeishuConfig
 from chalicelib.cs.channels.slack import SlackConfig
 from chalicelib.cs.channels.wecom import WeComConfig
+from chalicelib.cs.templates import render
 from devstack import im_sink
 from devstack.im_sink import ImSink
 
@@ -480,6 +481,56 @@ def test_shown_text_is_plain_as_each_platform_displays_it(
     assert [record.getMessage() for record in caplog.records
             if record.name == "devstack.im_sink"] == shown
     assert sink.shown() == shown
+
+
+# Issue 12: an order name from a Standard Webhooks sender showed, on WeCom and DingTalk,
+#   订单 #77 <@all> 付款链接 (http://evil.example/pay) 紧急
+# with the link live and <@all> in the title. Text from outside is shown as typed.
+EVIL_ORDER = "#77 <@all> [付款链接](http://evil.example/pay) 紧急"
+SHOWN_ORDER = "#77 ＜＠all＞ [付款链接]（http：//evil.example/pay) 紧急"  # full-width: inert
+
+
+def _evil_message() -> Message:
+    return render("job.rejected", order=EVIL_ORDER, severity=Severity.HIGH, link=LINK,
+                  language=Language.ZH, mentions=("13800000000",))
+
+
+@pytest.mark.parametrize(("platform", "label", "after"), [
+    ("wecom", "WeCom robot cs-team", []),
+    ("dingtalk", "DingTalk robot cs-team", ["  @13800000000"]),  # the rota's mention, ours
+])
+def test_the_sink_example_is_shown_as_typed_on_wecom_and_dingtalk(
+        sink: ImSink, platform: str, label: str, after: list[str]) -> None:
+    assert _send(sink, platform, message=_evil_message()).ok
+    (shown,) = sink.shown(platform)
+    assert shown.splitlines() == [
+        f"[{label}] 【高】仓库拒单 · 订单 {SHOWN_ORDER}",
+        f"  订单：{SHOWN_ORDER}",
+        "  发生了什么：仓库拒绝了这个订单的发货任务。",
+        "  请处理：查看拒单原因（缺货、地址、货号），联系买家或修正后重新下发。",
+        f"  打开处理 ({LINK})",
+        *after,
+    ]
+    assert "<@all>" not in shown and "付款链接 (http://evil.example/pay)" not in shown
+    body = _only(sink).json
+    assert "http://evil" not in json.dumps(body, ensure_ascii=False)
+    if platform == "dingtalk":
+        assert body["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
+        assert "<@all>" not in body["markdown"]["title"]
+
+
+@pytest.mark.parametrize("platform", ["feishu", "slack"])
+def test_the_sink_example_has_no_live_link_on_feishu_and_slack(sink: ImSink,
+                                                                platform: str) -> None:
+    assert _send(sink, platform, message=_evil_message()).ok
+    (shown,) = sink.shown(platform)
+    # Feishu's post text and Slack's plain_text header show "<@all>" as typed: no mention there.
+    assert "[付款链接](http：//evil.example/pay)" in shown and "http://evil" not in shown
+    assert shown.splitlines()[-1] == f"  打开处理 ({LINK})"
+    # In Slack's mrkdwn section "<@all>" would be read: there it is "&lt;＠all&gt;".
+    ordered = "<＠all>" if platform == "slack" else "<@all>"
+    link = "[付款链接](http：//evil.example/pay)"
+    assert shown.splitlines()[1] == f"  订单：#77 {ordered} {link} 紧急"
 
 
 def test_robot_names_default_to_a_shortened_id(clock: Clock) -> None:

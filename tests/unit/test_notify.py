@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -120,7 +121,9 @@ def test_slack_request() -> None:
         "blocks": [
             {"type": "header", "text": {"type": "plain_text",
                                         "text": f":warning: {MESSAGE.title}", "emoji": True}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": MESSAGE.text}},
+            # verbatim: Slack links no bare URL, #channel or @name in the case's text.
+            {"type": "section", "text": {"type": "mrkdwn", "text": MESSAGE.text,
+                                         "verbatim": True}},
             {"type": "section", "text": {"type": "mrkdwn", "text": f"<{LINK}|打开处理>"}},
         ]}
 
@@ -415,6 +418,130 @@ def test_digest_lists_at_most_eight_kinds() -> None:
     message = templates.digest(cases, start=at, end=at, link=LINK, language=Language.EN)
     lines = message.text.splitlines()
     assert len(lines) == 10 and lines[8] == "and 3 more kinds"
+
+
+# Text from outside is data, on every channel -------------------------------------------------
+
+# A return reported by a partner, for an order named by a Standard Webhooks sender: the buyer's
+# name, the reason and the order name are theirs, and every one tries something.
+HOSTILE_ORDER = "#77 <@all> [付款链接](http://evil.example/pay) 紧急\n# 伪标题\n> 引用"
+HOSTILE_BUYER = "<@all> 张三 @everyone <!channel>"
+HOSTILE_REASON = ('**退款** <font color="warning">加急</font> ![图](http://evil.example/x.png) '
+                  "`rm` ~~删~~ _斜_ &lt;@all&gt; <https://evil.example|点我> :rotating_light:"
+                  "\u2028- 列表\u202e")
+HOSTILE = Alert(kind="return.received", severity=Severity.HIGH, subject="return:SF1", at=NOW,
+                summary=f"Return SF1 from {HOSTILE_BUYER} received by factory-1: "
+                        f"{HOSTILE_REASON}; liability: courier",
+                facts={"order_name": HOSTILE_ORDER, "order_id": "ord_77"})
+ROTA_MOBILE = "13800000000"
+
+
+def hostile_message(language: Language = Language.ZH) -> Message:
+    return templates.render_alert(HOSTILE, link=LINK, language=language, mentions=(ROTA_MOBILE,))
+
+
+def test_outside_fields_stay_on_their_lines_in_the_message() -> None:
+    message = hostile_message()
+    assert "\n" not in message.title
+    assert [line.split("：")[0] for line in message.text.split("\n")] == \
+        ["订单", "发生了什么", "详情", "请处理"]
+
+
+def _built(platform: str, message: Message) -> dict[str, Any]:
+    adapter = channel(platform)
+    if adapter.delivery is Delivery.SES:
+        return email.send_email_kwargs(message, EMAIL)
+    config = adapter.config_model.model_validate({"webhook_url": "https://robot.example/h?key=k"})
+    body = adapter.build_request(message, config, NOW).json_body
+    assert isinstance(body, dict)
+    return body
+
+
+def _markdown_lines_are_plain(lines: list[str]) -> None:
+    """Lines of outside text in DingTalk/WeCom markdown: the platform finds nothing to read."""
+    from devstack.im_sink import markdown_lines
+
+    for line in lines:
+        assert markdown_lines(line) == ([line.rstrip()] if line.strip() else []), line
+        assert not line.lstrip().startswith(("#", ">", "-", "*", "+")), line
+
+
+def _check_wecom(body: dict[str, Any]) -> None:
+    content = body["markdown"]["content"]
+    head, *lines, tail = content.split("\n")
+    assert head.startswith('<font color="warning">**【高】收到退货 · 订单 #77 ＜＠all＞ [付款')
+    assert tail == f"[打开处理]({LINK})"  # our link, the only one
+    assert content.count("](") == 1 and content.count("**") == 2
+    assert re.findall(r"<[^<>]*>", content) == ['<font color="warning">', "</font>"]
+    assert "@" not in content  # WeCom mentions are <@userid>: none at all
+    _markdown_lines_are_plain(lines)
+
+
+def _check_dingtalk(body: dict[str, Any]) -> None:
+    title, text = body["markdown"]["title"], body["markdown"]["text"]
+    assert title.startswith("【高】收到退货 · 订单 #77 ＜＠all＞ [付款链接]（")
+    heading, *lines, link, mentions = text.split("\n\n")
+    assert heading == f"#### {title}"
+    assert (link, mentions) == (f"[打开处理]({LINK})", f"@{ROTA_MOBILE}")  # ours, then the rota's
+    assert body["at"] == {"atMobiles": [ROTA_MOBILE], "isAtAll": False}
+    assert text.count("@") == 1 and text.count("](") == 1 and "<" not in text + title
+    _markdown_lines_are_plain([title, *lines])
+
+
+def _check_feishu(body: dict[str, Any]) -> None:
+    (post,) = body["content"]["post"].values()
+    elements = [element for paragraph in post["content"] for element in paragraph]
+    assert {element["tag"] for element in elements} == {"text", "a"}  # no `at`: no mention
+    assert [e for e in elements if e["tag"] == "a"] == [
+        {"tag": "a", "text": "打开处理", "href": LINK}]
+    assert post["title"].startswith("【高】收到退货 · 订单 #77 <@all> [付款链接](http：//")
+    assert len(post["content"]) == 5  # four lines of ours and the link: none added from outside
+
+
+def _check_slack(body: dict[str, Any]) -> None:
+    header, section, link = body["blocks"]
+    assert header["text"]["type"] == "plain_text" and ":rotating_light:" not in str(header)
+    assert section["text"]["type"] == "mrkdwn" and section["text"]["verbatim"] is True
+    assert link == {"type": "section", "text": {"type": "mrkdwn", "text": f"<{LINK}|打开处理>"}}
+    for mrkdwn in (section["text"]["text"], body["text"]):
+        assert "<" not in mrkdwn and ">" not in mrkdwn  # no <url|label>, <!channel>, <@U…>
+        assert not set(mrkdwn) & set("*~`@")
+        assert "&lt;＠all&gt;" in mrkdwn and ":rotating_light:" not in mrkdwn
+
+
+def _check_email(kwargs: dict[str, Any]) -> None:
+    from html.parser import HTMLParser
+
+    page = kwargs["Message"]["Body"]["Html"]["Data"]
+    tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            tags.append((tag, attrs))
+
+    Tags().feed(page)
+    assert {tag for tag, _ in tags} == {"html", "head", "meta", "title", "body", "h2", "p", "br",
+                                        "a"}
+    assert [attrs for tag, attrs in tags if tag == "a"] == [[("href", LINK)]]
+    assert "&lt;@all&gt;" in page and "&lt;font" in page
+    text = kwargs["Message"]["Body"]["Text"]["Data"]
+    assert text.endswith(f"打开处理: {LINK}\n") and "\u2028" not in text
+
+
+CHECKS: dict[str, Any] = {"wecom": _check_wecom, "dingtalk": _check_dingtalk,
+                          "feishu": _check_feishu, "slack": _check_slack, "email": _check_email}
+
+
+@pytest.mark.parametrize("platform", sorted(CHANNEL_MODULES))
+def test_hostile_text_is_shown_as_typed_on_every_channel(platform: str) -> None:
+    body = _built(platform, hostile_message())
+    raw = json.dumps(body, ensure_ascii=False)
+    # No live link but ours: every URL from outside is defanged (http：//).
+    assert "http://evil" not in raw and "https://evil" not in raw and LINK in raw
+    assert "http：//evil.example/pay" in raw
+    # No invisible or line-breaking character from outside; mentions: each platform's check.
+    assert not {"\u2028", "\u202e"} & set(raw)
+    CHECKS[platform](body)
 
 
 # Email -----------------------------------------------------------------------------------------

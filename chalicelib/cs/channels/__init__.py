@@ -48,7 +48,11 @@ OPEN_LABEL: Mapping[Language, str] = {Language.ZH: "打开处理", Language.EN: 
 
 
 class Message(BaseModel):
-    """What CS reads, independent of the platform. `text` is plain lines; adapters format it."""
+    """What CS reads, independent of the platform. `title` and `text` are plain text, much of it
+    from outside (order names, buyer notes, partners' reports): every adapter escapes both for its
+    format (chalicelib/cs/channels/escaping.py) before adding its own markup, so nothing in them is
+    read as markup, a link or a mention. `text` is lines: only "\n" breaks one. Mentions are
+    `mentions`, from the rota, and nothing else."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

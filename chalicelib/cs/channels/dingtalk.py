@@ -11,6 +11,10 @@ Answers are HTTP 200 with `{"errcode", "errmsg"}`: 0 ok; 310000 the security set
 130101 "send too fast, exceed 20 times per minute" (the robot is then throttled for 10 minutes);
 300005 token is not exist; 40035 missing parameter; 400105 unsupported msgtype. Anything
 else is read from the HTTP status (429, 5xx) or reported as unexpected.
+
+The title and text pass through `escaping.dingtalk_markdown` (chalicelib/cs/channels/escaping.py):
+what came from outside is shown as typed, and mentions come only from the rota
+(`Message.mentions`): the heading, the link and the "@mobile" line are ours.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from chalicelib.cs.channels import (
     json_request,
     unexplained,
 )
+from chalicelib.cs.channels.escaping import dingtalk_markdown, one_line
 
 THROTTLE_SECONDS = 600.0  # documented: over 20 a minute blocks the robot for 10 minutes
 
@@ -68,9 +73,13 @@ def signed_url(url: str, secret: str | None, now: datetime) -> str:
     return f"{url}{separator}timestamp={timestamp}&sign={sign(timestamp, secret)}"
 
 
+def _title(message: Message) -> str:
+    return dingtalk_markdown(one_line(message.title))
+
+
 def _markdown(message: Message) -> str:
     # DingTalk markdown needs a blank line between paragraphs to break them.
-    parts = [f"#### {message.title}", *message.text.splitlines()]
+    parts = [f"#### {_title(message)}", *dingtalk_markdown(message.text).split("\n")]
     if message.link:
         parts.append(f"[{OPEN_LABEL[message.language]}]({message.link})")
     if message.mentions:
@@ -87,7 +96,7 @@ class DingTalk:
                       now: datetime) -> Request:
         body = {
             "msgtype": "markdown",
-            "markdown": {"title": message.title, "text": _markdown(message)},
+            "markdown": {"title": _title(message), "text": _markdown(message)},
             "at": {"atMobiles": list(message.mentions), "isAtAll": False},
         }
         return json_request(signed_url(config.url, config.secret_text, now), body)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.channels import OPEN_LABEL, Delivery, Language, Message, SesChannel
+from chalicelib.cs.channels.escaping import email_html, inert, one_line
 
 CHARSET = "UTF-8"
 SUBJECT_MAX_CHARS = 200
@@ -61,25 +62,26 @@ class EmailConfig(BaseModel):
 
 def subject(message: Message) -> str:
     # A header: no line breaks, and short enough to read in a list.
-    flat = " ".join(message.title.split())
+    flat = inert(one_line(message.title))
     return flat if len(flat) <= SUBJECT_MAX_CHARS else flat[: SUBJECT_MAX_CHARS - 1] + "…"
 
 
 def plain_text(message: Message) -> str:
-    parts = [message.title, "", message.text]
+    parts = [inert(one_line(message.title)), "", inert(message.text)]
     if message.link:
         parts += ["", f"{OPEN_LABEL[message.language]}: {message.link}"]
     return "\n".join(parts) + "\n"
 
 
 def html_body(message: Message) -> str:
-    lines = "<br>\n".join(html.escape(line) for line in message.text.splitlines())
+    lines = "<br>\n".join(email_html(line) for line in message.text.split("\n"))
     link = (f'<p><a href="{html.escape(message.link, quote=True)}">'
             f"{OPEN_LABEL[message.language]}</a></p>\n") if message.link else ""
     return (f'<!DOCTYPE html>\n<html lang="{_HTML_LANG[message.language]}"><head>'
-            f'<meta charset="utf-8"><title>{html.escape(subject(message))}</title></head>\n'
+            f'<meta charset="utf-8"><title>{email_html(subject(message))}</title></head>\n'
             f'<body style="font-family:sans-serif">\n'
-            f'<h2 style="color:{_COLOUR[message.severity]}">{html.escape(message.title)}</h2>\n'
+            f'<h2 style="color:{_COLOUR[message.severity]}">'
+            f"{email_html(one_line(message.title))}</h2>\n"
             f"<p>{lines}</p>\n{link}</body></html>\n")
 
 

@@ -10,6 +10,11 @@ Answers are JSON `{"code", "msg", "data"}` (older answers: `StatusCode`/`StatusM
 19021 sign match fail or timestamp not within one hour; 19022 IP not allowed; 19024 keyword not
 found; 9499 bad request (malformed body); 11232 frequency limited (100 a minute, 5 a second
 per bot). The body may not exceed 20 KB.
+
+A post's title and `text` elements are shown as typed; they still pass through
+`escaping.feishu_text` (chalicelib/cs/channels/escaping.py) for what every client acts on (a
+bare URL, invisible and line-breaking characters). Links and mentions are elements of their own:
+the only `a` is our link to the case, and we write no `at`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from chalicelib.cs.channels import (
     truncate_utf8,
     unexplained,
 )
+from chalicelib.cs.channels.escaping import feishu_text, one_line
 
 MAX_TEXT_BYTES = 16 * 1024  # leaves room for the rest of the 20 KB body
 
@@ -59,14 +65,14 @@ def sign(timestamp_s: int, secret: str) -> str:
 
 
 def _post(message: Message) -> dict[str, Any]:
-    text = truncate_utf8(message.text, MAX_TEXT_BYTES)
+    text = truncate_utf8(feishu_text(message.text), MAX_TEXT_BYTES)
     paragraphs: list[list[dict[str, str]]] = [
-        [{"tag": "text", "text": line}] for line in text.splitlines() if line.strip()]
+        [{"tag": "text", "text": line}] for line in text.split("\n") if line.strip()]
     if message.link:
         paragraphs.append([{"tag": "a", "text": OPEN_LABEL[message.language],
                             "href": message.link}])
-    return {"post": {_LOCALE[message.language]: {"title": message.title,
-                                                  "content": paragraphs}}}
+    title = feishu_text(one_line(message.title))
+    return {"post": {_LOCALE[message.language]: {"title": title, "content": paragraphs}}}
 
 
 def _code(answer: dict[str, Any] | None) -> int | None:

@@ -4,6 +4,11 @@ Slack answers `200 ok` (plain text, not JSON) or a status with a plain-text erro
 400 invalid_payload / no_text, 403 action_prohibited / invalid_token, 404 no_service /
 channel_not_found, 410 channel_is_archived, 429 with Retry-After, 500 rollup_error. Posting is
 limited to about one message a second per webhook (short bursts tolerated).
+
+What came from outside is shown as typed (chalicelib/cs/channels/escaping.py): the header is
+`plain_text` (`escaping.slack_plain`: only emoji codes would be read there), the section and the
+top-level `text` are `mrkdwn` (`escaping.slack_mrkdwn`), and the section is `verbatim` so Slack
+links no bare URL, #channel or @name in it. The icon and the link to the case are ours.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from chalicelib.cs.channels import (
     json_request,
     transport_failure,
 )
+from chalicelib.cs.channels.escaping import one_line, slack_mrkdwn, slack_plain
 
 HEADER_MAX_CHARS = 150  # Block Kit header text
 SECTION_MAX_CHARS = 3000  # Block Kit section text
@@ -48,11 +54,6 @@ class SlackConfig(WebhookConfig):
         return self
 
 
-def _escape(text: str) -> str:
-    # The three characters Slack's mrkdwn requires escaped; the rest is literal.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -70,19 +71,22 @@ class Slack:
     def build_request(self, message: Message, config: SlackConfig,
                       now: datetime) -> Request:
         del now  # nothing time-dependent: no signature
-        title = f"{_ICONS[message.severity]} {message.title}"
+        title = one_line(message.title)
+        header = f"{_ICONS[message.severity]} {slack_plain(title)}"
         blocks: list[dict[str, object]] = [
             {"type": "header",
-             "text": {"type": "plain_text", "text": _clip(title, HEADER_MAX_CHARS),
+             "text": {"type": "plain_text", "text": _clip(header, HEADER_MAX_CHARS),
                       "emoji": True}},
             {"type": "section",
-             "text": {"type": "mrkdwn", "text": _clip(_escape(message.text), SECTION_MAX_CHARS)}},
+             "text": {"type": "mrkdwn", "text": _clip(slack_mrkdwn(message.text),
+                                                       SECTION_MAX_CHARS), "verbatim": True}},
         ]
         if message.link:
             blocks.append({"type": "section", "text": {
                 "type": "mrkdwn", "text": _link(message.link, OPEN_LABEL[message.language])}})
         # `text` is what notifications and screen readers show when blocks are present.
-        fallback = "\n".join(part for part in (message.title, message.text, message.link) if part)
+        fallback = "\n".join(part for part in (slack_mrkdwn(title), slack_mrkdwn(message.text),
+                                                message.link) if part)
         return json_request(config.url, {"text": fallback, "blocks": blocks})
 
     def parse_response(self, status: int, body: bytes,

@@ -8,6 +8,9 @@ fit and the title and link always survive. A robot may send about 20 messages a 
 Answers are HTTP 200 with `{"errcode", "errmsg"}`: 0 ok; 45009 api freq out of limit;
 93000 invalid webhook url (key removed); 40008 invalid message type; 40058 invalid parameter
 (too long); 44004 empty content.
+
+The title and text pass through `escaping.wecom_markdown` (chalicelib/cs/channels/escaping.py):
+what came from outside is shown as typed; the coloured bold title and the link are ours.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from chalicelib.cs.channels import (
     truncate_utf8,
     unexplained,
 )
+from chalicelib.cs.channels.escaping import one_line, wecom_markdown
 
 MARKDOWN_MAX_BYTES = 4096
 RATE_WINDOW_SECONDS = 60.0  # the limit is per minute: waiting a minute always helps
@@ -54,11 +58,12 @@ class WeComConfig(WebhookConfig):
 
 
 def markdown(message: Message) -> str:
-    title = truncate_utf8(message.title, 512)  # a title can never crowd out the link
+    # A title can never crowd out the link.
+    title = truncate_utf8(wecom_markdown(one_line(message.title)), 512)
     head = f'<font color="{_COLOUR[message.severity]}">**{title}**</font>'
     tail = f"[{OPEN_LABEL[message.language]}]({message.link})" if message.link else ""
     fixed = len(f"{head}\n\n{tail}".encode())
-    text = truncate_utf8(message.text, max(0, MARKDOWN_MAX_BYTES - fixed))
+    text = truncate_utf8(wecom_markdown(message.text), max(0, MARKDOWN_MAX_BYTES - fixed))
     return "\n".join(part for part in (head, text, tail) if part)
 
 
