@@ -217,6 +217,8 @@ def map_status(status: str) -> OrderStatus | None:
 
 
 def _seconds(stamp: int) -> float:
+    if stamp > 10**15:  # beyond year 33000 in milliseconds (and 10**200 / 1000 overflows)
+        return float("inf")
     return stamp / 1000 if stamp > 10**11 else stamp
 
 

@@ -155,6 +155,18 @@ def test_an_update_time_out_of_range_is_refused_422_with_the_field(
     assert seen.stored == []
 
 
+@pytest.mark.parametrize("when", [10**400, "9" * 3000, -(10**400), 10**20])
+@pytest.mark.parametrize("scheme", ["tiktok_shop", "shopee", "lazada"])
+def test_a_push_timestamp_out_of_any_range_is_refused_never_500(
+        client: Client, seen: Recorder, scheme: str, when: int | str) -> None:
+    payload = SCHEMES[scheme].payload(utcnow())
+    payload["timestamp"] = when  # found by the fuzz: Lazada's ms / 1000 overflowed a float
+    response = post(client, scheme, payload)
+    assert response.status_code in (401, 422), response.body
+    assert error_of(response) in ("stale_or_invalid_timestamp", "invalid_payload")
+    assert seen.stored == []
+
+
 @pytest.mark.parametrize("when", OUT_OF_RANGE)
 def test_a_douyin_message_time_out_of_range_is_refused_422(
         client: Client, seen: Recorder, when: int) -> None:
