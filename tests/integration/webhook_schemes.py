@@ -112,7 +112,7 @@ def douyin_message(order_id: int, now: datetime, shop_id: int = 4463798) -> dict
 
 
 def _douyin_payload(now: datetime) -> Any:
-    return [douyin_message(unique(), now)]
+    return [douyin_message(unique(), now), douyin_message(unique(), now)]  # split by the worker
 
 
 def _douyin_headers(body: bytes, delivery: str | None, now: datetime) -> dict[str, str]:
@@ -217,9 +217,9 @@ def platform_answer(scheme: str, ref: OrderRef, request: Request) -> Any:
 
 @contextmanager
 def stand_in_platforms(monkeypatch: pytest.MonkeyPatch,
-                       change: Callable[[Any], Any] | None = None) -> Iterator[None]:
-    """The re-fetch answered from the fixtures (each answer passed through `change`, if
-    given), with any shop's credentials."""
+                       change: Callable[[Request, Any], Any] | None = None) -> Iterator[None]:
+    """The re-fetch answered from the fixtures (each answer passed through `change(request,
+    answer)`, if given), with any shop's credentials."""
     monkeypatch.setattr(marketplace_calls, "credentials_for",
                         lambda scheme, shop, now: dict(CREDENTIALS))
     asked: dict[str, Any] = {}
@@ -230,7 +230,7 @@ def stand_in_platforms(monkeypatch: pytest.MonkeyPatch,
 
     def answer(request: Request) -> Any:
         found = platform_answer(asked["scheme"], asked["ref"], request)
-        return change(found) if change else found
+        return change(request, found) if change else found
 
     original = marketplace_calls._fetch
     monkeypatch.setattr(marketplace_calls, "_fetch", read)
