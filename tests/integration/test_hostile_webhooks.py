@@ -220,6 +220,12 @@ def test_a_douyin_push_naming_150_orders_is_split_into_150_deliveries(
     assert parent is not None and parent["outcome"] == "split"
     children = [f"{answer['delivery_id']}#{json.loads(m['data'])['p_id']}" for m in messages]
     assert all(inbox_item(stack, "douyin-h", child) is not None for child in children)
+    with stand_in_platforms(monkeypatch):  # and each becomes its order
+        for start in range(0, len(children), 25):
+            batch = children[start:start + 25]
+            assert process(client, stack, "douyin-h", *batch) == {"batchItemFailures": []}
+    assert {inbox_item(stack, "douyin-h", child)["outcome"] for child in children} == \
+        {"created"}
 
 
 # 6. A caller's oversized id is the caller's mistake ------------------------------------------
