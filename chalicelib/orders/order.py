@@ -139,6 +139,15 @@ def check_size(order: Order) -> int:
     return size
 
 
+def received_bound(order: Order, raw_body: str, actor: str) -> int:
+    """Never below the stored size of the order's record as received (the order, whose JSON is
+    never smaller than its DynamoDB form, its raw body, the actor, and 1 KB for attribute
+    names, times and map overheads): when this fits, the record fits without being built.
+    Checks the order's own size first (check_size)."""
+    return check_size(order) + len(raw_body.encode("utf-8", "surrogatepass")) + \
+        len(actor.encode("utf-8", "surrogatepass")) + 1024
+
+
 def fulfilment_problems(order: Order) -> list[str]:
     """What stops the warehouse from shipping a paid order (the confirmation checks)."""
     problems = [] if order.lines else ["no_shippable_lines"]

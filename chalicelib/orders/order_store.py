@@ -18,7 +18,7 @@ from chalicelib.core import aws
 from chalicelib.core.clock import iso
 from chalicelib.core.dynamodb import MAX_ITEM_BYTES, Action, from_attrs, plain_size, to_attrs
 from chalicelib.core.settings import settings
-from chalicelib.orders.order import InvalidOrder, Order, OrderEvent, check_size
+from chalicelib.orders.order import InvalidOrder, Order, OrderEvent, received_bound
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,7 @@ def check_storable(order: Order, raw_body: str, actor: str, now: datetime) -> No
     order itself (orders.check_size, which bounds its current view, job and update events) and
     its record as received, with the raw body beside it (sized without being built: on the
     webhook's path)."""
-    bound = check_size(order) + len(raw_body.encode("utf-8", "surrogatepass")) + \
-        len(actor.encode("utf-8", "surrogatepass")) + 1024  # names, times, map overheads
-    if bound <= MAX_ITEM_BYTES:
+    if received_bound(order, raw_body, actor) <= MAX_ITEM_BYTES:
         return  # the usual case, decided without building the item
     size = plain_size(_received_item(order, raw_body, actor, now))
     if size > MAX_ITEM_BYTES:
