@@ -104,10 +104,16 @@ MAX_TRANSACTION_ITEMS = 100
 
 
 def is_validation_error(error: BaseException) -> bool:
-    """DynamoDB refused the request as written (an item or key too large, a bad value): no
-    retry will ever succeed, unlike throttling or a service error."""
-    return isinstance(error, ClientError) and \
-        error.response.get("Error", {}).get("Code") == "ValidationException"
+    """DynamoDB refused the request as written (an item or key too large, a bad value; in a
+    transaction, a cancellation for a ValidationError): no retry will ever succeed, unlike
+    throttling, a service error or a conflicting transaction."""
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code")
+    if code == "TransactionCanceledException":
+        reasons = error.response.get("CancellationReasons") or []
+        return any(reason.get("Code") == "ValidationError" for reason in reasons)
+    return bool(code == "ValidationException")
 
 
 def item_size(attrs: Mapping[str, Any]) -> int:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.core.dynamodb import item_size, to_attrs
+from chalicelib.core.dynamodb import is_validation_error, item_size, to_attrs
 from chalicelib.core.errors import ApiError
 from chalicelib.core.signatures import (
     MAX_ID_BYTES,
@@ -117,6 +119,20 @@ def test_a_sane_moment_has_its_zone_and_a_sane_year() -> None:
                 datetime(9999, 12, 31, tzinfo=UTC)):
         with pytest.raises(ValueError):
             sane_moment(bad)
+
+
+def test_a_validation_error_is_told_from_what_may_pass() -> None:
+    def error(code: str, *reasons: str) -> ClientError:
+        response: dict[str, Any] = {"Error": {"Code": code, "Message": code}}
+        if reasons:
+            response["CancellationReasons"] = [{"Code": reason} for reason in reasons]
+        return ClientError(response, "TransactWriteItems")
+
+    assert is_validation_error(error("ValidationException"))
+    assert is_validation_error(error("TransactionCanceledException", "None", "ValidationError"))
+    assert not is_validation_error(error("TransactionCanceledException", "TransactionConflict"))
+    assert not is_validation_error(error("ProvisionedThroughputExceededException"))
+    assert not is_validation_error(ValueError("not a store error"))
 
 
 def test_item_size_counts_as_dynamodb_does() -> None:
