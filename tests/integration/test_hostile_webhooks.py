@@ -31,6 +31,7 @@ from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import order_id_for
 from tests.integration.flow import inbox_item, process
 from tests.integration.webhook_schemes import (
+    FIXTURES,
     SCHEMES,
     Recorder,
     body_of,
@@ -352,3 +353,30 @@ def test_the_webhook_answers_within_4_seconds_whatever_the_store_does(
     assert response.status_code == 503 and error_of(response) == "storage_unavailable"
     assert "Retry-After" in response.headers
     assert elapsed < 4.0, elapsed
+
+
+# Feeds: an Amazon message is deleted from the queue only once stored, and stored only if the
+# worker can apply it; one that never could is a case, then deleted (not retried forever).
+
+
+def amazon_change(**changes: Any) -> str:
+    message = json.loads((FIXTURES / "amazon" / "order_change_unshipped.json").read_text())
+    message["NotificationMetadata"]["NotificationId"] = str(uuid.uuid4())
+    change = message["Payload"]["OrderChangeNotification"]
+    change["AmazonOrderId"] = f"113-{unique() % 10**7:07d}-{unique() % 10**7:07d}"
+    for name, value in changes.items():
+        if name == "NotificationId":
+            message["NotificationMetadata"][name] = value
+        else:
+            change[name] = value
+    return json.dumps(message)
+
+
+@pytest.mark.parametrize("changes", [{"NotificationId": LONG}, {"AmazonOrderId": LONG}])
+def test_an_amazon_message_the_worker_could_never_apply_is_a_case_not_a_retry_loop(
+        stack: dict[str, str], seen: Recorder, changes: dict[str, str]) -> None:
+    from chalicelib.flows import feeds
+
+    assert feeds.amazon_message(amazon_change(**changes), utcnow()) == "unreadable"
+    assert seen.kinds() == ["marketplace.unreadable_notification"] and seen.stored == []
+    assert feeds.amazon_message(amazon_change(), utcnow()) == "accepted"  # a good one still is
