@@ -56,14 +56,19 @@ def _receive(source: str, headers: Mapping[str, str], raw: bytes,
         if accepted.record and accepted.actionable:
             will_apply(inbound, source, accepted, raw, now)
     except ApiError as exc:
-        if exc.status == 422:  # correctly signed, yet unreadable: CS must know of this order
+        if exc.status in (413, 422):  # correctly signed, yet refused: CS must know of it
             _alert_rejected(source, exc, now)
         raise
     if not accepted.record:
         log.info("webhook %s %s %s answered, not stored", source, accepted.topic,
                  accepted.delivery_id)
         return {"status": "ignored", "delivery_id": accepted.delivery_id}
-    stored = store(source, config.scheme, accepted, raw, now)
+    try:
+        stored = store(source, config.scheme, accepted, raw, now)
+    except ApiError as exc:
+        if exc.status == 413:
+            _alert_rejected(source, exc, now)
+        raise
     status = "accepted" if stored else "duplicate"
     if not accepted.actionable:
         status = "ignored" if stored else "duplicate"
@@ -140,8 +145,9 @@ def _alert_rejected(source: str, error: ApiError, now: datetime) -> None:
 
     alert = alerts.Alert(
         kind="webhook.invalid_payload", severity=alerts.Severity.HIGH, subject=source, at=now,
-        summary=f"{source} sent a signed notification we could not read; it was refused (422)",
-        facts=error.details,
+        summary=f"{source} sent a signed notification we could not read; it was refused "
+                f"({error.status} {error.reason})",
+        facts={**error.details, "message": error.message[:300]},
     )
     try:
         alert_topic.publish(alert)

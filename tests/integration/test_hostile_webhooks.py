@@ -107,6 +107,7 @@ def test_a_signed_shopify_order_too_large_to_store_is_refused_413_and_nothing_st
     assert response.status_code == 413, response.body
     assert error_of(response) == "payload_too_large"
     assert seen.stored == []
+    assert "webhook.invalid_payload" in seen.kinds()  # a real order refused: CS must know
 
 
 def test_a_large_order_that_fits_is_stored_once_and_applied(
