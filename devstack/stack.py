@@ -66,6 +66,7 @@ def local_aws(port: int) -> Iterator[dict[str, str]]:
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_READ_TIMEOUT_SECONDS": "30",  # moto is slower than DynamoDB under load
+        "WEBHOOK_DEADLINE_SECONDS": "30",  # so a webhook waits for it too
     }
     os.environ.update(env)
     server = LocalAWS(port)

@@ -17,6 +17,7 @@ BASE_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
     "AWS_READ_TIMEOUT_SECONDS": "60",  # the local endpoint serialises DynamoDB under load
+    "WEBHOOK_DEADLINE_SECONDS": "60",  # so a webhook waits for it too
 }
 WEBHOOK_SOURCES = {
     "shopify": {"scheme": "shopify", "secrets": [SHOPIFY_SECRET]},

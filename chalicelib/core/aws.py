@@ -2,16 +2,40 @@
 
 The endpoint comes from the environment (AWS_ENDPOINT_URL locally, the default in AWS), so the
 same code talks to the local endpoint in development and to AWS in production.
+
+A request that must answer within a deadline (a webhook: the sender gives up after seconds, and
+Shopify after 5) runs inside `deadline(seconds)`: there `client()` hands out clients whose
+connect and read timeouts fit the deadline and which do not retry on their own;
+`within_deadline` retries a call only while another attempt can still finish in time. So the
+answer comes within the deadline whatever the store does (hangs, throttles, fails).
 """
 
 from __future__ import annotations
 
 import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+T = TypeVar("T")
+
+# The absolute deadline (time.monotonic()) of the request being served, if it has one.
+_deadline: ContextVar[float | None] = ContextVar("aws_deadline", default=None)
+
+# Errors another attempt may cure: the service's own (throttling, 5xx) and the network's.
+_RETRYABLE_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "TransactionConflictException",
+    "LimitExceededException",
+})
 
 
 @cache
@@ -23,6 +47,26 @@ def _config() -> Config:
                   retries={"mode": "standard", "max_attempts": 3})
 
 
+def deadline_seconds() -> float:
+    """How long a webhook may take to answer (WEBHOOK_DEADLINE_SECONDS, default 3.5: under the
+    4 s we promise, with Shopify's 5 s beyond it). Locally the endpoint needs more."""
+    return float(os.environ.get("WEBHOOK_DEADLINE_SECONDS", "3.5"))
+
+
+def attempt_seconds() -> float:
+    """The longest one attempt of a call takes inside a deadline (connect + read timeout)."""
+    config = _deadline_config()
+    return float(config.connect_timeout) + float(config.read_timeout)
+
+
+@cache
+def _deadline_config() -> Config:
+    # Two attempts and a pause fit the deadline: each at most 3/7 of it (1.5 s of 3.5 s).
+    budget = deadline_seconds()
+    return Config(connect_timeout=budget / 7, read_timeout=budget * 2 / 7,
+                  retries={"mode": "standard", "max_attempts": 1})
+
+
 @cache
 def _session() -> boto3.session.Session:
     # One session for all clients: each new session re-reads botocore's endpoint and model data
@@ -31,12 +75,67 @@ def _session() -> boto3.session.Session:
 
 
 @cache
-def client(service: str) -> Any:
+def _plain_client(service: str) -> Any:
     return _session().client(service, config=_config())
+
+
+@cache
+def _deadline_client(service: str) -> Any:
+    return _session().client(service, config=_deadline_config())
+
+
+def client(service: str) -> Any:
+    """The service's client; inside `deadline()`, one whose timeouts fit the deadline."""
+    if _deadline.get() is not None:
+        return _deadline_client(service)
+    return _plain_client(service)
+
+
+@contextmanager
+def deadline(seconds: float | None = None) -> Iterator[None]:
+    """Serve a request that must answer within `seconds` (default `deadline_seconds()`)."""
+    token = _deadline.set(time.monotonic() + (deadline_seconds() if seconds is None
+                                              else seconds))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left before the deadline of the request being served; None: it has none."""
+    end = _deadline.get()
+    return None if end is None else end - time.monotonic()
+
+
+def retryable(error: BaseException) -> bool:
+    """Another attempt may succeed: throttling, a service error, the network."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in _RETRYABLE_CODES or int(status or 0) >= 500
+    return isinstance(error, BotoCoreError)
+
+
+def within_deadline(call: Callable[[], T]) -> T:
+    """`call()`; inside `deadline()`, tried again after a retryable error while one more
+    attempt (and a short pause) can still end before the deadline. Outside, called once (the
+    plain clients retry on their own)."""
+    while True:
+        try:
+            return call()
+        except (ClientError, BotoCoreError) as exc:
+            left = remaining()
+            pause = random.uniform(0.02, 0.1)
+            if left is None or not retryable(exc) or left < attempt_seconds() + pause:
+                raise
+            time.sleep(pause)
 
 
 def reset() -> None:
     """Forget cached clients (tests point the process at a new endpoint)."""
-    client.cache_clear()
+    _plain_client.cache_clear()
+    _deadline_client.cache_clear()
     _session.cache_clear()
     _config.cache_clear()
+    _deadline_config.cache_clear()

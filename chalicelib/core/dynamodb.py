@@ -96,6 +96,102 @@ def storage_errors() -> tuple[type[Exception], ...]:
     return (ClientError, BotoCoreError)
 
 
+# DynamoDB's limits (Service, account and table quotas): an item, a key, a transaction.
+MAX_ITEM_BYTES = 400 * 1024
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
+MAX_TRANSACTION_ITEMS = 100
+
+
+def is_validation_error(error: BaseException) -> bool:
+    """DynamoDB refused the request as written (an item or key too large, a bad value; in a
+    transaction, a cancellation for a ValidationError): no retry will ever succeed, unlike
+    throttling, a service error or a conflicting transaction."""
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code")
+    if code == "TransactionCanceledException":
+        reasons = error.response.get("CancellationReasons") or []
+        return any(reason.get("Code") == "ValidationError" for reason in reasons)
+    return bool(code == "ValidationException")
+
+
+def item_size(attrs: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB counts it, from its attribute values (`to_attrs`): names and
+    strings in UTF-8 bytes, a number about one byte per two digits, 3 bytes per list or map and
+    1 per element. Numbers are rounded up, so the figure is never below DynamoDB's."""
+    return sum(_utf8_size(name) + _value_size(value) for name, value in attrs.items())
+
+
+def plain_size(values: Mapping[str, Any]) -> int:
+    """`item_size` of the item `to_attrs(values)` would make, without making it (cheaper: for
+    a check on a request's path)."""
+    return sum(_utf8_size(name) + _plain_size(value) for name, value in values.items())
+
+
+def _plain_size(value: Any) -> int:
+    if isinstance(value, str):
+        return _utf8_size(value)
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int | float | Decimal):
+        return len(str(value)) // 2 + 2
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    if isinstance(value, Mapping):
+        return 3 + sum(1 + _utf8_size(k) + _plain_size(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return 3 + sum(1 + _plain_size(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return sum(_plain_size(v) for v in value)
+    raise ValueError(f"cannot size a {type(value).__name__}")
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    (kind, data), = value.items()
+    if kind == "S":
+        return _utf8_size(data)
+    if kind == "N":
+        return len(data) // 2 + 2
+    if kind == "B":
+        return len(data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in data)
+    if kind == "M":
+        return 3 + sum(1 + _utf8_size(k) + _value_size(v) for k, v in data.items())
+    if kind == "SS":
+        return sum(_utf8_size(v) for v in data)
+    if kind == "NS":
+        return sum(len(v) // 2 + 2 for v in data)
+    if kind == "BS":
+        return sum(len(v) for v in data)
+    raise ValueError(f"unknown attribute type {kind!r}")
+
+
+def too_large(actions: Sequence[Action]) -> list[str]:
+    """The labels of the puts that DynamoDB would refuse for their size: an item over
+    MAX_ITEM_BYTES or a key (`pk`, `sk`) over its limit. Checked before writing, so a refusal
+    is decided here rather than met as a ValidationException (which the local endpoint does
+    not even apply atomically)."""
+    found = []
+    for action in actions:
+        item = action.item.get("Put", {}).get("Item")
+        if item is None:
+            continue
+        key_sizes = (_value_size(item["pk"]) if "pk" in item else 0,
+                     _value_size(item["sk"]) if "sk" in item else 0)
+        if (item_size(item) > MAX_ITEM_BYTES or key_sizes[0] > MAX_PARTITION_KEY_BYTES
+                or key_sizes[1] > MAX_SORT_KEY_BYTES):
+            found.append(action.label)
+    return found
+
+
 __all__ = [
     "Action",
     "Item",

@@ -4,8 +4,10 @@ polled and confirmed). Each notification goes into the same inbox as a webhook, 
 dedupe (the platform's message id), order worker and newer-than rule apply.
 
 Acknowledgement follows storage: an SQS message is deleted (the handler returns without error)
-and a TMC message confirmed only after its delivery is stored or found stored. A message we
-cannot read is a CS case with its text, then acknowledged: it would never read better.
+and a TMC message confirmed only after its delivery is stored or found stored, and only a
+delivery the order worker can apply is stored (the same checks as a webhook's: its id, what it
+names, its size). A message we cannot read or store is a CS case with its text, then
+acknowledged: it would never read better.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import time
 from datetime import datetime
 from typing import Any
 
+from chalicelib import marketplaces
 from chalicelib.core import batches
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
 from chalicelib.cs import alert_topic, alerts
+from chalicelib.flows.intake import will_apply
 from chalicelib.flows.marketplace_calls import credentials_for, send_json
 from chalicelib.marketplaces import amazon, taobao
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.calls import OrderRef
 from chalicelib.orders import inbox_store as inbox
+from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import order_id_for
 
 log = logging.getLogger(__name__)
@@ -35,9 +40,10 @@ TAOBAO_SOURCE = "taobao"
 def amazon_message(body: str, now: datetime) -> str:
     """One SQS message body. Returns what became of it: accepted, duplicate, ignored or
     unreadable. Raises when storing fails, so the message stays on the queue and comes back."""
-    raw = body.encode("utf-8")
+    raw = body.encode("utf-8", "replace")
     try:
-        accepted = amazon.accept_message(raw, now)
+        accepted = _storable(AMAZON_SOURCE, amazon.NAME, amazon.accept_message(raw, now), raw,
+                             now)
     except ApiError as exc:
         _unreadable(AMAZON_SOURCE, exc, raw, now)
         return "unreadable"
@@ -95,7 +101,8 @@ def _drain(shop: str, now: datetime, deadline: float) -> tuple[int, int]:
         for message in messages:
             raw = taobao.message_bytes(message)
             try:
-                accepted = taobao.accept_message(message, now)
+                accepted = _storable(TAOBAO_SOURCE, taobao.NAME,
+                                     taobao.accept_message(message, now), raw, now)
             except ApiError as exc:
                 _unreadable(TAOBAO_SOURCE, exc, raw, now)
             else:
@@ -125,6 +132,20 @@ def _cancel_requested(marketplace: str, ref: OrderRef, now: datetime) -> None:
         f"{marketplace} order {ref.external_id}: the buyer asked to cancel or refund; decide "
         "before it ships (cancel it here to stop the warehouse)", now,
         {"order_id": order_id, "order_name": ref.external_id, "marketplace": marketplace})
+
+
+def _storable(source: str, scheme: str, accepted: Accepted, raw: bytes,
+              now: datetime) -> Accepted:
+    """The delivery, if the order worker can apply it and the inbox can hold it; ApiError (a
+    4xx, as a webhook would be answered) otherwise."""
+    if accepted.actionable:
+        will_apply(marketplaces.inbound_for(scheme), source, accepted, raw, now)
+    try:
+        inbox.check_storable(source, scheme, accepted, raw, now)
+    except inbox.Unstorable as exc:
+        raise ApiError(413 if exc.reason == "too_large" else 400, exc.reason, str(exc)) \
+            from None
+    return accepted
 
 
 def _unreadable(source: str, error: ApiError, raw: bytes, now: datetime) -> None:

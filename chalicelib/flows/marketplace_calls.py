@@ -75,10 +75,16 @@ def _fetch(scheme: str, ref: OrderRef, source: str, now: datetime) -> Order:
     except InvalidOrder:
         raise
     except Exception as exc:
-        # A platform's own error says whether to retry (PlatformError, LazadaError, TaobaoError);
-        # anything else (an answer we could not read) may read well later.
-        if getattr(exc, "retryable", True):
+        # A platform's own error says whether to retry (PlatformError, LazadaError, TaobaoError;
+        # a malformed answer is one, retryable). Anything else is the adapter failing to read
+        # an answer the platform did give (a time out of range, a shape it refuses): reading
+        # it again would fail again, so it is an unreadable order, not a retry loop.
+        retryable = getattr(exc, "retryable", None)
+        if retryable is True:
             raise PlatformUnavailable(f"{scheme}: {exc}") from exc
+        if retryable is None:
+            raise InvalidOrder("unreadable_answer", f"{scheme}: {type(exc).__name__}: "
+                               f"{exc}") from exc
         raise InvalidOrder("platform_refused", f"{scheme}: {exc}") from exc
 
 

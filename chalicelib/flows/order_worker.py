@@ -19,14 +19,23 @@ from typing import Any
 from chalicelib import marketplaces
 from chalicelib.core import batches
 from chalicelib.core.clock import parse_iso, utcnow
-from chalicelib.core.dynamodb import Action, TransactionConflict, from_attrs, transact
+from chalicelib.core.dynamodb import (
+    MAX_TRANSACTION_ITEMS,
+    Action,
+    TransactionConflict,
+    from_attrs,
+    is_validation_error,
+    storage_errors,
+    too_large,
+    transact,
+)
 from chalicelib.core.settings import settings
 from chalicelib.cs import alert_topic, alerts
 from chalicelib.flows import marketplace_calls, warehouse
 from chalicelib.orders import deliveries, inbox_store
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.deliveries import Delivery
-from chalicelib.orders.order import Decision, InvalidOrder, Order, decide
+from chalicelib.orders.order import Decision, InvalidOrder, Order, check_size, decide
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import protocol_rules
@@ -38,46 +47,87 @@ _ATTEMPTS = 4
 def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
     """Apply one inbox item (as plain Python values). Returns the outcome.
 
-    Raises for temporary faults only, so the stream retries; an unreadable order is a
-    permanent failure, recorded on the delivery and sent to CS.
+    Raises for temporary faults only (the platform or our storage unavailable: `transient`),
+    so the stream retries; anything else it meets is permanent: an order it cannot read,
+    store or apply is recorded on the delivery as "invalid" and sent to CS at once, and the
+    stream moves on (a bad record never holds back, or dead-letters, the good ones).
     """
     if "pending" not in item:
         return "already_processed"
     delivery = Delivery(source=item["source"], delivery_id=item["delivery_id"],
                         topic=item["topic"], received_at=parse_iso(item["received_at"]))
+    try:
+        return _apply(item, delivery, now)
+    except InvalidOrder as exc:
+        return _reject(item, delivery, exc, now)
+    except Exception as exc:
+        if transient(exc):
+            raise
+        log.exception("delivery %s cannot be applied", item["pk"])
+        reason = "unstorable" if is_validation_error(exc) else "unreadable_notification"
+        return _reject(item, delivery, InvalidOrder(reason, f"{type(exc).__name__}: {exc}"),
+                       now)
+
+
+def transient(error: BaseException) -> bool:
+    """A fault that may pass: the platform unavailable (or an error it marks retryable), our
+    storage throttled or failing. Not a request DynamoDB refuses as written, which no retry
+    cures."""
+    if isinstance(error, storage_errors()):
+        return not is_validation_error(error)
+    return getattr(error, "retryable", False) is True
+
+
+class KeptChanging(RuntimeError):
+    """Concurrent writers kept changing the order: the stream retries."""
+
+    retryable = True
+
+
+def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
     raw = item["body"].encode()
     split = _split(item, raw, now)
     if split is not None:
         return split
-    try:  # a thin notification is re-fetched here; a platform that is down raises: retried
-        incoming = marketplace_calls.read_order(item["scheme"], raw, item.get("headers", {}),
-                                                item["source"], now)
-    except InvalidOrder as exc:
-        return _reject(item, delivery, exc, now)
+    # A thin notification is re-fetched here; a platform that is down raises: retried.
+    incoming = marketplace_calls.read_order(item["scheme"], raw, item.get("headers", {}),
+                                            item["source"], now)
+    check_size(incoming)
     for _attempt in range(_ATTEMPTS):
         stored = orders_store.get_current(incoming.order_id)
         decision = decide(stored.order if stored else None, incoming, delivery,
                           has_job=bool(stored and stored.job), now=now,
                           overrides=stored.overrides if stored else None)
         job_step = _job_step(stored, decision, delivery, now)
+        actions = _actions(item, decision, stored, job_step, delivery.actor, now)
+        refused = too_large(actions)
+        if refused:
+            raise InvalidOrder("order_too_large", f"the {', '.join(refused)} item would "
+                               "exceed DynamoDB's 400 KB")
         # Alerts go out before the write: a retry may repeat one (CS dedupes), never lose it.
         if decision.problems:
             _alert_invalid(decision.order, decision.problems, now)
         if job_step:
             warehouse.announce(job_step[1], now)
         try:
-            transact(_actions(item, decision, stored, job_step, delivery.actor, now))
+            transact(actions)
         except TransactionConflict as conflict:
             if "inbox" in conflict.failed:
                 return "already_processed"
             continue  # a concurrent update of this order or its job: read again
         return decision.outcome
-    raise RuntimeError(f"order {incoming.order_id} kept changing under us; stream will retry")
+    raise KeptChanging(f"order {incoming.order_id} kept changing under us; stream will retry")
+
+
+# Child deliveries per transaction: the parent's completion rides with the last chunk.
+_SPLIT_CHUNK = MAX_TRANSACTION_ITEMS - 1
 
 
 def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
     """A push naming several orders (Douyin batches its messages) becomes one delivery per
-    order, written with this one's completion in one transaction; None when it names one."""
+    order, written in chunks that fit a transaction, the last with this one's completion;
+    None when it names one. A chunk written by an earlier attempt is found complete (its
+    puts are conditional, all or nothing) and skipped, so a retry finishes the rest."""
     headers = item.get("headers", {})
     refs_of = marketplaces.inbound_for(item["scheme"]).refs
     if refs_of is None or headers.get(deliveries.REF_HEADER):  # the body is one reference
@@ -93,9 +143,20 @@ def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
             delivery_id=f"{item['delivery_id']}#{ref.external_id}", topic=item["topic"],
             shop=ref.shop, headers={deliveries.REF_HEADER: "1"}),
         ref.model_dump_json().encode(), now) for ref in refs]
+    refused = too_large(actions)
+    if refused:
+        raise InvalidOrder("unstorable", f"{len(refused)} of the orders it names cannot be "
+                           "keyed or stored")
+    chunks = [actions[start:start + _SPLIT_CHUNK]
+              for start in range(0, len(actions), _SPLIT_CHUNK)]
+    for chunk in chunks[:-1]:
+        try:
+            transact(chunk)
+        except TransactionConflict:
+            continue  # written before, by an attempt that stopped before finishing
     try:
         transact([inbox_store.finish(item["pk"], "split", now, f"{len(refs)} orders"),
-                  *actions])
+                  *chunks[-1]])
     except TransactionConflict:
         return "already_processed"
     return "split"
@@ -143,8 +204,16 @@ def _change_requests(decision: Decision) -> list[jobs.ChangeRequest]:
         text = getattr(order, field)
         if field in changed and text:
             requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,
-                                               promise=jobs.Promise(kind=kind, text=text)))
+                                               promise=jobs.Promise(kind=kind,
+                                                                    text=_promise_text(text))))
     return requests
+
+
+_PROMISE_CHARS = 500  # jobs.Promise's limit: a longer note is cut, and says so
+
+
+def _promise_text(text: str) -> str:
+    return text if len(text) <= _PROMISE_CHARS else text[:_PROMISE_CHARS - 1] + "…"
 
 
 def _actions(item: Mapping[str, Any], decision: Decision,
@@ -175,7 +244,8 @@ def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,
     alert_topic.publish(alerts.Alert(
         kind="order.invalid", severity=alerts.Severity.HIGH, subject=item["pk"], at=now,
         summary=f"{delivery.source} delivery {delivery.delivery_id} could not be read as an order",
-        facts={"reason": error.reason, "detail": error.detail[:500], "topic": delivery.topic},
+        facts={"reason": error.reason, "detail": error.detail[:500],
+               "topic": delivery.topic[:200]},
     ))
     try:
         transact([inbox_store.finish(item["pk"], "invalid", now, str(error)[:1000])])
@@ -184,14 +254,22 @@ def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,
     return "invalid"
 
 
+_SHOWN_PROBLEMS = 20  # an alert is one SNS message (256 KB): a list a buyer can grow is cut
+
+
 def _alert_invalid(order: Order, problems: tuple[str, ...], now: datetime) -> None:
+    shown = ", ".join(p[:200] for p in problems[:_SHOWN_PROBLEMS])
+    if len(problems) > _SHOWN_PROBLEMS:
+        shown += f" and {len(problems) - _SHOWN_PROBLEMS} more"
+    name = (order.name or order.external_id)[:200]
     alert_topic.publish(alerts.Alert(
         kind="order.invalid", severity=alerts.Severity.HIGH, subject=order.order_id, at=now,
-        summary=f"Paid order {order.name or order.external_id} ({order.marketplace}) cannot be "
-                f"sent to the warehouse: {', '.join(problems)}",
-        facts={"order_id": order.order_id, "order_name": order.name or order.external_id,
-               "marketplace": order.marketplace, "problems": list(problems),
-               "external_id": order.external_id, "shop": order.shop},
+        summary=f"Paid order {name} ({order.marketplace}) cannot be sent to the warehouse: "
+                f"{shown}",
+        facts={"order_id": order.order_id, "order_name": name,
+               "marketplace": order.marketplace,
+               "problems": [p[:200] for p in problems[:_SHOWN_PROBLEMS]],
+               "external_id": order.external_id[:200], "shop": order.shop[:200]},
     ))
 
 

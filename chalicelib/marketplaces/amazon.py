@@ -64,7 +64,6 @@ Guesses:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -76,7 +75,12 @@ from pydantic import Field, ValidationError
 from chalicelib.core.clock import in_utc
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Pace, Request
-from chalicelib.core.signatures import parse_json_object, validate_payload
+from chalicelib.core.signatures import (
+    delivery_id,
+    loads_json,
+    parse_json_object,
+    validate_payload,
+)
 from chalicelib.marketplaces.calls import (
     Credentials,
     LenientModel,
@@ -248,14 +252,13 @@ def accept_message(body: bytes, now: datetime) -> Accepted:
     """
     value = parse_json_object(body)
     envelope = validate_payload(Envelope, value)
-    delivery_id = envelope.NotificationMetadata.NotificationId
+    key = delivery_id(envelope.NotificationMetadata.NotificationId, "NotificationId")
     if envelope.NotificationType != NOTIFICATION_TYPE:
-        return Accepted(delivery_id=delivery_id, topic=envelope.NotificationType,
-                        actionable=False)
+        return Accepted(delivery_id=key, topic=envelope.NotificationType, actionable=False)
     notification = validate_payload(OrderChangeNotification, value)
     change = notification.Payload.OrderChangeNotification
     return Accepted(
-        delivery_id=delivery_id,
+        delivery_id=key,
         topic=f"{NOTIFICATION_TYPE}/{change.OrderChangeType}",
         shop=f"{change.SellerId}/{change.Summary.MarketplaceId}",
         headers={
@@ -660,8 +663,8 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
 
 def _first_error(body: bytes) -> tuple[str, str]:
     try:
-        value = json.loads(body.decode("utf-8")) if body else {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        value = loads_json(body) if body else {}
+    except ValueError:
         return "", body[:500].decode("utf-8", "replace")
     errors = value.get("errors") if isinstance(value, dict) else None
     if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):

@@ -9,7 +9,6 @@ these a platform offers it declares in its `MARKETPLACE` (chalicelib/marketplace
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -17,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+
+from chalicelib.core.signatures import loads_json
 
 
 class LenientModel(BaseModel):
@@ -138,8 +139,8 @@ def read_writeback(status: int, body: bytes,
     if status == 429 or status >= 500:
         return WritebackResult(ok=False, retryable=True, code=str(status))
     try:
-        answer = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        answer = loads_json(body)
+    except ValueError:
         return WritebackResult(ok=False, code=str(status),
                                detail=body[:500].decode("utf-8", "replace"))
     if not isinstance(answer, dict):

@@ -87,6 +87,16 @@ from pydantic import Field, ValidationError, field_validator
 
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
+from chalicelib.core.signatures import (
+    MAX_ID_BYTES,
+    BoundedId,
+    EpochSeconds,
+    delivery_id,
+    epoch_moment,
+    loads_json,
+    same_signature,
+    sane_moment,
+)
 from chalicelib.marketplaces.calls import (
     Credentials,
     LenientModel,
@@ -122,7 +132,7 @@ API_VERSION = "2"
 SUCCESS = 10000
 PAGE_SIZE = 100
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
-_MAX_DELIVERY_ID = 512
+_MAX_DELIVERY_ID = MAX_ID_BYTES  # in UTF-8 bytes
 
 # tag -> (message name, acted on: re-fetch the order).
 TAGS: dict[str, tuple[str, bool]] = {
@@ -202,7 +212,7 @@ class Message(LenientModel):
     def fields(self) -> dict[str, Any]:
         if isinstance(self.data, dict):
             return self.data
-        value = json.loads(self.data)
+        value = loads_json(self.data)
         if not isinstance(value, dict):
             raise ValueError("data is not a JSON object")
         return value
@@ -211,8 +221,8 @@ class Message(LenientModel):
 class OrderMessage(LenientModel):
     """The part of an order or refund message's `data` we rely on."""
 
-    p_id: str
-    shop_id: str
+    p_id: BoundedId
+    shop_id: BoundedId
     order_status: int | None = None
 
     _as_text = field_validator("p_id", "shop_id", mode="before")(id_text)
@@ -261,9 +271,9 @@ class ShopOrderDetail(LenientModel):
     shop_id: str
     order_status: int
     main_status: int | None = None
-    create_time: int
-    update_time: int
-    pay_time: int | None = None
+    create_time: EpochSeconds
+    update_time: EpochSeconds
+    pay_time: EpochSeconds | None = None
     order_amount: int = 0
     pay_amount: int = 0
     post_amount: int = 0
@@ -276,7 +286,7 @@ class ShopOrderDetail(LenientModel):
     encrypt_post_tel: str = ""
     post_addr: PostAddr | None = None
     doudian_open_id: str = ""
-    exp_ship_time: int | None = None
+    exp_ship_time: EpochSeconds | None = None
     logistics_info: list[LogisticsInfo] | None = None
     sku_order_list: list[SkuOrder] = Field(min_length=1)
 
@@ -303,7 +313,8 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
             shop = str(fields.get("shop_id") or "")
             if _acted_on(message):
                 shop = OrderMessage.model_validate(fields).shop_id
-        except ValueError as exc:  # bad JSON text or a missing order/shop id
+                _message_time(fields)  # the worker reads it: in range, or refused now
+        except ValueError as exc:  # bad JSON text, a missing order/shop id, a time
             if _acted_on(message):  # messages we ignore need not be readable
                 problems.append({"field": f"{index}.data", "problem": str(exc)[:200]})
             continue
@@ -312,11 +323,11 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
     if problems:
         raise ApiError(422, "invalid_payload", "payload failed validation", problems=problems)
     ids = ",".join(sorted({message.msg_id for message in messages}))
-    if len(ids) > _MAX_DELIVERY_ID:
-        ids = "sha256:" + hashlib.sha256(ids.encode()).hexdigest()
+    if len(ids.encode("utf-8", "surrogatepass")) > _MAX_DELIVERY_ID:
+        ids = "sha256:" + hashlib.sha256(ids.encode("utf-8", "surrogatepass")).hexdigest()
     topic = ",".join(sorted({_name(message.tag) for message in messages}))
     return Accepted(
-        delivery_id=ids,
+        delivery_id=delivery_id(ids),
         topic=topic,
         shop=shops.pop() if len(shops) == 1 else "",
         headers={"app-id": app_id} if app_id else {},
@@ -330,15 +341,15 @@ def _verified(signature: str, raw: bytes, secrets: Sequence[str], app_id: str) -
         if not sep or (app_id and app_id != app_key):
             continue
         expected = hashlib.md5(app_key.encode() + raw + app_secret.encode()).hexdigest()
-        if hmac.compare_digest(expected, signature):
+        if same_signature(expected, signature):
             return True
     return False
 
 
 def _messages(raw: bytes) -> list[Message]:
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = loads_json(raw)
+    except ValueError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     if not isinstance(value, list):
         raise ApiError(400, "malformed_json", "body must be a JSON array of messages")
@@ -371,7 +382,7 @@ def _acted_on(message: Message) -> bool:
 def refs(raw: bytes, headers: Mapping[str, str]) -> list[OrderRef]:
     """Every order a push asks us to re-fetch, once each, with its newest status and time."""
     try:
-        messages = [Message.model_validate(item) for item in json.loads(raw)]
+        messages = [Message.model_validate(item) for item in loads_json(raw)]
         found: dict[tuple[str, str], OrderRef] = {}
         for message in messages:
             if not _acted_on(message):
@@ -417,13 +428,14 @@ def _moment(value: Any) -> datetime | None:
     if isinstance(value, bool) or value in (None, "", 0):
         return None
     if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-        return datetime.fromtimestamp(int(value), UTC)
+        moment = epoch_moment(float(value) if isinstance(value, str) else value)  # in range
+        return datetime.fromtimestamp(int(moment.timestamp()), UTC)  # whole seconds
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return moment if moment.tzinfo else moment.replace(tzinfo=CHINA)
+        return sane_moment(moment if moment.tzinfo else moment.replace(tzinfo=CHINA))
     return None
 
 
@@ -593,7 +605,7 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
         return WritebackResult(ok=False, code=f"http_{status}",
                                detail=body[:200].decode(errors="replace"))
     try:
-        answer = json.loads(body)
+        answer = loads_json(body)
         _raise_for_error(answer)
     except DouyinError as error:
         if any(word in error.message for word in _SHIPPED_WORDS):
@@ -658,7 +670,7 @@ def _data(answer: Any) -> Any:
     body = answer
     if isinstance(answer, bytes | bytearray | str):
         try:
-            body = json.loads(answer)
+            body = loads_json(answer)
         except ValueError as exc:
             raise DouyinError("malformed_answer", str(exc)[:200], True) from None
     if not isinstance(body, dict):

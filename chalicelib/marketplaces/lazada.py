@@ -88,19 +88,22 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from chalicelib.core.clock import epoch_millis, in_utc
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
+    delivery_id,
+    epoch_moment,
     key_hmac_hex,
     matches_hex,
     parse_json_object,
+    sane_moment,
     sent_in_time,
     split_secret,
     validate_payload,
@@ -213,6 +216,22 @@ def map_status(status: str) -> OrderStatus | None:
 # The push -------------------------------------------------------------------------------------
 
 
+def _seconds(stamp: int) -> float:
+    if stamp > 10**15:  # beyond year 33000 in milliseconds (and 10**200 / 1000 overflows)
+        return float("inf")
+    return stamp / 1000 if stamp > 10**11 else stamp
+
+
+def _stamp(stamp: int) -> int:
+    if stamp:  # 0: not set
+        epoch_moment(_seconds(stamp))
+    return stamp
+
+
+# A push time as Lazada sends it (ms or s), 0 (not set) or inside the sane window.
+Stamp = Annotated[int, AfterValidator(_stamp)]
+
+
 class Push(PlatformModel):
     seller_id: IdText = Field(min_length=1)
     message_type: int
@@ -225,7 +244,7 @@ class TradeData(PlatformModel):
     trade_order_id: IdText = Field(min_length=1)
     trade_order_line_id: IdText = Field(min_length=1)
     order_status: str = Field(min_length=1)
-    status_update_time: int | None = None
+    status_update_time: Stamp | None = None
 
 
 class ReverseData(PlatformModel):
@@ -234,7 +253,7 @@ class ReverseData(PlatformModel):
     reverse_order_id: IdText = ""
     reverse_order_line_id: IdText = Field(min_length=1)
     reverse_status: str = Field(min_length=1)
-    status_update_time: int | None = None
+    status_update_time: Stamp | None = None
 
 
 def parse_secret(secret: str) -> tuple[str, str]:
@@ -250,13 +269,10 @@ def _verified(signature: str, raw: bytes, secrets: Sequence[str]) -> bool:
                        lambda secret, body: push_signature(*parse_secret(secret), body))
 
 
-def _seconds(stamp: int) -> float:
-    """A Lazada push time: milliseconds (documented) or seconds (also seen)."""
-    return stamp / 1000 if stamp > 10**11 else stamp
-
-
 def moment_of(stamp: int) -> datetime:
-    return datetime.fromtimestamp(_seconds(stamp), UTC)
+    """A Lazada push time: milliseconds (documented) or seconds (also seen); ValueError
+    outside the sane window (core.signatures.epoch_moment)."""
+    return epoch_moment(_seconds(stamp))
 
 
 def _fresh(stamp: int, now: datetime) -> bool:
@@ -285,16 +301,17 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
     if push.message_type == TRADE_ORDER:
         trade = validate_payload(TradeData, push.data)
         when = trade.status_update_time or push.timestamp
-        delivery_id = f"{trade.trade_order_line_id}:{trade.order_status}:{when}"
+        key = f"{trade.trade_order_line_id}:{trade.order_status}:{when}"
     elif push.message_type == REVERSE_ORDER:
         reverse = validate_payload(ReverseData, push.data)
         when = reverse.status_update_time or push.timestamp
-        delivery_id = f"reverse:{reverse.reverse_order_line_id}:{reverse.reverse_status}:{when}"
+        key = f"reverse:{reverse.reverse_order_line_id}:{reverse.reverse_status}:{when}"
     else:
-        delivery_id = f"{push.message_type}:sha256:{hashlib.sha256(raw).hexdigest()}"
-        return Accepted(delivery_id=delivery_id, topic=topic, shop=push.seller_id,
+        key = f"{push.message_type}:sha256:{hashlib.sha256(raw).hexdigest()}"
+        return Accepted(delivery_id=delivery_id(key), topic=topic, shop=push.seller_id,
                         headers=kept, actionable=False)
-    return Accepted(delivery_id=delivery_id, topic=topic, shop=push.seller_id, headers=kept)
+    return Accepted(delivery_id=delivery_id(key), topic=topic, shop=push.seller_id,
+                    headers=kept)
 
 
 def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
@@ -411,7 +428,7 @@ def parse_time(text: str) -> datetime:
         moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
     if moment.tzinfo is None:
         raise ValueError(f"a Lazada time without its zone: {text!r}")
-    return moment
+    return sane_moment(moment)
 
 
 class LazadaAddress(PlatformModel):

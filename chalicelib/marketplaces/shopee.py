@@ -93,6 +93,9 @@ from chalicelib.core.clock import epoch_seconds
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
+    EpochSeconds,
+    delivery_id,
+    epoch_moment,
     matches_hex,
     parse_json_object,
     sent_in_time,
@@ -219,7 +222,7 @@ class Push(PlatformModel):
 class OrderStatusData(PlatformModel):
     ordersn: str = Field(min_length=1)
     status: str = Field(min_length=1)
-    update_time: int | None = None
+    update_time: EpochSeconds | None = None
 
 
 class TrackingData(PlatformModel):
@@ -274,26 +277,28 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
     if push.code == ORDER_STATUS_PUSH:
         order = validate_payload(OrderPush, body)
         when = order.data.update_time or order.timestamp
-        return Accepted(delivery_id=f"{order.data.ordersn}:{order.data.status}:{when}",
+        return Accepted(delivery_id=delivery_id(f"{order.data.ordersn}:{order.data.status}:"
+                                                f"{when}"),
                         topic=topic, shop=order.shop_id)
     if push.code == TRACKING_NO_PUSH:
         tracking = validate_payload(TrackingData, push.data)
-        delivery_id = (f"{tracking.ordersn}:tracking:{tracking.package_number}:"
-                       f"{tracking.tracking_no}")
+        key = (f"{tracking.ordersn}:tracking:{tracking.package_number}:"
+               f"{tracking.tracking_no}")
     else:
-        delivery_id = push.msg_id or f"sha256:{hashlib.sha256(raw).hexdigest()}"
-    return Accepted(delivery_id=delivery_id, topic=topic, shop=push.shop_id, actionable=False)
+        key = push.msg_id or f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    return Accepted(delivery_id=delivery_id(key), topic=topic, shop=push.shop_id,
+                    actionable=False)
 
 
 def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
     """The order a stored order_status_push names, and how new the change is."""
     try:
         push = OrderPush.model_validate_json(raw)
+        updated_at = epoch_moment(push.data.update_time or push.timestamp)
     except ValueError as exc:
         raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
-    when = push.data.update_time or push.timestamp
     return OrderRef(shop=push.shop_id, external_id=push.data.ordersn, status=push.data.status,
-                    updated_at=datetime.fromtimestamp(when, UTC))
+                    updated_at=updated_at)
 
 
 # Requests -------------------------------------------------------------------------------------
@@ -397,9 +402,9 @@ class ShopeeOrder(PlatformModel):
     region: str = ""
     currency: str = ""
     order_status: str
-    create_time: int
-    update_time: int
-    pay_time: int | None = None
+    create_time: EpochSeconds
+    update_time: EpochSeconds
+    pay_time: EpochSeconds | None = None
     message_to_seller: str = ""
     buyer_user_id: IdText = ""
     buyer_username: str = ""

@@ -19,7 +19,12 @@ from decimal import Decimal
 from pydantic import Field
 
 from chalicelib.core.errors import ApiError
-from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
+from chalicelib.core.signatures import (
+    delivery_id,
+    matches_base64_hmac,
+    parse_json_object,
+    validate_payload,
+)
 from chalicelib.marketplaces.calls import LenientModel
 from chalicelib.marketplaces.contract import Inbound
 from chalicelib.orders.deliveries import Accepted
@@ -27,6 +32,7 @@ from chalicelib.orders.order import (
     Address,
     Buyer,
     InvalidOrder,
+    Moment,
     Order,
     OrderLine,
     OrderStatus,
@@ -87,10 +93,10 @@ class ShopifyOrder(LenientModel):
     name: str = ""
     email: str | None = None
     phone: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    processed_at: datetime | None = None
-    cancelled_at: datetime | None = None
+    created_at: Moment
+    updated_at: Moment
+    processed_at: Moment | None = None
+    cancelled_at: Moment | None = None
     financial_status: str | None = None
     currency: str
     subtotal_price: Decimal = Decimal("0")
@@ -112,20 +118,21 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
         raise ApiError(401, "missing_signature", "X-Shopify-Hmac-Sha256 header is required")
     if not matches_base64_hmac(signature, raw, secrets):
         raise ApiError(401, "invalid_signature", "HMAC does not match the body")
-    delivery_id = headers.get("x-shopify-webhook-id")
-    if not delivery_id:
+    webhook_id = headers.get("x-shopify-webhook-id")
+    if not webhook_id:
         raise ApiError(400, "missing_delivery_id", "X-Shopify-Webhook-Id header is required")
+    webhook_id = delivery_id(webhook_id, "X-Shopify-Webhook-Id")
     topic = headers.get("x-shopify-topic", "")
     shop = headers.get("x-shopify-shop-domain", "")
     kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
     body = parse_json_object(raw)
     if topic not in ORDER_TOPICS:
-        return Accepted(delivery_id=delivery_id, topic=topic, shop=shop, headers=kept,
+        return Accepted(delivery_id=webhook_id, topic=topic, shop=shop, headers=kept,
                         actionable=False)
     if not shop:
         raise ApiError(400, "missing_shop", "X-Shopify-Shop-Domain header is required")
     validate_payload(ShopifyOrder, body)
-    return Accepted(delivery_id=delivery_id, topic=topic, shop=shop, headers=kept)
+    return Accepted(delivery_id=webhook_id, topic=topic, shop=shop, headers=kept)
 
 
 def status_of(order: ShopifyOrder) -> OrderStatus:

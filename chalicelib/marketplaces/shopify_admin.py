@@ -81,6 +81,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib.core.http import Request
+from chalicelib.core.signatures import loads_json
 from chalicelib.marketplaces.calls import (
     Credentials,
     OrderRef,
@@ -431,7 +432,7 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
         return WritebackResult(ok=False, retryable=True, code=f"http_{status}",
                                detail=body[:200].decode("utf-8", "replace"))
     try:
-        answer = json.loads(body)
+        answer = loads_json(body)
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
@@ -527,7 +528,7 @@ def parse_order(answer: Any, ref: OrderRef, source: str) -> Order:
 def _json(answer: Any) -> Any:
     if isinstance(answer, bytes | bytearray | str):
         try:
-            return json.loads(answer)
+            return loads_json(answer)
         except ValueError as exc:
             raise ShopifyError("malformed_answer", str(exc)[:200], True) from None
     return answer

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from chalicelib.core.errors import ApiError
 from chalicelib.core.signatures import (
     STANDARD_WEBHOOK_HEADERS,
+    delivery_id,
     parse_json_object,
     standard_webhook_failure,
     validate_payload,
@@ -55,8 +56,9 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
     reason = standard_webhook_failure(headers, raw, secrets)
     if reason:
         raise ApiError(401, reason, "webhook signature verification failed")
+    webhook_id = delivery_id(headers["webhook-id"], "webhook-id")
     envelope = validate_payload(Envelope, parse_json_object(raw))
-    return Accepted(delivery_id=headers["webhook-id"], topic=envelope.type,
+    return Accepted(delivery_id=webhook_id, topic=envelope.type,
                     shop=envelope.data.shop,
                     headers={"webhook-timestamp": headers["webhook-timestamp"]})
 

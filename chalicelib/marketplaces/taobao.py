@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -75,7 +74,7 @@ from pydantic import Field, ValidationError, field_validator
 from chalicelib.core.clock import aware
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
-from chalicelib.core.signatures import validate_payload
+from chalicelib.core.signatures import delivery_id, loads_json, sane_moment, validate_payload
 from chalicelib.marketplaces.calls import (
     Credentials,
     IdText,
@@ -204,7 +203,7 @@ def top_time(now: datetime) -> str:
 
 def parse_top_time(text: str) -> datetime:
     """TOP times are "YYYY-MM-DD HH:MM:SS" in GMT+8."""
-    return datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=CHINA)
+    return sane_moment(datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=CHINA))
 
 
 def sign(params: Mapping[str, str], secret: str, sign_method: str) -> str:
@@ -342,8 +341,8 @@ def message_bytes(message: TmcMessage) -> bytes:
 
 def _content(message: TmcMessage) -> MessageContent:
     try:
-        value = json.loads(message.content)
-    except json.JSONDecodeError as exc:
+        value = loads_json(message.content)
+    except ValueError as exc:
         raise ApiError(400, "malformed_json", f"message content is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "malformed_json", "message content must be a JSON object")
@@ -360,15 +359,16 @@ def accept_message(message: TmcMessage, now: datetime) -> Accepted:
     """One consumed TMC message. 400 `malformed_json` / 422 `invalid_payload` for the content
     of an order topic; other topics are accepted but not actionable."""
     kept = {"pub-time": message.pub_time} if message.pub_time else {}
+    key = delivery_id(message.id, "message id")
     if message.topic not in ORDER_TOPICS:
-        return Accepted(delivery_id=message.id, topic=message.topic, shop=message.user_nick,
+        return Accepted(delivery_id=key, topic=message.topic, shop=message.user_nick,
                         headers=kept, actionable=False)
     content = _content(message)
     shop = content.seller_nick or message.user_nick
     if not shop:
         raise ApiError(422, "invalid_payload", "message names no seller",
                        problems=[{"field": "seller_nick", "problem": "Field required"}])
-    return Accepted(delivery_id=message.id, topic=message.topic, shop=shop, headers=kept)
+    return Accepted(delivery_id=key, topic=message.topic, shop=shop, headers=kept)
 
 
 def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
@@ -542,8 +542,8 @@ def parse_writeback(status: int, body: bytes) -> WritebackResult:
     if status >= 500 or status == 429:
         return WritebackResult(ok=False, retryable=True, code=str(status))
     try:
-        answer = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        answer = loads_json(body)
+    except ValueError:
         return WritebackResult(ok=False, code=str(status),
                                detail=body[:500].decode("utf-8", "replace"))
     if not isinstance(answer, dict):

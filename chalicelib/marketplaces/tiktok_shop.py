@@ -80,15 +80,19 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from chalicelib.core.clock import epoch_seconds
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
+    BoundedId,
+    EpochSeconds,
+    delivery_id,
+    epoch_moment,
     key_hmac_hex,
     matches_hex,
     parse_json_object,
@@ -105,6 +109,7 @@ from chalicelib.marketplaces.calls import (
     PlatformModel,
     Shipped,
     WritebackResult,
+    id_text,
     read_writeback,
 )
 from chalicelib.marketplaces.contract import (
@@ -204,9 +209,9 @@ class Notification(PlatformModel):
 
 
 class OrderData(PlatformModel):
-    order_id: IdText = Field(min_length=1)
+    order_id: Annotated[BoundedId, BeforeValidator(id_text)]
     order_status: str = ""
-    update_time: int | None = None
+    update_time: EpochSeconds | None = None
 
 
 def parse_secret(secret: str) -> tuple[str, str]:
@@ -247,7 +252,8 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
     actionable = notification.type in ORDER_TYPES
     if actionable:
         validate_payload(OrderData, notification.data)
-    return Accepted(delivery_id=notification.tts_notification_id,
+    return Accepted(delivery_id=delivery_id(notification.tts_notification_id,
+                                            "tts_notification_id"),
                     topic=topic_of(notification.type), shop=notification.shop_id,
                     actionable=actionable)
 
@@ -257,11 +263,11 @@ def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
     try:
         notification = Notification.model_validate_json(raw)
         data = OrderData.model_validate(notification.data)
+        updated_at = epoch_moment(data.update_time or notification.timestamp)
     except ValueError as exc:
         raise InvalidOrder("invalid_payload", str(exc)[:500]) from None
-    when = data.update_time or notification.timestamp
     return OrderRef(shop=notification.shop_id, external_id=data.order_id,
-                    status=data.order_status, updated_at=datetime.fromtimestamp(when, UTC))
+                    status=data.order_status, updated_at=updated_at)
 
 
 # Requests -------------------------------------------------------------------------------------
@@ -385,10 +391,10 @@ class TikTokOrder(PlatformModel):
     user_id: IdText = ""
     buyer_email: str = ""
     buyer_message: str = ""
-    create_time: int
-    update_time: int
-    paid_time: int | None = None
-    cancel_time: int | None = None
+    create_time: EpochSeconds
+    update_time: EpochSeconds
+    paid_time: EpochSeconds | None = None
+    cancel_time: EpochSeconds | None = None
     fulfillment_type: str = ""
     tracking_number: str = ""
     payment: Payment = Payment()

@@ -13,7 +13,8 @@ Inbound (WooCommerce core `WC_Webhook::deliver`, read in the WooCommerce source)
   5 consecutive failures disable the webhook.
 - Ping (`WC_Webhook::deliver_ping`): when a webhook is created WooCommerce POSTs the form body
   `webhook_id=N` with NO signature and no topic headers and demands exactly 200. It is accepted
-  as a non-actionable delivery (`topic="ping"`, `delivery_id="ping:N"`), never as an order.
+  as a non-actionable delivery (`topic="ping"`, `delivery_id="ping:N"`), never as an order,
+  and not stored (`record=False`): anyone can send it, and nothing would read it.
 - Dedupe: X-WC-Webhook-Delivery-ID is new for every delivery (a hash of webhook id and time), so
   the key is `{shop}:{order id}:{date_modified_gmt}` (protocols.md: order id + date_modified_gmt;
   the shop is added because order ids are only unique within one store). `order.deleted` carries
@@ -62,7 +63,6 @@ Guesses (not confirmed by documentation here):
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -74,7 +74,14 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
-from chalicelib.core.signatures import matches_base64_hmac, parse_json_object, validate_payload
+from chalicelib.core.signatures import (
+    delivery_id,
+    loads_json,
+    matches_base64_hmac,
+    parse_json_object,
+    sane_moment,
+    validate_payload,
+)
 from chalicelib.marketplaces.calls import (
     Credentials,
     LenientModel,
@@ -164,7 +171,7 @@ def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-GmtDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+GmtDatetime = Annotated[datetime, AfterValidator(_as_utc), AfterValidator(sane_moment)]
 
 
 def _none_as_empty(value: Any) -> Any:
@@ -258,9 +265,9 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
         if ping and not headers.get("x-wc-webhook-topic"):
             # Sent unsigned when the webhook is created; WooCommerce needs a 200 to activate it.
             webhook_id = ping.group(1).decode()
-            return Accepted(delivery_id=f"ping:{webhook_id}", topic="ping",
-                            shop=shop_of(headers.get("x-wc-webhook-source", "")),
-                            actionable=False)
+            return Accepted(delivery_id=delivery_id(f"ping:{webhook_id}", "webhook_id"),
+                            topic="ping", shop=shop_of(headers.get("x-wc-webhook-source", "")),
+                            actionable=False, record=False)
         raise ApiError(401, "missing_signature", "X-WC-Webhook-Signature header is required")
     if not matches_base64_hmac(signature, raw, secrets):
         raise ApiError(401, "invalid_signature", "HMAC does not match the body")
@@ -272,23 +279,23 @@ def accept(headers: Mapping[str, str], raw: bytes, secrets: Sequence[str],
     if topic not in ORDER_TOPICS and topic != DELETED_TOPIC:
         if not delivery_header:
             raise ApiError(400, "missing_delivery_id", "X-WC-Webhook-Delivery-ID is required")
-        return Accepted(delivery_id=delivery_header, topic=topic, shop=shop, headers=kept,
-                        actionable=False)
+        return Accepted(delivery_id=delivery_id(delivery_header, "X-WC-Webhook-Delivery-ID"),
+                        topic=topic, shop=shop, headers=kept, actionable=False)
     if not shop:
         raise ApiError(400, "missing_shop", "X-WC-Webhook-Source header is required")
     if topic == DELETED_TOPIC:
         # Only {"id": N}: nothing to normalise. See the report: re-fetch (GET /orders/{id} shows
         # status "trash", or 404 once deleted for good) to learn that the order is gone.
         deleted = validate_payload(WooDeleted, body)
-        key = f"{shop}:{deleted.id}:deleted:{delivery_header}".rstrip(":")
+        key = delivery_id(f"{shop}:{deleted.id}:deleted:{delivery_header}".rstrip(":"))
         return Accepted(delivery_id=key, topic=topic, shop=shop, headers=kept, actionable=False)
     head = validate_payload(WooOrderHead, body)
-    delivery_id = f"{shop}:{head.id}:{_wc_time(head.date_modified_gmt)}"
+    key = delivery_id(f"{shop}:{head.id}:{_wc_time(head.date_modified_gmt)}")
     if map_status(head.status) is None:
-        return Accepted(delivery_id=delivery_id, topic=topic, shop=shop, headers=kept,
+        return Accepted(delivery_id=key, topic=topic, shop=shop, headers=kept,
                         actionable=False)
     validate_payload(WooOrder, body)
-    return Accepted(delivery_id=delivery_id, topic=topic, shop=shop, headers=kept)
+    return Accepted(delivery_id=key, topic=topic, shop=shop, headers=kept)
 
 
 def shop_of(source: str) -> str:
@@ -601,7 +608,7 @@ def _raise_for_error(body: Mapping[str, Any]) -> None:
 def _json(answer: Any) -> Any:
     if isinstance(answer, bytes | bytearray | str):
         try:
-            return json.loads(answer)
+            return loads_json(answer)
         except ValueError as exc:
             raise WooCommerceError("malformed_answer", str(exc)[:200], True) from None
     return answer
@@ -609,7 +616,7 @@ def _json(answer: Any) -> Any:
 
 def _json_or_none(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return loads_json(body)
     except ValueError:
         return None
 

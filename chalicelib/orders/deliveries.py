@@ -24,6 +24,10 @@ class Accepted(BaseModel):
     headers: dict[str, str] = {}
     # False for a correctly signed delivery we do not act on (e.g. a topic we do not handle).
     actionable: bool = True
+    # False: answered as the platform expects but not stored. For what anyone could send
+    # (WooCommerce's unsigned ping): storing it would let anyone fill the inbox, and nothing
+    # reads it.
+    record: bool = True
 
 
 class Delivery(BaseModel):

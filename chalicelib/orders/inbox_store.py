@@ -14,7 +14,15 @@ from botocore.exceptions import ClientError
 
 from chalicelib.core import aws
 from chalicelib.core.clock import iso
-from chalicelib.core.dynamodb import Action, from_attrs, is_condition_failure, to_attrs
+from chalicelib.core.dynamodb import (
+    MAX_ITEM_BYTES,
+    MAX_PARTITION_KEY_BYTES,
+    Action,
+    from_attrs,
+    is_condition_failure,
+    plain_size,
+    to_attrs,
+)
 from chalicelib.core.settings import settings
 from chalicelib.orders.deliveries import Accepted
 
@@ -24,6 +32,28 @@ PENDING_INDEX = "pending-by-received"
 
 def key(source: str, delivery_id: str) -> str:
     return f"{source}#{delivery_id}"
+
+
+class Unstorable(ValueError):
+    """A delivery DynamoDB would refuse as it is: `reason` "key_too_long" or "too_large"."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def check_storable(source: str, scheme: str, accepted: Accepted, raw: bytes,
+                   received_at: datetime) -> None:
+    """Refuse (Unstorable) a delivery whose key or item DynamoDB would refuse: decided before
+    writing, so the caller hears its own mistake (a 4xx) instead of our 503."""
+    size = len(key(source, accepted.delivery_id).encode("utf-8", "surrogatepass"))
+    if size > MAX_PARTITION_KEY_BYTES:
+        raise Unstorable("key_too_long", f"the inbox key would be {size} bytes; at most "
+                         f"{MAX_PARTITION_KEY_BYTES}")
+    size = plain_size(_delivery_item(source, scheme, accepted, raw, received_at))
+    if size > MAX_ITEM_BYTES:
+        raise Unstorable("too_large", f"the delivery would be {size} bytes stored; at most "
+                         f"{MAX_ITEM_BYTES}")
 
 
 def _delivery_item(source: str, scheme: str, accepted: Accepted, raw: bytes,
@@ -50,13 +80,15 @@ def _delivery_item(source: str, scheme: str, accepted: Accepted, raw: bytes,
 
 def put_delivery(source: str, scheme: str, accepted: Accepted, raw: bytes,
                  received_at: datetime) -> bool:
-    """Store a delivery once. False when it was stored before (a duplicate delivery)."""
+    """Store a delivery once. False when it was stored before (a duplicate delivery).
+
+    Inside a request deadline (core.aws.deadline), retried only while it can still answer."""
+    item = to_attrs(_delivery_item(source, scheme, accepted, raw, received_at))
     try:
-        aws.client("dynamodb").put_item(
-            TableName=settings().inbox_table,
-            Item=to_attrs(_delivery_item(source, scheme, accepted, raw, received_at)),
+        aws.within_deadline(lambda: aws.client("dynamodb").put_item(
+            TableName=settings().inbox_table, Item=item,
             ConditionExpression="attribute_not_exists(pk)",
-        )
+        ))
     except ClientError as exc:
         if is_condition_failure(exc):
             return False

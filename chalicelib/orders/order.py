@@ -11,11 +11,28 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from chalicelib.core.signatures import EARLIEST, LATEST, sane_moment
 from chalicelib.orders.deliveries import Delivery
+
+# An order's times: with their zone, inside a sane window (core.signatures.sane_moment).
+Moment = Annotated[datetime, AfterValidator(sane_moment)]
+
+
+def _sane_date(day: date) -> date:
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise ValueError(f"{day.isoformat()} is outside {EARLIEST.year}-{LATEST.year}")
+    return day
+
+
+Day = Annotated[date, AfterValidator(_sane_date)]
+# The normalised order as JSON at most this size, so that every item made from it fits
+# DynamoDB's 400 KB: the record as received (this + the raw body, at most 256 KB), the current
+# view, the job, and an update event (the changed fields before and after).
+MAX_ORDER_BYTES = 128 * 1024
 
 
 class OrderStatus(StrEnum):
@@ -85,13 +102,13 @@ class Order(BaseModel):
     lines: tuple[OrderLine, ...]
     currency: str
     totals: Totals = Totals()
-    placed_at: datetime
-    paid_at: datetime | None = None
-    cancelled_at: datetime | None = None
-    updated_at: datetime
+    placed_at: Moment
+    paid_at: Moment | None = None
+    cancelled_at: Moment | None = None
+    updated_at: Moment
     buyer_note: str = ""
     requested_courier: str = ""  # the buyer's wish; routing honours a known courier
-    presale_ship_date: date | None = None  # pre-sale items ship by their own date
+    presale_ship_date: Day | None = None  # pre-sale items ship by their own date
 
     @property
     def order_id(self) -> str:
@@ -111,6 +128,24 @@ class InvalidOrder(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def check_size(order: Order) -> int:
+    """The order's size as JSON (never below its size stored in DynamoDB), if at most
+    MAX_ORDER_BYTES; InvalidOrder "order_too_large" otherwise."""
+    size = len(order.model_dump_json().encode("utf-8", "surrogatepass"))
+    if size > MAX_ORDER_BYTES:
+        raise InvalidOrder("order_too_large", f"{size} bytes as JSON; at most {MAX_ORDER_BYTES}")
+    return size
+
+
+def received_bound(order: Order, raw_body: str, actor: str) -> int:
+    """Never below the stored size of the order's record as received (the order, whose JSON is
+    never smaller than its DynamoDB form, its raw body, the actor, and 1 KB for attribute
+    names, times and map overheads): when this fits, the record fits without being built.
+    Checks the order's own size first (check_size)."""
+    return check_size(order) + len(raw_body.encode("utf-8", "surrogatepass")) + \
+        len(actor.encode("utf-8", "surrogatepass")) + 1024
 
 
 def fulfilment_problems(order: Order) -> list[str]:

@@ -16,9 +16,9 @@ from typing import Any
 
 from chalicelib.core import aws
 from chalicelib.core.clock import iso
-from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
+from chalicelib.core.dynamodb import MAX_ITEM_BYTES, Action, from_attrs, plain_size, to_attrs
 from chalicelib.core.settings import settings
-from chalicelib.orders.order import Order, OrderEvent
+from chalicelib.orders.order import InvalidOrder, Order, OrderEvent, received_bound
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,33 @@ def _stored(item: dict[str, Any]) -> StoredOrder:
 
 def put_received(order: Order, raw_body: str, actor: str, now: datetime) -> Action:
     """The legally binding record: written once, never updated."""
-    item = {
-        "pk": _pk(order.order_id), "sk": "RECEIVED",
-        "order": order.model_dump(mode="json"), "raw": raw_body,
-        "received_at": iso(now), "actor": actor,
-    }
+    item = _received_item(order, raw_body, actor, now)
     return Action("received", {"Put": {
         "TableName": settings().orders_table,
         "Item": to_attrs(item),
         "ConditionExpression": "attribute_not_exists(pk)",
     }})
+
+
+def check_storable(order: Order, raw_body: str, actor: str, now: datetime) -> None:
+    """InvalidOrder "order_too_large" unless the order and what is made of it fit DynamoDB: the
+    order itself (orders.check_size, which bounds its current view, job and update events) and
+    its record as received, with the raw body beside it (sized without being built: on the
+    webhook's path)."""
+    if received_bound(order, raw_body, actor) <= MAX_ITEM_BYTES:
+        return  # the usual case, decided without building the item
+    size = plain_size(_received_item(order, raw_body, actor, now))
+    if size > MAX_ITEM_BYTES:
+        raise InvalidOrder("order_too_large", f"the order as received would be {size} bytes "
+                           f"stored; at most {MAX_ITEM_BYTES}")
+
+
+def _received_item(order: Order, raw_body: str, actor: str, now: datetime) -> dict[str, Any]:
+    return {
+        "pk": _pk(order.order_id), "sk": "RECEIVED",
+        "order": order.model_dump(mode="json"), "raw": raw_body,
+        "received_at": iso(now), "actor": actor,
+    }
 
 
 def put_current(order: Order, previous: StoredOrder | None, job: JobRef | None,

@@ -27,7 +27,6 @@ Protocol (official docs and SDKs, checked in the stored references):
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -41,6 +40,7 @@ from pydantic import BaseModel, ConfigDict
 from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Answer, Pace, Request, Unreachable, retrying, send
+from chalicelib.core.signatures import loads_json, same_signature
 from chalicelib.tracking.couriers import (
     ACCOUNT_ALERT,
     WAYBILL_ALERT,
@@ -325,7 +325,7 @@ def verify_push(form: Mapping[str, str], salt: str) -> bool:
     if not salt or param is None or not given:
         return False  # an empty salt would make any forged push verify
     expected = _md5_upper(param + salt)
-    return hmac.compare_digest(expected.encode(), given.strip().upper().encode())
+    return same_signature(expected, given.strip().upper())
 
 
 class PushResult(BaseModel):
@@ -359,8 +359,8 @@ class PushResult(BaseModel):
 def parse_push(form: Mapping[str, str]) -> PushResult:
     """Read a (verified) push. Raises ValueError when `param` is not the documented JSON."""
     try:
-        param = json.loads(form["param"])
-    except (KeyError, json.JSONDecodeError) as exc:
+        param = loads_json(form["param"])
+    except (KeyError, ValueError) as exc:
         raise ValueError(f"push param is not JSON: {exc}") from None
     if not isinstance(param, dict):
         raise ValueError("push param must be a JSON object")

@@ -24,8 +24,6 @@ We register with `tag` = our carrier code, so pushes say which of our couriers t
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Answer, Pace, Request, Unreachable, retrying, send
+from chalicelib.core.signatures import loads_json, same_signature
 from chalicelib.tracking.couriers import (
     ACCOUNT_ALERT,
     Mapped,
@@ -216,7 +215,7 @@ def verify_push(raw: bytes, signature: str | None, key: str) -> bool:
     """header `sign` == hex SHA-256(raw body + "/" + key), over the bytes as received."""
     if not key or not signature:
         return False
-    return hmac.compare_digest(sign(raw, key).encode(), signature.strip().lower().encode())
+    return same_signature(sign(raw, key), signature.strip().lower())
 
 
 class TrackInfo(BaseModel):
@@ -255,8 +254,8 @@ class PushResult(BaseModel):
 def parse_push(raw: bytes) -> PushResult:
     """Read a (verified) push. Raises ValueError when it is not the documented JSON."""
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = loads_json(raw)
+    except ValueError as exc:
         raise ValueError(f"push is not JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         raise ValueError("push must be an object with a data object")
