@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -99,11 +100,34 @@ def standard_webhook_failure(headers: Mapping[str, str], raw: bytes,
     return reason
 
 
+# Deeper than any payload we take (marketplaces' orders nest about 8 levels; DynamoDB stores 32);
+# json.loads recurses once per level, so 10,000 levels would be a RecursionError, not an answer.
+MAX_JSON_DEPTH = 64
+
+# A string from its opening quote to its closing one (or the end of an unterminated one): it
+# always matches where it starts, so scanning is linear whatever the text.
+_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"?', re.DOTALL)
+_JSON_NESTING = re.compile(r"[\[\]{}]")
+
+
+def loads_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads, refusing nesting deeper than `max_depth` before parsing; ValueError for
+    anything that is not JSON (bytes must be strict UTF-8, RFC 8259: json.loads would also take
+    UTF-16/32 bytes). UnicodeDecodeError and json.JSONDecodeError are ValueErrors too."""
+    text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+    if len(text) > 2 * max_depth:  # shallower texts cannot be too deep
+        depth = 0
+        for mark in _JSON_NESTING.findall(_JSON_STRING.sub("", text)):
+            depth += 1 if mark in "[{" else -1
+            if depth > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+    return json.loads(text)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        # Strict UTF-8 (RFC 8259): json.loads would also take UTF-16/32 bytes.
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = loads_json(raw)
+    except ValueError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "malformed_json", "body must be a JSON object")
