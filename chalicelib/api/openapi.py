@@ -63,7 +63,7 @@ OPERATIONS: list[tuple[str, str, str, str, type[BaseModel] | None, type[BaseMode
     ("get", "/waves/{wave_id}", "getWave", "A wave with its pick and sort lists", None,
      waves.Wave, 200, [_WAVE]),
     ("put", "/sku-locations", "setSkuLocations", "Where SKUs sit on the shelves (orders pick "
-     "lists)", warehouse.SkuLocations, warehouse.SkuLocationsSaved, 200, []),
+     "lists)", waves.SkuLocations, warehouse.SkuLocationsSaved, 200, []),
     ("post", "/returns", "registerReturn", "Register a received return (idempotent on the "
      "return tracking number)", returns.ReturnReport, returns.ReturnRecord, 201, []),
 ]

@@ -200,9 +200,10 @@ def get_wave(wave_id: str) -> Response:
 @endpoint
 def sku_locations() -> Response:
     from chalicelib.flows import warehouse
+    from chalicelib.warehouse import waves
 
     partner = _partner()
-    return ok(warehouse.set_sku_locations(partner, _body(warehouse.SkuLocations), utcnow()))
+    return ok(warehouse.set_sku_locations(partner, _body(waves.SkuLocations), utcnow()))
 
 
 @bp.route("/warehouse/v1/returns", methods=["POST"])
