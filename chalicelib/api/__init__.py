@@ -1,26 +1,52 @@
-"""HTTP edge: blueprints stay thin; this maps errors to responses in one place."""
+"""HTTP edge: blueprints stay thin; this maps errors to responses in one place.
+
+Every answer that is not a success is the error contract, `{"error", "message", "details"}`
+with the status that says whose fault it is: our ApiErrors and storage failures (`endpoint`),
+and Chalice's own answers, wrong method and media type (`chalice_errors`, the app's HTTP
+middleware). Locally the unknown route is devstack/local_api.py's.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import re
 from collections.abc import Callable
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from chalice.app import Response
 from pydantic import BaseModel
 
-from chalicelib.core.errors import ApiError
+from chalicelib.core.errors import ApiError, NotFound
 from chalicelib.core.signatures import M, parse_json_object, validate_payload
+
+if TYPE_CHECKING:
+    from chalicelib.access.keys import Principal
 
 log = logging.getLogger("chalicelib.api")
 P = ParamSpec("P")
 
 JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
 
+# No request body of the APIs comes near it (5,000 shelf locations are about 700 KB).
+MAX_JSON_BODY_BYTES = 1024 * 1024
+# The ids we issue are far shorter; a longer one names nothing (and would be a key DynamoDB
+# refuses: 2048 bytes for a partition key, 1024 for a sort key).
+MAX_ID_BYTES = 128
+
+
+def error_response(error: ApiError) -> Response:
+    headers: dict[str, str | list[str]] = dict(JSON)
+    if error.status in (429, 503) and "retry_after" in error.details:
+        headers["Retry-After"] = str(error.details["retry_after"])
+    return Response(body=error.body(), status_code=error.status, headers=headers)
+
 
 def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
-    """Wrap a route: ApiError -> its status and reason; anything else -> 500, logged.
+    """Wrap a route: ApiError -> its status and reason; a storage failure -> whoever's fault
+    it is (chalicelib.core.dynamodb.classify: throttled or down, 503 with Retry-After; a value
+    it cannot take, 4xx); anything else -> 500, logged, and a case.
 
     (Chalice turns a view's exception into its own 500 before middleware sees it.)
     """
@@ -30,13 +56,16 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
         try:
             return view(*args, **kwargs)
         except ApiError as exc:
-            headers: dict[str, str | list[str]] = dict(JSON)
-            if exc.status in (429, 503) and "retry_after" in exc.details:
-                headers["Retry-After"] = str(exc.details["retry_after"])
             if exc.status >= 500:
                 log.error("%s in %s: %s", exc.reason, view.__name__, exc.__cause__ or exc)
-            return Response(body=exc.body(), status_code=exc.status, headers=headers)
+            return error_response(exc)
         except Exception as exc:
+            from chalicelib.core.dynamodb import classify
+
+            answer = classify(exc)
+            if answer is not None:
+                log.error("storage: %s in %s: %s", answer.reason, view.__name__, exc)
+                return error_response(answer)
             log.exception("unhandled error in %s", view.__name__)
             _our_fault(view.__name__, exc)
             return Response(body={"error": "internal_error", "message": "our fault; retry later"},
@@ -59,16 +88,120 @@ def _our_fault(route: str, exc: Exception) -> None:
         log.exception("could not raise a case for the fault in %s", route)
 
 
+# Chalice's own answers ---------------------------------------------------------------------
+
+# Chalice answers these itself, before any view, as {"Code": ..., "Message": ...}.
+_CHALICE_REASONS = {
+    "MethodNotAllowedError": "method_not_allowed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "BadRequest": "bad_request",
+    "NotFoundError": "route_not_found",
+    "InternalServerError": "internal_error",
+}
+
+
+def chalice_errors(request: Any, get_response: Callable[[Any], Response]) -> Response:
+    """HTTP middleware (registered once in app.py, so every blueprint has it): Chalice's own
+    error answers in the error contract, status and headers (Allow) kept.
+
+    In AWS, API Gateway answers an unknown route or method itself, before Lambda (403
+    "Missing Authentication Token"), as it does a body over 10 MB (413) and its own throttling
+    (429); those need gateway responses in infra/resources.yaml with this same body (a later
+    issue). Locally devstack/local_api.py answers the unknown route."""
+    response = get_response(request)
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or set(body) != {"Code",
+                                                                                 "Message"}:
+        return response
+    reason = _CHALICE_REASONS.get(str(body["Code"]), "bad_request")
+    details: dict[str, Any] = {}
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+    if reason == "method_not_allowed":
+        allowed = str(headers.get("Allow", ""))
+        details["allowed"] = [m.strip() for m in allowed.split(",") if m.strip()]
+        message = f"{request.method if request else 'this method'} is not served here; " \
+                  f"use {allowed or 'another route'}"
+    elif reason == "unsupported_media_type":
+        sent = request.headers.get("content-type", "") if request else ""
+        details["content_type"] = sent
+        message = f"unsupported media type {sent!r}; send the body as application/json"
+    else:
+        message = str(body["Message"]) or reason.replace("_", " ")
+    error = ApiError(response.status_code, reason, message, **details)
+    return Response(body=error.body(), status_code=response.status_code,
+                    headers={**headers, **JSON})
+
+
+# Requests ----------------------------------------------------------------------------------
+
+
 def ok(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
     return Response(body=payload, status_code=status, headers=JSON)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def json_body(model: type[M], raw: bytes | None) -> M:
-    return validate_payload(model, parse_json_object(raw) if raw else {})
+    """The body as `model`: 413 over MAX_JSON_BODY_BYTES, 400 `malformed_json` for what is
+    not JSON (nested too deep, a lone surrogate no store can encode), 422 for what fails
+    the model. No body is `{}`: a model whose fields all have defaults needs none."""
+    if not raw:
+        return validate_payload(model, {})
+    if len(raw) > MAX_JSON_BODY_BYTES:
+        raise ApiError(413, "payload_too_large",
+                       f"the body is over {MAX_JSON_BODY_BYTES} bytes", limit=MAX_JSON_BODY_BYTES)
+    value = parse_json_object(raw)
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "malformed_json", "body holds a lone UTF-16 surrogate "
+                           "(\\ud800-\\udfff without its pair)") from None
+    return validate_payload(model, value)
 
 
 def raw_body(request: Any) -> bytes:
     """The body exactly as sent: signatures are computed over these bytes."""
     body = request.raw_body or b""
     return body.encode() if isinstance(body, str) else bytes(body)
+
+
+def path_id(value: str, what: str) -> str:
+    """An id from the path: longer than any we issue, it names nothing (404 `<what>_not_found`)."""
+    if not value or len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise NotFound(what)
+    return value
+
+
+def query_value(query: dict[str, str], name: str, reason: str) -> str | None:
+    """A query parameter used as a key: at most MAX_ID_BYTES, or 400 `reason`."""
+    value = query.get(name)
+    if value is not None and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise ApiError(400, reason, f"{name} is at most {MAX_ID_BYTES} bytes")
+    return value
+
+
+def source_address(request: Any) -> str:
+    """The caller's address as API Gateway saw it (the local gateway says 127.0.0.1)."""
+    identity = (getattr(request, "context", None) or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
+def authenticate(request: Any) -> Principal:
+    """The caller's principal, rate-limited: an address that keeps failing authentication is
+    answered 429 before its next key is looked up; a known key, 429 once its bucket is empty."""
+    from chalicelib.access import directory_store as directory
+    from chalicelib.core import ratelimit
+
+    address = source_address(request)
+    ratelimit.check_failures(address)
+    try:
+        principal = directory.authenticate(request.headers)
+    except ApiError as exc:
+        if exc.status == 401:
+            ratelimit.record_failure(address)
+        raise
+    ratelimit.check(principal.key_id)
+    return principal

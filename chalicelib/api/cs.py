@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api import endpoint, json_body, ok, raw_body
+from chalicelib.api import authenticate, endpoint, json_body, ok, path_id, query_value, raw_body
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
 
@@ -15,11 +15,17 @@ bp = Blueprint(__name__)
 
 
 def _staff(role: str = "read_only") -> str:
-    from chalicelib.access import directory_store as directory
     from chalicelib.access import keys as auth
 
-    principal = directory.authenticate(bp.current_request.headers)
-    return auth.require_staff(principal, auth.Role(role)).id
+    return auth.require_staff(authenticate(bp.current_request), auth.Role(role)).id
+
+
+def _query() -> dict[str, str]:
+    """The query; the values used as keys (ids, tracking numbers, types) length-checked."""
+    query = dict(bp.current_request.query_params or {})
+    for name in ("order_id", "type", "carrier_code", "tracking_number"):
+        query_value(query, name, "invalid_query")
+    return query
 
 
 @bp.route("/cs/v1/orders/{order_id}", methods=["GET"])
@@ -28,7 +34,7 @@ def get_order(order_id: str) -> Response:
     from chalicelib.flows import order_view
 
     _staff()
-    return ok(order_view.order_view(order_id))
+    return ok(order_view.order_view(path_id(order_id, "order")))
 
 
 @bp.route("/cs/v1/orders", methods=["GET"])
@@ -39,7 +45,7 @@ def find_order() -> Response:
     from chalicelib.flows import order_view
 
     _staff()
-    query = dict(bp.current_request.query_params or {})
+    query = _query()
     if query.get("tracking_number"):
         return ok(order_view.order_view(order_view.order_of_parcel(
             query.get("carrier_code", ""), query["tracking_number"])))
@@ -58,6 +64,7 @@ def amend_order(order_id: str) -> Response:
     from chalicelib.flows import amendments
 
     staff = _staff("back_office")
+    order_id = path_id(order_id, "order")
     amendment = json_body(amendments.Amendment, raw_body(bp.current_request))
     return ok(amendments.amend(order_id, amendment, staff, utcnow()), status=201)
 
@@ -70,8 +77,7 @@ def open_cases() -> Response:
     from chalicelib.flows import case_desk
 
     _staff()
-    query: dict[str, str] = dict(bp.current_request.query_params or {})
-    return ok({"cases": case_desk.list_cases(query)})
+    return ok({"cases": case_desk.list_cases(_query())})
 
 
 @bp.route("/cs/v1/cases/{case_id}", methods=["GET"])
@@ -80,7 +86,7 @@ def get_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     _staff()
-    return ok(case_desk.get_case(case_id))
+    return ok(case_desk.get_case(path_id(case_id, "case")))
 
 
 @bp.route("/cs/v1/cases/{case_id}/acknowledge", methods=["POST"])
@@ -90,6 +96,7 @@ def acknowledge_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
+    case_id = path_id(case_id, "case")
     request = json_body(case_desk.AcknowledgeCaseRequest, raw_body(bp.current_request))
     return ok(case_desk.acknowledge(case_id, f"cs {staff}", request, utcnow()))
 
@@ -101,6 +108,7 @@ def resolve_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
+    case_id = path_id(case_id, "case")
     request = json_body(case_desk.ResolveCaseRequest, raw_body(bp.current_request))
     return ok(case_desk.resolve(case_id, f"cs {staff}", request, utcnow()))
 

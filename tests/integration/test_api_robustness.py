@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from chalice.test import Client
 
 from app import app
@@ -96,6 +97,20 @@ def test_a_partner_whose_stored_locations_hold_an_empty_sku_is_healed(
     assert ("TOTE-NAT", "A-01-02") in [(p["sku"], p["location"]) for p in wave["pick_list"]]
 
 
+def test_ids_longer_than_any_we_issue_are_not_found(api: Api) -> None:
+    long_id = "job_" + "x" * 2000
+    assert api.get(f"/jobs/{long_id}", expect=404)["error"] == "job_not_found"
+    assert api.get(f"/waves/wave_{'x' * 2000}", expect=404)["error"] == "wave_not_found"
+    refused = api.post("/waves", {"job_ids": [long_id]}, expect=None)
+    assert refused["error"] in ("invalid_payload", "wave_refused")
+    order = api.call("get", f"/cs/v1/orders/ord_{'x' * 3000}", key=api.cs_key, expect=404)
+    assert order["error"] == "order_not_found"
+    case = api.call("get", f"/cs/v1/cases/{'c' * 3000}", key=api.cs_key, expect=404)
+    assert case["error"] == "case_not_found"
+    found = api.call("get", f"/cs/v1/cases?order_id={'o' * 3000}", key=api.cs_key, expect=400)
+    assert found["error"] == "invalid_query"
+
+
 def test_forged_cursors_are_invalid_cursors(api: Api) -> None:
     import base64
 
@@ -111,4 +126,149 @@ def test_forged_cursors_are_invalid_cursors(api: Api) -> None:
         "pk": {"S": "someone-else"}, "sk": {"S": "job_1"},
         "updated_at": {"S": "2026-01-01T00:00:00Z"}}).encode()).decode()
     assert api.get(f"/jobs?cursor={other}", expect=400)["error"] == "invalid_cursor"
+
+
+# Defect 5: JSON nested deeper than any payload of ours -------------------------------------
+
+
+@pytest.mark.parametrize("deep", ["[" * 10_000 + "]" * 10_000,
+                                  '{"note": ' + '{"a": ' * 10_000 + "1" + "}" * 10_001])
+def test_deeply_nested_json_is_malformed_json_not_a_500(
+        api: Api, client: Client, stack: dict[str, str], deep: str) -> None:
+    headers = {**JSON_HEADERS, "Authorization": f"Bearer {api.cs_key}"}
+    for path in ("/cs/v1/orders/ord_x/amendments", "/cs/v1/cases/case_x/resolve",
+                 "/cs/v1/cases/case_x/acknowledge"):
+        response = client.http.post(path, headers=headers, body=deep.encode())
+        assert error_of(response) == (400, "malformed_json"), path
+    response = client.http.post("/warehouse/v1/jobs/claim", body=deep.encode(),
+                                headers={**JSON_HEADERS, "Authorization": f"Bearer {api.key}"})
+    assert error_of(response) == (400, "malformed_json")
+
+
+def test_a_lone_surrogate_is_malformed_json(api: Api, client: Client) -> None:
+    body = b'{"kind": "note", "reason": "\\ud800"}'
+    response = client.http.post("/cs/v1/orders/ord_x/amendments", body=body, headers={
+        **JSON_HEADERS, "Authorization": f"Bearer {api.cs_key}"})
+    assert error_of(response) == (400, "malformed_json")
+
+
+# Build item 3: storage faults are the store's, bad data the caller's -----------------------
+
+
+def _client_error(code: str, message: str = "", status: int = 400) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "GetItem")
+
+
+@pytest.mark.parametrize(("error", "status", "reason", "retry"), [
+    (_client_error("ProvisionedThroughputExceededException"), 503, "storage_throttled", True),
+    (_client_error("ThrottlingException"), 503, "storage_throttled", True),
+    (_client_error("RequestLimitExceeded"), 503, "storage_throttled", True),
+    (_client_error("InternalServerError", status=500), 503, "storage_unavailable", True),
+    (_client_error("ServiceUnavailable", status=503), 503, "storage_unavailable", True),
+    (EndpointConnectionError(endpoint_url="http://x"), 503, "storage_unavailable", True),
+    (_client_error("ValidationException", "One or more parameter values were invalid: Size of "
+                   "hashkey has exceeded the maximum size limit of 2048 bytes"), 400,
+     "invalid_request", False),
+    (_client_error("ValidationException", "Item size has exceeded the maximum allowed size"),
+     413, "payload_too_large", False),
+])
+def test_storage_faults_answer_the_contract_on_every_api(
+        api: Api, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int, reason: str,
+        retry: bool) -> None:
+    import chalicelib.api as edge
+    from chalicelib.cs import case_store
+    from chalicelib.warehouse import job_store
+
+    faults: list[str] = []
+    monkeypatch.setattr(edge, "_our_fault", lambda route, exc: faults.append(route))
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(job_store, "get", fail)
+    monkeypatch.setattr(case_store, "get", fail)
+    for response in (
+            api.client.http.get("/warehouse/v1/jobs/job_1",
+                                headers={"Authorization": f"Bearer {api.key}"}),
+            api.client.http.get("/cs/v1/cases/case_1",
+                                headers={"Authorization": f"Bearer {api.cs_key}"})):
+        assert error_of(response) == (status, reason)
+        assert ("Retry-After" in response.headers) is retry
+    assert faults == []
+
+
+def test_a_validation_error_of_our_own_making_stays_a_500_and_a_case(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import chalicelib.api as edge
+    from chalicelib.warehouse import job_store
+
+    faults: list[str] = []
+    monkeypatch.setattr(edge, "_our_fault", lambda route, exc: faults.append(route))
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise _client_error("ValidationException", "Invalid UpdateExpression: Syntax error")
+
+    monkeypatch.setattr(job_store, "get", fail)
+    response = api.client.http.get("/warehouse/v1/jobs/job_1",
+                                   headers={"Authorization": f"Bearer {api.key}"})
+    assert error_of(response) == (500, "internal_error")
+    assert faults == ["get_job"]
+
+
+# Item 9 and build item 2: rate limits for every caller --------------------------------------
+
+
+def test_cs_keys_are_rate_limited_like_partner_keys(
+        api: Api, monkeypatch: pytest.MonkeyPatch, fresh_limits: None) -> None:
+    from chalicelib.core.settings import settings
+
+    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
+    monkeypatch.setenv("RATE_LIMIT_BURST", "2")
+    settings.cache_clear()
+    for _ in range(2):
+        api.call("get", "/cs/v1/notifications", key=api.cs_key)
+    response = api.client.http.get("/cs/v1/notifications",
+                                   headers={"Authorization": f"Bearer {api.cs_key}"})
+    assert error_of(response) == (429, "rate_limited")
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("path", ["/warehouse/v1/changes", "/cs/v1/notifications"])
+def test_failed_authentication_is_slowed_per_address_before_the_key_lookup(
+        client: Client, stack: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        fresh_limits: None, path: str) -> None:
+    from chalicelib.access import directory_store
+    from chalicelib.core.settings import settings
+
+    monkeypatch.setenv("AUTH_FAILURES_PER_SECOND", "1")
+    monkeypatch.setenv("AUTH_FAILURES_BURST", "3")
+    settings.cache_clear()
+    lookups: list[str] = []
+    real = directory_store.principal_for
+    monkeypatch.setattr(directory_store, "principal_for",
+                        lambda digest: lookups.append(digest) or real(digest))
+    answers = [error_of(client.http.get(path, headers={
+        "Authorization": f"Bearer obk_guess_{n}"})) for n in range(4)]
+    assert answers == [(401, "invalid_credentials")] * 3 + [(429, "rate_limited")]
+    assert len(lookups) == 3  # the fourth guess never reached the directory
+    response = client.http.get(path)  # no key at all is a failure from the same address too
+    assert error_of(response) == (429, "rate_limited")
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+# Item 9 and build item 3: Chalice's own answers ----------------------------------------------
+
+
+def test_wrong_method_and_media_type_answer_the_error_contract(api: Api, client: Client) -> None:
+    response = client.http.put("/cs/v1/orders/ord_1",
+                               headers={"Authorization": f"Bearer {api.cs_key}"})
+    assert error_of(response) == (405, "method_not_allowed")
+    assert response.headers["Allow"] == "GET"
+    response = client.http.post("/warehouse/v1/jobs/claim", body=b"max_jobs=1", headers={
+        "Authorization": f"Bearer {api.key}", "Content-Type": "application/x-www-form-urlencoded"})
+    assert error_of(response) == (415, "unsupported_media_type")
+    response = client.http.post("/webhooks/shopify", body=b"<order/>",
+                                headers={"Content-Type": "application/xml"})
+    assert error_of(response) == (415, "unsupported_media_type")
 
