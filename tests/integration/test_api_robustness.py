@@ -272,3 +272,19 @@ def test_wrong_method_and_media_type_answer_the_error_contract(api: Api, client:
                                 headers={"Content-Type": "application/xml"})
     assert error_of(response) == (415, "unsupported_media_type")
 
+
+def test_locally_an_unknown_route_is_route_not_found(stack: dict[str, str]) -> None:
+    from chalice.config import Config
+    from chalice.local import LocalGatewayException
+
+    from devstack.local_api import LocalApiGateway
+
+    gateway = LocalApiGateway(app, Config.create(chalice_stage="local"))
+    for headers in ({}, {"Authorization": "Bearer obk_x"}):
+        with pytest.raises(LocalGatewayException) as raised:
+            gateway.handle_request("GET", "/warehouse/v1/nothing/here", headers, b"")
+        assert raised.value.CODE == 404
+        assert raised.value.headers["Content-Type"] == "application/json"
+        body = json.loads(raised.value.body or b"")
+        assert body["error"] == "route_not_found" and body["message"]
+
