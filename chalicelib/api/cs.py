@@ -1,6 +1,7 @@
 """/cs/v1: customer service reads orders with their full timeline (personal API keys).
 
-Services are imported inside the views: a webhook request should not load them.
+Services are imported inside the views: a webhook request should not load them. The OpenAPI
+description (chalicelib/api/openapi.py) is kept in step with these routes by a test.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ def _query() -> dict[str, str]:
     for name in ("order_id", "type", "carrier_code", "tracking_number"):
         query_value(query, name, "invalid_query")
     return query
+
+
+@bp.route("/cs/v1/openapi.json", methods=["GET"])
+@endpoint
+def openapi() -> Response:
+    """No key needed, as for the warehouse's: it holds the contract, no data and no secret
+    (security rests on the keys, not on hiding the routes), it is built in the process with no
+    storage call, so it can neither probe keys nor load the store, and tools (generators,
+    fuzzers, Swagger UI) read it without credentials."""
+    from chalicelib.api.openapi import cs_spec
+
+    return ok(cs_spec())
 
 
 @bp.route("/cs/v1/orders/{order_id}", methods=["GET"])

@@ -71,6 +71,21 @@ class Amendment(BaseModel):
                            problems=[e["msg"] for e in exc.errors()]) from None
 
 
+class JobState(BaseModel):
+    handshake: jobs.Handshake
+    work: jobs.Work
+    open_changes: list[str]
+
+
+class Amended(BaseModel):
+    """The answer to an amendment (describes what `amend` returns)."""
+
+    order_id: str
+    event: OrderEvent
+    change: jobs.Change | None  # the job's change request, when the order has a job
+    job: JobState | None
+
+
 def _current_view(order: Order, amendment: Amendment, now: datetime) -> Order:
     if amendment.kind == "cancel":
         return order.model_copy(update={"status": OrderStatus.CANCELLED, "cancelled_at": now})

@@ -14,7 +14,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib.access.keys import Role
-from tests.integration.test_warehouse_api import Api, accepted_jobs
+from tests.integration.test_warehouse_api import Api, accepted_jobs, queue_orders
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -288,3 +288,159 @@ def test_locally_an_unknown_route_is_route_not_found(stack: dict[str, str]) -> N
         body = json.loads(raised.value.body or b"")
         assert body["error"] == "route_not_found" and body["message"]
 
+
+# Item 9 and build item 4: the OpenAPI descriptions ------------------------------------------
+
+
+def _spec(client: Client, path: str) -> dict[str, Any]:
+    from openapi_spec_validator import validate
+
+    response = client.http.get(path)  # no key: the description holds no data
+    assert response.status_code == 200
+    spec: dict[str, Any] = json.loads(response.body)
+    validate(spec)  # type: ignore[arg-type]
+    return spec
+
+
+@pytest.mark.parametrize("prefix", ["/warehouse/v1", "/cs/v1"])
+def test_each_openapi_names_every_route_with_the_errors_it_can_answer(
+        client: Client, prefix: str) -> None:
+    spec = _spec(client, f"{prefix}/openapi.json")
+    served = {(method.lower(), path) for path, methods in app.routes.items()
+              for method in methods if path.startswith(prefix)}
+    described = {(method, path) for path, methods in spec["paths"].items() for method in methods}
+    assert served == described
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            if path.endswith("/openapi.json"):
+                continue
+            codes = set(operation["responses"])
+            assert {"400", "401", "403", "429", "503"} <= codes, (method, path)
+            for code in codes - {"200", "201"}:
+                schema = operation["responses"][code]["content"]["application/json"]["schema"]
+                assert schema["$ref"].endswith("/Error")
+            if "{" in path:
+                assert "404" in codes
+            if "requestBody" in operation:
+                assert {"413", "415", "422"} <= codes, (method, path)
+
+
+def test_a_request_body_is_required_only_where_the_route_needs_one(client: Client) -> None:
+    paths = _spec(client, "/warehouse/v1/openapi.json")["paths"]
+    assert paths["/warehouse/v1/jobs/claim"]["post"]["requestBody"]["required"] is False
+    assert paths["/warehouse/v1/jobs/{job_id}/pick"]["post"]["requestBody"]["required"] is False
+    assert paths["/warehouse/v1/jobs/{job_id}/accept"]["post"]["requestBody"]["required"] is True
+    assert paths["/warehouse/v1/sku-locations"]["put"]["requestBody"]["required"] is True
+    cs = _spec(client, "/cs/v1/openapi.json")["paths"]
+    assert cs["/cs/v1/cases/{case_id}/acknowledge"]["post"]["requestBody"]["required"] is False
+    assert cs["/cs/v1/cases/{case_id}/resolve"]["post"]["requestBody"]["required"] is True
+    schema = cs["/cs/v1/orders/{order_id}/amendments"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert schema["$ref"].endswith("/Amendment")
+
+
+def test_an_empty_body_is_taken_where_the_description_says_it_is_optional(api: Api) -> None:
+    response = api.client.http.post("/warehouse/v1/jobs/claim",
+                                    headers={"Authorization": f"Bearer {api.key}"})
+    assert response.status_code == 200
+
+
+def test_real_answers_of_both_apis_match_their_descriptions(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    """The fuzzer meets mostly unknown ids; here every operation answers with real data (an
+    order with a job, a printed job with an intercept, a shipment, a case), each checked against
+    the schema its description gives for that status."""
+    from datetime import UTC, datetime
+
+    from jsonschema import Draft202012Validator
+
+    from chalicelib.cs.alerts import Alert, Severity
+    from chalicelib.flows import alert_dispatch
+    from tests.support import NEW_ADDRESS
+
+    specs = {prefix: _spec(client, f"{prefix}/openapi.json") for prefix in ("/warehouse/v1",
+                                                                            "/cs/v1")}
+    checked: set[tuple[str, str]] = set()
+
+    def conforms(method: str, template: str, status: int, body: Any) -> Any:
+        prefix = "/cs/v1" if template.startswith("/cs/v1") else "/warehouse/v1"
+        spec = specs[prefix]
+        schema = spec["paths"][template][method]["responses"][str(status)]["content"][
+            "application/json"]["schema"]
+        Draft202012Validator({**schema, "components": spec["components"]}).validate(body)
+        checked.add((method, template))
+        return body
+
+    w, c = "/warehouse/v1", "/cs/v1"
+    first, second, third = accepted_jobs(api, client, stack, 3)
+    job_id = first["job_id"]
+    conforms("get", f"{w}/jobs/{{job_id}}", 200, api.get(f"/jobs/{job_id}"))
+    conforms("get", f"{w}/jobs", 200, api.get("/jobs?updated_since=2000-01-01T00:00:00Z"))
+    conforms("post", f"{w}/jobs/{{job_id}}/print", 200, api.post(f"/jobs/{job_id}/print"))
+    amended = api.amend(first["order_id"], {"kind": "address", "reason": "buyer phoned",
+                                            "address": NEW_ADDRESS})
+    conforms("post", f"{c}/orders/{{order_id}}/amendments", 201, amended)
+    change_id = amended["change"]["change_id"]
+    conforms("post", f"{w}/jobs/{{job_id}}/changes/{{change_id}}/resolve", 200, api.post(
+        f"/jobs/{job_id}/changes/{change_id}/resolve", {"outcome": "intercepted"}))
+    conforms("post", f"{w}/jobs/{{job_id}}/print", 200, api.post(f"/jobs/{job_id}/print"))
+    conforms("post", f"{w}/jobs/{{job_id}}/pick", 200, api.post(f"/jobs/{job_id}/pick"))
+    conforms("post", f"{w}/jobs/{{job_id}}/pack", 200, api.post(
+        f"/jobs/{job_id}/pack", {"weight_grams": 500, "package_count": 1}))
+    conforms("post", f"{w}/jobs/{{job_id}}/ship", 200, api.post(f"/jobs/{job_id}/ship", {
+        "shipment_id": "s-1", "packages": [{"carrier_code": "STO",
+                                            "tracking_number": "773099887766"}]}))
+    conforms("get", f"{w}/changes", 200, api.get("/changes"))
+    conforms("put", f"{w}/sku-locations", 200, api.call(
+        "put", f"{w}/sku-locations", {"locations": {"TOTE-NAT": "A-01-02"}}))
+    wave = conforms("post", f"{w}/waves", 201, api.post("/waves", {
+        "job_ids": [second["job_id"]], "method": "by_order"}, expect=201))
+    conforms("get", f"{w}/waves/{{wave_id}}", 200, api.get(f"/waves/{wave['wave_id']}"))
+    conforms("post", f"{w}/returns", 201, api.post("/returns", {
+        "return_tracking_number": "YT7500000001", "buyer_name": "林伟", "reason": "too small",
+        "items": [{"sku": "TOTE-NAT", "quantity": 1}], "packaging": "intact",
+        "job_id": job_id}, expect=201))
+    queue_orders(client, stack, 1)
+    claimed = conforms("post", f"{w}/jobs/claim", 200, api.claim())
+    offer, lease = claimed["jobs"][0]["job_id"], {"lease_id": claimed["lease_id"]}
+    conforms("post", f"{w}/jobs/{{job_id}}/heartbeat", 200,
+             api.post(f"/jobs/{offer}/heartbeat", lease))
+    conforms("post", f"{w}/jobs/{{job_id}}/release", 200, api.post(f"/jobs/{offer}/release",
+                                                                   lease))
+    lease = {"lease_id": api.claim()["lease_id"]}
+    conforms("post", f"{w}/jobs/{{job_id}}/accept", 200, api.post(f"/jobs/{offer}/accept",
+                                                                  lease))
+    conforms("post", f"{w}/jobs/{{job_id}}/reject", 409, api.post(
+        f"/jobs/{offer}/reject", {"lease_id": "lease_x", "reason": "other"}, expect=409))
+    conforms("post", f"{w}/jobs/claim", 200, api.claim())  # nothing left on offer
+    for error_status, call in ((404, lambda: api.get("/jobs/job_nope", expect=404)),
+                               (400, lambda: api.get("/jobs?limit=0", expect=400))):
+        conforms("get", f"{w}/jobs" + ("/{job_id}" if error_status == 404 else ""),
+                 error_status, call())
+
+    at = datetime.now(UTC)
+    alert_dispatch.handle(Alert(kind="order.invalid", severity=Severity.HIGH,
+                                subject=f"order:{third['order_id']}", at=at, summary="checked",
+                                facts={"order_id": third["order_id"]}).model_dump_json(), at)
+    cs = api.cs_key
+    view = conforms("get", f"{c}/orders/{{order_id}}", 200,
+                    api.call("get", f"{c}/orders/{first['order_id']}", key=cs))
+    assert view["parcels"] and view["job"]["work"] == "shipped"
+    conforms("get", f"{c}/orders", 200, api.call(
+        "get", f"{c}/orders?carrier_code=STO&tracking_number=773099887766", key=cs))
+    cases = conforms("get", f"{c}/cases", 200, api.call(
+        "get", f"{c}/cases?order_id={third['order_id']}", key=cs))
+    case_id = cases["cases"][0]["case_id"]
+    conforms("get", f"{c}/cases/{{case_id}}", 200, api.call("get", f"{c}/cases/{case_id}",
+                                                           key=cs))
+    conforms("post", f"{c}/cases/{{case_id}}/acknowledge", 200, api.call(
+        "post", f"{c}/cases/{case_id}/acknowledge", {}, key=cs))
+    conforms("post", f"{c}/cases/{{case_id}}/resolve", 200, api.call(
+        "post", f"{c}/cases/{case_id}/resolve", {"note": "address added"}, key=cs))
+    for status in ("dead", "failed"):
+        conforms("get", f"{c}/notifications", 200, api.call(
+            "get", f"{c}/notifications?status={status}", key=cs))
+    described = {(method, path) for prefix, spec in specs.items()
+                 for path, methods in spec["paths"].items() for method in methods
+                 if not path.endswith("/openapi.json")}
+    assert described == checked
