@@ -64,7 +64,8 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
 
             answer = classify(exc)
             if answer is not None:
-                log.error("storage: %s in %s: %s", answer.reason, view.__name__, exc)
+                log.log(logging.ERROR if answer.status >= 500 else logging.INFO,
+                        "storage: %s in %s: %s", answer.reason, view.__name__, exc)
                 return error_response(answer)
             log.exception("unhandled error in %s", view.__name__)
             _our_fault(view.__name__, exc)
