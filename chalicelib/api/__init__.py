@@ -3,37 +3,27 @@
 Every answer that is not a success is the error contract, `{"error", "message", "details"}`
 with the status that says whose fault it is: our ApiErrors and storage failures (`endpoint`),
 and Chalice's own answers, wrong method and media type (`chalice_errors`, the app's HTTP
-middleware). Locally the unknown route is devstack/local_api.py's.
+middleware). Locally the unknown route is devstack/local_api.py's. What the APIs take from
+their callers (keys, bodies, ids) is chalicelib/api/callers.py, loaded by their views only: a
+webhook's cold start compiles none of it.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import Any, ParamSpec
 
 from chalice.app import Response
 from pydantic import BaseModel
 
-from chalicelib.core.errors import ApiError, NotFound
-from chalicelib.core.signatures import M, parse_json_object, validate_payload
-
-if TYPE_CHECKING:
-    from chalicelib.access.keys import Principal
+from chalicelib.core.errors import ApiError
 
 log = logging.getLogger("chalicelib.api")
 P = ParamSpec("P")
 
 JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
-
-# No request body of the APIs comes near it (5,000 shelf locations are about 700 KB).
-MAX_JSON_BODY_BYTES = 1024 * 1024
-# The ids we issue are far shorter; a longer one names nothing (and would be a key DynamoDB
-# refuses: 2048 bytes for a partition key, 1024 for a sort key).
-MAX_ID_BYTES = 128
 
 
 def error_response(error: ApiError) -> Response:
@@ -141,68 +131,7 @@ def ok(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
     return Response(body=payload, status_code=status, headers=JSON)
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def json_body(model: type[M], raw: bytes | None) -> M:
-    """The body as `model`: 413 over MAX_JSON_BODY_BYTES, 400 `malformed_json` for what is
-    not JSON (nested too deep, a lone surrogate no store can encode), 422 for what fails
-    the model. No body is `{}`: a model whose fields all have defaults needs none."""
-    if not raw:
-        return validate_payload(model, {})
-    if len(raw) > MAX_JSON_BODY_BYTES:
-        raise ApiError(413, "payload_too_large",
-                       f"the body is over {MAX_JSON_BODY_BYTES} bytes", limit=MAX_JSON_BODY_BYTES)
-    value = parse_json_object(raw)
-    if _SURROGATE_ESCAPE.search(raw):
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(400, "malformed_json", "body holds a lone UTF-16 surrogate "
-                           "(\\ud800-\\udfff without its pair)") from None
-    return validate_payload(model, value)
-
-
 def raw_body(request: Any) -> bytes:
     """The body exactly as sent: signatures are computed over these bytes."""
     body = request.raw_body or b""
     return body.encode() if isinstance(body, str) else bytes(body)
-
-
-def path_id(value: str, what: str) -> str:
-    """An id from the path: longer than any we issue, it names nothing (404 `<what>_not_found`)."""
-    if not value or len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-        raise NotFound(what)
-    return value
-
-
-def query_value(query: dict[str, str], name: str, reason: str) -> str | None:
-    """A query parameter used as a key: at most MAX_ID_BYTES, or 400 `reason`."""
-    value = query.get(name)
-    if value is not None and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-        raise ApiError(400, reason, f"{name} is at most {MAX_ID_BYTES} bytes")
-    return value
-
-
-def source_address(request: Any) -> str:
-    """The caller's address as API Gateway saw it (the local gateway says 127.0.0.1)."""
-    identity = (getattr(request, "context", None) or {}).get("identity") or {}
-    return str(identity.get("sourceIp") or "unknown")
-
-
-def authenticate(request: Any) -> Principal:
-    """The caller's principal, rate-limited: an address that keeps failing authentication is
-    answered 429 before its next key is looked up; a known key, 429 once its bucket is empty."""
-    from chalicelib.access import directory_store as directory
-    from chalicelib.core import ratelimit
-
-    address = source_address(request)
-    ratelimit.check_failures(address)
-    try:
-        principal = directory.authenticate(request.headers)
-    except ApiError as exc:
-        if exc.status == 401:
-            ratelimit.record_failure(address)
-        raise
-    ratelimit.check(principal.key_id)
-    return principal

@@ -8,21 +8,37 @@ from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api import authenticate, endpoint, json_body, ok, path_id, query_value, raw_body
+from chalicelib.api import endpoint, ok, raw_body
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import M
 
 bp = Blueprint(__name__)
 
 
 def _staff(role: str = "read_only") -> str:
     from chalicelib.access import keys as auth
+    from chalicelib.api.callers import authenticate
 
     return auth.require_staff(authenticate(bp.current_request), auth.Role(role)).id
 
 
+def _id(value: str, what: str) -> str:
+    from chalicelib.api.callers import path_id
+
+    return path_id(value, what)
+
+
+def _body(model: type[M]) -> M:
+    from chalicelib.api.callers import json_body
+
+    return json_body(model, raw_body(bp.current_request))
+
+
 def _query() -> dict[str, str]:
     """The query; the values used as keys (ids, tracking numbers, types) length-checked."""
+    from chalicelib.api.callers import query_value
+
     query = dict(bp.current_request.query_params or {})
     for name in ("order_id", "type", "carrier_code", "tracking_number"):
         query_value(query, name, "invalid_query")
@@ -47,7 +63,7 @@ def get_order(order_id: str) -> Response:
     from chalicelib.flows import order_view
 
     _staff()
-    return ok(order_view.order_view(path_id(order_id, "order")))
+    return ok(order_view.order_view(_id(order_id, "order")))
 
 
 @bp.route("/cs/v1/orders", methods=["GET"])
@@ -77,8 +93,8 @@ def amend_order(order_id: str) -> Response:
     from chalicelib.flows import amendments
 
     staff = _staff("back_office")
-    order_id = path_id(order_id, "order")
-    amendment = json_body(amendments.Amendment, raw_body(bp.current_request))
+    order_id = _id(order_id, "order")
+    amendment = _body(amendments.Amendment)
     return ok(amendments.amend(order_id, amendment, staff, utcnow()), status=201)
 
 
@@ -99,7 +115,7 @@ def get_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     _staff()
-    return ok(case_desk.get_case(path_id(case_id, "case")))
+    return ok(case_desk.get_case(_id(case_id, "case")))
 
 
 @bp.route("/cs/v1/cases/{case_id}/acknowledge", methods=["POST"])
@@ -109,8 +125,8 @@ def acknowledge_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
-    case_id = path_id(case_id, "case")
-    request = json_body(case_desk.AcknowledgeCaseRequest, raw_body(bp.current_request))
+    case_id = _id(case_id, "case")
+    request = _body(case_desk.AcknowledgeCaseRequest)
     return ok(case_desk.acknowledge(case_id, f"cs {staff}", request, utcnow()))
 
 
@@ -121,8 +137,8 @@ def resolve_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
-    case_id = path_id(case_id, "case")
-    request = json_body(case_desk.ResolveCaseRequest, raw_body(bp.current_request))
+    case_id = _id(case_id, "case")
+    request = _body(case_desk.ResolveCaseRequest)
     return ok(case_desk.resolve(case_id, f"cs {staff}", request, utcnow()))
 
 

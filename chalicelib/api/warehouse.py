@@ -11,7 +11,7 @@ from typing import Any
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api import authenticate, endpoint, json_body, ok, path_id, raw_body
+from chalicelib.api import endpoint, ok, raw_body
 from chalicelib.core.clock import parse_iso, utcnow
 from chalicelib.core.errors import ApiError
 
@@ -20,12 +20,21 @@ bp = Blueprint(__name__)
 
 def _partner() -> str:
     from chalicelib.access import keys as auth
+    from chalicelib.api.callers import authenticate
 
     return auth.require_partner(authenticate(bp.current_request))
 
 
 def _body(model: Any) -> Any:
+    from chalicelib.api.callers import json_body
+
     return json_body(model, raw_body(bp.current_request))
+
+
+def _id(value: str, what: str) -> str:
+    from chalicelib.api.callers import path_id
+
+    return path_id(value, what)
 
 
 def _query() -> dict[str, str]:
@@ -45,7 +54,7 @@ def _query_int(name: str, default: int, low: int, high: int) -> int:
 
 def _job_step(job_id: str, model: Any, step: Callable[..., Any]) -> Response:
     partner = _partner()
-    return ok(step(partner, path_id(job_id, "job"), _body(model), utcnow()))
+    return ok(step(partner, _id(job_id, "job"), _body(model), utcnow()))
 
 
 @bp.route("/warehouse/v1/openapi.json", methods=["GET"])
@@ -86,7 +95,7 @@ def get_job(job_id: str) -> Response:
     from chalicelib.flows import warehouse
 
     partner = _partner()
-    return ok(warehouse.get_job(partner, path_id(job_id, "job")))
+    return ok(warehouse.get_job(partner, _id(job_id, "job")))
 
 
 @bp.route("/warehouse/v1/jobs/{job_id}/heartbeat", methods=["POST"])
@@ -160,7 +169,7 @@ def resolve_change(job_id: str, change_id: str) -> Response:
     from chalicelib.flows import warehouse
 
     partner = _partner()
-    job_id = path_id(job_id, "job")
+    job_id = _id(job_id, "job")
     request = _body(warehouse.ResolveRequest)
     return ok(warehouse.resolve_change(partner, job_id, change_id, request, utcnow()))
 
@@ -191,7 +200,7 @@ def get_wave(wave_id: str) -> Response:
     from chalicelib.flows import warehouse
 
     partner = _partner()
-    return ok(warehouse.get_wave(partner, path_id(wave_id, "wave")))
+    return ok(warehouse.get_wave(partner, _id(wave_id, "wave")))
 
 
 @bp.route("/warehouse/v1/sku-locations", methods=["PUT"])

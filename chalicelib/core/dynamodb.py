@@ -109,12 +109,12 @@ _UNAVAILABLE = frozenset({"InternalServerError", "InternalFailure", "ServiceUnav
 _CONFLICT = frozenset({"TransactionConflictException", "TransactionConflict",
                        "TransactionInProgressException"})
 # What DynamoDB says when the values, not our request, are what it cannot take: a key or an
-# item too large, an empty key or map key, nesting or a number beyond its limits.
-_TOO_LARGE = re.compile(r"item size|item collection size|ItemCollectionSizeLimit", re.IGNORECASE)
-_CALLERS_DATA = re.compile(
-    r"size of hashkey|size of all range keys|size has exceeded|size limit|empty string|"
-    r"empty attribute name|nesting levels|number overflow|number underflow|"
-    r"significant digits|provided starting key is invalid", re.IGNORECASE)
+# item too large, an empty key or map key, nesting or a number beyond its limits. (Compiled
+# on first use: a cold start answering a webhook should not pay for them.)
+_TOO_LARGE = r"(?i)item size|item collection size|ItemCollectionSizeLimit"
+_CALLERS_DATA = (r"(?i)size of hashkey|size of all range keys|size has exceeded|size limit|"
+                 r"empty string|empty attribute name|nesting levels|number overflow|"
+                 r"number underflow|significant digits|provided starting key is invalid")
 
 
 def classify(exc: BaseException) -> ApiError | None:
@@ -148,11 +148,11 @@ def classify(exc: BaseException) -> ApiError | None:
     if codes & {"ValidationException", "ValidationError", "ItemCollectionSizeLimitExceeded",
                 "ItemCollectionSizeLimitExceededException"}:
         said = " ".join(messages)
-        if _TOO_LARGE.search(said) or codes & {"ItemCollectionSizeLimitExceeded",
+        if re.search(_TOO_LARGE, said) or codes & {"ItemCollectionSizeLimitExceeded",
                                                "ItemCollectionSizeLimitExceededException"}:
             return ApiError(413, "payload_too_large",
                             "what you sent makes a record larger than we can store")
-        if _CALLERS_DATA.search(said):
+        if re.search(_CALLERS_DATA, said):
             return ApiError(400, "invalid_request",
                             "a value you sent is one our storage cannot take (too long, empty "
                             "or too deeply nested)")

@@ -105,9 +105,10 @@ def standard_webhook_failure(headers: Mapping[str, str], raw: bytes,
 MAX_JSON_DEPTH = 64
 
 # A string from its opening quote to its closing one (or the end of an unterminated one): it
-# always matches where it starts, so scanning is linear whatever the text.
-_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"?', re.DOTALL)
-_JSON_NESTING = re.compile(r"[\[\]{}]")
+# always matches where it starts, so scanning is linear whatever the text. (Patterns compile on
+# first use, in re's own cache: a cold start should not pay for them before it parses.)
+_JSON_STRING = r'(?s)"(?:[^"\\]+|\\.)*"?'
+_JSON_NESTING = r"[\[\]{}]"
 
 
 def loads_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -117,7 +118,7 @@ def loads_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
     if len(text) > 2 * max_depth:  # shallower texts cannot be too deep
         depth = 0
-        for mark in _JSON_NESTING.findall(_JSON_STRING.sub("", text)):
+        for mark in re.findall(_JSON_NESTING, re.sub(_JSON_STRING, "", text)):
             depth += 1 if mark in "[{" else -1
             if depth > max_depth:
                 raise ValueError(f"nested deeper than {max_depth} levels")
