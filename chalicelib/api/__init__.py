@@ -123,7 +123,7 @@ def chalice_errors(request: Any, get_response: Callable[[Any], Response]) -> Res
                     headers={**headers, **JSON})
 
 
-# Requests ----------------------------------------------------------------------------------
+# Answers and bodies ---------------------------------------------------------------------
 
 
 def ok(body: BaseModel | dict[str, Any], status: int = 200) -> Response:

@@ -20,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 WAREHOUSE = "/warehouse/v1"
 CS = "/cs/v1"
-MAX_ID = 128  # chalicelib.api.MAX_ID_BYTES: a longer id names nothing
+MAX_ID = 128  # chalicelib.api.callers.MAX_ID_BYTES: a longer id names nothing
 
 
 class Error(BaseModel):
