@@ -112,10 +112,10 @@ def keys(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
     from chalicelib.core.clock import utcnow
     from chalicelib.core.settings import settings as app_settings
 
-    saved = {name: os.environ.get(name) for name in
-             ("RATE_LIMIT_BURST", "RATE_LIMIT_PER_SECOND", "AUTH_FAILURES_BURST")}
-    os.environ.update({**stack_env, "RATE_LIMIT_BURST": "100000",
-                       "RATE_LIMIT_PER_SECOND": "100000", "AUTH_FAILURES_BURST": "100000"})
+    env = {**stack_env, "RATE_LIMIT_BURST": "100000", "RATE_LIMIT_PER_SECOND": "100000",
+           "AUTH_FAILURES_BURST": "100000"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     aws.reset()
     app_settings.cache_clear()
     ratelimit.reset()
@@ -132,8 +132,10 @@ def keys(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    aws.reset()
     app_settings.cache_clear()
     ratelimit.reset()
+    directory.forget()
 
 
 @WAREHOUSE.parametrize()
