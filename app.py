@@ -11,11 +11,14 @@ from typing import Any
 
 from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent
 
-from chalicelib.api import couriers, cs, warehouse, webhooks
+from chalicelib.api import chalice_errors, couriers, cs, warehouse, webhooks
 
 app = Chalice(app_name="order-backbone")
 app.log.setLevel(logging.INFO)
 logging.getLogger("chalicelib").setLevel(logging.INFO)
+# Chalice's own answers (wrong method, unsupported media type) in the error contract, for every
+# blueprint's routes.
+app.register_middleware(chalice_errors, "http")
 app.register_blueprint(webhooks.bp)
 app.register_blueprint(warehouse.bp)
 app.register_blueprint(cs.bp)

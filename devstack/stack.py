@@ -3,7 +3,8 @@
 1. moto's server as the local AWS endpoint (in this process, 127.0.0.1 only);
 2. the resources from infra/resources.yaml (devstack.provision);
 3. fresh webhook secrets in the local SSM, and demo API keys for a partner and a CS agent;
-4. `chalice local --no-autoreload` for the HTTP API (a child process);
+4. the HTTP API as `chalice local --no-autoreload` serves it (devstack/local_api.py, a child
+   process);
 5. the event runner for the app's stream, queue and schedule handlers (threads here).
 Ctrl-C or SIGTERM (what a supervisor, a CI job or a container stop sends) stops all of it.
 What `make demo-order` needs is written to .local/run.json.
@@ -103,9 +104,10 @@ def seed() -> dict[str, Any]:
 
 
 def start_api(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    chalice = Path(sys.executable).with_name("chalice")
+    """`chalice local --no-autoreload`, answering an unknown route in the error contract
+    (devstack/local_api.py)."""
     return subprocess.Popen(
-        [str(chalice), "local", "--no-autoreload", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "devstack.local_api", "--host", "127.0.0.1", "--port", str(port),
          "--stage", "local"],
         cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
     )

@@ -1,4 +1,12 @@
-"""HTTP edge: blueprints stay thin; this maps errors to responses in one place."""
+"""HTTP edge: blueprints stay thin; this maps errors to responses in one place.
+
+Every answer that is not a success is the error contract, `{"error", "message", "details"}`
+with the status that says whose fault it is: our ApiErrors and storage failures (`endpoint`),
+and Chalice's own answers, wrong method and media type (`chalice_errors`, the app's HTTP
+middleware). Locally the unknown route is devstack/local_api.py's. What the APIs take from
+their callers (keys, bodies, ids) is chalicelib/api/callers.py, loaded by their views only: a
+webhook's cold start compiles none of it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,6 @@ from chalice.app import Response
 from pydantic import BaseModel
 
 from chalicelib.core.errors import ApiError
-from chalicelib.core.signatures import M, parse_json_object, validate_payload
 
 log = logging.getLogger("chalicelib.api")
 P = ParamSpec("P")
@@ -19,8 +26,17 @@ P = ParamSpec("P")
 JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
 
 
+def error_response(error: ApiError) -> Response:
+    headers: dict[str, str | list[str]] = dict(JSON)
+    if error.status in (429, 503) and "retry_after" in error.details:
+        headers["Retry-After"] = str(error.details["retry_after"])
+    return Response(body=error.body(), status_code=error.status, headers=headers)
+
+
 def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
-    """Wrap a route: ApiError -> its status and reason; anything else -> 500, logged.
+    """Wrap a route: ApiError -> its status and reason; a storage failure -> whoever's fault
+    it is (chalicelib.core.dynamodb.classify: throttled or down, 503 with Retry-After; a value
+    it cannot take, 4xx); anything else -> 500, logged, and a case.
 
     (Chalice turns a view's exception into its own 500 before middleware sees it.)
     """
@@ -30,13 +46,17 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
         try:
             return view(*args, **kwargs)
         except ApiError as exc:
-            headers: dict[str, str | list[str]] = dict(JSON)
-            if exc.status in (429, 503) and "retry_after" in exc.details:
-                headers["Retry-After"] = str(exc.details["retry_after"])
             if exc.status >= 500:
                 log.error("%s in %s: %s", exc.reason, view.__name__, exc.__cause__ or exc)
-            return Response(body=exc.body(), status_code=exc.status, headers=headers)
+            return error_response(exc)
         except Exception as exc:
+            from chalicelib.core.dynamodb import classify
+
+            answer = classify(exc)
+            if answer is not None:
+                log.log(logging.ERROR if answer.status >= 500 else logging.INFO,
+                        "storage: %s in %s: %s", answer.reason, view.__name__, exc)
+                return error_response(answer)
             log.exception("unhandled error in %s", view.__name__)
             _our_fault(view.__name__, exc)
             return Response(body={"error": "internal_error", "message": "our fault; retry later"},
@@ -59,13 +79,56 @@ def _our_fault(route: str, exc: Exception) -> None:
         log.exception("could not raise a case for the fault in %s", route)
 
 
+# Chalice's own answers ---------------------------------------------------------------------
+
+# Chalice answers these itself, before any view, as {"Code": ..., "Message": ...}.
+_CHALICE_REASONS = {
+    "MethodNotAllowedError": "method_not_allowed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "BadRequest": "bad_request",
+    "NotFoundError": "route_not_found",
+    "InternalServerError": "internal_error",
+}
+
+
+def chalice_errors(request: Any, get_response: Callable[[Any], Response]) -> Response:
+    """HTTP middleware (registered once in app.py, so every blueprint has it): Chalice's own
+    error answers in the error contract, status and headers (Allow) kept.
+
+    In AWS, API Gateway answers an unknown route or method itself, before Lambda (403
+    "Missing Authentication Token"), as it does a body over 10 MB (413) and its own throttling
+    (429); those need gateway responses in infra/resources.yaml with this same body (a later
+    issue). Locally devstack/local_api.py answers the unknown route."""
+    response = get_response(request)
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or set(body) != {"Code",
+                                                                                 "Message"}:
+        return response
+    reason = _CHALICE_REASONS.get(str(body["Code"]), "bad_request")
+    details: dict[str, Any] = {}
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+    if reason == "method_not_allowed":
+        allowed = str(headers.get("Allow", ""))
+        details["allowed"] = [m.strip() for m in allowed.split(",") if m.strip()]
+        message = f"{request.method if request else 'this method'} is not served here; " \
+                  f"use {allowed or 'another route'}"
+    elif reason == "unsupported_media_type":
+        sent = request.headers.get("content-type", "") if request else ""
+        details["content_type"] = sent
+        message = f"unsupported media type {sent!r}; send the body as application/json"
+    else:
+        message = str(body["Message"]) or reason.replace("_", " ")
+    error = ApiError(response.status_code, reason, message, **details)
+    return Response(body=error.body(), status_code=response.status_code,
+                    headers={**headers, **JSON})
+
+
+# Answers and bodies ---------------------------------------------------------------------
+
+
 def ok(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
     return Response(body=payload, status_code=status, headers=JSON)
-
-
-def json_body(model: type[M], raw: bytes | None) -> M:
-    return validate_payload(model, parse_json_object(raw) if raw else {})
 
 
 def raw_body(request: Any) -> bytes:

@@ -1,25 +1,60 @@
 """/cs/v1: customer service reads orders with their full timeline (personal API keys).
 
-Services are imported inside the views: a webhook request should not load them.
+Services are imported inside the views: a webhook request should not load them. The OpenAPI
+description (chalicelib/api/openapi.py) is kept in step with these routes by a test.
 """
 
 from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api import endpoint, json_body, ok, raw_body
+from chalicelib.api import endpoint, ok, raw_body
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
+from chalicelib.core.signatures import M
 
 bp = Blueprint(__name__)
 
 
 def _staff(role: str = "read_only") -> str:
-    from chalicelib.access import directory_store as directory
     from chalicelib.access import keys as auth
+    from chalicelib.api.callers import authenticate
 
-    principal = directory.authenticate(bp.current_request.headers)
-    return auth.require_staff(principal, auth.Role(role)).id
+    return auth.require_staff(authenticate(bp.current_request), auth.Role(role)).id
+
+
+def _id(value: str, what: str) -> str:
+    from chalicelib.api.callers import path_id
+
+    return path_id(value, what)
+
+
+def _body(model: type[M]) -> M:
+    from chalicelib.api.callers import json_body
+
+    return json_body(model, raw_body(bp.current_request))
+
+
+def _query() -> dict[str, str]:
+    """The query; the values used as keys (ids, tracking numbers, types) length-checked."""
+    from chalicelib.api.callers import query_value
+
+    query = dict(bp.current_request.query_params or {})
+    for name in ("order_id", "type", "carrier_code", "tracking_number"):
+        query_value(query, name, "invalid_query")
+    return query
+
+
+@bp.route("/cs/v1/openapi.json", methods=["GET"])
+@endpoint
+def openapi() -> Response:
+    """No key needed, as for the warehouse's: it holds the contract, no data and no secret
+    (security rests on the keys, not on hiding the routes), it is built in the process with no
+    storage call, so it can neither probe keys nor load the store, and tools (generators,
+    fuzzers, Swagger UI) read it without credentials."""
+    from chalicelib.api.openapi import cs_spec
+
+    return ok(cs_spec())
 
 
 @bp.route("/cs/v1/orders/{order_id}", methods=["GET"])
@@ -28,7 +63,7 @@ def get_order(order_id: str) -> Response:
     from chalicelib.flows import order_view
 
     _staff()
-    return ok(order_view.order_view(order_id))
+    return ok(order_view.order_view(_id(order_id, "order")))
 
 
 @bp.route("/cs/v1/orders", methods=["GET"])
@@ -39,7 +74,7 @@ def find_order() -> Response:
     from chalicelib.flows import order_view
 
     _staff()
-    query = dict(bp.current_request.query_params or {})
+    query = _query()
     if query.get("tracking_number"):
         return ok(order_view.order_view(order_view.order_of_parcel(
             query.get("carrier_code", ""), query["tracking_number"])))
@@ -58,7 +93,8 @@ def amend_order(order_id: str) -> Response:
     from chalicelib.flows import amendments
 
     staff = _staff("back_office")
-    amendment = json_body(amendments.Amendment, raw_body(bp.current_request))
+    order_id = _id(order_id, "order")
+    amendment = _body(amendments.Amendment)
     return ok(amendments.amend(order_id, amendment, staff, utcnow()), status=201)
 
 
@@ -70,8 +106,7 @@ def open_cases() -> Response:
     from chalicelib.flows import case_desk
 
     _staff()
-    query: dict[str, str] = dict(bp.current_request.query_params or {})
-    return ok({"cases": case_desk.list_cases(query)})
+    return ok({"cases": case_desk.list_cases(_query())})
 
 
 @bp.route("/cs/v1/cases/{case_id}", methods=["GET"])
@@ -80,7 +115,7 @@ def get_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     _staff()
-    return ok(case_desk.get_case(case_id))
+    return ok(case_desk.get_case(_id(case_id, "case")))
 
 
 @bp.route("/cs/v1/cases/{case_id}/acknowledge", methods=["POST"])
@@ -90,7 +125,8 @@ def acknowledge_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
-    request = json_body(case_desk.AcknowledgeCaseRequest, raw_body(bp.current_request))
+    case_id = _id(case_id, "case")
+    request = _body(case_desk.AcknowledgeCaseRequest)
     return ok(case_desk.acknowledge(case_id, f"cs {staff}", request, utcnow()))
 
 
@@ -101,7 +137,8 @@ def resolve_case(case_id: str) -> Response:
     from chalicelib.flows import case_desk
 
     staff = _staff("back_office")
-    request = json_body(case_desk.ResolveCaseRequest, raw_body(bp.current_request))
+    case_id = _id(case_id, "case")
+    request = _body(case_desk.ResolveCaseRequest)
     return ok(case_desk.resolve(case_id, f"cs {staff}", request, utcnow()))
 
 

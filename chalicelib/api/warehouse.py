@@ -11,7 +11,7 @@ from typing import Any
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api import endpoint, json_body, ok, raw_body
+from chalicelib.api import endpoint, ok, raw_body
 from chalicelib.core.clock import parse_iso, utcnow
 from chalicelib.core.errors import ApiError
 
@@ -19,18 +19,22 @@ bp = Blueprint(__name__)
 
 
 def _partner() -> str:
-    from chalicelib.access import directory_store as directory
     from chalicelib.access import keys as auth
-    from chalicelib.core import ratelimit
+    from chalicelib.api.callers import authenticate
 
-    principal = directory.authenticate(bp.current_request.headers)
-    partner = auth.require_partner(principal)
-    ratelimit.check(principal.key_id)
-    return partner
+    return auth.require_partner(authenticate(bp.current_request))
 
 
 def _body(model: Any) -> Any:
+    from chalicelib.api.callers import json_body
+
     return json_body(model, raw_body(bp.current_request))
+
+
+def _id(value: str, what: str) -> str:
+    from chalicelib.api.callers import path_id
+
+    return path_id(value, what)
 
 
 def _query() -> dict[str, str]:
@@ -50,7 +54,7 @@ def _query_int(name: str, default: int, low: int, high: int) -> int:
 
 def _job_step(job_id: str, model: Any, step: Callable[..., Any]) -> Response:
     partner = _partner()
-    return ok(step(partner, job_id, _body(model), utcnow()))
+    return ok(step(partner, _id(job_id, "job"), _body(model), utcnow()))
 
 
 @bp.route("/warehouse/v1/openapi.json", methods=["GET"])
@@ -90,7 +94,8 @@ def list_jobs() -> Response:
 def get_job(job_id: str) -> Response:
     from chalicelib.flows import warehouse
 
-    return ok(warehouse.get_job(_partner(), job_id))
+    partner = _partner()
+    return ok(warehouse.get_job(partner, _id(job_id, "job")))
 
 
 @bp.route("/warehouse/v1/jobs/{job_id}/heartbeat", methods=["POST"])
@@ -164,6 +169,7 @@ def resolve_change(job_id: str, change_id: str) -> Response:
     from chalicelib.flows import warehouse
 
     partner = _partner()
+    job_id = _id(job_id, "job")
     request = _body(warehouse.ResolveRequest)
     return ok(warehouse.resolve_change(partner, job_id, change_id, request, utcnow()))
 
@@ -193,16 +199,18 @@ def create_wave() -> Response:
 def get_wave(wave_id: str) -> Response:
     from chalicelib.flows import warehouse
 
-    return ok(warehouse.get_wave(_partner(), wave_id))
+    partner = _partner()
+    return ok(warehouse.get_wave(partner, _id(wave_id, "wave")))
 
 
 @bp.route("/warehouse/v1/sku-locations", methods=["PUT"])
 @endpoint
 def sku_locations() -> Response:
     from chalicelib.flows import warehouse
+    from chalicelib.warehouse import waves
 
     partner = _partner()
-    return ok(warehouse.set_sku_locations(partner, _body(warehouse.SkuLocations), utcnow()))
+    return ok(warehouse.set_sku_locations(partner, _body(waves.SkuLocations), utcnow()))
 
 
 @bp.route("/warehouse/v1/returns", methods=["POST"])

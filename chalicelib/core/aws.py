@@ -30,12 +30,17 @@ T = TypeVar("T")
 # The absolute deadline (time.monotonic()) of the request being served, if it has one.
 _deadline: ContextVar[float | None] = ContextVar("aws_deadline", default=None)
 
-# Errors another attempt may cure: the service's own (throttling, 5xx) and the network's.
-_RETRYABLE_CODES = frozenset({
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable", "TransactionConflictException",
-    "LimitExceededException",
-})
+# Error codes another attempt may cure, by kind: the operation's codes, and the codes a
+# cancelled transaction gives per action. One list for the whole app: the deadline's retries
+# here, and chalicelib.core.dynamodb.classify's answer to the caller.
+THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                       "RequestLimitExceeded", "ProvisionedThroughputExceeded",
+                       "ThrottlingError", "LimitExceededException"})
+UNAVAILABLE = frozenset({"InternalServerError", "InternalFailure", "ServiceUnavailable",
+                         "ServiceUnavailableException", "InternalServerErrorException"})
+CONFLICTING = frozenset({"TransactionConflictException", "TransactionConflict",
+                         "TransactionInProgressException"})
+_RETRYABLE_CODES = THROTTLED | UNAVAILABLE | CONFLICTING
 
 
 @cache

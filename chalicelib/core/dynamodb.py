@@ -6,16 +6,18 @@ stays explicit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from chalicelib.core import aws
-from chalicelib.core.errors import StorageUnavailable
+from chalicelib.core.errors import ApiError, Busy, StorageThrottled, StorageUnavailable
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -192,11 +194,65 @@ def too_large(actions: Sequence[Action]) -> list[str]:
     return found
 
 
+# Whose fault a failed call is ----------------------------------------------------------------
+
+# What DynamoDB says when the values, not our request, are what it cannot take: a key or an
+# item too large, an empty key or map key, nesting or a number beyond its limits. (Compiled
+# on first use: a cold start answering a webhook should not pay for them.)
+_TOO_LARGE = r"(?i)item size|item collection size|ItemCollectionSizeLimit"
+_CALLERS_DATA = (r"(?i)size of hashkey|size of all range keys|size has exceeded|size limit|"
+                 r"empty string|empty attribute name|nesting levels|number overflow|"
+                 r"number underflow|significant digits|provided starting key is invalid")
+
+
+def classify(exc: BaseException) -> ApiError | None:
+    """What a failed storage call means for the caller, or None when it is our fault (a bug:
+    a malformed expression, a missing table, no permission), which the edge answers 500.
+
+    Throttling: 503 `storage_throttled`; DynamoDB's own failure or an unreachable endpoint:
+    503 `storage_unavailable` (both with retry_after, nothing was written); transactions
+    colliding: 503 `busy`; a value DynamoDB cannot store: 413 `payload_too_large` (an item
+    too large) or 400 `invalid_request`. Input rules should refuse such values first; this is
+    the net for the ones they miss, so a caller's data is never our 500."""
+    if isinstance(exc, HTTPClientError | BotoConnectionError):
+        return StorageUnavailable()
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    codes = {str(error.get("Code", ""))}
+    messages = [str(error.get("Message", ""))]
+    if "TransactionCanceledException" in codes:
+        reasons = [r for r in exc.response.get("CancellationReasons") or []
+                   if r.get("Code") not in (None, "None", "ConditionalCheckFailed")]
+        codes = {str(r.get("Code", "")) for r in reasons}
+        messages = [f"{r.get('Code', '')}: {r.get('Message', '')}" for r in reasons]
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if codes & aws.THROTTLED:
+        return StorageThrottled()
+    if codes & aws.UNAVAILABLE or status >= 500:
+        return StorageUnavailable()
+    if codes & aws.CONFLICTING:
+        return Busy("item")
+    if codes & {"ValidationException", "ValidationError", "ItemCollectionSizeLimitExceeded",
+                "ItemCollectionSizeLimitExceededException"}:
+        said = " ".join(messages)
+        if re.search(_TOO_LARGE, said) or codes & {"ItemCollectionSizeLimitExceeded",
+                                               "ItemCollectionSizeLimitExceededException"}:
+            return ApiError(413, "payload_too_large",
+                            "what you sent makes a record larger than we can store")
+        if re.search(_CALLERS_DATA, said):
+            return ApiError(400, "invalid_request",
+                            "a value you sent is one our storage cannot take (too long, empty "
+                            "or too deeply nested)")
+    return None
+
+
 __all__ = [
     "Action",
     "Item",
     "StorageUnavailable",
     "TransactionConflict",
+    "classify",
     "from_attrs",
     "is_condition_failure",
     "to_attrs",

@@ -35,8 +35,17 @@ class Conflict(ApiError):
 class StorageUnavailable(ApiError):
     """Our storage failed: the sender must retry, so nothing it sent is lost."""
 
-    def __init__(self) -> None:
-        super().__init__(503, "storage_unavailable", "storage is temporarily unavailable; retry")
+    def __init__(self, retry_after: int = 2) -> None:
+        super().__init__(503, "storage_unavailable", "storage is temporarily unavailable; retry",
+                         retry_after=retry_after)
+
+
+class StorageThrottled(ApiError):
+    """Our storage is over its throughput for the moment: nothing was written; retry soon."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(503, "storage_throttled", "storage is busy; retry shortly",
+                         retry_after=retry_after)
 
 
 class Busy(ApiError):

@@ -49,6 +49,10 @@ class Settings:
     key_cache_seconds: int = field(default_factory=lambda: _int("KEY_CACHE_SECONDS", 60))
     rate_limit_per_second: int = field(default_factory=lambda: _int("RATE_LIMIT_PER_SECOND", 20))
     rate_limit_burst: int = field(default_factory=lambda: _int("RATE_LIMIT_BURST", 100))
+    # Failed authentication (no key, an unknown or revoked one) per source address.
+    auth_failures_per_second: int = field(
+        default_factory=lambda: _int("AUTH_FAILURES_PER_SECOND", 1))
+    auth_failures_burst: int = field(default_factory=lambda: _int("AUTH_FAILURES_BURST", 20))
 
 
 @lru_cache(maxsize=1)

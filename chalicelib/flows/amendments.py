@@ -25,13 +25,38 @@ from chalicelib.warehouse.jobs import protocol_rules
 _ATTEMPTS = 3
 
 
+class AmendedAddress(Address):
+    """The address CS types in: every field bounded (it is stored on the order and the job)."""
+
+    name: str = Field(default="", max_length=200)
+    company: str = Field(default="", max_length=200)
+    line1: str = Field(default="", max_length=500)
+    line2: str = Field(default="", max_length=500)
+    city: str = Field(default="", max_length=200)
+    province: str = Field(default="", max_length=200)
+    province_code: str = Field(default="", max_length=32)
+    postal_code: str = Field(default="", max_length=32)
+    country_code: str = Field(default="", max_length=8)
+    phone: str = Field(default="", max_length=64)
+
+
+class AmendedLine(jobs.JobLine):
+    """An order line as CS changes it: a SKU, bounded texts and a quantity DynamoDB can hold."""
+
+    sku: jobs.Sku
+    line_id: str = Field(default="", max_length=64)
+    title: str = Field(default="", max_length=500)
+    variant: str = Field(default="", max_length=200)
+    quantity: int = Field(gt=0, le=100_000)
+
+
 class Amendment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["cancel", "address", "attributes", "promise", "note"]
     reason: str = Field(min_length=1, max_length=1000)  # what the buyer asked, in CS's words
-    address: Address | None = None
-    lines: tuple[jobs.JobLine, ...] | None = None
+    address: AmendedAddress | None = None
+    lines: tuple[AmendedLine, ...] | None = Field(default=None, max_length=200)
     promise: jobs.Promise | None = None
 
     def change_request(self) -> jobs.ChangeRequest | None:
@@ -44,6 +69,21 @@ class Amendment(BaseModel):
         except ValidationError as exc:
             raise ApiError(422, "invalid_payload", f"the {self.kind} amendment is incomplete",
                            problems=[e["msg"] for e in exc.errors()]) from None
+
+
+class JobState(BaseModel):
+    handshake: jobs.Handshake
+    work: jobs.Work
+    open_changes: list[str]
+
+
+class Amended(BaseModel):
+    """The answer to an amendment (describes what `amend` returns)."""
+
+    order_id: str
+    event: OrderEvent
+    change: jobs.Change | None  # the job's change request, when the order has a job
+    job: JobState | None
 
 
 def _current_view(order: Order, amendment: Amendment, now: datetime) -> Order:

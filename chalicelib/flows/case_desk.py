@@ -14,6 +14,7 @@ from chalicelib.core.errors import ApiError, NotFound
 from chalicelib.cs import case_store, cases
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Severity
+from chalicelib.cs.notes import Note
 
 
 class AcknowledgeCaseRequest(BaseModel):
@@ -26,6 +27,23 @@ class ResolveCaseRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     note: str = Field(min_length=1, max_length=2000)  # how it was resolved: required
+
+
+class CaseList(BaseModel):
+    cases: list[cases.Case]
+
+
+class DeadAlert(BaseModel):
+    message_id: str
+    received_at: str
+    body: str
+
+
+class Undelivered(BaseModel):
+    """What `undelivered` answers: the notes; with status=dead, the dead alerts too."""
+
+    notifications: list[Note]
+    alerts: list[DeadAlert] | None = None
 
 
 def _doc(case: cases.Case) -> dict[str, Any]:

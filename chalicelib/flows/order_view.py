@@ -1,17 +1,52 @@
-"""What CS sees of an order: as received, as it is now, its job, and its timeline."""
+"""What CS sees of an order: as received, as it is now, its job, and its timeline.
+
+`OrderView` describes the answer (the CS API's OpenAPI description is built from it)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel
 
 from chalicelib.core.errors import NotFound
 from chalicelib.cs import case_store as cases_store
+from chalicelib.cs.cases import Case
 from chalicelib.orders import order_store as orders_store
-from chalicelib.orders.order import order_id_for
+from chalicelib.orders.order import Order, OrderEvent, order_id_for
 from chalicelib.tracking import parcel_store as shipments_store
-from chalicelib.tracking.parcels import fulfilment
+from chalicelib.tracking.model import TrackingEvent
+from chalicelib.tracking.parcels import Fulfilment, fulfilment
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import Job, Work
+
+
+class AsReceived(BaseModel):
+    order: dict[str, Any]  # the order as first normalised, kept as it was stored then
+    received_at: str
+    actor: str
+    raw: str  # the notification's body exactly as the marketplace sent it
+
+
+class ParcelView(BaseModel):
+    carrier_code: str
+    tracking_number: str
+    provider: str
+    status: str
+    last_event_at: datetime | None
+    open_exceptions: list[str]
+    events: list[TrackingEvent]  # newest first
+
+
+class OrderView(BaseModel):
+    order_id: str
+    order: Order  # as it is now
+    as_received: AsReceived
+    job: Job | None
+    fulfilment: Fulfilment
+    parcels: list[ParcelView]
+    cases: list[Case]
+    timeline: list[OrderEvent]
 
 
 def order_view(order_id: str) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
-from chalicelib.warehouse.jobs import Job, Transition, protocol_rules
+from chalicelib.warehouse.jobs import ClientId, Job, Transition, protocol_rules
+from chalicelib.warehouse.waves import SkuLocations, WaybillNumber
 
 _ATTEMPTS = 3
 
@@ -135,18 +136,18 @@ class SkuLocationsSaved(BaseModel):
 
 
 class LeaseRequest(_Request):
-    lease_id: str
+    lease_id: ClientId
     lease_seconds: int | None = Field(default=None, ge=30, le=12 * 3600)
 
 
 class RejectRequest(_Request):
-    lease_id: str
+    lease_id: ClientId
     reason: jobs.RejectReason
     detail: str = Field(default="", max_length=1000)
 
 
 class PrintRequest(_Request):
-    waybill_numbers: tuple[str, ...] = Field(default=(), max_length=50)
+    waybill_numbers: tuple[WaybillNumber, ...] = Field(default=(), max_length=50)
     carrier_code: str | None = Field(default=None, min_length=2, max_length=32)
 
 
@@ -394,10 +395,6 @@ def register_return(partner_id: str, report: Any, now: datetime) -> dict[str, An
     except TransactionConflict:
         return jobs_store.get_return(partner_id, report.return_tracking_number) or record
     return record
-
-
-class SkuLocations(_Request):
-    locations: dict[str, str] = Field(min_length=1, max_length=5000)
 
 
 def set_sku_locations(partner_id: str, request: SkuLocations,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -26,9 +27,12 @@ from typing import Any
 
 from chalicelib.core import aws
 from chalicelib.core.clock import iso
-from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
+from chalicelib.core.dynamodb import Action, from_attrs, storage_errors, to_attrs
 from chalicelib.core.settings import settings
 from chalicelib.warehouse.jobs import Job, JobEvent, next_deadline, protocol_rules
+from chalicelib.warehouse.waves import usable_locations
+
+log = logging.getLogger(__name__)
 
 OFFERS_INDEX = "offers"
 UPDATED_INDEX = "partner-updated"
@@ -112,14 +116,22 @@ def _cursor(key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
 
 
-def _uncursor(cursor: str | None) -> dict[str, Any] | None:
+_CURSOR_KEYS = frozenset({"pk", "sk", "updated_at"})  # the partner-updated index's key
+
+
+def _uncursor(cursor: str | None, partner_id: str) -> dict[str, Any] | None:
+    """The index key a cursor of ours carries; ValueError for anything else (a forged or
+    another partner's cursor is not sent to DynamoDB, which would refuse it)."""
     if not cursor:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except ValueError:
         raise ValueError("invalid cursor") from None
-    if not isinstance(value, dict):
+    if not (isinstance(value, dict) and set(value) == _CURSOR_KEYS
+            and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
+                    and 0 < len(v["S"]) <= 1024 for v in value.values())
+            and value["pk"]["S"] == partner_id and value["sk"]["S"].startswith("job_")):
         raise ValueError("invalid cursor")
     return value
 
@@ -131,7 +143,7 @@ def updated_since(partner_id: str, since: datetime, cursor: str | None,
         "KeyConditionExpression": "pk = :p AND updated_at >= :since",
         "ExpressionAttributeValues": to_attrs({":p": partner_id, ":since": iso(since)}),
     }
-    start = _uncursor(cursor)
+    start = _uncursor(cursor, partner_id)
     if start:
         kwargs["ExclusiveStartKey"] = start
     answer = aws.client("dynamodb").query(**kwargs)
@@ -167,13 +179,16 @@ def feed(partner_id: str, after: str | None, until: datetime,
     """Entries after the cursor and no newer than `until`. The cursor is the last entry's key;
     readers stop a moment short of now so a write still in flight cannot land behind them."""
     start = _unwrap(after) if after else "FEED#"
-    if not start.startswith("FEED#"):
+    if not start.startswith("FEED#") or len(start) > 100:  # ours are about 40 long
         raise ValueError("invalid cursor")
+    last = f"FEED#{iso(until)}~"
+    if start + "\x00" > last:  # a cursor from the future: nothing after it yet
+        return [], _wrap(start)
     answer = aws.client("dynamodb").query(
         TableName=_table(), Limit=limit, ConsistentRead=True,
         KeyConditionExpression="pk = :p AND sk BETWEEN :after AND :until",
         ExpressionAttributeValues=to_attrs({":p": partner_id, ":after": start + "\x00",
-                                            ":until": f"FEED#{iso(until)}~"}),
+                                            ":until": last}),
     )
     entries = [from_attrs(item) for item in answer.get("Items", [])]
     cursor = entries[-1]["sk"] if entries else start
@@ -227,10 +242,30 @@ def get_return(partner_id: str, tracking: str) -> dict[str, Any] | None:
 
 
 def sku_locations(partner_id: str) -> dict[str, str]:
-    return dict((_get_document(partner_id, "SKU_LOCATIONS") or {}).get("locations", {}))
+    """The partner's shelf locations, each entry as the input rule would take it.
+
+    Healing what was stored before that rule: an entry it refuses (an empty SKU) is left out,
+    and a document that cannot be read at all is read as none, so the next PUT replaces it
+    (the local endpoint keeps a map with an empty key in a shape botocore cannot parse;
+    DynamoDB itself refuses such a key)."""
+    try:
+        document = _get_document(partner_id, "SKU_LOCATIONS") or {}
+    except storage_errors():
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError):
+        log.warning("shelf locations of %s unreadable; read as none until replaced",
+                    partner_id, exc_info=True)
+        return {}
+    stored = document.get("locations")
+    found = usable_locations(stored) if isinstance(stored, dict) else {}
+    if isinstance(stored, dict) and len(found) < len(stored):
+        log.warning("shelf locations of %s: %d unusable entries left out", partner_id,
+                    len(stored) - len(found))
+    return found
 
 
 def merge_sku_locations(partner_id: str, locations: dict[str, str], now: datetime) -> int:
+    """Add or move SKUs; what is stored afterwards is usable (see sku_locations)."""
     merged = {**sku_locations(partner_id), **locations}
     aws.client("dynamodb").put_item(TableName=_table(), Item=to_attrs({
         "pk": partner_id, "sk": "SKU_LOCATIONS", "locations": merged, "at": iso(now)}))

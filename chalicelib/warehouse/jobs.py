@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from chalicelib.core.errors import Conflict
 from chalicelib.core.settings import rules_from_env
@@ -99,6 +99,14 @@ def protocol_rules() -> ProtocolRules:
     """This stage's rules: the contract's defaults, or PROTOCOL_RULES_JSON (its JSON form, e.g.
     cut-offs, holidays, carrier costs)."""
     return rules_from_env(ProtocolRules, "PROTOCOL_RULES_JSON")
+
+
+# What a client sends as an id or a code we store or look up: never empty (DynamoDB refuses an
+# empty key or map key), never longer than any we issue or a courier prints.
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# A SKU as a client names it: marketplaces allow up to 255 characters.
+MAX_SKU = 255
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SKU)]
 
 
 class JobLine(BaseModel):

@@ -11,16 +11,27 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chalicelib.core.errors import Conflict
 from chalicelib.warehouse import jobs
-from chalicelib.warehouse.jobs import Job, Transition
+from chalicelib.warehouse.jobs import MAX_SKU, ClientId, Job, Sku, Transition
 
 MAX_WAVE = 49  # two writes per job and the wave itself must fit in one transaction (100)
 UNKNOWN_LOCATION = "~"  # sorts after every real location
+MAX_LOCATION = 64
+ShelfLocation = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LOCATION)]
+WaybillNumber = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def usable_locations(stored: Mapping[Any, Any]) -> dict[str, str]:
+    """The entries of stored shelf locations that the input rule (SkuLocations) would take:
+    one stored before the rule (an empty SKU, say) is dropped, never a pick list's failure."""
+    return {sku: location for sku, location in stored.items()
+            if isinstance(sku, str) and isinstance(location, str)
+            and 0 < len(sku) <= MAX_SKU and 0 < len(location) <= MAX_LOCATION}
 
 
 class PickLine(BaseModel):
@@ -56,10 +67,20 @@ class Wave(BaseModel):
 class WaveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    job_ids: tuple[str, ...] = Field(min_length=1, max_length=MAX_WAVE)
+    job_ids: tuple[ClientId, ...] = Field(min_length=1, max_length=MAX_WAVE)
     method: Literal["batch", "by_order"] = "batch"
     # The couriers' e-waybill numbers, per job, as the label printer got them.
-    waybill_numbers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    waybill_numbers: dict[ClientId, Annotated[tuple[WaybillNumber, ...], Field(max_length=50)]] = (
+        Field(default_factory=dict, max_length=MAX_WAVE))
+
+
+class SkuLocations(BaseModel):
+    """Where SKUs sit on the shelves: every SKU and location non-empty and bounded, since the
+    partner's locations are stored as one map (DynamoDB refuses an empty map key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    locations: dict[Sku, ShelfLocation] = Field(min_length=1, max_length=5000)
 
 
 def _location(locations: Mapping[str, str], sku: str) -> str:
