@@ -60,6 +60,7 @@ def _chalice_without_downloads(bin_dir: Path) -> None:
     chalice = bin_dir / "chalice"
     chalice.write_text(CHALICE_WITHOUT_DOWNLOADS.format(python=sys.executable))
     chalice.chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)  # $(BIN)/python, as the venv's
 
 
 def _make_package(project: Path, bin_dir: Path) -> None:
@@ -101,6 +102,21 @@ def test_the_package_holds_app_py_and_every_chalicelib_module(package: zipfile.Z
     assert len(modules) > 10
     assert sorted(modules - shipped) == []
     assert package.read("app.py") == (ROOT / "app.py").read_bytes()
+
+
+def test_every_module_ships_with_bytecode_checked_against_its_source(
+        package: zipfile.ZipFile) -> None:
+    """Lambda cannot write bytecode, so a module without it is compiled at every cold start;
+    a hash-checked .pyc is used only while its source is the one it was compiled from."""
+    tag = sys.implementation.cache_tag
+    sources = [name for name in package.namelist()
+               if name.startswith("chalicelib/") and name.endswith(".py")]
+    assert sources
+    for source in sources:
+        path = PurePosixPath(source)
+        compiled = str(path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc")
+        flags = int.from_bytes(package.read(compiled)[4:8], "little")  # PEP 552 header
+        assert flags == 0b11, f"{compiled}: flags {flags:#b}, not hash-based and checked"
 
 
 def test_the_package_holds_nothing_of_the_local_stack(package: zipfile.ZipFile) -> None:
