@@ -13,6 +13,12 @@ shop credentials.
     python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
         --option customer=C --option key=K --option callback_url=https://.../couriers/kuaidi100/push
 
+The pipeline (each with --help; chalicelib/admin/operations.py):
+
+    python -m chalicelib.admin --stage dev pending [--limit 20] [--newest-first] [--after CURSOR]
+    python -m chalicelib.admin --stage dev replay SOURCE DELIVERY_ID [--force] [--dry-run]
+    python -m chalicelib.admin --stage dev redrive inbox|alerts|amazon [--dry-run] [--max 100]
+
 `--stage local` is the stack `make run` started: its endpoint comes from .local/run.json, and
 for an endpoint on this machine the region and credentials default to dummy ones. For AWS they
 are the environment's or the profile's (AWS_PROFILE, AWS_DEFAULT_REGION, ...); a missing one is
@@ -32,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role, hash_key, new_key
-from chalicelib.admin import connection
+from chalicelib.admin import connection, operations
 from chalicelib.core.clock import utcnow
 from chalicelib.core.settings import settings
 from chalicelib.cs import channels
@@ -47,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run one command; what stops it talking to AWS (no credentials or region, an endpoint
     not answering, a refusal) is one line on stderr and exit status 1, not a traceback."""
     try:
-        _main(argv)
+        if not operations.run(argv):
+            _main(argv)
     except connection.SetupError as exc:
         sys.exit(str(exc))
     except (BotoCoreError, ClientError) as exc:
