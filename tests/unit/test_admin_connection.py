@@ -37,6 +37,7 @@ def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("LOCAL_RUN_FILE", str(tmp_path / "run.json"))
     yield tmp_path
+    monkeypatch.undo()  # first: it would put back what connect() wrote before a setenv
     os.environ.clear()
     os.environ.update(saved)
     aws.reset()
