@@ -449,6 +449,7 @@ def main() -> None:
         shops = start_marketplaces(api_url)
         run["sources"].update({s.name: s.source() for s in shops if s.source() is not None})
         run.update(courier=courier.url, im_sink=sink.url,
+                   aws=env["AWS_ENDPOINT_URL"],  # the admin's --stage local reads it
                    mailbox=f"{env['AWS_ENDPOINT_URL']}/moto-api/data.json",
                    marketplaces={s.name: s.url for s in shops})
         RUN_FILE.parent.mkdir(exist_ok=True)

@@ -13,8 +13,18 @@ shop credentials.
     python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
         --option customer=C --option key=K --option callback_url=https://.../couriers/kuaidi100/push
 
-Uses the AWS credentials and endpoint of the environment (AWS_ENDPOINT_URL for the local
-stack). A key is shown once, when issued; only its hash is stored. Rotate by issuing a new key,
+The pipeline (each with --help; chalicelib/admin/operations.py):
+
+    python -m chalicelib.admin --stage dev pending [--limit 20] [--newest-first] [--after CURSOR]
+    python -m chalicelib.admin --stage dev replay SOURCE DELIVERY_ID [--force] [--dry-run]
+    python -m chalicelib.admin --stage dev redrive inbox|alerts|amazon [--dry-run] [--max 100]
+
+`--stage local` is the stack `make run` started: its endpoint comes from .local/run.json, and
+for an endpoint on this machine the region and credentials default to dummy ones. For AWS they
+are the environment's or the profile's (AWS_PROFILE, AWS_DEFAULT_REGION, ...); a missing one is
+a one-line error.
+
+A key is shown once, when issued; only its hash is stored. Rotate by issuing a new key,
 switching the partner over, then revoking the old one: both work in between.
 """
 
@@ -24,8 +34,11 @@ import argparse
 import os
 import sys
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role, hash_key, new_key
+from chalicelib.admin import connection, operations
 from chalicelib.core.clock import utcnow
 from chalicelib.core.settings import settings
 from chalicelib.cs import channels
@@ -37,11 +50,23 @@ def _principal(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one command; what stops it talking to AWS (no credentials or region, an endpoint
+    not answering, a refusal) is one line on stderr and exit status 1, not a traceback."""
+    try:
+        if not operations.run(argv):
+            _main(argv)
+    except connection.SetupError as exc:
+        sys.exit(str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        sys.exit(connection.explain(exc))
+
+
+def _main(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="python -m chalicelib.admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", default="dev",
                         help="names the directory table order-backbone-<stage>-directory "
-                             "(or set DIRECTORY_TABLE)")
+                             "(or set DIRECTORY_TABLE); local: the stack `make run` started")
     parser.add_argument("command",
                         choices=["issue", "list", "revoke", "source", "courier", "channel",
                                  "shop"])
@@ -67,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=Role.READ_ONLY.value, help="staff role (default read_only)")
     parser.add_argument("--key-id", help="the key to revoke (see list)")
     args = parser.parse_args(argv)
+    connection.connect(args.stage)
     os.environ.setdefault("DIRECTORY_TABLE", f"order-backbone-{args.stage}-directory")
     if args.command == "source":
         if not (args.name and args.scheme and args.secret):

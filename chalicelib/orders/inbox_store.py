@@ -154,3 +154,69 @@ def mark_alerted(pk: str, now: datetime) -> bool:
             return False
         raise
     return True
+
+
+def pending_page(*, newest_first: bool, limit: int, after: dict[str, Any] | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of the deliveries not yet applied, by received time (keys, received_at and
+    alerted_at only: the index holds no bodies), and where the next page starts (None: the
+    last)."""
+    request: dict[str, Any] = {
+        "TableName": settings().inbox_table, "IndexName": PENDING_INDEX,
+        "KeyConditionExpression": "#pending = :p",
+        "ExpressionAttributeNames": {"#pending": PENDING},
+        "ExpressionAttributeValues": to_attrs({":p": PENDING}),
+        "ScanIndexForward": not newest_first, "Limit": limit,
+    }
+    if after:
+        request["ExclusiveStartKey"] = to_attrs(after)
+    answer = aws.client("dynamodb").query(**request)
+    last = answer.get("LastEvaluatedKey")
+    return [from_attrs(item) for item in answer.get("Items", [])], (from_attrs(last) if last
+                                                                     else None)
+
+
+def reopen(pk: str, outcome: str, now: datetime) -> bool:
+    """Mark an applied delivery whose outcome was `outcome` pending again, so it is applied
+    once more (an operator's replay after a fix); False if it is not in that state. Its stream
+    record reaches the worker too: whichever applies it first wins (`finish` is conditional)."""
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=settings().inbox_table,
+            Key=to_attrs({"pk": pk}),
+            UpdateExpression="SET #pending = :p, replayed_at = :t, previous_outcome = :o",
+            ConditionExpression="attribute_not_exists(#pending) AND outcome = :o",
+            ExpressionAttributeNames={"#pending": PENDING},
+            ExpressionAttributeValues=to_attrs({":p": PENDING, ":t": iso(now), ":o": outcome}),
+        )
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+STREAM_PAGES = 20  # a failed batch is at most 25 records (app.py): one page normally holds it
+
+
+def batch_keys(stream_arn: str, shard_id: str, first: str, last: str) -> list[str]:
+    """The inbox keys of a stream batch (sequence numbers `first`..`last` of a shard), in
+    stream order, each once; from the table's stream, which keeps records 24 hours. Raises
+    ClientError when the stream no longer has them (TrimmedDataAccessException and the like)."""
+    streams = aws.client("dynamodbstreams")
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id,
+                                          ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                          SequenceNumber=first)["ShardIterator"]
+    keys: dict[str, None] = {}
+    for _page in range(STREAM_PAGES):
+        answer = streams.get_records(ShardIterator=iterator, Limit=1000)
+        records = answer.get("Records", [])
+        for record in records:
+            change = record["dynamodb"]
+            if int(change["SequenceNumber"]) > int(last):
+                return list(keys)
+            keys[from_attrs(change["Keys"])["pk"]] = None
+        iterator = answer.get("NextShardIterator")
+        if not records or not iterator:
+            break
+    return list(keys)
