@@ -83,9 +83,10 @@ def test_only_delivery_records_and_raw_pushes_expire() -> None:
     assert with_ttl == ["InboxTable", "ShipmentsTable"]
 
 
-def test_tables_are_retained_on_delete_and_replace() -> None:
+def test_tables_are_retained_on_delete_and_replace_and_protected_from_deletion() -> None:
     for lid, table in TABLES.items():
         assert table.get("DeletionPolicy") == table.get("UpdateReplacePolicy") == "Retain", lid
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, lid
 
 
 # --- Queues and event sources -------------------------------------------------------------------
