@@ -98,7 +98,7 @@ def test_every_consumed_queue_has_a_dead_letter_queue_or_is_one() -> None:
     failure_targets += [e.get("DestinationConfig", {}) for e in events("DynamoDB")]
     dlqs = references(failure_targets) & set(QUEUES)
     assert consumed == {"InboxDeadLetterQueue", "AlertsQueue", "AlertsDeadLetterQueue",
-                        "AmazonNotificationsQueue"}
+                        "AmazonNotificationsQueue", "AmazonNotificationsDeadLetterQueue"}
     for lid in consumed:
         assert "RedrivePolicy" in QUEUES[lid]["Properties"] or lid in dlqs, lid
 
