@@ -1,20 +1,16 @@
-"""Static checks on infra/resources.yaml and the IAM policy files: no AWS, no network."""
+"""Static checks on infra/resources.yaml: no AWS, no network (the functions' IAM policies:
+tests/unit/test_policies.py)."""
 
 from __future__ import annotations
 
-import json
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from devstack.provision import load_template, references
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-STAGES = ("dev", "prod")
 PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::URLSuffix"}
 
 
@@ -33,37 +29,6 @@ def events(kind: str) -> list[dict[str, Any]]:
     return [event["Properties"] for function in FUNCTIONS.values()
             for event in function["Properties"].get("Events", {}).values()
             if event["Type"] == kind]
-
-
-def physical_name(value: Any, stage: str) -> str:
-    # The convention the policies rely on: every name is !Sub "...${Stage}...".
-    assert isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str), value
-    return str(value["Fn::Sub"]).replace("${Stage}", stage)
-
-
-def policy(stage: str) -> dict[str, Any]:
-    return dict(json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text()))
-
-
-def statements(stage: str) -> list[dict[str, Any]]:
-    return list(policy(stage)["Statement"])
-
-
-def as_list(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def allows(stage: str, action: str, arn: str) -> bool:
-    return any(
-        s["Effect"] == "Allow"
-        and any(fnmatchcase(action, a) for a in as_list(s["Action"]))
-        and any(fnmatchcase(arn, r) for r in as_list(s["Resource"]))
-        for s in statements(stage)
-    )
-
-
-def arn(service: str, resource: str) -> str:
-    return f"arn:aws:{service}:us-east-1:123456789012:{resource}"
 
 
 # --- DynamoDB -----------------------------------------------------------------------------------
@@ -147,69 +112,5 @@ def test_globals_reference_only_declared_resources_and_parameters() -> None:
 
 def test_globals_name_every_table_queue_and_topic() -> None:
     variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
-    unnamed = {"AlertsDeadLetterQueue", "AmazonNotificationsDeadLetterQueue"}  # no code sends
+    unnamed = {"AlertsDeadLetterQueue"}  # its consumer is the only reader: no code sends
     assert set(TABLES) | set(QUEUES) - unnamed | set(TOPICS) <= references(variables)
-
-
-# --- IAM policy files ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_has_no_wildcard_actions(stage: str) -> None:
-    for statement in statements(stage):
-        assert "NotAction" not in statement and "NotResource" not in statement
-        for action in as_list(statement["Action"]):
-            assert action != "*" and not action.endswith(":*"), action
-
-
-def test_policies_differ_only_by_stage() -> None:
-    assert json.dumps(policy("dev")).replace("dev", "prod") == json.dumps(policy("prod"))
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_every_table(stage: str) -> None:
-    item_actions = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem",
-                    "BatchWriteItem", "ConditionCheckItem")
-    stream_actions = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
-    for table in TABLES.values():
-        props = table["Properties"]
-        table_arn = arn("dynamodb", "table/" + physical_name(props["TableName"], stage))
-        for action in item_actions:
-            assert allows(stage, f"dynamodb:{action}", table_arn), (action, table_arn)
-        for index in props.get("GlobalSecondaryIndexes", []):
-            assert allows(stage, "dynamodb:Query", f"{table_arn}/index/{index['IndexName']}")
-        if "StreamSpecification" in props:
-            for action in stream_actions:
-                assert allows(stage, f"dynamodb:{action}", f"{table_arn}/stream/2024-01-01T00")
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_every_queue_and_topic(stage: str) -> None:
-    for queue in QUEUES.values():
-        queue_arn = arn("sqs", physical_name(queue["Properties"]["QueueName"], stage))
-        for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "SendMessage",
-                       "ChangeMessageVisibility"):
-            assert allows(stage, f"sqs:{action}", queue_arn), (action, queue_arn)
-    for topic in TOPICS.values():
-        topic_arn = arn("sns", physical_name(topic["Properties"]["TopicName"], stage))
-        assert allows(stage, "sns:Publish", topic_arn)
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_logs_and_reads_only_this_stages_shop_credentials(stage: str) -> None:
-    # Webhook secrets live in the directory table; per-shop marketplace credentials in SSM.
-    ssm = [s for s in statements(stage) if any(a.startswith("ssm:") for a in as_list(s["Action"]))]
-    assert sorted(a for s in ssm for a in as_list(s["Action"])) == [
-        "ssm:GetParameter", "ssm:GetParametersByPath"]
-    assert allows(stage, "ssm:GetParameter",
-                  arn("ssm", f"parameter/order-backbone/{stage}/shops/douyin/123"))
-    other = "prod" if stage == "dev" else "dev"
-    assert not allows(stage, "ssm:GetParameter",
-                      arn("ssm", f"parameter/order-backbone/{other}/shops/douyin/123"))
-    kms = [s for s in statements(stage) if any(a.startswith("kms:") for a in as_list(s["Action"]))]
-    assert all(s.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService") for s in kms)
-    for group in of_type("AWS::Logs::LogGroup").values():
-        name = physical_name(group["Properties"]["LogGroupName"], stage)
-        stream = arn("logs", f"log-group:{name}:log-stream:2024/01/01/[$LATEST]abc")
-        assert allows(stage, "logs:PutLogEvents", stream)
-        assert allows(stage, "logs:CreateLogStream", stream)
