@@ -419,9 +419,11 @@ class Scan:
             if name not in bindings:
                 bindings[name] = (self.value(defaults[name], definition) if name in defaults
                                   else frozenset({UNKNOWN}))
-        for extra in (arguments.vararg, arguments.kwarg):
-            if extra is not None:
-                bindings[extra.arg] = frozenset({UNKNOWN})
+        if arguments.vararg is not None:
+            extras = tuple(positional[len(names):])
+            bindings[arguments.vararg.arg] = frozenset({Sequence_(extras)})
+        if arguments.kwarg is not None:
+            bindings[arguments.kwarg.arg] = frozenset({UNKNOWN})
         key = (id(node), id(function.closure),
                frozenset((k, v) for k, v in bindings.items()))
         if key in self.done:
@@ -561,7 +563,16 @@ class Scan:
                     items.append((text, values))
             return frozenset({Mapping(tuple(items))})
         if isinstance(node, ast.List | ast.Tuple | ast.Set):
-            return frozenset({Sequence_(tuple(self.value(e, frame) for e in node.elts))})
+            items: list[frozenset[Any]] = []
+            for element in node.elts:
+                if isinstance(element, ast.Starred):
+                    spliced = self.value(element.value, frame)
+                    (only,) = spliced if len(spliced) == 1 else (UNKNOWN,)
+                    items.extend(only.items if isinstance(only, Sequence_)
+                                 else [frozenset({UNKNOWN})])
+                else:
+                    items.append(self.value(element, frame))
+            return frozenset({Sequence_(tuple(items))})
         if isinstance(node, ast.Lambda):
             return frozenset({Function(frame.module, node, frame)})
         if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp):
@@ -674,6 +685,8 @@ class Scan:
             return frozenset({BoundOperation("os", "environ.get")})
         if isinstance(base, Str) and name == "join":
             return frozenset({BoundOperation("str", "join:" + base.text)})
+        if isinstance(base, Str) and name == "value":  # an Enum member's value is its text
+            return frozenset({base})
         if isinstance(base, ClassRef | Instance):
             cls = base if isinstance(base, ClassRef) else base.cls
             return self.class_attribute(cls, name, base if isinstance(base, Instance) else None)
@@ -907,6 +920,16 @@ def operations(handler: str) -> frozenset[Operation]:
         roots = [Function("app", event_handlers()[handler])]
     for root in roots:
         scan.call_function(root, [], {})
+    return frozenset(scan.operations)
+
+
+def reach(module: str, function: str) -> frozenset[Operation]:
+    """The operations one function of one module can reach (the scan's own tests)."""
+    scan = Scan()
+    scan.import_module(module)
+    (node,) = [n for n in modules()[module].tree.body
+               if isinstance(n, ast.FunctionDef) and n.name == function]
+    scan.call_function(Function(module, node), [], {})
     return frozenset(scan.operations)
 
 

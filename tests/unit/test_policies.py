@@ -55,7 +55,7 @@ AHEAD: dict[str, list[tuple[str, str]]] = {
     "api_handler": [("ssm:GetParameter", f"{SSM_PREFIX}/secrets/sources/*"),
                     ("ssm:GetParameter", f"{SSM_PREFIX}/secrets/couriers/*")],
     "track_parcels": [("ssm:GetParameter", f"{SSM_PREFIX}/secrets/couriers/*")],
-    "notify_cs": [("ssm:GetParameter", f"{SSM_PREFIX}/secrets/channels/*/*")],
+    "notify_cs": [("ssm:GetParameter", f"{SSM_PREFIX}/secrets/channels/*")],
 }
 # Directory-table reads it removes: the accounts these functions read there move to SSM.
 BEHIND: dict[str, list[tuple[str, str]]] = {
@@ -440,7 +440,7 @@ def test_secrets_are_read_only_by_their_readers() -> None:
                                            "poll_taobao"},
         "/order-backbone/prod/secrets/sources/*": {"api_handler"},
         "/order-backbone/prod/secrets/couriers/*": {"api_handler", "track_parcels"},
-        "/order-backbone/prod/secrets/channels/*/*": {"notify_cs"},
+        "/order-backbone/prod/secrets/channels/*": {"notify_cs"},
     }
 
 
