@@ -150,3 +150,112 @@ def test_each_function_runs_with_its_own_role_and_policy_file(
         expected = json.loads((ROOT / ".chalice" / policy_file).read_text())
         assert policy["PolicyDocument"] == expected, name
     assert len(roles) == len(by_handler) == 14
+
+
+# --- The API's gateway ------------------------------------------------------------------------
+
+# API Gateway's own answers, before Lambda: (status, reason) in the app's error contract.
+GATEWAY_ANSWERS = {
+    "MISSING_AUTHENTICATION_TOKEN": (404, "route_not_found"),  # a path no route serves
+    "RESOURCE_NOT_FOUND": (404, "route_not_found"),
+    "UNSUPPORTED_MEDIA_TYPE": (415, "unsupported_media_type"),
+    "REQUEST_TOO_LARGE": (413, "payload_too_large"),
+    "THROTTLED": (429, "rate_limited"),
+    "ACCESS_DENIED": (403, "forbidden"),
+    "INTEGRATION_TIMEOUT": (504, "gateway_timeout"),
+    "DEFAULT_4XX": (None, "bad_request"),  # the status API Gateway chose
+    "DEFAULT_5XX": (None, "internal_error"),
+}
+
+
+def _one(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    (resource,) = resources_of(template, kind).values()
+    return resource
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_gateway_answers_in_the_error_contract(transformed: dict[str, Path],
+                                                   stage: str) -> None:
+    api = _one(cloudformation(transformed, stage), "AWS::ApiGateway::RestApi")
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    assert set(responses) == set(GATEWAY_ANSWERS)
+    for kind, (status, reason) in GATEWAY_ANSWERS.items():
+        response = responses[kind]
+        assert response.get("statusCode") == (str(status) if status else None), kind
+        # $context.error.messageString is a quoted JSON string when API Gateway fills it in.
+        text = response["responseTemplates"]["application/json"]
+        body = json.loads(text.replace("$context.error.messageString", '"Forbidden"'))
+        assert body["error"] == reason and body["message"], kind
+    assert responses["THROTTLED"]["responseParameters"] == {
+        "gatewayresponse.header.Retry-After": "'1'"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_wrong_method_on_a_route_reaches_the_app(transformed: dict[str, Path],
+                                                   stage: str) -> None:
+    """The app answers 405 with Allow (chalicelib.api.chalice_errors); the gateway would answer
+    a method no route declares as it does an unknown path."""
+    api = _one(cloudformation(transformed, stage), "AWS::ApiGateway::RestApi")
+    paths = api["Properties"]["Body"]["paths"]
+    assert len(paths) > 20
+    for path, item in paths.items():
+        declared = [m for m in item if m in ("get", "put", "post", "delete", "patch")]
+        assert declared, path
+        assert item["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"] == \
+            item[declared[0]]["x-amazon-apigateway-integration"], path
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_stage_is_throttled_traced_and_access_logged_in_json(
+        transformed: dict[str, Path], stage: str) -> None:
+    template = cloudformation(transformed, stage)
+    api = _one(template, "AWS::ApiGateway::RestApi")
+    assert api["Properties"]["Name"] == {"Fn::Sub": "order-backbone-${Stage}"}
+    props = _one(template, "AWS::ApiGateway::Stage")["Properties"]
+    assert props["StageName"] == "api" and props["TracingEnabled"] is True
+    every_method = [s for s in props["MethodSettings"]
+                    if (s["ResourcePath"], s["HttpMethod"]) == ("/*", "*")]
+    assert every_method and every_method[0]["ThrottlingRateLimit"] == {"Ref": "ApiRateLimit"}
+    assert all("ThrottlingBurstLimit" in s for s in props["MethodSettings"])
+    access = props["AccessLogSetting"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(access["Format"])
+    assert {"requestId", "status", "resource", "latency", "errorType"} <= set(fields)
+    group = template["Resources"]["ApiAccessLogGroup"]["Properties"]
+    assert group["RetentionInDays"] > 0
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_logs_to_a_retained_group_and_is_traced(
+        transformed: dict[str, Path], stage: str) -> None:
+    template = cloudformation(transformed, stage)
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for function in resources_of(template, "AWS::Lambda::Function").values():
+        props = function["Properties"]
+        assert props["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        handler = props["Handler"]
+        name = "api_handler" if handler == "app.app" else handler.removeprefix("app.")
+        settings = config["lambda_functions"][name]
+        assert props["Timeout"] == settings.get("lambda_timeout", config["lambda_timeout"])
+        assert props["MemorySize"] == settings.get("lambda_memory_size",
+                                                   config["lambda_memory_size"])
+    assert template["Resources"]["FunctionLogGroup"]["Properties"]["RetentionInDays"] > 0
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_queue_hides_a_message_longer_than_its_consumer_may_run(
+        transformed: dict[str, Path], stage: str) -> None:
+    """Lambda refuses an SQS mapping whose queue's visibility timeout is below the function's
+    timeout (a message would come back while still being handled)."""
+    template = cloudformation(transformed, stage)
+    mappings = resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+    sqs = [m["Properties"] for m in mappings if "Fn::Sub" in m["Properties"]["EventSourceArn"]]
+    assert len(sqs) == 5  # the queues' ARNs are `!Sub "${Queue.Arn}"` (resources.yaml says why)
+    for mapping in sqs:
+        queue_id = mapping["EventSourceArn"]["Fn::Sub"].removeprefix("${").split(".")[0]
+        queue = template["Resources"][queue_id]
+        assert queue["Type"] == "AWS::SQS::Queue"
+        function = template["Resources"][mapping["FunctionName"]["Ref"]]
+        assert queue["Properties"].get("VisibilityTimeout", 30) >= \
+            function["Properties"]["Timeout"], mapping
