@@ -13,8 +13,9 @@ and app.py's module code, which every function runs), it follows the code it can
 - calls to functions and methods of app.py and chalicelib/, with the values of their arguments
   (so `_query("open-by-type", ...)` reaches `IndexName=index` as "open-by-type", and a path
   built from a parameter is built from what each caller passes);
-- the module code of every module imported on the way (lazy imports included), so adapter
-  registries, and what they hold, count;
+- the module code of every module imported on the way (lazy imports included, and a
+  registry's `importlib.import_module(name)`: the modules the name can be, all of them when the
+  scan cannot tell), so adapter registries, and what they hold, count;
 - a function that escapes (passed to code outside chalicelib, put in a container, a class
   referenced, its methods) as called with unknown arguments.
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -76,7 +78,7 @@ class Mapping:
     items: tuple[tuple[str, frozenset[Any]], ...]
 
     def get(self, key: str) -> frozenset[Any]:
-        found = [values for k, values in self.items if k in (key, "*")]
+        found = [values for k, values in self.items if key == "*" or k in (key, "*")]
         return frozenset().union(*found) if found else frozenset()
 
 
@@ -223,6 +225,7 @@ class ModuleInfo:
     tree: ast.Module
     symbols: dict[str, list[ast.AST]] = field(default_factory=dict)
     imports: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    package: bool = False  # an __init__.py
 
 
 def _module_name(path: Path) -> str:
@@ -236,7 +239,8 @@ def modules() -> dict[str, ModuleInfo]:
     found = {}
     for path in paths:
         name = _module_name(path)
-        info = ModuleInfo(name, ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        info = ModuleInfo(name, ast.parse(path.read_text(encoding="utf-8"), str(path)),
+                          package=path.name == "__init__.py")
         for node in info.tree.body:
             _declare(info, node)
         found[name] = info
@@ -377,6 +381,7 @@ class Scan:
         self.classes: set[ClassRef] = set()
         self._values: dict[tuple[int, int], frozenset[Any]] = {}
         self._module_frames: dict[str, Frame] = {}
+        self._caller = ""  # the module of the call being evaluated
 
     # Roots ---------------------------------------------------------------------------------
 
@@ -669,6 +674,8 @@ class Scan:
                 return frozenset({Environ()})
             if base.name == AWS_MODULE and name == "client":
                 return frozenset({BoundOperation(AWS_MODULE, "client")})
+            if base.name == "importlib" and name == "import_module":
+                return frozenset({BoundOperation("importlib", "import_module")})
             if base.name in modules():
                 self.import_module(base.name)
                 return self.global_value(base.name, name)
@@ -731,6 +738,7 @@ class Scan:
     # Calls ---------------------------------------------------------------------------------
 
     def call(self, node: ast.Call, frame: Frame) -> frozenset[Any]:
+        self._caller = frame.module
         callees = self.value(node.func, frame)
         positional: list[frozenset[Any]] = []
         for argument in node.args:
@@ -793,6 +801,16 @@ class Scan:
             return frozenset({Client(t) for t in texts(first)})
         if bound.service == "os":
             return frozenset({Str("${ENV:" + t + "}") for t in texts(first)})
+        if bound.service == "importlib":  # a registry loading its adapters by name
+            # A name the scan cannot tell: any module of the registry's own package.
+            caller = modules().get(self._caller)
+            package = (self._caller if caller and caller.package
+                       else self._caller.rpartition(".")[0]) + "."
+            names = {m for t in texts(first) for m in modules()
+                     if fnmatchcase(m, t) and (t != "*" or m.startswith(package))}
+            for name in names:
+                self.import_module(name)
+            return frozenset({ModuleRef(n) for n in names}) or frozenset({UNKNOWN})
         if bound.service == "str":
             separator = bound.operation.partition(":")[2]
             joined: set[Any] = set()
@@ -911,6 +929,11 @@ def routes(scan: Scan) -> list[Function]:
 @cache
 def operations(handler: str) -> frozenset[Operation]:
     """The AWS operations the Lambda function `handler` can reach."""
+    return frozenset(scan_of(handler).operations)
+
+
+@cache
+def scan_of(handler: str) -> Scan:
     scan = Scan()
     scan.import_module("app")
     if handler == "api_handler":
@@ -920,7 +943,7 @@ def operations(handler: str) -> frozenset[Operation]:
         roots = [Function("app", event_handlers()[handler])]
     for root in roots:
         scan.call_function(root, [], {})
-    return frozenset(scan.operations)
+    return scan
 
 
 def reach(module: str, function: str) -> frozenset[Operation]:
@@ -934,10 +957,12 @@ def reach(module: str, function: str) -> frozenset[Operation]:
 
 
 def unseen_clients() -> list[str]:
-    """Places that make an AWS client other than through `aws.client` (the scan's one door)."""
+    """Places in the code a Lambda function loads that make an AWS client other than through
+    `aws.client` (the scan's one door). The administrators' command line is not such code."""
+    loaded = set().union(*(scan_of(handler).imported for handler in handler_names()))
     found = []
     for name, info in modules().items():
-        if name == AWS_MODULE:
+        if name == AWS_MODULE or name not in loaded:
             continue
         for node in ast.walk(info.tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \

@@ -394,6 +394,12 @@ def test_the_scan_sees_what_it_checks() -> None:
                 _arn("ssm", "parameter/order-backbone/dev/shops/*/*")) in worker
     notifier = {n.action for n in required("notify_cs", "dev")}
     assert "ses:SendEmail" in notifier
+    # Adapters loaded by name through their registries are scanned too.
+    assert "chalicelib.marketplaces.shopify_admin" in aws_reach.scan_of("write_back").imported
+    assert "chalicelib.cs.channels.email" in aws_reach.scan_of("notify_cs").imported
+    assert "chalicelib.tracking.couriers.kuaidi100" in aws_reach.scan_of("track_parcels").imported
+    assert not any(m.startswith("chalicelib.admin") for h in handlers()
+                   for m in aws_reach.scan_of(h).imported)
 
 
 def denied(policy: Iterable[dict[str, Any]], needs: Iterable[Need]) -> list[str]:
