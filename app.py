@@ -34,6 +34,8 @@ INBOX_DLQ_NAME = os.environ.get("INBOX_DLQ_NAME", "order-backbone-dev-inbox-dlq"
 ALERTS_QUEUE_NAME = os.environ.get("ALERTS_QUEUE_NAME", "order-backbone-dev-alerts")
 ALERTS_DLQ_NAME = os.environ.get("ALERTS_DLQ_NAME", "order-backbone-dev-alerts-dlq")
 AMAZON_QUEUE_NAME = os.environ.get("AMAZON_QUEUE_NAME", "order-backbone-dev-amazon-notifications")
+AMAZON_DLQ_NAME = os.environ.get("AMAZON_DLQ_NAME",
+                                 "order-backbone-dev-amazon-notifications-dlq")
 
 
 @app.on_dynamodb_record(stream_arn=INBOX_STREAM_ARN, batch_size=25,
@@ -75,6 +77,14 @@ def amazon_notifications(event: SQSEvent) -> dict[str, Any]:
     from chalicelib.flows import feeds
 
     return feeds.on_amazon_queue(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue=AMAZON_DLQ_NAME, batch_size=10)
+def amazon_dead_letters(event: SQSEvent) -> dict[str, Any]:
+    """Amazon notifications their queue gave up on: each a CS case with its text, never dropped."""
+    from chalicelib.flows import dead_letters
+
+    return dead_letters.on_amazon_dead_letters(event.to_dict(), event.context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

@@ -5,9 +5,9 @@ one difference: a path no route serves is answered in the error contract, 404
 
 Chalice's other own answers (wrong method, unsupported media type) are shaped by the app's
 middleware (chalicelib.api.chalice_errors), so they are the same here, in tests and in AWS. In
-AWS the unknown route never reaches Lambda: it needs API Gateway's MISSING_AUTHENTICATION_TOKEN
-gateway response (and REQUEST_TOO_LARGE, THROTTLED, DEFAULT_5XX) set in infra/resources.yaml
-with this same body, which is a later issue.
+AWS the unknown route never reaches Lambda: API Gateway's MISSING_AUTHENTICATION_TOKEN gateway
+response (infra/resources.yaml, with REQUEST_TOO_LARGE, THROTTLED, DEFAULT_4XX/5XX...) answers
+it with this same body.
 
     python -m devstack.local_api [--host 127.0.0.1] [--port 8000] [--stage local]
 """

@@ -4,7 +4,9 @@ moto does not apply CloudFormation templates fully, so each table, queue and top
 template is created with the matching boto3 calls, in the order its references require. The
 environment the Lambda functions get from `Globals` is resolved the same way, so the local
 processes see what the cloud ones would. Resource types Lambda and API Gateway handle (functions,
-APIs, roles, log groups) are skipped: locally the app's own processes stand in for them.
+APIs, roles, log groups) are skipped: locally the app's own processes stand in for them; so are
+CloudWatch's (alarms, dashboards: nothing watches the local stack), and any resource that needs a
+parameter only a deploy gives (one without a default: the operators' alarm e-mail subscription).
 """
 
 from __future__ import annotations
@@ -373,6 +375,16 @@ def _environment(template: dict[str, Any], context: _Context) -> dict[str, str]:
     return {str(name): value for name, value in environment.items()}
 
 
+def created_locally(template: dict[str, Any]) -> dict[str, Any]:
+    """The resources provision() creates: those of a type it creates, unless they need a
+    parameter with no default (a value only a deploy gives)."""
+    undefined = {name for name, spec in template.get("Parameters", {}).items()
+                 if "Default" not in spec}
+    return {logical_id: resource for logical_id, resource in template["Resources"].items()
+            if resource.get("Type") in _CREATORS
+            and not references(resource.get("Properties", {})) & undefined}
+
+
 def provision(
     session: boto3.session.Session, stage: str = "local", template: dict[str, Any] | None = None
 ) -> dict[str, str]:
@@ -381,8 +393,7 @@ def provision(
     template = load_template() if template is None else template
     aws = _Aws(session)
     context = _Context(_parameters(aws, stage, template))
-    resources = {logical_id: resource for logical_id, resource in template["Resources"].items()
-                 if resource.get("Type") in _CREATORS}
+    resources = created_locally(template)
     for logical_id in _creation_order(resources):
         resource = resources[logical_id]
         properties = resolve(resource.get("Properties", {}), context)

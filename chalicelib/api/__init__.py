@@ -95,10 +95,10 @@ def chalice_errors(request: Any, get_response: Callable[[Any], Response]) -> Res
     """HTTP middleware (registered once in app.py, so every blueprint has it): Chalice's own
     error answers in the error contract, status and headers (Allow) kept.
 
-    In AWS, API Gateway answers an unknown route or method itself, before Lambda (403
-    "Missing Authentication Token"), as it does a body over 10 MB (413) and its own throttling
-    (429); those need gateway responses in infra/resources.yaml with this same body (a later
-    issue). Locally devstack/local_api.py answers the unknown route."""
+    In AWS, API Gateway answers an unknown path itself, before Lambda, as it does a body over
+    10 MB (413) and its own throttling (429): its gateway responses in infra/resources.yaml
+    give those this same body. A wrong method on a known path reaches us (each path has an ANY
+    method: infra/stage_template.py). Locally devstack/local_api.py answers the unknown route."""
     response = get_response(request)
     body = response.body
     if response.status_code < 400 or not isinstance(body, dict) or set(body) != {"Code",

@@ -269,3 +269,21 @@ def test_dead_lettered_batch_becomes_a_critical_alert(client: Client,
     (alert,) = [a for a in alerts_received(stack) if a["kind"] == "worker.dead_letter"]
     assert alert["severity"] == "critical"
     assert alert["subject"] == "shardId-0001:42"
+
+
+def test_a_dead_amazon_notification_becomes_a_case_with_its_text(
+        client: Client, stack: dict[str, str]) -> None:
+    """The Amazon notifications DLQ has a consumer like its siblings: nothing expires unseen."""
+    alerts_received(stack)
+    body = json.dumps({"NotificationType": "ORDER_CHANGE", "NotificationMetadata": {
+        "NotificationId": "n-dead-1"}, "Payload": {"OrderChangeNotification": {
+            "AmazonOrderId": "113-0000000-0000001"}}})
+    event = client.events.generate_sqs_event(message_bodies=[body],
+                                             queue_name=stack["AMAZON_DLQ_NAME"])
+    answer = client.lambda_.invoke("amazon_dead_letters", event)
+    assert answer.payload == {"batchItemFailures": []}
+    (alert,) = [a for a in alerts_received(stack)
+                if a["kind"] == "marketplace.notification_dead_letter"]
+    assert alert["severity"] == "high"
+    assert alert["facts"]["excerpt"] == body
+    assert alert["subject"].startswith("amazon-notifications:")

@@ -1,25 +1,16 @@
 """`make package` ships the app and none of the local stack.
 
 deployment.zip must hold app.py and every module of chalicelib/ (what Lambda runs) and nothing
-of devstack/: no module of it, so no simulator, no local endpoint and no event runner.
-
-How the package is built here, and why: the Makefile's own `package` target runs (`make
-package`, so its recipe and chalice's packager decide what goes in) on a copy of the project in
-a temporary directory, so build/ and chalice's cache (.chalice/deployments/) stay out of the
-working tree. One step is skipped: the chalice it runs does not download requirements.txt's
-Lambda-platform wheels. That step needs PyPI and takes about 14 s, and chalice keys its cache
-on requirements.txt *and* the app's source, so every change to app.py or chalicelib/ pays it
-again. The wheels cannot bring devstack/ in as long as requirements.txt names only pinned
-registry packages, which the last test checks.
+of devstack/: no module of it, so no simulator, no local endpoint and no event runner. The
+package is built as tests/packaging.py says (the Makefile's target on a copy of the project,
+without chalice's download of the Lambda-platform wheels, which cannot bring devstack/ in as
+long as requirements.txt names only pinned registry packages: the last test checks it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -27,62 +18,17 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from tests.packaging import Project
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_STACK = ROOT / "devstack"
-# Left out of the copy: the environment, version control, caches, local run state, earlier
-# builds and chalice's deployment cache (a cached zip would be reused instead of built).
-NOT_COPIED = {ROOT: frozenset({".git", ".venv", "build", ".local", ".mypy_cache",
-                               ".pytest_cache", ".ruff_cache", ".hypothesis"}),
-              ROOT / ".chalice": frozenset({"deployments"})}
-# Make's settings for its own children: a `make test` above us must not steer this make.
-MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "STAGE")
-
-CHALICE_WITHOUT_DOWNLOADS = """#!{python}
-# chalice as `make package` runs it, except that requirements.txt's Lambda-platform wheels are
-# not downloaded (tests/integration/test_package.py says why).
-import sys
-
-from chalice.cli import main
-from chalice.deploy.packager import DependencyBuilder
-
-DependencyBuilder.build_site_packages = lambda *args, **kwargs: None
-sys.exit(main())
-"""
-
-
-def _not_copied(directory: str, names: list[str]) -> set[str]:
-    left_out = NOT_COPIED.get(Path(directory), frozenset()) | {"__pycache__"}
-    return {name for name in names if name in left_out}
-
-
-def _chalice_without_downloads(bin_dir: Path) -> None:
-    bin_dir.mkdir()
-    chalice = bin_dir / "chalice"
-    chalice.write_text(CHALICE_WITHOUT_DOWNLOADS.format(python=sys.executable))
-    chalice.chmod(0o755)
-    (bin_dir / "python").symlink_to(sys.executable)  # $(BIN)/python, as the venv's
-
-
-def _make_package(project: Path, bin_dir: Path) -> None:
-    """`make package` in ``project``, with $(BIN)/chalice the wrapper; the venv is not set up
-    again (-o: its stamp counts as up to date), it is the one running these tests."""
-    env = {name: value for name, value in os.environ.items() if name not in MAKE_VARIABLES}
-    command = ["make", "--no-print-directory", "-o", ".venv/.installed-stamp",
-               f"BIN={bin_dir}", "package"]
-    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, f"make package failed:\n{done.stdout}\n{done.stderr}"
 
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
     """deployment.zip as `make package` builds it (stage dev, the Makefile's default)."""
-    work = tmp_path_factory.mktemp("package")
-    project = work / "project"
-    shutil.copytree(ROOT, project, ignore=_not_copied, symlinks=True)
-    _chalice_without_downloads(work / "bin")
-    _make_package(project, work / "bin")
-    with zipfile.ZipFile(project / "build" / "dev" / "deployment.zip") as archive:
+    build = Project(tmp_path_factory.mktemp("package")).package("dev")
+    with zipfile.ZipFile(build / "deployment.zip") as archive:
         yield archive
 
 

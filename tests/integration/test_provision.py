@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from devstack.provision import load_template, provision
+from devstack.provision import created_locally, load_template, provision
 
 STAGE = "local"
 TEMPLATE = load_template()
@@ -139,7 +139,17 @@ def test_provisioning_again_changes_nothing(session: Any, env: dict[str, str]) -
     before = inventory(session)
     assert provision(session, stage=STAGE) == env
     assert inventory(session) == before
-    declared = [r["Type"] for r in RESOURCES.values()]
+    declared = [r["Type"] for r in created_locally(TEMPLATE).values()]
     kinds = ("DynamoDB::Table", "SQS::Queue", "SNS::Topic", "SNS::Subscription")
     assert [len(names) for names in before.values()] == [
         declared.count(f"AWS::{kind}") for kind in kinds]
+
+
+def test_what_only_a_deploy_can_create_is_left_out() -> None:
+    """Alarms and the dashboard (CloudWatch: nothing watches the local stack) are not of a type
+    provision() creates, and the alarm e-mail subscription needs the OpsEmail a deploy gives."""
+    local = created_locally(TEMPLATE)
+    assert "OpsEmailSubscription" not in local
+    assert "OpsTopic" in local and "AlertsQueueSubscription" in local
+    assert not any(r["Type"].startswith("AWS::CloudWatch::") for r in local.values())
+    assert any(r["Type"] == "AWS::CloudWatch::Alarm" for r in RESOURCES.values())

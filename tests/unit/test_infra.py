@@ -1,20 +1,17 @@
-"""Static checks on infra/resources.yaml and the IAM policy files: no AWS, no network."""
+"""Static checks on infra/resources.yaml: no AWS, no network (the functions' IAM policies:
+tests/unit/test_policies.py)."""
 
 from __future__ import annotations
 
 import json
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from devstack.provision import load_template, references
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-STAGES = ("dev", "prod")
 PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::URLSuffix"}
 
 
@@ -35,37 +32,6 @@ def events(kind: str) -> list[dict[str, Any]]:
             if event["Type"] == kind]
 
 
-def physical_name(value: Any, stage: str) -> str:
-    # The convention the policies rely on: every name is !Sub "...${Stage}...".
-    assert isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str), value
-    return str(value["Fn::Sub"]).replace("${Stage}", stage)
-
-
-def policy(stage: str) -> dict[str, Any]:
-    return dict(json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text()))
-
-
-def statements(stage: str) -> list[dict[str, Any]]:
-    return list(policy(stage)["Statement"])
-
-
-def as_list(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def allows(stage: str, action: str, arn: str) -> bool:
-    return any(
-        s["Effect"] == "Allow"
-        and any(fnmatchcase(action, a) for a in as_list(s["Action"]))
-        and any(fnmatchcase(arn, r) for r in as_list(s["Resource"]))
-        for s in statements(stage)
-    )
-
-
-def arn(service: str, resource: str) -> str:
-    return f"arn:aws:{service}:us-east-1:123456789012:{resource}"
-
-
 # --- DynamoDB -----------------------------------------------------------------------------------
 
 
@@ -83,9 +49,10 @@ def test_only_delivery_records_and_raw_pushes_expire() -> None:
     assert with_ttl == ["InboxTable", "ShipmentsTable"]
 
 
-def test_tables_are_retained_on_delete_and_replace() -> None:
+def test_tables_are_retained_on_delete_and_replace_and_protected_from_deletion() -> None:
     for lid, table in TABLES.items():
         assert table.get("DeletionPolicy") == table.get("UpdateReplacePolicy") == "Retain", lid
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, lid
 
 
 # --- Queues and event sources -------------------------------------------------------------------
@@ -97,7 +64,7 @@ def test_every_consumed_queue_has_a_dead_letter_queue_or_is_one() -> None:
     failure_targets += [e.get("DestinationConfig", {}) for e in events("DynamoDB")]
     dlqs = references(failure_targets) & set(QUEUES)
     assert consumed == {"InboxDeadLetterQueue", "AlertsQueue", "AlertsDeadLetterQueue",
-                        "AmazonNotificationsQueue"}
+                        "AmazonNotificationsQueue", "AmazonNotificationsDeadLetterQueue"}
     for lid in consumed:
         assert "RedrivePolicy" in QUEUES[lid]["Properties"] or lid in dlqs, lid
 
@@ -128,10 +95,13 @@ def test_overrides_name_the_event_sources_chalice_generates_for_app_py() -> None
         for source in app.app.event_sources
         for kind, suffix in suffixes.items() if isinstance(source, kind)
     }
-    declared = {lid: set(f["Properties"]["Events"]) for lid, f in FUNCTIONS.items()}
+    declared = {lid: set(f["Properties"]["Events"]) for lid, f in FUNCTIONS.items()
+                if "Events" in f["Properties"]}
     # Each queue/stream handler is rewired (its decorator holds a placeholder) and each override
     # merges into a resource Chalice really generates (a stale one would add a broken function).
     assert declared == {lid: {event} for lid, event in expected.items()}
+    generated = {"APIHandler"} | {to_cfn_resource_name(s.name) for s in app.app.event_sources}
+    assert set(FUNCTIONS) == generated  # every function described (and alarmed), no stale one
 
 
 # --- Globals ------------------------------------------------------------------------------------
@@ -146,69 +116,88 @@ def test_globals_reference_only_declared_resources_and_parameters() -> None:
 
 def test_globals_name_every_table_queue_and_topic() -> None:
     variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
-    unnamed = {"AlertsDeadLetterQueue", "AmazonNotificationsDeadLetterQueue"}  # no code sends
-    assert set(TABLES) | set(QUEUES) - unnamed | set(TOPICS) <= references(variables)
+    # No code sends to these: the alerts DLQ's consumer is its only reader; alarms use OpsTopic.
+    unnamed = {"AlertsDeadLetterQueue", "OpsTopic"}
+    assert (set(TABLES) | set(QUEUES) | set(TOPICS)) - unnamed <= references(variables)
 
 
-# --- IAM policy files ---------------------------------------------------------------------------
+# --- Operations: alarms and the dashboard -------------------------------------------------------
+
+ALARMS = of_type("AWS::CloudWatch::Alarm")
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_has_no_wildcard_actions(stage: str) -> None:
-    for statement in statements(stage):
-        assert "NotAction" not in statement and "NotResource" not in statement
-        for action in as_list(statement["Action"]):
-            assert action != "*" and not action.endswith(":*"), action
+def alarms_on(namespace: str, metric: str) -> dict[str, dict[str, Any]]:
+    """Alarms on `metric`, by what their dimensions refer to (a logical ID, or the text)."""
+    found: dict[str, dict[str, Any]] = {}
+    for alarm in ALARMS.values():
+        props = alarm["Properties"]
+        if (props["Namespace"], props["MetricName"]) != (namespace, metric):
+            continue
+        subject = references(props["Dimensions"]) - {"Stage"}
+        key = next(iter(subject)) if len(subject) == 1 else str(len(props["Dimensions"]))
+        found[key] = props
+    return found
 
 
-def test_policies_differ_only_by_stage() -> None:
-    assert json.dumps(policy("dev")).replace("dev", "prod") == json.dumps(policy("prod"))
+def test_every_alarm_goes_to_the_ops_topic_and_it_mails_the_operators() -> None:
+    assert len(ALARMS) > 40
+    for lid, alarm in ALARMS.items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "OpsTopic"}], lid
+        assert "${Stage}" in props["AlarmName"]["Fn::Sub"], lid
+    (subscription,) = [s["Properties"] for s in of_type("AWS::SNS::Subscription").values()
+                       if s["Properties"]["TopicArn"] == {"Ref": "OpsTopic"}]
+    assert subscription["Protocol"] == "email"
+    assert subscription["Endpoint"] == {"Ref": "OpsEmail"}
+    assert "Default" not in TEMPLATE["Parameters"]["OpsEmail"]  # a deploy must say where
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_every_table(stage: str) -> None:
-    item_actions = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem",
-                    "BatchWriteItem", "ConditionCheckItem")
-    stream_actions = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
-    for table in TABLES.values():
-        props = table["Properties"]
-        table_arn = arn("dynamodb", "table/" + physical_name(props["TableName"], stage))
-        for action in item_actions:
-            assert allows(stage, f"dynamodb:{action}", table_arn), (action, table_arn)
-        for index in props.get("GlobalSecondaryIndexes", []):
-            assert allows(stage, "dynamodb:Query", f"{table_arn}/index/{index['IndexName']}")
-        if "StreamSpecification" in props:
-            for action in stream_actions:
-                assert allows(stage, f"dynamodb:{action}", f"{table_arn}/stream/2024-01-01T00")
+def test_every_dead_letter_queue_alarms_when_a_message_waits() -> None:
+    dlqs = references([q["Properties"].get("RedrivePolicy", {}) for q in QUEUES.values()])
+    dlqs |= references([e.get("DestinationConfig", {}) for e in events("DynamoDB")])
+    assert dlqs == {"InboxDeadLetterQueue", "AlertsDeadLetterQueue",
+                    "AmazonNotificationsDeadLetterQueue"}
+    depth = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert set(depth) == dlqs
+    for props in depth.values():
+        assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_every_queue_and_topic(stage: str) -> None:
-    for queue in QUEUES.values():
-        queue_arn = arn("sqs", physical_name(queue["Properties"]["QueueName"], stage))
-        for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "SendMessage",
-                       "ChangeMessageVisibility"):
-            assert allows(stage, f"sqs:{action}", queue_arn), (action, queue_arn)
-    for topic in TOPICS.values():
-        topic_arn = arn("sns", physical_name(topic["Properties"]["TopicName"], stage))
-        assert allows(stage, "sns:Publish", topic_arn)
+def test_every_function_alarms_on_errors_and_throttles_and_each_schedule_when_it_stops() -> None:
+    from chalice.app import ScheduledEventConfig
+    from chalice.utils import to_cfn_resource_name
+
+    import app
+
+    for metric in ("Errors", "Throttles"):
+        assert set(alarms_on("AWS/Lambda", metric)) == set(FUNCTIONS), metric
+    scheduled = {to_cfn_resource_name(s.name): s.schedule_expression.to_string()
+                 for s in app.app.event_sources if isinstance(s, ScheduledEventConfig)}
+    not_running = alarms_on("AWS/Lambda", "Invocations")
+    assert set(not_running) == set(scheduled)
+    minutes = {"rate(1 minute)": 1, "rate(5 minutes)": 5, "rate(15 minutes)": 15}
+    for lid, props in not_running.items():
+        assert (props["ComparisonOperator"], props["Threshold"]) == ("LessThanThreshold", 1)
+        assert props["TreatMissingData"] == "breaching"  # no invocation, no data point
+        window = props["Period"] * props["EvaluationPeriods"]
+        assert window >= 3 * 60 * minutes[scheduled[lid]], lid  # a late run is not an alarm
+    (age,) = alarms_on("AWS/Lambda", "IteratorAge").items()
+    assert age[0] == "OrderWorker"
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_policy_covers_logs_and_reads_only_this_stages_shop_credentials(stage: str) -> None:
-    # Webhook secrets live in the directory table; per-shop marketplace credentials in SSM.
-    ssm = [s for s in statements(stage) if any(a.startswith("ssm:") for a in as_list(s["Action"]))]
-    assert sorted(a for s in ssm for a in as_list(s["Action"])) == [
-        "ssm:GetParameter", "ssm:GetParametersByPath"]
-    assert allows(stage, "ssm:GetParameter",
-                  arn("ssm", f"parameter/order-backbone/{stage}/shops/douyin/123"))
-    other = "prod" if stage == "dev" else "dev"
-    assert not allows(stage, "ssm:GetParameter",
-                      arn("ssm", f"parameter/order-backbone/{other}/shops/douyin/123"))
-    kms = [s for s in statements(stage) if any(a.startswith("kms:") for a in as_list(s["Action"]))]
-    assert all(s.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService") for s in kms)
-    for group in of_type("AWS::Logs::LogGroup").values():
-        name = physical_name(group["Properties"]["LogGroupName"], stage)
-        stream = arn("logs", f"log-group:{name}:log-stream:2024/01/01/[$LATEST]abc")
-        assert allows(stage, "logs:PutLogEvents", stream)
-        assert allows(stage, "logs:CreateLogStream", stream)
+def test_the_api_alarms_on_5xx_and_p99_latency() -> None:
+    assert alarms_on("AWS/ApiGateway", "5XXError")
+    latency = alarms_on("AWS/ApiGateway", "Latency")
+    assert len(latency) == 2  # the whole API, and the webhooks (their own method metrics)
+    for props in latency.values():
+        assert props["ExtendedStatistic"] == "p99"
+        api_name = [d["Value"] for d in props["Dimensions"] if d["Name"] == "ApiName"]
+        assert api_name == [RESOURCES["RestAPI"]["Properties"]["Name"]]
+
+
+def test_the_dashboard_shows_every_function_and_dead_letter_queue() -> None:
+    (dashboard,) = of_type("AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert references(dashboard["Properties"]["DashboardBody"]) >= set(FUNCTIONS) | {
+        "InboxDeadLetterQueue", "AlertsDeadLetterQueue", "AmazonNotificationsDeadLetterQueue"}
+    assert json.loads(body.replace("${", "{"))["widgets"]
