@@ -16,9 +16,10 @@ never mix them, and setting one is a dict copy.
   what it set or tagged is gone when it ends, so a batch's records never share keys;
 - `tag(**keys)` adds what becomes known along the way (the order id once the order is read).
 
-An exception is logged by its type and its traceback (our code's lines) only, never by its text:
-a platform's error may echo a token, a validation error an order's address. Log messages name
-things by ids and codes, never by a summary, a body, a URL or a buyer's name, phone or address.
+An exception is logged by its type and where it happened (file, line, function of each frame),
+never by its text: a platform's error may echo a token, a validation error an order's address.
+Log messages name things by ids and codes, never by a summary, a body, a URL or a buyer's name,
+phone or address.
 
 Metrics. `count(name, **dimensions)` adds to the invocation's counts; `invocation` prints them as
 CloudWatch EMF (Powertools Metrics, namespace "OrderBackbone") once, when it ends: one blob per
@@ -45,6 +46,7 @@ NAMESPACE = "OrderBackbone"
 LIBRARY_LOGGER = "chalicelib"
 _KEY_CHARS = 200  # an id from outside (a delivery id, a tracking number) is bounded on a line
 _DIMENSION_CHARS = 64
+_FRAMES = 30
 
 Keys = dict[str, object]
 Counts = dict[tuple[tuple[str, str], ...], dict[str, float]]
@@ -181,14 +183,15 @@ def describe(error: BaseException) -> str:
 
 
 def withheld_traceback(error: BaseException) -> str:
-    """The traceback (files, lines, our code) of the exception and what caused it, each named
-    by `describe`; the exceptions' texts are left out."""
+    """Where the exception and what caused it happened (file, line and function of each frame)
+    and their types; neither their texts nor the source lines."""
     parts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        frames = "".join(traceback.format_list(traceback.extract_tb(current.__traceback__)))
+        frames = "".join(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+                         for frame in traceback.extract_tb(current.__traceback__)[-_FRAMES:])
         parts.append(f"Traceback (most recent call last):\n{frames}"
                      f"{type(current).__module__}.{type(current).__qualname__} "
                      "(text withheld from logs)")
