@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -113,19 +114,31 @@ def count(metric: str, value: float = 1, **dimensions: str) -> None:
     values[metric] = values.get(metric, 0) + value
 
 
+_writer: list[Any] = []  # one Powertools EphemeralMetrics, made on the first flush
+_writing = threading.Lock()  # (the local API server serves requests on threads)
+
+
 def _flush(counts: Counts) -> None:
-    """One EMF blob per set of dimension values, as Powertools Metrics writes it."""
+    """One EMF blob per set of dimension values, as Powertools Metrics writes it (one instance
+    for all: making one costs more than the rest of a flush)."""
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-    for dimensions, values in counts.items():
-        metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-        for name, value in dimensions:
-            metrics.add_dimension(name=name, value=value)
-        if dimensions:  # the same figures per service alone: the total across the values
-            metrics.add_dimensions(service=SERVICE)
-        for metric, total in values.items():
-            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=total)
-        metrics.flush_metrics()
+    with _writing:
+        if not _writer:
+            _writer.append(EphemeralMetrics(namespace=NAMESPACE, service=SERVICE))
+        metrics = _writer[0]
+        for dimensions, values in counts.items():
+            try:
+                for name, value in dimensions:
+                    metrics.add_dimension(name=name, value=value)
+                if dimensions:  # the figures per service alone too: the total across values
+                    metrics.add_dimensions(service=SERVICE)
+                for metric, total in values.items():
+                    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=total)
+                metrics.flush_metrics()  # prints the blob and clears the instance
+            except Exception:
+                metrics.clear_metrics()  # nothing of this invocation left for the next
+                raise
 
 
 # Invocations --------------------------------------------------------------------------------
