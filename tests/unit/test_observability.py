@@ -120,6 +120,22 @@ def test_counts_are_written_once_when_the_invocation_ends(
     assert plain["JobsClaimed"] == [3.0]
 
 
+def test_disabled_metrics_write_nothing_and_keep_nothing(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local stack's default: no blob, and none later (Powertools itself writes a blob
+    once a metric holds 100 values, disabled or not, unless each flush is cleared)."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    for _ in range(120):
+        with observability.invocation(CONTEXT):
+            observability.count("WebhooksAccepted", source="shopify")
+    assert written(capsys) == ([], [])
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    with observability.invocation(CONTEXT):
+        observability.count("WebhooksAccepted", source="shopify")
+    (blob,) = written(capsys)[1]
+    assert blob["WebhooksAccepted"] == [1.0]
+
+
 def test_the_middleware_takes_api_gateways_request_id_for_http_and_lambdas_for_events(
         capsys: pytest.CaptureFixture[str]) -> None:
     def respond(_: Any) -> str:
