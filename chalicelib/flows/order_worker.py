@@ -100,6 +100,8 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
                           has_job=bool(stored and stored.job), now=now,
                           overrides=stored.overrides if stored else None)
         job_step = _job_step(stored, decision, delivery, now)
+        observability.tag(job_id=job_step[1].job.job_id if job_step
+                          else stored.job.job_id if stored and stored.job else None)
         actions = _actions(item, decision, stored, job_step, delivery.actor, now)
         refused = too_large(actions)
         if refused:

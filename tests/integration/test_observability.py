@@ -128,6 +128,7 @@ def test_the_webhook_the_worker_and_the_ship_call_log_the_order_id_and_nothing_p
     applied = [line for line in lines(worker.out)
                if line["name"] == "chalicelib.flows.order_worker"]
     assert applied and all(line["order_id"] == order_id for line in applied)
+    assert applied[-1]["job_id"] == "job_" + order_id.removeprefix("ord_")
     assert applied[-1]["message"].endswith(": created")
     assert applied[-1]["delivery_id"] == headers["X-Shopify-Webhook-Id"]
     shipped = [line for line in lines(ship.out) if "job.shipped" in line["message"]]
