@@ -118,11 +118,14 @@ def run_child(script: str, payload: dict[str, Any], env: dict[str, str],
 
 # --- Diagnostics (untimed children) --------------------------------------------------------------
 
-# The webhook route alone, on an app that registers nothing else: what a webhook needs.
+# The webhook route alone, on an app that registers nothing else: what a webhook needs (its
+# log line and its metrics included).
 ROUTE_ONLY_CHILD = _PREAMBLE + """\
 from chalice.app import Chalice
 from chalicelib.api import webhooks
+from chalicelib.core import observability
 _app = Chalice(app_name="order-backbone")
+observability.install(_app)
 _app.register_blueprint(webhooks.bp)
 _response = _app(_input["event"], type("LambdaContext", (), _input["context"])())
 _ok = _response["statusCode"] == 200
