@@ -12,10 +12,14 @@ from typing import Any
 from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent
 
 from chalicelib.api import chalice_errors, couriers, cs, warehouse, webhooks
+from chalicelib.core import observability
 
 app = Chalice(app_name="order-backbone")
 app.log.setLevel(logging.INFO)
 logging.getLogger("chalicelib").setLevel(logging.INFO)
+# JSON log lines carrying the work's ids, and metrics flushed once per invocation, for every
+# route and event handler (chalicelib/core/observability.py).
+observability.install(app)
 # Chalice's own answers (wrong method, unsupported media type) in the error contract, for every
 # blueprint's routes.
 app.register_middleware(chalice_errors, "http")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bench.stack import WEBHOOK_PATH, Orders, local_stack, verdict
+from bench.stack import WEBHOOK_PATH, Orders, app_output_discarded, local_stack, verdict
 
 NAME = "aws_calls_per_order"
 ORDERS = 50
@@ -197,7 +197,7 @@ def main() -> int:
 
         orders = Orders()
         stream = StreamReader(env["INBOX_STREAM_ARN"])
-        with Client(app, stage_name="local") as client:
+        with Client(app, stage_name="local") as client, app_output_discarded():
             # Warm-up: one order through a fresh process (clients created, secrets fetched).
             with counter.counting("warm-up webhook"):
                 _post_orders(client, orders, 1)

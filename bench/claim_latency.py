@@ -47,7 +47,15 @@ from datetime import timedelta
 from typing import Any
 
 from bench.job_calls import fresh_partner, offer_jobs
-from bench.stack import LambdaContext, Orders, local_stack, median, percentile, verdict
+from bench.stack import (
+    LambdaContext,
+    Orders,
+    app_output_discarded,
+    local_stack,
+    median,
+    percentile,
+    verdict,
+)
 
 NAME = "claim_latency"
 JOBS = 100
@@ -202,9 +210,10 @@ def offers_query(client: Any, table: str, partner: str) -> dict[str, Any]:
 def claim_all(partner: str) -> float:
     from chalicelib.flows import warehouse
 
-    started = time.perf_counter()
-    claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=JOBS))
-    elapsed = time.perf_counter() - started
+    with app_output_discarded():  # its log line, written as in Lambda
+        started = time.perf_counter()
+        claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=JOBS))
+        elapsed = time.perf_counter() - started
     if len(claimed.jobs) != JOBS:
         raise RuntimeError(f"claimed {len(claimed.jobs)} of {JOBS}")
     return elapsed

@@ -11,7 +11,8 @@ so without it the webhook would pay for compiling every module while the baselin
 load theirs from site-packages.
 
 The clock is the parent's wall clock, from just before the child is spawned to the moment the
-child's result line arrives. That is the honest measure of a cold start: it includes exec,
+child's result line arrives (after the JSON log lines and the EMF metrics the app writes to
+stdout, as in Lambda). That is the honest measure of a cold start: it includes exec,
 interpreter start-up, site and .pth processing, all imports and the request, which a Lambda
 cold start also pays, and it excludes the child's interpreter shutdown, which no caller waits
 for. (A child timing itself would miss everything before its first line runs, and Linux
@@ -99,6 +100,8 @@ def run_child(script: str, payload: dict[str, Any], env: dict[str, str],
         child.stdin.write(data)
         child.stdin.close()
         line = child.stdout.readline()
+        while line.startswith(b"{") and b'"phases"' not in line:  # the app's log lines, EMF
+            line = child.stdout.readline()
         elapsed = time.perf_counter() - started
         child.stdout.read()
         child.stdout.close()
@@ -115,11 +118,14 @@ def run_child(script: str, payload: dict[str, Any], env: dict[str, str],
 
 # --- Diagnostics (untimed children) --------------------------------------------------------------
 
-# The webhook route alone, on an app that registers nothing else: what a webhook needs.
+# The webhook route alone, on an app that registers nothing else: what a webhook needs (its
+# log line and its metrics included).
 ROUTE_ONLY_CHILD = _PREAMBLE + """\
 from chalice.app import Chalice
 from chalicelib.api import webhooks
+from chalicelib.core import observability
 _app = Chalice(app_name="order-backbone")
+observability.install(_app)
 _app.register_blueprint(webhooks.bp)
 _response = _app(_input["event"], type("LambdaContext", (), _input["context"])())
 _ok = _response["statusCode"] == 200

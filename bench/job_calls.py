@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from bench.stack import Orders, local_stack, verdict
+from bench.stack import Orders, app_output_discarded, local_stack, verdict
 
 NAME = "job_calls"
 JOBS = 100
@@ -286,7 +286,7 @@ def main() -> int:
         orders = Orders()
         figures: dict[str, float] = {}
         checks: list[str] = []
-        with Client(app, stage_name="local") as client:
+        with Client(app, stage_name="local") as client, app_output_discarded():
             for mode in ("one by one", "batched"):
                 partner = fresh_partner()
                 job_ids = offer_jobs(partner, JOBS, orders)

@@ -18,11 +18,12 @@ import random
 import statistics
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_paid.json"
@@ -41,6 +42,23 @@ SHOP = "demo-brand.myshopify.com"
 SOURCE = "shopify"
 WEBHOOK_PATH = f"/webhooks/{SOURCE}"
 WEBHOOK_SOURCES = {SOURCE: {"scheme": "shopify", "secrets": [SHOPIFY_SECRET]}}
+
+
+# --- The app's own output ---------------------------------------------------------------------
+
+
+@cache
+def _devnull() -> TextIO:
+    return open(os.devnull, "w")  # open for the whole run
+
+
+@contextmanager
+def app_output_discarded() -> Iterator[None]:
+    """The app writes its log lines (JSON) and metrics (EMF) to stdout, as Lambda wants: while
+    a benchmark drives it they go to /dev/null, still written (so still paid for), and the
+    benchmark's report stays readable."""
+    with redirect_stdout(_devnull()):
+        yield
 
 
 # --- The local endpoint ------------------------------------------------------------------------

@@ -395,7 +395,8 @@ def banner(api: str, aws: str, run: dict[str, Any]) -> str:
    curl -s {api}/cs/v1/cases/CASE_ID/acknowledge --json '{{"note": "on it"}}' {auth_cs}
    curl -s {api}/cs/v1/cases/CASE_ID/resolve --json '{{"note": "fixed"}}' {auth_cs}
 
- Logs below: webhooks, the order worker, the factory's steps, CS CASE lines and IM messages.
+ Logs below: the app's (webhooks, the order worker, CS CASE lines) as JSON, as in Lambda;
+ the factory's steps and IM messages as text.
  Ctrl-C stops everything.
 ================================================================================
 """
@@ -440,7 +441,11 @@ def main() -> None:
         scale = time_scale()
         env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
                "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
-               "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing()}
+               "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing(),
+               # The app's log lines are JSON here as in Lambda; its EMF metrics (a blob per
+               # invocation) would drown them: POWERTOOLS_METRICS_DISABLED=false shows them.
+               "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED",
+                                                             "true")}
         os.environ.update(env)
         run = seed()
         api_url = f"http://127.0.0.1:{api_port}"

@@ -19,6 +19,7 @@ from chalice.app import Response
 from pydantic import BaseModel
 
 from chalicelib.core.errors import ApiError
+from chalicelib.core.observability import count, describe
 
 log = logging.getLogger("chalicelib.api")
 P = ParamSpec("P")
@@ -36,7 +37,8 @@ def error_response(error: ApiError) -> Response:
 def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
     """Wrap a route: ApiError -> its status and reason; a storage failure -> whoever's fault
     it is (chalicelib.core.dynamodb.classify: throttled or down, 503 with Retry-After; a value
-    it cannot take, 4xx); anything else -> 500, logged, and a case.
+    it cannot take, 4xx); anything else -> 500, logged, and a case. Every 5xx is counted
+    (ServerErrors, by route: the view's name).
 
     (Chalice turns a view's exception into its own 500 before middleware sees it.)
     """
@@ -47,7 +49,10 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
             return view(*args, **kwargs)
         except ApiError as exc:
             if exc.status >= 500:
-                log.error("%s in %s: %s", exc.reason, view.__name__, exc.__cause__ or exc)
+                # Named by type and code only: the text of what caused it may hold data.
+                log.error("%s in %s: %s", exc.reason, view.__name__,
+                          describe(exc.__cause__ or exc))
+                count("ServerErrors", route=view.__name__)
             return error_response(exc)
         except Exception as exc:
             from chalicelib.core.dynamodb import classify
@@ -55,9 +60,12 @@ def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
             answer = classify(exc)
             if answer is not None:
                 log.log(logging.ERROR if answer.status >= 500 else logging.INFO,
-                        "storage: %s in %s: %s", answer.reason, view.__name__, exc)
+                        "storage: %s in %s: %s", answer.reason, view.__name__, describe(exc))
+                if answer.status >= 500:
+                    count("ServerErrors", route=view.__name__)
                 return error_response(answer)
             log.exception("unhandled error in %s", view.__name__)
+            count("ServerErrors", route=view.__name__)
             _our_fault(view.__name__, exc)
             return Response(body={"error": "internal_error", "message": "our fault; retry later"},
                             status_code=500, headers=JSON)

@@ -12,6 +12,7 @@ from typing import Any
 from chalice.app import Blueprint, Response
 
 from chalicelib.api import endpoint, ok, raw_body
+from chalicelib.core import observability
 from chalicelib.core.clock import parse_iso, utcnow
 from chalicelib.core.errors import ApiError
 
@@ -22,7 +23,9 @@ def _partner() -> str:
     from chalicelib.access import keys as auth
     from chalicelib.api.callers import authenticate
 
-    return auth.require_partner(authenticate(bp.current_request))
+    partner = auth.require_partner(authenticate(bp.current_request))
+    observability.tag(partner_id=partner)
+    return partner
 
 
 def _body(model: Any) -> Any:

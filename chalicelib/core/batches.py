@@ -3,12 +3,21 @@
 A record that fails is reported back alone; the event source retries it (and, for a stream,
 what follows it) and dead-letters it after its last attempt. `ReportBatchItemFailures` is
 switched on for each mapping in infra/resources.yaml.
+
+Each record is one unit of work for the logs (chalicelib.core.observability): what a record
+handler tags (a delivery id, an order id, a case id) is on that record's lines only, and a
+record that fails is logged, by its ids, before it is reported back.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Literal
+
+from chalicelib.core import observability
+
+log = logging.getLogger(__name__)
 
 
 def partial_response(event: dict[str, Any], context: Any, record_handler: Callable[[Any], Any],
@@ -20,7 +29,17 @@ def partial_response(event: dict[str, Any], context: Any, record_handler: Callab
         process_partial_response,
     )
 
+    def one_record(record: Any) -> Any:
+        record_id = record.message_id if source == "sqs" else record.event_id
+        with observability.unit(record_id=record_id):
+            try:
+                return record_handler(record)
+            except Exception:
+                log.warning("%s record %s failed: reported back, the event source retries it",
+                            source, record_id, exc_info=True)
+                raise
+
     kind = EventType.SQS if source == "sqs" else EventType.DynamoDBStreams
-    return dict(process_partial_response(event=event, record_handler=record_handler,
+    return dict(process_partial_response(event=event, record_handler=one_record,
                                          processor=BatchProcessor(event_type=kind),
                                          context=context))

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from chalicelib.core import batches
+from chalicelib.core import batches, observability
 from chalicelib.core.clock import utcnow
 from chalicelib.cs import case_store
 from chalicelib.cs.alerts import Alert
@@ -19,11 +19,22 @@ from chalicelib.flows import notifier
 log = logging.getLogger("chalicelib.cs.alerts")
 
 
+_COUNTED = {"opened": "CasesOpened", "escalated": "CasesEscalated", "resolved": "CasesResolved"}
+
+
 def handle(message: str, now: datetime | None = None) -> case_store.Recorded:
+    """One alert (one unit of work: chalicelib.core.batches), tagged with its case and order
+    ids; a case opened, escalated or resolved is counted by type (CasesOpened, ...)."""
     alert = Alert.model_validate_json(message)
+    order_id = alert.facts.get("order_id")
+    observability.tag(case_type=alert.case_type, order_id=order_id if isinstance(order_id, str)
+                      else None)
     recorded = case_store.record(alert)
+    if recorded.case is not None:
+        observability.tag(case_id=recorded.case.case_id)
     notifier.plan_for(recorded, now or utcnow())
-    if recorded.outcome in ("opened", "escalated", "resolved"):
+    if recorded.outcome in _COUNTED:
+        observability.count(_COUNTED[recorded.outcome], case_type=alert.case_type)
         case_id = recorded.case.case_id if recorded.case else "-"
         log.warning("CS CASE %s %s %s", recorded.outcome, case_id, _ids(alert))
     return recorded
@@ -50,6 +61,7 @@ def dead_letter(message: str, message_id: str, now: datetime) -> None:
     from chalicelib.cs import outbox_store as outbox
 
     outbox.put_dead_alert(message_id, message, now)
+    observability.count("AlertsUndeliverable")
     try:
         described = _ids(Alert.model_validate_json(message))
     except ValueError:

@@ -8,11 +8,13 @@ outcome depends on how far the warehouse has got (applied, intercept, after-sale
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.core import observability
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, NotFound
 from chalicelib.flows import warehouse
@@ -22,6 +24,7 @@ from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import protocol_rules
 
+log = logging.getLogger(__name__)
 _ATTEMPTS = 3
 
 
@@ -100,12 +103,14 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
     event = OrderEvent(type="order.amended", at=now, actor=actor, reason=amendment.reason,
                        summary=f"{amendment.kind} by {staff_id}: {amendment.reason}",
                        data=amendment.model_dump(mode="json", exclude_none=True))
+    observability.tag(order_id=order_id)
     for _attempt in range(_ATTEMPTS):
         stored = orders_store.get_current(order_id)
         if stored is None:
             raise NotFound("order")
         job, transition = None, None
         if request is not None and stored.job is not None:
+            observability.tag(job_id=stored.job.job_id)
             job = jobs_store.get(stored.job.partner_id, stored.job.job_id)
             if job is not None:
                 transition = jobs.request_change(job, request, actor, now,
@@ -122,6 +127,9 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
             transact(actions)
         except TransactionConflict:
             continue
+        log.info("order %s amended: %s", order_id, amendment.kind)
+        if transition is not None:
+            warehouse.committed(transition)
         change = transition.job.changes[-1] if transition else None
         return {"order_id": order_id, "event": event.model_dump(mode="json"),
                 "change": change.model_dump(mode="json") if change else None,

@@ -4,17 +4,21 @@ bodies here (a case's own history entries are chalicelib.cs.cases.CaseStep)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.core import observability
 from chalicelib.core.errors import ApiError, NotFound
 from chalicelib.cs import case_store, cases
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.notes import Note
+
+log = logging.getLogger(__name__)
 
 
 class AcknowledgeCaseRequest(BaseModel):
@@ -82,9 +86,11 @@ def resolve(case_id: str, actor: str, request: ResolveCaseRequest,
 
 def _change(case_id: str, change: Callable[[cases.Case], cases.Case],
             now: datetime) -> dict[str, Any]:
+    observability.tag(case_id=case_id)
     case = case_store.change(case_id, change, now)
     if case is None:
         raise NotFound("case")
+    log.info("case %s %s by CS", case_id, case.status.value)
     return _doc(case)
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import marketplaces
-from chalicelib.core import batches
+from chalicelib.core import batches, observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
 from chalicelib.cs import alert_topic, alerts
@@ -39,8 +39,10 @@ TAOBAO_SOURCE = "taobao"
 
 def amazon_message(body: str, now: datetime) -> str:
     """One SQS message body. Returns what became of it: accepted, duplicate, ignored or
-    unreadable. Raises when storing fails, so the message stays on the queue and comes back."""
+    unreadable. Raises when storing fails, so the message stays on the queue and comes back.
+    Counted as a webhook is (source "amazon")."""
     raw = body.encode("utf-8", "replace")
+    observability.tag(source=AMAZON_SOURCE)
     try:
         accepted = _storable(AMAZON_SOURCE, amazon.NAME, amazon.accept_message(raw, now), raw,
                              now)
@@ -51,6 +53,7 @@ def amazon_message(body: str, now: datetime) -> str:
     if stored and accepted.headers.get("order-change-type") == "BuyerRequestedChange":
         _cancel_requested(amazon.NAME, amazon.ref(raw, accepted.headers), now)
     outcome = ("accepted" if accepted.actionable else "ignored") if stored else "duplicate"
+    observability.count(f"Webhooks{outcome.capitalize()}", source=AMAZON_SOURCE)
     log.info("amazon %s %s %s", accepted.topic, accepted.delivery_id, outcome)
     return outcome
 
@@ -69,7 +72,8 @@ def poll_taobao(now: datetime, budget: float = BUDGET_SECONDS) -> dict[str, int]
     deadline = time.monotonic() + budget
     for shop in _one_shop_per_app():
         try:
-            consumed, stored = _drain(shop, now, deadline)
+            with observability.unit(shop=shop):
+                consumed, stored = _drain(shop, now, deadline)
         except Exception:  # one app's trouble must not stop the others; unconfirmed comes back
             log.exception("TMC poll for taobao shop %s failed", shop)
             counts["errors"] += 1
@@ -99,17 +103,8 @@ def _drain(shop: str, now: datetime, deadline: float) -> tuple[int, int]:
             break
         done: list[str] = []
         for message in messages:
-            raw = taobao.message_bytes(message)
-            try:
-                accepted = _storable(TAOBAO_SOURCE, taobao.NAME,
-                                     taobao.accept_message(message, now), raw, now)
-            except ApiError as exc:
-                _unreadable(TAOBAO_SOURCE, exc, raw, now)
-            else:
-                new = inbox.put_delivery(TAOBAO_SOURCE, taobao.NAME, accepted, raw, now)
-                if new and message.topic == REFUND_REQUESTED:
-                    _cancel_requested(taobao.NAME, taobao.ref(raw, accepted.headers), now)
-                stored += new
+            with observability.unit(source=TAOBAO_SOURCE):
+                stored += _tmc_message(message, now)
             done.append(message.id)
         for start in range(0, len(done), taobao.CONFIRM_LIMIT):
             chunk = done[start:start + taobao.CONFIRM_LIMIT]
@@ -118,6 +113,24 @@ def _drain(shop: str, now: datetime, deadline: float) -> tuple[int, int]:
                 log.warning("TMC did not confirm %d messages", len(chunk))
         consumed += len(messages)
     return consumed, stored
+
+
+def _tmc_message(message: taobao.TmcMessage, now: datetime) -> bool:
+    """One TMC message stored (True: new), or a CS case if it cannot be; counted as a webhook
+    is (source "taobao")."""
+    raw = taobao.message_bytes(message)
+    try:
+        accepted = _storable(TAOBAO_SOURCE, taobao.NAME, taobao.accept_message(message, now),
+                             raw, now)
+    except ApiError as exc:
+        _unreadable(TAOBAO_SOURCE, exc, raw, now)
+        return False
+    new = inbox.put_delivery(TAOBAO_SOURCE, taobao.NAME, accepted, raw, now)
+    if new and message.topic == REFUND_REQUESTED:
+        _cancel_requested(taobao.NAME, taobao.ref(raw, accepted.headers), now)
+    outcome = ("accepted" if accepted.actionable else "ignored") if new else "duplicate"
+    observability.count(f"Webhooks{outcome.capitalize()}", source=TAOBAO_SOURCE)
+    return new
 
 
 # A buyer's request to cancel (Amazon) or refund (Taobao) leaves the order paid until the seller
@@ -138,8 +151,9 @@ def _storable(source: str, scheme: str, accepted: Accepted, raw: bytes,
               now: datetime) -> Accepted:
     """The delivery, if the order worker can apply it and the inbox can hold it; ApiError (a
     4xx, as a webhook would be answered) otherwise."""
+    observability.tag(delivery_id=accepted.delivery_id)
     if accepted.actionable:
-        will_apply(marketplaces.inbound_for(scheme), source, accepted, raw, now)
+        will_apply(marketplaces.inbound_for(scheme), source, accepted, raw, now, scheme)
     try:
         inbox.check_storable(source, scheme, accepted, raw, now)
     except inbox.Unstorable as exc:
@@ -149,6 +163,8 @@ def _storable(source: str, scheme: str, accepted: Accepted, raw: bytes,
 
 
 def _unreadable(source: str, error: ApiError, raw: bytes, now: datetime) -> None:
+    observability.count("WebhooksRefused", source=source)
+    log.warning("%s notification unreadable: %s", source, error.reason)
     alert_topic.raise_case(
         "marketplace.unreadable_notification", f"{source}:{error.reason}", alerts.Severity.HIGH,
         f"{source} sent a notification we cannot read ({error.reason}): an order may be "

@@ -17,7 +17,8 @@ from datetime import datetime
 
 from chalicelib import marketplaces
 from chalicelib.access import directory_store as directory
-from chalicelib.core import aws
+from chalicelib.access.accounts import WebhookSource
+from chalicelib.core import aws, observability
 from chalicelib.core.dynamodb import MAX_ITEM_BYTES, is_validation_error, storage_errors
 from chalicelib.core.errors import ApiError
 from chalicelib.core.settings import settings
@@ -25,36 +26,66 @@ from chalicelib.core.signatures import bounded_id
 from chalicelib.marketplaces.contract import Inbound
 from chalicelib.orders import inbox_store as inbox
 from chalicelib.orders.deliveries import Accepted, Delivery
-from chalicelib.orders.order import InvalidOrder, received_bound
+from chalicelib.orders.order import InvalidOrder, order_id_for, received_bound
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
 
 
 def receive(source: str, headers: Mapping[str, str], raw: bytes, now: datetime) -> dict[str, str]:
-    """Returns the answer body; raises ApiError with the status and reason otherwise."""
+    """Returns the answer body; raises ApiError with the status and reason otherwise.
+
+    Counted per source (WebhooksAccepted, WebhooksDuplicate, WebhooksIgnored, WebhooksRefused
+    for a 4xx, WebhooksFailed for our 5xx); a request refused before its source is known (an
+    unknown name, a body too large to read) counts under source "unknown": a URL anyone can
+    post to is not a dimension."""
     with aws.deadline():
-        return _receive(source, headers, raw, now)
+        try:
+            config = _source(source, raw)
+        except ApiError as exc:
+            _refused(source, "unknown", exc)
+            raise
+        observability.tag(source=source)
+        try:
+            answer = _receive(source, config, headers, raw, now)
+        except ApiError as exc:
+            _refused(source, source, exc)
+            raise
+    observability.count(f"Webhooks{answer['status'].capitalize()}", source=source)
+    return answer
 
 
-def _receive(source: str, headers: Mapping[str, str], raw: bytes,
-             now: datetime) -> dict[str, str]:
+def _refused(source: str, counted_as: str, error: ApiError) -> None:
+    observability.count("WebhooksRefused" if error.status < 500 else "WebhooksFailed",
+                        source=counted_as)
+    if error.status < 500:  # the sender's to fix; ours (5xx) are logged where they happen
+        log.info("webhook %s refused: %d %s", source[:64], error.status, error.reason)
+
+
+def _source(source: str, raw: bytes) -> WebhookSource:
+    """The sender's account; 413 for a body too large to read, 404 for a name no source has."""
     limit = settings().max_webhook_bytes
     if len(raw) > limit:
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
     try:
         config = directory.source(source)
     except storage_errors() as exc:
-        log.exception("webhook source %s unavailable", source)
+        log.exception("webhook source %s unavailable", source[:64])
         raise store_unavailable() from exc
     if config is None or config.scheme not in marketplaces.known_schemes():
         raise ApiError(404, "unknown_source", f"no webhook source named {source!r}")
+    return config
+
+
+def _receive(source: str, config: WebhookSource, headers: Mapping[str, str], raw: bytes,
+             now: datetime) -> dict[str, str]:
     lowered = {name.lower(): value for name, value in headers.items()}
     inbound = marketplaces.inbound_for(config.scheme)  # no API calls loaded on this path
     try:
         accepted = inbound.accept(lowered, raw, config.secrets, now)
+        observability.tag(delivery_id=accepted.delivery_id)
         if accepted.record and accepted.actionable:
-            will_apply(inbound, source, accepted, raw, now)
+            will_apply(inbound, source, accepted, raw, now, config.scheme)
     except ApiError as exc:
         if exc.status in (413, 422):  # correctly signed, yet refused: CS must know of it
             _alert_rejected(source, exc, now)
@@ -77,15 +108,17 @@ def _receive(source: str, headers: Mapping[str, str], raw: bytes,
 
 
 def will_apply(inbound: Inbound, source: str, accepted: Accepted, raw: bytes,
-               now: datetime) -> None:
+               now: datetime, scheme: str) -> None:
     """Read the delivery as the order worker will (with the headers it will get back), so what
     it could not apply is refused before we acknowledge it: 422 `invalid_payload` for an order
     we cannot read (a time out of range, a shape the adapter refuses), 413 `payload_too_large`
-    for one whose stored form would not fit. Feeds (Amazon, Taobao) call it too."""
+    for one whose stored form would not fit. Feeds (Amazon, Taobao) call it too. The order it
+    names (read whole, or a lone reference) is tagged on the request's log lines."""
     headers = accepted.headers
     try:
         if inbound.normalise is not None:
             order = inbound.normalise(raw, headers, source)
+            observability.tag(order_id=order.order_id)
             actor = Delivery(source=source, delivery_id=accepted.delivery_id,
                              topic=accepted.topic, received_at=now).actor
             text = raw.decode("utf-8", errors="replace")  # as the inbox stores it
@@ -100,12 +133,17 @@ def will_apply(inbound: Inbound, source: str, accepted: Accepted, raw: bytes,
         for ref in named:
             bounded_id(ref.external_id, "order id")
             bounded_id(ref.shop, "shop id")
+        if len(named) == 1:  # a reference's platform (the order's marketplace) is its scheme
+            observability.tag(order_id=order_id_for(scheme, named[0].shop,
+                                                    named[0].external_id))
     except InvalidOrder as exc:
         if exc.reason == "order_too_large":
             raise ApiError(413, "payload_too_large", str(exc)) from None
         raise _unreadable(str(exc)) from None
     except Exception as exc:  # whatever an adapter raises on it, the worker would meet too
-        log.warning("%s delivery %s unreadable: %r", source, accepted.delivery_id, exc)
+        # By its type only: an adapter's error may quote the order (a buyer's address).
+        log.warning("%s delivery %s unreadable: %s", source, accepted.delivery_id,
+                    observability.describe(exc))
         raise _unreadable(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -127,7 +165,8 @@ def store(source: str, scheme: str, accepted: Accepted, raw: bytes, now: datetim
         return inbox.put_delivery(source, scheme, accepted, raw, now)
     except storage_errors() as exc:
         if is_validation_error(exc):  # checked above; kept as a net: never the caller's 503
-            log.warning("store refused delivery %s/%s: %s", source, accepted.delivery_id, exc)
+            log.warning("store refused delivery %s/%s: %s", source, accepted.delivery_id,
+                        observability.describe(exc))
             raise ApiError(400, "invalid_delivery", "the delivery cannot be stored as sent") \
                 from None
         log.exception("could not store delivery %s/%s", source, accepted.delivery_id)

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.core import aws
+from chalicelib.core import aws, observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import TransactionConflict, transact
 from chalicelib.core.settings import rules_from_env
@@ -110,10 +110,11 @@ def run(now: datetime, limit: int = 500, budget_seconds: float = RUN_SECONDS) ->
                 break
             # The rate limits count real sends: a run that takes 20 s is not one instant.
             moment = now + timedelta(seconds=time.monotonic() - started)
-            try:
-                process(note_id, moment, report)
-            except Exception:  # the note stays due; the next tick tries again
-                log.exception("notification %s failed", note_id)
+            with observability.unit(note_id=note_id):
+                try:
+                    process(note_id, moment, report)
+                except Exception:  # the note stays due; the next tick tries again
+                    log.exception("notification %s failed", note_id)
     finally:
         outbox.release_lease(owner)
     return report
@@ -124,6 +125,8 @@ def process(note_id: str, now: datetime, report: RunReport) -> None:
     if found is None or found[0].status != "pending" or found[0].due_at > now:
         return
     note, version = found
+    observability.tag(channel=note.channel,
+                      case_id=note.case_ids[0] if len(note.case_ids) == 1 else None)
     if note.kind == "digest":
         _flush_digest(note, version, now, report)
         return
@@ -214,6 +217,8 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
         transact([outbox.put_note(note.model_copy(update={
             "status": "sent", "sent_at": now, "attempts": note.attempts + 1}), version)])
         report.sent += 1
+        observability.count("NotificationsSent", platform=note.platform)
+        log.info("CS notification %s sent on %s (%s)", note.note_id, note.channel, note.kind)
         return
     error = f"{result.error}: {result.platform_code} {result.detail}".strip()
     after, fallback = notes.failed(note, error[:300], result.retryable, now, routing(),
@@ -222,13 +227,22 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
     if fallback is not None:
         actions.append(outbox.put_note(fallback, None))
     transact(actions)
+    observability.count("NotificationsFailed", platform=note.platform)
+    # The failure's kind and the platform's code only: its detail (kept on the note, listed
+    # by the CS API) may quote the robot's URL and token or the message.
+    failure = f"{result.error} {result.platform_code}"[:120]
     if after.status == "dead":
         report.dead += 1
-        log.error("CS notification %s dead-lettered: %s", note.note_id, after.last_error)
+        observability.count("NotificationsDead", platform=note.platform)
+        log.error("CS notification %s dead-lettered: %s", note.note_id, failure)
     elif fallback is not None:
         report.fell_back += 1
+        log.warning("CS notification %s failed on %s (%s): falls back to %s", note.note_id,
+                    note.channel, failure, fallback.channel)
     else:
         report.retried += 1
+        log.warning("CS notification %s failed on %s (%s): retried later", note.note_id,
+                    note.channel, failure)
 
 
 def send(note: Note, message: Message, now: datetime) -> ChannelResult:

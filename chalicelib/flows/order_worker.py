@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib import marketplaces
-from chalicelib.core import batches
+from chalicelib.core import batches, observability
 from chalicelib.core.clock import parse_iso, utcnow
 from chalicelib.core.dynamodb import (
     MAX_TRANSACTION_ITEMS,
@@ -92,6 +92,7 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
     # A thin notification is re-fetched here; a platform that is down raises: retried.
     incoming = marketplace_calls.read_order(item["scheme"], raw, item.get("headers", {}),
                                             item["source"], now)
+    observability.tag(order_id=incoming.order_id)
     check_size(incoming)
     for _attempt in range(_ATTEMPTS):
         stored = orders_store.get_current(incoming.order_id)
@@ -99,6 +100,8 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
                           has_job=bool(stored and stored.job), now=now,
                           overrides=stored.overrides if stored else None)
         job_step = _job_step(stored, decision, delivery, now)
+        observability.tag(job_id=job_step[1].job.job_id if job_step
+                          else stored.job.job_id if stored and stored.job else None)
         actions = _actions(item, decision, stored, job_step, delivery.actor, now)
         refused = too_large(actions)
         if refused:
@@ -115,6 +118,8 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
             if "inbox" in conflict.failed:
                 return "already_processed"
             continue  # a concurrent update of this order or its job: read again
+        if job_step:
+            warehouse.committed(job_step[1])
         return decision.outcome
     raise KeptChanging(f"order {incoming.order_id} kept changing under us; stream will retry")
 
@@ -241,6 +246,7 @@ def _actions(item: Mapping[str, Any], decision: Decision,
 
 def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,
             now: datetime) -> str:
+    log.warning("delivery %s cannot become an order: %s", item["pk"], error.reason)
     alert_topic.publish(alerts.Alert(
         kind="order.invalid", severity=alerts.Severity.HIGH, subject=item["pk"], at=now,
         summary=f"{delivery.source} delivery {delivery.delivery_id} could not be read as an order",
@@ -282,10 +288,20 @@ def on_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _stream_record(record: Any) -> None:
+    """One stream record (a unit of work of its own: chalicelib.core.batches). Counted as
+    OrdersApplied by outcome: created, updated, unchanged, stale, split, invalid,
+    already_processed, or retried (a transient fault: the stream tries it again)."""
     image = record.raw_event["dynamodb"].get("NewImage") or {}
     if "pending" in image:  # our own "applied" update comes through the stream too: skip it
-        outcome = apply_delivery(from_attrs(image), utcnow())
-        log.info("delivery %s: %s", record.raw_event["dynamodb"]["Keys"], outcome)
+        item = from_attrs(image)
+        observability.tag(delivery_id=item.get("delivery_id"), source=item.get("source"))
+        try:
+            outcome = apply_delivery(item, utcnow())
+        except Exception:
+            observability.count("OrdersApplied", outcome="retried")
+            raise
+        observability.count("OrdersApplied", outcome=outcome)
+        log.info("delivery %s %s: %s", item.get("source"), item.get("delivery_id"), outcome)
 
 
 def sweep_unprocessed(now: datetime) -> int:

@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
 from chalicelib.flows.marketplace_calls import credentials_for, send_json
 from chalicelib.marketplaces import adapter_for
@@ -33,7 +34,8 @@ def run_reconciliation(now: datetime) -> dict[str, int]:
     counts = {"shops": 0, "listed": 0, "queued": 0, "errors": 0}
     for marketplace, shop in shop_credentials.shops():
         try:
-            listed, queued = reconcile(marketplace, shop, now - WINDOW, now, now)
+            with observability.unit(marketplace=marketplace, shop=shop):
+                listed, queued = reconcile(marketplace, shop, now - WINDOW, now, now)
         except Exception:  # one shop's platform down must not stop the others
             log.exception("reconciliation of %s %s failed", marketplace, shop)
             counts["errors"] += 1

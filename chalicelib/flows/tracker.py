@@ -10,6 +10,8 @@ Every write of a parcel is guarded by the version read, together with its timeli
 push and a poll of the same parcel at the same moment cannot lose each other's scans. Alerts
 are published before the write: if the write fails the same changes are found again on the
 retry and the cases layer drops the repeated alerts (never the other way round).
+Each parcel checked is one unit of work on the logs (its tracking number, order and job ids);
+provider calls are counted by provider and result (ProviderQueries, ProviderSubscriptions).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, NotFound
@@ -149,8 +152,18 @@ def apply(carrier_code: str, number: str, step: Step, now: datetime,
                       *orders_store.put_events(new.order_id, events)])
         except TransactionConflict:
             continue
+        if changes:
+            log.info("parcel %s: %s", new.label, ", ".join(_described(c) for c in changes),
+                     extra={"order_id": new.order_id, "job_id": new.job_id})
         return Applied(new, changes)
     raise Busy("parcel")
+
+
+def _described(change: JourneyChange) -> str:
+    if change.type == "status" and change.status is not None:
+        return f"status {change.status.value}"
+    kind = change.exception.kind.value if change.exception else "?"
+    return f"{change.type} {kind}"
 
 
 def _completes(parcel: Parcel, changes: Sequence[JourneyChange]) -> bool:
@@ -187,6 +200,9 @@ def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
     if account is None:
         raise NotFound("courier_provider")
     push = _verified(kind.read_push, headers, raw, account.secrets)
+    observability.tag(provider=provider_name, carrier_code=push.carrier_code,
+                      tracking_number=push.tracking_number)
+    observability.count("TrackingPushes", provider=provider_name)
     raw_item = store.put_raw(push.carrier_code, push.tracking_number, provider_name, raw, now)
     rules = tracking_rules()
     applied = apply(push.carrier_code, push.tracking_number, lambda p: _with(p, tracking.after_push(
@@ -230,11 +246,12 @@ def run_due(now: datetime, limit: int = 500) -> TickReport:
     """Everything due now, oldest first; one parcel's failure never stops the others."""
     report = TickReport()
     for carrier_code, number in list(store.due(now, limit)):
-        try:
-            check(carrier_code, number, now, report)
-        except Exception:  # the parcel stays due and is tried on the next tick
-            report.errors += 1
-            log.exception("tracking check of %s %s failed", carrier_code, number)
+        with observability.unit(carrier_code=carrier_code, tracking_number=number):
+            try:
+                check(carrier_code, number, now, report)
+            except Exception:  # the parcel stays due and is tried on the next tick
+                report.errors += 1
+                log.exception("tracking check of %s %s failed", carrier_code, number)
     return report
 
 
@@ -243,20 +260,24 @@ def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> 
     if found is None or found[0].watch.next_check_at is None:
         return
     parcel = found[0]
+    observability.tag(order_id=parcel.order_id, job_id=parcel.job_id, provider=parcel.provider)
     if parcel.watch.next_check_at is not None and parcel.watch.next_check_at > now:
         return  # a push or another tick moved it on since the index was read
     rules = tracking_rules()
     action = tracking.due_action(parcel.watch, now)
+    metric = {"subscribe": "ProviderSubscriptions", "query": "ProviderQueries"}.get(action)
     try:
         provider = _provider(parcel.provider)
         if action == "subscribe":
             accepted = provider.subscribe(parcel)
+            observability.count("ProviderSubscriptions", provider=parcel.provider, result="ok")
             report.subscribed += 1
             apply(carrier_code, number, lambda p: (p.model_copy(update={
                 "watch": tracking.after_subscribe(p.shipment, p.watch, accepted, now, rules)}),
                 ()), now)
         elif action == "query":
             events = provider.query(parcel)
+            observability.count("ProviderQueries", provider=parcel.provider, result="ok")
             report.queried += 1
             apply(carrier_code, number, lambda p: _with(p, tracking.after_query(
                 p.shipment, p.watch, events, now, rules)), now)
@@ -266,7 +287,11 @@ def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> 
                 p.shipment, p.watch, now, rules)), now)
     except ProviderError as exc:
         report.errors += 1
-        log.warning("tracking %s: %s", parcel.label, exc)
+        if metric is not None:
+            observability.count(metric, provider=parcel.provider, result="error")
+        # By type only: a provider's message may quote what we sent (the buyer's phone).
+        log.warning("tracking %s: %s %s failed: %s", parcel.label, parcel.provider, action,
+                    observability.describe(exc))
         if exc.alert:
             alert_topic.publish(Alert(
                 kind=exc.alert, severity=Severity.HIGH, subject=parcel.subject, at=now,

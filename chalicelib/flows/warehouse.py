@@ -2,11 +2,13 @@
 its timeline events, feed entries and CS alerts, guarded by the version read.
 
 Alerts are published before the write: a retry may repeat one (CS dedupes on kind + subject),
-but a crash between the write and the publish cannot lose one.
+but a crash between the write and the publish cannot lose one. Every transition written is
+logged with its job and order ids and counted by event (JobTransitions), `committed`.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
@@ -27,6 +30,7 @@ from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import ClientId, Job, Transition, protocol_rules
 from chalicelib.warehouse.waves import SkuLocations, WaybillNumber
 
+log = logging.getLogger(__name__)
 _ATTEMPTS = 3
 
 
@@ -59,6 +63,19 @@ def announce(transition: Transition, now: datetime) -> None:
             ))
 
 
+def committed(transition: Transition) -> None:
+    """A transition was written: one line naming its events, each counted by type (the metric
+    JobTransitions, dimension `transition`: job.created, job.shipped, change.applied, ...)."""
+    types = [event.type for event in transition.events]
+    if not types:
+        return  # a lease taken, extended or given back: no news
+    for kind in types:
+        observability.count("JobTransitions", transition=kind)
+    job = transition.job
+    log.info("job %s: %s", job.job_id, ", ".join(types),
+             extra={"job_id": job.job_id, "order_id": job.order_id})
+
+
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if isinstance(v, str | int | float | bool)}
 
@@ -83,14 +100,18 @@ def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor
             if on_conflict is not None:
                 on_conflict(job, exc.failed)
             continue
+        committed(transition)
         return transition.job
     raise Busy("job")
 
 
 def get_job(partner_id: str, job_id: str) -> Job:
+    """The partner's job (its ids and its order's on the request's log lines)."""
+    observability.tag(job_id=job_id, partner_id=partner_id)
     job = jobs_store.get(partner_id, job_id)
     if job is None:
         raise NotFound("job")  # also for another partner's job: its existence is not revealed
+    observability.tag(order_id=job.order_id)
     return job
 
 
@@ -209,10 +230,14 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
         except TransactionConflict as conflict:
             candidates = [job for job in candidates if job.job_id not in conflict.failed]
             continue
+        for _, transition in steps:
+            committed(transition)  # offers dead-lettered on the way
         claimed = [t.job for _, t in steps if t.job.lease_id == lease_id]
         break
     if not claimed:
         return Claimed(lease_id=None, lease_expires_at=None, jobs=[])
+    observability.count("JobsClaimed", len(claimed))
+    log.info("partner %s claimed %d jobs under %s", partner_id, len(claimed), lease_id)
     return Claimed(lease_id=lease_id, lease_expires_at=expires, jobs=claimed)
 
 
@@ -332,8 +357,9 @@ def sweep_deadlines(now: datetime, limit: int = 100) -> int:
     moved, rules = 0, protocol_rules()
     for partner_id, job_id in jobs_store.due(now, limit):
         try:
-            after = apply(partner_id, job_id, lambda j: jobs.overdue(j, now, rules),
-                          "deadline watch", now)
+            with observability.unit():  # one job's keys on its lines only
+                after = apply(partner_id, job_id, lambda j: jobs.overdue(j, now, rules),
+                              "deadline watch", now)
         except (Conflict, NotFound):
             continue  # busy (the next sweep sees it again) or gone
         moved += after.updated_at == now
@@ -356,6 +382,8 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
         transact(actions)
     except TransactionConflict:
         raise Busy("wave") from None
+    for _, transition in steps:
+        committed(transition)
     return wave
 
 
@@ -375,6 +403,8 @@ def register_return(partner_id: str, report: Any, now: datetime) -> dict[str, An
         return known
     record = returns.record(report, partner_id, now)
     job = jobs_store.get(partner_id, report.job_id) if report.job_id else None
+    if job is not None:
+        observability.tag(job_id=job.job_id, order_id=job.order_id)
     alert_topic.publish(alerts.Alert(
         kind="return.damaged" if report.goods_damaged else "return.received",
         severity=alerts.Severity.HIGH if report.goods_damaged else alerts.Severity.MEDIUM,

@@ -16,6 +16,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, transact
 from chalicelib.core.errors import Busy
@@ -60,12 +61,13 @@ def writeback_actions(job: Job, shipment: JobShipment, now: datetime) -> list[Ac
 def run_writebacks(now: datetime, limit: int = 50) -> dict[str, int]:
     counts = {"done": 0, "retry": 0, "failed": 0, "errors": 0}
     for partner_id, key in writeback_store.due(now, limit):
-        try:
-            outcome = send(partner_id, key, now)
-        except Exception:  # it stays due; the next run tries again
-            log.exception("writeback %s/%s failed", partner_id, key)
-            counts["errors"] += 1
-            continue
+        with observability.unit(partner_id=partner_id, writeback=key):
+            try:
+                outcome = send(partner_id, key, now)
+            except Exception:  # it stays due; the next run tries again
+                log.exception("writeback %s/%s failed", partner_id, key)
+                counts["errors"] += 1
+                continue
         if outcome is not None:
             counts[outcome] += 1
     return counts
@@ -76,6 +78,7 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
     if found is None or found[0].status != "pending" or found[0].due_at > now:
         return None
     old, version = found
+    observability.tag(order_id=old.order_id, job_id=old.job_id, marketplace=old.marketplace)
     writer = _writer(old.marketplace)
     new = _attempt(old, writer, now) if writer else writeback.failed(
         old, "no adapter", False, now)
@@ -85,6 +88,7 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
                   *orders_store.put_events(new.order_id, events)])
     except TransactionConflict:
         raise Busy("writeback") from None
+    _counted(new)
     if new.status == "failed":
         alert_topic.raise_case(
             "marketplace.writeback_failed", f"writeback:{new.key}", alerts.Severity.HIGH,
@@ -93,6 +97,20 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
             {"order_id": new.order_id, "order_name": new.order_name,
              "marketplace": new.marketplace, "job_id": new.job_id})
     return "done" if new.status == "done" else "failed" if new.status == "failed" else "retry"
+
+
+_METRICS = {"done": "WritebacksSent", "failed": "WritebacksGivenUp",
+            "pending": "WritebacksRetried"}
+
+
+def _counted(wb: Writeback) -> None:
+    """Counted by marketplace; the line says the outcome, never the platform's error text (it
+    may echo a token: it stays on the writeback and the order's timeline)."""
+    observability.count(_METRICS[wb.status], marketplace=wb.marketplace)
+    level = logging.WARNING if wb.status == "failed" else logging.INFO
+    log.log(level, "writeback %s to %s: %s (%d failed attempt(s))", wb.key, wb.marketplace,
+            {"done": "sent", "failed": "given up", "pending": "retried later"}[wb.status],
+            wb.attempts)
 
 
 def _attempt(wb: Writeback, writer: ShipmentWrite, now: datetime) -> Writeback:

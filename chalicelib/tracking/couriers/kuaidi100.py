@@ -652,7 +652,9 @@ class Kuaidi100(Provider):
                 salt=self.salt, phone=parcel.phone or None, to=parcel.destination or None,
             ).accepted
         except SubscriptionRejected as exc:
-            log.warning("kuaidi100 refused the subscription of %s: %s", parcel.label, exc)
+            # Its code only: the message may quote what we sent (the buyer's phone).
+            log.warning("kuaidi100 refused the subscription of %s: code %s", parcel.label,
+                        exc.code[:32])
             return False
         except Kuaidi100Error as exc:
             raise provider_error(exc) from exc
