@@ -1,6 +1,8 @@
 """`make run`: the whole system on this machine, no AWS account, no Docker.
 
-1. moto's server as the local AWS endpoint (in this process, 127.0.0.1 only);
+1. moto's server as the local AWS endpoint (in this process, 127.0.0.1 only), and beside it the
+   AWS Parameters and Secrets Lambda Extension as the functions reach it in Lambda
+   (devstack/parameters_extension.py);
 2. the resources from infra/resources.yaml (devstack.provision);
 3. fresh webhook secrets in the local SSM, and demo API keys for a partner and a CS agent;
 4. the HTTP API as `chalice local --no-autoreload` serves it (devstack/local_api.py, a child
@@ -64,6 +66,7 @@ def local_aws(port: int) -> Iterator[dict[str, str]]:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_SESSION_TOKEN": "local-" + secrets.token_hex(8),  # the extension checks it
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_READ_TIMEOUT_SECONDS": "30",  # moto is slower than DynamoDB under load
@@ -435,12 +438,14 @@ def main() -> None:
     with local_aws(aws_port) as aws_env:
         import boto3
 
+        from devstack.parameters_extension import start_beside
         from devstack.provision import provision
 
         scale = time_scale()
         env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
                "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
                "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing()}
+        extension = start_beside(env)  # the functions' PARAMETERS_SECRETS_EXTENSION_HTTP_PORT
         os.environ.update(env)
         run = seed()
         api_url = f"http://127.0.0.1:{api_port}"
@@ -475,6 +480,7 @@ def main() -> None:
             if runner is not None:
                 runner.stop()
             stop_api(api)
+            extension.stop()
             courier.stop()
             sink.stop()
             for shop in shops:
