@@ -60,7 +60,7 @@ def local_stack(stage: str = "bench") -> Iterator[dict[str, str]]:
 
     import boto3
 
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     from devstack.endpoint import LocalAWS
     from devstack.parameters_extension import start_beside
     from devstack.provision import provision
@@ -81,7 +81,7 @@ def local_stack(stage: str = "bench") -> Iterator[dict[str, str]]:
         extension = start_beside(functions_env)
         os.environ.update(functions_env)
         reset_app_caches()
-        directory.register_sources(WEBHOOK_SOURCES)
+        accounts.register_sources(WEBHOOK_SOURCES)
         yield dict(os.environ)
     finally:
         if extension is not None:
@@ -101,6 +101,8 @@ def reset_app_caches() -> None:
         sys.modules["chalicelib.core.settings"].settings.cache_clear()
     if "chalicelib.access.directory_store" in sys.modules:
         sys.modules["chalicelib.access.directory_store"].forget()
+    if "chalicelib.access.accounts_store" in sys.modules:
+        sys.modules["chalicelib.access.accounts_store"].forget()
 
 
 # --- Deliveries --------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def local_aws(port: int) -> Iterator[dict[str, str]]:
 
 def seed() -> dict[str, Any]:
     """Secrets for this run only (never in the repo) and the demo principals' keys."""
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.access import directory_store as directory
     from chalicelib.access.keys import Role, hash_key, new_key
     from chalicelib.core.clock import utcnow
@@ -95,7 +96,7 @@ def seed() -> dict[str, Any]:
         "erp": {"scheme": "standard", "secrets": [standard_secret]},
     }
     settings.cache_clear()
-    directory.register_sources(sources)
+    accounts.register_sources(sources)
     keys = {}
     for kind, principal, role in (("partner", settings().warehouse_partner, Role.PARTNER),
                                   ("staff", "cs-demo", Role.BACK_OFFICE)):
@@ -187,7 +188,7 @@ def scaled_tracking_rules(scale: float) -> str:
 
 def start_courier(api_url: str, scale: float) -> Any:
     """The simulated Kuaidi100 (devstack/courier.py), registered as our account."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.tracking.couriers import source_name
     from devstack.courier import CourierSimulator
 
@@ -196,7 +197,7 @@ def start_courier(api_url: str, scale: float) -> Any:
     courier = CourierSimulator(customer=customer, key=key, time_scale=scale)
     courier.start()
     courier.run_pushes(every_seconds=1.0)
-    directory.register_sources({source_name("kuaidi100"): {
+    accounts.register_sources({source_name("kuaidi100"): {
         "scheme": "kuaidi100", "secrets": [salt], "options": {
             "customer": customer, "key": key, "query_url": courier.query_url,
             "subscribe_url": courier.subscribe_url,
@@ -266,7 +267,7 @@ def start_marketplaces(api_url: str) -> list[Any]:
     re-fetches, writebacks and reconciliation all go to it. Notifications are dropped,
     duplicated and reordered at LOCAL_NOTIFY_FAULTS ("drop,duplicate,reorder", default
     "0.1,0.15,0.15"). LOCAL_MARKETPLACES=off runs none."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     if os.environ.get("LOCAL_MARKETPLACES", "on") == "off":
         return []
     from chalicelib.marketplaces import credentials_store as shop_credentials
@@ -283,7 +284,7 @@ def start_marketplaces(api_url: str) -> list[Any]:
             **_OPTIONS.get(platform, {}))
         simulator.start()
         if simulator.source() is not None:  # Amazon and Taobao post nothing to us
-            directory.register_sources({platform: simulator.source()})
+            accounts.register_sources({platform: simulator.source()})
         shop_credentials.put(platform, shop, simulator.credentials())
         simulators.append(simulator)
     return simulators

@@ -17,6 +17,9 @@ BASE_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_SESSION_TOKEN": "testing",  # Lambda's functions have one; the extension checks it
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    # Names the parameters the secrets live in: the stage chalice's test Client sets (the
+    # "local" stage of .chalice/config.json), and what the admin command line must not change.
+    "APP_STAGE": "local",
     "AWS_READ_TIMEOUT_SECONDS": "60",  # the local endpoint serialises DynamoDB under load
     "WEBHOOK_DEADLINE_SECONDS": "60",  # so a webhook waits for it too
 }
@@ -38,7 +41,7 @@ def stack_env() -> Iterator[dict[str, str]]:
     resource from infra/, register the sources."""
     import boto3
 
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.core import aws
     from chalicelib.core.settings import settings
     from devstack.endpoint import LocalAWS
@@ -57,7 +60,7 @@ def stack_env() -> Iterator[dict[str, str]]:
     os.environ.update(env)
     aws.reset()
     settings.cache_clear()
-    directory.register_sources(WEBHOOK_SOURCES)
+    accounts.register_sources(WEBHOOK_SOURCES)
     yield env
     extension.stop()
     server.stop()
@@ -70,7 +73,9 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point this test's process state (env, cached clients and settings) at the stack."""
+    """Point this test's process state (env, cached clients, settings, keys and accounts) at the
+    stack."""
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.access import directory_store as directory
     from chalicelib.core import aws
     from chalicelib.core.settings import settings
@@ -80,6 +85,7 @@ def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[st
     aws.reset()
     settings.cache_clear()
     directory.forget()
+    accounts.forget()
     return stack_env
 
 

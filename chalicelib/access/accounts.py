@@ -1,7 +1,7 @@
 """Integration accounts: who sends us signed traffic, and the settings we need to call out.
 
-One model for three kinds, all kept in the directory table (see directory_store.py) and managed
-with `python -m chalicelib.admin`:
+One model for three kinds, each kept as one SecureString in SSM Parameter Store (see
+accounts_store.py) and managed with `python -m chalicelib.admin`:
 - a webhook source: the name in `/webhooks/{source}`, its signature scheme and its secrets;
 - a courier provider's account, named `courier/<provider>`: the push secret and the client's
   settings (customer, key, endpoint and callback URLs);

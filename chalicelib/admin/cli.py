@@ -1,5 +1,6 @@
 """Administrators' command line: API keys, webhook sources, courier accounts, CS channels and
-shop credentials.
+shop credentials (the accounts and the shops' credentials as SecureStrings in SSM Parameter
+Store, /order-backbone/<stage>/secrets/... and /order-backbone/<stage>/shops/...).
 
     python -m chalicelib.admin --stage dev issue --partner factory-1
     python -m chalicelib.admin --stage dev issue --staff alice --role back_office
@@ -23,7 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
+from chalicelib.access import accounts_store as accounts
 from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role, hash_key, new_key
 from chalicelib.core.clock import utcnow
@@ -68,10 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key-id", help="the key to revoke (see list)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DIRECTORY_TABLE", f"order-backbone-{args.stage}-directory")
+    os.environ.setdefault("APP_STAGE", args.stage)  # names the parameters
+    settings.cache_clear()
     if args.command == "source":
         if not (args.name and args.scheme and args.secret):
             parser.error("source needs a name, --scheme and at least one --secret")
-        directory.register_sources({args.name: {"scheme": args.scheme, "secrets": args.secret}})
+        _store_account(parser, args.name, {"scheme": args.scheme, "secrets": args.secret})
         print(f"source {args.name}: {args.scheme}, {len(args.secret)} secret(s); "
               f"running functions pick it up within {settings().secrets_cache_seconds} s")
         return
@@ -105,6 +110,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"revoked {args.key_id}; it stops working within the key cache time (60 s)")
 
 
+def _store_account(parser: argparse.ArgumentParser, name: str, account: dict[str, Any]) -> None:
+    """An account's secrets and settings, as a SecureString in SSM Parameter Store."""
+    if accounts.parameter_name(name) is None:
+        parser.error(f"{name!r} cannot name an account: use letters, digits, '_', '.' and '-', "
+                     "starting with a letter or digit")
+    accounts.register_sources({name: account})
+
+
 def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from chalicelib.tracking.couriers import known_providers, source_name
 
@@ -112,8 +125,8 @@ def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"courier needs a provider ({', '.join(sorted(known_providers()))}) and "
                      "at least one --secret")
     options = dict(option.split("=", 1) for option in args.option if "=" in option)
-    directory.register_sources({source_name(args.name): {
-        "scheme": args.name, "secrets": args.secret, "options": options}})
+    _store_account(parser, source_name(args.name),
+                   {"scheme": args.name, "secrets": args.secret, "options": options})
     print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
           f"running functions pick it up within {settings().secrets_cache_seconds} s")
 
@@ -126,8 +139,6 @@ def _shop(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.name not in known_schemes() or not args.shop or not args.option:
         parser.error(f"shop needs a marketplace ({', '.join(sorted(known_schemes()))}), a shop "
                      "id and --option NAME=VALUE for each credential")
-    os.environ.setdefault("APP_STAGE", args.stage)
-    settings.cache_clear()
     credentials = dict(option.split("=", 1) for option in args.option if "=" in option)
     shop_credentials.put(args.name, args.shop, credentials)
     print(f"{shop_credentials.parameter_name(args.name, args.shop)}: {sorted(credentials)}")

@@ -12,7 +12,8 @@ through chalicelib.core.http, an SES mailbox here with boto3, as its `delivery` 
   when that fails too dead-lettered: kept, listed by the CS API, never dropped. Then unacknowledged
   high-severity cases are reminded, and escalated to the on-duty manager.
 Channel settings (webhook URLs, signing secrets, email sender and recipients) are secrets: they
-live in the directory table as `channel/<channel id>` (see chalicelib/admin/cli.py `channel`).
+live in SSM Parameter Store as the account `channel/<channel id>` (chalicelib/access/
+accounts_store.py; set with chalicelib/admin/cli.py `channel`).
 """
 
 from __future__ import annotations
@@ -233,9 +234,9 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
 
 def send(note: Note, message: Message, now: datetime) -> ChannelResult:
     """One attempt on the note's channel, the way its platform's adapter is delivered."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
 
-    source = directory.source(channel_name(note.channel))
+    source = accounts.source(channel_name(note.channel))
     if source is None:
         return ChannelResult.failure(Failure.GONE, "not_configured",
                                      f"no settings for channel {note.channel}")
@@ -292,9 +293,9 @@ def remind(now: datetime, report: RunReport) -> None:
 
 def configure_channels(settings_by_channel: dict[str, dict[str, Any]]) -> None:
     """Store channel settings, e.g. {"wecom:cs-team": {"webhook_url": "https://..."}}."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
 
-    directory.register_sources({channel_name(channel_id): {
+    accounts.register_sources({channel_name(channel_id): {
         "scheme": channels.platform_of(channel_id), "secrets": [json.dumps(settings)]}
         for channel_id, settings in settings_by_channel.items()})
 

@@ -1,0 +1,121 @@
+"""Integration accounts (accounts.py) in SSM Parameter Store: one SecureString per account,
+its JSON document {"scheme", "secrets", "options"}, readable only by the functions that need
+it (the IAM policies grant each function its own paths):
+
+  webhook source <name>           /order-backbone/<stage>/secrets/sources/<name>
+  courier/<provider>              /order-backbone/<stage>/secrets/couriers/<provider>
+  channel/<platform>:<name>       /order-backbone/<stage>/secrets/channels/<platform>/<name>
+
+Parameter names allow only a-zA-Z0-9_.-/, so a name with anything else names no account (and
+is never asked for). Reads go through chalicelib.core.parameters: in Lambda the Parameters and
+Secrets extension, so a webhook builds no SSM client. Lookups are cached per process for
+SECRETS_CACHE_SECONDS, unknown names too, so a flood of bad URLs cannot become a flood of
+reads. Writes (the admin command line, the local stack, tests) use the SSM client.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from chalicelib.access.accounts import WebhookSource
+from chalicelib.core import aws, parameters
+from chalicelib.core.settings import settings
+
+COURIER_PREFIX = "courier/"
+CHANNEL_PREFIX = "channel/"
+# A path segment of a parameter name, as we allow it: SSM's characters, a letter or digit
+# first, short enough that the whole name stays far below SSM's 1011. (No regex: nothing to
+# compile on a webhook's cold start.)
+_FIRST = frozenset(string.ascii_letters + string.digits)
+_ALLOWED = _FIRST | frozenset("_.-")
+_MAX_SEGMENT = 128
+
+_cache: dict[str, tuple[float, WebhookSource | None]] = {}
+
+
+def prefix() -> str:
+    return f"/order-backbone/{settings().stage}/secrets/"
+
+
+def parameter_name(name: str) -> str | None:
+    """The parameter an account lives in; None for a name that cannot be one."""
+    if name.startswith(COURIER_PREFIX):
+        kind, parts = "couriers", [name.removeprefix(COURIER_PREFIX)]
+    elif name.startswith(CHANNEL_PREFIX):
+        platform, colon, channel = name.removeprefix(CHANNEL_PREFIX).partition(":")
+        if not colon:
+            return None
+        kind, parts = "channels", [platform, channel]
+    else:
+        kind, parts = "sources", [name]
+    if not all(_segment(part) for part in parts):
+        return None
+    return f"{prefix()}{kind}/{'/'.join(parts)}"
+
+
+def _segment(part: str) -> bool:
+    return (0 < len(part) <= _MAX_SEGMENT and part[0] in _FIRST
+            and all(c in _ALLOWED for c in part))
+
+
+def _decode(value: str) -> WebhookSource:
+    return WebhookSource.model_validate_json(value)
+
+
+def _encode(account: WebhookSource) -> str:
+    return json.dumps({"scheme": account.scheme, "secrets": list(account.secrets),
+                       "options": account.options}, ensure_ascii=False, separators=(",", ":"))
+
+
+def source(name: str) -> WebhookSource | None:
+    """The account named so (webhook source, `courier/<provider>`, `channel/<id>`), if any."""
+    cached = _cache.get(name)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    parameter = parameter_name(name)
+    value = parameters.get(parameter) if parameter else None
+    found = _decode(value) if value is not None else None
+    _cache[name] = (time.monotonic() + settings().secrets_cache_seconds, found)
+    return found
+
+
+def put(name: str, account: WebhookSource) -> str:
+    """Create or replace an account; returns its parameter's name."""
+    parameter = parameter_name(name)
+    if parameter is None:
+        raise ValueError(f"{name!r} cannot name an account: use letters, digits, '_', '.' "
+                         "and '-', starting with a letter or digit")
+    aws.client("ssm").put_parameter(Name=parameter, Value=_encode(account),
+                                    Type="SecureString", Overwrite=True)
+    _cache.pop(name, None)
+    return parameter
+
+
+def stored(name: str) -> tuple[WebhookSource, datetime] | None:
+    """The account as Parameter Store holds it now, with when it was last written (no cache,
+    no extension: for the admin command line)."""
+    parameter = parameter_name(name)
+    if parameter is None:
+        return None
+    client = aws.client("ssm")
+    try:
+        found = client.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]
+    except client.exceptions.ParameterNotFound:
+        return None
+    return _decode(found["Value"]), found["LastModifiedDate"]
+
+
+def register_sources(sources: Mapping[str, Mapping[str, Any]]) -> None:
+    """Create or replace accounts, e.g. {"shopify": {"scheme": "shopify", "secrets": [...]}}."""
+    for name, account in sources.items():
+        put(name, WebhookSource.model_validate(account))
+
+
+def forget() -> None:
+    """Drop this process's cached accounts (tests, and after an admin change)."""
+    _cache.clear()

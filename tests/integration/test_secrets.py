@@ -1,0 +1,208 @@
+"""Integration accounts' secrets (webhook sources, courier accounts, CS channels) live in SSM
+SecureStrings, are read through the Parameters and Secrets extension (locally
+devstack/parameters_extension.py) with no SSM client on the webhook path, and keep working
+while rotated."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib.access import accounts_store as accounts
+from chalicelib.admin import cli as admin
+from chalicelib.core import aws, parameters
+from chalicelib.tracking import couriers
+from chalicelib.tracking.couriers import kuaidi100
+from tests.support import canonical_order, standard_headers
+
+
+def whsec() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def client(stack: dict[str, str]) -> Iterator[Client]:
+    with Client(app, stage_name="local") as test_client:
+        yield test_client
+
+
+def post_order(client: Client, source: str, secret: str) -> Any:
+    data = canonical_order(external_id=f"SO-{uuid.uuid4().hex[:10]}")
+    body = json.dumps({"type": "order.paid", "timestamp": "2026-11-23T02:01:00Z",
+                       "data": data}).encode()
+    return client.http.post(f"/webhooks/{source}", body=body,
+                            headers=standard_headers(body, secret=secret))
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The AWS clients asked for, and "extension" for each read through the extension."""
+    asked: list[str] = []
+    client_of, from_extension = aws.client, parameters._from_extension
+
+    def client(service: str) -> Any:
+        asked.append(service)
+        return client_of(service)
+
+    def extension(port: int, name: str) -> str | None:
+        asked.append("extension")
+        return from_extension(port, name)
+
+    monkeypatch.setattr(aws, "client", client)
+    monkeypatch.setattr(parameters, "_from_extension", extension)
+    return asked
+
+
+@contextmanager
+def kept_account(name: str) -> Iterator[None]:
+    """Put the account back as it was (other tests use the courier accounts)."""
+    before = accounts.stored(name)
+    try:
+        yield
+    finally:
+        if before is not None:
+            accounts.put(name, before[0])
+        else:
+            boto3.client("ssm").delete_parameter(Name=accounts.parameter_name(name))
+        accounts.forget()
+        couriers.forget_providers()
+
+
+# Reading ----------------------------------------------------------------------------------------
+
+def test_a_webhook_reads_its_source_through_the_extension_and_builds_no_ssm_client(
+        client: Client, calls: list[str]) -> None:
+    name, secret = f"erp-{uuid.uuid4().hex[:8]}", whsec()
+    accounts.register_sources({name: {"scheme": "standard", "secrets": [secret]}})
+    aws.reset()  # a cold start: no client yet
+    calls.clear()
+    assert post_order(client, name, secret).status_code == 200
+    assert calls.count("extension") == 1 and "ssm" not in calls
+    assert set(calls) == {"extension", "dynamodb"}
+    calls.clear()
+    assert post_order(client, name, secret).status_code == 200
+    assert "extension" not in calls  # cached for SECRETS_CACHE_SECONDS, as before
+
+
+def test_an_unknown_source_is_asked_once_and_answered_404_without_an_ssm_client(
+        client: Client, calls: list[str]) -> None:
+    name = f"nobody-{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        answer = client.http.post(f"/webhooks/{name}", body=b"{}",
+                                  headers={"Content-Type": "application/json"})
+        assert (answer.status_code, json.loads(answer.body)["error"]) == (404, "unknown_source")
+    assert calls.count("extension") == 1 and "ssm" not in calls
+    calls.clear()
+    answer = client.http.post("/webhooks/no%20such..name", body=b"{}",
+                              headers={"Content-Type": "application/json"})
+    assert answer.status_code == 404 and "extension" not in calls  # no parameter has that name
+
+
+def test_without_the_extension_parameter_store_answers_the_same(
+        stack: dict[str, str], calls: list[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    name, secret = f"erp-{uuid.uuid4().hex[:8]}", whsec()
+    accounts.register_sources({name: {"scheme": "standard", "secrets": [secret]}})
+    parameter = accounts.parameter_name(name)
+    assert parameter is not None
+    caplog.set_level(logging.INFO)
+
+    monkeypatch.delenv(parameters.PORT_VARIABLE)  # the admin command line, a script
+    calls.clear()
+    assert json.loads(parameters.get(parameter) or "")["secrets"] == [secret]
+    assert calls == ["ssm"]
+
+    for broken in ({parameters.PORT_VARIABLE: str(closed_port())},  # not listening
+                   {parameters.PORT_VARIABLE: stack[parameters.PORT_VARIABLE],
+                    "AWS_SESSION_TOKEN": "not-this-functions"}):  # refused: 401
+        for variable, value in broken.items():
+            monkeypatch.setenv(variable, value)
+        calls.clear()
+        assert json.loads(parameters.get(parameter) or "")["secrets"] == [secret]
+        assert calls == ["extension", "ssm"]
+    assert parameters.get(parameter + "-missing") is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == parameters.__name__]
+    assert warnings and all(secret not in text for text in warnings)
+
+
+def test_the_local_extension_answers_as_lambdas_does(stack: dict[str, str]) -> None:
+    import http.client
+
+    name, secret = f"erp-{uuid.uuid4().hex[:8]}", whsec()
+    accounts.register_sources({name: {"scheme": "standard", "secrets": [secret]}})
+    parameter = accounts.parameter_name(name)
+
+    def get(path: str, token: str | None) -> tuple[int, Any]:
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", int(stack[parameters.PORT_VARIABLE]), timeout=10)
+        connection.request("GET", path, headers={} if token is None else {
+            parameters.TOKEN_HEADER: token})
+        response = connection.getresponse()
+        status, body = response.status, json.loads(response.read())
+        connection.close()
+        return status, body
+
+    token = stack["AWS_SESSION_TOKEN"]
+    status, body = get(f"{parameters.PATH}?name={parameter}&withDecryption=true", token)
+    assert status == 200 and body["Parameter"]["Name"] == parameter
+    assert body["Parameter"]["Type"] == "SecureString"
+    assert json.loads(body["Parameter"]["Value"])["secrets"] == [secret]
+    assert get(f"{parameters.PATH}?name={parameter}&withDecryption=true", None)[0] == 401
+    status, body = get(f"{parameters.PATH}/?name={parameter}-no&withDecryption=true", token)
+    assert (status, body["__type"]) == (400, "ParameterNotFound")
+
+
+# Rotation ---------------------------------------------------------------------------------------
+
+def test_rotating_a_source_keeps_both_secrets_working_until_the_old_one_is_dropped(
+        client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    name, old, new = f"erp-{uuid.uuid4().hex[:8]}", whsec(), whsec()
+    admin.main(["source", name, "--scheme", "standard", "--secret", old])
+    accounts.forget()  # what SECRETS_CACHE_SECONDS does in a running function
+    assert post_order(client, name, old).status_code == 200
+    assert post_order(client, name, new).status_code == 401
+
+    admin.main(["source", name, "--scheme", "standard", "--secret", old, "--secret", new])
+    accounts.forget()
+    assert post_order(client, name, old).status_code == 200
+    assert post_order(client, name, new).status_code == 200
+
+    admin.main(["source", name, "--scheme", "standard", "--secret", new])
+    accounts.forget()
+    assert post_order(client, name, old).status_code == 401
+    assert post_order(client, name, new).status_code == 200
+    out = capsys.readouterr().out
+    assert old not in out and new not in out
+
+
+def test_a_courier_push_verifies_against_either_secret_while_rotating(
+        client: Client, stack: dict[str, str]) -> None:
+    old, new = f"salt-{uuid.uuid4().hex}", f"salt-{uuid.uuid4().hex}"
+    name = couriers.source_name("kuaidi100")
+    with kept_account(name):
+        accounts.register_sources({name: {"scheme": "kuaidi100", "secrets": [old, new]}})
+        for salt in (old, new, "wrong"):
+            param = json.dumps({"status": "polling", "message": "", "lastResult": {
+                "nu": uuid.uuid4().hex[:12], "com": "shentong", "state": "0", "data": []}})
+            body = f"param={param}&sign={kuaidi100._md5_upper(param + salt)}".encode()
+            answer = client.http.post("/couriers/kuaidi100/push", body=body, headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            assert answer.status_code == (401 if salt == "wrong" else 200), answer.body

@@ -1,0 +1,37 @@
+"""Where each integration account's secrets live: the SSM parameter names agreed with the IAM
+policies (one path per kind, so each function is granted only its own)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.access import accounts_store as accounts
+from chalicelib.core.settings import settings
+
+
+@pytest.fixture(autouse=True)
+def stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_STAGE", "prod")
+    settings.cache_clear()
+
+
+@pytest.mark.parametrize(("account", "parameter"), [
+    ("shopify", "/order-backbone/prod/secrets/sources/shopify"),
+    ("acme-erp_2.v1", "/order-backbone/prod/secrets/sources/acme-erp_2.v1"),
+    ("courier/kuaidi100", "/order-backbone/prod/secrets/couriers/kuaidi100"),
+    ("courier/17track", "/order-backbone/prod/secrets/couriers/17track"),
+    ("channel/wecom:cs-team", "/order-backbone/prod/secrets/channels/wecom/cs-team"),
+    ("channel/email:cs-team", "/order-backbone/prod/secrets/channels/email/cs-team"),
+])
+def test_each_kind_of_account_has_its_own_path(account: str, parameter: str) -> None:
+    assert accounts.parameter_name(account) == parameter
+
+
+@pytest.mark.parametrize("account", [
+    "", "no such", "a/b", "../shopify", ".hidden", "-dash", "x" * 129, "emoji🙂", "semi;colon",
+    "channel/wecom", "channel/wecom:", "channel/:team", "channel/wecom:a:b", "courier/",
+    "courier/a/b", "webhooks%2Fshopify",
+])
+def test_a_name_no_parameter_can_have_names_no_account(account: str) -> None:
+    assert accounts.parameter_name(account) is None
+
