@@ -3,7 +3,9 @@
   pk = KEY#<sha256 of key>            sk = KEY      the principal a key stands for
   pk = PRINCIPAL#<kind>#<id>          sk = KEY#<key id>   lets an admin list and revoke keys
   pk = SOURCE#<name>                  sk = SOURCE   an integration account as earlier versions
-                                                    kept it, secrets included (no longer read)
+                                                    kept it, secrets included; `migrate-secrets`
+                                                    moves them to SSM (accounts_store.py) and
+                                                    leaves the scheme and where they went
 
 Encrypted at rest and readable only by this app's role. Key lookups are cached per process for
 KEY_CACHE_SECONDS (a revocation takes effect within that), so the steady state costs no extra
@@ -18,6 +20,8 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from chalicelib.access.keys import Principal, Role, hash_key, key_from_headers
 from chalicelib.core import aws
@@ -79,6 +83,44 @@ def revoke(kind: str, principal_id: str, key_id: str, now: datetime) -> bool:
         for name, key in (("key", {"pk": f"KEY#{entry['key_hash']}", "sk": "KEY"}),
                           ("index", {"pk": entry["pk"], "sk": entry["sk"]}))
     ])
+    return True
+
+
+# Accounts as earlier versions kept them (for `migrate-secrets`) ------------------------------
+
+def legacy_accounts() -> list[dict[str, Any]]:
+    """Every account item that still holds secrets: pk SOURCE#<name>, scheme, secrets,
+    options, updated_at."""
+    found: list[dict[str, Any]] = []
+    pages = aws.client("dynamodb").get_paginator("scan").paginate(
+        TableName=settings().directory_table,
+        FilterExpression="begins_with(pk, :p) AND sk = :s AND attribute_exists(secrets)",
+        ExpressionAttributeValues=to_attrs({":p": "SOURCE#", ":s": "SOURCE"}),
+        ConsistentRead=True)
+    for page in pages:
+        found.extend(from_attrs(item) for item in page.get("Items", []))
+    return found
+
+
+def account_name(item: Mapping[str, Any]) -> str:
+    return str(item["pk"]).removeprefix("SOURCE#")
+
+
+def strip_secrets(item: Mapping[str, Any], moved_to: str, now: datetime) -> bool:
+    """Remove the secret attributes of an account item read by `legacy_accounts`, noting where
+    they went; False (nothing changed) if the item changed since it was read."""
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=settings().directory_table,
+            Key=to_attrs({"pk": item["pk"], "sk": "SOURCE"}),
+            UpdateExpression="REMOVE secrets, options SET moved_to = :m, moved_at = :t",
+            ConditionExpression="secrets = :s",
+            ExpressionAttributeValues=to_attrs({":m": moved_to, ":t": iso(now),
+                                                ":s": item["secrets"]}))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
     return True
 
 

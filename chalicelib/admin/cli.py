@@ -13,6 +13,7 @@ Store, /order-backbone/<stage>/secrets/... and /order-backbone/<stage>/shops/...
     python -m chalicelib.admin --stage dev channel email:cs-team --json '{"sender": ...}'
     python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
         --option customer=C --option key=K --option callback_url=https://.../couriers/kuaidi100/push
+    python -m chalicelib.admin --stage dev migrate-secrets [--keep-table]
 
 Uses the AWS credentials and endpoint of the environment (AWS_ENDPOINT_URL for the local
 stack). A key is shown once, when issued; only its hash is stored. Rotate by issuing a new key,
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
                              "(or set DIRECTORY_TABLE)")
     parser.add_argument("command",
                         choices=["issue", "list", "revoke", "source", "courier", "channel",
-                                 "shop"])
+                                 "shop", "migrate-secrets"])
     parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source};"
                         " with courier: the provider of /couriers/{provider}/push; with channel:"
                         " a CS channel id, <platform>:<name> "
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", choices=[r.value for r in Role if r is not Role.PARTNER],
                         default=Role.READ_ONLY.value, help="staff role (default read_only)")
     parser.add_argument("--key-id", help="the key to revoke (see list)")
+    parser.add_argument("--keep-table", action="store_true",
+                        help="with migrate-secrets: copy to SSM only, leave the table as it is "
+                             "(before deploying the version that reads SSM)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DIRECTORY_TABLE", f"order-backbone-{args.stage}-directory")
     os.environ.setdefault("APP_STAGE", args.stage)  # names the parameters
@@ -79,6 +83,12 @@ def main(argv: list[str] | None = None) -> None:
         _store_account(parser, args.name, {"scheme": args.scheme, "secrets": args.secret})
         print(f"source {args.name}: {args.scheme}, {len(args.secret)} secret(s); "
               f"running functions pick it up within {settings().secrets_cache_seconds} s")
+        return
+    if args.command == "migrate-secrets":
+        from chalicelib.admin import migrate_secrets
+
+        if migrate_secrets.run(keep_table=args.keep_table):
+            sys.exit(1)
         return
     if args.command == "courier":
         _courier(parser, args)

@@ -1,7 +1,7 @@
 """Integration accounts' secrets (webhook sources, courier accounts, CS channels) live in SSM
 SecureStrings, are read through the Parameters and Secrets extension (locally
-devstack/parameters_extension.py) with no SSM client on the webhook path, and keep working
-while rotated."""
+devstack/parameters_extension.py) with no SSM client on the webhook path, keep working while
+rotated, and move out of the directory table with `migrate-secrets`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from app import app
 from chalicelib.access import accounts_store as accounts
 from chalicelib.admin import cli as admin
 from chalicelib.core import aws, parameters
+from chalicelib.core.dynamodb import to_attrs
 from chalicelib.tracking import couriers
 from chalicelib.tracking.couriers import kuaidi100
 from tests.support import canonical_order, standard_headers
@@ -206,3 +207,87 @@ def test_a_courier_push_verifies_against_either_secret_while_rotating(
             answer = client.http.post("/couriers/kuaidi100/push", body=body, headers={
                 "Content-Type": "application/x-www-form-urlencoded"})
             assert answer.status_code == (401 if salt == "wrong" else 200), answer.body
+
+
+# Migration ---------------------------------------------------------------------------------------
+
+def scan_everything() -> str:
+    """Every item of every table of the stack, as text."""
+    ddb = boto3.client("dynamodb")
+    texts = []
+    for table in ddb.list_tables()["TableNames"]:
+        for page in ddb.get_paginator("scan").paginate(TableName=table):
+            texts.append(json.dumps(page.get("Items", []), ensure_ascii=False))
+    return "\n".join(texts)
+
+
+def legacy_item(stack: dict[str, str], name: str, account: dict[str, Any],
+                updated_at: str = "2026-01-01T00:00:00.000Z") -> None:
+    """An account as earlier versions stored it: secrets as table attributes."""
+    boto3.client("dynamodb").put_item(TableName=stack["DIRECTORY_TABLE"], Item=to_attrs({
+        "pk": f"SOURCE#{name}", "sk": "SOURCE", "options": {}, **account,
+        "updated_at": updated_at}))
+
+
+def table_item(stack: dict[str, str], name: str) -> dict[str, Any]:
+    item = boto3.client("dynamodb").get_item(TableName=stack["DIRECTORY_TABLE"], Key=to_attrs({
+        "pk": f"SOURCE#{name}", "sk": "SOURCE"}), ConsistentRead=True)["Item"]
+    return {k: next(iter(v.values())) for k, v in item.items()}
+
+
+def test_migrate_secrets_moves_every_account_out_of_the_table_once(
+        client: Client, stack: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    uid = uuid.uuid4().hex[:8]
+    source, secret = f"mig-{uid}", whsec()
+    courier, salt = f"courier/mig-{uid}", f"salt-{uuid.uuid4().hex}"
+    channel, robot = f"channel/wecom:mig-{uid}", f"robot-{uuid.uuid4().hex}"
+    newer, stale, fresh = f"newer-{uid}", whsec(), whsec()
+    bad = f"bad name {uid}"
+    legacy_item(stack, source, {"scheme": "standard", "secrets": [secret]})
+    legacy_item(stack, courier, {"scheme": "kuaidi100", "secrets": [salt],
+                                 "options": {"key": f"k-{uid}"}})
+    legacy_item(stack, channel, {"scheme": "wecom", "secrets": [json.dumps({
+        "webhook_url": f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={robot}"})]})
+    legacy_item(stack, newer, {"scheme": "standard", "secrets": [stale]})
+    admin.main(["source", newer, "--scheme", "standard", "--secret", fresh])  # set since
+    legacy_item(stack, bad, {"scheme": "standard", "secrets": [whsec()]})
+    secrets = [secret, salt, robot, stale, fresh]
+    try:
+        # Before the deploy: copied, the table untouched (the running version reads it).
+        with pytest.raises(SystemExit) as exit_code:
+            admin.main(["migrate-secrets", "--keep-table"])
+        assert exit_code.value.code == 1  # the bad name is left
+        assert table_item(stack, source)["secrets"] == [{"S": secret}]
+        accounts.forget()
+        assert post_order(client, source, secret).status_code == 200
+
+        # After: the secrets leave the table.
+        with pytest.raises(SystemExit):
+            admin.main(["migrate-secrets"])
+        out = capsys.readouterr().out
+        assert all(s not in out for s in secrets)
+        assert f"{bad}: left" in out
+        for name in (source, courier, channel, newer):
+            item = table_item(stack, name)
+            assert "secrets" not in item and "options" not in item, item
+            assert item["moved_to"] == accounts.parameter_name(name)
+        accounts.forget()
+        found = {name: accounts.source(name) or pytest.fail(f"{name} not found")
+                 for name in (source, courier, channel, newer)}
+        assert found[source].secrets == (secret,)
+        assert found[courier].options == {"key": f"k-{uid}"}
+        assert robot in found[channel].secrets[0]
+        assert found[newer].secrets == (fresh,)  # set since: not the table's
+        assert post_order(client, source, secret).status_code == 200
+        assert all(s not in scan_everything() for s in (secret, salt, robot, stale))
+
+        # Once is enough: a second run finds only what it could not move.
+        with pytest.raises(SystemExit):
+            admin.main(["migrate-secrets"])
+        assert "1 account(s) with secrets" in capsys.readouterr().out
+    finally:
+        boto3.client("dynamodb").delete_item(TableName=stack["DIRECTORY_TABLE"], Key=to_attrs({
+            "pk": f"SOURCE#{bad}", "sk": "SOURCE"}))
+    admin.main(["migrate-secrets"])  # nothing left: exit status 0
+    assert "0 account(s) with secrets" in capsys.readouterr().out
+
