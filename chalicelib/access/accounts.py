@@ -7,7 +7,8 @@ accounts_store.py) and managed with `python -m chalicelib.admin`:
   settings (customer, key, endpoint and callback URLs);
 - a CS channel, named `channel/<channel id>`: the robot's URL and signing secret, or the email
   sender and recipients.
-Several secrets per account allow rotation without downtime. Pure.
+Several secrets per account allow rotation without downtime. The secrets and the settings
+never show in a repr (so in no log line or error text). Pure.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class WebhookSource(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     scheme: str
-    secrets: tuple[str, ...] = Field(min_length=1)
+    secrets: tuple[str, ...] = Field(min_length=1, repr=False)
     # Account settings a provider's client needs (courier providers: customer, key, endpoint
     # and callback URLs); the secrets above are only for verifying what the source sends us.
-    options: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str] = Field(default_factory=dict, repr=False)

@@ -13,7 +13,8 @@ through chalicelib.core.http, an SES mailbox here with boto3, as its `delivery` 
   high-severity cases are reminded, and escalated to the on-duty manager.
 Channel settings (webhook URLs, signing secrets, email sender and recipients) are secrets: they
 live in SSM Parameter Store as the account `channel/<channel id>` (chalicelib/access/
-accounts_store.py; set with chalicelib/admin/cli.py `channel`).
+accounts_store.py; set with chalicelib/admin/cli.py `channel`), and no error this module
+stores, logs or answers quotes them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from chalicelib.core import aws
 from chalicelib.core.clock import utcnow
@@ -252,7 +253,16 @@ def send(note: Note, message: Message, now: datetime) -> ChannelResult:
 
 def _bad_config(error: Exception) -> ChannelResult:
     # Not retried: a person must fix the settings (admin `channel`); the fallback carries on.
-    return ChannelResult.failure(Failure.GONE, "bad_config", str(error)[:200])
+    # The note keeps the error (the outbox table, the CS API, the log): where the settings were
+    # refused and why, never the values (pydantic's text quotes its input: the robot's URL).
+    if isinstance(error, ValidationError):
+        text = "; ".join(f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: "
+                         f"{problem['msg']}"
+                         for problem in error.errors(include_url=False, include_input=False,
+                                                     include_context=False))
+    else:
+        text = str(error)
+    return ChannelResult.failure(Failure.GONE, "bad_config", text[:200])
 
 
 def _send_email(adapter: SesChannel, message: Message, config: BaseModel,

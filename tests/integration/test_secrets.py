@@ -1,7 +1,8 @@
 """Integration accounts' secrets (webhook sources, courier accounts, CS channels) live in SSM
 SecureStrings, are read through the Parameters and Secrets extension (locally
 devstack/parameters_extension.py) with no SSM client on the webhook path, keep working while
-rotated, and move out of the directory table with `migrate-secrets`."""
+rotated, move out of the directory table with `migrate-secrets`, and show nowhere else: not in
+a DynamoDB item, a log line, an alert or an API answer."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -21,12 +23,19 @@ from chalice.test import Client
 
 from app import app
 from chalicelib.access import accounts_store as accounts
+from chalicelib.access.keys import Role
 from chalicelib.admin import cli as admin
 from chalicelib.core import aws, parameters
 from chalicelib.core.dynamodb import to_attrs
+from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.flows import alert_dispatch, notifier
 from chalicelib.tracking import couriers
 from chalicelib.tracking.couriers import kuaidi100
+from tests.integration.flow import alerts_received
 from tests.support import canonical_order, standard_headers
+
+# Wednesday 2 December 2026, 10:00 in Shanghai: CS is online.
+IN_HOURS = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 
 
 def whsec() -> str:
@@ -209,7 +218,7 @@ def test_a_courier_push_verifies_against_either_secret_while_rotating(
             assert answer.status_code == (401 if salt == "wrong" else 200), answer.body
 
 
-# Migration ---------------------------------------------------------------------------------------
+# Nothing secret anywhere else ---------------------------------------------------------------------
 
 def scan_everything() -> str:
     """Every item of every table of the stack, as text."""
@@ -220,6 +229,86 @@ def scan_everything() -> str:
             texts.append(json.dumps(page.get("Items", []), ensure_ascii=False))
     return "\n".join(texts)
 
+
+def test_nothing_the_stack_stores_logs_alerts_or_answers_holds_a_secret(
+        client: Client, stack: dict[str, str], make_key: Any,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.INFO)
+    uid = uuid.uuid4().hex[:8]
+    source, old, new = f"scan-{uid}", whsec(), whsec()
+    salt, key = f"SALT{uid}{uuid.uuid4().hex}", f"KEY{uid}{uuid.uuid4().hex}"
+    robot = f"ROBOT{uid}{uuid.uuid4().hex}"
+    signing, bad_robot = f"SEC{uid}{uuid.uuid4().hex}", f"BAD{uid}{uuid.uuid4().hex}"
+    secrets = [old, new, salt, key, robot, signing, bad_robot]
+    unreachable = f"http://127.0.0.1:{closed_port()}/cgi-bin/webhook/send?key={robot}"
+    wecom, dingtalk = f"wecom:scan-{uid}", f"dingtalk:scan-{uid}"
+    monkeypatch.setenv("CS_ROUTING_JSON", json.dumps({
+        "rota": {"team_channels": [wecom, dingtalk]}, "max_attempts": 2,
+        "fallback_channel": f"email:none-{uid}"}))
+    notifier.routing.cache_clear()
+    answers: list[bytes] = []
+
+    def keep(answer: Any) -> Any:
+        answers.append(answer.body)
+        return answer
+
+    courier = couriers.source_name("kuaidi100")
+    with kept_account(courier):
+        # The admin command line sets them (a robot's URL it checks; a broken one by hand).
+        admin.main(["source", source, "--scheme", "standard", "--secret", old, "--secret", new])
+        admin.main(["courier", "kuaidi100", "--secret", salt, "--option", f"key={key}",
+                    "--option", "customer=CUST"])
+        admin.main(["channel", wecom, "--option", f"webhook_url={unreachable}"])
+        accounts.register_sources({f"channel/{dingtalk}": {"scheme": "dingtalk", "secrets": [
+            json.dumps({"webhook_url": "ftp://oapi.dingtalk.com/robot/send?access_token="
+                                       f"{bad_robot}", "secret": signing, "extra": signing})]}})
+        accounts.forget()
+
+        # Webhooks, signed with either secret, with neither, and unreadable.
+        assert keep(post_order(client, source, old)).status_code == 200
+        assert keep(post_order(client, source, new)).status_code == 200
+        assert keep(post_order(client, source, whsec())).status_code == 401
+        body = json.dumps({"type": "order.paid", "timestamp": "2026-11-23T02:01:00Z",
+                           "data": {"external_id": "x"}}).encode()
+        assert keep(client.http.post(f"/webhooks/{source}", body=body, headers=standard_headers(
+            body, secret=new))).status_code == 422
+        # Courier pushes, verified and not.
+        for push_salt, status in ((salt, 200), ("wrong", 401)):
+            param = json.dumps({"status": "polling", "message": "", "lastResult": {
+                "nu": uuid.uuid4().hex[:12], "com": "shentong", "state": "0", "data": []}})
+            assert keep(client.http.post("/couriers/kuaidi100/push", body=(
+                f"param={param}&sign={kuaidi100._md5_upper(param + push_salt)}").encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"}),
+            ).status_code == status
+        # A case told on a robot that cannot be reached and on one whose settings are broken:
+        # retried, fallen back (to a mailbox that is not there) and dead-lettered.
+        alert = Alert(kind="order.invalid", severity=Severity.HIGH, subject=f"order:{uid}",
+                      at=IN_HOURS, summary=f"#{uid}: no shipping address",
+                      facts={"order_id": f"ord_{uid}"})
+        alert_dispatch.handle(alert.model_dump_json(), IN_HOURS)
+        for minutes in range(0, 12, 2):
+            notifier.run(IN_HOURS + timedelta(minutes=minutes, seconds=1))
+    notifier.routing.cache_clear()
+    cs = {"Authorization": f"Bearer {make_key('staff', 'scan', Role.ADMIN)}"}
+    listed = []
+    for kind in ("failed", "dead"):
+        answer = keep(client.http.get(f"/cs/v1/notifications?status={kind}", headers=cs))
+        listed += json.loads(answer.body)["notifications"]
+    errors = {n["channel"]: n.get("last_error", "") for n in listed}
+    assert "network" in errors.get(wecom, "") and "bad_config" in errors.get(dingtalk, "")
+
+    alerts = json.dumps(alerts_received(stack), ensure_ascii=False)
+    assert "webhook.invalid_payload" in alerts
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    everything = {"DynamoDB": scan_everything(), "logs": logged, "alerts": alerts,
+                  "API answers": b"\n".join(answers).decode("utf-8", errors="replace")}
+    # A secret cut short is still a leak: look for its first and its last 14 characters.
+    needles = {part for secret in secrets for part in (secret[:14], secret[-14:])}
+    leaks = {where: sorted(n for n in needles if n in text) for where, text in everything.items()}
+    assert leaks == {where: [] for where in everything}
+
+
+# Migration ---------------------------------------------------------------------------------------
 
 def legacy_item(stack: dict[str, str], name: str, account: dict[str, Any],
                 updated_at: str = "2026-01-01T00:00:00.000Z") -> None:

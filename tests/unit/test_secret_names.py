@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.access import accounts_store as accounts
+from chalicelib.access.accounts import WebhookSource
 from chalicelib.core.settings import settings
 
 
@@ -35,3 +36,8 @@ def test_each_kind_of_account_has_its_own_path(account: str, parameter: str) -> 
 def test_a_name_no_parameter_can_have_names_no_account(account: str) -> None:
     assert accounts.parameter_name(account) is None
 
+
+def test_an_account_is_never_shown_with_its_secrets() -> None:
+    account = WebhookSource(scheme="standard", secrets=("whsec_secret",),
+                            options={"key": "k-secret"})
+    assert "secret" not in repr(account) and "secret" not in str(account)
