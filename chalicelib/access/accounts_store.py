@@ -6,11 +6,13 @@ it (the IAM policies grant each function its own paths):
   courier/<provider>              /order-backbone/<stage>/secrets/couriers/<provider>
   channel/<platform>:<name>       /order-backbone/<stage>/secrets/channels/<platform>/<name>
 
-Parameter names allow only a-zA-Z0-9_.-/, so a name with anything else names no account (and
-is never asked for). Reads go through chalicelib.core.parameters: in Lambda the Parameters and
-Secrets extension, so a webhook builds no SSM client. Lookups are cached per process for
-SECRETS_CACHE_SECONDS, unknown names too, so a flood of bad URLs cannot become a flood of
-reads. Writes (the admin command line, the local stack, tests) use the SSM client.
+Each kind has its own reader, building only its own path: `source` (a webhook, from the URL:
+it can name nothing but a webhook source), `courier` (pushes, the tracker's client), `channel`
+(the notifier). Parameter names allow only a-zA-Z0-9_.-/, so a name with anything else names
+no account (and is never asked for). Reads go through chalicelib.core.parameters: in Lambda
+the Parameters and Secrets extension, so a webhook builds no SSM client. Lookups are cached per
+process for SECRETS_CACHE_SECONDS, unknown names too, so a flood of bad URLs cannot become a
+flood of reads. Writes (the admin command line, the local stack, tests) use the SSM client.
 """
 
 from __future__ import annotations
@@ -43,19 +45,31 @@ def prefix() -> str:
 
 
 def parameter_name(name: str) -> str | None:
-    """The parameter an account lives in; None for a name that cannot be one."""
+    """The parameter an account (`<source>`, `courier/<provider>`, `channel/<platform>:<name>`)
+    lives in; None for a name that cannot be one."""
     if name.startswith(COURIER_PREFIX):
-        kind, parts = "couriers", [name.removeprefix(COURIER_PREFIX)]
-    elif name.startswith(CHANNEL_PREFIX):
-        platform, colon, channel = name.removeprefix(CHANNEL_PREFIX).partition(":")
-        if not colon:
-            return None
-        kind, parts = "channels", [platform, channel]
-    else:
-        kind, parts = "sources", [name]
-    if not all(_segment(part) for part in parts):
+        return _courier_parameter(name.removeprefix(COURIER_PREFIX))
+    if name.startswith(CHANNEL_PREFIX):
+        return _channel_parameter(name.removeprefix(CHANNEL_PREFIX))
+    return _source_parameter(name)
+
+
+# One builder per kind, each with its own literal path: a webhook's URL can name only a webhook
+# source, and what each function may read is its own path (the IAM policies grant no more).
+
+def _source_parameter(name: str) -> str | None:
+    return f"{prefix()}sources/{name}" if _segment(name) else None
+
+
+def _courier_parameter(provider: str) -> str | None:
+    return f"{prefix()}couriers/{provider}" if _segment(provider) else None
+
+
+def _channel_parameter(channel_id: str) -> str | None:
+    platform, colon, name = channel_id.partition(":")
+    if not (colon and _segment(platform) and _segment(name)):
         return None
-    return f"{prefix()}{kind}/{'/'.join(parts)}"
+    return f"{prefix()}channels/{platform}/{name}"
 
 
 def _segment(part: str) -> bool:
@@ -73,14 +87,27 @@ def _encode(account: WebhookSource) -> str:
 
 
 def source(name: str) -> WebhookSource | None:
-    """The account named so (webhook source, `courier/<provider>`, `channel/<id>`), if any."""
-    cached = _cache.get(name)
+    """The webhook source `/webhooks/{name}`, if any."""
+    return _read(name, _source_parameter(name))
+
+
+def courier(provider: str) -> WebhookSource | None:
+    """The courier provider's account (`courier/<provider>`), if any."""
+    return _read(COURIER_PREFIX + provider, _courier_parameter(provider))
+
+
+def channel(channel_id: str) -> WebhookSource | None:
+    """The CS channel's settings (`channel/<platform>:<name>`), if any."""
+    return _read(CHANNEL_PREFIX + channel_id, _channel_parameter(channel_id))
+
+
+def _read(account: str, parameter: str | None) -> WebhookSource | None:
+    cached = _cache.get(account)
     if cached and cached[0] > time.monotonic():
         return cached[1]
-    parameter = parameter_name(name)
     value = parameters.get(parameter) if parameter else None
     found = _decode(value) if value is not None else None
-    _cache[name] = (time.monotonic() + settings().secrets_cache_seconds, found)
+    _cache[account] = (time.monotonic() + settings().secrets_cache_seconds, found)
     return found
 
 

@@ -237,7 +237,7 @@ def send(note: Note, message: Message, now: datetime) -> ChannelResult:
     """One attempt on the note's channel, the way its platform's adapter is delivered."""
     from chalicelib.access import accounts_store as accounts
 
-    source = accounts.source(channel_name(note.channel))
+    source = accounts.channel(note.channel)
     if source is None:
         return ChannelResult.failure(Failure.GONE, "not_configured",
                                      f"no settings for channel {note.channel}")

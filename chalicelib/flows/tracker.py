@@ -183,7 +183,7 @@ def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
         kind = couriers.provider_class(provider_name)
     except LookupError:
         raise NotFound("courier_provider") from None
-    account = accounts.source(couriers.source_name(provider_name))
+    account = accounts.courier(provider_name)
     if account is None:
         raise NotFound("courier_provider")
     push = _verified(kind.read_push, headers, raw, account.secrets)
@@ -282,7 +282,7 @@ def _provider(name: str) -> Provider:
     """The parcel's provider with its account as configured now."""
     from chalicelib.access import accounts_store as accounts
 
-    account = accounts.source(couriers.source_name(name))
+    account = accounts.courier(name)
     if account is None:
         raise ProviderError(f"no account configured for courier provider {name}",
                             counted=False, alert=ACCOUNT_ALERT)

@@ -58,18 +58,16 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
     import json
 
     from chalicelib.access import accounts_store as accounts
-    from chalicelib.flows.notifier import channel_name
-    from chalicelib.tracking.couriers import source_name
 
     admin.main(["courier", "kuaidi100", "--secret", "SALT1", "--option", "customer=C1",
                 "--option", "key=K1"])
     admin.main(["channel", "wecom:ops", "--option",
                 "webhook_url=https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc"])
     accounts.forget()
-    courier = accounts.source(source_name("kuaidi100"))
+    courier = accounts.courier("kuaidi100")
     assert courier is not None
     assert (courier.secrets, courier.options) == (("SALT1",), {"customer": "C1", "key": "K1"})
-    channel = accounts.source(channel_name("wecom:ops"))
+    channel = accounts.channel("wecom:ops")
     assert channel is not None and json.loads(channel.secrets[0])["webhook_url"].endswith("abc")
     for bad in (["courier", "nobody", "--secret", "s"], ["channel", "pager:x"],
                 ["channel", "wecom:ops", "--option", "webhook_url=ftp://x"],

@@ -361,8 +361,9 @@ def test_migrate_secrets_moves_every_account_out_of_the_table_once(
             assert "secrets" not in item and "options" not in item, item
             assert item["moved_to"] == accounts.parameter_name(name)
         accounts.forget()
-        found = {name: accounts.source(name) or pytest.fail(f"{name} not found")
-                 for name in (source, courier, channel, newer)}
+        found = {name: account or pytest.fail(f"{name} not found") for name, account in (
+            (source, accounts.source(source)), (courier, accounts.courier(f"mig-{uid}")),
+            (channel, accounts.channel(f"wecom:mig-{uid}")), (newer, accounts.source(newer)))}
         assert found[source].secrets == (secret,)
         assert found[courier].options == {"key": f"k-{uid}"}
         assert robot in found[channel].secrets[0]

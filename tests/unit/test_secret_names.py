@@ -37,6 +37,11 @@ def test_a_name_no_parameter_can_have_names_no_account(account: str) -> None:
     assert accounts.parameter_name(account) is None
 
 
+@pytest.mark.parametrize("name", ["courier/kuaidi100", "channel/wecom:cs-team", "a/b"])
+def test_a_webhook_url_can_name_only_a_webhook_source(name: str) -> None:
+    assert accounts.source(name) is None  # never asked for: no parameter of a source has it
+
+
 def test_an_account_is_never_shown_with_its_secrets() -> None:
     account = WebhookSource(scheme="standard", secrets=("whsec_secret",),
                             options={"key": "k-secret"})
