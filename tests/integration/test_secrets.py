@@ -226,7 +226,8 @@ def scan_everything() -> str:
     texts = []
     for table in ddb.list_tables()["TableNames"]:
         for page in ddb.get_paginator("scan").paginate(TableName=table):
-            texts.append(json.dumps(page.get("Items", []), ensure_ascii=False))
+            texts.append(json.dumps(page.get("Items", []), ensure_ascii=False, default=lambda b:
+                                    b.decode("utf-8", errors="replace")))  # binary attributes
     return "\n".join(texts)
 
 
