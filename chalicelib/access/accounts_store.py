@@ -37,7 +37,9 @@ _FIRST = frozenset(string.ascii_letters + string.digits)
 _ALLOWED = _FIRST | frozenset("_.-")
 _MAX_SEGMENT = 128
 
-_cache: dict[str, tuple[float, WebhookSource | None]] = {}
+# By (kind, name): a webhook URL naming "courier/kuaidi100" is a source nobody has, and must
+# not stand in the cache for the courier's account.
+_cache: dict[tuple[str, str], tuple[float, WebhookSource | None]] = {}
 
 
 def prefix() -> str:
@@ -88,27 +90,36 @@ def _encode(account: WebhookSource) -> str:
 
 def source(name: str) -> WebhookSource | None:
     """The webhook source `/webhooks/{name}`, if any."""
-    return _read(name, _source_parameter(name))
+    return _read(("sources", name), _source_parameter(name))
 
 
 def courier(provider: str) -> WebhookSource | None:
     """The courier provider's account (`courier/<provider>`), if any."""
-    return _read(COURIER_PREFIX + provider, _courier_parameter(provider))
+    return _read(("couriers", provider), _courier_parameter(provider))
 
 
 def channel(channel_id: str) -> WebhookSource | None:
     """The CS channel's settings (`channel/<platform>:<name>`), if any."""
-    return _read(CHANNEL_PREFIX + channel_id, _channel_parameter(channel_id))
+    return _read(("channels", channel_id), _channel_parameter(channel_id))
 
 
-def _read(account: str, parameter: str | None) -> WebhookSource | None:
-    cached = _cache.get(account)
+def _read(key: tuple[str, str], parameter: str | None) -> WebhookSource | None:
+    cached = _cache.get(key)
     if cached and cached[0] > time.monotonic():
         return cached[1]
     value = parameters.get(parameter) if parameter else None
     found = _decode(value) if value is not None else None
-    _cache[account] = (time.monotonic() + settings().secrets_cache_seconds, found)
+    _cache[key] = (time.monotonic() + settings().secrets_cache_seconds, found)
     return found
+
+
+def _key(name: str) -> tuple[str, str]:
+    """The cache key of an account named as `register_sources` names it."""
+    if name.startswith(COURIER_PREFIX):
+        return "couriers", name.removeprefix(COURIER_PREFIX)
+    if name.startswith(CHANNEL_PREFIX):
+        return "channels", name.removeprefix(CHANNEL_PREFIX)
+    return "sources", name
 
 
 def put(name: str, account: WebhookSource) -> str:
@@ -119,7 +130,7 @@ def put(name: str, account: WebhookSource) -> str:
                          "and '-', starting with a letter or digit")
     aws.client("ssm").put_parameter(Name=parameter, Value=_encode(account),
                                     Type="SecureString", Overwrite=True)
-    _cache.pop(name, None)
+    _cache.pop(_key(name), None)
     return parameter
 
 

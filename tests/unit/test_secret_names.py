@@ -3,6 +3,8 @@ policies (one path per kind, so each function is granted only its own)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from chalicelib.access import accounts_store as accounts
@@ -37,9 +39,36 @@ def test_a_name_no_parameter_can_have_names_no_account(account: str) -> None:
     assert accounts.parameter_name(account) is None
 
 
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The parameters read; each holds a courier's account."""
+    from chalicelib.core import parameters
+
+    names: list[str] = []
+
+    def get(parameter: str) -> str:
+        names.append(parameter)
+        return '{"scheme": "kuaidi100", "secrets": ["salt"]}'
+
+    monkeypatch.setattr(parameters, "get", get)
+    accounts.forget()
+    yield names
+    accounts.forget()
+
+
 @pytest.mark.parametrize("name", ["courier/kuaidi100", "channel/wecom:cs-team", "a/b"])
-def test_a_webhook_url_can_name_only_a_webhook_source(name: str) -> None:
-    assert accounts.source(name) is None  # never asked for: no parameter of a source has it
+def test_a_webhook_url_can_name_only_a_webhook_source(name: str, asked: list[str]) -> None:
+    assert accounts.source(name) is None  # never asked for: no source's parameter has it
+    assert asked == []
+
+
+def test_what_a_webhook_url_cached_stands_for_no_other_account(asked: list[str]) -> None:
+    assert accounts.source("courier/kuaidi100") is None
+    assert accounts.source("channel/wecom:cs-team") is None
+    assert accounts.courier("kuaidi100") is not None
+    assert accounts.channel("wecom:cs-team") is not None
+    assert asked == ["/order-backbone/prod/secrets/couriers/kuaidi100",
+                     "/order-backbone/prod/secrets/channels/wecom/cs-team"]
 
 
 def test_an_account_is_never_shown_with_its_secrets() -> None:
