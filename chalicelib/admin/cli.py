@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", default="dev",
                         help="names the directory table order-backbone-<stage>-directory "
-                             "(or set DIRECTORY_TABLE)")
+                             "(or set DIRECTORY_TABLE) and the parameters "
+                             "/order-backbone/<stage>/... (or set APP_STAGE)")
     parser.add_argument("command",
                         choices=["issue", "list", "revoke", "source", "courier", "channel",
                                  "shop", "migrate-secrets"])
@@ -163,6 +164,9 @@ def _channel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if ":" not in (args.name or "") or platform not in channels.CHANNEL_MODULES:
         parser.error("channel needs an id <platform>:<name>, platform one of "
                      f"{', '.join(channels.CHANNEL_MODULES)}")
+    if accounts.parameter_name(notifier.channel_name(args.name)) is None:
+        parser.error(f"{args.name!r}: a channel's name holds letters, digits, '_', '.' and '-', "
+                     "starting with a letter or digit")
     settings_doc = json.loads(args.json) if args.json else dict(
         option.split("=", 1) for option in args.option if "=" in option)
     try:  # refuse what the notifier could not use, now rather than at the first alert

@@ -70,6 +70,8 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
     channel = accounts.channel("wecom:ops")
     assert channel is not None and json.loads(channel.secrets[0])["webhook_url"].endswith("abc")
     for bad in (["courier", "nobody", "--secret", "s"], ["channel", "pager:x"],
+                ["channel", "wecom:cs team", "--option", "webhook_url=https://x.example/k"],
+                ["source", "acme erp", "--scheme", "standard", "--secret", "whsec_b2xk"],
                 ["channel", "wecom:ops", "--option", "webhook_url=ftp://x"],
                 ["channel", "email:cs", "--json", '{"sender": "a@b.c", '
                  '"verified_identities": ["other.example"]}']):
