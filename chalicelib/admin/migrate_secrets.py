@@ -32,7 +32,11 @@ def run(keep_table: bool = False) -> int:
     left = 0
     for item in items:
         name = directory.account_name(item)
-        outcome = migrate(item, keep_table)
+        try:
+            outcome = migrate(item, keep_table)
+        except (ValueError, KeyError, TypeError) as exc:  # not an account as we knew them
+            # The type only: a validation error's text would quote the secrets.
+            outcome = f"left: the item cannot be read as an account ({type(exc).__name__})"
         left += outcome.startswith("left")
         print(f"{name}: {outcome}")
     print(f"{len(items)} account(s) with secrets in the directory table; "

@@ -332,7 +332,7 @@ def test_migrate_secrets_moves_every_account_out_of_the_table_once(
     courier, salt = f"courier/mig-{uid}", f"salt-{uuid.uuid4().hex}"
     channel, robot = f"channel/wecom:mig-{uid}", f"robot-{uuid.uuid4().hex}"
     newer, stale, fresh = f"newer-{uid}", whsec(), whsec()
-    bad = f"bad name {uid}"
+    bad, broken = f"bad name {uid}", f"broken-{uid}"
     legacy_item(stack, source, {"scheme": "standard", "secrets": [secret]})
     legacy_item(stack, courier, {"scheme": "kuaidi100", "secrets": [salt],
                                  "options": {"key": f"k-{uid}"}})
@@ -341,12 +341,13 @@ def test_migrate_secrets_moves_every_account_out_of_the_table_once(
     legacy_item(stack, newer, {"scheme": "standard", "secrets": [stale]})
     admin.main(["source", newer, "--scheme", "standard", "--secret", fresh])  # set since
     legacy_item(stack, bad, {"scheme": "standard", "secrets": [whsec()]})
+    legacy_item(stack, broken, {"scheme": "standard", "secrets": []})  # never valid
     secrets = [secret, salt, robot, stale, fresh]
     try:
         # Before the deploy: copied, the table untouched (the running version reads it).
         with pytest.raises(SystemExit) as exit_code:
             admin.main(["migrate-secrets", "--keep-table"])
-        assert exit_code.value.code == 1  # the bad name is left
+        assert exit_code.value.code == 1  # the bad name and the broken item are left
         assert table_item(stack, source)["secrets"] == [{"S": secret}]
         accounts.forget()
         assert post_order(client, source, secret).status_code == 200
@@ -356,7 +357,7 @@ def test_migrate_secrets_moves_every_account_out_of_the_table_once(
             admin.main(["migrate-secrets"])
         out = capsys.readouterr().out
         assert all(s not in out for s in secrets)
-        assert f"{bad}: left" in out
+        assert f"{bad}: left" in out and f"{broken}: left: the item cannot be read" in out
         for name in (source, courier, channel, newer):
             item = table_item(stack, name)
             assert "secrets" not in item and "options" not in item, item
@@ -375,10 +376,12 @@ def test_migrate_secrets_moves_every_account_out_of_the_table_once(
         # Once is enough: a second run finds only what it could not move.
         with pytest.raises(SystemExit):
             admin.main(["migrate-secrets"])
-        assert "1 account(s) with secrets" in capsys.readouterr().out
+        assert "2 account(s) with secrets" in capsys.readouterr().out
     finally:
-        boto3.client("dynamodb").delete_item(TableName=stack["DIRECTORY_TABLE"], Key=to_attrs({
-            "pk": f"SOURCE#{bad}", "sk": "SOURCE"}))
+        for name in (bad, broken):
+            boto3.client("dynamodb").delete_item(TableName=stack["DIRECTORY_TABLE"],
+                                                 Key=to_attrs({"pk": f"SOURCE#{name}",
+                                                               "sk": "SOURCE"}))
     admin.main(["migrate-secrets"])  # nothing left: exit status 0
     assert "0 account(s) with secrets" in capsys.readouterr().out
 
