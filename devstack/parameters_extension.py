@@ -20,7 +20,6 @@ unless told one: several stacks can run side by side. Secrets Manager's route is
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import threading
 import time
@@ -32,8 +31,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 from botocore.exceptions import ClientError
-
-log = logging.getLogger(__name__)
 
 PORT_VARIABLE = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
@@ -63,7 +60,6 @@ class ParametersExtension:
         self._ttl = cache_seconds(environment)
         self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self.requests = 0  # answered, for tests that want to know it was asked
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -130,7 +126,6 @@ class ParametersExtension:
 
             def do_GET(self) -> None:
                 status, body = extension.answer(self.path, self.headers.get(TOKEN_HEADER))
-                extension.requests += 1
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
