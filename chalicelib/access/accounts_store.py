@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -90,7 +90,13 @@ def _encode(account: WebhookSource) -> str:
 
 def source(name: str) -> WebhookSource | None:
     """The webhook source `/webhooks/{name}`, if any."""
-    return _read(("sources", name), _source_parameter(name))
+    return source_soon(name)()
+
+
+def source_soon(name: str) -> Callable[[], WebhookSource | None]:
+    """`source`, started now and finished by the function returned: the extension reads it
+    while this process does something else (chalicelib.core.parameters.fetch)."""
+    return _soon(("sources", name), _source_parameter(name))
 
 
 def courier(provider: str) -> WebhookSource | None:
@@ -104,13 +110,23 @@ def channel(channel_id: str) -> WebhookSource | None:
 
 
 def _read(key: tuple[str, str], parameter: str | None) -> WebhookSource | None:
+    return _soon(key, parameter)()
+
+
+def _soon(key: tuple[str, str], parameter: str | None) -> Callable[[], WebhookSource | None]:
     cached = _cache.get(key)
     if cached and cached[0] > time.monotonic():
-        return cached[1]
-    value = parameters.get(parameter) if parameter else None
-    found = _decode(value) if value is not None else None
-    _cache[key] = (time.monotonic() + settings().secrets_cache_seconds, found)
-    return found
+        known = cached[1]
+        return lambda: known
+    pending = parameters.fetch(parameter) if parameter else None
+
+    def finish() -> WebhookSource | None:
+        value = pending() if pending is not None else None
+        found = _decode(value) if value is not None else None
+        _cache[key] = (time.monotonic() + settings().secrets_cache_seconds, found)
+        return found
+
+    return finish
 
 
 def _key(name: str) -> tuple[str, str]:

@@ -28,7 +28,8 @@ import http.client
 import json
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from chalicelib.core import aws
@@ -52,16 +53,32 @@ class _NoClearAnswer(Exception):
 def get(name: str) -> str | None:
     """The parameter's value (decrypted); None when there is no such parameter. Raises what
     the SSM client raises (ClientError, BotoCoreError) when Parameter Store cannot answer."""
+    return fetch(name)()
+
+
+def fetch(name: str) -> Callable[[], str | None]:
+    """Start reading the parameter; the function returned finishes it (as `get`). Meanwhile
+    the extension, a process of its own, waits on Parameter Store while this one does other
+    work: a webhook's cold start builds the DynamoDB client its insert needs."""
     port = os.environ.get(PORT_VARIABLE)
-    if port:
+    if not port:
+        return lambda: _from_parameter_store(name)
+    try:
+        connection = _ask(int(port), name)
+    except _NoClearAnswer:
+        return lambda: _from_parameter_store(name)
+
+    def finish() -> str | None:
         try:
-            return _from_extension(int(port), name)
+            return _answer(connection, port, name)
         except _NoClearAnswer:
-            pass
-    return _from_parameter_store(name)
+            return _from_parameter_store(name)
+
+    return finish
 
 
-def _from_extension(port: int, name: str) -> str | None:
+def _ask(port: int, name: str) -> http.client.HTTPConnection:
+    """Send the request; the answer is read by `_answer`."""
     query = urlencode({"name": name, "withDecryption": "true"})
     left = aws.remaining()
     timeout = (_OUTSIDE_A_DEADLINE_SECONDS if left is None
@@ -70,12 +87,18 @@ def _from_extension(port: int, name: str) -> str | None:
     try:
         connection.request("GET", f"{PATH}?{query}", headers={
             TOKEN_HEADER: os.environ.get("AWS_SESSION_TOKEN", "")})
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        _unreachable(port, exc)
+    return connection
+
+
+def _answer(connection: http.client.HTTPConnection, port: str, name: str) -> str | None:
+    try:
         response = connection.getresponse()
         status, body = response.status, response.read()
     except (OSError, http.client.HTTPException) as exc:
-        log.warning("parameters extension on port %s: %s; asking Parameter Store", port,
-                    type(exc).__name__)
-        raise _NoClearAnswer from None
+        _unreachable(port, exc)
     finally:
         connection.close()
     if status == 200:
@@ -92,6 +115,12 @@ def _from_extension(port: int, name: str) -> str | None:
     # is definitive. The body is not logged (an error text may quote what was asked for).
     log.warning("parameters extension answered %s for %s; asking Parameter Store", status, name)
     raise _NoClearAnswer
+
+
+def _unreachable(port: object, error: Exception) -> NoReturn:
+    log.warning("parameters extension on port %s: %s; asking Parameter Store", port,
+                type(error).__name__)
+    raise _NoClearAnswer from None
 
 
 def _from_parameter_store(name: str) -> str | None:

@@ -43,7 +43,9 @@ def _receive(source: str, headers: Mapping[str, str], raw: bytes,
     if len(raw) > limit:
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
     try:
-        config = accounts.source(source)
+        lookup = accounts.source_soon(source)  # the extension reads the secrets while...
+        aws.client("dynamodb")  # ...a cold start builds the client the insert will need
+        config = lookup()
     except storage_errors() as exc:
         log.exception("webhook source %s unavailable", source)
         raise store_unavailable() from exc

@@ -66,18 +66,18 @@ def post_order(client: Client, source: str, secret: str) -> Any:
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The AWS clients asked for, and "extension" for each read through the extension."""
     asked: list[str] = []
-    client_of, from_extension = aws.client, parameters._from_extension
+    client_of, ask = aws.client, parameters._ask
 
     def client(service: str) -> Any:
         asked.append(service)
         return client_of(service)
 
-    def extension(port: int, name: str) -> str | None:
+    def extension(port: int, name: str) -> Any:
         asked.append("extension")
-        return from_extension(port, name)
+        return ask(port, name)
 
     monkeypatch.setattr(aws, "client", client)
-    monkeypatch.setattr(parameters, "_from_extension", extension)
+    monkeypatch.setattr(parameters, "_ask", extension)
     return asked
 
 

@@ -3,7 +3,7 @@ policies (one path per kind, so each function is granted only its own)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -46,11 +46,11 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     names: list[str] = []
 
-    def get(parameter: str) -> str:
+    def fetch(parameter: str) -> Callable[[], str]:
         names.append(parameter)
-        return '{"scheme": "kuaidi100", "secrets": ["salt"]}'
+        return lambda: '{"scheme": "kuaidi100", "secrets": ["salt"]}'
 
-    monkeypatch.setattr(parameters, "get", get)
+    monkeypatch.setattr(parameters, "fetch", fetch)
     accounts.forget()
     yield names
     accounts.forget()
