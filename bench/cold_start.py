@@ -151,11 +151,12 @@ FIRST_REQUEST_PROBES = {
     "aws.client() (boto3 Session + client)": ("chalicelib/core/aws.py", "client"),
     "  boto3 Session()": ("boto3/session.py", "__init__"),
     "  Session.client()": ("boto3/session.py", "client"),
-    "directory.source() (webhook source)": ("chalicelib/access/directory_store.py", "source"),
+    "the source's secrets: asking the extension": ("chalicelib/core/parameters.py", "_ask"),
+    "the source's secrets: its answer": ("chalicelib/access/accounts_store.py", "finish"),
     "marketplaces.inbound_for() (lazy import)": ("chalicelib/marketplaces/__init__.py",
                                                  "inbound_for"),
     "inbox.put_delivery() (DynamoDB)": ("chalicelib/orders/inbox_store.py", "put_delivery"),
-    "botocore _make_api_call (2 calls)": ("botocore/client.py", "_make_api_call"),
+    "botocore _make_api_call (PutItem)": ("botocore/client.py", "_make_api_call"),
 }
 
 

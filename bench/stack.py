@@ -2,7 +2,8 @@
 Shopify deliveries, Lambda-shaped events, and the figures' arithmetic.
 
 The endpoint is the local AWS endpoint (moto) in this process, provisioned from infra/ by
-`devstack.provision`, with the webhook sources registered as tests/conftest.py does.
+`devstack.provision`, with the Parameters and Secrets extension beside it
+(devstack/parameters_extension.py) and the webhook sources registered as tests/conftest.py does.
 This module imports neither moto nor the app at import time: benchmarks decide what loads when.
 """
 
@@ -66,17 +67,20 @@ def app_output_discarded() -> Iterator[None]:
 
 @contextmanager
 def local_stack(stage: str = "bench") -> Iterator[dict[str, str]]:
-    """Start moto in this process, create every resource from infra/, store the webhook secrets.
+    """Start moto in this process and the Parameters and Secrets extension beside it, create
+    every resource from infra/, store the webhook secrets.
 
     Sets the environment of this process (children started later inherit it) and yields it:
-    the AWS settings, AWS_ENDPOINT_URL and the functions' environment from the template.
+    the AWS settings, AWS_ENDPOINT_URL and the functions' environment from the template, with
+    a session token and the extension's port as Lambda's would have.
     """
     import logging
 
     import boto3
 
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     from devstack.endpoint import LocalAWS
+    from devstack.parameters_extension import start_beside
     from devstack.provision import provision
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
@@ -84,17 +88,22 @@ def local_stack(stage: str = "bench") -> Iterator[dict[str, str]]:
     server.start()
     host, port = server.get_host_and_port()
     saved = dict(os.environ)
+    extension = None
     try:
         for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
                      "AWS_SECURITY_TOKEN"):  # nothing of a developer's real AWS setup
             os.environ.pop(name, None)
         os.environ.update({**BASE_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}",
                            "APP_STAGE": stage})
-        os.environ.update(provision(boto3.session.Session(), stage=stage))
+        functions_env = {**os.environ, **provision(boto3.session.Session(), stage=stage)}
+        extension = start_beside(functions_env)
+        os.environ.update(functions_env)
         reset_app_caches()
-        directory.register_sources(WEBHOOK_SOURCES)
+        accounts.register_sources(WEBHOOK_SOURCES)
         yield dict(os.environ)
     finally:
+        if extension is not None:
+            extension.stop()
         server.stop()
         os.environ.clear()
         os.environ.update(saved)
@@ -110,6 +119,8 @@ def reset_app_caches() -> None:
         sys.modules["chalicelib.core.settings"].settings.cache_clear()
     if "chalicelib.access.directory_store" in sys.modules:
         sys.modules["chalicelib.access.directory_store"].forget()
+    if "chalicelib.access.accounts_store" in sys.modules:
+        sys.modules["chalicelib.access.accounts_store"].forget()
 
 
 # --- Deliveries --------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """`make run`: the whole system on this machine, no AWS account, no Docker.
 
-1. moto's server as the local AWS endpoint (in this process, 127.0.0.1 only);
+1. moto's server as the local AWS endpoint (in this process, 127.0.0.1 only), and beside it the
+   AWS Parameters and Secrets Lambda Extension as the functions reach it in Lambda
+   (devstack/parameters_extension.py);
 2. the resources from infra/resources.yaml (devstack.provision);
 3. fresh webhook secrets in the local SSM, and demo API keys for a partner and a CS agent;
 4. the HTTP API as `chalice local --no-autoreload` serves it (devstack/local_api.py, a child
@@ -64,6 +66,7 @@ def local_aws(port: int) -> Iterator[dict[str, str]]:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_SESSION_TOKEN": "local-" + secrets.token_hex(8),  # the extension checks it
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_READ_TIMEOUT_SECONDS": "30",  # moto is slower than DynamoDB under load
@@ -80,6 +83,7 @@ def local_aws(port: int) -> Iterator[dict[str, str]]:
 
 def seed() -> dict[str, Any]:
     """Secrets for this run only (never in the repo) and the demo principals' keys."""
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.access import directory_store as directory
     from chalicelib.access.keys import Role, hash_key, new_key
     from chalicelib.core.clock import utcnow
@@ -92,7 +96,7 @@ def seed() -> dict[str, Any]:
         "erp": {"scheme": "standard", "secrets": [standard_secret]},
     }
     settings.cache_clear()
-    directory.register_sources(sources)
+    accounts.register_sources(sources)
     keys = {}
     for kind, principal, role in (("partner", settings().warehouse_partner, Role.PARTNER),
                                   ("staff", "cs-demo", Role.BACK_OFFICE)):
@@ -184,7 +188,7 @@ def scaled_tracking_rules(scale: float) -> str:
 
 def start_courier(api_url: str, scale: float) -> Any:
     """The simulated Kuaidi100 (devstack/courier.py), registered as our account."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.tracking.couriers import source_name
     from devstack.courier import CourierSimulator
 
@@ -193,7 +197,7 @@ def start_courier(api_url: str, scale: float) -> Any:
     courier = CourierSimulator(customer=customer, key=key, time_scale=scale)
     courier.start()
     courier.run_pushes(every_seconds=1.0)
-    directory.register_sources({source_name("kuaidi100"): {
+    accounts.register_sources({source_name("kuaidi100"): {
         "scheme": "kuaidi100", "secrets": [salt], "options": {
             "customer": customer, "key": key, "query_url": courier.query_url,
             "subscribe_url": courier.subscribe_url,
@@ -263,7 +267,7 @@ def start_marketplaces(api_url: str) -> list[Any]:
     re-fetches, writebacks and reconciliation all go to it. Notifications are dropped,
     duplicated and reordered at LOCAL_NOTIFY_FAULTS ("drop,duplicate,reorder", default
     "0.1,0.15,0.15"). LOCAL_MARKETPLACES=off runs none."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     if os.environ.get("LOCAL_MARKETPLACES", "on") == "off":
         return []
     from chalicelib.marketplaces import credentials_store as shop_credentials
@@ -280,7 +284,7 @@ def start_marketplaces(api_url: str) -> list[Any]:
             **_OPTIONS.get(platform, {}))
         simulator.start()
         if simulator.source() is not None:  # Amazon and Taobao post nothing to us
-            directory.register_sources({platform: simulator.source()})
+            accounts.register_sources({platform: simulator.source()})
         shop_credentials.put(platform, shop, simulator.credentials())
         simulators.append(simulator)
     return simulators
@@ -436,6 +440,7 @@ def main() -> None:
     with local_aws(aws_port) as aws_env:
         import boto3
 
+        from devstack.parameters_extension import start_beside
         from devstack.provision import provision
 
         scale = time_scale()
@@ -446,6 +451,7 @@ def main() -> None:
                # invocation) would drown them: POWERTOOLS_METRICS_DISABLED=false shows them.
                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED",
                                                              "true")}
+        extension = start_beside(env)  # the functions' PARAMETERS_SECRETS_EXTENSION_HTTP_PORT
         os.environ.update(env)
         run = seed()
         api_url = f"http://127.0.0.1:{api_port}"
@@ -481,6 +487,7 @@ def main() -> None:
             if runner is not None:
                 runner.stop()
             stop_api(api)
+            extension.stop()
             courier.stop()
             sink.stop()
             for shop in shops:

@@ -15,7 +15,11 @@ BASE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_SESSION_TOKEN": "testing",  # Lambda's functions have one; the extension checks it
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    # Names the parameters the secrets live in: the stage chalice's test Client sets (the
+    # "local" stage of .chalice/config.json), and what the admin command line must not change.
+    "APP_STAGE": "local",
     "AWS_READ_TIMEOUT_SECONDS": "60",  # the local endpoint serialises DynamoDB under load
     "WEBHOOK_DEADLINE_SECONDS": "60",  # so a webhook waits for it too
 }
@@ -33,13 +37,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
-    """Start the local endpoint, create every resource from infra/, register the sources."""
+    """Start the local endpoint and the Parameters and Secrets extension beside it, create every
+    resource from infra/, register the sources."""
     import boto3
 
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.core import aws
     from chalicelib.core.settings import settings
     from devstack.endpoint import LocalAWS
+    from devstack.parameters_extension import start_beside
     from devstack.provision import provision
 
     port = free_port()
@@ -49,11 +55,14 @@ def stack_env() -> Iterator[dict[str, str]]:
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     env.update(provision(boto3.session.Session(), stage="test"))
+    extension = start_beside(env)  # its port in PARAMETERS_SECRETS_EXTENSION_HTTP_PORT
+    saved.update({name: os.environ.get(name) for name in extension.environment()})
     os.environ.update(env)
     aws.reset()
     settings.cache_clear()
-    directory.register_sources(WEBHOOK_SOURCES)
+    accounts.register_sources(WEBHOOK_SOURCES)
     yield env
+    extension.stop()
     server.stop()
     for name, value in saved.items():
         if value is None:
@@ -64,7 +73,9 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point this test's process state (env, cached clients and settings) at the stack."""
+    """Point this test's process state (env, cached clients, settings, keys and accounts) at the
+    stack."""
+    from chalicelib.access import accounts_store as accounts
     from chalicelib.access import directory_store as directory
     from chalicelib.core import aws
     from chalicelib.core.settings import settings
@@ -74,6 +85,7 @@ def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[st
     aws.reset()
     settings.cache_clear()
     directory.forget()
+    accounts.forget()
     return stack_env
 
 

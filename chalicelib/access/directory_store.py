@@ -1,16 +1,17 @@
-"""The directory table: who may call us. API keys by hash, each principal's list of keys, and
-the integration accounts (webhook sources, courier providers, CS channels; accounts.py).
+"""The directory table: who may call us. API keys by hash, and each principal's list of keys.
 
   pk = KEY#<sha256 of key>            sk = KEY      the principal a key stands for
   pk = PRINCIPAL#<kind>#<id>          sk = KEY#<key id>   lets an admin list and revoke keys
-  pk = SOURCE#<name>                  sk = SOURCE   an account's scheme, secrets and settings
+  pk = SOURCE#<name>                  sk = SOURCE   an integration account as earlier versions
+                                                    kept it, secrets included; `migrate-secrets`
+                                                    moves them to SSM (accounts_store.py) and
+                                                    leaves the scheme and where they went
 
-Encrypted at rest and readable only by this app's role. Lookups are cached per process (keys
-for KEY_CACHE_SECONDS: a revocation takes effect within that; accounts for
-SECRETS_CACHE_SECONDS), so the steady state costs no extra call; unknown names are cached too,
-so a flood of bad keys or URLs cannot become a flood of reads. A webhook needs the DynamoDB
-client anyway, so no second AWS client is built on a cold start (an SSM client costs about
-50 ms to create).
+Encrypted at rest and readable only by this app's role. Key lookups are cached per process for
+KEY_CACHE_SECONDS (a revocation takes effect within that), so the steady state costs no extra
+call; unknown keys are cached too, so a flood of bad keys cannot become a flood of reads.
+Integration accounts (webhook sources, courier providers, CS channels) and their secrets live
+in SSM Parameter Store, not here (chalicelib/access/accounts_store.py).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from chalicelib.access.accounts import WebhookSource
+from botocore.exceptions import ClientError
+
 from chalicelib.access.keys import Principal, Role, hash_key, key_from_headers
 from chalicelib.core import aws
-from chalicelib.core.clock import iso, utcnow
+from chalicelib.core.clock import iso
 from chalicelib.core.dynamodb import Action, from_attrs, to_attrs, transact
 from chalicelib.core.errors import ApiError
 from chalicelib.core.settings import settings
@@ -84,28 +86,47 @@ def revoke(kind: str, principal_id: str, key_id: str, now: datetime) -> bool:
     return True
 
 
-def _read_source(name: str) -> WebhookSource | None:
-    answer = aws.client("dynamodb").get_item(
-        TableName=settings().directory_table, Key=to_attrs({"pk": f"SOURCE#{name}", "sk": "SOURCE"})
-    )
-    item = from_attrs(answer.get("Item", {}))
-    if not item:
-        return None
-    return WebhookSource(scheme=item["scheme"], secrets=tuple(item["secrets"]),
-                         options=item.get("options", {}))
+# Accounts as earlier versions kept them (for `migrate-secrets`) ------------------------------
+
+def legacy_accounts() -> list[dict[str, Any]]:
+    """Every account item that still holds secrets: pk SOURCE#<name>, scheme, secrets,
+    options, updated_at."""
+    found: list[dict[str, Any]] = []
+    pages = aws.client("dynamodb").get_paginator("scan").paginate(
+        TableName=settings().directory_table,
+        FilterExpression="begins_with(pk, :p) AND sk = :s AND attribute_exists(secrets)",
+        ExpressionAttributeValues=to_attrs({":p": "SOURCE#", ":s": "SOURCE"}),
+        ConsistentRead=True)
+    for page in pages:
+        found.extend(from_attrs(item) for item in page.get("Items", []))
+    return found
 
 
-def put_webhook_source(name: str, source: WebhookSource, now: datetime) -> None:
-    aws.client("dynamodb").put_item(TableName=settings().directory_table, Item=to_attrs({
-        "pk": f"SOURCE#{name}", "sk": "SOURCE", "scheme": source.scheme,
-        "secrets": list(source.secrets), "options": source.options, "updated_at": iso(now),
-    }))
+def account_name(item: Mapping[str, Any]) -> str:
+    return str(item["pk"]).removeprefix("SOURCE#")
+
+
+def strip_secrets(item: Mapping[str, Any], moved_to: str, now: datetime) -> bool:
+    """Remove the secret attributes of an account item read by `legacy_accounts`, noting where
+    they went; False (nothing changed) if the item changed since it was read."""
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=settings().directory_table,
+            Key=to_attrs({"pk": item["pk"], "sk": "SOURCE"}),
+            UpdateExpression="REMOVE secrets, options SET moved_to = :m, moved_at = :t",
+            ConditionExpression="secrets = :s",
+            ExpressionAttributeValues=to_attrs({":m": moved_to, ":t": iso(now),
+                                                ":s": item["secrets"]}))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 # Cached lookups ------------------------------------------------------------------------------
 
 _principals: dict[str, tuple[float, Principal | None]] = {}
-_sources: dict[str, tuple[float, WebhookSource | None]] = {}
 
 
 def authenticate(headers: Mapping[str, str]) -> Principal:
@@ -126,24 +147,6 @@ def authenticate(headers: Mapping[str, str]) -> Principal:
     return principal
 
 
-def source(name: str) -> WebhookSource | None:
-    """The account named so (webhook source, `courier/<provider>`, `channel/<id>`), if any."""
-    cached = _sources.get(name)
-    if cached and cached[0] > time.monotonic():
-        return cached[1]
-    found = _read_source(name)
-    _sources[name] = (time.monotonic() + settings().secrets_cache_seconds, found)
-    return found
-
-
-def register_sources(sources: Mapping[str, Mapping[str, Any]]) -> None:
-    """Create or replace accounts, e.g. {"shopify": {"scheme": "shopify", "secrets": [...]}}."""
-    for name, account in sources.items():
-        put_webhook_source(name, WebhookSource.model_validate(account), utcnow())
-        _sources.pop(name, None)
-
-
 def forget() -> None:
-    """Drop this process's cached keys and accounts (tests, and after an admin change)."""
+    """Drop this process's cached keys (tests, and after an admin change)."""
     _principals.clear()
-    _sources.clear()

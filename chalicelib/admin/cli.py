@@ -1,5 +1,6 @@
 """Administrators' command line: API keys, webhook sources, courier accounts, CS channels and
-shop credentials.
+shop credentials (the accounts and the shops' credentials as SecureStrings in SSM Parameter
+Store, /order-backbone/<stage>/secrets/... and /order-backbone/<stage>/shops/...).
 
     python -m chalicelib.admin --stage dev issue --partner factory-1
     python -m chalicelib.admin --stage dev issue --staff alice --role back_office
@@ -12,6 +13,7 @@ shop credentials.
     python -m chalicelib.admin --stage dev channel email:cs-team --json '{"sender": ...}'
     python -m chalicelib.admin --stage dev courier kuaidi100 --secret SALT \
         --option customer=C --option key=K --option callback_url=https://.../couriers/kuaidi100/push
+    python -m chalicelib.admin --stage dev migrate-secrets [--keep-table]
 
 The pipeline (each with --help; chalicelib/admin/operations.py):
 
@@ -33,9 +35,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.access import accounts_store as accounts
 from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role, hash_key, new_key
 from chalicelib.admin import connection, operations
@@ -66,10 +70,12 @@ def _main(argv: list[str] | None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", default="dev",
                         help="names the directory table order-backbone-<stage>-directory "
-                             "(or set DIRECTORY_TABLE); local: the stack `make run` started")
+                             "(or set DIRECTORY_TABLE) and the parameters "
+                             "/order-backbone/<stage>/... (or set APP_STAGE); local: the stack "
+                             "`make run` started")
     parser.add_argument("command",
                         choices=["issue", "list", "revoke", "source", "courier", "channel",
-                                 "shop"])
+                                 "shop", "migrate-secrets"])
     parser.add_argument("name", nargs="?", help="with source: the {source} of /webhooks/{source};"
                         " with courier: the provider of /couriers/{provider}/push; with channel:"
                         " a CS channel id, <platform>:<name> "
@@ -91,15 +97,26 @@ def _main(argv: list[str] | None) -> None:
     parser.add_argument("--role", choices=[r.value for r in Role if r is not Role.PARTNER],
                         default=Role.READ_ONLY.value, help="staff role (default read_only)")
     parser.add_argument("--key-id", help="the key to revoke (see list)")
+    parser.add_argument("--keep-table", action="store_true",
+                        help="with migrate-secrets: copy to SSM only, leave the table as it is "
+                             "(before deploying the version that reads SSM)")
     args = parser.parse_args(argv)
     connection.connect(args.stage)
     os.environ.setdefault("DIRECTORY_TABLE", f"order-backbone-{args.stage}-directory")
+    os.environ.setdefault("APP_STAGE", args.stage)  # names the parameters
+    settings.cache_clear()
     if args.command == "source":
         if not (args.name and args.scheme and args.secret):
             parser.error("source needs a name, --scheme and at least one --secret")
-        directory.register_sources({args.name: {"scheme": args.scheme, "secrets": args.secret}})
+        _store_account(parser, args.name, {"scheme": args.scheme, "secrets": args.secret})
         print(f"source {args.name}: {args.scheme}, {len(args.secret)} secret(s); "
               f"running functions pick it up within {settings().secrets_cache_seconds} s")
+        return
+    if args.command == "migrate-secrets":
+        from chalicelib.admin import migrate_secrets
+
+        if migrate_secrets.run(keep_table=args.keep_table):
+            sys.exit(1)
         return
     if args.command == "courier":
         _courier(parser, args)
@@ -131,6 +148,14 @@ def _main(argv: list[str] | None) -> None:
         print(f"revoked {args.key_id}; it stops working within the key cache time (60 s)")
 
 
+def _store_account(parser: argparse.ArgumentParser, name: str, account: dict[str, Any]) -> None:
+    """An account's secrets and settings, as a SecureString in SSM Parameter Store."""
+    if accounts.parameter_name(name) is None:
+        parser.error(f"{name!r} cannot name an account: use letters, digits, '_', '.' and '-', "
+                     "starting with a letter or digit")
+    accounts.register_sources({name: account})
+
+
 def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from chalicelib.tracking.couriers import known_providers, source_name
 
@@ -138,8 +163,8 @@ def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"courier needs a provider ({', '.join(sorted(known_providers()))}) and "
                      "at least one --secret")
     options = dict(option.split("=", 1) for option in args.option if "=" in option)
-    directory.register_sources({source_name(args.name): {
-        "scheme": args.name, "secrets": args.secret, "options": options}})
+    _store_account(parser, source_name(args.name),
+                   {"scheme": args.name, "secrets": args.secret, "options": options})
     print(f"courier {args.name}: {len(args.secret)} secret(s), options {sorted(options)}; "
           f"running functions pick it up within {settings().secrets_cache_seconds} s")
 
@@ -152,8 +177,6 @@ def _shop(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.name not in known_schemes() or not args.shop or not args.option:
         parser.error(f"shop needs a marketplace ({', '.join(sorted(known_schemes()))}), a shop "
                      "id and --option NAME=VALUE for each credential")
-    os.environ.setdefault("APP_STAGE", args.stage)
-    settings.cache_clear()
     credentials = dict(option.split("=", 1) for option in args.option if "=" in option)
     shop_credentials.put(args.name, args.shop, credentials)
     print(f"{shop_credentials.parameter_name(args.name, args.shop)}: {sorted(credentials)}")
@@ -168,6 +191,9 @@ def _channel(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if ":" not in (args.name or "") or platform not in channels.CHANNEL_MODULES:
         parser.error("channel needs an id <platform>:<name>, platform one of "
                      f"{', '.join(channels.CHANNEL_MODULES)}")
+    if accounts.parameter_name(notifier.channel_name(args.name)) is None:
+        parser.error(f"{args.name!r}: a channel's name holds letters, digits, '_', '.' and '-', "
+                     "starting with a letter or digit")
     settings_doc = json.loads(args.json) if args.json else dict(
         option.split("=", 1) for option in args.option if "=" in option)
     try:  # refuse what the notifier could not use, now rather than at the first alert

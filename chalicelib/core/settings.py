@@ -2,7 +2,8 @@
 
 Resource names are wired by infra/resources.yaml (Globals.Function.Environment) in AWS and by
 devstack/provision.py locally, from that same file. Secrets are never in the environment
-(webhook secrets live in the directory table, see chalicelib/access/accounts.py).
+(integration accounts' secrets live in SSM Parameter Store, see
+chalicelib/access/accounts_store.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from chalicelib import marketplaces
-from chalicelib.access import directory_store as directory
+from chalicelib.access import accounts_store as accounts
 from chalicelib.access.accounts import WebhookSource
 from chalicelib.core import aws, observability
 from chalicelib.core.dynamodb import MAX_ITEM_BYTES, is_validation_error, storage_errors
@@ -68,7 +68,9 @@ def _source(source: str, raw: bytes) -> WebhookSource:
     if len(raw) > limit:
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
     try:
-        config = directory.source(source)
+        lookup = accounts.source_soon(source)  # the extension reads the secrets while...
+        aws.client("dynamodb")  # ...a cold start builds the client the insert will need
+        config = lookup()
     except storage_errors() as exc:
         log.exception("webhook source %s unavailable", source[:64])
         raise store_unavailable() from exc
@@ -197,5 +199,5 @@ def _alert_rejected(source: str, error: ApiError, now: datetime) -> None:
 def reply_for(source: str) -> tuple[int, str, str] | None:
     """The platform's own success answer, for platforms that prescribe one (Shopee: an empty
     body); None: our JSON. The source was read (and cached) by `receive` just before."""
-    config = directory.source(source)
+    config = accounts.source(source)
     return marketplaces.inbound_for(config.scheme).reply if config else None

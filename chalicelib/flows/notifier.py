@@ -12,7 +12,9 @@ through chalicelib.core.http, an SES mailbox here with boto3, as its `delivery` 
   when that fails too dead-lettered: kept, listed by the CS API, never dropped. Then unacknowledged
   high-severity cases are reminded, and escalated to the on-duty manager.
 Channel settings (webhook URLs, signing secrets, email sender and recipients) are secrets: they
-live in the directory table as `channel/<channel id>` (see chalicelib/admin/cli.py `channel`).
+live in SSM Parameter Store as the account `channel/<channel id>` (chalicelib/access/
+accounts_store.py; set with chalicelib/admin/cli.py `channel`), and no error this module
+stores, logs or answers quotes them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from chalicelib.core import aws, observability
 from chalicelib.core.clock import utcnow
@@ -247,9 +249,9 @@ def _deliver(note: Note, version: int, message: Message, now: datetime,
 
 def send(note: Note, message: Message, now: datetime) -> ChannelResult:
     """One attempt on the note's channel, the way its platform's adapter is delivered."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
 
-    source = directory.source(channel_name(note.channel))
+    source = accounts.channel(note.channel)
     if source is None:
         return ChannelResult.failure(Failure.GONE, "not_configured",
                                      f"no settings for channel {note.channel}")
@@ -265,7 +267,16 @@ def send(note: Note, message: Message, now: datetime) -> ChannelResult:
 
 def _bad_config(error: Exception) -> ChannelResult:
     # Not retried: a person must fix the settings (admin `channel`); the fallback carries on.
-    return ChannelResult.failure(Failure.GONE, "bad_config", str(error)[:200])
+    # The note keeps the error (the outbox table, the CS API, the log): where the settings were
+    # refused and why, never the values (pydantic's text quotes its input: the robot's URL).
+    if isinstance(error, ValidationError):
+        text = "; ".join(f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: "
+                         f"{problem['msg']}"
+                         for problem in error.errors(include_url=False, include_input=False,
+                                                     include_context=False))
+    else:
+        text = str(error)
+    return ChannelResult.failure(Failure.GONE, "bad_config", text[:200])
 
 
 def _send_email(adapter: SesChannel, message: Message, config: BaseModel,
@@ -306,9 +317,9 @@ def remind(now: datetime, report: RunReport) -> None:
 
 def configure_channels(settings_by_channel: dict[str, dict[str, Any]]) -> None:
     """Store channel settings, e.g. {"wecom:cs-team": {"webhook_url": "https://..."}}."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
 
-    directory.register_sources({channel_name(channel_id): {
+    accounts.register_sources({channel_name(channel_id): {
         "scheme": channels.platform_of(channel_id), "secrets": [json.dumps(settings)]}
         for channel_id, settings in settings_by_channel.items()})
 

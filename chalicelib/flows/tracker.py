@@ -190,13 +190,13 @@ def _with(parcel: Parcel, result: tuple[Journey, tracking.Watch, tuple[JourneyCh
 def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
                  now: datetime) -> PushReply:
     """Verify against each secret (rotation), store as received, apply; answer as expected."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
 
     try:
         kind = couriers.provider_class(provider_name)
     except LookupError:
         raise NotFound("courier_provider") from None
-    account = directory.source(couriers.source_name(provider_name))
+    account = accounts.courier(provider_name)
     if account is None:
         raise NotFound("courier_provider")
     push = _verified(kind.read_push, headers, raw, account.secrets)
@@ -305,9 +305,9 @@ def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> 
 
 def _provider(name: str) -> Provider:
     """The parcel's provider with its account as configured now."""
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
 
-    account = directory.source(couriers.source_name(name))
+    account = accounts.courier(name)
     if account is None:
         raise ProviderError(f"no account configured for courier provider {name}",
                             counted=False, alert=ACCOUNT_ALERT)

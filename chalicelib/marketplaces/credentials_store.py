@@ -1,7 +1,11 @@
 """Per-shop marketplace credentials (app keys and secrets, access tokens) in SSM Parameter Store:
 one SecureString JSON object per shop at /order-backbone/<stage>/shops/<marketplace>/<shop>.
 Read only when a thin notification must be re-fetched or a shipment written back; cached per
-process for SECRETS_CACHE_SECONDS. Locally the same API answers on the local endpoint.
+process for SECRETS_CACHE_SECONDS. Read as every secret is (chalicelib.core.parameters: in
+Lambda through the Parameters and Secrets extension), so a worker re-fetching a thin
+notification on a cold start builds no SSM client; listing the shops (reconciliation) needs
+GetParametersByPath, which only the SSM client offers. Locally the same API answers on the
+local endpoint.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from chalicelib.core import aws
+from chalicelib.core import aws, parameters
 from chalicelib.core.settings import settings
 
 _cache: dict[str, tuple[float, dict[str, str]]] = {}
@@ -31,11 +35,9 @@ def get(marketplace: str, shop: str) -> dict[str, str]:
     cached = _cache.get(name)
     if cached and cached[0] > time.monotonic():
         return cached[1]
-    client = aws.client("ssm")
-    try:
-        value = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-    except client.exceptions.ParameterNotFound:
-        raise MissingCredentials(marketplace, shop) from None
+    value = parameters.get(name)
+    if value is None:
+        raise MissingCredentials(marketplace, shop)
     found: dict[str, Any] = json.loads(value)
     credentials = {str(k): str(v) for k, v in found.items()}
     _cache[name] = (time.monotonic() + settings().secrets_cache_seconds, credentials)

@@ -41,12 +41,12 @@ def test_staff_key_carries_its_role(stack: dict[str, str],
 
 def test_source_command_registers_a_webhook_source(stack: dict[str, str],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from chalicelib.access import directory_store as directory
+    from chalicelib.access import accounts_store as accounts
 
     admin.main(["source", "acme-erp", "--scheme", "standard", "--secret", "whsec_b2xk",
                 "--secret", "whsec_bmV3"])
-    directory.forget()
-    source = directory.source("acme-erp")
+    accounts.forget()
+    source = accounts.source("acme-erp")
     assert source is not None
     assert (source.scheme, source.secrets) == ("standard", ("whsec_b2xk", "whsec_bmV3"))
     with pytest.raises(SystemExit):
@@ -57,21 +57,21 @@ def test_courier_and_channel_commands_store_settings_and_refuse_bad_ones(
         stack: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from chalicelib.access import directory_store as directory
-    from chalicelib.flows.notifier import channel_name
-    from chalicelib.tracking.couriers import source_name
+    from chalicelib.access import accounts_store as accounts
 
     admin.main(["courier", "kuaidi100", "--secret", "SALT1", "--option", "customer=C1",
                 "--option", "key=K1"])
     admin.main(["channel", "wecom:ops", "--option",
                 "webhook_url=https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc"])
-    directory.forget()
-    courier = directory.source(source_name("kuaidi100"))
+    accounts.forget()
+    courier = accounts.courier("kuaidi100")
     assert courier is not None
     assert (courier.secrets, courier.options) == (("SALT1",), {"customer": "C1", "key": "K1"})
-    channel = directory.source(channel_name("wecom:ops"))
+    channel = accounts.channel("wecom:ops")
     assert channel is not None and json.loads(channel.secrets[0])["webhook_url"].endswith("abc")
     for bad in (["courier", "nobody", "--secret", "s"], ["channel", "pager:x"],
+                ["channel", "wecom:cs team", "--option", "webhook_url=https://x.example/k"],
+                ["source", "acme erp", "--scheme", "standard", "--secret", "whsec_b2xk"],
                 ["channel", "wecom:ops", "--option", "webhook_url=ftp://x"],
                 ["channel", "email:cs", "--json", '{"sender": "a@b.c", '
                  '"verified_identities": ["other.example"]}']):

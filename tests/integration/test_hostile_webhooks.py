@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from app import app
-from chalicelib.access import directory_store as directory
+from chalicelib.access import accounts_store as accounts
 from chalicelib.core import aws
 from chalicelib.core.clock import utcnow
 from chalicelib.core.settings import settings
@@ -342,7 +342,7 @@ def silent_endpoint() -> Iterator[str]:
 def test_the_webhook_answers_within_4_seconds_whatever_the_store_does(
         client: Client, stack: dict[str, str], silent_endpoint: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    directory.source("shopify")  # the secrets are cached, as in a warm function
+    accounts.source("shopify")  # the secrets are cached, as in a warm function
     # Production's patience, not the local endpoint's.
     monkeypatch.delenv("AWS_READ_TIMEOUT_SECONDS", raising=False)
     monkeypatch.delenv("WEBHOOK_DEADLINE_SECONDS", raising=False)

@@ -46,7 +46,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalicelib.access import directory_store as directory
+from chalicelib.access import accounts_store as accounts
 from chalicelib.core.dynamodb import from_attrs, to_attrs
 from chalicelib.core.settings import settings as app_settings
 from chalicelib.flows import reconciliation
@@ -292,7 +292,7 @@ def scan(table: str, filter_expression: str, values: dict[str, Any]) -> list[dic
 
 @pytest.fixture
 def client(stack: dict[str, str]) -> Iterator[Client]:
-    directory.register_sources({SOURCE: {"scheme": "woocommerce", "secrets": [SECRET]}})
+    accounts.register_sources({SOURCE: {"scheme": "woocommerce", "secrets": [SECRET]}})
     with Client(app, stage_name="local") as test_client:
         yield test_client
 

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from chalice.test import Client
 
 from app import app
-from chalicelib.access import directory_store as directory
+from chalicelib.access import accounts_store as accounts
 from chalicelib.access.keys import Role
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.douyin import API_BASE
@@ -34,7 +34,7 @@ APP_KEY, APP_SECRET = "7312345678901234567", "dy-" + uuid.uuid4().hex
 
 @pytest.fixture
 def client(stack: dict[str, str]) -> Iterator[Client]:
-    directory.register_sources({
+    accounts.register_sources({
         "woo": {"scheme": "woocommerce", "secrets": [WOO_SECRET]},
         "douyin": {"scheme": "douyin", "secrets": [f"{APP_KEY}:{APP_SECRET}"]},
     })

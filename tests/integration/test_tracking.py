@@ -16,7 +16,7 @@ import responses
 from chalice.test import Client
 
 from app import app
-from chalicelib.access import directory_store as directory
+from chalicelib.access import accounts_store as accounts
 from chalicelib.access.keys import Role
 from chalicelib.cs import case_store as cases_store
 from chalicelib.flows import alert_dispatch, tracker
@@ -55,7 +55,7 @@ def api(client: Client, partner: str, make_key: Any) -> Api:
 
 @pytest.fixture
 def kuaidi100_account(stack: dict[str, str]) -> None:
-    directory.register_sources({couriers.source_name("kuaidi100"): {
+    accounts.register_sources({couriers.source_name("kuaidi100"): {
         "scheme": "kuaidi100", "secrets": [SALT],
         "options": {"customer": "CUST", "key": "KEY", "query_url": QUERY_URL,
                     "subscribe_url": SUBSCRIBE_URL,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.access import directory_store as directory
+from chalicelib.access import accounts_store as accounts
 from chalicelib.core.http import Request
 from chalicelib.cs import alert_topic
 from chalicelib.cs.alerts import Alert
@@ -175,7 +175,7 @@ def body_of(value: Any) -> bytes:
 
 
 def register() -> None:
-    directory.register_sources(SOURCES)
+    accounts.register_sources(SOURCES)
 
 
 # The platforms' answers to a re-fetch -----------------------------------------------------------

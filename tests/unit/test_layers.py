@@ -1,6 +1,7 @@
 """The house rules of chalicelib/, checked on the source (every import, lazy ones included):
 
-  core/           AWS clients, settings, errors, time, HTTP, DynamoDB helpers: imports only core
+  core/           AWS clients, settings, errors, time, HTTP, DynamoDB helpers, Parameter Store
+                  reads: imports only core
   access/ cs/ orders/ warehouse/ tracking/ marketplaces/
                   the business capabilities: rules (pure) and stores; import core and each
                   other, never in a circle, never a flow or an edge
@@ -8,9 +9,11 @@
   api/ admin/     the edges (HTTP, command line): import anything below them
 
 Inside a capability only a store (`*_store.py`) or the alert topic (`*_topic.py`) talks to
-AWS, and no rule imports a store. Outbound HTTP has one sender: only core/http.py imports
-`requests`. Nothing in chalicelib/ imports the local stack (devstack/),
-the partner client, the benchmarks or the tests, so none of it is needed in Lambda."""
+AWS (core/parameters.py, which reads SSM through the Lambda extension, counts as AWS), and no
+rule imports a store. Outbound HTTP has one sender: only core/http.py imports `requests`; the
+one local call, to the Parameters and Secrets extension, is core/parameters.py's. Nothing in
+chalicelib/ imports the local stack (devstack/), the partner client, the benchmarks or the tests,
+so none of it is needed in Lambda."""
 
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ CAPABILITIES = frozenset({"access", "cs", "orders", "warehouse", "tracking", "ma
 FLOWS = "flows"
 EDGES = frozenset({"api", "admin"})
 RANK = {CORE: 0, **dict.fromkeys(CAPABILITIES, 1), FLOWS: 2, **dict.fromkeys(EDGES, 3)}
-AWS_MODULES = ("boto3", "botocore", "chalicelib.core.aws", "chalicelib.core.dynamodb")
+AWS_MODULES = ("boto3", "botocore", "chalicelib.core.aws", "chalicelib.core.dynamodb",
+               "chalicelib.core.parameters")
 OUTSIDE = ("devstack", "partner_client", "bench", "tests", "app")
 
 
@@ -160,6 +164,13 @@ def test_one_module_sends_http() -> None:
     senders = sorted(module for module, names in _imports().items()
                      if any(name.split(".")[0] in ("requests", "urllib3") for name in names))
     assert senders == ["chalicelib.core.http"]
+
+
+def test_one_module_calls_the_parameters_extension() -> None:
+    callers = sorted(module for module, names in _imports().items()
+                     if any(name.startswith(("http.client", "urllib.request"))
+                            for name in names))
+    assert callers == ["chalicelib.core.parameters"]
 
 
 def test_nothing_the_lambda_package_ships_imports_the_local_stack_or_the_tools() -> None:

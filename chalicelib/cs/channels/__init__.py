@@ -115,7 +115,7 @@ class ChannelBase(Protocol):
     def name(self) -> str: ...  # the platform, as in CHANNEL_MODULES
 
     @property
-    def config_model(self) -> type[BaseModel]: ...  # its settings in the directory table
+    def config_model(self) -> type[BaseModel]: ...  # its settings (an account in SSM)
 
     @property
     def delivery(self) -> Delivery: ...
