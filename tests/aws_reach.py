@@ -174,8 +174,10 @@ class Operation:
 
 
 def texts(values: Iterable[Any]) -> set[str]:
-    """The patterns a value set can take as text (`*` for what cannot be known)."""
-    known = [v for v in values if v is not UNKNOWN]
+    """The patterns a value set can take as text (`*` for what cannot be known). None is left
+    out: a parameter that is None never reaches AWS (botocore refuses the call before sending;
+    the code guards it, e.g. a name SSM cannot hold), so it needs no right."""
+    known = [v for v in values if v is not UNKNOWN and v != Const(None)]
     if not known:
         return {"*"}
     found = set()

@@ -1,6 +1,5 @@
 """The scan behind tests/unit/test_policies.py, on code written the ways a store may name its
-resources: the SSM paths a secrets store builds from what its callers pass (the shape the move
-of webhook, courier and channel secrets to SSM is expected to take), caching wrappers,
+resources: the SSM paths a secrets store builds from what its callers pass, caching wrappers,
 constants, enums, joins, DynamoDB transactions and paginators."""
 
 from __future__ import annotations
@@ -127,21 +126,3 @@ def test_transaction_items_and_paginated_queries_name_their_table_and_index() ->
                                 ("dynamodb", "TransactWriteItems", "*")}
     (query,) = [o for o in found if o.name == "Query"]
     assert aws_reach.texts(query.argument("IndexName")) == {"by-order"}
-
-
-@pytest.mark.usefixtures("probe_modules")
-@pytest.mark.parametrize(("caller", "functions"), [
-    ("webhook", ["api_handler"]), ("tracker", ["api_handler", "track_parcels"]),
-    ("notifier", ["notify_cs"])])
-def test_the_policies_already_allow_the_secrets_reads_to_come(caller: str,
-                                                              functions: list[str]) -> None:
-    """Once the secrets are read from SSM in one of these shapes, the policies hold: each
-    reader's policy allows its read and its decryption, and no other function's does."""
-    from tests.unit import test_policies as policies
-
-    needs = set().union(*(policies.code_needs(o, "prod")
-                          for o in aws_reach.reach("chalicelib.flows.probe_callers", caller)))
-    assert {n.action for n in needs} == {"ssm:GetParameter", "kms:Decrypt"}
-    for handler in policies.handlers():
-        allowed = all(policies.allows(handler, "prod", need) for need in needs)
-        assert allowed == (handler in functions), handler

@@ -18,12 +18,6 @@ conditions, ForAnyValue:), then:
 - a KMS decryption is allowed only through SSM in this region and only for the parameters the
   function reads with decryption (the condition actually matches: a StringEquals with a
   wildcard never does).
-
-Two lists say where a policy runs ahead of or behind the code on purpose, for the merge with the
-move of the webhook sources', CS channels' and courier providers' secrets from the directory
-table to SSM (done on another branch): AHEAD are reads that branch adds (allowed, not yet
-required), BEHIND the directory-table reads it removes (required today, allowed after). Once
-both branches are in, the derivation sees the new reads itself; both lists can then go.
 """
 
 from __future__ import annotations
@@ -49,19 +43,6 @@ VARIABLES: dict[str, Any] = TEMPLATE["Globals"]["Function"]["Environment"]["Vari
 STAGES = ("dev", "prod")
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 SSM_PREFIX = "/order-backbone/${Stage}"
-
-# Reads the secrets' move to SSM adds (see the module's docstring).
-AHEAD: dict[str, list[tuple[str, str]]] = {
-    "api_handler": [("ssm:GetParameter", f"{SSM_PREFIX}/secrets/sources/*"),
-                    ("ssm:GetParameter", f"{SSM_PREFIX}/secrets/couriers/*")],
-    "track_parcels": [("ssm:GetParameter", f"{SSM_PREFIX}/secrets/couriers/*")],
-    "notify_cs": [("ssm:GetParameter", f"{SSM_PREFIX}/secrets/channels/*")],
-}
-# Directory-table reads it removes: the accounts these functions read there move to SSM.
-BEHIND: dict[str, list[tuple[str, str]]] = {
-    "track_parcels": [("dynamodb:GetItem", "table:DirectoryTable")],
-    "notify_cs": [("dynamodb:GetItem", "table:DirectoryTable")],
-}
 
 
 # --- Resources, named once for both sides ---------------------------------------------------
@@ -246,19 +227,8 @@ def required(handler: str, stage: str) -> frozenset[Need]:
     return frozenset(found)
 
 
-def _listed(entries: dict[str, list[tuple[str, str]]], handler: str, stage: str) -> set[Need]:
-    found = set()
-    for action, name in entries.get(handler, []):
-        arn = logical(name, stage)
-        found.add(Need(action, arn))
-        if action == "ssm:GetParameter":
-            found.add(_decrypt(arn))
-    return found
-
-
 def permitted(handler: str, stage: str) -> frozenset[Need]:
-    return required(handler, stage) | _listed(AHEAD, handler, stage) | _listed(
-        BEHIND, handler, stage)
+    return required(handler, stage)
 
 
 # --- The policies, evaluated --------------------------------------------------------------------
@@ -388,7 +358,12 @@ def test_the_scan_sees_what_it_checks() -> None:
     """A guard against a derivation that passes because it finds nothing."""
     api = {f"{o.service}:{o.name}" for o in aws_reach.operations("api_handler")}
     assert {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "sns:Publish"} <= api
-    assert not any(a.startswith(("ses:", "ssm:")) for a in api)  # the internet-facing one
+    assert not any(a.startswith("ses:") for a in api)  # the internet-facing one sends no mail
+    # ... and reads only the secrets of webhook sources and courier pushes, no shop's.
+    api_reads = {n.resource for n in required("api_handler", "dev")
+                 if n.action == "ssm:GetParameter"}
+    assert api_reads == {_arn("ssm", "parameter/order-backbone/dev/secrets/sources/*"),
+                         _arn("ssm", "parameter/order-backbone/dev/secrets/couriers/*")}
     worker = required("order_worker", "dev")
     assert Need("ssm:GetParameter",
                 _arn("ssm", "parameter/order-backbone/dev/shops/*/*")) in worker
@@ -446,7 +421,7 @@ def test_secrets_are_read_only_by_their_readers() -> None:
                                            "poll_taobao"},
         "/order-backbone/prod/secrets/sources/*": {"api_handler"},
         "/order-backbone/prod/secrets/couriers/*": {"api_handler", "track_parcels"},
-        "/order-backbone/prod/secrets/channels/*": {"notify_cs"},
+        "/order-backbone/prod/secrets/channels/*/*": {"notify_cs"},  # <platform>/<name>
     }
 
 
