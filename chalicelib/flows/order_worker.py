@@ -12,7 +12,9 @@ dead-letter queue). Every step is a conditional transaction, so replays change n
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -304,28 +306,92 @@ def _stream_record(record: Any) -> None:
         log.info("delivery %s %s: %s", item.get("source"), item.get("delivery_id"), outcome)
 
 
-def sweep_unprocessed(now: datetime) -> int:
-    """Deliveries still pending after the pickup deadline (10 min) go to CS, once each.
+# The sweep's bounds: the function's timeout is 60 s (.chalice/config.json); what a run leaves
+# undone the next run (5 minutes later) carries on, since what is done is marked on each item.
+SWEEP_SECONDS = 40.0
+SWEEP_PAGES = 50  # per index and run: a page reads up to 1 MB of the index
 
-    Marking one also touches it, which sends it through the stream again: a free retry.
-    """
+
+@dataclass
+class Swept:
+    alerted: int = 0
+    redriven: int = 0
+    failed: int = 0
+    finished: bool = True  # False: stopped at its time or page bound; the next run carries on
+
+
+def sweep_unprocessed(now: datetime, budget_seconds: float = SWEEP_SECONDS) -> int:
+    """Deliveries still pending after the pickup deadline (10 min) go to CS, once each, and are
+    re-driven through the stream (their item touched: a new image the worker applies) then and
+    again with back-off (orders/deliveries.py REDRIVE_AFTER). Returns how many were alerted."""
+    return sweep(now, budget_seconds).alerted
+
+
+def sweep(now: datetime, budget_seconds: float = SWEEP_SECONDS) -> Swept:
+    """Every pending delivery not yet alerted, page by page from the oldest (the index's filter
+    leaves out those alerted before, so a backlog of them costs reads, not work), then every
+    alerted one due for its next re-drive; one delivery failing does not stop the others."""
+    stop_at = time.monotonic() + budget_seconds
+    swept = Swept()
     cutoff = now - timedelta(minutes=settings().unprocessed_alert_minutes)
-    alerted = 0
-    for item in inbox_store.pending_before(cutoff):
-        if item.get("alerted_at"):
-            continue
-        alert_topic.publish(alerts.Alert(
-            kind="delivery.unprocessed", severity=alerts.Severity.HIGH, subject=item["pk"],
-            at=now, summary=f"Order notification {item['pk']} not processed within "
-                            f"{settings().unprocessed_alert_minutes} minutes",
-            facts={"received_at": item["received_at"]},
-        ))
-        alerted += inbox_store.mark_alerted(item["pk"], now)
-    return alerted
+    after: dict[str, Any] | None = None
+    for _page in range(SWEEP_PAGES):
+        items, after = inbox_store.unalerted_before(cutoff, after)
+        for item in items:
+            if time.monotonic() > stop_at:
+                swept.finished = False
+                return swept
+            source, _, delivery_id = str(item["pk"]).partition("#")
+            with observability.unit(source=source, delivery_id=delivery_id):
+                try:
+                    swept.alerted += _alert_unprocessed(item, now)
+                except Exception:
+                    swept.failed += 1
+                    log.exception("unprocessed delivery %s: alert failed", item["pk"])
+        if after is None:
+            break
+    else:
+        swept.finished = False
+    start: dict[str, Any] | None = None
+    for _page in range(SWEEP_PAGES):
+        due, start = inbox_store.redrives_due(now, start)
+        for item in due:
+            if time.monotonic() > stop_at:
+                swept.finished = False
+                return swept
+            try:
+                following = deliveries.next_redrive(parse_iso(item["received_at"]), now)
+                done = inbox_store.redrive(item["pk"], item["redrive_at"], now, following)
+                swept.redriven += done == "redriven"
+            except Exception:
+                swept.failed += 1
+                log.exception("unprocessed delivery %s: re-drive failed", item["pk"])
+        if start is None:
+            break
+    else:
+        swept.finished = False
+    return swept
+
+
+def _alert_unprocessed(item: Mapping[str, Any], now: datetime) -> int:
+    alert_topic.publish(alerts.Alert(
+        kind="delivery.unprocessed", severity=alerts.Severity.HIGH, subject=item["pk"],
+        at=now, summary=f"Order notification {item['pk']} not processed within "
+                        f"{settings().unprocessed_alert_minutes} minutes",
+        facts={"received_at": item["received_at"]},
+    ))
+    following = deliveries.next_redrive(parse_iso(item["received_at"]), now)
+    return int(inbox_store.mark_alerted(item["pk"], now, following))
 
 
 def on_schedule() -> None:
     """The 5-minute sweep (app.py `sweep_unprocessed`)."""
-    alerted = sweep_unprocessed(utcnow())
-    if alerted:
-        log.warning("unprocessed deliveries alerted: %d", alerted)
+    swept = sweep(utcnow())
+    if swept.alerted or swept.failed:
+        log.warning("unprocessed deliveries: %d alerted, %d re-driven, %d failed",
+                    swept.alerted, swept.redriven, swept.failed)
+    elif swept.redriven:
+        log.info("unprocessed deliveries re-driven: %d", swept.redriven)
+    if not swept.finished:
+        log.warning("unprocessed sweep stopped at its bound (%d s, %d pages an index): the "
+                    "next run carries on", SWEEP_SECONDS, SWEEP_PAGES)

@@ -3,7 +3,7 @@ platform's delivery id) and as the order worker later reads it. Pure."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
@@ -43,3 +43,16 @@ class Delivery(BaseModel):
     @property
     def actor(self) -> str:
         return f"{self.source} webhook {self.delivery_id}"
+
+
+# A delivery still pending is sent through the inbox stream again (its item touched) at each
+# of these ages: the first with CS's alert (UNPROCESSED_ALERT_MINUTES, 10 by default), then
+# with back-off; after the last it stays pending, listed by the admin's `pending`, for a replay.
+REDRIVE_AFTER = (timedelta(minutes=30), timedelta(hours=2), timedelta(hours=6),
+                 timedelta(hours=24))
+
+
+def next_redrive(received_at: datetime, now: datetime) -> datetime | None:
+    """When a delivery received at `received_at` and re-driven at `now` is due again; None
+    after the last."""
+    return next((received_at + age for age in REDRIVE_AFTER if received_at + age > now), None)

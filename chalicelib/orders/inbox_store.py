@@ -3,6 +3,8 @@
 The conditional insert is the dedupe and the durable acknowledgement in one call; the table's
 stream is the outbox that feeds the order worker. `pending` marks a delivery not yet applied
 (a sparse index finds the stuck ones), so a failure anywhere later is visible, never lost.
+A stuck delivery the sweep has alerted carries `redrive_pk`/`redrive_at` (sparse `redrive-due`
+index) until its last re-drive: the moment it is next sent through the stream again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from chalicelib.orders.deliveries import Accepted
 
 PENDING = "pending"
 PENDING_INDEX = "pending-by-received"
+REDRIVE_INDEX = "redrive-due"
+REDRIVE = "REDRIVE"
 
 
 def key(source: str, delivery_id: str) -> str:
@@ -138,22 +142,104 @@ def get(pk: str) -> dict[str, Any] | None:
     return from_attrs(answer["Item"]) if "Item" in answer else None
 
 
-def mark_alerted(pk: str, now: datetime) -> bool:
-    """Record that CS was told about a stuck delivery; False if someone already did."""
+def unalerted_before(cutoff: datetime, after: dict[str, Any] | None = None
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of the deliveries received before `cutoff`, still pending and not yet alerted,
+    oldest first (keys and received_at: the index holds no bodies), and where the next page
+    starts (None: the last). A page reads up to 1 MB of the index, about 7,000 deliveries, the
+    alerted ones left out by the filter."""
+    request: dict[str, Any] = {
+        "TableName": settings().inbox_table, "IndexName": PENDING_INDEX,
+        "KeyConditionExpression": "#pending = :p AND received_at < :c",
+        "FilterExpression": "attribute_not_exists(alerted_at)",
+        "ExpressionAttributeNames": {"#pending": PENDING},
+        "ExpressionAttributeValues": to_attrs({":p": PENDING, ":c": iso(cutoff)}),
+    }
+    if after:
+        request["ExclusiveStartKey"] = to_attrs(after)
+    answer = aws.client("dynamodb").query(**request)
+    last = answer.get("LastEvaluatedKey")
+    return [from_attrs(item) for item in answer.get("Items", [])], (from_attrs(last) if last
+                                                                     else None)
+
+
+def mark_alerted(pk: str, now: datetime, redrive_at: datetime | None = None) -> bool:
+    """Record that CS was told about a stuck delivery, and when it is next re-driven (None:
+    never); False if someone already did. The update itself is the first re-drive: a new image
+    on the stream, which the worker applies."""
+    values: dict[str, Any] = {":t": iso(now), ":one": 1}
+    update = "SET alerted_at = :t, redriven_at = :t, redrives = :one"
+    if redrive_at is not None:
+        update += ", redrive_pk = :r, redrive_at = :next"
+        values.update({":r": REDRIVE, ":next": iso(redrive_at)})
     try:
         aws.client("dynamodb").update_item(
             TableName=settings().inbox_table,
             Key=to_attrs({"pk": pk}),
-            UpdateExpression="SET alerted_at = :t",
+            UpdateExpression=update,
             ConditionExpression="attribute_exists(#pending) AND attribute_not_exists(alerted_at)",
             ExpressionAttributeNames={"#pending": PENDING},
-            ExpressionAttributeValues=to_attrs({":t": iso(now)}),
+            ExpressionAttributeValues=to_attrs(values),
         )
     except ClientError as exc:
         if is_condition_failure(exc):
             return False
         raise
     return True
+
+
+def redrives_due(now: datetime, after: dict[str, Any] | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of the alerted deliveries due to be re-driven at `now` (pk, redrive_at,
+    received_at), earliest first, and where the next page starts (None: the last)."""
+    request: dict[str, Any] = {
+        "TableName": settings().inbox_table, "IndexName": REDRIVE_INDEX,
+        "KeyConditionExpression": "redrive_pk = :r AND redrive_at <= :now",
+        "ExpressionAttributeValues": to_attrs({":r": REDRIVE, ":now": iso(now)}),
+    }
+    if after:
+        request["ExclusiveStartKey"] = to_attrs(after)
+    answer = aws.client("dynamodb").query(**request)
+    last = answer.get("LastEvaluatedKey")
+    return [from_attrs(item) for item in answer.get("Items", [])], (from_attrs(last) if last
+                                                                     else None)
+
+
+def redrive(pk: str, due: str, now: datetime, following: datetime | None) -> str:
+    """Send a stuck delivery through the stream again (its item touched: a new image), due next
+    at `following` (None: this was the last). "redriven"; "applied" if the worker applied it
+    meanwhile (it leaves the index); "moved" if another sweep re-drove it first."""
+    values: dict[str, Any] = {":t": iso(now), ":one": 1, ":zero": 0, ":due": due}
+    update = "SET redriven_at = :t, redrives = if_not_exists(redrives, :zero) + :one"
+    if following is None:
+        update += " REMOVE redrive_pk, redrive_at"
+    else:
+        update += ", redrive_at = :next"
+        values[":next"] = iso(following)
+    dynamodb = aws.client("dynamodb")
+    try:
+        dynamodb.update_item(
+            TableName=settings().inbox_table, Key=to_attrs({"pk": pk}),
+            UpdateExpression=update,
+            ConditionExpression="attribute_exists(#pending) AND redrive_at = :due",
+            ExpressionAttributeNames={"#pending": PENDING},
+            ExpressionAttributeValues=to_attrs(values))
+        return "redriven"
+    except ClientError as exc:
+        if not is_condition_failure(exc):
+            raise
+    try:
+        dynamodb.update_item(
+            TableName=settings().inbox_table, Key=to_attrs({"pk": pk}),
+            UpdateExpression="REMOVE redrive_pk, redrive_at",
+            ConditionExpression="attribute_not_exists(#pending) AND redrive_at = :due",
+            ExpressionAttributeNames={"#pending": PENDING},
+            ExpressionAttributeValues=to_attrs({":due": due}))
+        return "applied"
+    except ClientError as exc:
+        if not is_condition_failure(exc):
+            raise
+    return "moved"
 
 
 def pending_page(*, newest_first: bool, limit: int, after: dict[str, Any] | None = None
