@@ -178,6 +178,14 @@ def code_needs(operation: aws_reach.Operation, stage: str) -> set[Need]:
         if aws_reach.Const(True) in operation.argument("WithDecryption"):
             found |= {_decrypt(arn) for arn in arns}
         return found
+    if operation.service == "dynamodbstreams":  # IAM names stream reads dynamodb:...
+        if operation.name == "GetRecords":  # its iterator names the stream: one of ours, as
+            # the GetShardIterator that made it (checked on its own) names it
+            return {Need("dynamodb:GetRecords", str(context(stage).created[lid]["StreamArn"]))
+                    for lid, table in _of_type("AWS::DynamoDB::Table").items()
+                    if "StreamSpecification" in table["Properties"]}
+        return {Need(f"dynamodb:{operation.name}", arn) for arn in _resolved(
+            texts(operation.argument("StreamArn") or {aws_reach.UNKNOWN}), stage)}
     if operation.service == "ses":
         # The sender's identity and any configuration set are the channel's settings (data).
         return {Need(action, _arn("ses", "identity/*")),
