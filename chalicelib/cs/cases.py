@@ -53,6 +53,8 @@ class Case(BaseModel):
     last_seen_at: datetime
     occurrences: int = 1
     reminders: int = 0  # reminders sent while nobody acknowledged it
+    last_reminded_at: datetime | None = None
+    escalated_to_manager_at: datetime | None = None  # the reminder that went to the manager
     history: tuple[CaseStep, ...] = ()
 
     @property
@@ -113,6 +115,12 @@ def _order_id(alert: Alert) -> str | None:
 
 
 def reminded(case: Case, serial: int, escalated: bool, now: datetime) -> Case:
-    step = CaseStep(at=now, actor=SYSTEM, action="reminded",
-                    note="escalated to the on-duty manager" if escalated else f"reminder {serial}")
-    return case.model_copy(update={"reminders": serial, "history": (*case.history, step)})
+    """Reminders are counted, not listed: a case nobody acknowledges is reminded every 30
+    minutes for as long as it stays open, and a step each would grow its item without end. The
+    history gets one step, when the reminders first go to the on-duty manager."""
+    update: dict[str, Any] = {"reminders": serial, "last_reminded_at": now}
+    if escalated and case.escalated_to_manager_at is None:
+        update["escalated_to_manager_at"] = now
+        update["history"] = (*case.history, CaseStep(
+            at=now, actor=SYSTEM, action="reminded", note="escalated to the on-duty manager"))
+    return case.model_copy(update=update)

@@ -105,7 +105,10 @@ def run(now: datetime, limit: int = 500, budget_seconds: float = RUN_SECONDS) ->
         return report  # the previous run is still sending
     stop_at = time.monotonic() + budget_seconds
     try:
-        remind(now, report)  # first, so a reminder goes out in this run
+        try:
+            remind(now, report, stop_at)  # first, so a reminder goes out in this run
+        except Exception:  # the open cases could not be read: the notes go all the same
+            log.exception("reminders failed")
         started = time.monotonic()
         for note_id in list(outbox.due_notes(now, limit)):  # digests and critical first
             if time.monotonic() > stop_at:
@@ -301,18 +304,29 @@ def _send_email(adapter: SesChannel, message: Message, config: BaseModel,
 
 # Reminders ------------------------------------------------------------------------------------
 
-def remind(now: datetime, report: RunReport) -> None:
+def remind(now: datetime, report: RunReport, stop_at: float | None = None) -> None:
+    """Remind, and after 2 hours escalate, each unacknowledged high case that is due; one case
+    failing (its notes, its counter) does not stop the others or the tick, and a case whose
+    counter was not written is due again next tick (its notes are the same notes: nothing is
+    sent twice). Stops taking cases at `stop_at` (time.monotonic()); the rest wait a tick."""
     rules = routing()
     for case in case_store.open_cases_from(rules.remind_from):
         serial = notes.reminder_due(case, now, rules)
         if serial is None:
             continue
-        escalate = notes.escalates(case, now, rules)
-        planned = notes.plan(case, now, rules, kind="reminder", serial=serial,
-                             escalate=escalate)
-        report.reminded += _write_new(planned)
-        case_store.change(case.case_id,
-                          partial(reminded, serial=serial, escalated=escalate, now=now), now)
+        if stop_at is not None and time.monotonic() > stop_at:
+            log.warning("reminders stopped at the run's time budget: the rest wait a tick")
+            return
+        with observability.unit(case_id=case.case_id):
+            try:
+                escalate = notes.escalates(case, now, rules)
+                planned = notes.plan(case, now, rules, kind="reminder", serial=serial,
+                                     escalate=escalate)
+                report.reminded += _write_new(planned)
+                case_store.change(case.case_id, partial(reminded, serial=serial,
+                                                        escalated=escalate, now=now), now)
+            except Exception:
+                log.exception("reminder of case %s failed", case.case_id)
 
 
 def configure_channels(settings_by_channel: dict[str, dict[str, Any]]) -> None:

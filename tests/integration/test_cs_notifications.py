@@ -235,6 +235,38 @@ def test_unacknowledged_high_cases_are_reminded_until_cs_takes_them(
     assert refused.status_code == 403
 
 
+def test_reminders_are_counted_on_the_case_and_one_failing_does_not_stop_the_tick(
+        team: dict[str, str], sink: ImSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.cs import case_store
+
+    broken_order, other_order = (f"#{uuid.uuid4().int % 10**6}" for _ in range(2))
+    broken = raise_alert(broken_order, IN_HOURS).case
+    other = raise_alert(other_order, IN_HOURS).case
+    notifier.run(IN_HOURS + timedelta(seconds=1))
+    change = case_store.change
+
+    def failing(case_id: str, update: Any, now: datetime) -> Any:
+        if case_id == broken.case_id:
+            raise RuntimeError("the cases table refused this one")
+        return change(case_id, update, now)
+
+    monkeypatch.setattr(case_store, "change", failing)
+    report = notifier.run(IN_HOURS + timedelta(minutes=31))  # the tick goes on
+    assert report.reminded >= 1
+    reminders = [m for m in robot_messages(sink, team["robot"]) if "提醒" in m]
+    assert any(other_order in m for m in reminders)
+    monkeypatch.setattr(case_store, "change", change)
+
+    for minutes in (61, 91, 121, 151):
+        notifier.run(IN_HOURS + timedelta(minutes=minutes))
+    stored = case_store.get(other.case_id)
+    assert stored is not None
+    assert stored.reminders == 5
+    assert stored.last_reminded_at == IN_HOURS + timedelta(minutes=151)
+    assert stored.escalated_to_manager_at == IN_HOURS + timedelta(minutes=121)
+    assert [s.action for s in stored.history] == ["opened", "reminded"]  # the escalation only
+
+
 def test_our_own_500_is_a_case_once_per_route_and_error(
         stack: dict[str, str], client: Client, make_key: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:

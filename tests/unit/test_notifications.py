@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.cs.alerts import Alert, Severity
-from chalicelib.cs.cases import acknowledge, open_case, reported_again
+from chalicelib.cs.cases import Case, acknowledge, open_case, reminded, reported_again
 from chalicelib.cs.notes import escalates, failed, plan, reminder_due
 from chalicelib.cs.rota import Person, RotaRules
 from chalicelib.cs.routing import Route, Routing, message_for, targets
@@ -89,6 +89,21 @@ def test_reminders_for_unacknowledged_high_cases_then_escalation() -> None:
     assert reminder_due(taken, IN_HOURS + timedelta(hours=3), ROUTING) is None
     low = case(severity=Severity.MEDIUM)
     assert reminder_due(low, IN_HOURS + timedelta(hours=3), ROUTING) is None  # type: ignore[arg-type]
+
+
+def test_reminders_are_counted_on_the_case_not_listed_in_its_history() -> None:
+    """A high case nobody acknowledges is reminded every 30 minutes for as long as it stays
+    open: months of that must not grow its item towards DynamoDB's 400 KB."""
+    c = case()
+    assert isinstance(c, Case)
+    for serial in range(1, 2001):
+        at = IN_HOURS + timedelta(minutes=30 * serial)
+        c = reminded(c, serial, escalated=serial >= 4, now=at)
+    assert c.reminders == 2000
+    assert c.last_reminded_at == IN_HOURS + timedelta(minutes=30 * 2000)
+    assert c.escalated_to_manager_at == IN_HOURS + timedelta(hours=2)
+    assert [(s.action, s.note) for s in c.history] == [
+        ("opened", "order.invalid"), ("reminded", "escalated to the on-duty manager")]
 
 
 def test_messages_name_the_order_and_link_the_case() -> None:
