@@ -102,11 +102,11 @@ def amend_order(order_id: str) -> Response:
 @endpoint
 def open_cases() -> Response:
     """Open cases, oldest first; ?type= one kind of problem, ?severity= at least this bad,
-    ?order_id= every case of one order (open or not)."""
+    ?order_id= every case of one order (open or not). A page at a time: ?limit=, ?cursor=."""
     from chalicelib.flows import case_desk
 
     _staff()
-    return ok({"cases": case_desk.list_cases(_query())})
+    return ok(case_desk.list_cases(_query()))
 
 
 @bp.route("/cs/v1/cases/{case_id}", methods=["GET"])
@@ -146,9 +146,9 @@ def resolve_case(case_id: str) -> Response:
 @endpoint
 def undelivered() -> Response:
     """?status=dead (default): notifications no channel took, and alerts that never became a
-    case; ?status=failed: notifications that fell back to email."""
+    case; ?status=failed: notifications that fell back to email. A page at a time: ?limit=,
+    ?cursor=."""
     from chalicelib.flows import case_desk
 
     _staff()
-    status = dict(bp.current_request.query_params or {}).get("status", "dead")
-    return ok(case_desk.undelivered(status))
+    return ok(case_desk.undelivered(dict(bp.current_request.query_params or {})))

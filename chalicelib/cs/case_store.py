@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from chalicelib.core import aws
-from chalicelib.core.dynamodb import Action, TransactionConflict, from_attrs, to_attrs, transact
+from chalicelib.core import aws, listing
+from chalicelib.core.dynamodb import (
+    Action,
+    Item,
+    TransactionConflict,
+    from_attrs,
+    to_attrs,
+    transact,
+)
 from chalicelib.core.errors import Busy
 from chalicelib.core.settings import settings
 from chalicelib.cs.alerts import Alert, Severity
@@ -195,4 +202,51 @@ def cases_of_order(order_id: str) -> list[Case]:
     return sorted(_query(BY_ORDER, "order_id", order_id), key=lambda c: c.opened_at)
 
 
-__all__ = ["Recorded", "case_id_for", "cases_of_order", "change", "get", "open_cases", "record"]
+# Pages for the CS API: a cursor's position is an index key (see chalicelib/core/listing.py) --
+
+KEYS = {BY_ORDER: ("pk", "order_id", "opened_at"), OPEN_BY_TYPE: ("pk", "open_type", "opened_at"),
+        OPEN_BY_SEVERITY: ("pk", "open_severity", "opened_at")}
+
+
+def case_of(item: Item) -> Case:
+    return _case(item)
+
+
+def _request(index: str, attribute: str, value: str,
+             severities: Sequence[Severity] | None = None) -> dict[str, Any]:
+    values = {":v": value}
+    request: dict[str, Any] = {"TableName": _table(), "IndexName": index,
+                               "KeyConditionExpression": f"{attribute} = :v"}
+    if severities is not None:  # a filter: the page reads on until it has its items
+        names = [f":s{n}" for n in range(len(severities))]
+        values |= {name: s.value for name, s in zip(names, severities, strict=True)}
+        request["FilterExpression"] = f"#severity IN ({', '.join(names)})"
+        request["ExpressionAttributeNames"] = {"#severity": "severity"}
+    request["ExpressionAttributeValues"] = to_attrs(values)
+    return request
+
+
+def page_of_order(order_id: str, severities: Sequence[Severity] | None, limit: int,
+                  after: Item | None) -> listing.Listing:
+    """Every case of an order (open or not), oldest first."""
+    return listing.query(_request(BY_ORDER, "order_id", order_id, severities),
+                         KEYS[BY_ORDER], limit, after)
+
+
+def open_page_of_type(case_type: str, severities: Sequence[Severity] | None, limit: int,
+                      after: Item | None) -> listing.Listing:
+    """Open cases of one type, oldest first."""
+    return listing.query(_request(OPEN_BY_TYPE, "open_type", case_type, severities),
+                         KEYS[OPEN_BY_TYPE], limit, after)
+
+
+def open_page(starts: dict[str, Item | None], limit: int) -> listing.Listing:
+    """Open cases of the severities named in `starts` (each from where it resumes), oldest
+    first: the severity partitions of the index merged by when each case was opened."""
+    return listing.merged(
+        {name: _request(OPEN_BY_SEVERITY, "open_severity", name) for name in starts},
+        {name: KEYS[OPEN_BY_SEVERITY] for name in starts}, "opened_at", limit, starts)
+
+
+__all__ = ["Recorded", "case_id_for", "case_of", "cases_of_order", "change", "get", "open_cases",
+           "open_page", "open_page_of_type", "page_of_order", "record"]

@@ -17,9 +17,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.core import aws
+from chalicelib.core import aws, listing
 from chalicelib.core.clock import iso
-from chalicelib.core.dynamodb import Action, from_attrs, is_condition_failure, to_attrs
+from chalicelib.core.dynamodb import Action, Item, from_attrs, is_condition_failure, to_attrs
 from chalicelib.core.settings import settings
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.noise import ChannelState
@@ -158,6 +158,34 @@ def put_dead_alert(message_id: str, body: str, now: datetime) -> None:
     aws.client("dynamodb").put_item(TableName=_table(), Item=to_attrs({
         "pk": f"DEADALERT#{message_id}", "undelivered_pk": "dead_alert",
         "created_at": iso(now), "body": body}))
+
+
+UNDELIVERED_KEYS = ("pk", "undelivered_pk", "created_at")  # a cursor's position in the lists
+
+
+def _undelivered_request(partition: str) -> dict[str, Any]:
+    return {"TableName": _table(), "IndexName": NOTES_UNDELIVERED,
+            "KeyConditionExpression": "undelivered_pk = :s",
+            "ExpressionAttributeValues": to_attrs({":s": partition})}
+
+
+def undelivered_page(status: str, limit: int, after: Item | None) -> listing.Listing:
+    """A page of `undelivered`, oldest first: items for `note_of`."""
+    return listing.query(_undelivered_request(status), UNDELIVERED_KEYS, limit, after)
+
+
+def note_of(item: Item) -> Note:
+    return Note.model_validate({k: v for k, v in item.items() if k not in _DERIVED})
+
+
+def dead_alerts_page(limit: int, after: Item | None) -> listing.Listing:
+    """A page of `dead_alerts`, oldest first: items for `dead_alert_of`."""
+    return listing.query(_undelivered_request("dead_alert"), UNDELIVERED_KEYS, limit, after)
+
+
+def dead_alert_of(item: Item) -> dict[str, Any]:
+    return {"message_id": str(item["pk"]).removeprefix("DEADALERT#"),
+            "received_at": item["created_at"], "body": item["body"]}
 
 
 def dead_alerts(limit: int = 500) -> list[dict[str, Any]]:

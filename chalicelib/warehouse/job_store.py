@@ -18,14 +18,13 @@ fire), `updated_at` (`partner-updated` index: resync).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from chalicelib.core import aws
+from chalicelib.core import aws, cursors, listing
 from chalicelib.core.clock import iso
 from chalicelib.core.dynamodb import Action, from_attrs, storage_errors, to_attrs
 from chalicelib.core.settings import settings
@@ -112,44 +111,27 @@ def claimable(partner_id: str, now: datetime, limit: int) -> list[Job]:
     return [job_of(from_attrs(item)) for item in answer.get("Items", [])]
 
 
-def _cursor(key: dict[str, Any] | None) -> str | None:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
-
-
-_CURSOR_KEYS = frozenset({"pk", "sk", "updated_at"})  # the partner-updated index's key
-
-
-def _uncursor(cursor: str | None, partner_id: str) -> dict[str, Any] | None:
-    """The index key a cursor of ours carries; ValueError for anything else (a forged or
-    another partner's cursor is not sent to DynamoDB, which would refuse it)."""
-    if not cursor:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        raise ValueError("invalid cursor") from None
-    if not (isinstance(value, dict) and set(value) == _CURSOR_KEYS
-            and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
-                    and 0 < len(v["S"]) <= 1024 for v in value.values())
-            and value["pk"]["S"] == partner_id and value["sk"]["S"].startswith("job_")):
-        raise ValueError("invalid cursor")
-    return value
+UPDATED_KEYS = frozenset({"pk", "sk", "updated_at"})  # the partner-updated index's key
 
 
 def updated_since(partner_id: str, since: datetime, cursor: str | None,
                   limit: int) -> tuple[list[Job], str | None]:
-    kwargs: dict[str, Any] = {
-        "TableName": _table(), "IndexName": UPDATED_INDEX, "Limit": limit,
+    """A page of the partner's jobs updated at or after `since`, and the cursor to the next.
+    The cursor is bound to the partner and to `since` (chalicelib/core/cursors.py): a forged
+    one, another partner's or another `since`'s is a ValueError, never sent to DynamoDB."""
+    scope = [partner_id, iso(since)]
+    start = None
+    if cursor:
+        start = cursors.key(cursors.decode(cursor, "jobs", scope), UPDATED_KEYS,
+                            {"pk": partner_id}, {"sk": "job_"})
+    found = listing.query({
+        "TableName": _table(), "IndexName": UPDATED_INDEX,
         "KeyConditionExpression": "pk = :p AND updated_at >= :since",
         "ExpressionAttributeValues": to_attrs({":p": partner_id, ":since": iso(since)}),
-    }
-    start = _uncursor(cursor, partner_id)
-    if start:
-        kwargs["ExclusiveStartKey"] = start
-    answer = aws.client("dynamodb").query(**kwargs)
-    jobs = [job_of(from_attrs(item)) for item in answer.get("Items", [])
-            if str(from_attrs(item)["sk"]).startswith("job_")]
-    return jobs, _cursor(answer.get("LastEvaluatedKey"))
+    }, sorted(UPDATED_KEYS), limit, start)
+    jobs = [job_of(item) for item in found.items if str(item["sk"]).startswith("job_")]
+    rest = found.resume[len(found.items)]
+    return jobs, cursors.encode("jobs", scope, rest) if rest is not None else None
 
 
 def due(now: datetime, limit: int = 100) -> list[tuple[str, str]]:
