@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 WAREHOUSE = "/warehouse/v1"
 CS = "/cs/v1"
 MAX_ID = 128  # chalicelib.api.callers.MAX_ID_BYTES: a longer id names nothing
+MAX_CURSOR = 2048  # chalicelib.core.cursors.MAX_CURSOR
 
 
 class Error(BaseModel):
@@ -138,7 +139,8 @@ def _warehouse_operations() -> list[Operation]:
     job, change, wave = _path("job_id"), _path("change_id"), _path("wave_id")
     no_job = "No such job of yours"
     state = "Not allowed in the job's current state (`details.current_state`)"
-    cursor = _query("cursor", "next_cursor of the previous page", _text(1024))
+    cursor = _query("cursor", "next_cursor of the previous page (of the same updated_since for "
+                    "/jobs), unchanged (else 400 `invalid_cursor`)", _text(MAX_CURSOR))
     limit = _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 100})
     return [
         Operation("post", "/jobs/claim", "claimJobs", "Claim offered jobs under a lease (long "
@@ -203,6 +205,11 @@ def _cs_operations() -> list[Operation]:
     from chalicelib.flows import amendments, case_desk, order_view
 
     order, case = _path("order_id"), _path("case_id")
+    cursor = _query("cursor", "next_cursor of the previous page of the same query, unchanged "
+                    "(else 400 `invalid_cursor`)", _text(MAX_CURSOR))
+    limit = _query("limit", f"page size (default {case_desk.DEFAULT_LIMIT}; a page may hold "
+                   "fewer and still have a next_cursor)",
+                   {"type": "integer", "minimum": 1, "maximum": case_desk.MAX_LIMIT})
     closed = "The order's job does not allow it now (`job_closed`, `details.current_state`)"
     return [
         Operation("get", "/orders/{order_id}", "getOrder", "An order: as received, as it is "
@@ -226,7 +233,8 @@ def _cs_operations() -> list[Operation]:
                       _query("type", "one kind of problem", _text()),
                       _query("severity", "at least this bad",
                              {"type": "string", "enum": [s.value for s in Severity]}),
-                      _query("order_id", "every case of this order, open or not", _text())]),
+                      _query("order_id", "every case of this order, open or not", _text()),
+                      cursor, limit]),
         Operation("get", "/cases/{case_id}", "getCase", "A case with its history (read_only)",
                   None, Case, 200, [case], not_found="No such case"),
         Operation("post", "/cases/{case_id}/acknowledge", "acknowledgeCase", "I have it: stops "
@@ -240,7 +248,7 @@ def _cs_operations() -> list[Operation]:
                   "fell back to email (status=failed) (read_only)", None,
                   case_desk.Undelivered, 200, [
                       _query("status", "dead (default) or failed",
-                             {"type": "string", "enum": ["dead", "failed"]})]),
+                             {"type": "string", "enum": ["dead", "failed"]}), cursor, limit]),
     ]
 
 

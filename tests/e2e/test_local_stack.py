@@ -148,7 +148,7 @@ def test_the_factory_ships_and_changes_land_by_stage(running_stack: dict[str, An
 
 
 def cases(run: dict[str, Any]) -> list[dict[str, Any]]:
-    response = requests.get(f"{run['api']}/cs/v1/cases", timeout=10,
+    response = requests.get(f"{run['api']}/cs/v1/cases", params={"limit": 500}, timeout=10,
                             headers={"Authorization": f"Bearer {run['cs_key']}"})
     return list(response.json()["cases"])
 
