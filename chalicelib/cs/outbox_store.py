@@ -29,7 +29,15 @@ NOTES_DUE = "notes-due"
 NOTES_UNDELIVERED = "notes-undelivered"
 DUE = "NOTE"
 URGENT = "NOTE!"  # the due index's partition taken first
-_DERIVED = ("pk", "version", "due_pk", "undelivered_pk")
+_DERIVED = ("pk", "version", "due_pk", "undelivered_pk", "expires_at")
+# How long a done note stays (TTL, `expires_at`, from when it was created): one that reached
+# its channel, was folded into a digest or skipped is history the case already tells ...
+DONE_NOTE_RETENTION = timedelta(days=30)
+# ... one no channel took (or that fell back) and an alert that never became a case are listed
+# for CS (GET /cs/v1/notifications) for a year. A pending note never expires.
+UNDELIVERED_RETENTION = timedelta(days=365)
+# A lease a crashed run left behind goes a day after it lapsed (it is taken over at once anyway).
+LEASE_LINGER = timedelta(days=1)
 
 
 def _table() -> str:
@@ -64,7 +72,15 @@ def _note_item(note: Note) -> dict[str, Any]:
         item["due_pk"] = URGENT if urgent else DUE
     elif note.status in ("failed", "dead"):
         item["undelivered_pk"] = note.status
+    if note.status != "pending":
+        retention = UNDELIVERED_RETENTION if "undelivered_pk" in item else DONE_NOTE_RETENTION
+        item["expires_at"] = expiry(note.created_at + retention)
     return item
+
+
+def expiry(at: datetime) -> int:
+    """The TTL attribute's value: epoch seconds."""
+    return int(at.timestamp())
 
 
 def get_note(note_id: str) -> tuple[Note, int] | None:
@@ -130,8 +146,9 @@ def take_lease(owner: str, now: datetime, hold: timedelta) -> bool:
     """One notifier at a time: a schedule may fire while the last run is still sending."""
     try:
         aws.client("dynamodb").put_item(
-            TableName=_table(), Item=to_attrs({"pk": "LEASE#notifier", "owner": owner,
-                                               "until": iso(now + hold)}),
+            TableName=_table(), Item=to_attrs({
+                "pk": "LEASE#notifier", "owner": owner, "until": iso(now + hold),
+                "expires_at": expiry(now + hold + LEASE_LINGER)}),
             ConditionExpression="attribute_not_exists(pk) OR #u < :now OR #o = :me",
             ExpressionAttributeNames={"#u": "until", "#o": "owner"},
             ExpressionAttributeValues=to_attrs({":now": iso(now), ":me": owner}))
@@ -157,7 +174,7 @@ def put_dead_alert(message_id: str, body: str, now: datetime) -> None:
     """An alert that could not even become a case: listed with the dead notes."""
     aws.client("dynamodb").put_item(TableName=_table(), Item=to_attrs({
         "pk": f"DEADALERT#{message_id}", "undelivered_pk": "dead_alert",
-        "created_at": iso(now), "body": body}))
+        "created_at": iso(now), "body": body, "expires_at": expiry(now + UNDELIVERED_RETENTION)}))
 
 
 UNDELIVERED_KEYS = ("pk", "undelivered_pk", "created_at")  # a cursor's position in the lists

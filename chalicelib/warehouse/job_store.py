@@ -21,7 +21,7 @@ import base64
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.core import aws, cursors, listing
@@ -37,6 +37,9 @@ OFFERS_INDEX = "offers"
 UPDATED_INDEX = "partner-updated"
 DEADLINES_INDEX = "deadlines"
 DUE = "DUE"
+# A feed entry is a notice to a partner that polls, not a record (the job is): after this long
+# (TTL, `expires_at`) it goes, and a partner away longer resyncs with jobs?updated_since.
+FEED_RETENTION = timedelta(days=30)
 _DERIVED = ("pk", "sk", "offer_partner", "offer_at", "deadline_pk", "deadline_at")
 
 
@@ -150,7 +153,8 @@ def due(now: datetime, limit: int = 100) -> list[tuple[str, str]]:
 def feed_entry(job: Job, event: JobEvent, now: datetime, seq: int) -> Action:
     entry = {"pk": job.partner_id, "sk": f"FEED#{iso(now)}#{seq:03d}{secrets.token_hex(3)}",
              "at": iso(now), "job_id": job.job_id, "type": event.type,
-             "change": event.data.get("change")}
+             "change": event.data.get("change"),
+             "expires_at": int((now + FEED_RETENTION).timestamp())}
     return Action("feed", {"Put": {"TableName": _table(),
                                    "Item": to_attrs({k: v for k, v in entry.items()
                                                      if v is not None})}})
