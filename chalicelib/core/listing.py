@@ -12,7 +12,7 @@ touched by lists.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,15 +79,16 @@ def query(request: Mapping[str, Any], keys: Sequence[str], limit: int,
     return Listing(page.items, resume)
 
 
-def merged(requests: Mapping[str, Mapping[str, Any]], keys: Mapping[str, Sequence[str]],
-           order: str, limit: int, starts: Mapping[str, Item | None]) -> Listing:
-    """A page of several queries interleaved by the attribute `order` (each query's own sort
-    key), for the partitions named in `starts` (where each resumes; None: its beginning). A
-    position is {partition: start key or None} for the partitions not yet read to the end.
+def merged(request_of: Callable[[str], Mapping[str, Any]], keys: Sequence[str], order: str,
+           limit: int, starts: Mapping[str, Item | None]) -> Listing:
+    """A page of several queries (`request_of(partition)`, all with the key attributes `keys`)
+    interleaved by the attribute `order` (each query's own sort key), for the partitions named
+    in `starts` (where each resumes; None: its beginning). A position is {partition: start key
+    or None} for the partitions not yet read to the end.
 
     Only what is known to come first is listed: the list stops after a partition's last read
     item when that partition has more, since its next item may sort before anything later."""
-    pages = {name: _query(requests[name], keys[name], limit, start)
+    pages = {name: _query(request_of(name), keys, limit, start)
              for name, start in starts.items()}
     state: dict[str, Item | None] = {}
     for name, page in pages.items():

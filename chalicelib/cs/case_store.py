@@ -243,9 +243,8 @@ def open_page_of_type(case_type: str, severities: Sequence[Severity] | None, lim
 def open_page(starts: dict[str, Item | None], limit: int) -> listing.Listing:
     """Open cases of the severities named in `starts` (each from where it resumes), oldest
     first: the severity partitions of the index merged by when each case was opened."""
-    return listing.merged(
-        {name: _request(OPEN_BY_SEVERITY, "open_severity", name) for name in starts},
-        {name: KEYS[OPEN_BY_SEVERITY] for name in starts}, "opened_at", limit, starts)
+    return listing.merged(lambda name: _request(OPEN_BY_SEVERITY, "open_severity", name),
+                          KEYS[OPEN_BY_SEVERITY], "opened_at", limit, starts)
 
 
 __all__ = ["Recorded", "case_id_for", "case_of", "cases_of_order", "change", "get", "open_cases",

@@ -145,9 +145,10 @@ def test_undelivered_notifications_come_a_page_at_a_time(
 
     channel = f"email:paged-{uuid.uuid4().hex[:8]}"
     made = []
-    for _n in range(3):
+    for n in range(3):  # a second apart: the list is by creation, oldest first
         note = Note(note_id=f"note_paged_{uuid.uuid4().hex}", channel=channel, kind="case",
-                    case_ids=("case_x",), severity=Severity.HIGH, due_at=AT, created_at=AT,
+                    case_ids=("case_x",), severity=Severity.HIGH, due_at=AT,
+                    created_at=AT + timedelta(seconds=n),
                     status="failed", attempts=5, last_error="gone")
         transact([outbox_store.put_note(note, None)])
         made.append(note.note_id)

@@ -42,11 +42,16 @@ def test_every_table_has_point_in_time_recovery() -> None:
         assert spec.get("PointInTimeRecoveryEnabled") is True, lid
 
 
-def test_only_delivery_records_and_raw_pushes_expire() -> None:
-    # Orders, jobs and cases are records of what happened: never expired. The inbox's dedupe
-    # records and the shipments table's raw pushes (the parcels themselves carry no expires_at).
-    with_ttl = [lid for lid, t in TABLES.items() if "TimeToLiveSpecification" in t["Properties"]]
-    assert with_ttl == ["InboxTable", "ShipmentsTable"]
+def test_housekeeping_items_expire_on_expires_at() -> None:
+    # Orders, jobs and cases are records of what happened: they carry no expires_at. What does
+    # expire: the inbox's dedupe records, the shipments table's raw pushes, the jobs table's
+    # change-feed entries, the cases table's done outbox notes, dead alerts and lapsed lease
+    # (tests/unit/test_retention.py). The orders and directory tables hold only records.
+    with_ttl = {lid: t["Properties"]["TimeToLiveSpecification"] for lid, t in TABLES.items()
+                if "TimeToLiveSpecification" in t["Properties"]}
+    assert sorted(with_ttl) == ["CasesTable", "InboxTable", "JobsTable", "ShipmentsTable"]
+    assert all(spec == {"AttributeName": "expires_at", "Enabled": True}
+               for spec in with_ttl.values())
 
 
 def test_tables_are_retained_on_delete_and_replace_and_protected_from_deletion() -> None:
