@@ -4,11 +4,13 @@ fresh interpreter that imports chalice and boto3 and makes one bare PutItem.
 The local endpoint (moto) runs in this process with every resource provisioned; each child is
 `sys.executable -c <script>` with the stack's environment, reading its input (the API Gateway
 event, or the item) as JSON from stdin. Runs alternate webhook / baseline, after one untimed
-run of each (files in the page cache); the figure is the ratio of medians. Our modules are
-compiled first exactly as `make package` ships them (hash-checked bytecode beside the sources):
-Lambda cannot write bytecode, and neither can a child here when PYTHONDONTWRITEBYTECODE is set,
-so without it the webhook would pay for compiling every module while the baseline's libraries
-load theirs from site-packages.
+run of each (files in the page cache); the figure is the ratio of medians. Our modules (app.py
+and chalicelib/) are compiled first exactly as `make package` ships them (hash-checked bytecode
+beside the sources): Lambda cannot write bytecode, and neither can a child here when
+PYTHONDONTWRITEBYTECODE is set, so without it the webhook would pay for compiling every module
+while the baseline's libraries load theirs from site-packages. The libraries the package
+carries (pydantic, Powertools, chalice's runtime) ship with their bytecode too
+(infra/package_bytecode.py), as the environment's site-packages holds them.
 
 The clock is the parent's wall clock, from just before the child is spawned to the moment the
 child's result line arrives (after the JSON log lines and the EMF metrics the app writes to
@@ -228,7 +230,7 @@ def main() -> int:
 
         # The package's bytecode (the Makefile's `package` step), then one untimed run of each.
         subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode",
-                        "checked-hash", "chalicelib"], cwd=ROOT, check=True)
+                        "checked-hash", "chalicelib", "app.py"], cwd=ROOT, check=True)
         run_child(WEBHOOK_CHILD, hook_payload(), child_env)
         run_child(BASELINE_CHILD, base_payload(), child_env)
 
