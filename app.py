@@ -9,6 +9,11 @@ import logging
 import os
 from typing import Any
 
+# pydantic looks for plugins when it builds its first model: it reads the entry points of every
+# distribution installed (each one's metadata, from disk), at every cold start. This app has no
+# pydantic plugin. (Set the variable to "" to have them looked for again.)
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent
 
 from chalicelib.api import chalice_errors, couriers, cs, warehouse, webhooks
