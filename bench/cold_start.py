@@ -48,7 +48,7 @@ from bench.stack import (
 
 NAME = "cold_start"
 RUNS = 7
-BUDGET = 1.5
+BUDGET = 1.30
 
 _PREAMBLE = """\
 import time
