@@ -150,9 +150,9 @@ _phases["whole first webhook"] = sum(v[2] for v in _stats.values())
 """ + _REPORT
 
 FIRST_REQUEST_PROBES = {
-    "aws.client() (boto3 Session + client)": ("chalicelib/core/aws.py", "client"),
-    "  boto3 Session()": ("boto3/session.py", "__init__"),
-    "  Session.client()": ("boto3/session.py", "client"),
+    "aws.client() (botocore session + client)": ("chalicelib/core/aws.py", "client"),
+    "  botocore get_session()": ("botocore/session.py", "get_session"),
+    "  Session.create_client()": ("botocore/session.py", "create_client"),
     "the source's secrets: asking the extension": ("chalicelib/core/parameters.py", "_ask"),
     "the source's secrets: its answer": ("chalicelib/access/accounts_store.py", "finish"),
     "marketplaces.inbound_for() (lazy import)": ("chalicelib/marketplaces/__init__.py",
