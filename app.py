@@ -20,9 +20,10 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 # collections, some of them full ones). Next to none of it is garbage (some 700 objects, kept
 # once): collection is off until the app is set up, and those objects are then frozen out of
 # the collector's reach (below).
+_collecting = gc.isenabled()  # (a host that turned collection off keeps it off)
 gc.disable()
 
-# (E402: these imports come after the two lines above on purpose.)
+# (E402: imported once the lines above have run, on purpose.)
 from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent  # noqa: E402
 
 from chalicelib.api import chalice_errors, couriers, cs, warehouse, webhooks  # noqa: E402
@@ -44,7 +45,8 @@ app.register_blueprint(couriers.bp)
 # Everything imported so far lives as long as the process: frozen (never scanned by a
 # collection), and the collector is back on for what requests allocate.
 gc.freeze()
-gc.enable()
+if _collecting:
+    gc.enable()
 
 # Event source names come from the environment (wired from infra/resources.yaml locally);
 # `chalice package` points them at the template's resources through that same file.

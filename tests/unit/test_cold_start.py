@@ -33,12 +33,17 @@ print(json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
 """
 
 
-def _fresh_import() -> dict[str, Any]:
+def _last_line(script: str) -> str:
+    """What a fresh interpreter running `script` printed last."""
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing"}
-    done = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True, cwd=ROOT, env=env)
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _fresh_import() -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(_last_line(_SCRIPT))
     return report
 
 
@@ -57,3 +62,7 @@ def test_models_a_webhook_does_not_use_are_built_on_first_use() -> None:
         ("OrderEvent", "Decision", "OrderRef", "Shipped", "WritebackResult"), False)
     assert report["built_on_use"] is True
     assert report["ref"]["shop"] == "s" and report["ref"]["external_id"] == "1"
+
+
+def test_a_host_that_turned_collection_off_finds_it_off_after_the_import() -> None:
+    assert _last_line("import gc\ngc.disable()\nimport app\nprint(gc.isenabled())") == "False"
