@@ -46,11 +46,15 @@ bench: $(STAMP)
 
 # Bytecode ships with the code: Lambda's file system is read-only, so without it every cold
 # start compiles every module again. Hash-checked, so a stale file is never used (here or there).
-# infra/stage_template.py then pins the template's Stage parameter to the Chalice stage.
+# chalicelib/ is compiled before chalice zips it; what chalice adds as sources only (app.py, its
+# own runtime, the wheels of requirements.txt) is compiled into the zip after it
+# (infra/package_bytecode.py). infra/stage_template.py then pins the template's Stage parameter
+# to the Chalice stage.
 package: $(STAMP)
 	$(BIN)/python -m compileall -q --invalidation-mode checked-hash chalicelib
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package \
 	  --stage $(STAGE) --merge-template infra/resources.yaml build/$(STAGE)
+	$(BIN)/python infra/package_bytecode.py build/$(STAGE)/deployment.zip
 	$(BIN)/python infra/stage_template.py build/$(STAGE)/sam.yaml $(STAGE)
 
 # Once per account and region: the artifacts bucket and API Gateway's CloudWatch Logs role.

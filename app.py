@@ -5,14 +5,29 @@ Handler bodies import their service lazily, so a webhook request loads only what
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
 
-from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent
+# pydantic looks for plugins when it builds its first model: it reads the entry points of every
+# distribution installed (each one's metadata, from disk), at every cold start. This app has no
+# pydantic plugin. (Set the variable to "" to have them looked for again.)
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+# Importing the app creates some 70,000 objects that live as long as the process
+# (modules, classes, pydantic's validators, botocore's), and the cyclic collector, triggered by
+# allocations, would scan them again and again while they are created (about a hundred
+# collections, some of them full ones). Next to none of it is garbage (some 700 objects, kept
+# once): collection is off until the app is set up, and those objects are then frozen out of
+# the collector's reach (below).
+_collecting = gc.isenabled()  # (a host that turned collection off keeps it off)
+gc.disable()
 
-from chalicelib.api import chalice_errors, couriers, cs, warehouse, webhooks
-from chalicelib.core import observability
+# (E402: imported once the lines above have run, on purpose.)
+from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent  # noqa: E402
+
+from chalicelib.api import chalice_errors, couriers, cs, warehouse, webhooks  # noqa: E402
+from chalicelib.core import observability  # noqa: E402
 
 app = Chalice(app_name="order-backbone")
 app.log.setLevel(logging.INFO)
@@ -27,6 +42,11 @@ app.register_blueprint(webhooks.bp)
 app.register_blueprint(warehouse.bp)
 app.register_blueprint(cs.bp)
 app.register_blueprint(couriers.bp)
+# Everything imported so far lives as long as the process: frozen (never scanned by a
+# collection), and the collector is back on for what requests allocate.
+gc.freeze()
+if _collecting:
+    gc.enable()
 
 # Event source names come from the environment (wired from infra/resources.yaml locally);
 # `chalice package` points them at the template's resources through that same file.

@@ -1,4 +1,4 @@
-"""boto3 clients, created once per process and only when first used.
+"""AWS clients (botocore's), created once per process and only when first used.
 
 The endpoint comes from the environment (AWS_ENDPOINT_URL locally, the default in AWS), so the
 same code talks to the local endpoint in development and to AWS in production.
@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from functools import cache
 from typing import Any, TypeVar
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -73,20 +73,23 @@ def _deadline_config() -> Config:
 
 
 @cache
-def _session() -> boto3.session.Session:
+def _session() -> botocore.session.Session:
     # One session for all clients: each new session re-reads botocore's endpoint and model data
-    # (tens of milliseconds on a cold start).
-    return boto3.session.Session()
+    # (tens of milliseconds on a cold start). botocore's own: boto3's Session wraps it to add
+    # resources and S3 transfers, which nothing here uses, and importing boto3 (s3transfer,
+    # concurrent.futures, multiprocessing) costs a cold start about 10 ms. The clients are the
+    # same botocore clients either way.
+    return botocore.session.get_session()
 
 
 @cache
 def _plain_client(service: str) -> Any:
-    return _session().client(service, config=_config())
+    return _session().create_client(service, config=_config())
 
 
 @cache
 def _deadline_client(service: str) -> Any:
-    return _session().client(service, config=_deadline_config())
+    return _session().create_client(service, config=_deadline_config())
 
 
 def client(service: str) -> Any:

@@ -1,37 +1,88 @@
 """DynamoDB access shared by the table modules: item (de)serialisation and transactions.
 
 Low-level client and plain dicts: cheaper to import than boto3.resource, and the IAM policy
-stays explicit.
+stays explicit. Attribute values are boto3's TypeSerializer / TypeDeserializer conversions
+(tests/unit/test_dynamodb_attrs.py holds them to it), the common types done here: importing
+boto3 (with s3transfer, concurrent.futures and multiprocessing) would cost a webhook's cold
+start about 10 ms for nothing else. Binary values and sets, which boto3 represents its own way
+(its `Binary`), are boto3's, loaded for them only.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from chalicelib.core import aws
 from chalicelib.core.errors import ApiError, Busy, StorageThrottled, StorageUnavailable
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
 Item = dict[str, Any]
+
+# DynamoDB's numbers (boto3.dynamodb.types.DYNAMODB_CONTEXT): 38 significant digits, and a
+# number that would lose digits, overflow or underflow raises rather than being rounded.
+_NUMBERS = Context(Emin=-128, Emax=126, prec=38,
+                   traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 def to_attrs(values: Mapping[str, Any]) -> dict[str, Any]:
     """Python values (JSON-compatible, numbers as int/Decimal) to DynamoDB attribute values."""
-    return {key: _serializer.serialize(_plain(value)) for key, value in values.items()}
+    return {key: _attr(_plain(value)) for key, value in values.items()}
 
 
 def from_attrs(attrs: Mapping[str, Any]) -> Item:
-    return {key: _native(_deserializer.deserialize(value)) for key, value in attrs.items()}
+    return {key: _native(_value(value)) for key, value in attrs.items()}
+
+
+def _attr(value: Any) -> dict[str, Any]:
+    """boto3's `TypeSerializer().serialize(value)`, in its order of tests."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | Decimal):
+        number = str(_NUMBERS.create_decimal(value))
+        if number in ("Infinity", "NaN"):
+            raise TypeError("Infinity and NaN not supported")
+        return {"N": number}
+    if isinstance(value, str):
+        return {"S": value}
+    if not isinstance(value, AbstractSet | bytes | bytearray):
+        if isinstance(value, Mapping):
+            return {"M": {key: _attr(item) for key, item in value.items()}}
+        if isinstance(value, list | tuple):
+            return {"L": [_attr(item) for item in value]}
+    # Binary values, sets, and what boto3 refuses (a float, an unsupported type): boto3's.
+    from boto3.dynamodb.types import TypeSerializer
+
+    return dict(TypeSerializer().serialize(value))
+
+
+def _value(attr: Mapping[str, Any]) -> Any:
+    """boto3's `TypeDeserializer().deserialize(attr)`: numbers as Decimal."""
+    kind = next(iter(attr), None)
+    if kind == "S":
+        return attr["S"]
+    if kind == "N":
+        return _NUMBERS.create_decimal(attr["N"])
+    if kind == "M":
+        return {key: _value(item) for key, item in attr["M"].items()}
+    if kind == "L":
+        return [_value(item) for item in attr["L"]]
+    if kind == "BOOL":
+        return attr["BOOL"]
+    if kind == "NULL":
+        return None
+    # Binary values (boto3's Binary), sets, and what boto3 refuses: boto3's.
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer().deserialize(attr)
 
 
 def _plain(value: Any) -> Any:

@@ -64,7 +64,7 @@ Money = Annotated[Decimal, BeforeValidator(money)]
 class OrderRef(BaseModel):
     """What a thin notification (or a reconciliation listing) says: which order, how new."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     shop: str
     external_id: str
@@ -75,7 +75,7 @@ class OrderRef(BaseModel):
 class Shipped(BaseModel):
     """What the writeback tells the platform: one package."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     external_id: str  # the platform's order id
     carrier_code: str  # ours (STO, SF, YTO, ZTO, YUNDA, JD, EMS, ...); adapters map it
@@ -95,7 +95,7 @@ class Shipped(BaseModel):
 
 
 class WritebackResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ok: bool
     retryable: bool = False

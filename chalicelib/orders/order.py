@@ -167,7 +167,7 @@ def fulfilment_problems(order: Order) -> list[str]:
 class OrderEvent(BaseModel):
     """One line of an order's timeline: who did what, when, and why."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: str  # order.received, order.updated, job.created, change.applied, ...
     at: datetime  # when we recorded it
@@ -212,7 +212,7 @@ _ENDED = (OrderStatus.CANCELLED, OrderStatus.REFUNDED)
 class Decision(BaseModel):
     """What applying one incoming version to the stored order means."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     outcome: Outcome
     order: Order  # the current view after applying

@@ -10,7 +10,9 @@ long as requirements.txt names only pinned registry packages: the last test chec
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from infra.package_bytecode import add_bytecode, bytecode_name
 from tests.packaging import Project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +66,43 @@ def test_every_module_ships_with_bytecode_checked_against_its_source(
         compiled = str(path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc")
         flags = int.from_bytes(package.read(compiled)[4:8], "little")  # PEP 552 header
         assert flags == 0b11, f"{compiled}: flags {flags:#b}, not hash-based and checked"
+
+
+def test_what_chalice_adds_as_sources_ships_with_bytecode_too(package: zipfile.ZipFile) -> None:
+    """app.py and chalice's runtime (and, in a package with its wheels, every vendored module:
+    the next test) are zipped by chalice as sources only; the package step compiles them."""
+    names = set(package.namelist())
+    for source in ("app.py", "chalice/app.py", "chalice/__init__.py"):
+        assert source in names
+        flags = int.from_bytes(package.read(bytecode_name(source))[4:8], "little")
+        assert flags == 0b11, f"{source}: flags {flags:#b}, not hash-based and checked"
+    assert [name for name in names if name.endswith(".py") and bytecode_name(name) not in names] \
+        == []
+
+
+def test_vendored_modules_are_compiled_into_the_zip_as_the_import_system_finds_them(
+        tmp_path: Path) -> None:
+    """What chalice's download adds (a wheel's modules, unpacked without bytecode), on a zip
+    of our own: each module gets its bytecode, which the interpreter uses from the unpacked
+    package; a source that does not compile stays as it is; a second run adds nothing."""
+    package = tmp_path / "deployment.zip"
+    with zipfile.ZipFile(package, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("vendored_lib/__init__.py", "from vendored_lib.part import VALUE\n")
+        archive.writestr("vendored_lib/part.py", "VALUE = 42\n")
+        archive.writestr("vendored_lib/template.py", "def broken(:\n")
+    assert add_bytecode(package) == (2, ["vendored_lib/template.py"])
+    assert add_bytecode(package) == (0, ["vendored_lib/template.py"])
+    unpacked = tmp_path / "task"
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(unpacked)
+    script = "import vendored_lib; print(vendored_lib.VALUE)"
+    verbose = subprocess.run([sys.executable, "-v", "-c", script], cwd=unpacked, check=True,
+                             capture_output=True, text=True,
+                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert verbose.stdout.split()[0] == "42"
+    used = [line for line in verbose.stderr.splitlines() if "vendored_lib" in line]
+    assert any(line.startswith("# code object from") and line.rstrip().endswith(
+        f"part.{sys.implementation.cache_tag}.pyc'") for line in used), used
 
 
 def test_the_package_holds_nothing_of_the_local_stack(package: zipfile.ZipFile) -> None:
