@@ -20,7 +20,8 @@ access token that works.
   which shop, and where its seller authorises us again); that refresh token is not sent again,
   and the case resolves itself when a refresh works (the seller authorised again and the new
   credentials were put with `admin shop`). A refresh token that ends within 7 days (the
-  platform no longer extends it: the authorisation itself ends) opens one case per shop
+  platform no longer extends it: the authorisation itself ends), as a renewal's answer or the
+  stored end says on any use of the shop, opens one case per shop
   (`marketplace.authorisation_ending`), resolved when a renewal reaches past that.
 - A passing fault (no answer, 429, 5xx, a retryable error) leaves the stored tokens as they are:
   a token that still works is used, else the caller tries again later.
@@ -69,7 +70,10 @@ def current(scheme: str, shop: str, credentials: dict[str, str], refresh: TokenR
     """The shop's credentials with an access token that works: as they are, or renewed first
     when due. Raises RefreshRefused (a person must act), PlatformUnavailable (try later), or
     ValueError for credentials the platform's refresh cannot be built from."""
-    if not tokens.renewable(credentials) or not tokens.due(credentials, now, _ahead()):
+    if not tokens.renewable(credentials):
+        return credentials
+    _warn_if_ending(scheme, shop, refresh, credentials, now)
+    if not tokens.due(credentials, now, _ahead()):
         return credentials
     holder = uuid.uuid4().hex
     lease = leases.acquire(scheme, shop, holder, utcnow(), LEASE_SECONDS)
@@ -131,8 +135,10 @@ def _renew(scheme: str, shop: str, refresh: TokenRefresh, lease: leases.Lease, n
         raise PlatformUnavailable(f"{scheme} shop {shop}: token refresh: {exc}") from exc
     updated = tokens.stored(fresh, renewed, refresh.access_key, now)
     shop_credentials.put(scheme, shop, updated)  # at once: the refresh token sent is spent
-    log.info("shop token refreshed: %s %s, access until %s", scheme, shop,
-             iso(renewed.access_expires_at))
+    # What `make run` shows of a renewal; never a token, only when the new ones end.
+    log.info("token refreshed for %s shop %s, next expiry %s (refresh token until %s)", scheme,
+             shop, iso(renewed.access_expires_at),
+             iso(renewed.refresh_expires_at) if renewed.refresh_expires_at else "not said")
     if lease.refused and leases.clear(scheme, shop, "refused"):
         _resolve(REFUSED, scheme, shop, now, "a token refresh works again")
     _ending(scheme, shop, refresh, renewed, lease, now)
@@ -159,14 +165,40 @@ def _refused(scheme: str, shop: str, refresh: TokenRefresh, spent: str, exc: Ref
     leases.note(scheme, shop, "refused", spent)
 
 
+# The ends of refresh tokens this process knows CS was told of: the stored end is checked on
+# every use of a shop (a renewal may come too late: TikTok Shop's access token lives 7 days,
+# as long as the warning ahead), and this keeps that check to one conditional write per
+# process and shop.
+_warned: set[tuple[str, str, str]] = set()
+
+
+def _warn_if_ending(scheme: str, shop: str, refresh: TokenRefresh,
+                    credentials: dict[str, str], now: datetime) -> None:
+    ends = tokens.ending(credentials, now)
+    if ends is not None and (scheme, shop, iso(ends)) not in _warned:
+        _tell_ending(scheme, shop, refresh, ends, now)
+
+
 def _ending(scheme: str, shop: str, refresh: TokenRefresh, renewed: Tokens, lease: leases.Lease,
             now: datetime) -> None:
     """One case while the shop's refresh tokens end within REAUTHORISE_WITHIN (the platform no
     longer extends them: the authorisation itself ends); resolved once a renewal reaches past."""
     ends = renewed.refresh_expires_at
     if ends is not None and ends - tokens.REAUTHORISE_WITHIN <= now:
-        if lease.ending:
-            return  # CS knows
+        if not lease.ending:
+            _tell_ending(scheme, shop, refresh, ends, now)
+    elif lease.ending and leases.clear(scheme, shop, "ending"):
+        _resolve(ENDING, scheme, shop, now, "the authorisation was renewed")
+
+
+def _tell_ending(scheme: str, shop: str, refresh: TokenRefresh, ends: datetime,
+                 now: datetime) -> None:
+    """The case, raised by the one call whose write records the problem first (one per shop
+    until it is resolved); if raising fails the record is cleared, so a later call raises it."""
+    _warned.add((scheme, shop, iso(ends)))
+    if not leases.note(scheme, shop, "ending", iso(ends)):
+        return  # CS knows
+    try:
         alert_topic.raise_case(
             ENDING, _subject(scheme, shop), alerts.Severity.MEDIUM,
             f"{scheme} shop {shop}: our authorisation ends {ends:%Y-%m-%d %H:%M} UTC and cannot "
@@ -174,9 +206,10 @@ def _ending(scheme: str, shop: str, refresh: TokenRefresh, renewed: Tokens, leas
             f"new credentials (admin shop {scheme} {shop}).",
             now, {"marketplace": scheme, "shop": shop, "ends_at": iso(ends),
                   "what_to_do": refresh.reauthorise})
-        leases.note(scheme, shop, "ending", iso(ends))
-    elif lease.ending and leases.clear(scheme, shop, "ending"):
-        _resolve(ENDING, scheme, shop, now, "the authorisation was renewed")
+    except Exception:
+        _warned.discard((scheme, shop, iso(ends)))
+        leases.clear(scheme, shop, "ending")
+        raise
 
 
 def _resolve(kind: str, scheme: str, shop: str, now: datetime, why: str) -> None:

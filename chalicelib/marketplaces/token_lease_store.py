@@ -84,13 +84,17 @@ def release(marketplace: str, shop: str, holder: str) -> None:
 
 def note(marketplace: str, shop: str, problem: Problem, value: str) -> bool:
     """Record that CS was told of `problem` (with `value`: the refused token's fingerprint,
-    the refresh token's end). True only for the call that records it first."""
+    the refresh token's end). True only for the call that records it first: a refusal once per
+    refused token, an ending once until it is cleared (the end a platform states may move)."""
     attribute = f"problem_{problem}"
+    condition = f"attribute_not_exists({attribute})"
+    if problem == "refused":
+        condition += f" OR {attribute} <> :value"
     try:
         aws.client("dynamodb").update_item(
             TableName=settings().orders_table, Key=_key(marketplace, shop),
             UpdateExpression=f"SET {attribute} = :value",
-            ConditionExpression=f"attribute_not_exists({attribute}) OR {attribute} <> :value",
+            ConditionExpression=condition,
             ExpressionAttributeValues=to_attrs({":value": value}))
     except ClientError as exc:
         if is_condition_failure(exc):

@@ -271,3 +271,45 @@ def test_a_refresh_token_near_its_end_raises_one_case(
     marketplace_calls.credentials_for("shopee", shop, now + timedelta(hours=8))
     assert len(cases) == 2 and cases[1]["kind"] == "marketplace.authorisation_ending"
     assert cases[1]["resolves"]
+
+
+def test_a_stored_refresh_token_near_its_end_raises_one_case_without_a_renewal(
+        stack: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        cases: list[dict[str, Any]]) -> None:
+    """The access token still works for days (TikTok Shop's lives 7), so no renewal would see
+    the end coming before the refresh token is refused: every use of the shop checks it."""
+    now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    ends = now + timedelta(days=3)
+    shop = shop_of(stack, now + timedelta(days=2),
+                   **{tokens.REFRESH_EXPIRES: ends.isoformat()})
+    platform = Platform("refresh-0")
+    monkeypatch.setattr(marketplace_calls, "send_json", platform)
+    for hours in range(3):  # every run of every function, in this process and another
+        shop_access._warned.clear()
+        shop_credentials.forget()
+        marketplace_calls.credentials_for("shopee", shop, now + timedelta(hours=hours))
+    assert platform.calls == []  # nothing was due
+    (case,) = cases
+    assert (case["kind"], case["resolves"]) == ("marketplace.authorisation_ending", False)
+    assert shop in case["summary"] and "2026-11-26 03:00 UTC" in case["summary"]
+    assert case["facts"]["what_to_do"] == shopee.REAUTHORISE
+
+
+def test_an_ending_case_that_could_not_be_raised_is_raised_by_a_later_call(
+        stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    shop = shop_of(stack, now + timedelta(days=2),
+                   **{tokens.REFRESH_EXPIRES: (now + timedelta(days=1)).isoformat()})
+    raised: list[str] = []
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("SNS down")
+
+    monkeypatch.setattr(shop_access.alert_topic, "raise_case", failing)
+    with pytest.raises(RuntimeError):
+        marketplace_calls.credentials_for("shopee", shop, now)
+    monkeypatch.setattr(shop_access.alert_topic, "raise_case",
+                        lambda kind, *a, **k: raised.append(kind))
+    marketplace_calls.credentials_for("shopee", shop, now)
+    marketplace_calls.credentials_for("shopee", shop, now)
+    assert raised == ["marketplace.authorisation_ending"]
