@@ -73,7 +73,12 @@ def simulated(platform: str) -> Iterator[MarketplaceSimulator]:
         credentials[tokens.ACCESS_EXPIRES] = (ends - AGE).isoformat()
         shop_credentials.put(platform, shop, credentials)
         shop_credentials.forget()  # as another function would: from SSM
-        yield simulator
+        try:
+            yield simulator
+        finally:  # a shop whose platform is gone would fail other tests' polls and listings
+            boto3.client("ssm").delete_parameter(
+                Name=shop_credentials.parameter_name(platform, shop))
+            shop_credentials.forget()
 
 
 def stored(platform: str, shop: str) -> dict[str, str]:
