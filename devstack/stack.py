@@ -259,6 +259,33 @@ SHOPS = (("shopify", "demo-brand.myshopify.com"), ("woocommerce", "tea-house.exa
 # Douyin encrypts the receiver's name, phone and street; our adapter does not call its decrypt
 # API yet, so the local shop sends them plain (the factory would print ciphertext otherwise).
 _OPTIONS: dict[str, dict[str, Any]] = {"douyin": {"encrypt_receiver": False}}
+# The platforms whose shop access expires (chalicelib/flows/shop_access.py): their local shops
+# lend short-lived access tokens (Shopify's expiring offline tokens, Taobao's refreshable
+# session as a Fuwu app's), so our renewal runs within minutes of `make run`.
+_EXPIRING = {"shopify": {"expiring_tokens": True}, "douyin": {}, "tiktok_shop": {},
+             "shopee": {}, "lazada": {}, "taobao": {"refreshable": True}}
+
+
+def token_seconds() -> int:
+    """How long the local shops' access tokens live: LOCAL_TOKEN_SECONDS (default 180; 0 = the
+    platforms' own lifetimes, hours to days)."""
+    return int(os.environ.get("LOCAL_TOKEN_SECONDS", 180))
+
+
+def refresh_ahead(seconds: int) -> str:
+    """TOKEN_REFRESH_AHEAD_SECONDS for the local functions: a third of the local token life
+    (the deployed 15 minutes would renew a 3-minute token on every call)."""
+    return os.environ.get("TOKEN_REFRESH_AHEAD_SECONDS") or str(seconds // 3 if seconds else 900)
+
+
+def _token_options(platform: str) -> dict[str, Any]:
+    from datetime import timedelta
+
+    if platform not in _EXPIRING:
+        return {}
+    seconds = token_seconds()
+    life = {"token_life": timedelta(seconds=seconds)} if seconds else {}
+    return {**_EXPIRING[platform], **life}
 
 
 def start_marketplaces(api_url: str) -> list[Any]:
@@ -266,7 +293,9 @@ def start_marketplaces(api_url: str) -> list[Any]:
     its webhook source (secrets) and its credentials in the local SSM, so notifications,
     re-fetches, writebacks and reconciliation all go to it. Notifications are dropped,
     duplicated and reordered at LOCAL_NOTIFY_FAULTS ("drop,duplicate,reorder", default
-    "0.1,0.15,0.15"). LOCAL_MARKETPLACES=off runs none."""
+    "0.1,0.15,0.15"). Access tokens end after LOCAL_TOKEN_SECONDS and are renewed by the
+    functions that call the shop (a `token refreshed for ...` line). LOCAL_MARKETPLACES=off
+    runs none."""
     from chalicelib.access import accounts_store as accounts
     if os.environ.get("LOCAL_MARKETPLACES", "on") == "off":
         return []
@@ -281,7 +310,7 @@ def start_marketplaces(api_url: str) -> list[Any]:
         simulator = simulator_class(platform)(
             shop=shop, webhook_url=_notifications_to(platform, api_url),
             faults=Faults(drop=drop, duplicate=duplicate, reorder=reorder),
-            **_OPTIONS.get(platform, {}))
+            **_OPTIONS.get(platform, {}), **_token_options(platform))
         simulator.start()
         if simulator.source() is not None:  # Amazon and Taobao post nothing to us
             accounts.register_sources({platform: simulator.source()})
@@ -357,7 +386,20 @@ def _shops_text(run: dict[str, Any]) -> str:
  and notify us as each platform does, signed, some notifications dropped, duplicated or out of
  order; reconciliation (every {reconcile:.0f} s here) finds what was dropped; each shipment is
  written back and shows on the shop with its tracking number:
-{rows}"""
+{rows}{_tokens_text()}"""
+
+
+def _tokens_text() -> str:
+    seconds = token_seconds()
+    if not seconds:
+        return ""
+    # Renewed a third of the life before the end, at the next call of the shop (reconciliation
+    # reaches every shop every 75 s here, Taobao's poll every 5 s).
+    minutes = (seconds * 2 // 3 + 75) // 60 + 1
+    return f""" Their access tokens end after {seconds} s (Shopify, Douyin, TikTok Shop, Shopee,
+ Lazada, Taobao) and their refresh tokens rotate: "token refreshed for <platform> shop <shop>"
+ shows within {minutes} minutes (LOCAL_TOKEN_SECONDS=0: the platforms' own lifetimes).
+"""
 
 
 def banner(api: str, aws: str, run: dict[str, Any]) -> str:
@@ -447,6 +489,7 @@ def main() -> None:
         env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
                "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
                "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing(),
+               "TOKEN_REFRESH_AHEAD_SECONDS": refresh_ahead(token_seconds()),
                # The app's log lines are JSON here as in Lambda; its EMF metrics (a blob per
                # invocation) would drown them: POWERTOOLS_METRICS_DISABLED=false shows them.
                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED",

@@ -48,6 +48,10 @@ class Settings:
         default_factory=lambda: _int("UNPROCESSED_ALERT_MINUTES", 10)
     )
     secrets_cache_seconds: int = field(default_factory=lambda: _int("SECRETS_CACHE_SECONDS", 300))
+    # A shop's expiring access token is renewed this long before it ends (more than a cached
+    # copy of the credentials lives, so an older copy still works until it is read again).
+    token_refresh_ahead_seconds: int = field(
+        default_factory=lambda: _int("TOKEN_REFRESH_AHEAD_SECONDS", 900))
     key_cache_seconds: int = field(default_factory=lambda: _int("KEY_CACHE_SECONDS", 60))
     rate_limit_per_second: int = field(default_factory=lambda: _int("RATE_LIMIT_PER_SECOND", 20))
     rate_limit_burst: int = field(default_factory=lambda: _int("RATE_LIMIT_BURST", 100))

@@ -1,6 +1,7 @@
 """Calling a marketplace's API: the shop's credentials (with a current access token where the
-platform lends short-lived ones), one request sent, and the re-fetch of the order a thin
-notification names. The I/O around each adapter's pure calls (chalicelib/marketplaces/).
+platform lends short-lived ones, or renews expiring ones: chalicelib/flows/shop_access.py), one
+request sent, and the re-fetch of the order a thin notification names. The I/O around each
+adapter's pure calls (chalicelib/marketplaces/).
 
 A platform in trouble (no answer, 429, 5xx, an answer that is not JSON) raises the retryable
 `PlatformUnavailable`: the caller (the order worker's stream, the writeback and reconciliation
@@ -16,6 +17,7 @@ from typing import Any
 
 from chalicelib import marketplaces
 from chalicelib.core import http
+from chalicelib.flows import shop_access
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces.calls import OrderRef, PlatformUnavailable
 from chalicelib.orders.deliveries import REF_HEADER
@@ -94,10 +96,15 @@ _tokens: dict[tuple[str, str], tuple[str, datetime]] = {}
 
 def credentials_for(scheme: str, shop: str, now: datetime) -> dict[str, str]:
     """The shop's credentials from SSM, with a current access token for a platform whose
-    adapter exchanges a long-lived refresh token for short-lived ones (its `token`). Raises
-    MissingCredentials, PlatformUnavailable, or the adapter's error."""
+    adapter exchanges a long-lived refresh token for short-lived ones (its `token`: Amazon), or
+    renews expiring shop access and keeps it in the shop's parameter (its `refresh`). Raises
+    MissingCredentials, PlatformUnavailable, tokens.RefreshRefused (the seller must authorise us
+    again: CS has a case), or the adapter's error."""
     credentials = shop_credentials.get(scheme, shop)
-    exchange = marketplaces.adapter_for(scheme).token
+    adapter = marketplaces.adapter_for(scheme)
+    if adapter.refresh is not None:
+        return shop_access.current(scheme, shop, credentials, adapter.refresh, now, send_json)
+    exchange = adapter.token
     call = exchange.call(credentials) if exchange is not None else None
     if exchange is None or call is None:
         return credentials

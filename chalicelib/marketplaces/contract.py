@@ -6,7 +6,7 @@ A platform module (chalicelib/marketplaces/<platform>.py) keeps its pure functio
 - `INBOUND = Inbound(...)`: what a notification needs (accept it, the documented reply, and how
   it becomes an order: `normalise` a full payload, or `ref`/`refs` for a thin one);
 - `MARKETPLACE = Marketplace(...)`: the whole platform, that inbound half included, with the
-  calls to its API (fetch, writeback, listing, token exchange).
+  calls to its API (fetch, writeback, listing, token exchange, token refresh).
 Both live in one module for every platform but Shopify, whose API half (shopify_admin.py)
 declares MARKETPLACE around shopify.INBOUND: a webhook's cold start loads only the inbound half.
 The registry (chalicelib/marketplaces/__init__.py) finds either by scheme.
@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.marketplaces.calls import Credentials, OrderRef, Shipped, WritebackResult
+from chalicelib.marketplaces.tokens import Tokens
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import Order
 
@@ -151,6 +152,22 @@ class TokenExchange:
 
 
 @dataclass(frozen=True)
+class TokenRefresh:
+    """Access that expires, renewed with a refresh token that rotates (chalicelib/marketplaces/
+    tokens.py): `call(credentials, now)` the refresh request, built from the shop's stored
+    refresh token (None when its credentials carry none: they are used as they are), and
+    `parse(answer, now)` the new `Tokens`. A refusal for good (the refresh token expired, spent
+    or revoked, the shop's authorisation ended) raises tokens.RefreshRefused; a passing fault
+    a retryable error. `access_key`: the credential the access token goes in (Taobao:
+    `session`); `reauthorise`: where the seller authorises us again, for CS's case."""
+
+    call: Callable[[Credentials, datetime], Request | None]
+    parse: Callable[[Any, datetime], Tokens]
+    reauthorise: str
+    access_key: str = "access_token"
+
+
+@dataclass(frozen=True)
 class Marketplace:
     """A platform: its scheme name, its notifications, and what its API offers us."""
 
@@ -160,9 +177,13 @@ class Marketplace:
     writeback: ShipmentWrite | None = None
     listing: Listing | None = None  # reconciliation
     token: TokenExchange | None = None  # for a platform lending short-lived access tokens
+    refresh: TokenRefresh | None = None  # for a platform whose shop access expires
 
     def __post_init__(self) -> None:
         if self.fetch is None and self.inbound.ref is not None:
             raise TypeError(f"{self.name}: a thin notification needs fetch to be read")
         if self.fetch is None and self.listing is not None:
             raise TypeError(f"{self.name}: a listed order needs fetch to be read")
+        if self.token is not None and self.refresh is not None:
+            raise TypeError(f"{self.name}: an access token is either exchanged each time "
+                            "(token) or renewed and kept (refresh), not both")

@@ -6,6 +6,11 @@ Lambda through the Parameters and Secrets extension), so a worker re-fetching a 
 notification on a cold start builds no SSM client; listing the shops (reconciliation) needs
 GetParametersByPath, which only the SSM client offers. Locally the same API answers on the
 local endpoint.
+
+Where a platform's access expires, the functions that use a shop keep its tokens current in
+its parameter (chalicelib/flows/shop_access.py): `reread` the parameter as it is now (past the
+cache) under the shop's refresh lease, and `put` the renewed tokens back at once, since the
+refresh token sent to the platform is spent (ssm:PutParameter on the shop parameters only).
 """
 
 from __future__ import annotations
@@ -44,10 +49,19 @@ def get(marketplace: str, shop: str) -> dict[str, str]:
     return credentials
 
 
-def put(marketplace: str, shop: str, credentials: dict[str, str]) -> None:
-    aws.client("ssm").put_parameter(Name=parameter_name(marketplace, shop), Type="SecureString",
-                                    Value=json.dumps(credentials), Overwrite=True)
+def reread(marketplace: str, shop: str) -> dict[str, str]:
+    """The shop's credentials as the parameter holds them now (this process's cached copy
+    may predate another function's token refresh)."""
     _cache.pop(parameter_name(marketplace, shop), None)
+    return get(marketplace, shop)
+
+
+def put(marketplace: str, shop: str, credentials: dict[str, str]) -> None:
+    """Write the shop's credentials (the whole document); this process reads them from now."""
+    name = parameter_name(marketplace, shop)
+    aws.client("ssm").put_parameter(Name=name, Type="SecureString",
+                                    Value=json.dumps(credentials), Overwrite=True)
+    _cache[name] = (time.monotonic() + settings().secrets_cache_seconds, dict(credentials))
 
 
 def forget() -> None:

@@ -20,7 +20,16 @@ Secret format: `"app_key:app_secret"` (the app key is numeric, so the first ":" 
 may be listed (rotation, or several apps on one endpoint: `app-id` picks the app).
 
 Credentials (per shop): `app_key`, `app_secret`, `access_token`, `shop_id`; optionally
-`api_base` (default API_BASE; the local simulator's address).
+`api_base` (default API_BASE; the local simulator's address), and for access that renews
+itself `refresh_token` with `access_token_expires_at` (see Token refresh).
+
+Token refresh (the official SDK's `token.refresh`, zsmhub/doudian-sdk
+`api/token_refresh/{request,response}`): the gateway call `token.refresh` (path /token/refresh)
+with param_json `{"grant_type": "refresh_token", "refresh_token"}` and no access token; its data
+`{"access_token", "expires_in", "refresh_token", "scope", "shop_id", "shop_name",
+"authority_id", "auth_subject_type"}`. The refresh token "有效期：14 天" (14 days) and the
+answer's refresh token replaces the one sent. `expires_in` is described both as the token's
+validity and as a unix moment: both are read (a number past 10**9 is a moment).
 
 Open API (official Go/PHP SDKs `core/doudian_op_api_client.go`, `utils/sign_util.go`):
 `POST https://openapi-fxg.jinritemai.com/<method with "/" for ".">?app_key=&method=&
@@ -71,6 +80,10 @@ Guesses (not confirmed by documentation here):
   China date of `exp_ship_time` for pre-sale lines (pre_sale_type 1 or 2); `total` is pay_amount.
 - A push signed with the `sign-method: hmac-sha256` variant some integrations mention is not
   supported (only MD5 is documented to us).
+- Token refresh errors: a passing fault (code 20000/20001/90000, an isp.* sub_code, "系统繁忙",
+  "稍后重试", rate limits) is retried; every other refusal (an expired or spent refresh token, a
+  cancelled authorisation) is for good. The refresh answer does not say when the new refresh
+  token ends: 14 days from the refresh (REFRESH_TOKEN_LIFETIME) are kept as its end.
 """
 
 from __future__ import annotations
@@ -113,7 +126,9 @@ from chalicelib.marketplaces.contract import (
     Marketplace,
     PackageCheck,
     ShipmentWrite,
+    TokenRefresh,
 )
+from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -469,6 +484,12 @@ def sign(app_key: str, app_secret: str, method: str, params_json: str, timestamp
 
 def api_call(method: str, params: Mapping[str, Any], credentials: Credentials,
              now: datetime) -> Request:
+    return _gateway_call(method, params, credentials, now, credentials["access_token"])
+
+
+def _gateway_call(method: str, params: Mapping[str, Any], credentials: Credentials,
+                  now: datetime, access_token: str | None) -> Request:
+    """One signed gateway call; `access_token` None for token.refresh, which takes none."""
     body = param_json(params)
     timestamp = str(int(now.timestamp()))
     app_key, app_secret = credentials["app_key"], credentials["app_secret"]
@@ -479,7 +500,7 @@ def api_call(method: str, params: Mapping[str, Any], credentials: Credentials,
         params={
             "app_key": app_key,
             "method": method,
-            "access_token": credentials["access_token"],
+            **({} if access_token is None else {"access_token": access_token}),
             "timestamp": timestamp,
             "v": API_VERSION,
             "sign_method": "hmac-sha256",
@@ -700,6 +721,51 @@ def _retryable(code: int, sub_code: str, message: str) -> bool:
     return (code in _RETRYABLE_CODES or sub_code.startswith("isp.")
             or sub_code in _RETRYABLE_SUB_CODES or any(w in message for w in _RETRY_WORDS))
 
+# Token refresh --------------------------------------------------------------------------------
+
+REFRESH_METHOD = "token.refresh"
+REFRESH_TOKEN_LIFETIME = timedelta(days=14)
+REAUTHORISE = ("the seller authorises our app again (抖店 merchant backend, 服务市场 / 我的应用, "
+               "or our app's authorisation link)")
+_REFRESH_RETRY_CODES = frozenset({20000, 20001, 90000})
+_REFRESH_RETRY_WORDS = ("稍后重试", "系统繁忙", "系统异常", "limit", "限流", "频率")
+
+
+def refresh_call(credentials: Credentials, now: datetime) -> Request | None:
+    """token.refresh with the shop's refresh token (None without one)."""
+    token = credentials.get("refresh_token", "")
+    if not token:
+        return None
+    return _gateway_call(REFRESH_METHOD, {"grant_type": "refresh_token", "refresh_token": token},
+                         credentials, now, None)
+
+
+def parse_refresh(answer: Any, now: datetime) -> Tokens:
+    """The new tokens; RefreshRefused for a refusal for good, DouyinError (retryable) for a
+    passing fault or an answer without them."""
+    try:
+        data = _data(answer)
+    except DouyinError as exc:
+        try:
+            code = int(exc.code)
+        except ValueError:
+            code = -1
+        if (exc.code == "malformed_answer" or code in _REFRESH_RETRY_CODES
+                or "isp." in exc.message or any(w in exc.message for w in _REFRESH_RETRY_WORDS)):
+            raise DouyinError(exc.code, exc.message, True) from None
+        raise RefreshRefused(exc.code, exc.message) from None
+    try:
+        if not isinstance(data, Mapping):
+            raise ValueError("no data")
+        return Tokens(access_token=str(data.get("access_token") or ""),
+                      access_expires_at=expires_at(data.get("expires_in"), now),
+                      refresh_token=str(data.get("refresh_token") or ""),
+                      refresh_expires_at=now + REFRESH_TOKEN_LIFETIME)
+    except ValueError:  # pydantic's ValidationError too
+        raise DouyinError("unexpected_answer", "the refresh answer has no tokens",
+                          True) from None
+
+
 # The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
 
 INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref, refs=refs)
@@ -710,4 +776,5 @@ MARKETPLACE = Marketplace(
     writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
                                    existing=PackageCheck(existing_call, already_shipped)),
     listing=Listing(list_call, parse_list),
+    refresh=TokenRefresh(refresh_call, parse_refresh, REAUTHORISE),
 )

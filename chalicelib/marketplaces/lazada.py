@@ -23,7 +23,18 @@ Secret format: `"app_key:app_secret"` (split at the first ":"); several may be l
 
 Credentials (per shop): `app_key`, `app_secret`, `access_token`, `site` (the API domain suffix:
 "com.my", "sg", "co.th", "co.id", "com.ph", "vn" -> https://api.lazada.<site>/rest), optionally
-`api_base` instead of `site`.
+`api_base` instead of `site`; for access that renews itself `refresh_token` with
+`access_token_expires_at`, and `auth_base` (default AUTH_BASE; the local simulator's address).
+
+Token refresh (Lazada's "Seller authorization introduction" and app-console guides on
+open.alitrip.com; third-party clients for the call): access tokens live 30 days and refresh
+tokens 180 days for an app online (7 and 14 days while it is in test); the answer says which
+(`expires_in`, `refresh_expires_in`, in seconds). `/auth/token/refresh` on the authorisation
+host https://auth.lazada.com/rest, signed like every LazOP call but without an access token
+(system parameters and `sign` in the query, `refresh_token` as the form) answers `{"code": "0",
+"access_token", "refresh_token", "expires_in", "refresh_expires_in", "country",
+"account_platform", "country_user_info", "account", "request_id"}`; the refresh token answered
+replaces the one sent. Lazada's push type 8 warns 48 hours before an authorisation ends.
 
 API: every call carries `app_key`, `timestamp` (unix ms), `sign_method` = sha256,
 `access_token` and `sign` = upper-hex HMAC-SHA256(key=app_secret, api path + every parameter but
@@ -78,6 +89,8 @@ Guesses:
   "YYYY-MM-DD HH:MM:SS +0800".
 - Items whose shipping_type is "Own Warehouse" are fulfilled by Lazada (FBL): an order made only
   of them is refused (InvalidOrder "not_seller_fulfilled").
+- Token refresh errors: a refusal for good but the retryable classes (above), e.g.
+  "IllegalRefreshToken" for a spent or expired refresh token.
 - The country name of the address is mapped to its ISO code for the six Lazada countries;
   `buyer_note` falls back to `remarks`; MAX_AGE (24 h) is ours (12 retries span 6 h).
 """
@@ -125,7 +138,9 @@ from chalicelib.marketplaces.contract import (
     Marketplace,
     PackageCheck,
     ShipmentWrite,
+    TokenRefresh,
 )
+from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -704,6 +719,49 @@ def parse_list(answer: Mapping[str, Any], shop: str = "",
                            f"more than {MAX_OFFSET} orders updated around {restart}")
     return refs, f"{restart}|0"
 
+# Token refresh --------------------------------------------------------------------------------
+
+AUTH_BASE = "https://auth.lazada.com/rest"
+REFRESH_PATH = "/auth/token/refresh"
+REAUTHORISE = ("the seller authorises our app again (Lazada Seller Center, through our app's "
+               "authorisation link)")
+
+
+def refresh_call(credentials: Credentials, now: datetime) -> Request | None:
+    """/auth/token/refresh with the shop's refresh token (None without one): signed, no
+    access token."""
+    token = credentials.get("refresh_token", "")
+    if not token:
+        return None
+    system = {"app_key": credentials["app_key"], "timestamp": millis(now),
+              "sign_method": SIGN_METHOD}
+    business = {"refresh_token": token}
+    signature = sign(REFRESH_PATH, {**system, **business}, credentials["app_secret"])
+    base = (credentials.get("auth_base") or AUTH_BASE).rstrip("/")
+    return Request(method="POST", url=base + REFRESH_PATH, params={**system, "sign": signature},
+                   form=business)
+
+
+def parse_refresh(answer: Mapping[str, Any], now: datetime) -> Tokens:
+    """The new tokens; RefreshRefused for a refusal for good, LazadaError (retryable) for a
+    passing fault or an answer without them."""
+    error = error_of(answer)
+    if error is not None:
+        if error.retryable:
+            raise error
+        raise RefreshRefused(error.code, error.message)
+    try:
+        refresh_ends = answer.get("refresh_expires_in")
+        return Tokens(access_token=str(answer.get("access_token") or ""),
+                      access_expires_at=expires_at(answer.get("expires_in"), now),
+                      refresh_token=str(answer.get("refresh_token") or ""),
+                      refresh_expires_at=None if refresh_ends is None
+                      else expires_at(refresh_ends, now))
+    except ValueError:  # pydantic's ValidationError too
+        raise LazadaError("unexpected_answer", "the refresh answer has no tokens",
+                          True) from None
+
+
 # The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
 
 INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
@@ -714,4 +772,5 @@ MARKETPLACE = Marketplace(
     writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
                                    existing=PackageCheck(existing_call, already_shipped)),
     listing=Listing(list_call, parse_list),
+    refresh=TokenRefresh(refresh_call, parse_refresh, REAUTHORISE),
 )

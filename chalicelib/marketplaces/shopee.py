@@ -23,7 +23,19 @@ Secret format: `"partner_key|callback_url"`, e.g.
 are hex). Several may be listed (rotation).
 
 Credentials (per shop): `partner_id`, `partner_key`, `access_token`, `shop_id`; optionally
-`api_base` (default https://partner.shopeemobile.com; Shopee China uses another host).
+`api_base` (default https://partner.shopeemobile.com; Shopee China uses another host), and for
+access that renews itself `refresh_token` with `access_token_expires_at` (see Token refresh).
+
+Token refresh (v2.public.refresh_access_token, Shopee's API reference as mirrored in
+lazykern/ecommerce-api-docs): the access token lives 4 hours (`expire_in` 14400), the refresh
+token 30 days and "can be used once only": each refresh answers a new one. `POST
+/api/v2/auth/access_token/get?partner_id=&timestamp=&sign=` (a public call: sign = lower-hex
+HMAC-SHA256(partner_key, partner_id + path + timestamp), no token or shop in it) with the body
+`{"refresh_token", "partner_id": <int>, "shop_id": <int>}`; the answer `{"refresh_token",
+"access_token", "expire_in", "partner_id", "shop_id", "request_id", "error": "", "message"}`.
+Errors (`refresh_token_expired`, `error_auth` "Invalid refresh_token.", `shop_access_expired`,
+`error_shop_refresh_token`, `shop_banned`, `shop_no_linked`, ...) refuse for good but the
+retryable ones (below): the seller authorises the app again.
 
 API v2: every call carries `partner_id`, `timestamp` (unix s; valid 5 minutes), `access_token`,
 `shop_id` and `sign` = lower-hex HMAC-SHA256(key=partner_key, partner_id + path + timestamp +
@@ -71,6 +83,8 @@ Guesses:
 - Retryable errors: error_server, error_network, error_inner, error_busy and anything naming
   too many requests / system busy, with HTTP 429/5xx. Others are permanent.
 - PENDING (returned only with request_order_status_pending) is ignored.
+- The refresh answer does not say how long the new refresh token lives: the documented 30 days
+  from the refresh (REFRESH_TOKEN_LIFETIME) are kept as its end.
 - Totals: get_order_detail does not say what the buyer paid for shipping (the escrow API
   does), so `shipping` is 0; `subtotal` = sum of model_original_price x quantity, `discounts` =
   sum of (original - discounted) x quantity, `total` = total_amount.
@@ -120,7 +134,9 @@ from chalicelib.marketplaces.contract import (
     Marketplace,
     PackageCheck,
     ShipmentWrite,
+    TokenRefresh,
 )
+from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -139,6 +155,10 @@ ORDER_DETAIL_PATH = "/api/v2/order/get_order_detail"
 ORDER_LIST_PATH = "/api/v2/order/get_order_list"
 SHIP_ORDER_PATH = "/api/v2/logistics/ship_order"
 TRACKING_NUMBER_PATH = "/api/v2/logistics/get_tracking_number"
+REFRESH_PATH = "/api/v2/auth/access_token/get"
+REFRESH_TOKEN_LIFETIME = timedelta(days=30)
+REAUTHORISE = ("the seller authorises our app for the shop again (Shopee Seller Centre, through "
+               "our Open Platform authorisation link)")
 PAGE_SIZE = 100
 LIST_WINDOW = timedelta(days=15)
 MAX_AGE = timedelta(hours=24)
@@ -566,6 +586,54 @@ def parse_list(answer: Mapping[str, Any], shop: str = "",
     more = response.get("more") is True
     return refs, str(following) if more and following not in (None, "") else None
 
+# Token refresh --------------------------------------------------------------------------------
+
+
+def public_sign(partner_id: str, path: str, timestamp: str, partner_key: str) -> str:
+    """The signature of a public (not shop-level) call: partner_id + path + timestamp."""
+    base = f"{partner_id}{path}{timestamp}".encode()
+    return hmac.new(partner_key.encode("utf-8"), base, hashlib.sha256).hexdigest()
+
+
+def _number(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def refresh_call(credentials: Credentials, now: datetime) -> Request | None:
+    """RefreshAccessToken with the shop's refresh token (None without one)."""
+    token = credentials.get("refresh_token", "")
+    if not token:
+        return None
+    partner_id, shop_id = credentials["partner_id"], credentials.get("shop_id", "")
+    if not shop_id:
+        raise ValueError("a Shopee token refresh needs shop_id")
+    timestamp = str(unix(now))
+    base = (credentials.get("api_base") or API_BASE).rstrip("/")
+    return Request(method="POST", url=base + REFRESH_PATH, params={
+        "partner_id": partner_id, "timestamp": timestamp,
+        "sign": public_sign(partner_id, REFRESH_PATH, timestamp, credentials["partner_key"]),
+    }, json_body={"refresh_token": token, "partner_id": _number(partner_id),
+                  "shop_id": _number(shop_id)})
+
+
+def parse_refresh(answer: Mapping[str, Any], now: datetime) -> Tokens:
+    """The new tokens; RefreshRefused for a refusal for good, ShopeeError (retryable) for a
+    passing fault or an answer without them."""
+    error = error_of(answer)
+    if error is not None:
+        if error.retryable:
+            raise error
+        raise RefreshRefused(error.code, error.message)
+    try:
+        return Tokens(access_token=str(answer.get("access_token") or ""),
+                      access_expires_at=expires_at(answer.get("expire_in"), now),
+                      refresh_token=str(answer.get("refresh_token") or ""),
+                      refresh_expires_at=now + REFRESH_TOKEN_LIFETIME)
+    except ValueError:  # pydantic's ValidationError too: no tokens in a success answer
+        raise ShopeeError("unexpected_answer", "the refresh answer has no tokens",
+                          True) from None
+
+
 # The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
 
 INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
@@ -576,4 +644,5 @@ MARKETPLACE = Marketplace(
     writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
                                    existing=PackageCheck(existing_call, already_shipped)),
     listing=Listing(list_call, parse_list),
+    refresh=TokenRefresh(refresh_call, parse_refresh, REAUTHORISE),
 )

@@ -10,6 +10,21 @@ plain http only to this machine, since the token travels in a header) and `notif
 ("false" stops Shopify's shipping confirmation to the buyer; default "true").
 GraphQL endpoint: `<base>/admin/api/<version>/graphql.json`, POST `{"query", "variables"}`.
 
+Expiring offline tokens (shopify.dev: "Offline access tokens now support expiry and refresh",
+2025-12-10; "About offline access tokens"; "Migrate to expiring offline access tokens";
+"More resilient refreshes for expiring offline access tokens", 2026-08-28). Whether an offline
+token expires does not depend on the API version: the app asks for it when the token is issued
+(`expiring=1`). A non-expiring token (what a custom or merchant-created app holds, and what
+this adapter was built on) lasts until the app is uninstalled; an expiring one lasts 60 minutes
+(`expires_in` 3600) and comes with a refresh token that Shopify replaces on every use. Public
+apps must use expiring tokens: those created from 2026-04-01 at once, all from 2027-01-01, when
+Shopify rejects non-expiring ones. So a shop whose credentials carry `refresh_token` (with
+`client_id` and `client_secret`, the app's) is refreshed: `POST <base>/admin/oauth/access_token`
+`{"client_id", "client_secret", "grant_type": "refresh_token", "refresh_token"}` answers
+`{"access_token", "expires_in", "refresh_token", "refresh_token_expires_in"?, "scope"}`; a
+refused one 400 `{"error": "invalid_grant", "error_description"}` (the merchant opens the app,
+or reinstalls it, to authorise it again). A shop without a refresh token is used as before.
+
 Writeback (shopify.dev GraphQL Admin reference: fulfillmentCreate, FulfillmentInput,
 FulfillmentOrderLineItemsInput, FulfillmentOrderLineItemInput, FulfillmentTrackingInput): a
 fulfillment is made from fulfillment orders, so it takes two calls.
@@ -67,6 +82,8 @@ Guesses (not confirmed by documentation here):
   without read_all_orders only the last 60 days are visible (fine for a two-hour window).
 - API_VERSION 2026-10 is the newest stable version as of this writing (the version our demo
   webhooks carry); Shopify falls forward when a version is retired.
+- The refresh answer's `refresh_token_expires_in` (seconds) is read when present; OAuth errors
+  other than `temporarily_unavailable` and `server_error` are refusals for good.
 """
 
 from __future__ import annotations
@@ -95,8 +112,10 @@ from chalicelib.marketplaces.contract import (
     Marketplace,
     PackageCheck,
     ShipmentWrite,
+    TokenRefresh,
 )
 from chalicelib.marketplaces.shopify import INBOUND, NAME, normalise
+from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.order import InvalidOrder, Order
 
 # Calls -------------------------------------------------------------------------------------------
@@ -570,6 +589,51 @@ def _error_of(body: Mapping[str, Any]) -> ShopifyError | None:
     return ShopifyError("api_error", json.dumps(errors, ensure_ascii=False)[:500], False)
 
 
+# Expiring offline tokens --------------------------------------------------------------------
+
+REFRESH_PATH = "/admin/oauth/access_token"
+REAUTHORISE = ("the merchant opens our app in the Shopify admin (or installs it again) to "
+               "authorise it again")
+_PASSING_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
+def refresh_call(credentials: Credentials, now: datetime) -> Request | None:
+    """A new offline token for the shop's refresh token (None without one: a non-expiring
+    token, used as it is)."""
+    token = credentials.get("refresh_token", "")
+    if not token:
+        return None
+    if not (credentials.get("client_id") and credentials.get("client_secret")):
+        raise ValueError("a Shopify token refresh needs the app's client_id and client_secret")
+    return Request(method="POST", url=_base(credentials) + REFRESH_PATH, json_body={
+        "client_id": credentials["client_id"], "client_secret": credentials["client_secret"],
+        "grant_type": "refresh_token", "refresh_token": token})
+
+
+def parse_refresh(answer: Any, now: datetime) -> Tokens:
+    """The new tokens; RefreshRefused for a refusal for good, ShopifyError (retryable) for a
+    passing fault or an answer without them."""
+    body = _json(answer)
+    if isinstance(body, dict) and body.get("error"):
+        code = str(body["error"])
+        message = str(body.get("error_description") or "")
+        if code in _PASSING_OAUTH_ERRORS:
+            raise ShopifyError(code, message, True)
+        raise RefreshRefused(code, message)
+    try:
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        refresh_ends = body.get("refresh_token_expires_in")
+        return Tokens(access_token=str(body.get("access_token") or ""),
+                      access_expires_at=expires_at(body.get("expires_in"), now),
+                      refresh_token=str(body.get("refresh_token") or ""),
+                      refresh_expires_at=None if refresh_ends is None
+                      else expires_at(refresh_ends, now))
+    except ValueError:  # pydantic's ValidationError too
+        raise ShopifyError("unexpected_answer", "the refresh answer has no tokens",
+                           True) from None
+
+
 # The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
 
 MARKETPLACE = Marketplace(
@@ -581,4 +645,5 @@ MARKETPLACE = Marketplace(
     writeback=ShipmentWrite(call=writeback_call, parse=parse_writeback,
                             prepare=PackageCheck(prepare_call, already_shipped)),
     listing=Listing(list_call, parse_list),
+    refresh=TokenRefresh(refresh_call, parse_refresh, REAUTHORISE),
 )

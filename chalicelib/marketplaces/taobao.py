@@ -22,7 +22,18 @@ secret, s). Common parameters: method, app_key, session (the seller's access tok
 v=2.0, sign_method. Sent as a form POST to https://eco.taobao.com/router/rest.
 
 Credentials (per shop): `app_key`, `app_secret`, `session` (access token), `sign_method` (md5 |
-hmac | hmac-sha256; md5 when absent), optionally `gateway`.
+hmac | hmac-sha256; md5 when absent), optionally `gateway`, and for a session that renews itself
+`refresh_token` with `access_token_expires_at` (see Token refresh).
+
+Token refresh (`taobao.top.auth.token.refresh`, as the TOP SDKs declare it: bububa/opentaobao,
+the official Java and PHP SDKs): "根据refresh_token重新生成token，目前只有服务市场订购类应用可以
+刷新token，其他类型应用（如商家后台）使用固定时长token，不提供刷新功能" — only an app sold on the
+service market (服务市场) can refresh; other apps hold a session of fixed length, kept without a
+refresh token (and so used as it is). A TOP call with `refresh_token` and no session; the answer
+`{"top_auth_token_refresh_response": {"token_result": "<JSON text>"}}`, whose JSON holds
+`access_token` (the new session), `expires_in` (s), `refresh_token` (the one sent is spent),
+`re_expires_in` (s), and in recorded answers `expire_time` and `refresh_token_valid_time` (unix
+ms), `r1/r2/w1/w2_expires_in`, `taobao_user_nick`, `taobao_user_id`.
 
 Errors: `{"error_response": {code, msg, sub_code, sub_msg}}` raises TaobaoError; retryable for
 rate limits (code 7, sub_code accesscontrol.limited-by-*), platform faults (isp.*, code 10) and
@@ -58,6 +69,9 @@ Guesses:
 - Code 10 ("service currently unavailable") retryable; every other isv.* permanent.
 - `presale_ship_date` from est_con_time when it is a date; `updated_at` of a TMC ref is the
   content's `modified` or else the message's pub_time.
+- Token refresh: the moments (`expire_time`, `refresh_token_valid_time`) win over the lifetimes
+  where both come; `re_expires_in` 0 without a valid time is taken as "not said"; every error
+  but the retryable classes is a refusal for good.
 """
 
 from __future__ import annotations
@@ -91,7 +105,9 @@ from chalicelib.marketplaces.contract import (
     Marketplace,
     PackageCheck,
     ShipmentWrite,
+    TokenRefresh,
 )
+from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -621,6 +637,51 @@ def parse_list(answer: Mapping[str, Any], shop: str = "",
     page = int(cursor or "1")
     return refs, str(page + 1) if body.get("has_next") is True else None
 
+# Token refresh --------------------------------------------------------------------------------
+
+REFRESH_METHOD = "taobao.top.auth.token.refresh"
+REAUTHORISE = ("the seller renews its subscription to our app on the Taobao service market "
+               "(服务市场) and authorises it again (千牛 / 卖家中心)")
+
+
+def refresh_call(credentials: Credentials, now: datetime) -> Request | None:
+    """taobao.top.auth.token.refresh with the shop's refresh token (None without one); a
+    call without a session."""
+    token = credentials.get("refresh_token", "")
+    if not token:
+        return None
+    return top_call(REFRESH_METHOD, {"refresh_token": token}, {**credentials, "session": ""}, now)
+
+
+def parse_refresh(answer: Mapping[str, Any], now: datetime) -> Tokens:
+    """The new session and refresh token; RefreshRefused for a refusal for good, TaobaoError
+    (retryable) for a passing fault or an answer without them."""
+    error = error_of(answer)
+    if error is not None:
+        if error.retryable:
+            raise error
+        raise RefreshRefused(error.sub_code or error.code, error.message)
+    try:
+        body = _response(answer, "top_auth_token_refresh_response")
+        result = body.get("token_result")
+        found = loads_json(result) if isinstance(result, str) else result
+        if not isinstance(found, Mapping):
+            raise ValueError("no token_result")
+        access_ends = expires_at(found["expire_time"] if found.get("expire_time")
+                                 else found.get("expires_in"), now)
+        refresh_ends = (expires_at(found["refresh_token_valid_time"], now)
+                        if found.get("refresh_token_valid_time")
+                        else expires_at(found["re_expires_in"], now)
+                        if found.get("re_expires_in") else None)
+        return Tokens(access_token=str(found.get("access_token") or ""),
+                      access_expires_at=access_ends,
+                      refresh_token=str(found.get("refresh_token") or ""),
+                      refresh_expires_at=refresh_ends)
+    except (ValueError, TaobaoError):  # pydantic's ValidationError too
+        raise TaobaoError("unexpected_answer", "the refresh answer has no tokens",
+                          True) from None
+
+
 # The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
 
 INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
@@ -632,4 +693,5 @@ MARKETPLACE = Marketplace(
     writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
                                    existing=PackageCheck(existing_call, already_shipped)),
     listing=Listing(list_call, parse_list),
+    refresh=TokenRefresh(refresh_call, parse_refresh, REAUTHORISE, access_key="session"),
 )

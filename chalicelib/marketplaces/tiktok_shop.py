@@ -18,7 +18,17 @@ Secret format: `"app_key:app_secret"` (split at the first ":"); several may be l
 
 Credentials (per shop): `app_key`, `app_secret`, `access_token`, `shop_cipher`; optionally
 `api_base` (default https://open-api.tiktokglobalshop.com) and, for the writeback, the shop's
-shipping provider ids (see CARRIERS).
+shipping provider ids (see CARRIERS); for access that renews itself `refresh_token` with
+`access_token_expires_at`, and `auth_base` (default AUTH_BASE; the local simulator's address).
+
+Token refresh (the token API as third-party clients and recorded answers show it; TikTok's
+partner documentation is not mirrored here): `GET https://auth.tiktok-shops.com/api/v2/token/
+refresh?app_key=&app_secret=&refresh_token=&grant_type=refresh_token` (no signature, no access
+token) answers `{"code": 0, "message": "success", "data": {"access_token",
+"access_token_expire_in", "refresh_token", "refresh_token_expire_in", "open_id", "seller_name",
+"seller_base_region", "user_type", "granted_scopes"}, "request_id"}`, where both `*_expire_in`
+are MOMENTS (unix seconds: e.g. 1722342011 for the access token, a week on; 4841467787 for the
+refresh token), not lifetimes. The refresh token answered replaces the one sent.
 
 API (202309; version in the path): query `app_key`, `timestamp` (unix s), `shop_cipher`, the
 call's own parameters and `sign`; header `x-tts-access-token` = the access token. sign =
@@ -70,6 +80,8 @@ Guesses:
   package or order is already shipped is retryable (see above). Other codes are permanent.
 - `district_info` levels: the city is the level named city/town (else L3, else L2), the
   province the level named state/province/region (else L1).
+- Token refresh errors: every code but the retryable ones (above) is a refusal for good (an
+  expired or revoked refresh token, a seller who deauthorised the app).
 """
 
 from __future__ import annotations
@@ -119,7 +131,9 @@ from chalicelib.marketplaces.contract import (
     Marketplace,
     PackageCheck,
     ShipmentWrite,
+    TokenRefresh,
 )
+from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
@@ -136,6 +150,10 @@ REPLY: tuple[int, str, str] = (200, "text/plain", "")
 API_BASE = "https://open-api.tiktokglobalshop.com"
 ORDER_DETAIL_PATH = "/order/202309/orders"
 ORDER_SEARCH_PATH = "/order/202309/orders/search"
+AUTH_BASE = "https://auth.tiktok-shops.com"
+REFRESH_PATH = "/api/v2/token/refresh"
+REAUTHORISE = ("the seller authorises our app again (TikTok Shop Seller Center, through our "
+               "app's authorisation link)")
 PAGE_SIZE = 100
 MAX_AGE = timedelta(hours=72)
 MAX_AHEAD = timedelta(minutes=15)
@@ -606,6 +624,43 @@ def parse_list(answer: Mapping[str, Any], shop: str = "",
     token = data.get("next_page_token")
     return refs, token if isinstance(token, str) and token else None
 
+# Token refresh --------------------------------------------------------------------------------
+
+
+def refresh_call(credentials: Credentials, now: datetime) -> Request | None:
+    """A new access token for the shop's refresh token (None without one)."""
+    token = credentials.get("refresh_token", "")
+    if not token:
+        return None
+    base = (credentials.get("auth_base") or AUTH_BASE).rstrip("/")
+    return Request(method="GET", url=base + REFRESH_PATH, params={
+        "app_key": credentials["app_key"], "app_secret": credentials["app_secret"],
+        "refresh_token": token, "grant_type": "refresh_token"})
+
+
+def parse_refresh(answer: Mapping[str, Any], now: datetime) -> Tokens:
+    """The new tokens; RefreshRefused for a refusal for good, TikTokShopError (retryable) for
+    a passing fault or an answer without them."""
+    error = error_of(answer)
+    if error is not None:
+        if error.retryable:
+            raise error
+        raise RefreshRefused(error.code, error.message)
+    data = answer.get("data")
+    try:
+        if not isinstance(data, Mapping):
+            raise ValueError("no data")
+        refresh_ends = data.get("refresh_token_expire_in")
+        return Tokens(access_token=str(data.get("access_token") or ""),
+                      access_expires_at=expires_at(data.get("access_token_expire_in"), now),
+                      refresh_token=str(data.get("refresh_token") or ""),
+                      refresh_expires_at=None if refresh_ends is None
+                      else expires_at(refresh_ends, now))
+    except ValueError:  # pydantic's ValidationError too
+        raise TikTokShopError("unexpected_answer", "the refresh answer has no tokens",
+                              True) from None
+
+
 # The contract (chalicelib/marketplaces/contract.py) ----------------------------------------------
 
 INBOUND = Inbound(accept=accept, reply=REPLY, ref=ref)
@@ -616,4 +671,5 @@ MARKETPLACE = Marketplace(
     writeback=ShipmentWrite.direct(writeback_call, parse_writeback,
                                    existing=PackageCheck(existing_call, already_shipped)),
     listing=Listing(list_call, parse_list),
+    refresh=TokenRefresh(refresh_call, parse_refresh, REAUTHORISE),
 )

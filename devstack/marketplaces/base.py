@@ -11,10 +11,17 @@ simulator says is what our adapter reads.
 Faults (`Faults`): a notification may be sent twice (the platform's retry), held back and sent
 after the next one (out of order), or dropped (never sent: reconciliation must find the order).
 Every notification's fate is recorded, so a test can name the orders only reconciliation knows.
+
+Expiring access (`TokenBook`): where a platform's shop access expires, its simulator refuses an
+access token past its end and renews it with the refresh token, which rotates: a refresh
+answers a new pair and the refresh token sent is refused from then on. `make run` gives the
+tokens short lives (LOCAL_TOKEN_SECONDS), so our renewal runs within minutes; each renewal is
+a line in the stack's output.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import queue
@@ -23,7 +30,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -142,6 +149,70 @@ class Request:
         return dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
 
 
+class TokenBook:
+    """A shop's authorisation as a platform keeps it. Every access token issued works until its
+    own end (a renewal does not cut the previous one short); one refresh token is valid at a
+    time, until its end: a refresh spends it and issues a new access token and a new refresh
+    token (each with a full life)."""
+
+    def __init__(self, *, platform: str, shop: str, clock: Callable[[], datetime],
+                 access_token: str, refresh_token: str, access_life: timedelta,
+                 refresh_life: timedelta, make_access: Callable[[], str],
+                 make_refresh: Callable[[], str]) -> None:
+        self.platform, self.shop, self.clock = platform, shop, clock
+        self.access_life, self.refresh_life = access_life, refresh_life
+        self._make_access, self._make_refresh = make_access, make_refresh
+        self._lock = threading.Lock()
+        now = clock()
+        self._access: dict[str, datetime] = {access_token: now + access_life}
+        self.access_token = access_token
+        self.refresh_token = refresh_token
+        self.refresh_ends = now + refresh_life
+        self.refreshes = 0
+        self.refused: list[str] = []  # refresh tokens refused (spent, unknown or ended)
+
+    @property
+    def access_ends(self) -> datetime:
+        return self._access[self.access_token]
+
+    def check(self, token: str) -> Literal["ok", "expired", "invalid"]:
+        """An access token as the platform judges it."""
+        with self._lock:
+            ends = next((e for t, e in self._access.items() if _same(t, token)), None)
+        if ends is None:
+            return "invalid"
+        return "ok" if self.clock() < ends else "expired"
+
+    def refresh(self, token: str) -> bool:
+        """Spend `token` (the current refresh token, not ended) for a new pair; False (and
+        nothing changes) for any other."""
+        with self._lock:
+            now = self.clock()
+            if not _same(token, self.refresh_token) or now >= self.refresh_ends:
+                self.refused.append(token)
+                log.info("%s %s: token refresh refused (a spent, unknown or ended refresh "
+                         "token)", self.platform, self.shop)
+                return False
+            self.access_token, self.refresh_token = self._make_access(), self._make_refresh()
+            self._access[self.access_token] = now + self.access_life
+            self.refresh_ends = now + self.refresh_life
+            self.refreshes += 1
+        log.info("%s %s: shop token refreshed (#%d), access until %s; the refresh token "
+                 "rotated, the old one is refused from now", self.platform, self.shop,
+                 self.refreshes, self.access_ends.isoformat(timespec="seconds"))
+        return True
+
+    def credentials(self) -> dict[str, str]:
+        """What the shop's parameter holds after an authorisation (or the last renewal)."""
+        return {"refresh_token": self.refresh_token,
+                "access_token_expires_at": self.access_ends.isoformat(timespec="seconds"),
+                "refresh_token_expires_at": self.refresh_ends.isoformat(timespec="seconds")}
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
 # Buyers and goods the simulated shops sell: realistic enough for address validation and routing.
 _BUYERS = (
     ("张伟", "13800138000", "浙江省", "杭州市", "西湖区", "文三路 90 号 5 幢 301", "310012"),
@@ -166,8 +237,11 @@ class MarketplaceSimulator(ABC):
     name: str = ""
 
     def __init__(self, *, shop: str, webhook_url: str, faults: Faults = NO_FAULTS,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 token_life: timedelta | None = None) -> None:
         self.shop = shop
+        # How long access tokens live where the platform's expire (None: the platform's own).
+        self.token_life = token_life
         self.webhook_url = webhook_url
         self.faults = faults
         self.clock = clock

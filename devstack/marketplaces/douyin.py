@@ -7,11 +7,16 @@ timestamp=&v=2&sign_method=&sign=`, body = param_json):
 - `/order/searchList` `{"update_time_start", "update_time_end", "page", "size", ...}` -> data
   {page, size, total, shop_order_list} (update times inclusive, oldest change first);
 - `/order/logisticsAdd` `{"order_id", "company_code", "logistics_code"}`: the whole order
-  ships (recorded), then a TradeSellerShip push.
+  ships (recorded), then a TradeSellerShip push;
+- `/token/refresh` `{"grant_type": "refresh_token", "refresh_token"}` (no access token): the
+  current refresh token (14 days) answers data {access_token, expires_in (seconds),
+  refresh_token, scope, shop_id, shop_name, authority_id, auth_subject_type} and is refused from
+  then on.
 
 Every call is verified as the gateway does: the app key, the method against the path, v=2, the
 timestamp within ±300 s, the sign recomputed over the received body (hmac-sha256, or md5 when
-`sign_method` is absent or "md5"), then the access token. A refusal is HTTP 200 with the
+`sign_method` is absent or "md5"), then the access token (7 days, or `token_life`; refused
+once ended). A refusal is HTTP 200 with the
 platform's error shape `{"code", "msg", "sub_code", "sub_msg", "log_id", "data": {}}`
 (40001 missing parameter, 40003 signature / token / timestamp, 40004 invalid parameter, 50002
 business failure).
@@ -30,7 +35,8 @@ Guesses: error sub codes and texts come from a third-party SDK's table (isv.sign
 isv.access-token-no-existed, isv.timestamp-invalid ...) and the recorded fixtures (logisticsAdd
 duplicate / unknown company, orderDetail not found); the refusals of logisticsAdd for an unpaid
 or cancelled order, the push data of tag 102, and the sign being checked over the body exactly
-as received are ours.
+as received are ours; so are the refusals of an ended access token (isv.access-token-expired)
+and of a spent or unknown refresh token (isv.refresh-token-no-existed).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -55,9 +61,13 @@ from devstack.marketplaces.base import (
     Request,
     SimOrder,
     SimShipment,
+    TokenBook,
 )
 
 CLOCK_SKEW = 300  # seconds the gateway accepts either way
+ACCESS_LIFE = timedelta(days=7)
+REFRESH_LIFE = timedelta(days=14)
+_METHODS = ("order.orderDetail", "order.searchList", "order.logisticsAdd", douyin.REFRESH_METHOD)
 MAX_PAGE_SIZE = 100
 # Simulator status -> (order_status, its text).
 _STATUS: dict[str, tuple[int, str]] = {
@@ -80,14 +90,21 @@ class DouyinSimulator(MarketplaceSimulator):
     def __init__(self, *, shop: str, webhook_url: str, faults: Faults = NO_FAULTS,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  app_key: str | None = None, app_secret: str | None = None,
-                 access_token: str | None = None, encrypt_receiver: bool = True) -> None:
+                 access_token: str | None = None, encrypt_receiver: bool = True,
+                 refresh_token: str | None = None, token_life: timedelta | None = None) -> None:
         if not shop.isdigit():
             raise ValueError("a Douyin shop id is a number")
-        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock)
+        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock,
+                         token_life=token_life)
         # The app key is a 19-digit number (the gateway refuses others).
         self.app_key = app_key or str(7 * 10**18 + secrets.randbelow(10**18))
         self.app_secret = app_secret or secrets.token_hex(16)
-        self.access_token = access_token or secrets.token_hex(16)
+        self.tokens = TokenBook(
+            platform=self.name, shop=self.shop, clock=self.clock,
+            access_token=access_token or secrets.token_hex(16),
+            refresh_token=refresh_token or secrets.token_hex(16),
+            access_life=self.token_life or ACCESS_LIFE, refresh_life=REFRESH_LIFE,
+            make_access=lambda: secrets.token_hex(16), make_refresh=lambda: secrets.token_hex(16))
         self.encrypt_receiver = encrypt_receiver
 
     # Ids ----------------------------------------------------------------------------------
@@ -101,9 +118,14 @@ class DouyinSimulator(MarketplaceSimulator):
 
     # Configuration ------------------------------------------------------------------------
 
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
+
     def credentials(self) -> dict[str, str]:
         return {"app_key": self.app_key, "app_secret": self.app_secret,
-                "access_token": self.access_token, "shop_id": self.shop, "api_base": self.url}
+                "access_token": self.access_token, "shop_id": self.shop, "api_base": self.url,
+                **self.tokens.credentials()}
 
     def source(self) -> dict[str, Any]:
         return {"scheme": "douyin", "secrets": [f"{self.app_key}:{self.app_secret}"]}
@@ -227,6 +249,7 @@ class DouyinSimulator(MarketplaceSimulator):
             "order.orderDetail": self._order_detail,
             "order.searchList": self._search_list,
             "order.logisticsAdd": self._logistics_add,
+            douyin.REFRESH_METHOD: self._refresh,
         }
         return handlers[request.query["method"]](params, request)
 
@@ -234,17 +257,17 @@ class DouyinSimulator(MarketplaceSimulator):
         """The gateway's checks, in its order; None when the call may proceed."""
         query = request.query
         method = query.get("method", "")
-        if request.path != "/" + method.replace(".", "/") or method not in (
-                "order.orderDetail", "order.searchList", "order.logisticsAdd"):
+        if request.path != "/" + method.replace(".", "/") or method not in _METHODS:
             return _error(70000, "接口服务已下线", "isp.api-service-off", "API不存在或API已下线",
                           request)
+        token = method != douyin.REFRESH_METHOD  # the refresh takes no access token
         for name, sub_code, text in (
                 ("app_key", "isv.app-id-missing", "认证失败，app_key不存在"),
                 ("sign", "isv.signature-missing", "获取签名失败，请根据文档确保参数拼装正确"),
                 ("access_token", "isv.access-token-missing", "认证失败，access_token不能为空"),
                 ("timestamp", "isv.parameter-missing", "缺少参数 timestamp"),
                 ("v", "isv.parameter-missing", "缺少参数 v")):
-            if not query.get(name):
+            if not query.get(name) and (token or name != "access_token"):
                 return _error(40001, "缺少必选参数", sub_code, text, request)
         if query["app_key"] != self.app_key:
             return _error(40001, "缺少必选参数", "isv.app-id-missing", "认证失败，app_key不存在",
@@ -258,10 +281,28 @@ class DouyinSimulator(MarketplaceSimulator):
             return _error(40003, "非法的参数", "isv.timestamp-invalid", "时间戳不合法", request)
         if not hmac.compare_digest(self._sign(query, request.body), query["sign"].lower()):
             return _error(40003, "非法的参数", "isv.signature-invalid", "签名校验失败", request)
-        if not hmac.compare_digest(query["access_token"], self.access_token):
+        judged = self.tokens.check(query["access_token"]) if token else "ok"
+        if judged == "invalid":
             return _error(40003, "非法的参数", "isv.access-token-no-existed",
                           "access_token不存在，请使用最新的access_token访问", request)
+        if judged == "expired":
+            return _error(40003, "非法的参数", "isv.access-token-expired",
+                          "access_token已过期，请刷新access_token", request)
         return None
+
+    def _refresh(self, params: dict[str, Any], request: Request) -> Reply:
+        if params.get("grant_type") != "refresh_token":
+            return _error(40004, "非法的参数", "isv.parameter-invalid",
+                          "grant_type 必须为 refresh_token", request)
+        if not self.tokens.refresh(str(params.get("refresh_token") or "")):
+            return _error(40003, "非法的参数", "isv.refresh-token-no-existed",
+                          "refresh_token不存在或已过期，请重新授权", request)
+        return _success({
+            "access_token": self.tokens.access_token,
+            "expires_in": int((self.tokens.access_ends - self.clock()).total_seconds()),
+            "refresh_token": self.tokens.refresh_token, "scope": "SCOPE",
+            "shop_id": int(self.shop), "shop_name": "模拟抖店", "authority_id": self.shop,
+            "auth_subject_type": "MiniShop"}, request)
 
     def _sign(self, query: dict[str, str], body: bytes) -> str:
         """The sign the gateway expects for these parameters and exactly this body."""

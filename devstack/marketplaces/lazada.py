@@ -18,7 +18,11 @@ Serves, under `url` + "/rest" (what `credentials()["api_base"]` names):
 Every call is checked as LazOP checks it: `app_key`, `timestamp` (ms), `sign_method` sha256,
 `access_token`, and `sign` = upper-hex HMAC-SHA256(app_secret, api path + every other parameter,
 query and form, sorted by name as name+value), recomputed here: a wrong one is `IncompleteSignature`
-(ISV), a wrong token `IllegalAccessToken`.
+(ISV), a wrong token or one past its end (30 days, or `token_life`) `IllegalAccessToken`.
+- `POST /rest/auth/token/refresh` (our `auth_base`; Lazada's is auth.lazada.com): signed the
+  same way but without an access token, `refresh_token` in the form: the current refresh token
+  (180 days) answers `{"code": "0", "access_token", "refresh_token", "expires_in",
+  "refresh_expires_in", ...}` and is refused from then on (`IllegalRefreshToken`).
 
 Pushes: one trade order message (message_type 0) per order item whose status changed, `{"seller_id",
 "message_type": 0, "data": {"order_status", "trade_order_id", "trade_order_line_id",
@@ -65,9 +69,12 @@ from devstack.marketplaces.base import (
     SimLine,
     SimOrder,
     SimShipment,
+    TokenBook,
 )
 
 PREFIX = "/rest"
+ACCESS_LIFE = timedelta(days=30)
+REFRESH_LIFE = timedelta(days=180)
 TIMESTAMP_WINDOW = timedelta(hours=2)
 MAX_LIMIT = 100
 SITE = "lazada_my"
@@ -107,20 +114,32 @@ class LazadaSimulator(MarketplaceSimulator):
     name = "lazada"
 
     def __init__(self, *, app_key: str | None = None, app_secret: str | None = None,
-                 access_token: str | None = None, **kwargs: Any) -> None:
+                 access_token: str | None = None, refresh_token: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app_key = app_key or str(self.rng.randrange(100_000, 999_999))
         self.app_secret = app_secret or secrets.token_urlsafe(24)
-        self.access_token = access_token or "50000" + secrets.token_hex(28)
+        self.tokens = TokenBook(
+            platform=self.name, shop=self.shop, clock=self.clock,
+            access_token=access_token or "50000" + secrets.token_hex(28),
+            refresh_token=refresh_token or "50001" + secrets.token_hex(28),
+            access_life=self.token_life or ACCESS_LIFE, refresh_life=REFRESH_LIFE,
+            make_access=lambda: "50000" + secrets.token_hex(28),
+            make_refresh=lambda: "50001" + secrets.token_hex(28))
         self._pushed: dict[str, str] = {}  # order_item_id -> the status last pushed
         self._pushing: str | None = None  # the item the notification being built is about
 
     def new_id(self) -> str:
         return str(self.rng.randrange(10**14, 8 * 10**14))
 
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
+
     def credentials(self) -> dict[str, str]:
         return {"app_key": self.app_key, "app_secret": self.app_secret,
-                "access_token": self.access_token, "api_base": self.url + PREFIX}
+                "access_token": self.access_token, "api_base": self.url + PREFIX,
+                "auth_base": self.url + PREFIX, **self.tokens.credentials()}
 
     def source(self) -> dict[str, Any]:
         return {"scheme": lazada.NAME, "secrets": [f"{self.app_key}:{self.app_secret}"]}
@@ -290,19 +309,22 @@ class LazadaSimulator(MarketplaceSimulator):
             ("GET", "/order/items/get"): self._get_items,
             ("GET", "/orders/get"): self._get_orders,
             ("POST", "/order/rts"): self._rts,
+            ("POST", lazada.REFRESH_PATH): self._refresh,
         }
         handler = handlers.get((request.method, path))
         if handler is None:
             return _error("InvalidApiPath", "The specified API path is invalid", http=404)
         params = {**request.query, **(request.form() if request.method == "POST" else {})}
-        refused = self._authenticate(path, params)
+        refused = self._authenticate(path, params, token=path != lazada.REFRESH_PATH)
         if refused is not None:
             return refused
         with self.lock:
             return handler(params)
 
-    def _authenticate(self, path: str, params: dict[str, str]) -> Reply | None:
-        for name in ("app_key", "timestamp", "sign_method", "sign", "access_token"):
+    def _authenticate(self, path: str, params: dict[str, str], token: bool = True
+                      ) -> Reply | None:
+        for name in ("app_key", "timestamp", "sign_method", "sign",
+                     *(("access_token",) if token else ())):
             if not params.get(name):
                 return _missing(name)
         if params["app_key"] != self.app_key:
@@ -319,10 +341,24 @@ class LazadaSimulator(MarketplaceSimulator):
             sent = None
         if sent is None or abs(self.clock() - sent) > TIMESTAMP_WINDOW:
             return _error("InvalidTimestamp", "The specified timestamp is invalid or expired")
-        if not secrets.compare_digest(params["access_token"].encode(),
-                                      self.access_token.encode()):
+        if token and self.tokens.check(params["access_token"]) != "ok":
             return _error("IllegalAccessToken", "The specified access token is invalid or expired")
         return None
+
+    def _refresh(self, params: dict[str, str]) -> Reply:
+        if not self.tokens.refresh(params.get("refresh_token", "")):
+            return _error("IllegalRefreshToken",
+                          "The specified refresh token is invalid or expired")
+        now = self.clock()
+        return Reply.json({
+            "code": "0", "request_id": secrets.token_hex(12),
+            "access_token": self.tokens.access_token, "refresh_token": self.tokens.refresh_token,
+            "expires_in": int((self.tokens.access_ends - now).total_seconds()),
+            "refresh_expires_in": int((self.tokens.refresh_ends - now).total_seconds()),
+            "country": "my", "account_platform": "seller_center",
+            "country_user_info": [{"country": "my", "user_id": self.shop,
+                                   "seller_id": self.shop, "short_code": "MY1SIM"}],
+            "account": f"seller-{self.shop}@example.com"})
 
     def _order_of(self, params: dict[str, str]) -> SimOrder | Reply:
         order_id = params.get("order_id", "")

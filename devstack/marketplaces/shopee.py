@@ -17,7 +17,12 @@ Serves, under `url` (what `credentials()["api_base"]` names):
 Every call is checked as Shopee checks it: `partner_id`, `timestamp` (within 5 minutes of the
 simulator's clock), `access_token`, `shop_id` and `sign` = lower-hex HMAC-SHA256(partner_key,
 partner_id + path + timestamp + access_token + shop_id), recomputed here: a wrong one is 403
-`{"error": "error_sign", "message": "Wrong sign."}`, a wrong token or shop 403 `error_auth`.
+`{"error": "error_sign", "message": "Wrong sign."}`, a wrong token or shop 403 `error_auth`, an
+access token past its end (4 hours, or `token_life`) 403 `invalid_acceess_token`.
+- `POST /api/v2/auth/access_token/get?partner_id=&timestamp=&sign=` (the public signature:
+  partner_id + path + timestamp) with `{"refresh_token", "partner_id", "shop_id"}`: the
+  current refresh token (30 days) answers a new access token and a new refresh token; the one
+  sent is refused from then on (403 `error_auth` "Invalid refresh_token.").
 
 Pushes: code 3 (order_status_push) on every status change, `{"msg_id", "data": {"ordersn",
 "status", "update_time", "completed_scenario", "items"}, "shop_id", "code": 3, "timestamp"}`,
@@ -37,6 +42,8 @@ Guesses and simplifications:
   logistics).
 - item_id / model_id are stable numbers derived from the SKU; the listing is sorted by the chosen
   time, oldest first.
+- The error for an ended access token (`invalid_acceess_token`, Shopee's own spelling as
+  third-party code quotes it) and the refresh's HTTP statuses.
 """
 
 from __future__ import annotations
@@ -56,9 +63,12 @@ from devstack.marketplaces.base import (
     Request,
     SimOrder,
     SimShipment,
+    TokenBook,
 )
 
 TIMESTAMP_WINDOW = timedelta(minutes=5)
+ACCESS_LIFE = timedelta(hours=4)
+REFRESH_LIFE = timedelta(days=30)
 MAX_DETAIL = 50
 MAX_PAGE_SIZE = 100
 CHANNEL = "Others (Seller Own Fleet)"
@@ -93,11 +103,21 @@ class ShopeeSimulator(MarketplaceSimulator):
     name = "shopee"
 
     def __init__(self, *, partner_id: str | None = None, partner_key: str | None = None,
-                 access_token: str | None = None, **kwargs: Any) -> None:
+                 access_token: str | None = None, refresh_token: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.partner_id = partner_id or str(self.rng.randrange(2_000_000, 2_999_999))
         self.partner_key = partner_key or secrets.token_hex(32)
-        self.access_token = access_token or secrets.token_hex(16)
+        self.tokens = TokenBook(
+            platform=self.name, shop=self.shop, clock=self.clock,
+            access_token=access_token or secrets.token_hex(16),
+            refresh_token=refresh_token or secrets.token_hex(16),
+            access_life=self.token_life or ACCESS_LIFE, refresh_life=REFRESH_LIFE,
+            make_access=lambda: secrets.token_hex(16), make_refresh=lambda: secrets.token_hex(16))
+
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
 
     def new_id(self) -> str:
         day = self.clock().astimezone(UTC).strftime("%y%m%d")
@@ -105,7 +125,8 @@ class ShopeeSimulator(MarketplaceSimulator):
 
     def credentials(self) -> dict[str, str]:
         return {"partner_id": self.partner_id, "partner_key": self.partner_key,
-                "access_token": self.access_token, "shop_id": self.shop, "api_base": self.url}
+                "access_token": self.access_token, "shop_id": self.shop, "api_base": self.url,
+                **self.tokens.credentials()}
 
     def source(self) -> dict[str, Any]:
         return {"scheme": shopee.NAME, "secrets": [f"{self.partner_key}|{self.webhook_url}"]}
@@ -220,6 +241,8 @@ class ShopeeSimulator(MarketplaceSimulator):
     # The API -----------------------------------------------------------------------------------
 
     def route(self, request: Request) -> Reply:
+        if (request.method, request.path) == ("POST", shopee.REFRESH_PATH):
+            return self._refresh(request)
         handlers = {
             ("GET", shopee.ORDER_DETAIL_PATH): self._detail,
             ("GET", shopee.ORDER_LIST_PATH): self._list,
@@ -254,10 +277,41 @@ class ShopeeSimulator(MarketplaceSimulator):
             sent = None
         if sent is None or abs(self.clock() - sent) > TIMESTAMP_WINDOW:
             return _error("error_param", "Invalid timestamp.", 400)
-        if not (hmac.compare_digest(query["access_token"].encode(), self.access_token.encode())
-                and query["shop_id"] == self.shop):
+        judged = self.tokens.check(query["access_token"])
+        if judged == "invalid" or query["shop_id"] != self.shop:
             return _error("error_auth", "Invalid access_token.", 403)
+        if judged == "expired":
+            return _error("invalid_acceess_token", "Invalid access_token.", 403)
         return None
+
+    def _refresh(self, request: Request) -> Reply:
+        """RefreshAccessToken: a public call, signed without token or shop."""
+        query = request.query
+        if query.get("partner_id") != self.partner_id:
+            return _error("error_param", "Invalid partner_id.", 400)
+        expected = shopee.public_sign(self.partner_id, request.path, query.get("timestamp", ""),
+                                      self.partner_key)
+        if not hmac.compare_digest(expected.encode(), query.get("sign", "").encode()):
+            return _error("error_sign", "Wrong sign.", 403)
+        try:
+            sent = datetime.fromtimestamp(int(query["timestamp"]), UTC)
+            body = request.json()
+        except (KeyError, ValueError, OverflowError, OSError):
+            return _error("error_param", "Invalid timestamp.", 400)
+        if abs(self.clock() - sent) > TIMESTAMP_WINDOW:
+            return _error("error_param", "Invalid timestamp.", 400)
+        if not isinstance(body, dict) or str(body.get("shop_id")) != self.shop \
+                or str(body.get("partner_id")) != self.partner_id:
+            return _error("error_param", "Wrong parameters, detail: shop_id and partner_id are "
+                                         "required.", 400)
+        if not self.tokens.refresh(str(body.get("refresh_token") or "")):
+            return _error("error_auth", "Invalid refresh_token.", 403)
+        return Reply.json({
+            "partner_id": int(self.partner_id), "refresh_token": self.tokens.refresh_token,
+            "access_token": self.tokens.access_token,
+            "expire_in": int((self.tokens.access_ends - self.clock()).total_seconds()),
+            "request_id": secrets.token_hex(16), "error": "", "message": "",
+            "shop_id": self._shop_id})
 
     def _detail(self, request: Request) -> Reply:
         wanted = [sn for sn in request.query.get("order_sn_list", "").split(",") if sn]

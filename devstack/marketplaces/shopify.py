@@ -22,10 +22,20 @@ Invalid API key or access token (...)"}`), under `/admin/api/<YYYY-MM>/`:
 Each order has one fulfillment order at one location, OPEN (CLOSED once nothing remains or the
 order is cancelled, IN_PROGRESS after a partial fulfillment).
 
+Expiring offline tokens (`expiring_tokens=True`, what `make run` builds; otherwise one
+non-expiring token, as a custom app holds): the access token ends after 60 minutes (or
+`token_life`; then 401 as a wrong one) and `POST /admin/oauth/access_token` `{"client_id",
+"client_secret", "grant_type": "refresh_token", "refresh_token"}` answers `{"access_token",
+"expires_in", "refresh_token", "refresh_token_expires_in", "scope"}`; the refresh token sent is
+refused from then on (400 `{"error": "invalid_grant", ...}`). The credentials then carry the
+app's `client_id` and `client_secret` and the refresh token.
+
 Guesses: the userError texts other than the recorded quantity one; the fulfillment order status
 after a partial fulfillment (IN_PROGRESS) and after a cancellation (CLOSED); the tracking url
 Shopify makes for "SF Express" (as recorded) and none for other companies without a url; the
-cursor's form (as recorded: base64 JSON of the last id and value); query cost figures.
+cursor's form (as recorded: base64 JSON of the last id and value); query cost figures; the
+refresh token's life (90 days) and Shopify keeping a spent refresh token usable until its
+replacement is used (changelog of 2026-08-28) left out: here a spent one is refused at once.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from devstack.marketplaces.base import (
     Request,
     SimOrder,
     SimShipment,
+    TokenBook,
 )
 
 SHOP_TIME = timezone(timedelta(hours=8))  # the shop's time zone: REST times are shown in it
@@ -68,6 +79,8 @@ _SF_LINK = "https://www.sf-express.com/chn/en/dynamic_function/waybill/#search/b
 _REST_ORDER = re.compile(r"^/admin/api/(\d{4}-\d{2}|unstable)/orders/(\d+)\.json$")
 _GRAPHQL = re.compile(r"^/admin/api/(\d{4}-\d{2}|unstable)/graphql\.json$")
 _FULFILLABLE = ("OPEN", "IN_PROGRESS")
+ACCESS_LIFE = timedelta(hours=1)
+REFRESH_LIFE = timedelta(days=90)
 
 
 @dataclass
@@ -108,18 +121,38 @@ class ShopifySimulator(MarketplaceSimulator):
     def __init__(self, *, shop: str, webhook_url: str, faults: Faults = NO_FAULTS,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  client_secret: str | None = None, access_token: str | None = None,
-                 api_version: str = shopify_admin.API_VERSION) -> None:
-        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock)
+                 api_version: str = shopify_admin.API_VERSION, expiring_tokens: bool = False,
+                 refresh_token: str | None = None, token_life: timedelta | None = None) -> None:
+        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock,
+                         token_life=token_life)
+        self.client_id = secrets.token_hex(16)
         self.client_secret = client_secret or secrets.token_hex(16)
-        self.access_token = access_token or "shpat_" + secrets.token_hex(16)
+        self.expiring_tokens = expiring_tokens
+        # A non-expiring token is one that outlives every test (a century).
+        self.tokens = TokenBook(
+            platform=self.name, shop=self.shop, clock=self.clock,
+            access_token=access_token or "shpat_" + secrets.token_hex(16),
+            refresh_token=refresh_token or "shprt_" + secrets.token_hex(16),
+            access_life=(self.token_life or ACCESS_LIFE) if expiring_tokens
+            else timedelta(days=36500), refresh_life=REFRESH_LIFE,
+            make_access=lambda: "shpat_" + secrets.token_hex(16),
+            make_refresh=lambda: "shprt_" + secrets.token_hex(16))
         self.api_version = api_version
         self._fulfilling: dict[str, _Fulfilling] = {}
 
     # Configuration ------------------------------------------------------------------------
 
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
+
     def credentials(self) -> dict[str, str]:
-        return {"shop_domain": self.shop, "access_token": self.access_token,
-                "api_version": self.api_version, "api_base": self.url}
+        found = {"shop_domain": self.shop, "access_token": self.access_token,
+                 "api_version": self.api_version, "api_base": self.url}
+        if self.expiring_tokens:
+            found.update(client_id=self.client_id, client_secret=self.client_secret,
+                         **self.tokens.credentials())
+        return found
 
     def source(self) -> dict[str, Any]:
         return {"scheme": "shopify", "secrets": [self.client_secret]}
@@ -244,11 +277,12 @@ class ShopifySimulator(MarketplaceSimulator):
     # The Admin API ------------------------------------------------------------------------
 
     def route(self, request: Request) -> Reply:
+        if request.path == shopify_admin.REFRESH_PATH and request.method == "POST":
+            return self._refresh(request)
         rest, graphql = _REST_ORDER.match(request.path), _GRAPHQL.match(request.path)
         if not (rest or graphql):
             return Reply.json({"errors": "Not Found"}, 404)
-        if not hmac.compare_digest(request.headers.get("x-shopify-access-token", ""),
-                                   self.access_token):
+        if self.tokens.check(request.headers.get("x-shopify-access-token", "")) != "ok":
             return Reply.json({"errors": UNAUTHORIZED}, 401)
         if rest and request.method == "GET":
             with self.lock:
@@ -259,6 +293,30 @@ class ShopifySimulator(MarketplaceSimulator):
         if graphql and request.method == "POST":
             return self._graphql(request)
         return Reply.json({"errors": "Not Found"}, 404)
+
+    def _refresh(self, request: Request) -> Reply:
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("grant_type") != "refresh_token":
+            return Reply.json({"error": "invalid_request",
+                               "error_description": "grant_type must be refresh_token"}, 400)
+        if not (self.expiring_tokens and body.get("client_id") == self.client_id
+                and hmac.compare_digest(str(body.get("client_secret", "")).encode(),
+                                        self.client_secret.encode())):
+            return Reply.json({"error": "invalid_client",
+                               "error_description": "Client authentication failed"}, 401)
+        if not self.tokens.refresh(str(body.get("refresh_token") or "")):
+            return Reply.json({"error": "invalid_grant",
+                               "error_description": "Token has been expired or revoked."}, 400)
+        now = self.clock()
+        return Reply.json({
+            "access_token": self.tokens.access_token,
+            "scope": "read_orders,write_merchant_managed_fulfillment_orders",
+            "expires_in": int((self.tokens.access_ends - now).total_seconds()),
+            "refresh_token": self.tokens.refresh_token,
+            "refresh_token_expires_in": int((self.tokens.refresh_ends - now).total_seconds())})
 
     def _graphql(self, request: Request) -> Reply:
         try:

@@ -27,7 +27,8 @@ Every call is checked as the gateway does, in this order: `method` known (21/22)
 (28/29), `sign` present (24), `sign_method` md5 (the default) / hmac / hmac-sha256 (41),
 `timestamp` "YYYY-MM-DD HH:MM:SS" in GMT+8 within 10 minutes of the simulator's clock either way
 (30/31), `v` = 2.0 (32/33), `format` = json (23), the sign recomputed here from the documented
-recipe (25), then, for the trade and logistics methods, `session` (26/27). The recipe: every
+recipe (25), then, for the trade and logistics methods, `session` (26/27; 27 too once it has
+ended: a day, or `token_life`). The recipe: every
 parameter but `sign` whose value is not empty, sorted by name, concatenated as name + value;
 md5: upper-hex MD5(secret + s + secret); hmac: upper-hex HMAC-MD5(secret, s); hmac-sha256:
 upper-hex HMAC-SHA256(secret, s). A refusal is HTTP 200 with `{"error_response": {"code", "msg",
@@ -39,6 +40,15 @@ twice, a held one is queued after the next. Topics: created TradeCreate, paid Tr
 cancelled TradeClose, shipped TradeSellerShip (all `taobao_trade_*`); the content is JSON text
 `{"buyer_nick", "payment", "oid", "tid", "type", "seller_nick", "status"}` with the trade's status
 when the event happened. `GET /_sim/tmc` shows the queue.
+
+Session refresh (`taobao.top.auth.token.refresh`, no session, `refresh_token`), for an app sold
+on the service market only (`refreshable=True`, what `make run` builds; otherwise the session is
+of fixed length, the credentials carry no refresh token and the call is refused with
+isv.permission-denied, as TOP refuses it to other apps): the current refresh token (30 days)
+answers `{"top_auth_token_refresh_response": {"token_result": "<JSON
+text>"}}` with the new session as `access_token`, `expires_in`, `expire_time` (ms), the new
+`refresh_token`, `re_expires_in`, `refresh_token_valid_time` (ms) and the r1/r2/w1/w2 lifetimes;
+the refresh token sent is refused from then on (15, isv.refresh-token-expired).
 
 `webhook_url` is not used (nothing is posted). The shop is the seller's nick (`shop`, e.g.
 "栖木家居旗舰店"): TMC's `user_nick`, the content's and the trade's `seller_nick`. Trade ids are
@@ -68,6 +78,8 @@ Guesses and simplifications (what the recorded fixtures and our adapter's source
   is_split on a partly shipped trade ships the rest; an unknown company_code is code 41
   isv.invalid-parameter:company_code; a waybill that is not 8-30 letters and digits, or that
   another trade already used, is B60 (recorded text); company names are Taobao's usual ones.
+- An ended session is refused as an invalid one (27, `session-expired`); a spent refresh token
+  with code 15 and `isv.refresh-token-expired`; the session lives a day, the refresh token 30.
 - The receiver is given in plain text (the app may decrypt); `mask_receiver=True` gives it
   masked as since the 2021 privacy rules, with an `oaid`.
 """
@@ -86,6 +98,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from devstack.marketplaces.base import (
     NO_FAULTS,
@@ -97,6 +110,7 @@ from devstack.marketplaces.base import (
     Request,
     SimOrder,
     SimShipment,
+    TokenBook,
 )
 
 GATEWAY_PATH = "/router/rest"
@@ -104,6 +118,8 @@ CHINA = timezone(timedelta(hours=8))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_SKEW = timedelta(minutes=10)
 REDELIVER_SECONDS = 30.0
+ACCESS_LIFE = timedelta(days=1)
+REFRESH_LIFE = timedelta(days=30)
 CONSUME_RANGE = (10, 200)
 CONFIRM_MAX = 200
 LIST_SPAN = timedelta(days=1)
@@ -162,14 +178,23 @@ class TaobaoSimulator(MarketplaceSimulator):
                  app_key: str | None = None, app_secret: str | None = None,
                  session: str | None = None, sign_method: str = "hmac-sha256",
                  redeliver_after: float = REDELIVER_SECONDS,
-                 mask_receiver: bool = False) -> None:
+                 mask_receiver: bool = False, refresh_token: str | None = None,
+                 token_life: timedelta | None = None, refreshable: bool = False) -> None:
         if sign_method not in SIGN_METHODS:
             raise ValueError(f"sign_method must be one of {SIGN_METHODS}")
-        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock)
+        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock,
+                         token_life=token_life)
         self.user_id = 2_200_000_000 + zlib.crc32(shop.encode("utf-8")) % 10**8
         self.app_key = app_key or str(secrets.randbelow(9 * 10**7) + 10**7)  # 8 digits
         self.app_secret = app_secret or secrets.token_hex(16)
-        self.session = session or f"61{secrets.token_hex(22)}{self.user_id}"
+        self.refreshable = refreshable
+        self.tokens = TokenBook(
+            platform=self.name, shop=self.shop, clock=self.clock,
+            access_token=session or f"61{secrets.token_hex(22)}{self.user_id}",
+            refresh_token=refresh_token or f"62{secrets.token_hex(22)}{self.user_id}",
+            access_life=self.token_life or ACCESS_LIFE, refresh_life=REFRESH_LIFE,
+            make_access=lambda: f"61{secrets.token_hex(22)}{self.user_id}",
+            make_refresh=lambda: f"62{secrets.token_hex(22)}{self.user_id}")
         self.sign_method = sign_method
         self.redeliver_after = timedelta(seconds=redeliver_after)
         self.mask_receiver = mask_receiver
@@ -188,10 +213,15 @@ class TaobaoSimulator(MarketplaceSimulator):
 
     # Configuration ------------------------------------------------------------------------
 
+    @property
+    def session(self) -> str:
+        return self.tokens.access_token
+
     def credentials(self) -> dict[str, str]:
         return {"app_key": self.app_key, "app_secret": self.app_secret,
                 "session": self.session, "sign_method": self.sign_method,
-                "gateway": self.url + GATEWAY_PATH}
+                "gateway": self.url + GATEWAY_PATH,
+                **(self.tokens.credentials() if self.refreshable else {})}
 
     def source(self) -> dict[str, Any] | None:
         """Taobao posts nothing to us: TMC messages are polled (`poll_taobao`)."""
@@ -335,6 +365,7 @@ class TaobaoSimulator(MarketplaceSimulator):
                 "taobao.trade.fullinfo.get": self._fullinfo,
                 "taobao.trades.sold.increment.get": self._increment,
                 "taobao.logistics.offline.send": self._offline_send,
+                "taobao.top.auth.token.refresh": self._refresh,
             }
             self._verify(params, handlers)
             method = params["method"]
@@ -387,8 +418,31 @@ class TaobaoSimulator(MarketplaceSimulator):
         if method in _TRADE_METHODS:
             if not params.get("session"):
                 raise _Refused(26, "Missing session", "isv.missing-session", "缺少 session")
-            if not hmac.compare_digest(params["session"].encode(), self.session.encode()):
+            judged = self.tokens.check(params["session"])
+            if judged == "invalid":
                 raise _Refused(27, "Invalid session", "invalid-sessionkey", "SessionKey非法")
+            if judged == "expired":
+                raise _Refused(27, "Invalid session", "session-expired", "SessionKey已过期")
+
+    def _refresh(self, params: dict[str, str]) -> dict[str, Any]:
+        if not self.refreshable:
+            raise _Refused(15, "Remote service error", "isv.permission-denied",
+                           "只有服务市场订购类应用可以刷新token")
+        if not self.tokens.refresh(params.get("refresh_token", "")):
+            raise _Refused(15, "Remote service error", "isv.refresh-token-expired",
+                           "refresh_token已过期或已使用")
+        now = self.clock()
+        access = int((self.tokens.access_ends - now).total_seconds())
+        refresh = int((self.tokens.refresh_ends - now).total_seconds())
+        result = {
+            "access_token": self.tokens.access_token, "token_type": "Bearer",
+            "expires_in": access, "expire_time": int(self.tokens.access_ends.timestamp() * 1000),
+            "refresh_token": self.tokens.refresh_token, "re_expires_in": refresh,
+            "refresh_token_valid_time": int(self.tokens.refresh_ends.timestamp() * 1000),
+            "r1_expires_in": access, "r2_expires_in": min(access, 1800),
+            "w1_expires_in": access, "w2_expires_in": min(access, 1800),
+            "taobao_user_nick": quote(self.shop), "taobao_user_id": str(self.user_id)}
+        return {"token_result": json.dumps(result, separators=(",", ":"))}
 
     def expected_sign(self, params: dict[str, str], sign_method: str) -> str:
         """The sign the gateway expects, from the documented recipe (not our adapter's)."""

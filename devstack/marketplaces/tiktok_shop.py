@@ -12,8 +12,15 @@ Serves:
 
 Every call is verified: `app_key`, `timestamp` within ±300 s, `sign` recomputed with the
 documented recipe over the received path, query (all but sign and access_token, sorted) and
-body bytes, the `x-tts-access-token` header, and `shop_cipher`. Answers are `{"code",
-"message", "request_id", "data"}`; code 0 is success.
+body bytes, the `x-tts-access-token` header (105002 once it has ended: 7 days, or
+`token_life`), and `shop_cipher`. Answers are `{"code", "message", "request_id", "data"}`;
+code 0 is success.
+
+Token refresh, on the same address (our `auth_base`): `GET /api/v2/token/refresh?app_key=&
+app_secret=&refresh_token=&grant_type=refresh_token` answers data {access_token,
+access_token_expire_in, refresh_token, refresh_token_expire_in (both unix moments), open_id,
+seller_name, seller_base_region, user_type, granted_scopes}; the refresh token sent is refused
+from then on (105002).
 
 Webhooks: POST, body `{"type": 1, "tts_notification_id", "shop_id", "timestamp", "data":
 {"is_on_hold_order", "order_id", "order_status", "update_time"}}` (thin: the adapter re-fetches),
@@ -30,7 +37,8 @@ stale timestamp, 106011 wrong shop_cipher, 36009001 invalid parameters, 21001001
 21011003 bad line ids, 21011006 unknown shipping provider are ours); the page token's form; the
 package status words; the shop's shipping provider ids (one per carrier, given to us as
 `shipping_provider_id.<code>` credentials). The buyers are the base's Chinese ones, so the
-address says region CN, which TikTok Shop does not serve.
+address says region CN, which TikTok Shop does not serve. The refresh token's life (a year
+here) and the codes for an ended access token or a refused refresh token (105002).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
@@ -59,9 +67,12 @@ from devstack.marketplaces.base import (
     SimLine,
     SimOrder,
     SimShipment,
+    TokenBook,
 )
 
 CLOCK_SKEW = 300
+ACCESS_LIFE = timedelta(days=7)
+REFRESH_LIFE = timedelta(days=365)
 MAX_PAGE_SIZE = 100
 MAX_IDS = 50
 SHIPPED_STAGES = ("AWAITING_COLLECTION", "IN_TRANSIT", "DELIVERED", "COMPLETED")
@@ -82,11 +93,19 @@ class TikTokShopSimulator(MarketplaceSimulator):
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  app_key: str | None = None, app_secret: str | None = None,
                  access_token: str | None = None, shop_cipher: str | None = None,
-                 hold_paid: bool = False) -> None:
-        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock)
+                 hold_paid: bool = False, refresh_token: str | None = None,
+                 token_life: timedelta | None = None) -> None:
+        super().__init__(shop=shop, webhook_url=webhook_url, faults=faults, clock=clock,
+                         token_life=token_life)
         self.app_key = app_key or "6" + secrets.token_hex(6)
         self.app_secret = app_secret or secrets.token_hex(20)
-        self.access_token = access_token or "ROW_" + secrets.token_urlsafe(24)
+        self.tokens = TokenBook(
+            platform=self.name, shop=self.shop, clock=self.clock,
+            access_token=access_token or "ROW_" + secrets.token_urlsafe(24),
+            refresh_token=refresh_token or "ROW_" + secrets.token_urlsafe(24),
+            access_life=self.token_life or ACCESS_LIFE, refresh_life=REFRESH_LIFE,
+            make_access=lambda: "ROW_" + secrets.token_urlsafe(24),
+            make_refresh=lambda: "ROW_" + secrets.token_urlsafe(24))
         self.shop_cipher = shop_cipher or "ROW_" + secrets.token_urlsafe(18)
         self.hold_paid = hold_paid
         # The shop's shipping providers (Get Shipping Providers): id -> name, one per carrier.
@@ -122,10 +141,14 @@ class TikTokShopSimulator(MarketplaceSimulator):
 
     # Configuration ------------------------------------------------------------------------
 
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
+
     def credentials(self) -> dict[str, str]:
         return {"app_key": self.app_key, "app_secret": self.app_secret,
                 "access_token": self.access_token, "shop_cipher": self.shop_cipher,
-                "api_base": self.url,
+                "api_base": self.url, "auth_base": self.url, **self.tokens.credentials(),
                 **{tts.PROVIDER_ID_KEY.format(code=code): provider
                    for code, provider in self._provider_ids.items()}}
 
@@ -278,6 +301,8 @@ class TikTokShopSimulator(MarketplaceSimulator):
     # The API ------------------------------------------------------------------------------
 
     def route(self, request: Request) -> Reply:
+        if request.method == "GET" and request.path == tts.REFRESH_PATH:
+            return self._refresh(request)
         refused = self._verify(request)
         if refused is not None:
             return refused
@@ -305,14 +330,37 @@ class TikTokShopSimulator(MarketplaceSimulator):
         if not given or not hmac.compare_digest(given, expected):
             return _answer(106001, "Invalid credentials. The 'sign' query parameter is invalid.",
                            status=401)
-        if not hmac.compare_digest(request.headers.get("x-tts-access-token", ""),
-                                   self.access_token):
+        judged = self.tokens.check(request.headers.get("x-tts-access-token", ""))
+        if judged == "invalid":
             return _answer(105001, "Invalid credentials. The 'x-tts-access-token' header is "
                            "invalid.", status=401)
+        if judged == "expired":
+            return _answer(105002, "Expired credentials. The access token has expired.",
+                           status=401)
         if query.get("shop_cipher") != self.shop_cipher:
             return _answer(106011, "Invalid shop_cipher: the shop has not authorized this app.",
                            status=401)
         return None
+
+    def _refresh(self, request: Request) -> Reply:
+        query = request.query
+        if query.get("app_key") != self.app_key or not hmac.compare_digest(
+                query.get("app_secret", "").encode(), self.app_secret.encode()):
+            return _answer(106001, "Invalid credentials. The app_key or app_secret is invalid.",
+                           status=401)
+        if query.get("grant_type") != "refresh_token":
+            return _answer(36009001, "Invalid parameters: grant_type must be refresh_token.")
+        if not self.tokens.refresh(query.get("refresh_token", "")):
+            return _answer(105002, "Expired credentials. The refresh token is invalid or has "
+                           "expired, please re-authorize the shop.")
+        return _answer(0, "success", {
+            "access_token": self.tokens.access_token,
+            "access_token_expire_in": int(self.tokens.access_ends.timestamp()),
+            "refresh_token": self.tokens.refresh_token,
+            "refresh_token_expire_in": int(self.tokens.refresh_ends.timestamp()),
+            "open_id": "sim_" + self.shop, "seller_name": "Simulated shop",
+            "seller_base_region": "GB", "user_type": 0,
+            "granted_scopes": ["seller.order.info", "seller.fulfillment.basic"]})
 
     def _order_detail(self, request: Request) -> Reply:
         ids = [i for i in request.query.get("ids", "").split(",") if i]

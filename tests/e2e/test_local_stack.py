@@ -42,7 +42,10 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
            "LOCAL_TIME_SCALE": "7200", "LOCAL_SCHEDULE_SPEEDUP": "60",
            # Orders come only from the tests (the courier test counts parcels); a third of the
            # simulated platforms' notifications are sent twice and a third held back.
-           "LOCAL_ORDER_SECONDS": "0", "LOCAL_NOTIFY_FAULTS": "0,0.33,0.33"}
+           "LOCAL_ORDER_SECONDS": "0", "LOCAL_NOTIFY_FAULTS": "0,0.33,0.33",
+           # Shop access tokens end every 45 s (renewed 15 s ahead): every test here runs on
+           # renewed, rotated tokens.
+           "LOCAL_TOKEN_SECONDS": "45"}
     for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
         env.pop(name, None)  # the stack must set up its own
     process = subprocess.Popen([sys.executable, "-m", "devstack.stack"], cwd=ROOT,
@@ -287,6 +290,41 @@ def test_orders_from_every_simulated_marketplace_ship_and_each_shop_shows_its_tr
     found = timeline(run, order_id_for(lost[0], shop_of[lost[0]], lost[1]))
     received = next(e for e in found["timeline"] if e["type"] == "order.received")
     assert received["actor"].startswith("reconcile-woocommerce")
+
+
+def test_make_run_shows_each_expiring_shop_token_refreshed_and_rotated_again(
+        running_stack: dict[str, Any]) -> None:
+    """Issue 14: the simulated shops' access ends within a minute; the functions renew it
+    (one INFO line per renewal, no token in it) and the rotated refresh token renews it again
+    (a spent one would be refused and raise a case)."""
+    output: list[str] = running_stack["output"]
+    platforms = ("shopify", "douyin", "tiktok_shop", "shopee", "lazada", "taobao")
+
+    def renewed() -> set[str]:
+        return {p for line in list(output) for p in platforms
+                if f"token refreshed for {p} shop" in line}
+
+    wait_for("a token refresh of every expiring platform", lambda: renewed() == set(platforms),
+             timeout=150)
+    wait_for("a second Taobao renewal with the rotated refresh token",
+             lambda: any("taobao" in line and "shop token refreshed (#2)" in line
+                         for line in list(output)), timeout=90)
+    text = "".join(list(output))
+    assert "reauthorisation_needed" not in text and "token refresh refused" not in text
+    # The tokens now in the shops' parameters (the local endpoint's SSM) are in no log line.
+    import boto3
+
+    from devstack.stack import SHOPS
+
+    ssm = boto3.client("ssm", endpoint_url=running_stack["run"]["aws"], region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    for platform, shop in SHOPS:
+        if platform in platforms:
+            kept = json.loads(ssm.get_parameter(
+                Name=f"/order-backbone/local/shops/{platform}/{shop}",
+                WithDecryption=True)["Parameter"]["Value"])
+            assert kept["refresh_token"] not in text
+            assert kept.get("access_token", kept.get("session")) not in text
 
 
 def test_bad_signature_is_refused_over_real_http(running_stack: dict[str, Any]) -> None:

@@ -433,6 +433,26 @@ def test_secrets_are_read_only_by_their_readers() -> None:
     }
 
 
+def test_shop_tokens_are_written_only_by_the_functions_that_renew_them() -> None:
+    """Renewed shop tokens go back to that shop's parameter (chalicelib/flows/shop_access.py):
+    ssm:PutParameter on the shop parameters only, by the functions that call the shops, and the
+    scan derives it (a policy that kept it without the code's need would fail the excess test)."""
+    writers: dict[str, set[str]] = {}
+    for handler in handlers():
+        for statement in statements(handler, "prod"):
+            if "ssm:PutParameter" in _as_list(statement["Action"]):
+                for resource in _as_list(statement["Resource"]):
+                    path = resource.split(":parameter", 1)[1]
+                    writers.setdefault(path, set()).add(handler)
+    assert writers == {
+        "/order-backbone/prod/shops/*/*": {"order_worker", "write_back", "reconcile_shops"},
+        "/order-backbone/prod/shops/taobao/*": {"poll_taobao"},  # it calls Taobao only
+    }
+    shops = _arn("ssm", "parameter/order-backbone/dev/shops/*/*")
+    assert Need("ssm:PutParameter", shops) in required("write_back", "dev")
+    assert not any(n.action == "ssm:PutParameter" for n in required("api_handler", "dev"))
+
+
 def test_decryption_is_only_through_ssm_for_the_functions_own_parameters() -> None:
     shop = _arn("ssm", "parameter/order-backbone/prod/shops/amazon/shop-1")
     channel = _arn("ssm", "parameter/order-backbone/prod/secrets/channels/wecom/cs-team")
