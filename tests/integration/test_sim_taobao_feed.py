@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import boto3
 import pytest
 from chalice.test import Client
 
@@ -34,8 +35,16 @@ def sim() -> Iterator[TaobaoSimulator]:
     simulator = TaobaoSimulator(shop=f"栖木家居旗舰店{uuid.uuid4().hex[:8]}",
                                 faults=Faults(duplicate=1.0))
     simulator.start()
-    yield simulator
-    simulator.stop()
+    try:
+        yield simulator
+    finally:  # a shop whose simulator is gone would fail other tests' polls and listings
+        simulator.stop()
+        try:
+            boto3.client("ssm").delete_parameter(
+                Name=shop_credentials.parameter_name("taobao", simulator.shop))
+        except boto3.client("ssm").exceptions.ParameterNotFound:
+            pass  # the test failed before it stored the shop
+        shop_credentials.forget()
 
 
 def test_a_taobao_trade_on_tmc_is_stored_confirmed_and_becomes_an_order_with_its_job(
