@@ -15,7 +15,13 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from chalicelib.core import aws
@@ -134,6 +140,19 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt))
 
 
+def ambiguous(error: BaseException) -> bool:
+    """The request failed, yet DynamoDB may have carried it out: its answer was lost (a read
+    timeout, a connection closed before the answer) or DynamoDB failed while handling it (a
+    5xx). Not a request that never left (no connection) and not throttling (refused whole)."""
+    if isinstance(error, ReadTimeoutError | ConnectionClosedError):
+        return True
+    if not isinstance(error, ClientError):
+        return False
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return (status >= 500 or code in aws.UNAVAILABLE) and code not in aws.THROTTLED
+
+
 def retrying(attempt: Callable[[], T], what: str, *, reread: bool = True,
              attempts: int = ATTEMPTS, sleep: Callable[[float], None] = time.sleep) -> T:
     """`attempt()`, run again after a jittered exponential pause while it fails for contention:
@@ -143,15 +162,19 @@ def retrying(attempt: Callable[[], T], what: str, *, reread: bool = True,
     decide again). The one retry loop of every contended write: the warehouse steps, claims,
     amendments, the order worker, cases, parcels, writebacks.
 
+    A write whose answer was lost (`ambiguous`: a timeout after DynamoDB committed it, once
+    botocore's own retries are spent) gets one more attempt too, when `reread`: that attempt's
+    read finds the write done or not, so the caller is answered what happened (each caller's
+    `attempt` recognises its own write: the version and instant it wrote) rather than told to
+    retry something already done.
+
     Gives up after `attempts`, or sooner when the request's deadline (`aws.deadline`) leaves no
     time for another: conflicts as `Busy(what)` (503 `busy` with Retry-After; an event handler
-    raises it and its record is retried), a throttled transaction as DynamoDB said it (503
-    `storage_throttled`). Anything else is raised at once: botocore has retried throttling,
-    service errors and timeouts already, and a caller's mistake does not improve.
-
-    An attempt after one whose answer was lost (a timeout after DynamoDB committed; botocore
-    retried it and met its own write's condition) must recognise its own write rather than do
-    the work again: each caller's `attempt` checks for it when it reads."""
+    raises it and its record is retried), anything else as DynamoDB or botocore said it (503
+    `storage_throttled` / `storage_unavailable`). Anything else is raised at once: botocore
+    has retried throttling, service errors and timeouts already, and a caller's mistake does
+    not improve."""
+    settled = False
     for n in range(attempts):
         try:
             return attempt()
@@ -160,17 +183,21 @@ def retrying(attempt: Callable[[], T], what: str, *, reread: bool = True,
                 raise
             failure: Exception = exc
             kind = "conflict"
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             found = contention(exc)
-            if found is None:
+            if found is not None:
+                kind = found
+            elif reread and not settled and ambiguous(exc):
+                settled, kind = True, "ambiguous"  # once: did it land?
+            else:
                 raise
-            failure, kind = exc, found
+            failure = exc
         pause = backoff(n)
         left = aws.remaining()
         if n + 1 == attempts or (left is not None and left < pause + aws.attempt_seconds()):
-            if kind == "throttled":
-                raise failure
-            raise Busy(what) from failure
+            if kind == "conflict":
+                raise Busy(what) from failure
+            raise failure
         sleep(pause)
     raise AssertionError("unreachable: the last attempt raises or returns")
 
@@ -335,6 +362,7 @@ __all__ = [
     "Item",
     "StorageUnavailable",
     "TransactionConflict",
+    "ambiguous",
     "classify",
     "contention",
     "from_attrs",

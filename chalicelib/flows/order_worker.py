@@ -89,8 +89,12 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
     observability.tag(order_id=incoming.order_id)
     check_size(incoming)
 
+    tried: list[tuple[int, str]] = []  # each write of the current view tried: version, outcome
+
     def attempt() -> str:
         stored = orders_store.get_current(incoming.order_id)
+        if tried and stored is not None and stored.written(tried[-1][0], now):
+            return tried[-1][1]  # an earlier attempt's write landed; its answer was lost
         decision = decide(stored.order if stored else None, incoming, delivery,
                           has_job=bool(stored and stored.job), now=now,
                           overrides=stored.overrides if stored else None)
@@ -107,6 +111,8 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
             _alert_invalid(decision.order, decision.problems, now)
         if job_step:
             warehouse.announce(job_step[1], now)
+        if decision.outcome != "stale":  # the current view is written: ours to recognise
+            tried.append((stored.version + 1 if stored else 1, decision.outcome))
         try:
             transact(actions)
         except TransactionConflict as conflict:

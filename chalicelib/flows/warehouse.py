@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
-from chalicelib.core.dynamodb import Action, TransactionConflict, retrying, transact
+from chalicelib.core.dynamodb import (
+    Action,
+    TransactionConflict,
+    ambiguous,
+    retrying,
+    storage_errors,
+    transact,
+)
 from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.core.settings import settings
 from chalicelib.cs import alert_topic, alerts
@@ -277,18 +284,25 @@ def _write_in_chunks(steps: Sequence[tuple[Job, Transition]], actor: str,
 
 
 def _transact_contended(actions: Sequence[Action], written: Sequence[Job]) -> None:
-    """`transact`, retried on contention; a condition failure on a job this very transaction
-    wrote (its answer lost after it committed, and botocore sent it again) is success: a
-    transaction is all or nothing, so one job found as written means all were."""
+    """`transact`, retried on contention. A write whose answer was lost after it committed is
+    success, found by reading one of its jobs (a transaction is all or nothing): when botocore
+    sent it again and met its conditions, or when every attempt's answer was lost."""
     try:
         retrying(lambda: transact(actions), "job", reread=False)
     except TransactionConflict as conflict:
-        ours = next((job for job in written if job.job_id in conflict.failed), None)
-        if ours is None:
+        if not _landed([job for job in written if job.job_id in conflict.failed][:1]):
             raise
+    except storage_errors() as exc:
+        if not ambiguous(exc) or not _landed(written[:1]):
+            raise
+
+
+def _landed(jobs_written: Sequence[Job]) -> bool:
+    """Is the first of these jobs stored as written? False for none."""
+    for ours in jobs_written:
         found = jobs_store.get(ours.partner_id, ours.job_id)
-        if found is None or not _is_ours(found, ours):
-            raise
+        return found is not None and _is_ours(found, ours)
+    return False
 
 
 def heartbeat(partner_id: str, job_id: str, request: LeaseRequest, now: datetime) -> Job:
