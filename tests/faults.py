@@ -35,6 +35,9 @@ retries of one call, `count=1` is cured by them). Use it as the `faults` fixture
         ...
     faults.injected  # Counter of (kind, operation) actually made
 
+Or a storm: `faults.storm(0.05)` fails 5 % of every DynamoDB call's attempts, each with a
+kind drawn at random from those that can befall it (bench/fault_storm.py).
+
 Table names are the app's short names (`jobs`, `orders`, `inbox`, `cases`, ...: settings'
 `<name>_table`) or physical names.
 """
@@ -116,6 +119,7 @@ class Faults:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._hooked: dict[int, Any] = {}  # id(client) -> client
+        self._storm: tuple[float, tuple[str, ...], str] | None = None
         self._real_client: Callable[[str], Any] | None = None
         self._enabled = True
 
@@ -132,9 +136,21 @@ class Faults:
             self.rules.append(rule)
         return rule
 
+    def storm(self, probability: float, kinds: Collection[str] = KINDS, *,
+              service: str = "dynamodb") -> None:
+        """Besides the rules: each attempt of any call to `service` fails with `probability`,
+        with a kind drawn (seeded) from those of `kinds` that can befall it (a conflict only
+        a write, a throttled cancellation only a transaction). `clear()` ends it."""
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault(s) {sorted(unknown)}")
+        with self._lock:
+            self._storm = (probability, tuple(kinds), service)
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
+            self._storm = None
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -167,7 +183,7 @@ class Faults:
             def delay_amount(backoff: Any, context: Any) -> float:
                 return float(real_delay(backoff, context)) * scale
 
-            standard.ExponentialBackoff.delay_amount = delay_amount  # type: ignore[method-assign]
+            standard.ExponentialBackoff.delay_amount = delay_amount
 
         def client(service: str) -> Any:
             made = real(service)
@@ -177,7 +193,7 @@ class Faults:
                 self._hooked[id(made)] = made
             return made
 
-        aws.client = client  # type: ignore[assignment]
+        aws.client = client
 
     def uninstall(self) -> None:
         from chalicelib.core import aws
@@ -189,7 +205,7 @@ class Faults:
         if self._real_delay is not None:
             from botocore.retries import standard
 
-            standard.ExponentialBackoff.delay_amount = self._real_delay  # type: ignore[method-assign]
+            standard.ExponentialBackoff.delay_amount = self._real_delay
             self._real_delay = None
         for made in self._hooked.values():
             made.meta.events.unregister("before-send", unique_id=f"faults-{id(self)}")
@@ -208,16 +224,27 @@ class Faults:
     def _before_send(self, request: Any, event_name: str, **_: Any) -> Any:
         if not self._enabled:
             return None
-        _, service, operation = event_name.split(".", 2)
+        _event, service, operation = event_name.split(".", 2)
         call = _call(service, operation, request)
         with self._lock:
             self.calls[operation] += 1
             rule = self._choose(call)
-            if rule is None:
+            kind = rule.kind if rule is not None else self._stormy(call)
+            if kind is None:
                 return None
-            self.injected[(rule.kind, operation)] += 1
+            self.injected[(kind, operation)] += 1
             hit = self._random.randrange(max(1, len(call.params.get("TransactItems", []))))
-        return _make(rule.kind, call, request, hit)
+        return _make(kind, call, request, hit)
+
+    def _stormy(self, call: Call) -> str | None:
+        """The storm's fault for this call, if it draws one."""
+        if self._storm is None:
+            return None
+        probability, kinds, service = self._storm
+        if call.service != service or self._random.random() >= probability:
+            return None
+        fitting = [kind for kind in kinds if Rule(kind, service).applies(call, _physical)]
+        return self._random.choice(fitting) if fitting else None
 
     def _choose(self, call: Call) -> Rule | None:
         for rule in self.rules:

@@ -134,3 +134,31 @@ def test_uninstalled_it_leaves_no_hook(stack: dict[str, str]) -> None:
         hooked = aws.client("dynamodb")
     hooked.get_item(TableName=stack["INBOX_TABLE"], Key=to_attrs({"pk": "x"}))
     assert faults.total() == 0
+
+
+def test_a_storm_fails_a_share_of_attempts_with_kinds_that_fit_each_call(
+        faults: Faults, stack: dict[str, str]) -> None:
+    table = stack["INBOX_TABLE"]
+    faults.storm(0.3)
+    for _ in range(150):
+        with contextlib.suppress(ClientError, ReadTimeoutError, EndpointConnectionError):
+            aws.client("dynamodb").get_item(TableName=table, Key=to_attrs({"pk": "x"}))
+    reads = faults.calls["GetItem"]
+    assert 0.2 * reads < faults.total() < 0.4 * reads
+    kinds = {kind for kind, _ in faults.injected}
+    assert "conflict" not in kinds and "throttled_transaction" not in kinds  # not for a read
+    assert {"throughput", "internal", "timeout", "connection"} <= kinds
+    before = faults.total()
+    for _ in range(60):
+        with contextlib.suppress(ClientError, ReadTimeoutError, EndpointConnectionError):
+            transact([_put(table, f"faults#{uuid.uuid4().hex}")])
+    assert {kind for kind, op in faults.injected if op == "TransactWriteItems"} >= {
+        "conflict", "throttled_transaction"}
+    assert faults.total() > before
+    made = faults.total()
+    faults.clear()
+    for _ in range(50):
+        aws.client("dynamodb").get_item(TableName=table, Key=to_attrs({"pk": "x"}))
+    assert faults.total() == made  # cleared: the storm is over
+    with pytest.raises(ValueError):
+        faults.storm(0.1, kinds=["flood"])
