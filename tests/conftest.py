@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults import Faults
 from tests.support import SHOPIFY_SECRET, STANDARD_SECRET
 
 BASE_ENV = {
@@ -102,3 +103,12 @@ def make_key(stack: dict[str, str]) -> Any:
         return key
 
     return issue
+
+
+@pytest.fixture
+def faults(stack: dict[str, str]) -> Iterator[Faults]:
+    """AWS's faults on the app's calls, as a test adds them (tests/faults.py); botocore's own
+    back-off between its retries at a hundredth, so a test does not sleep seconds."""
+    injector = Faults(seed=14, backoff_scale=0.01)
+    with injector.installed():
+        yield injector

@@ -10,20 +10,29 @@ start about 10 ms for nothing else. Binary values and sets, which boto3 represen
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from chalicelib.core import aws
 from chalicelib.core.errors import ApiError, Busy, StorageThrottled, StorageUnavailable
 
 Item = dict[str, Any]
+T = TypeVar("T")
 
 # DynamoDB's numbers (boto3.dynamodb.types.DYNAMODB_CONTEXT): 38 significant digits, and a
 # number that would lose digits, overflow or underflow raises rather than being rounded.
@@ -142,6 +151,106 @@ def transact(actions: Sequence[Action]) -> None:
         if not failed:
             raise  # a conflicting transaction or throttling: the caller's retry handles it
         raise TransactionConflict(failed) from exc
+
+
+# Contention -------------------------------------------------------------------------------------
+
+# Attempts of a contended write (the first included) and the back-off between them: a pause
+# drawn from [0, base * 2^n] (full jitter), so writers that collided do not collide again in
+# step. Four attempts wait at most 25 + 50 + 100 ms: well within any request's time.
+ATTEMPTS = 4
+BACKOFF_BASE_SECONDS = 0.025
+BACKOFF_CAP_SECONDS = 0.4
+
+
+def contention(error: BaseException) -> Literal["conflict", "throttled"] | None:
+    """What another attempt of the same write may cure and botocore does not retry by itself:
+    "conflict", a transaction cancelled because another transaction held one of its items
+    (cancellation reason TransactionConflict) or a single-item write rejected for the same
+    reason (TransactionConflictException); "throttled", a transaction cancelled for throttling
+    (a cancellation, not a ProvisionedThroughputExceededException, so botocore does not back
+    off and retry it). None for anything else (a condition that failed, a value refused, a
+    plain throttle or fault botocore has retried already)."""
+    if not isinstance(error, ClientError):
+        return None
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    if code == "TransactionCanceledException":
+        reasons = {str(r.get("Code")) for r in error.response.get("CancellationReasons") or []}
+        if reasons & {"ConditionalCheckFailed", "ValidationError"}:
+            return None  # an answer, not a collision: TransactionConflict or the 4xx
+        if reasons & aws.CONFLICTING:
+            return "conflict"
+        if reasons & aws.THROTTLED:
+            return "throttled"
+        return None
+    return "conflict" if code in aws.CONFLICTING else None
+
+
+def backoff(attempt: int) -> float:
+    """The pause before attempt `attempt + 1` (0-based: after the first failed attempt, 0)."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt))
+
+
+def ambiguous(error: BaseException) -> bool:
+    """The request failed, yet DynamoDB may have carried it out: its answer was lost (a read
+    timeout, a connection closed before the answer) or DynamoDB failed while handling it (a
+    5xx). Not a request that never left (no connection) and not throttling (refused whole)."""
+    if isinstance(error, ReadTimeoutError | ConnectionClosedError):
+        return True
+    if not isinstance(error, ClientError):
+        return False
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return (status >= 500 or code in aws.UNAVAILABLE) and code not in aws.THROTTLED
+
+
+def retrying(attempt: Callable[[], T], what: str, *, reread: bool = True,
+             attempts: int = ATTEMPTS, sleep: Callable[[float], None] = time.sleep) -> T:
+    """`attempt()`, run again after a jittered exponential pause while it fails for contention:
+    a transaction DynamoDB cancelled for a conflict or for throttling (`contention`) and, when
+    `reread` (the attempt reads what it writes, then writes guarded by what it read), a
+    condition that failed (`TransactionConflict`: someone wrote in between; read again and
+    decide again). The one retry loop of every contended write: the warehouse steps, claims,
+    amendments, the order worker, cases, parcels, writebacks.
+
+    A write whose answer was lost (`ambiguous`: a timeout after DynamoDB committed it, once
+    botocore's own retries are spent) gets one more attempt too, when `reread`: that attempt's
+    read finds the write done or not, so the caller is answered what happened (each caller's
+    `attempt` recognises its own write: the version and instant it wrote) rather than told to
+    retry something already done.
+
+    Gives up after `attempts`, or sooner when the request's deadline (`aws.deadline`) leaves no
+    time for another: conflicts as `Busy(what)` (503 `busy` with Retry-After; an event handler
+    raises it and its record is retried), anything else as DynamoDB or botocore said it (503
+    `storage_throttled` / `storage_unavailable`). Anything else is raised at once: botocore
+    has retried throttling, service errors and timeouts already, and a caller's mistake does
+    not improve."""
+    settled = False
+    for n in range(attempts):
+        try:
+            return attempt()
+        except TransactionConflict as exc:
+            if not reread:
+                raise
+            failure: Exception = exc
+            kind = "conflict"
+        except (ClientError, BotoCoreError) as exc:
+            found = contention(exc)
+            if found is not None:
+                kind = found
+            elif reread and not settled and ambiguous(exc):
+                settled, kind = True, "ambiguous"  # once: did it land?
+            else:
+                raise
+            failure = exc
+        pause = backoff(n)
+        left = aws.remaining()
+        if n + 1 == attempts or (left is not None and left < pause + aws.attempt_seconds()):
+            if kind == "conflict":
+                raise Busy(what) from failure
+            raise failure
+        sleep(pause)
+    raise AssertionError("unreachable: the last attempt raises or returns")
 
 
 def storage_errors() -> tuple[type[Exception], ...]:
@@ -299,13 +408,17 @@ def classify(exc: BaseException) -> ApiError | None:
 
 
 __all__ = [
+    "ATTEMPTS",
     "Action",
     "Item",
     "StorageUnavailable",
     "TransactionConflict",
+    "ambiguous",
     "classify",
+    "contention",
     "from_attrs",
     "is_condition_failure",
+    "retrying",
     "to_attrs",
     "transact",
 ]

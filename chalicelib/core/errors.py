@@ -35,6 +35,8 @@ class Conflict(ApiError):
 class StorageUnavailable(ApiError):
     """Our storage failed: the sender must retry, so nothing it sent is lost."""
 
+    retryable = True  # an event handler meeting it raises, and its record is retried
+
     def __init__(self, retry_after: int = 2) -> None:
         super().__init__(503, "storage_unavailable", "storage is temporarily unavailable; retry",
                          retry_after=retry_after)
@@ -43,6 +45,8 @@ class StorageUnavailable(ApiError):
 class StorageThrottled(ApiError):
     """Our storage is over its throughput for the moment: nothing was written; retry soon."""
 
+    retryable = True
+
     def __init__(self, retry_after: int = 1) -> None:
         super().__init__(503, "storage_throttled", "storage is busy; retry shortly",
                          retry_after=retry_after)
@@ -50,6 +54,8 @@ class StorageThrottled(ApiError):
 
 class Busy(ApiError):
     """Others kept changing the same thing while we tried: nothing was written; retry."""
+
+    retryable = True
 
     def __init__(self, what: str) -> None:
         super().__init__(503, "busy", f"the {what} kept changing; retry", retry_after=1)

@@ -21,10 +21,10 @@ from chalicelib.core.dynamodb import (
     Item,
     TransactionConflict,
     from_attrs,
+    retrying,
     to_attrs,
     transact,
 )
-from chalicelib.core.errors import Busy
 from chalicelib.core.settings import settings
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.cs.cases import Case, case_id_for, open_case, reported_again, resolve
@@ -91,13 +91,11 @@ def _put(case: Case, old: dict[str, Any] | None, seen: Sequence[str]) -> Action:
 
 
 def record(alert: Alert) -> Recorded:
-    """Open, add to or resolve the case the alert belongs to; idempotent per alert."""
-    for _attempt in range(_ATTEMPTS):
-        try:
-            return _record_once(alert)
-        except TransactionConflict:
-            continue  # someone else changed the case or its marker: read again
-    raise Busy("case")
+    """Open, add to or resolve the case the alert belongs to; idempotent per alert (so a
+    write whose answer was lost is found on the next read: the alert is seen). Someone else
+    changing the case or its marker, or a transaction in conflict: read again, after a pause
+    (`retrying`; given up, Busy: the queue redelivers the alert)."""
+    return retrying(lambda: _record_once(alert), "case", attempts=_ATTEMPTS)
 
 
 def _record_once(alert: Alert) -> Recorded:
@@ -152,24 +150,28 @@ def _drop_marker(marker_pk: str, case_id: str) -> None:
 
 def change(case_id: str, update: Callable[[Case], Case], now: datetime) -> Case | None:
     """Apply a change (acknowledge, resolve, a reminder) to a case, version-guarded; None if no
-    such case."""
-    for _attempt in range(_ATTEMPTS):
+    such case. A change whose answer was lost is found written (the version we wrote, with
+    what we wrote), not made twice."""
+    tried: list[tuple[int, Case]] = []  # each write tried: the version, the case
+
+    def attempt() -> Case | None:
         old = _get(f"CASE#{case_id}")
         if old is None:
             return None
         current = _case(old)
+        if tried and (int(old["version"]), current) == tried[-1]:
+            return current  # an earlier attempt's write landed; its answer was lost
         new = update(current)
         if new == current:
             return current
         actions = [_put(new, old, old.get("seen", []))]
         if not new.is_open and current.is_open:
             actions.append(_unmark(_marker(current.type, current.subject), case_id))
-        try:
-            transact(actions)
-        except TransactionConflict:
-            continue
+        tried.append((int(old["version"]) + 1, new))
+        transact(actions)
         return new
-    raise Busy("case")
+
+    return retrying(attempt, "case", attempts=_ATTEMPTS)
 
 
 def open_cases(case_type: str | None = None) -> list[Case]:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.core import observability
-from chalicelib.core.dynamodb import Action, TransactionConflict, transact
-from chalicelib.core.errors import ApiError, Busy, NotFound
+from chalicelib.core.dynamodb import Action, retrying, transact
+from chalicelib.core.errors import ApiError, NotFound
 from chalicelib.flows import warehouse
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import Address, Order, OrderEvent, OrderStatus, amended
@@ -25,7 +25,6 @@ from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import protocol_rules
 
 log = logging.getLogger(__name__)
-_ATTEMPTS = 3
 
 
 class AmendedAddress(Address):
@@ -104,10 +103,14 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
                        summary=f"{amendment.kind} by {staff_id}: {amendment.reason}",
                        data=amendment.model_dump(mode="json", exclude_none=True))
     observability.tag(order_id=order_id)
-    for _attempt in range(_ATTEMPTS):
+    tried: list[tuple[int, dict[str, Any]]] = []  # each write tried: its version, its answer
+
+    def attempt() -> dict[str, Any]:
         stored = orders_store.get_current(order_id)
         if stored is None:
             raise NotFound("order")
+        if tried and stored.written(tried[-1][0], now):
+            return tried[-1][1]  # an earlier attempt's write landed; its answer was lost
         job, transition = None, None
         if request is not None and stored.job is not None:
             observability.tag(job_id=stored.job.job_id)
@@ -123,15 +126,15 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
             actions += warehouse.actions_for(job, transition, actor, now, order_events=[event])
         else:
             actions += orders_store.put_events(order_id, [event])
-        try:
-            transact(actions)
-        except TransactionConflict:
-            continue
+        change = transition.job.changes[-1] if transition else None
+        answer = {"order_id": order_id, "event": event.model_dump(mode="json"),
+                  "change": change.model_dump(mode="json") if change else None,
+                  "job": transition.job.state() if transition else None}
+        tried.append((stored.version + 1, answer))
+        transact(actions)
         log.info("order %s amended: %s", order_id, amendment.kind)
         if transition is not None:
             warehouse.committed(transition)
-        change = transition.job.changes[-1] if transition else None
-        return {"order_id": order_id, "event": event.model_dump(mode="json"),
-                "change": change.model_dump(mode="json") if change else None,
-                "job": transition.job.state() if transition else None}
-    raise Busy("order")
+        return answer
+
+    return retrying(attempt, "order")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from chalicelib.core.dynamodb import (
     TransactionConflict,
     from_attrs,
     is_validation_error,
+    retrying,
     storage_errors,
     too_large,
     transact,
@@ -43,7 +44,6 @@ from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import protocol_rules
 
 log = logging.getLogger(__name__)
-_ATTEMPTS = 4
 
 
 def apply_delivery(item: Mapping[str, Any], now: datetime) -> str:
@@ -80,12 +80,6 @@ def transient(error: BaseException) -> bool:
     return getattr(error, "retryable", False) is True
 
 
-class KeptChanging(RuntimeError):
-    """Concurrent writers kept changing the order: the stream retries."""
-
-    retryable = True
-
-
 def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
     raw = item["body"].encode()
     split = _split(item, raw, now)
@@ -96,8 +90,13 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
                                             item["source"], now)
     observability.tag(order_id=incoming.order_id)
     check_size(incoming)
-    for _attempt in range(_ATTEMPTS):
+
+    tried: list[tuple[int, str]] = []  # each write of the current view tried: version, outcome
+
+    def attempt() -> str:
         stored = orders_store.get_current(incoming.order_id)
+        if tried and stored is not None and stored.written(tried[-1][0], now):
+            return tried[-1][1]  # an earlier attempt's write landed; its answer was lost
         decision = decide(stored.order if stored else None, incoming, delivery,
                           has_job=bool(stored and stored.job), now=now,
                           overrides=stored.overrides if stored else None)
@@ -114,16 +113,20 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
             _alert_invalid(decision.order, decision.problems, now)
         if job_step:
             warehouse.announce(job_step[1], now)
+        if decision.outcome != "stale":  # the current view is written: ours to recognise
+            tried.append((stored.version + 1 if stored else 1, decision.outcome))
         try:
             transact(actions)
         except TransactionConflict as conflict:
-            if "inbox" in conflict.failed:
+            if "inbox" in conflict.failed:  # applied before (by us: an answer lost, or not)
                 return "already_processed"
-            continue  # a concurrent update of this order or its job: read again
+            raise  # a concurrent update of this order or its job: read again
         if job_step:
             warehouse.committed(job_step[1])
         return decision.outcome
-    raise KeptChanging(f"order {incoming.order_id} kept changing under us; stream will retry")
+
+    # Given up: Busy (retryable), so the stream retries the record.
+    return retrying(attempt, "order")
 
 
 # Child deliveries per transaction: the parent's completion rides with the last chunk.
@@ -158,15 +161,21 @@ def _split(item: Mapping[str, Any], raw: bytes, now: datetime) -> str | None:
               for start in range(0, len(actions), _SPLIT_CHUNK)]
     for chunk in chunks[:-1]:
         try:
-            transact(chunk)
+            _transact_contended(chunk)
         except TransactionConflict:
             continue  # written before, by an attempt that stopped before finishing
     try:
-        transact([inbox_store.finish(item["pk"], "split", now, f"{len(refs)} orders"),
-                  *chunks[-1]])
+        _transact_contended([inbox_store.finish(item["pk"], "split", now, f"{len(refs)} orders"),
+                             *chunks[-1]])
     except TransactionConflict:
         return "already_processed"
     return "split"
+
+
+def _transact_contended(actions: Sequence[Action]) -> None:
+    """`transact`, sent again after a pause while it collides with another transaction; a
+    condition that failed is raised (the caller knows what it means)."""
+    retrying(lambda: transact(actions), "delivery", reread=False)
 
 
 JobStep = tuple[jobs.Job | None, jobs.Transition]
@@ -256,7 +265,7 @@ def _reject(item: Mapping[str, Any], delivery: Delivery, error: InvalidOrder,
                "topic": delivery.topic[:200]},
     ))
     try:
-        transact([inbox_store.finish(item["pk"], "invalid", now, str(error)[:1000])])
+        _transact_contended([inbox_store.finish(item["pk"], "invalid", now, str(error)[:1000])])
     except TransactionConflict:
         return "already_processed"
     return "invalid"

@@ -24,8 +24,8 @@ from typing import Any
 
 from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
-from chalicelib.core.dynamodb import Action, TransactionConflict, transact
-from chalicelib.core.errors import ApiError, Busy, NotFound
+from chalicelib.core.dynamodb import Action, retrying, transact
+from chalicelib.core.errors import ApiError, NotFound
 from chalicelib.cs import alert_topic
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.orders import order_store as orders_store
@@ -131,8 +131,12 @@ class Applied:
 
 def apply(carrier_code: str, number: str, step: Step, now: datetime,
           extra: Sequence[Action] = ()) -> Applied | None:
-    """Read, step, write (version-guarded, with the order's timeline); re-read on a race."""
-    for _attempt in range(_ATTEMPTS):
+    """Read, step, write (version-guarded, with the order's timeline); re-read on a race or a
+    transaction in conflict, after a pause (`retrying`; given up: Busy, 503 `busy` to a push,
+    the next tick to a check). A write whose answer was lost is found done: the step, applied
+    again to the parcel as written, changes nothing (scans are deduplicated)."""
+
+    def attempt() -> Applied | None:
         found = store.get(carrier_code, number)
         if found is None:
             return None
@@ -147,16 +151,14 @@ def apply(carrier_code: str, number: str, step: Step, now: datetime,
             events.append(OrderEvent(
                 type="order.completed", at=now, actor=f"courier {new.provider}",
                 summary=f"Delivered ({new.label}): order complete"))
-        try:
-            transact([store.put(new, version), *extra,
-                      *orders_store.put_events(new.order_id, events)])
-        except TransactionConflict:
-            continue
+        transact([store.put(new, version), *extra,
+                  *orders_store.put_events(new.order_id, events)])
         if changes:
             log.info("parcel %s: %s", new.label, ", ".join(_described(c) for c in changes),
                      extra={"order_id": new.order_id, "job_id": new.job_id})
         return Applied(new, changes)
-    raise Busy("parcel")
+
+    return retrying(attempt, "parcel", attempts=_ATTEMPTS)
 
 
 def _described(change: JourneyChange) -> str:
@@ -209,7 +211,7 @@ def receive_push(provider_name: str, headers: Mapping[str, str], raw: bytes,
         p.shipment, p.watch, push.events, push.monitoring, push.resubscribe_after, now, rules)),
         now, extra=[raw_item])
     if applied is None:  # not ours (or not yet): keep the evidence, do not make them retry
-        transact([raw_item])
+        retrying(lambda: transact([raw_item]), "parcel", reread=False)
         log.warning("push for untracked parcel %s %s from %s", push.carrier_code,
                     push.tracking_number, provider_name)
     return kind.push_reply()

@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
-from chalicelib.core.dynamodb import Action, TransactionConflict, transact
+from chalicelib.core.dynamodb import (
+    Action,
+    TransactionConflict,
+    ambiguous,
+    retrying,
+    storage_errors,
+    transact,
+)
 from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.core.settings import settings
 from chalicelib.cs import alert_topic, alerts
@@ -83,26 +90,42 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
 def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor: str,
           now: datetime, extra: Callable[[Transition], list[Action]] | None = None,
           on_conflict: Callable[[Job, frozenset[str]], None] | None = None) -> Job:
-    """Read, transition, write; re-read and re-judge if the job changed in between.
+    """Read, transition, write; re-read and re-judge if the job changed in between or the
+    transaction collided with another (`dynamodb.retrying`: jittered back-off, then 503 busy).
+
+    A write whose answer was lost (a timeout after DynamoDB committed it) is found done on the
+    next read (the job at the version and time this call wrote), not done again.
 
     `extra`: more writes for the same transaction (starting a shipment's tracking);
     `on_conflict`: told which writes' conditions failed before the next attempt."""
-    for _attempt in range(_ATTEMPTS):
+    written: list[Job] = []  # what this call tried to write, if anything
+
+    def attempt() -> Job:
         job = get_job(partner_id, job_id)
+        if written and _is_ours(job, written[-1]):
+            return job  # an earlier attempt's write landed; its answer was lost
         transition = step(job)  # raises Conflict for an illegal transition
         if not transition.changed:
             return job
         announce(transition, now)
+        written.append(transition.job)
         try:
             transact([*actions_for(job, transition, actor, now),
                       *(extra(transition) if extra else ())])
         except TransactionConflict as exc:
             if on_conflict is not None:
                 on_conflict(job, exc.failed)
-            continue
+            raise
         committed(transition)
         return transition.job
-    raise Busy("job")
+
+    return retrying(attempt, "job")
+
+
+def _is_ours(found: Job, wrote: Job) -> bool:
+    """The job as read is the one we wrote: same version and lease, written at our instant."""
+    return (found.version, found.updated_at, found.lease_id) == (
+        wrote.version, wrote.updated_at, wrote.lease_id)
 
 
 def get_job(partner_id: str, job_id: str) -> Job:
@@ -243,16 +266,43 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
 
 def _write_in_chunks(steps: Sequence[tuple[Job, Transition]], actor: str,
                      now: datetime) -> None:
-    """One transaction holds 100 actions: group whole jobs so each job's writes stay atomic."""
+    """One transaction holds 100 actions: group whole jobs so each job's writes stay atomic.
+    A transaction that collided with another is sent again after a pause; one whose answer was
+    lost and that botocore sent again is found written (`_transact_contended`); any other
+    condition that failed is the claim's to judge."""
     batch: list[Action] = []
+    jobs_in_batch: list[Job] = []
     for old, transition in steps:
         actions = actions_for(old, transition, actor, now)
         if len(batch) + len(actions) > 100:
-            transact(batch)
-            batch = []
+            _transact_contended(batch, jobs_in_batch)
+            batch, jobs_in_batch = [], []
         batch += actions
+        jobs_in_batch.append(transition.job)
     if batch:
-        transact(batch)
+        _transact_contended(batch, jobs_in_batch)
+
+
+def _transact_contended(actions: Sequence[Action], written: Sequence[Job]) -> None:
+    """`transact`, retried on contention. A write whose answer was lost after it committed is
+    success, found by reading one of its jobs (a transaction is all or nothing): when botocore
+    sent it again and met its conditions, or when every attempt's answer was lost."""
+    try:
+        retrying(lambda: transact(actions), "job", reread=False)
+    except TransactionConflict as conflict:
+        if not _landed([job for job in written if job.job_id in conflict.failed][:1]):
+            raise
+    except storage_errors() as exc:
+        if not ambiguous(exc) or not _landed(written[:1]):
+            raise
+
+
+def _landed(jobs_written: Sequence[Job]) -> bool:
+    """Is the first of these jobs stored as written? False for none."""
+    for ours in jobs_written:
+        found = jobs_store.get(ours.partner_id, ours.job_id)
+        return found is not None and _is_ours(found, ours)
+    return False
 
 
 def heartbeat(partner_id: str, job_id: str, request: LeaseRequest, now: datetime) -> Job:
@@ -360,8 +410,8 @@ def sweep_deadlines(now: datetime, limit: int = 100) -> int:
             with observability.unit():  # one job's keys on its lines only
                 after = apply(partner_id, job_id, lambda j: jobs.overdue(j, now, rules),
                               "deadline watch", now)
-        except (Conflict, NotFound):
-            continue  # busy (the next sweep sees it again) or gone
+        except (Conflict, NotFound, Busy):
+            continue  # refused, busy (the next sweep sees it again) or gone
         moved += after.updated_at == now
     return moved
 
@@ -372,19 +422,25 @@ def sweep_deadlines(now: datetime, limit: int = 100) -> int:
 def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
     from chalicelib.warehouse import waves
 
-    found = jobs_store.get_many(partner_id, request.job_ids)
-    wave, steps = waves.plan(request, found, jobs_store.sku_locations(partner_id), now)
-    actor = f"partner {partner_id}"
-    actions = [jobs_store.put_wave(partner_id, wave)]
-    for old, transition in steps:
-        actions += actions_for(old, transition, actor, now)
-    try:
+    planned: list[dict[str, Any]] = []  # the wave an earlier attempt tried to write
+
+    def attempt() -> dict[str, Any]:
+        if planned and jobs_store.get_wave(partner_id, planned[-1]["wave_id"],
+                                           consistent=True) is not None:
+            return planned[-1]  # written; its answer was lost
+        found = jobs_store.get_many(partner_id, request.job_ids)
+        wave, steps = waves.plan(request, found, jobs_store.sku_locations(partner_id), now)
+        actor = f"partner {partner_id}"
+        actions = [jobs_store.put_wave(partner_id, wave)]
+        for old, transition in steps:
+            actions += actions_for(old, transition, actor, now)
+        planned.append(wave)
         transact(actions)
-    except TransactionConflict:
-        raise Busy("wave") from None
-    for _, transition in steps:
-        committed(transition)
-    return wave
+        for _, transition in steps:
+            committed(transition)
+        return wave
+
+    return retrying(attempt, "wave")
 
 
 def get_wave(partner_id: str, wave_id: str) -> dict[str, Any]:
@@ -421,7 +477,7 @@ def register_return(partner_id: str, report: Any, now: datetime) -> dict[str, An
             summary=f"Return received ({report.reason}); liability: {record['liability_hint']}",
             data={"return_tracking_number": report.return_tracking_number})))
     try:
-        transact(actions)
+        retrying(lambda: transact(actions), "return", reread=False)
     except TransactionConflict:
         return jobs_store.get_return(partner_id, report.return_tracking_number) or record
     return record

@@ -18,7 +18,7 @@ from typing import Any
 
 from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
-from chalicelib.core.dynamodb import Action, TransactionConflict, transact
+from chalicelib.core.dynamodb import Action, TransactionConflict, retrying, transact
 from chalicelib.core.errors import Busy
 from chalicelib.cs import alert_topic, alerts
 from chalicelib.flows import marketplace_calls
@@ -84,8 +84,9 @@ def send(partner_id: str, key: str, now: datetime) -> str | None:
         old, "no adapter", False, now)
     events = _timeline(old, new, now)
     try:
-        transact([writeback_store.put(new, version),
-                  *orders_store.put_events(new.order_id, events)])
+        retrying(lambda: transact([writeback_store.put(new, version),
+                                   *orders_store.put_events(new.order_id, events)]),
+                 "writeback", reread=False)
     except TransactionConflict:
         raise Busy("writeback") from None
     _counted(new)

@@ -34,6 +34,11 @@ class StoredOrder:
     job: JobRef | None
     # Fields CS amended, with the marketplace's value they replaced (orders.decide).
     overrides: dict[str, Any] = field(default_factory=dict)
+    updated_at: str = ""  # when this version was written (ISO): a writer knows its own write
+
+    def written(self, version: int, at: datetime) -> bool:
+        """This is the version a writer wrote at `at` (its answer may have been lost)."""
+        return self.version == version and self.updated_at == iso(at)
 
 
 def _pk(order_id: str) -> str:
@@ -56,6 +61,7 @@ def _stored(item: dict[str, Any]) -> StoredOrder:
         version=int(item["version"]),
         job=JobRef(job["partner_id"], job["job_id"]) if job else None,
         overrides=dict(item.get("overrides") or {}),
+        updated_at=str(item.get("updated_at", "")),
     )
 
 

@@ -205,14 +205,16 @@ def put_wave(partner_id: str, wave: dict[str, Any]) -> Action:
     }})
 
 
-def _get_document(partner_id: str, sk: str) -> dict[str, Any] | None:
-    answer = aws.client("dynamodb").get_item(TableName=_table(), Key=_key(partner_id, sk))
+def _get_document(partner_id: str, sk: str, consistent: bool = False) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb").get_item(TableName=_table(), Key=_key(partner_id, sk),
+                                             **({"ConsistentRead": True} if consistent else {}))
     item = from_attrs(answer.get("Item", {}))
     return {k: v for k, v in item.items() if k not in ("pk", "sk")} if item else None
 
 
-def get_wave(partner_id: str, wave_id: str) -> dict[str, Any] | None:
-    return _get_document(partner_id, f"WAVE#{wave_id}")
+def get_wave(partner_id: str, wave_id: str, consistent: bool = False) -> dict[str, Any] | None:
+    """`consistent`: a wave just written must be found (did our own write land?)."""
+    return _get_document(partner_id, f"WAVE#{wave_id}", consistent)
 
 
 def put_return(partner_id: str, record: dict[str, Any]) -> Action:

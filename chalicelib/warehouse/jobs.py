@@ -463,6 +463,9 @@ def pack(job: Job, weight_grams: int, package_count: int, now: datetime) -> Tran
     if job.work not in (Work.PRINTED, Work.PICKED, Work.PACKED):
         raise job.conflict("not_printed", f"the job is {job.work}; pack after printing")
     _require_label(job)
+    if (job.work is Work.PACKED and job.weight_grams == weight_grams
+            and job.package_count == package_count):
+        return Transition(job=job, changed=False)  # the same report again
     return _next(job, now, JobEvent(
         type="job.packed", summary=f"Packed: {package_count} package(s), {weight_grams} g",
         data={"job_id": job.job_id, "weight_grams": weight_grams,
