@@ -136,7 +136,7 @@ def write_back(event: Any) -> None:
     """Tell the marketplaces of the shipments due (retries back off; a give-up is a CS case)."""
     from chalicelib.flows import writeback
 
-    writeback.on_schedule()
+    writeback.on_schedule(event.context)
 
 
 @app.schedule(Rate(15, unit=Rate.MINUTES))

@@ -1,0 +1,194 @@
+"""The scheduled runs under real AWS behaviour (issue 14): each works to a budget, one run at a
+time (a lease), and claims each item before its HTTP call, so two overlapping runs (the next
+tick while the last still works, Lambda's retry of a run it thinks timed out) never send the
+same thing twice, and what one run did not reach the next one does.
+
+Against the local endpoint and the simulated platforms over real HTTP, each answering slowly
+(`slowed`), so the runs really overlap. To show the per-item claim is what protects (not only
+the lease), some tests let the second run past the lease, as when the first run's lease ran out
+while it still worked: those fail if the claim is taken away."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib.core import runs
+from chalicelib.core.dynamodb import transact
+from chalicelib.marketplaces import credentials_store as shop_credentials
+from chalicelib.marketplaces import writeback_store
+from chalicelib.marketplaces.calls import Shipped
+from chalicelib.marketplaces.writeback import Writeback
+from devstack.marketplaces.base import MarketplaceSimulator, Request
+from devstack.marketplaces.woocommerce import WooCommerceSimulator
+
+
+def slowed(simulator: Any, seconds: float, *methods: str) -> None:
+    """Every answer of the simulator's `methods` (default: its API) takes `seconds` more."""
+    for name in methods or ("handle",):
+        original = getattr(simulator, name)
+
+        def later(*args: Any, _original: Callable[..., Any] = original) -> Any:
+            time.sleep(seconds)
+            return _original(*args)
+
+        setattr(simulator, name, later)
+
+
+def past() -> datetime:
+    """A moment of this test's own: only its items are due at it (the table is shared)."""
+    return datetime.now(UTC) - timedelta(days=30, seconds=uuid.uuid4().int % 10**6)
+
+
+def lease_always_free(monkeypatch: pytest.MonkeyPatch, store: Any) -> None:
+    """Let every run past the lease, as when the first run's lease ran out while it still
+    worked: then only the claims keep the runs apart."""
+    monkeypatch.setattr(store, "take_run_lease", lambda owner, now, until: True)
+
+
+def together(*calls: Callable[[], Any]) -> list[Any]:
+    """Start the calls at the same moment on threads; their results."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+# --- write_back ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def woo(stack: dict[str, str]) -> Iterator[WooCommerceSimulator]:
+    shop = f"shop-{uuid.uuid4().hex[:8]}.example.cn"
+    with WooCommerceSimulator(shop=shop, webhook_url="http://127.0.0.1:9/unused") as simulator:
+        shop_credentials.put("woocommerce", shop, simulator.credentials())
+        slowed(simulator, 0.25)
+        yield simulator
+
+
+def writebacks(simulator: MarketplaceSimulator, count: int, now: datetime) -> list[Writeback]:
+    """`count` shipments of orders the shop holds, each a writeback due at `now`."""
+    made = []
+    for _ in range(count):
+        order = simulator.place_order(drop=True)
+        number = str(uuid.uuid4().int)[:12]
+        package = Shipped(external_id=order.external_id, carrier_code="STO",
+                          tracking_number=number, shipped_at=now, package_id="s1-1")
+        wb = Writeback(job_id=f"job_{uuid.uuid4().hex[:20]}", partner_id="factory-sched",
+                       order_id=f"ord_{uuid.uuid4().hex[:20]}", order_name=order.number,
+                       marketplace=simulator.name, shop=simulator.shop, shipment_id="s1",
+                       packages=(package,), due_at=now, created_at=now)
+        made.append(wb)
+    for start in range(0, len(made), 25):
+        transact([writeback_store.put(wb, None) for wb in made[start:start + 25]])
+    return made
+
+
+def posts(simulator: MarketplaceSimulator) -> Counter[str]:
+    """Writebacks the platform took, by order: 1 each is right, 2 is a duplicate."""
+    with simulator.lock:
+        return Counter(str(w["external_id"]) for w in simulator.writebacks)
+
+
+def statuses(made: list[Writeback]) -> Counter[str]:
+    found = [writeback_store.get(wb.partner_id, wb.key) for wb in made]
+    return Counter(f[0].status if f else "missing" for f in found)
+
+
+def test_a_run_that_finds_the_lease_held_sends_nothing(woo: WooCommerceSimulator) -> None:
+    from chalicelib.flows import writeback
+
+    now = past()
+    made = writebacks(woo, 6, now)
+    first = threading.Thread(target=writeback.run_writebacks, args=(now,))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not woo.writebacks and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first run is sending
+    second = writeback.run_writebacks(now)
+    first.join(30)
+    assert second == {"done": 0, "retry": 0, "failed": 0, "errors": 0, "busy": 1}
+    assert posts(woo) == Counter({wb.packages[0].external_id: 1 for wb in made})
+    assert statuses(made) == {"done": 6}
+
+
+def test_two_overlapping_write_back_runs_tell_the_platform_once_per_writeback(
+        woo: WooCommerceSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both runs get past the lease and read the same due writebacks: each one is sent by the
+    run that claimed it, once. Without the claim, each is sent by both."""
+    from chalicelib.flows import writeback
+
+    lease_always_free(monkeypatch, writeback_store)
+    monkeypatch.setattr(writeback, "PER_MARKETPLACE", 3)  # so the runs take turns
+    now = past()
+    made = writebacks(woo, 16, now)
+    first, second = together(lambda: writeback.run_writebacks(now),
+                             lambda: writeback.run_writebacks(now))
+    assert first["done"] + second["done"] == 16
+    assert first["done"] and second["done"]  # they did overlap
+    assert posts(woo) == Counter({wb.packages[0].external_id: 1 for wb in made})
+    assert statuses(made) == {"done": 16}
+
+
+def test_a_run_stopped_mid_writeback_makes_the_next_one_ask_the_platform_first(
+        woo: WooCommerceSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda stops a run after the platform took the tracking number, before the outcome was
+    written: its claim stays on the writeback. When the claim has run out, the next run treats
+    the writeback as a retry and asks WooCommerce first (which does not deduplicate): it finds
+    the number and sends nothing. Without the claim there is nothing to tell it, and the
+    tracking number goes on the order twice."""
+    from chalicelib.flows import writeback
+
+    now = past()
+    (made,) = writebacks(woo, 1, now)
+    real = writeback.transact
+
+    def stopped(actions: Any) -> None:
+        raise RuntimeError("Task timed out")  # the function stopped here
+
+    monkeypatch.setattr(writeback, "transact", stopped)
+    writeback.run_writebacks(now, budget=runs.Budget.seconds(5))
+    assert posts(woo) == {made.packages[0].external_id: 1}
+    left = writeback_store.read(made.partner_id, made.key)
+    assert left is not None and left.writeback.status == "pending" and left.in_hand(now)
+    monkeypatch.setattr(writeback, "transact", real)
+    # While the claim holds, nobody takes it; once it has run out, the next run does.
+    assert writeback.run_writebacks(now + timedelta(seconds=1))["done"] == 0
+    later = now + timedelta(minutes=5)
+    assert writeback.run_writebacks(later)["done"] == 1
+    assert posts(woo) == {made.packages[0].external_id: 1}
+    assert statuses([made]) == {"done": 1}
+
+
+def test_a_write_back_run_stops_at_its_budget_and_the_next_goes_on(
+        woo: WooCommerceSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.flows import writeback
+
+    monkeypatch.setattr(writeback, "PER_MARKETPLACE", 2)
+    now = past()
+    made = writebacks(woo, 20, now)
+    began = time.monotonic()
+    first = writeback.run_writebacks(now, budget=runs.Budget.seconds(0.8))
+    took = time.monotonic() - began
+    assert 0 < first["done"] < 20
+    assert took < 0.8 + 1.0  # the budget, and the writebacks in hand (a call each)
+    assert statuses(made) == {"done": first["done"], "pending": 20 - first["done"]}
+    second = writeback.run_writebacks(now, budget=runs.Budget.seconds(30))
+    assert second["done"] == 20 - first["done"]
+    assert posts(woo) == Counter({wb.packages[0].external_id: 1 for wb in made})
