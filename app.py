@@ -128,7 +128,7 @@ def track_parcels(event: Any) -> None:
     """Subscribe, query or judge the parcels whose check is due (an index read when none is)."""
     from chalicelib.flows import tracker
 
-    tracker.on_schedule()
+    tracker.on_schedule(event.context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

@@ -20,13 +20,19 @@ from typing import Any
 
 import pytest
 
+from chalicelib.access import accounts_store as accounts
 from chalicelib.core import runs
 from chalicelib.core.dynamodb import transact
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces import writeback_store
 from chalicelib.marketplaces.calls import Shipped
 from chalicelib.marketplaces.writeback import Writeback
-from devstack.marketplaces.base import MarketplaceSimulator, Request
+from chalicelib.tracking import couriers, parcel_store
+from chalicelib.tracking.model import Journey
+from chalicelib.tracking.parcels import Parcel
+from chalicelib.tracking.watch import Watch
+from devstack.courier import CourierSimulator
+from devstack.marketplaces.base import MarketplaceSimulator
 from devstack.marketplaces.woocommerce import WooCommerceSimulator
 
 
@@ -42,9 +48,14 @@ def slowed(simulator: Any, seconds: float, *methods: str) -> None:
         setattr(simulator, name, later)
 
 
+_T0 = time.monotonic()
+
+
 def past() -> datetime:
-    """A moment of this test's own: only its items are due at it (the table is shared)."""
-    return datetime.now(UTC) - timedelta(days=30, seconds=uuid.uuid4().int % 10**6)
+    """A moment of this test's own, hours earlier than any earlier test's: only its items are
+    due at it (the tables and their due indexes are shared), and what an earlier test left due
+    (a parcel's next check) is not due at it or in the hours after it."""
+    return datetime(2024, 1, 1, tzinfo=UTC) - timedelta(seconds=(time.monotonic() - _T0) * 10**4)
 
 
 def lease_always_free(monkeypatch: pytest.MonkeyPatch, store: Any) -> None:
@@ -192,3 +203,127 @@ def test_a_write_back_run_stops_at_its_budget_and_the_next_goes_on(
     second = writeback.run_writebacks(now, budget=runs.Budget.seconds(30))
     assert second["done"] == 20 - first["done"]
     assert posts(woo) == Counter({wb.packages[0].external_id: 1 for wb in made})
+
+
+# --- track_parcels ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def courier(stack: dict[str, str]) -> Iterator[CourierSimulator]:
+    """Kuaidi100 on 127.0.0.1, each query answered 0.25 s late, as our account."""
+    with CourierSimulator(customer="CUST", key="KEY") as simulator:
+        accounts.register_sources({couriers.source_name("kuaidi100"): {
+            "scheme": "kuaidi100", "secrets": ["SALT"],
+            "options": {"customer": "CUST", "key": "KEY", "query_url": simulator.query_url,
+                        "subscribe_url": simulator.subscribe_url,
+                        "callback_url": "https://api.test/couriers/kuaidi100/push"}}})
+        couriers.forget_providers()
+        slowed(simulator, 0.25, "query")
+        yield simulator
+    couriers.forget_providers()
+
+
+def parcels(count: int, now: datetime) -> list[Parcel]:
+    """`count` STO parcels followed by query (no pushes), each due at `now`."""
+    made = []
+    for _ in range(count):
+        number = str(uuid.uuid4().int)[:12]
+        made.append(Parcel(
+            carrier_code="STO", tracking_number=number, provider="kuaidi100",
+            order_id=f"ord_{uuid.uuid4().hex[:20]}", order_name="#1001", marketplace="shopify",
+            partner_id="factory-sched", job_id=f"job_{uuid.uuid4().hex[:20]}",
+            shipment_id="s1", started_at=now - timedelta(hours=1),
+            shipment=Journey(carrier_code="STO", tracking_number=number,
+                             handed_over_at=now - timedelta(hours=1)),
+            watch=Watch(provider="kuaidi100", can_query=True, next_check_at=now)))
+    for start in range(0, len(made), 25):
+        transact([parcel_store.put(p, None) for p in made[start:start + 25]])
+    return made
+
+
+def queries(simulator: CourierSimulator, made: list[Parcel]) -> Counter[str]:
+    """Queries Kuaidi100 had of each parcel: 1 is right, 2 is locked out for 30 minutes."""
+    return Counter({p.tracking_number: simulator.queries[("shentong", p.tracking_number)]
+                    for p in made})
+
+
+def still_due(made: list[Parcel], now: datetime) -> int:
+    found = [parcel_store.get(p.carrier_code, p.tracking_number) for p in made]
+    return sum(1 for f in found if f and f[0].watch.next_check_at
+               and f[0].watch.next_check_at <= now)
+
+
+def test_two_overlapping_track_parcels_runs_query_each_parcel_once(
+        courier: CourierSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both runs get past the lease and read the same due parcels: each parcel is checked by
+    the run that claimed it, once. Without the claim both runs ask Kuaidi100 for the parcels
+    they reach together, and Kuaidi100 locks those numbers for 30 minutes."""
+    from chalicelib.flows import tracker
+
+    lease_always_free(monkeypatch, parcel_store)
+    now = past()
+    made = parcels(12, now)
+    first, second = together(lambda: tracker.run_due(now), lambda: tracker.run_due(now))
+    assert first.queried + second.queried >= 12
+    assert first.queried and second.queried  # they did overlap
+    assert queries(courier, made) == Counter({p.tracking_number: 1 for p in made})
+    assert still_due(made, now) == 0
+
+
+def test_a_track_parcels_run_that_finds_the_lease_held_does_nothing(
+        courier: CourierSimulator) -> None:
+    from chalicelib.flows import tracker
+
+    now = past()
+    made = parcels(4, now)
+    assert parcel_store.take_run_lease("another-run", now, now + timedelta(minutes=2))
+    try:
+        report = tracker.run_due(now)
+    finally:
+        parcel_store.release_run_lease("another-run")
+    assert report.busy == 1 and report.queried == 0
+    assert sum(queries(courier, made).values()) == 0
+    assert tracker.run_due(now).queried >= 4
+
+
+def test_a_track_parcels_run_stops_at_its_budget_and_the_next_goes_on(
+        courier: CourierSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.flows import tracker
+
+    monkeypatch.setattr(tracker, "PER_PROVIDER", 2)
+    now = past()
+    made = parcels(20, now)
+    began = time.monotonic()
+    first = tracker.run_due(now, budget=runs.Budget.seconds(0.8))
+    assert time.monotonic() - began < 0.8 + 1.5  # the budget, and the checks in hand
+    assert 0 < first.queried < 20
+    assert still_due(made, now) == 20 - first.queried
+    second = tracker.run_due(now, budget=runs.Budget.seconds(30))
+    assert first.queried + second.queried == 20
+    assert still_due(made, now) == 0
+    assert queries(courier, made) == Counter({p.tracking_number: 1 for p in made})
+
+
+def test_a_check_left_in_hand_by_a_stopped_run_is_not_asked_again_within_the_lock(
+        courier: CourierSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda stops a run after Kuaidi100 answered, before the parcel was written: the parcel is
+    still due, but its claim holds for Kuaidi100's 30-minute lock, so the next ticks leave it
+    alone (asking again would be locked out); after the lock it is asked again."""
+    from chalicelib.flows import tracker
+
+    now = past()
+    (made,) = parcels(1, now)
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Task timed out")  # the function stopped here
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tracker, "apply", stopped)
+        patch.setattr(parcel_store, "release", lambda *args: None)  # nothing runs after a stop
+        tracker.run_due(now)
+    assert queries(courier, [made])[made.tracking_number] == 1
+    assert still_due([made], now) == 1
+    for minutes in (1, 5, 29):
+        assert tracker.run_due(now + timedelta(minutes=minutes)).queried == 0
+    assert tracker.run_due(now + timedelta(minutes=31)).queried == 1
+    assert queries(courier, [made])[made.tracking_number] == 2
