@@ -144,4 +144,4 @@ def reconcile_shops(event: Any) -> None:
     """Every platform recommends it: list each shop's recent orders and queue what we missed."""
     from chalicelib.flows import reconciliation
 
-    reconciliation.on_schedule()
+    reconciliation.on_schedule(event.context)

@@ -10,6 +10,7 @@ while it still worked: those fail if the claim is taken away."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ from chalicelib.access import accounts_store as accounts
 from chalicelib.core import runs
 from chalicelib.core.dynamodb import transact
 from chalicelib.marketplaces import credentials_store as shop_credentials
-from chalicelib.marketplaces import writeback_store
+from chalicelib.marketplaces import reconcile_store, shopee, writeback_store
 from chalicelib.marketplaces.calls import Shipped
 from chalicelib.marketplaces.writeback import Writeback
 from chalicelib.tracking import couriers, parcel_store
@@ -32,7 +33,8 @@ from chalicelib.tracking.model import Journey
 from chalicelib.tracking.parcels import Parcel
 from chalicelib.tracking.watch import Watch
 from devstack.courier import CourierSimulator
-from devstack.marketplaces.base import MarketplaceSimulator
+from devstack.marketplaces.base import MarketplaceSimulator, Request
+from devstack.marketplaces.shopee import ShopeeSimulator
 from devstack.marketplaces.woocommerce import WooCommerceSimulator
 
 
@@ -327,3 +329,128 @@ def test_a_check_left_in_hand_by_a_stopped_run_is_not_asked_again_within_the_loc
         assert tracker.run_due(now + timedelta(minutes=minutes)).queried == 0
     assert tracker.run_due(now + timedelta(minutes=31)).queried == 1
     assert queries(courier, [made])[made.tracking_number] == 2
+
+
+# --- reconcile_shops ----------------------------------------------------------------------------
+
+
+class Shops:
+    """Simulated Shopee shops, the only shops there are for the test, each page of each listing
+    counted as the platform saw it."""
+
+    def __init__(self, simulators: list[ShopeeSimulator]) -> None:
+        self.simulators = simulators
+        self.lock = threading.Lock()
+        self.listed: Counter[tuple[str, str]] = Counter()  # (shop, cursor) -> times listed
+
+    def count(self, simulator: ShopeeSimulator) -> None:
+        original = simulator.handle
+
+        def counted(request: Request) -> Any:
+            if request.path == shopee.ORDER_LIST_PATH:
+                with self.lock:
+                    self.listed[(simulator.shop, request.query.get("cursor", ""))] += 1
+            return original(request)
+
+        simulator.handle = counted  # type: ignore[method-assign]
+
+    def keys(self) -> list[str]:
+        return sorted(f"shopee/{s.shop}" for s in self.simulators)
+
+
+PAGES_PER_SHOP = 3  # 5 orders, 2 a page
+
+
+@pytest.fixture
+def shops(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Shops]:
+    from chalicelib.flows import reconciliation
+
+    monkeypatch.setattr(shopee, "PAGE_SIZE", 2)
+    simulators = [ShopeeSimulator(shop=str(300000000 + uuid.uuid4().int % 10**8),
+                                  webhook_url="http://127.0.0.1:9/unused") for _ in range(6)]
+    made = Shops(simulators)
+    for simulator in simulators:
+        simulator.start()
+        shop_credentials.put("shopee", simulator.shop, simulator.credentials())
+        for _ in range(5):
+            simulator.place_order(drop=True)  # their pushes never reach us
+        slowed(simulator, 0.1)
+        made.count(simulator)
+    monkeypatch.setattr(reconciliation.shop_credentials, "shops",
+                        lambda: [("shopee", s.shop) for s in simulators])
+    try:
+        yield made
+    finally:
+        for simulator in simulators:
+            simulator.stop()
+
+
+def total(*counts: dict[str, int]) -> Counter[str]:
+    summed: Counter[str] = Counter()
+    for count in counts:
+        summed.update(count)
+    return summed
+
+
+def every_page_once(shops: Shops) -> Counter[tuple[str, str]]:
+    return Counter({(s.shop, cursor): 1 for s in shops.simulators
+                    for cursor in ("", "2", "4")})
+
+
+def test_reconciliation_resumes_where_it_stopped_and_reaches_the_shops_listed_last(
+        shops: Shops, caplog: pytest.LogCaptureFixture) -> None:
+    """Runs of 5 pages each (as the local stack has them): each goes on where the last one
+    stopped, at the shop and page, until every page of every shop is listed, once; then a new
+    round begins with the first shop."""
+    from chalicelib.flows import reconciliation
+
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    caplog.set_level("INFO", logger=reconciliation.__name__)
+    done, said = [], []
+    for _ in range(4):
+        caplog.clear()
+        done.append(reconciliation.run_reconciliation(now, pages=5))
+        said.append(caplog.text)
+        if done[-1]["pages"] < 5:
+            break
+    assert [d["pages"] for d in done] == [5, 5, 5, 3]
+    assert shops.listed == every_page_once(shops)
+    assert total(*done)["queued"] == 6 * 5 and total(*done)["shops"] == 6
+    # Every run after the first went on where the last stopped: the second with a shop half
+    # listed, at its page.
+    assert all("reconciliation resumes at shop shopee/" in text for text in said[1:])
+    assert re.search(r"resumes at shop shopee/\d+ page [23] ", said[1])
+    caplog.clear()
+    again = reconciliation.run_reconciliation(now + timedelta(minutes=1), pages=1)
+    assert "begins a round" in caplog.text
+    assert again["pages"] == 1 and sum(shops.listed.values()) == 6 * PAGES_PER_SHOP + 1
+
+
+def test_two_overlapping_reconciliation_runs_list_each_page_once(
+        shops: Shops, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both runs get past the lease and read the same round: each page is listed by the run
+    that claimed it, once. Without the claim both runs list every page."""
+    from chalicelib.flows import reconciliation
+
+    lease_always_free(monkeypatch, reconcile_store)
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    first, second = together(lambda: reconciliation.run_reconciliation(now, pages=0),
+                             lambda: reconciliation.run_reconciliation(now, pages=0))
+    assert first["pages"] + second["pages"] == 6 * PAGES_PER_SHOP
+    assert first["busy"] + second["busy"] >= 1  # they did meet
+    assert shops.listed == every_page_once(shops)
+    assert first["queued"] + second["queued"] == 6 * 5
+
+
+def test_a_reconciliation_run_stops_at_its_budget_and_the_next_goes_on(shops: Shops) -> None:
+    from chalicelib.flows import reconciliation
+
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    began = time.monotonic()
+    first = reconciliation.run_reconciliation(now, pages=0, budget=runs.Budget.seconds(0.3))
+    assert time.monotonic() - began < 0.3 + 1.5  # the budget, and the pages in hand
+    assert 0 < first["pages"] < 6 * PAGES_PER_SHOP
+    second = reconciliation.run_reconciliation(now, pages=0, budget=runs.Budget.seconds(30))
+    assert first["pages"] + second["pages"] == 6 * PAGES_PER_SHOP
+    assert shops.listed == every_page_once(shops)
+    assert first["queued"] + second["queued"] == 6 * 5
