@@ -96,7 +96,7 @@ def poll_taobao(event: Any) -> None:
     """Taobao/Tmall TMC: consume each app's messages, store them, confirm the stored ones."""
     from chalicelib.flows import feeds
 
-    feeds.on_schedule()
+    feeds.on_schedule(event.context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
@@ -104,7 +104,7 @@ def notify_cs(event: Any) -> None:
     """Send what the outbox holds (rate limits, digests, retries, fallback), remind the rest."""
     from chalicelib.flows import notifier
 
-    notifier.on_schedule()
+    notifier.on_schedule(event.context)
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))
