@@ -71,11 +71,13 @@ def writeback_actions(job: Job, shipment: JobShipment, now: datetime) -> list[Ac
 # The run: at most RUN_SECONDS (the next tick comes a minute later), and nothing new in the last
 # RUN_MARGIN seconds before Lambda would stop write_back (its timeout, .chalice/config.json): a
 # writeback in hand makes one to three calls. Writebacks go out WORKERS at a time, at most
-# PER_MARKETPLACE of them to one marketplace.
+# PER_MARKETPLACE of them to one marketplace (across its shops: the platforms' rate limits are
+# per shop or app, kept by core.http's pace where an adapter declares one); write_back has
+# 1 GB (.chalice/config.json) for its threads.
 RUN_SECONDS = 57.0
 RUN_MARGIN = 20.0
-WORKERS = 16
-PER_MARKETPLACE = 8
+WORKERS = 32
+PER_MARKETPLACE = 16
 LIMIT = 5000  # due writebacks one run reads at most (it reads them as it gets to them)
 
 
