@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.stack import app_output_discarded, local_stack, verdict
+from bench.stack import app_output_discarded, verdict
 
 NAME = "schedule_capacity"
 LATENCY = 0.150
@@ -218,7 +218,8 @@ class Pages:
         self.lock = threading.Lock()
         self.listed: Counter[tuple[str, str]] = Counter()
 
-    def make(self, pages: int, per_shop: int = 50) -> None:
+    def make(self, pages: int, per_shop: int = 20) -> None:
+        """`pages` pages in shops of `per_shop` pages (20: what a round lists of one shop)."""
         from chalicelib.marketplaces import credentials_store, shopee
         from devstack.marketplaces.shopee import ShopeeSimulator
 
@@ -251,6 +252,65 @@ class Pages:
             simulator.stop()
 
 
+# --- the stack ----------------------------------------------------------------------------------
+
+
+def _serve(port: Any) -> None:
+    """The local endpoint, in a process of its own (bench.stack's runs it in the bench's)."""
+    from devstack.endpoint import LocalAWS
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = LocalAWS(port=0)
+    server.start()
+    port.value = server.get_host_and_port()[1]
+    threading.Event().wait()
+
+
+@contextmanager
+def separate_stack() -> Iterator[None]:
+    """bench.stack.local_stack, with the local endpoint in its own process: in AWS, DynamoDB's
+    work is not done on the function's CPU, and here it would take the GIL from the run's
+    threads (the simulators stay in this process, as their answers are mostly waiting)."""
+    import multiprocessing
+    import os
+
+    import boto3
+
+    from bench.stack import BASE_ENV, WEBHOOK_SOURCES, reset_app_caches
+
+    spawn = multiprocessing.get_context("spawn")
+    port = spawn.Value("i", 0)
+    endpoint = spawn.Process(target=_serve, args=(port,), daemon=True)
+    endpoint.start()
+    while not port.value:
+        time.sleep(0.05)
+    saved = dict(os.environ)
+    extension = None
+    try:
+        from chalicelib.access import accounts_store as accounts
+        from devstack.parameters_extension import start_beside
+        from devstack.provision import provision
+
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
+                     "AWS_SECURITY_TOKEN"):
+            os.environ.pop(name, None)
+        os.environ.update({**BASE_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port.value}",
+                           "APP_STAGE": "bench"})
+        functions_env = {**os.environ, **provision(boto3.session.Session(), stage="bench")}
+        extension = start_beside(functions_env)
+        os.environ.update(functions_env)
+        reset_app_caches()
+        accounts.register_sources(WEBHOOK_SOURCES)
+        yield
+    finally:
+        if extension is not None:
+            extension.stop()
+        endpoint.terminate()
+        endpoint.join(10)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 # --- the ticks ----------------------------------------------------------------------------------
 
 
@@ -273,7 +333,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     quick = parser.parse_args().quick
     logging.disable(logging.WARNING)  # the app's per-item lines; errors still counted below
-    with local_stack():
+    with separate_stack():
         from chalicelib.flows import reconciliation, tracker, writeback
         from chalicelib.marketplaces import reconcile_store, writeback_store
         from chalicelib.tracking import parcel_store
