@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from chalicelib.access import accounts_store as accounts
-from chalicelib.core import runs
-from chalicelib.core.dynamodb import transact
+from chalicelib.core import aws, runs
+from chalicelib.core.dynamodb import to_attrs, transact
+from chalicelib.core.settings import settings
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces import reconcile_store, shopee, writeback_store
 from chalicelib.marketplaces.calls import Shipped
@@ -223,10 +224,21 @@ def courier(stack: dict[str, str]) -> Iterator[CourierSimulator]:
         slowed(simulator, 0.25, "query")
         yield simulator
     couriers.forget_providers()
+    # The parcels this test made are due again later: other tests' ticks must not meet them.
+    for parcel in _made.pop(simulator, []):
+        for sk in ("PARCEL", "CLAIM"):
+            aws.client("dynamodb").delete_item(
+                TableName=settings().shipments_table, Key=to_attrs({
+                    "pk": parcel_store.pk(parcel.carrier_code, parcel.tracking_number),
+                    "sk": sk}))
 
 
-def parcels(count: int, now: datetime) -> list[Parcel]:
-    """`count` STO parcels followed by query (no pushes), each due at `now`."""
+_made: dict[CourierSimulator, list[Parcel]] = {}
+
+
+def parcels(courier: CourierSimulator, count: int, now: datetime) -> list[Parcel]:
+    """`count` STO parcels followed by query (no pushes), each due at `now` (deleted when the
+    test's `courier` stops)."""
     made = []
     for _ in range(count):
         number = str(uuid.uuid4().int)[:12]
@@ -238,6 +250,7 @@ def parcels(count: int, now: datetime) -> list[Parcel]:
             shipment=Journey(carrier_code="STO", tracking_number=number,
                              handed_over_at=now - timedelta(hours=1)),
             watch=Watch(provider="kuaidi100", can_query=True, next_check_at=now)))
+    _made.setdefault(courier, []).extend(made)
     for start in range(0, len(made), 25):
         transact([parcel_store.put(p, None) for p in made[start:start + 25]])
     return made
@@ -264,7 +277,7 @@ def test_two_overlapping_track_parcels_runs_query_each_parcel_once(
 
     lease_always_free(monkeypatch, parcel_store)
     now = past()
-    made = parcels(12, now)
+    made = parcels(courier, 12, now)
     first, second = together(lambda: tracker.run_due(now), lambda: tracker.run_due(now))
     assert first.queried + second.queried >= 12
     assert first.queried and second.queried  # they did overlap
@@ -277,7 +290,7 @@ def test_a_track_parcels_run_that_finds_the_lease_held_does_nothing(
     from chalicelib.flows import tracker
 
     now = past()
-    made = parcels(4, now)
+    made = parcels(courier, 4, now)
     assert parcel_store.take_run_lease("another-run", now, now + timedelta(minutes=2))
     try:
         report = tracker.run_due(now)
@@ -294,7 +307,7 @@ def test_a_track_parcels_run_stops_at_its_budget_and_the_next_goes_on(
 
     monkeypatch.setattr(tracker, "PER_PROVIDER", 2)
     now = past()
-    made = parcels(20, now)
+    made = parcels(courier, 20, now)
     began = time.monotonic()
     first = tracker.run_due(now, budget=runs.Budget.seconds(0.8))
     assert time.monotonic() - began < 0.8 + 1.5  # the budget, and the checks in hand
@@ -314,7 +327,7 @@ def test_a_check_left_in_hand_by_a_stopped_run_is_not_asked_again_within_the_loc
     from chalicelib.flows import tracker
 
     now = past()
-    (made,) = parcels(1, now)
+    (made,) = parcels(courier, 1, now)
 
     def stopped(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("Task timed out")  # the function stopped here
