@@ -116,7 +116,7 @@ def poll_taobao(event: Any) -> None:
     """Taobao/Tmall TMC: consume each app's messages, store them, confirm the stored ones."""
     from chalicelib.flows import feeds
 
-    feeds.on_schedule()
+    feeds.on_schedule(event.context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
@@ -124,7 +124,7 @@ def notify_cs(event: Any) -> None:
     """Send what the outbox holds (rate limits, digests, retries, fallback), remind the rest."""
     from chalicelib.flows import notifier
 
-    notifier.on_schedule()
+    notifier.on_schedule(event.context)
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES))
@@ -148,7 +148,7 @@ def track_parcels(event: Any) -> None:
     """Subscribe, query or judge the parcels whose check is due (an index read when none is)."""
     from chalicelib.flows import tracker
 
-    tracker.on_schedule()
+    tracker.on_schedule(event.context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
@@ -156,7 +156,7 @@ def write_back(event: Any) -> None:
     """Tell the marketplaces of the shipments due (retries back off; a give-up is a CS case)."""
     from chalicelib.flows import writeback
 
-    writeback.on_schedule()
+    writeback.on_schedule(event.context)
 
 
 @app.schedule(Rate(15, unit=Rate.MINUTES))
@@ -164,4 +164,4 @@ def reconcile_shops(event: Any) -> None:
     """Every platform recommends it: list each shop's recent orders and queue what we missed."""
     from chalicelib.flows import reconciliation
 
-    reconciliation.on_schedule()
+    reconciliation.on_schedule(event.context)

@@ -141,9 +141,13 @@ def start_events(env: dict[str, str]) -> Any:
     sys.path.insert(0, str(ROOT))
     import app as app_module  # after the environment names the local resources
 
+    # Each function's context has its configured timeout (a scheduled run works to it), and a
+    # failed scheduled run is not retried: as deployed (EventInvokeConfig, infra/).
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     runner = EventRunner(app_module.app, app_module, boto3.session.Session(),
                          stream_failure_queue_url=env["INBOX_DLQ_URL"],
-                         clock=lambda: started + (utcnow() - started) * speedup)
+                         clock=lambda: started + (utcnow() - started) * speedup,
+                         chalice_config=config, schedule_retry_delays=())
     runner.start()
     return runner
 
@@ -490,6 +494,9 @@ def main() -> None:
                "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
                "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing(),
                "TOKEN_REFRESH_AHEAD_SECONDS": refresh_ahead(token_seconds()),
+               # A few pages a reconciliation run, so a round of the simulated shops spans
+               # runs here ("reconciliation resumes at shop X page N"), as with many shops.
+               "RECONCILE_PAGES_PER_RUN": os.environ.get("RECONCILE_PAGES_PER_RUN", "3"),
                # The app's log lines are JSON here as in Lambda; its EMF metrics (a blob per
                # invocation) would drown them: POWERTOOLS_METRICS_DISABLED=false shows them.
                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED",

@@ -47,9 +47,11 @@ _RETRYABLE_CODES = THROTTLED | UNAVAILABLE | CONFLICTING
 def _config() -> Config:
     # Fail fast and let the sender retry: a webhook must be answered within seconds (Shopify:
     # 5 s). The local endpoint serialises DynamoDB, so under load it needs more patience.
+    # Connections: a scheduled run works through up to 16 items at once, each on its own thread
+    # (chalicelib/core/runs.py), and botocore keeps 10 by default.
     return Config(connect_timeout=2,
                   read_timeout=float(os.environ.get("AWS_READ_TIMEOUT_SECONDS", "4")),
-                  retries={"mode": "standard", "max_attempts": 3})
+                  retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32)
 
 
 def deadline_seconds() -> float:

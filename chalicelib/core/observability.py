@@ -54,6 +54,7 @@ Counts = dict[tuple[tuple[str, str], ...], dict[str, float]]
 
 _keys: ContextVar[Keys | None] = ContextVar("correlation_keys", default=None)
 _counts: ContextVar[Counts | None] = ContextVar("metric_counts", default=None)
+_counting = threading.Lock()
 _state = {"cold_start": True, "installed": False}
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,9 @@ def count(metric: str, value: float = 1, **dimensions: str) -> None:
     if counts is None:
         return
     key = tuple(sorted((name, str(v)[:_DIMENSION_CHARS] or "-") for name, v in dimensions.items()))
-    values = counts.setdefault(key, {})
-    values[metric] = values.get(metric, 0) + value
+    with _counting:  # a scheduled run counts from its pool's threads (chalicelib/core/runs.py)
+        values = counts.setdefault(key, {})
+        values[metric] = values.get(metric, 0) + value
 
 
 _writer: list[Any] = []  # one Powertools EphemeralMetrics, made on the first flush

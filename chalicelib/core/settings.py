@@ -59,6 +59,10 @@ class Settings:
     auth_failures_per_second: int = field(
         default_factory=lambda: _int("AUTH_FAILURES_PER_SECOND", 1))
     auth_failures_burst: int = field(default_factory=lambda: _int("AUTH_FAILURES_BURST", 20))
+    # Pages one reconcile_shops run lists at most (0: as many as its time allows). The local
+    # stack sets a few, so a round spans runs there as it does at a hundred times the shops.
+    reconcile_pages_per_run: int = field(
+        default_factory=lambda: _int("RECONCILE_PAGES_PER_RUN", 0))
 
 
 @lru_cache(maxsize=1)

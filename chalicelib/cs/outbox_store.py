@@ -15,11 +15,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.core import aws, listing
+from chalicelib.core import aws, leases, listing
 from chalicelib.core.clock import iso
-from chalicelib.core.dynamodb import Action, Item, from_attrs, is_condition_failure, to_attrs
+from chalicelib.core.dynamodb import Action, Item, from_attrs, to_attrs
 from chalicelib.core.settings import settings
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.noise import ChannelState
@@ -142,32 +140,19 @@ def put_channel_state(channel: str, state: ChannelState, version: int | None) ->
 
 # The run lease --------------------------------------
 
+_LEASE = {"pk": "LEASE#notifier"}
+
+
 def take_lease(owner: str, now: datetime, hold: timedelta) -> bool:
-    """One notifier at a time: a schedule may fire while the last run is still sending."""
-    try:
-        aws.client("dynamodb").put_item(
-            TableName=_table(), Item=to_attrs({
-                "pk": "LEASE#notifier", "owner": owner, "until": iso(now + hold),
-                "expires_at": expiry(now + hold + LEASE_LINGER)}),
-            ConditionExpression="attribute_not_exists(pk) OR #u < :now OR #o = :me",
-            ExpressionAttributeNames={"#u": "until", "#o": "owner"},
-            ExpressionAttributeValues=to_attrs({":now": iso(now), ":me": owner}))
-    except ClientError as exc:
-        if is_condition_failure(exc):
-            return False
-        raise
-    return True
+    """One notifier at a time: a schedule may fire while the last run is still sending (the
+    shared helper, chalicelib/core/leases.py). A lease left behind expires a day after it
+    lapsed (TTL)."""
+    return leases.take(_table(), _LEASE, owner, now, now + hold,
+                       extra={"expires_at": expiry(now + hold + LEASE_LINGER)})
 
 
 def release_lease(owner: str) -> None:
-    try:
-        aws.client("dynamodb").delete_item(
-            TableName=_table(), Key=to_attrs({"pk": "LEASE#notifier"}),
-            ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
-            ExpressionAttributeValues=to_attrs({":me": owner}))
-    except ClientError as exc:
-        if not is_condition_failure(exc):
-            raise
+    leases.release(_table(), _LEASE, owner)
 
 
 def put_dead_alert(message_id: str, body: str, now: datetime) -> None:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import marketplaces
-from chalicelib.core import batches, observability
+from chalicelib.core import batches, observability, runs
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
 from chalicelib.cs import alert_topic, alerts
@@ -62,6 +62,7 @@ def amazon_message(body: str, now: datetime) -> str:
 
 BATCH = 100  # messages per consume call
 BUDGET_SECONDS = 20.0  # per run: the next run (every minute) goes on where this one stopped
+BUDGET_MARGIN = 15.0  # a consume and its confirms in hand (poll_taobao's timeout is 60 s)
 
 
 def poll_taobao(now: datetime, budget: float = BUDGET_SECONDS) -> dict[str, int]:
@@ -183,8 +184,11 @@ def on_amazon_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                     lambda record: amazon_message(record.body, utcnow()), "sqs")
 
 
-def on_schedule() -> None:
-    """The 1-minute TMC poll (app.py `poll_taobao`)."""
-    counts = poll_taobao(utcnow())
+def on_schedule(context: Any = None) -> None:
+    """The 1-minute TMC poll (app.py `poll_taobao`), no new consume in the last BUDGET_MARGIN
+    seconds its Lambda context leaves. Two polls at once cannot store a message twice: TMC
+    hands a message to one consumer until it is confirmed, and the inbox dedupes."""
+    budget = runs.Budget.of(context, most=BUDGET_SECONDS, margin=BUDGET_MARGIN)
+    counts = poll_taobao(utcnow(), budget=budget.left())
     if counts["messages"] or counts["errors"]:
         log.info("taobao tmc: %s", counts)

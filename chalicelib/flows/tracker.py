@@ -6,6 +6,14 @@ and what a failed call means are chalicelib.tracking.couriers' (`Provider`, `Pro
 - `start`: the warehouse reported a shipment; each package becomes a tracked parcel, due at once.
 - `receive_push`: a provider pushed news (verified, stored raw, applied).
 - `run_due`: the scheduler's tick; subscribe, query or judge every parcel whose check is due.
+  Bounded, one run at a time, each check claimed: it works to the budget its Lambda context
+  leaves (chalicelib/core/runs.py), under the `track_parcels` lease, on a small pool (a few
+  parcels per provider, whose pace core.http keeps: Kuaidi100's 5 a second), and takes each
+  parcel's check in hand (parcel_store.claim) before reading it and calling the provider, so
+  an overlapping or retried run cannot ask the provider twice (Kuaidi100 locks a number queried
+  twice in 30 minutes); the claim is given back when the check is over (one left by a
+  stopped run holds 30 minutes). What the budget
+  does not reach stays due for the next tick.
 Every write of a parcel is guarded by the version read, together with its timeline lines, so a
 push and a poll of the same parcel at the same moment cannot lose each other's scans. Alerts
 are published before the write: if the write fails the same changes are found again on the
@@ -17,12 +25,14 @@ provider calls are counted by provider and result (ProviderQueries, ProviderSubs
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.core import observability
+from chalicelib.core import observability, runs
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, retrying, transact
 from chalicelib.core.errors import ApiError, NotFound
@@ -239,25 +249,84 @@ class TickReport:
     queried: int = 0
     judged: int = 0
     errors: int = 0
+    busy: int = 0  # the run found another holding the lease, and did nothing
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
+    def add(self, other: TickReport) -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
-def run_due(now: datetime, limit: int = 500) -> TickReport:
-    """Everything due now, oldest first; one parcel's failure never stops the others."""
+
+# The tick: at most RUN_SECONDS (the next comes a minute later), nothing new in the last
+# RUN_MARGIN seconds before Lambda would stop track_parcels (.chalice/config.json); WORKERS
+# parcels at once, at most PER_PROVIDER with one provider (its pace is the limit anyway).
+RUN_SECONDS = 57.0
+RUN_MARGIN = 20.0
+WORKERS = 8
+PER_PROVIDER = 4
+LIMIT = 2000  # due parcels one tick reads at most (it reads them as it gets to them)
+CLAIM_HOLD = timedelta(minutes=30)  # the longest provider lock on a number asked twice (Kuaidi100)
+
+
+def run_due(now: datetime, limit: int = LIMIT, budget: runs.Budget | None = None) -> TickReport:
+    """Everything due now, oldest first, within the budget (default RUN_SECONDS), under the
+    run's lease; one parcel's failure never stops the others."""
+    budget = budget or runs.Budget.seconds(RUN_SECONDS)
     report = TickReport()
-    for carrier_code, number in list(store.due(now, limit)):
+    owner = secrets.token_hex(8)
+    until = budget.hold_until(now)
+    if not store.take_run_lease(owner, now, until):
+        log.info("track_parcels: another run holds the lease")
+        report.busy = 1
+        return report
+    lock = threading.Lock()
+
+    def one(key: tuple[str, str]) -> None:
+        carrier_code, number = key
+        mine = TickReport()
         with observability.unit(carrier_code=carrier_code, tracking_number=number):
             try:
-                check(carrier_code, number, now, report)
+                check(carrier_code, number, now, mine, owner=owner, until=until)
             except Exception:  # the parcel stays due and is tried on the next tick
-                report.errors += 1
+                mine.errors += 1
                 log.exception("tracking check of %s %s failed", carrier_code, number)
+        with lock:
+            report.add(mine)
+
+    try:
+        runs.work_through("track_parcels", store.due(now, limit), one, budget=budget,
+                          lane=_lane, workers=WORKERS, per_lane=PER_PROVIDER)
+    finally:
+        store.release_run_lease(owner)
     return report
 
 
-def check(carrier_code: str, number: str, now: datetime, report: TickReport) -> None:
+def _lane(key: tuple[str, str]) -> str:
+    """The provider that will be asked (as tracking started it), for the pool's lanes."""
+    try:
+        return couriers.provider_for(key[0])
+    except LookupError:
+        return key[0]
+
+
+def check(carrier_code: str, number: str, now: datetime, report: TickReport,
+          owner: str | None = None, until: datetime | None = None) -> None:
+    """One parcel's check, in hand (claimed for `owner` until `until`) while it is made."""
+    owner = owner or secrets.token_hex(8)
+    until = until or runs.Budget.seconds(RUN_SECONDS).hold_until(now)
+    # Released when the check is over; one left by a run Lambda stopped mid-check holds for
+    # the provider's lock, as its query may have counted (Kuaidi100 locks the number 30 min).
+    if not store.claim(carrier_code, number, owner, now, max(until, now + CLAIM_HOLD)):
+        return  # another run has it in hand
+    try:
+        _check(carrier_code, number, now, report)
+    finally:
+        store.release(carrier_code, number, owner)
+
+
+def _check(carrier_code: str, number: str, now: datetime, report: TickReport) -> None:
     found = store.get(carrier_code, number)
     if found is None or found[0].watch.next_check_at is None:
         return
@@ -320,8 +389,9 @@ def _provider(name: str) -> Provider:
                             alert=ACCOUNT_ALERT) from None
 
 
-def on_schedule() -> None:
-    """The 1-minute tick (app.py `track_parcels`)."""
-    report = run_due(utcnow())
+def on_schedule(context: Any = None) -> None:
+    """The 1-minute tick (app.py `track_parcels`), to the time its Lambda context leaves."""
+    report = run_due(utcnow(), budget=runs.Budget.of(context, most=RUN_SECONDS,
+                                                     margin=RUN_MARGIN))
     if report.subscribed or report.queried or report.judged or report.errors:
         log.info("tracking tick: %s", report.as_dict())

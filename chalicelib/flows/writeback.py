@@ -8,15 +8,25 @@ writeback with the shop's credentials from SSM; a platform without idempotency i
 whether it already has the package when this is a retry (its `existing` read; one whose write
 needs a read first, its `prepare`, on every attempt); the outcome goes on the order's timeline;
 a writeback given up is a CS case. A platform that declares no writeback gets none.
+
+A run is bounded, exclusive and sends each writeback once: it works to a budget from the Lambda
+context (chalicelib/core/runs.py), under the `write_back` lease (one run at a time), and claims
+each writeback before calling the platform (writeback_store.claim: in hand until the run's end
+and a grace), so an overlapping or retried run cannot send it too; the outcome's write ends the
+claim. A claim left by a run that stopped mid-writeback makes the next attempt a retry: the
+platform is asked first. What the budget does not reach stays due for the next tick. Writebacks
+go out a few at a time per marketplace on a small pool, each platform's pace kept by core.http.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 from datetime import datetime
 from typing import Any
 
-from chalicelib.core import observability
+from chalicelib.core import observability, runs
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import Action, TransactionConflict, retrying, transact
 from chalicelib.core.errors import Busy
@@ -58,30 +68,81 @@ def writeback_actions(job: Job, shipment: JobShipment, now: datetime) -> list[Ac
     return [writeback_store.put(writeback.plan(job, shipment, now), None)]
 
 
-def run_writebacks(now: datetime, limit: int = 50) -> dict[str, int]:
+# The run: at most RUN_SECONDS (the next tick comes a minute later), and nothing new in the last
+# RUN_MARGIN seconds before Lambda would stop write_back (its timeout, .chalice/config.json): a
+# writeback in hand makes one to three calls. Writebacks go out WORKERS at a time, at most
+# PER_MARKETPLACE of them to one marketplace (across its shops: the platforms' rate limits are
+# per shop or app, kept by core.http's pace where an adapter declares one); write_back has
+# 1 GB (.chalice/config.json) for its threads.
+RUN_SECONDS = 57.0
+RUN_MARGIN = 20.0
+WORKERS = 32
+PER_MARKETPLACE = 16
+LIMIT = 5000  # due writebacks one run reads at most (it reads them as it gets to them)
+
+
+def run_writebacks(now: datetime, limit: int = LIMIT,
+                   budget: runs.Budget | None = None) -> dict[str, int]:
+    """Send what is due at `now`, within the budget (default RUN_SECONDS), under the run's
+    lease; a run that finds the lease held does nothing (`busy`)."""
+    budget = budget or runs.Budget.seconds(RUN_SECONDS)
     counts = {"done": 0, "retry": 0, "failed": 0, "errors": 0}
-    for partner_id, key in writeback_store.due(now, limit):
+    owner = secrets.token_hex(8)
+    until = budget.hold_until(now)
+    if not writeback_store.take_run_lease(owner, now, until):
+        log.info("write_back: another run holds the lease")
+        return {**counts, "busy": 1}
+    lock = threading.Lock()
+
+    def one(item: tuple[str, str, writeback_store.Stored | None]) -> None:
+        partner_id, key, stored = item
         with observability.unit(partner_id=partner_id, writeback=key):
             try:
-                outcome = send(partner_id, key, now)
-            except Exception:  # it stays due; the next run tries again
+                outcome = _send(partner_id, key, stored, now, owner, until)
+            except Exception:  # it stays due (or in hand until the claim ends): tried again
                 log.exception("writeback %s/%s failed", partner_id, key)
-                counts["errors"] += 1
-                continue
+                outcome = "errors"
         if outcome is not None:
-            counts[outcome] += 1
+            with lock:
+                counts[outcome] += 1
+
+    try:
+        # Each due writeback is read as the pool gets to it: its marketplace is its lane.
+        due = ((partner_id, key, writeback_store.read(partner_id, key))
+               for partner_id, key in writeback_store.due(now, limit))
+        runs.work_through("write_back", due, one, budget=budget, lane=_lane,
+                          workers=WORKERS, per_lane=PER_MARKETPLACE)
+    finally:
+        writeback_store.release_run_lease(owner)
     return counts
 
 
+def _lane(item: tuple[str, str, writeback_store.Stored | None]) -> str:
+    return item[2].writeback.marketplace if item[2] is not None else ""
+
+
 def send(partner_id: str, key: str, now: datetime) -> str | None:
-    found = writeback_store.get(partner_id, key)
-    if found is None or found[0].status != "pending" or found[0].due_at > now:
-        return None
-    old, version = found
+    """One writeback, on its own (outside a run): read, claimed for RUN_SECONDS, sent."""
+    owner = secrets.token_hex(8)
+    until = runs.Budget.seconds(RUN_SECONDS).hold_until(now)
+    return _send(partner_id, key, writeback_store.read(partner_id, key), now, owner, until)
+
+
+def _send(partner_id: str, key: str, found: writeback_store.Stored | None, now: datetime,
+          owner: str, until: datetime) -> str | None:
+    if found is None or found.writeback.status != "pending" or found.writeback.due_at > now \
+            or found.in_hand(now):
+        return None  # done, not yet due, or in another run's hands
+    old, version = found.writeback, found.version
+    if not writeback_store.claim(partner_id, key, version, owner, now, until):
+        return None  # another run took it (or changed it) since it was read
+    version += 1  # the claim's write
     observability.tag(order_id=old.order_id, job_id=old.job_id, marketplace=old.marketplace)
     writer = _writer(old.marketplace)
-    new = _attempt(old, writer, now) if writer else writeback.failed(
-        old, "no adapter", False, now)
+    # A claim left on it: the run that took it stopped mid-way, maybe after telling the
+    # platform. So this is a retry: a platform that does not deduplicate is asked first.
+    new = _attempt(old, writer, now, retry=bool(old.attempts) or found.interrupted) \
+        if writer else writeback.failed(old, "no adapter", False, now)
     events = _timeline(old, new, now)
     try:
         retrying(lambda: transact([writeback_store.put(new, version),
@@ -114,7 +175,11 @@ def _counted(wb: Writeback) -> None:
             wb.attempts)
 
 
-def _attempt(wb: Writeback, writer: ShipmentWrite, now: datetime) -> Writeback:
+def _attempt(wb: Writeback, writer: ShipmentWrite, now: datetime,
+             retry: bool | None = None) -> Writeback:
+    """Tell the platform of each package not yet confirmed. `retry` (default: an attempt
+    failed before) makes a platform that does not deduplicate be asked first."""
+    retry = bool(wb.attempts) if retry is None else retry
     try:
         credentials = credentials_for(wb.marketplace, wb.shop, now)
     except shop_credentials.MissingCredentials as exc:
@@ -125,7 +190,7 @@ def _attempt(wb: Writeback, writer: ShipmentWrite, now: datetime) -> Writeback:
         return writeback.failed(wb, str(exc), exc.retryable, now)
     for package in wb.remaining:
         try:
-            there, prepared = _existing(writer, package, credentials, now, bool(wb.attempts))
+            there, prepared = _existing(writer, package, credentials, now, retry)
             result = WritebackResult(ok=True) if there else _write(
                 writer, package, credentials, now, prepared)
         except ValueError as exc:  # the platform cannot take this (no carrier code, no lines)
@@ -193,8 +258,9 @@ def _timeline(old: Writeback, new: Writeback, now: datetime) -> list[OrderEvent]
     return events
 
 
-def on_schedule() -> None:
-    """The 1-minute run (app.py `write_back`)."""
-    counts = run_writebacks(utcnow())
+def on_schedule(context: Any = None) -> None:
+    """The 1-minute run (app.py `write_back`), to the time its Lambda context leaves."""
+    counts = run_writebacks(utcnow(), budget=runs.Budget.of(context, most=RUN_SECONDS,
+                                                            margin=RUN_MARGIN))
     if any(counts.values()):
         log.info("writebacks: %s", counts)

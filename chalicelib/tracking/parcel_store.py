@@ -2,6 +2,9 @@
 
   pk = SHIP#<carrier>#<number>   sk = PARCEL              the parcel (versioned, written whole)
   pk = SHIP#<carrier>#<number>   sk = RAW#<digest>        one push as received (TTL: a season)
+  pk = SHIP#<carrier>#<number>   sk = CLAIM               a tracking run has its check in hand
+                                                          (chalicelib/core/leases.py; TTL)
+  pk = LEASE#track_parcels       sk = LEASE               one `track_parcels` run at a time
 
 `due_pk`/`next_check_at` (sparse `due` index) are derived from the parcel's watch on every
 write: a parcel whose tracking is over leaves the index.
@@ -14,8 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.core import aws
-from chalicelib.core.clock import iso
+from chalicelib.core import aws, leases
+from chalicelib.core.clock import epoch_seconds, iso
 from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
 from chalicelib.core.settings import settings
 from chalicelib.tracking.parcels import Parcel
@@ -23,6 +26,8 @@ from chalicelib.tracking.parcels import Parcel
 DUE_INDEX = "due"
 DUE = "DUE"
 RAW_RETENTION = timedelta(days=180)
+CLAIM_RETENTION = timedelta(days=1)  # a claim left by a stopped run is gone by then (TTL)
+_RUN_LEASE = {"pk": "LEASE#track_parcels", "sk": "LEASE"}
 _DERIVED = ("pk", "sk", "due_pk", "next_check_at", "version")
 
 
@@ -109,3 +114,26 @@ def due(now: datetime, limit: int) -> Iterator[tuple[str, str]]:
         for item in page.get("Items", []):
             _, carrier, number = from_attrs(item)["pk"].split("#", 2)
             yield carrier, number
+
+
+def claim(carrier_code: str, tracking_number: str, owner: str, now: datetime,
+          until: datetime) -> bool:
+    """Take the parcel's check in hand until `until` (before its provider call): False while
+    another run has it. A separate item, so a push applied meanwhile neither waits for it nor
+    ends it."""
+    return leases.take(_table(), {"pk": pk(carrier_code, tracking_number), "sk": "CLAIM"},
+                       owner, now, until,
+                       {"expires_at": epoch_seconds(until + CLAIM_RETENTION)})
+
+
+def release(carrier_code: str, tracking_number: str, owner: str) -> None:
+    leases.release(_table(), {"pk": pk(carrier_code, tracking_number), "sk": "CLAIM"}, owner)
+
+
+def take_run_lease(owner: str, now: datetime, until: datetime) -> bool:
+    """One `track_parcels` run at a time (chalicelib/core/leases.py)."""
+    return leases.take(_table(), _RUN_LEASE, owner, now, until)
+
+
+def release_run_lease(owner: str) -> None:
+    leases.release(_table(), _RUN_LEASE, owner)

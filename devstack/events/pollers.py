@@ -40,10 +40,13 @@ _NON_EXISTENT_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotE
 
 @dataclass(frozen=True)
 class Function:
-    """A Lambda function as the runner knows it: its name and the handler it runs."""
+    """A Lambda function as the runner knows it: its name, the handler it runs, and its own
+    timeout and memory where its configuration sets them (else the runner's)."""
 
     function_name: str  # the Lambda function's name, as Chalice names it
     handler: Handler
+    timeout_seconds: float | None = None
+    memory_mb: int | None = None
 
 
 class Runner(Protocol):

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -102,6 +102,7 @@ class EventRunner:
         schedule_retry_delays: Sequence[float] = (1.0, 2.0),
         function_timeout_seconds: float = 60.0,
         function_memory_mb: int = 128,
+        chalice_config: Mapping[str, Any] | None = None,
     ) -> None:
         """Read the event sources of ``app``; nothing is polled until asked.
 
@@ -109,7 +110,12 @@ class EventRunner:
         next try (AWS waits for the queue's visibility timeout). ``max_retry_attempts``: stream
         retries per record before giving up (-1: forever). ``sqs_wait_seconds``: the long poll
         of each receive (0 makes :meth:`drain` fast in tests). ``schedule_retry_delays``: the
-        pauses before Lambda's two async retries of a failed scheduled invocation.
+        pauses before Lambda's two async retries of a failed scheduled invocation (none where
+        the deployment turns them off, as EventInvokeConfig does). ``chalice_config``: the
+        app's .chalice/config.json, whose ``lambda_timeout`` and ``lambda_memory_size`` (per
+        function, else the app's) each function's context reports, as Lambda's does, so a
+        function that works to its remaining time gets the time it has in the cloud; without
+        it, ``function_timeout_seconds`` and ``function_memory_mb``.
         """
         if max_retry_attempts < -1:
             raise ValueError("max_retry_attempts must be -1 (forever) or more")
@@ -130,6 +136,7 @@ class EventRunner:
         self._schedule_retry_delays = tuple(schedule_retry_delays)
         self._timeout = function_timeout_seconds
         self._memory = function_memory_mb
+        self._config = chalice_config or {}
         self.region = str(session.region_name or "us-east-1")
         config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
         self.sqs = session.client("sqs", config=config)
@@ -168,9 +175,14 @@ class EventRunner:
     def _function(
         self, app: Chalice, app_module: ModuleType, config: BaseEventSourceConfig
     ) -> Function:
+        own = self._config.get("lambda_functions", {}).get(config.name, {})
+        timeout = own.get("lambda_timeout", self._config.get("lambda_timeout"))
+        memory = own.get("lambda_memory_size", self._config.get("lambda_memory_size"))
         return Function(
             function_name=f"{self._app_name}-{self._stage}-{config.name}",
             handler=_resolve_handler(app, app_module, config),
+            timeout_seconds=None if timeout is None else float(timeout),
+            memory_mb=None if memory is None else int(memory),
         )
 
     def _rule(self, config: ScheduledEventConfig, function: Function, created: datetime) -> _Rule:
@@ -221,8 +233,8 @@ class EventRunner:
         context = LambdaContext(
             function_name=function.function_name,
             function_arn=self.function_arn(function),
-            memory_mb=self._memory,
-            timeout_seconds=self._timeout,
+            memory_mb=function.memory_mb or self._memory,
+            timeout_seconds=function.timeout_seconds or self._timeout,
         )
         started = time.monotonic()
         try:

@@ -259,3 +259,23 @@ def test_each_queue_hides_a_message_longer_than_its_consumer_may_run(
         function = template["Resources"][mapping["FunctionName"]["Ref"]]
         assert queue["Properties"].get("VisibilityTimeout", 30) >= \
             function["Properties"]["Timeout"], mapping
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_scheduled_functions_are_never_retried_and_set_their_own_timeout_and_memory(
+        transformed: dict[str, Path], stage: str) -> None:
+    """A scheduled run that failed or timed out has left its work for the next tick (due, or a
+    cursor where it stopped): Lambda's two async retries would only overlap that tick. Each
+    scheduled function's timeout and memory are its own (a run works to the time it has)."""
+    template = cloudformation(transformed, stage)
+    targets = [target for rule in resources_of(template, "AWS::Events::Rule").values()
+               for target in rule["Properties"]["Targets"]]
+    scheduled = {target["Arn"]["Fn::GetAtt"][0] for target in targets}
+    assert len(scheduled) == 7, scheduled
+    invoke = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"] for c in
+              resources_of(template, "AWS::Lambda::EventInvokeConfig").values()}
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_functions"]
+    for function in scheduled:
+        assert invoke[function]["MaximumRetryAttempts"] == 0, function
+        handler = template["Resources"][function]["Properties"]["Handler"].removeprefix("app.")
+        assert {"lambda_timeout", "lambda_memory_size"} <= set(config[handler]), handler

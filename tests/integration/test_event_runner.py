@@ -627,6 +627,35 @@ def test_a_failed_scheduled_invocation_is_retried_twice(session: Any) -> None:
     assert len(broken_ids) == 3 and len(set(broken_ids)) == 1
 
 
+def test_each_function_gets_its_configured_timeout_and_memory_in_its_context(
+    session: Any,
+) -> None:
+    """A scheduled run works to the time its context says is left: the runner gives each
+    function the timeout and memory .chalice/config.json gives it in the cloud."""
+    created = datetime(2025, 1, 3, 8, 0, tzinfo=UTC)
+    app = Chalice(app_name="runner-test")
+    seen: dict[str, tuple[float, str]] = {}
+
+    @app.schedule("rate(1 minute)")
+    def long_run(event: CloudWatchEvent) -> None:
+        seen["long_run"] = (event.context.get_remaining_time_in_millis() / 1000,
+                            event.context.memory_limit_in_mb)
+
+    @app.schedule("rate(1 minute)")
+    def plain(event: CloudWatchEvent) -> None:
+        seen["plain"] = (event.context.get_remaining_time_in_millis() / 1000,
+                         event.context.memory_limit_in_mb)
+
+    config = {"lambda_timeout": 30, "lambda_memory_size": 512,
+              "lambda_functions": {"long_run": {"lambda_timeout": 300,
+                                                "lambda_memory_size": 1024}}}
+    runner = EventRunner(app, module_with(long_run=long_run, plain=plain), session,
+                         clock=lambda: created, chalice_config=config)
+    assert runner.fire_schedules(created + timedelta(minutes=1)) == 2
+    assert 299 < seen["long_run"][0] <= 300 and seen["long_run"][1] == "1024"
+    assert 29 < seen["plain"][0] <= 30 and seen["plain"][1] == "512"
+
+
 # -- background mode --------------------------------------------------------------------------
 
 
