@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -19,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
-from chalicelib.core.dynamodb import Action, TransactionConflict, transact
+from chalicelib.core.dynamodb import (
+    MAX_TRANSACTION_ITEMS,
+    Action,
+    TransactionConflict,
+    transact,
+)
 from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.core.settings import settings
 from chalicelib.cs import alert_topic, alerts
@@ -49,6 +56,11 @@ def actions_for(old: Job | None, transition: Transition, actor: str, now: dateti
     actions += [jobs_store.feed_entry(job, event, now, seq)
                 for seq, event in enumerate(transition.events) if event.feed]
     return actions
+
+
+def action_count(transition: Transition) -> int:
+    """How many writes `actions_for` makes of a transition (without building them)."""
+    return 1 + len(transition.events) + sum(event.feed for event in transition.events)
 
 
 def announce(transition: Transition, now: datetime) -> None:
@@ -86,10 +98,14 @@ def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor
     """Read, transition, write; re-read and re-judge if the job changed in between.
 
     `extra`: more writes for the same transaction (starting a shipment's tracking);
-    `on_conflict`: told which writes' conditions failed before the next attempt."""
-    for _attempt in range(_ATTEMPTS):
-        job = get_job(partner_id, job_id)
-        transition = step(job)  # raises Conflict for an illegal transition
+    `on_conflict`: told which writes' conditions failed before the next attempt.
+    The first try may start from this instance's own last write of the job (`remember`)
+    instead of a read; if that copy was stale, its guard fails and costs no attempt."""
+    recalled = _recalled(partner_id, job_id)
+    attempts = 0
+    while attempts < _ATTEMPTS:
+        job, transition, fresh = _judged(partner_id, job_id, step, recalled)
+        recalled = None
         if not transition.changed:
             return job
         announce(transition, now)
@@ -99,10 +115,66 @@ def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor
         except TransactionConflict as exc:
             if on_conflict is not None:
                 on_conflict(job, exc.failed)
+            attempts += fresh
             continue
         committed(transition)
+        remember([transition.job])
         return transition.job
     raise Busy("job")
+
+
+def _judged(partner_id: str, job_id: str, step: Callable[[Job], Transition],
+            recalled: Job | None) -> tuple[Job, Transition, bool]:
+    """The job and its transition, and whether the job was read for it. A recalled copy is
+    used only for a change that tells no one (no alert goes out on a stale copy's word), and
+    a refusal is judged again on a fresh read (the copy may just be behind)."""
+    if recalled is not None:
+        observability.tag(job_id=job_id, partner_id=partner_id, order_id=recalled.order_id)
+        try:
+            transition = step(recalled)
+        except (ApiError, ValueError):
+            transition = None  # a refusal is only ever given on a fresh read
+        if (transition is not None and transition.changed
+                and not any(event.alert for event in transition.events)):
+            return recalled, transition, False
+    job = get_job(partner_id, job_id)
+    return job, step(job), True  # raises Conflict for an illegal transition
+
+
+# A warm instance's own last writes of jobs, for the partner's next step on them (accept after
+# the claim, pick after print): bounded, and short-lived so a copy is seldom behind.
+_RECENT_SECONDS = 300.0
+_RECENT_MAX = 2000
+_recent: OrderedDict[tuple[str, str], tuple[float, Job]] = OrderedDict()
+_recent_lock = threading.Lock()
+
+
+def remember(written: Sequence[Job]) -> None:
+    """Keep jobs this instance has just written. Safe however stale a copy gets: every write
+    is guarded by the version it was judged on, so a job changed elsewhere fails the guard
+    and is read again (one failed write instead of one read)."""
+    at = time.monotonic()
+    with _recent_lock:
+        for job in written:
+            key = (job.partner_id, job.job_id)
+            _recent[key] = (at, job)
+            _recent.move_to_end(key)
+        while len(_recent) > _RECENT_MAX:
+            _recent.popitem(last=False)
+
+
+def forget_all() -> None:
+    """Drop every remembered job (tests that change jobs behind the service's back)."""
+    with _recent_lock:
+        _recent.clear()
+
+
+def _recalled(partner_id: str, job_id: str) -> Job | None:
+    with _recent_lock:
+        entry = _recent.pop((partner_id, job_id), None)
+    if entry is None or time.monotonic() - entry[0] > _RECENT_SECONDS:
+        return None
+    return entry[1]
 
 
 def get_job(partner_id: str, job_id: str) -> Job:
@@ -195,64 +267,102 @@ class ResolveRequest(_Request):
 
 # The offer -----------------------------------------------------------------------------------
 
+# A claim walks past offers other pollers took until it has what it asked for or the index has
+# no more; these bound one claim's work (an index page is one Query, a round one transaction).
+_WALK_PAGES = 40
+_WALK_ROUNDS = 40
+# How often a long poll looks at the offers index again: one Query of an empty range costs
+# 0.5 read units, and a new offer is seen within this much.
+_POLL_SECONDS = 0.25
+# A claim reads this many times what it asks for (at most a page of 100) and starts at a
+# random place in it, so concurrent pollers reach for different offers among the oldest.
+_SPREAD = 4
+
 
 def claim(partner_id: str, request: ClaimRequest, now: datetime | None = None,
           sleep: Callable[[float], None] = time.sleep) -> Claimed:
-    """Lease up to `max_jobs` offers; with `wait_seconds`, wait for one to appear (long poll)."""
+    """Lease up to `max_jobs` offers; with `wait_seconds`, wait for one to appear (long poll).
+    The wait (at most 20 s) and the walk stay well inside API Gateway's 29 s."""
     deadline = time.monotonic() + request.wait_seconds
     while True:
         moment = now or utcnow()
         claimed = _claim_once(partner_id, request, moment)
         if claimed.jobs or time.monotonic() >= deadline:
             return claimed
-        sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claimed:
+    """Walk the offers oldest first, leasing them in rounds of one transaction; offers another
+    poller took meanwhile (the transaction names them) are passed over for the next ones."""
     limit = min(request.max_jobs, settings().max_claim_batch)
     lease_id = "lease_" + secrets.token_urlsafe(12)
     expires = now + timedelta(seconds=request.lease_seconds or settings().lease_seconds)
     claimed: list[Job] = []
-    candidates = jobs_store.claimable(partner_id, now, limit)
-    for _attempt in range(_ATTEMPTS):
-        if not candidates:
-            break
-        steps = []
-        for job in candidates:
-            try:
-                steps.append((job, jobs.claim(job, lease_id, expires, now, protocol_rules())))
-            except Conflict:
-                continue  # the index lagged: no longer on offer
+    waiting: list[Job] = []  # read from the index, not tried yet
+    pages = jobs_store.offer_pages(partner_id, now, min(100, max(limit, _SPREAD * limit)))
+    walked = rounds = 0
+    while len(claimed) < limit and rounds < _WALK_ROUNDS:
+        if not waiting:
+            page = next(pages, None) if walked < _WALK_PAGES else None
+            if page is None:
+                break  # the queue is empty (or this claim has walked far enough)
+            walked += 1
+            waiting = _rotated(page)
+        rounds += 1
+        steps, waiting = _leases(waiting, limit - len(claimed), lease_id, expires, now)
+        if not steps:
+            continue
         for _, transition in steps:
             announce(transition, now)  # dead-lettered offers
         try:
-            _write_in_chunks(steps, f"partner {partner_id}", now)
+            transact(_claim_actions(steps, f"partner {partner_id}", now))
         except TransactionConflict as conflict:
-            candidates = [job for job in candidates if job.job_id not in conflict.failed]
+            # Taken by someone else since we read them: the rest are tried again first.
+            waiting = [old for old, _ in steps if old.job_id not in conflict.failed] + waiting
             continue
         for _, transition in steps:
             committed(transition)  # offers dead-lettered on the way
-        claimed = [t.job for _, t in steps if t.job.lease_id == lease_id]
-        break
+        claimed += [t.job for _, t in steps if t.job.lease_id == lease_id]
     if not claimed:
         return Claimed(lease_id=None, lease_expires_at=None, jobs=[])
+    remember(claimed)
     observability.count("JobsClaimed", len(claimed))
     log.info("partner %s claimed %d jobs under %s", partner_id, len(claimed), lease_id)
     return Claimed(lease_id=lease_id, lease_expires_at=expires, jobs=claimed)
 
 
-def _write_in_chunks(steps: Sequence[tuple[Job, Transition]], actor: str,
-                     now: datetime) -> None:
-    """One transaction holds 100 actions: group whole jobs so each job's writes stay atomic."""
-    batch: list[Action] = []
-    for old, transition in steps:
-        actions = actions_for(old, transition, actor, now)
-        if len(batch) + len(actions) > 100:
-            transact(batch)
-            batch = []
-        batch += actions
-    if batch:
-        transact(batch)
+def _rotated(page: list[Job]) -> list[Job]:
+    start = secrets.randbelow(len(page))
+    return page[start:] + page[:start]
+
+
+def _leases(waiting: list[Job], wanted: int, lease_id: str, expires: datetime,
+            now: datetime) -> tuple[list[tuple[Job, Transition]], list[Job]]:
+    """The claims of up to `wanted` waiting offers that fit one transaction, and the offers
+    left waiting. An offer already leased (the index lags) is dropped."""
+    steps: list[tuple[Job, Transition]] = []
+    size = 0
+    for index, job in enumerate(waiting):
+        if len(steps) == wanted:
+            return steps, waiting[index:]
+        try:
+            transition = jobs.claim(job, lease_id, expires, now, protocol_rules())
+        except Conflict:
+            continue  # the index lagged: no longer on offer
+        actions = action_count(transition)
+        if size + actions > MAX_TRANSACTION_ITEMS:
+            return steps, waiting[index:]
+        steps.append((job, transition))
+        size += actions
+    return steps, []
+
+
+def _claim_actions(steps: Sequence[tuple[Job, Transition]], actor: str,
+                   now: datetime) -> list[Action]:
+    """One transaction for the round: each job's writes stay atomic with it."""
+    return [action for old, transition in steps
+            for action in actions_for(old, transition, actor, now)]
 
 
 def heartbeat(partner_id: str, job_id: str, request: LeaseRequest, now: datetime) -> Job:
