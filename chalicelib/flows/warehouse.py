@@ -494,6 +494,7 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
         raise Busy("wave") from None
     for _, transition in steps:
         committed(transition)
+    remember([transition.job for _, transition in steps])
     return wave
 
 
