@@ -180,3 +180,20 @@ def test_a_step_on_a_remembered_copy_that_went_stale_is_judged_again_on_a_fresh_
     stored = jobs_store.get(partner, job_id)
     assert stored is not None and stored.lease_id is None
     assert stored.handshake is jobs.Handshake.OFFERED and stored.version == given_back.job.version
+
+
+def test_a_long_poll_wakes_within_a_quarter_second_of_a_new_offer(
+        stack: dict[str, str]) -> None:
+    partner = f"factory-{uuid.uuid4().hex[:6]}"
+    pauses: list[float] = []
+    offered: set[str] = set()
+
+    def pause(seconds: float) -> None:  # the long poll's wait between looks
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            offered.update(offer_jobs(partner, 1))  # a new offer while it waits
+
+    claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=5, wait_seconds=20),
+                              sleep=pause)
+    assert {job.job_id for job in claimed.jobs} == offered
+    assert len(pauses) == 3 and max(pauses) <= 0.25
