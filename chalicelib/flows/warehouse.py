@@ -270,7 +270,7 @@ class ResolveRequest(_Request):
 # A claim walks past offers other pollers took until it has what it asked for or the index has
 # no more; these bound one claim's work (an index page is one Query, a round one transaction).
 _WALK_PAGES = 40
-_WALK_ROUNDS = 40
+_WALK_ROUNDS = 200
 # How often a long poll looks at the offers index again: one Query of an empty range costs
 # 0.5 read units, and a new offer is seen within this much.
 _POLL_SECONDS = 0.25
@@ -300,8 +300,12 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
     expires = now + timedelta(seconds=request.lease_seconds or settings().lease_seconds)
     claimed: list[Job] = []
     waiting: list[Job] = []  # read from the index, not tried yet
-    pages = jobs_store.offer_pages(partner_id, now, min(100, max(limit, _SPREAD * limit)))
+    page_size = min(100, max(limit, _SPREAD * limit))
+    pages = jobs_store.offer_pages(partner_id, now, page_size)
     walked = rounds = 0
+    # A round's size: halved at a conflict (one offer another poller took cancels the whole
+    # transaction, so smaller rounds waste less while pollers overlap), doubled at a success.
+    size = limit
     while len(claimed) < limit and rounds < _WALK_ROUNDS:
         if not waiting:
             page = next(pages, None) if walked < _WALK_PAGES else None
@@ -310,7 +314,8 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
             walked += 1
             waiting = _rotated(page)
         rounds += 1
-        steps, waiting = _leases(waiting, limit - len(claimed), lease_id, expires, now)
+        steps, waiting = _leases(waiting, min(size, limit - len(claimed)), lease_id, expires,
+                                 now)
         if not steps:
             continue
         for _, transition in steps:
@@ -318,12 +323,19 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
         try:
             transact(_claim_actions(steps, f"partner {partner_id}", now))
         except TransactionConflict as conflict:
-            # Taken by someone else since we read them: the rest are tried again first.
-            waiting = [old for old, _ in steps if old.job_id not in conflict.failed] + waiting
+            # Taken by someone else since we read them: the rest are tried again, in smaller
+            # rounds (one taken offer cancels a whole transaction) and in another order than
+            # the other pollers who read the same page.
+            left = [old for old, _ in steps if old.job_id not in conflict.failed] + waiting
+            if len(conflict.failed) * 2 > len(steps):  # most were taken: so is the rest
+                left, pages = [], jobs_store.offer_pages(partner_id, now, page_size)
+            waiting = _rotated(left) if left else left
+            size = max(1, size // 2)
             continue
         for _, transition in steps:
             committed(transition)  # offers dead-lettered on the way
         claimed += [t.job for _, t in steps if t.job.lease_id == lease_id]
+        size *= 2
     if not claimed:
         return Claimed(lease_id=None, lease_expires_at=None, jobs=[])
     remember(claimed)
