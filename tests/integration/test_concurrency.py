@@ -197,3 +197,24 @@ def test_a_long_poll_wakes_within_a_quarter_second_of_a_new_offer(
                               sleep=pause)
     assert {job.job_id for job in claimed.jobs} == offered
     assert len(pauses) == 3 and max(pauses) <= 0.25
+
+
+def test_the_steps_after_a_claim_start_from_what_this_instance_wrote(
+        stack: dict[str, str]) -> None:
+    """accept, print, pick after the claim: each one transaction and no read (job_calls)."""
+    from chalicelib.core import aws
+
+    partner = f"factory-{uuid.uuid4().hex[:6]}"
+    (job_id,) = offer_jobs(partner, 1)
+    claimed = warehouse.claim(partner, warehouse.ClaimRequest(max_jobs=1), utcnow())
+    assert claimed.lease_id
+    calls: list[str] = []
+    ddb = aws.client("dynamodb")
+    ddb.meta.events.register("before-call.dynamodb",
+                             lambda model, **_: calls.append(model.name))
+    lease = warehouse.LeaseRequest(lease_id=claimed.lease_id)
+    warehouse.accept(partner, job_id, lease, utcnow())
+    warehouse.print_job(partner, job_id, warehouse.PrintRequest(), utcnow())
+    job = warehouse.pick(partner, job_id, utcnow())
+    assert calls == ["TransactWriteItems"] * 3
+    assert job.work is jobs.Work.PICKED and jobs_store.get(partner, job_id) == job
