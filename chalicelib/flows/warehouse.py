@@ -271,6 +271,10 @@ class ResolveRequest(_Request):
 # no more; these bound one claim's work (an index page is one Query, a round one transaction).
 _WALK_PAGES = 40
 _WALK_ROUNDS = 200
+# And its time: after _WALK_SECONDS a claim answers with what it has; with nothing yet it goes
+# on until _ANSWER_WITHIN of the request, inside API Gateway's 29 s.
+_WALK_SECONDS = 5.0
+_ANSWER_WITHIN = 25.0
 # How often a long poll looks at the offers index again: one Query of an empty range costs
 # 0.5 read units, and a new offer is seen within this much.
 _POLL_SECONDS = 0.25
@@ -282,17 +286,19 @@ _SPREAD = 4
 def claim(partner_id: str, request: ClaimRequest, now: datetime | None = None,
           sleep: Callable[[float], None] = time.sleep) -> Claimed:
     """Lease up to `max_jobs` offers; with `wait_seconds`, wait for one to appear (long poll).
-    The wait (at most 20 s) and the walk stay well inside API Gateway's 29 s."""
-    deadline = time.monotonic() + request.wait_seconds
+    The wait (at most 20 s) and the walk stay inside API Gateway's 29 s."""
+    started = time.monotonic()
+    deadline = started + request.wait_seconds
     while True:
         moment = now or utcnow()
-        claimed = _claim_once(partner_id, request, moment)
+        claimed = _claim_once(partner_id, request, moment, started + _ANSWER_WITHIN)
         if claimed.jobs or time.monotonic() >= deadline:
             return claimed
         sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
-def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claimed:
+def _claim_once(partner_id: str, request: ClaimRequest, now: datetime,
+                answer_by: float) -> Claimed:
     """Walk the offers oldest first, leasing them in rounds of one transaction; offers another
     poller took meanwhile (the transaction names them) are passed over for the next ones."""
     limit = min(request.max_jobs, settings().max_claim_batch)
@@ -306,7 +312,9 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
     # A round's size: halved at a conflict (one offer another poller took cancels the whole
     # transaction, so smaller rounds waste less while pollers overlap), doubled at a success.
     size = limit
-    while len(claimed) < limit and rounds < _WALK_ROUNDS:
+    started = time.monotonic()
+    while len(claimed) < limit and rounds < _WALK_ROUNDS and not _walked_enough(
+            started, answer_by, claimed):
         if not waiting:
             page = next(pages, None) if walked < _WALK_PAGES else None
             if page is None:
@@ -342,6 +350,11 @@ def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claime
     observability.count("JobsClaimed", len(claimed))
     log.info("partner %s claimed %d jobs under %s", partner_id, len(claimed), lease_id)
     return Claimed(lease_id=lease_id, lease_expires_at=expires, jobs=claimed)
+
+
+def _walked_enough(started: float, answer_by: float, claimed: list[Job]) -> bool:
+    moment = time.monotonic()
+    return moment >= answer_by or (moment - started >= _WALK_SECONDS and bool(claimed))
 
 
 def _rotated(page: list[Job]) -> list[Job]:
