@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,8 @@ def stack(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[st
     settings.cache_clear()
     directory.forget()
     accounts.forget()
+    if "chalicelib.flows.warehouse" in sys.modules:  # jobs another test's steps remembered
+        sys.modules["chalicelib.flows.warehouse"].forget_all()
     return stack_env
 
 

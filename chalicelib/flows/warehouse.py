@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import (
+    MAX_TRANSACTION_ITEMS,
     Action,
     TransactionConflict,
     ambiguous,
@@ -38,7 +41,6 @@ from chalicelib.warehouse.jobs import ClientId, Job, Transition, protocol_rules
 from chalicelib.warehouse.waves import SkuLocations, WaybillNumber
 
 log = logging.getLogger(__name__)
-_ATTEMPTS = 3
 
 
 # Writing transitions -------------------------------------------------------------------------
@@ -56,6 +58,11 @@ def actions_for(old: Job | None, transition: Transition, actor: str, now: dateti
     actions += [jobs_store.feed_entry(job, event, now, seq)
                 for seq, event in enumerate(transition.events) if event.feed]
     return actions
+
+
+def action_count(transition: Transition) -> int:
+    """How many writes `actions_for` makes of a transition (without building them)."""
+    return 1 + len(transition.events) + sum(event.feed for event in transition.events)
 
 
 def announce(transition: Transition, now: datetime) -> None:
@@ -97,16 +104,14 @@ def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor
     next read (the job at the version and time this call wrote), not done again.
 
     `extra`: more writes for the same transaction (starting a shipment's tracking);
-    `on_conflict`: told which writes' conditions failed before the next attempt."""
+    `on_conflict`: told which writes' conditions failed before the next attempt.
+    The first attempt may start from this instance's own last write of the job (`remember`)
+    instead of a read; if that copy was stale, its guard fails and the same attempt judges
+    again on a fresh read, so a stale copy costs one failed write and no attempt."""
     written: list[Job] = []  # what this call tried to write, if anything
+    recalled = [_recalled(partner_id, job_id)]  # for the first attempt only
 
-    def attempt() -> Job:
-        job = get_job(partner_id, job_id)
-        if written and _is_ours(job, written[-1]):
-            return job  # an earlier attempt's write landed; its answer was lost
-        transition = step(job)  # raises Conflict for an illegal transition
-        if not transition.changed:
-            return job
+    def write(job: Job, transition: Transition) -> Job:
         announce(transition, now)
         written.append(transition.job)
         try:
@@ -117,7 +122,22 @@ def apply(partner_id: str, job_id: str, step: Callable[[Job], Transition], actor
                 on_conflict(job, exc.failed)
             raise
         committed(transition)
+        remember([transition.job])
         return transition.job
+
+    def attempt() -> Job:
+        copy, recalled[0] = recalled[0], None
+        from_copy = _from_copy(partner_id, copy, step)
+        if copy is not None and from_copy is not None:
+            try:
+                return write(copy, from_copy)
+            except TransactionConflict:
+                pass  # the copy was behind: judged again below on a fresh read
+        job = get_job(partner_id, job_id)
+        if written and _is_ours(job, written[-1]):
+            return job  # an earlier attempt's write landed; its answer was lost
+        transition = step(job)  # raises Conflict for an illegal transition
+        return write(job, transition) if transition.changed else job
 
     return retrying(attempt, "job")
 
@@ -126,6 +146,59 @@ def _is_ours(found: Job, wrote: Job) -> bool:
     """The job as read is the one we wrote: same version and lease, written at our instant."""
     return (found.version, found.updated_at, found.lease_id) == (
         wrote.version, wrote.updated_at, wrote.lease_id)
+
+
+def _from_copy(partner_id: str, copy: Job | None,
+               step: Callable[[Job], Transition]) -> Transition | None:
+    """The transition of a remembered copy, if it may be acted on without a read: only a change
+    that tells no one (no alert goes out on a stale copy's word); a refusal is judged again on
+    a fresh read (the copy may just be behind)."""
+    if copy is None:
+        return None
+    observability.tag(job_id=copy.job_id, partner_id=partner_id, order_id=copy.order_id)
+    try:
+        transition = step(copy)
+    except (ApiError, ValueError):
+        return None
+    if transition.changed and not any(event.alert for event in transition.events):
+        return transition
+    return None
+
+
+# A warm instance's own last writes of jobs, for the partner's next step on them (accept after
+# the claim, pick after print): bounded, and short-lived so a copy is seldom behind.
+_RECENT_SECONDS = 300.0
+_RECENT_MAX = 2000
+_recent: OrderedDict[tuple[str, str], tuple[float, Job]] = OrderedDict()
+_recent_lock = threading.Lock()
+
+
+def remember(written: Sequence[Job]) -> None:
+    """Keep jobs this instance has just written. Safe however stale a copy gets: every write
+    is guarded by the version it was judged on, so a job changed elsewhere fails the guard
+    and is read again (one failed write instead of one read)."""
+    at = time.monotonic()
+    with _recent_lock:
+        for job in written:
+            key = (job.partner_id, job.job_id)
+            _recent[key] = (at, job)
+            _recent.move_to_end(key)
+        while len(_recent) > _RECENT_MAX:
+            _recent.popitem(last=False)
+
+
+def forget_all() -> None:
+    """Drop every remembered job (tests that change jobs behind the service's back)."""
+    with _recent_lock:
+        _recent.clear()
+
+
+def _recalled(partner_id: str, job_id: str) -> Job | None:
+    with _recent_lock:
+        entry = _recent.pop((partner_id, job_id), None)
+    if entry is None or time.monotonic() - entry[0] > _RECENT_SECONDS:
+        return None
+    return entry[1]
 
 
 def get_job(partner_id: str, job_id: str) -> Job:
@@ -218,69 +291,128 @@ class ResolveRequest(_Request):
 
 # The offer -----------------------------------------------------------------------------------
 
+# A claim walks past offers other pollers took until it has what it asked for or the index has
+# no more; these bound one claim's work (an index page is one Query, a round one transaction).
+_WALK_PAGES = 40
+_WALK_ROUNDS = 200
+# And its time: after _WALK_SECONDS a claim answers with what it has; with nothing yet it goes
+# on until _ANSWER_WITHIN of the request, inside API Gateway's 29 s.
+_WALK_SECONDS = 5.0
+_ANSWER_WITHIN = 25.0
+# How often a long poll looks at the offers index again: one Query of an empty range costs
+# 0.5 read units, and a new offer is seen within this much.
+_POLL_SECONDS = 0.25
+# A claim reads this many times what it asks for (at most a page of 100) and starts at a
+# random place in it, so concurrent pollers reach for different offers among the oldest.
+_SPREAD = 4
+
 
 def claim(partner_id: str, request: ClaimRequest, now: datetime | None = None,
           sleep: Callable[[float], None] = time.sleep) -> Claimed:
-    """Lease up to `max_jobs` offers; with `wait_seconds`, wait for one to appear (long poll)."""
-    deadline = time.monotonic() + request.wait_seconds
+    """Lease up to `max_jobs` offers; with `wait_seconds`, wait for one to appear (long poll).
+    The wait (at most 20 s) and the walk stay inside API Gateway's 29 s."""
+    started = time.monotonic()
+    deadline = started + request.wait_seconds
     while True:
         moment = now or utcnow()
-        claimed = _claim_once(partner_id, request, moment)
+        claimed = _claim_once(partner_id, request, moment, started + _ANSWER_WITHIN)
         if claimed.jobs or time.monotonic() >= deadline:
             return claimed
-        sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
-def _claim_once(partner_id: str, request: ClaimRequest, now: datetime) -> Claimed:
+def _claim_once(partner_id: str, request: ClaimRequest, now: datetime,
+                answer_by: float) -> Claimed:
+    """Walk the offers oldest first, leasing them in rounds of one transaction; offers another
+    poller took meanwhile (the transaction names them) are passed over for the next ones."""
     limit = min(request.max_jobs, settings().max_claim_batch)
     lease_id = "lease_" + secrets.token_urlsafe(12)
     expires = now + timedelta(seconds=request.lease_seconds or settings().lease_seconds)
     claimed: list[Job] = []
-    candidates = jobs_store.claimable(partner_id, now, limit)
-    for _attempt in range(_ATTEMPTS):
-        if not candidates:
-            break
-        steps = []
-        for job in candidates:
-            try:
-                steps.append((job, jobs.claim(job, lease_id, expires, now, protocol_rules())))
-            except Conflict:
-                continue  # the index lagged: no longer on offer
+    waiting: list[Job] = []  # read from the index, not tried yet
+    page_size = min(100, max(limit, _SPREAD * limit))
+    pages = jobs_store.offer_pages(partner_id, now, page_size)
+    walked = rounds = 0
+    # A round's size: halved at a conflict (one offer another poller took cancels the whole
+    # transaction, so smaller rounds waste less while pollers overlap), doubled at a success.
+    size = limit
+    started = time.monotonic()
+    while len(claimed) < limit and rounds < _WALK_ROUNDS and not _walked_enough(
+            started, answer_by, claimed):
+        if not waiting:
+            page = next(pages, None) if walked < _WALK_PAGES else None
+            if page is None:
+                break  # the queue is empty (or this claim has walked far enough)
+            walked += 1
+            waiting = _rotated(page)
+        rounds += 1
+        steps, waiting = _leases(waiting, min(size, limit - len(claimed)), lease_id, expires,
+                                 now)
+        if not steps:
+            continue
         for _, transition in steps:
             announce(transition, now)  # dead-lettered offers
         try:
-            _write_in_chunks(steps, f"partner {partner_id}", now)
+            _transact_contended(_claim_actions(steps, f"partner {partner_id}", now),
+                                [transition.job for _, transition in steps])
         except TransactionConflict as conflict:
-            candidates = [job for job in candidates if job.job_id not in conflict.failed]
+            # Taken by someone else since we read them: the rest are tried again, in smaller
+            # rounds (one taken offer cancels a whole transaction) and in another order than
+            # the other pollers who read the same page.
+            left = [old for old, _ in steps if old.job_id not in conflict.failed] + waiting
+            if len(conflict.failed) * 2 > len(steps):  # most were taken: so is the rest
+                left, pages = [], jobs_store.offer_pages(partner_id, now, page_size)
+            waiting = _rotated(left) if left else left
+            size = max(1, size // 2)
             continue
         for _, transition in steps:
             committed(transition)  # offers dead-lettered on the way
-        claimed = [t.job for _, t in steps if t.job.lease_id == lease_id]
-        break
+        claimed += [t.job for _, t in steps if t.job.lease_id == lease_id]
+        size *= 2
     if not claimed:
         return Claimed(lease_id=None, lease_expires_at=None, jobs=[])
+    remember(claimed)
     observability.count("JobsClaimed", len(claimed))
     log.info("partner %s claimed %d jobs under %s", partner_id, len(claimed), lease_id)
     return Claimed(lease_id=lease_id, lease_expires_at=expires, jobs=claimed)
 
 
-def _write_in_chunks(steps: Sequence[tuple[Job, Transition]], actor: str,
-                     now: datetime) -> None:
-    """One transaction holds 100 actions: group whole jobs so each job's writes stay atomic.
-    A transaction that collided with another is sent again after a pause; one whose answer was
-    lost and that botocore sent again is found written (`_transact_contended`); any other
-    condition that failed is the claim's to judge."""
-    batch: list[Action] = []
-    jobs_in_batch: list[Job] = []
-    for old, transition in steps:
-        actions = actions_for(old, transition, actor, now)
-        if len(batch) + len(actions) > 100:
-            _transact_contended(batch, jobs_in_batch)
-            batch, jobs_in_batch = [], []
-        batch += actions
-        jobs_in_batch.append(transition.job)
-    if batch:
-        _transact_contended(batch, jobs_in_batch)
+def _walked_enough(started: float, answer_by: float, claimed: list[Job]) -> bool:
+    moment = time.monotonic()
+    return moment >= answer_by or (moment - started >= _WALK_SECONDS and bool(claimed))
+
+
+def _rotated(page: list[Job]) -> list[Job]:
+    start = secrets.randbelow(len(page))
+    return page[start:] + page[:start]
+
+
+def _leases(waiting: list[Job], wanted: int, lease_id: str, expires: datetime,
+            now: datetime) -> tuple[list[tuple[Job, Transition]], list[Job]]:
+    """The claims of up to `wanted` waiting offers that fit one transaction, and the offers
+    left waiting. An offer already leased (the index lags) is dropped."""
+    steps: list[tuple[Job, Transition]] = []
+    size = 0
+    for index, job in enumerate(waiting):
+        if len(steps) == wanted:
+            return steps, waiting[index:]
+        try:
+            transition = jobs.claim(job, lease_id, expires, now, protocol_rules())
+        except Conflict:
+            continue  # the index lagged: no longer on offer
+        actions = action_count(transition)
+        if size + actions > MAX_TRANSACTION_ITEMS:
+            return steps, waiting[index:]
+        steps.append((job, transition))
+        size += actions
+    return steps, []
+
+
+def _claim_actions(steps: Sequence[tuple[Job, Transition]], actor: str,
+                   now: datetime) -> list[Action]:
+    """One transaction for the round: each job's writes stay atomic with it."""
+    return [action for old, transition in steps
+            for action in actions_for(old, transition, actor, now)]
 
 
 def _transact_contended(actions: Sequence[Action], written: Sequence[Job]) -> None:
@@ -438,6 +570,7 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
         transact(actions)
         for _, transition in steps:
             committed(transition)
+        remember([transition.job for _, transition in steps])
         return wave
 
     return retrying(attempt, "wave")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -105,13 +105,25 @@ def get_many(partner_id: str, job_ids: Sequence[str]) -> dict[str, Job]:
 def claimable(partner_id: str, now: datetime, limit: int) -> list[Job]:
     """Jobs on offer at `now`, oldest offer first. The index lags the table a little, so the
     claim's version guard is what makes a claim safe."""
-    answer = aws.client("dynamodb").query(
-        TableName=_table(), IndexName=OFFERS_INDEX,
-        KeyConditionExpression="offer_partner = :p AND offer_at <= :now",
-        ExpressionAttributeValues=to_attrs({":p": partner_id, ":now": iso(now)}),
-        Limit=limit,
-    )
-    return [job_of(from_attrs(item)) for item in answer.get("Items", [])]
+    return next(offer_pages(partner_id, now, limit), [])
+
+
+def offer_pages(partner_id: str, now: datetime, page_size: int) -> Iterator[list[Job]]:
+    """The partner's offers at `now`, oldest first, a page (one Query) at a time, read only as
+    far as the caller walks: a claim goes on past the offers other pollers took meanwhile."""
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "IndexName": OFFERS_INDEX, "Limit": page_size,
+        "KeyConditionExpression": "offer_partner = :p AND offer_at <= :now",
+        "ExpressionAttributeValues": to_attrs({":p": partner_id, ":now": iso(now)}),
+    }
+    while True:
+        answer = aws.client("dynamodb").query(**kwargs)
+        page = [job_of(from_attrs(item)) for item in answer.get("Items", [])]
+        if page:
+            yield page
+        if "LastEvaluatedKey" not in answer:
+            return
+        kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 UPDATED_KEYS = frozenset({"pk", "sk", "updated_at"})  # the partner-updated index's key
