@@ -8,7 +8,7 @@ and what a failed call means are chalicelib.tracking.couriers' (`Provider`, `Pro
 - `run_due`: the scheduler's tick; subscribe, query or judge every parcel whose check is due.
   Bounded, one run at a time, each check claimed: it works to the budget its Lambda context
   leaves (chalicelib/core/runs.py), under the `track_parcels` lease, on a small pool (a few
-  parcels per provider, whose pace core.http keeps: Kuaidi100's 5 a second), and takes each
+  parcels per provider, whose pace core.http keeps: Kuaidi100's 80 a second), and takes each
   parcel's check in hand (parcel_store.claim) before reading it and calling the provider, so
   an overlapping or retried run cannot ask the provider twice (Kuaidi100 locks a number queried
   twice in 30 minutes); the claim is given back when the check is over (one left by a
@@ -140,14 +140,18 @@ class Applied:
 
 
 def apply(carrier_code: str, number: str, step: Step, now: datetime,
-          extra: Sequence[Action] = ()) -> Applied | None:
+          extra: Sequence[Action] = (),
+          read: tuple[Parcel, int] | None = None) -> Applied | None:
     """Read, step, write (version-guarded, with the order's timeline); re-read on a race or a
     transaction in conflict, after a pause (`retrying`; given up: Busy, 503 `busy` to a push,
     the next tick to a check). A write whose answer was lost is found done: the step, applied
-    again to the parcel as written, changes nothing (scans are deduplicated)."""
+    again to the parcel as written, changes nothing (scans are deduplicated). `read`: the
+    parcel and version the caller has just read, for the first attempt (a check reads it
+    before its provider call; the version guard catches a push that came meanwhile)."""
+    first = [read]
 
     def attempt() -> Applied | None:
-        found = store.get(carrier_code, number)
+        found, first[0] = first[0] or store.get(carrier_code, number), None
         if found is None:
             return None
         old, version = found
@@ -264,9 +268,9 @@ class TickReport:
 # parcels at once, at most PER_PROVIDER with one provider (its pace is the limit anyway).
 RUN_SECONDS = 57.0
 RUN_MARGIN = 20.0
-WORKERS = 8
-PER_PROVIDER = 4
-LIMIT = 2000  # due parcels one tick reads at most (it reads them as it gets to them)
+WORKERS = 16
+PER_PROVIDER = 16
+LIMIT = 5000  # due parcels one tick reads at most (it reads them as it gets to them)
 CLAIM_HOLD = timedelta(minutes=30)  # the longest provider lock on a number asked twice (Kuaidi100)
 
 
@@ -331,6 +335,11 @@ def _check(carrier_code: str, number: str, now: datetime, report: TickReport) ->
     if found is None or found[0].watch.next_check_at is None:
         return
     parcel = found[0]
+    read = [found]  # for the first write after the provider call (`apply`), used once
+
+    def applied(step: Step) -> None:
+        apply(carrier_code, number, step, now, read=read.pop() if read else None)
+
     observability.tag(order_id=parcel.order_id, job_id=parcel.job_id, provider=parcel.provider)
     if parcel.watch.next_check_at is not None and parcel.watch.next_check_at > now:
         return  # a push or another tick moved it on since the index was read
@@ -343,19 +352,19 @@ def _check(carrier_code: str, number: str, now: datetime, report: TickReport) ->
             accepted = provider.subscribe(parcel)
             observability.count("ProviderSubscriptions", provider=parcel.provider, result="ok")
             report.subscribed += 1
-            apply(carrier_code, number, lambda p: (p.model_copy(update={
+            applied(lambda p: (p.model_copy(update={
                 "watch": tracking.after_subscribe(p.shipment, p.watch, accepted, now, rules)}),
-                ()), now)
+                ()))
         elif action == "query":
             events = provider.query(parcel)
             observability.count("ProviderQueries", provider=parcel.provider, result="ok")
             report.queried += 1
-            apply(carrier_code, number, lambda p: _with(p, tracking.after_query(
-                p.shipment, p.watch, events, now, rules)), now)
+            applied(lambda p: _with(p, tracking.after_query(
+                p.shipment, p.watch, events, now, rules)))
         else:
             report.judged += 1
-            apply(carrier_code, number, lambda p: _with(p, tracking.after_judge(
-                p.shipment, p.watch, now, rules)), now)
+            applied(lambda p: _with(p, tracking.after_judge(
+                p.shipment, p.watch, now, rules)))
     except ProviderError as exc:
         report.errors += 1
         if metric is not None:
@@ -369,9 +378,9 @@ def _check(carrier_code: str, number: str, now: datetime, report: TickReport) ->
                 summary=f"{parcel.order_name}: tracking {parcel.label} failed: {exc}",
                 facts={"order_id": parcel.order_id}))
         counted = exc.counted
-        apply(carrier_code, number, lambda p: (p.model_copy(update={
+        applied(lambda p: (p.model_copy(update={
             "watch": tracking.after_query_error(p.shipment, p.watch, now, rules,
-                                                counted=counted)}), ()), now)
+                                                counted=counted)}), ()))
 
 
 def _provider(name: str) -> Provider:

@@ -524,14 +524,16 @@ def test_requests_are_paced_by_the_rate_limit(paced_on_fake_time: FakeTime) -> N
 
 
 @responses.activate
-def test_our_pace_is_five_per_second_by_default(paced_on_fake_time: FakeTime) -> None:
+def test_our_pace_is_eighty_per_second_after_a_burst_of_ten_by_default(
+        paced_on_fake_time: FakeTime) -> None:
     client = k100.Kuaidi100Client(CUSTOMER, KEY, sleep=paced_on_fake_time.sleep,
                                   clock=paced_on_fake_time.clock)
     responses.add(responses.POST, k100.SUBSCRIBE_URL,
                   json=fixture("subscribe_answers.json")["accepted"])
-    for number in range(7):
-        client.subscribe("STO", f"77300000000{number}", callback_url="https://x/push", salt=SALT)
-    assert sum(paced_on_fake_time.sleeps) == pytest.approx(0.4)  # burst of 5, then 5 a second
+    for number in range(13):
+        client.subscribe("STO", f"7730000000{number:02d}", callback_url="https://x/push",
+                         salt=SALT)
+    assert sum(paced_on_fake_time.sleeps) == pytest.approx(3 / 80)  # burst of 10, then 80/s
 
 
 @responses.activate
