@@ -64,8 +64,9 @@ def decode(cursor: str, kind: str, scope: Sequence[str]) -> Any:
         payload, check = _unb64(payload_text), _unb64(check_text)
     except (binascii.Error, ValueError):
         raise ValueError("not a cursor") from None
-    if _b64(payload) != payload_text or len(check) != _CHECK_BYTES or check != _check(
-            kind, scope, payload):
+    # Canonical text only: a last character whose spare bits differ decodes to the same bytes.
+    if (_b64(payload) != payload_text or _b64(check) != check_text
+            or len(check) != _CHECK_BYTES or check != _check(kind, scope, payload)):
         raise ValueError("a cursor of another list, or changed")
     try:
         return json.loads(payload)
