@@ -551,8 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with local_stack() as _env:
         from chalicelib.core import aws
-        from chalicelib.cs.cases import Case
-        from chalicelib.cs.notes import Note
+        from chalicelib.cs import case_store, outbox_store
         from chalicelib.flows import notifier
         from devstack.im_sink import ImSink
 
@@ -612,10 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if next_event >= len(events) and pending == 0:
                     break
 
-            notes = [Note.model_validate(item) for item in scan(
-                "NOTE#", ("pk", "version", "due_pk", "undelivered_pk"))]
-            cases = {item["case_id"]: Case.model_validate(item) for item in scan(
-                "CASE#", ("pk", "version", "open_type", "open_severity", "seen"))}
+            # Read as the stores read them (without their keys, index attributes and TTL).
+            notes = [outbox_store.note_of(item) for item in scan("NOTE#", ())]
+            cases = {item["case_id"]: case_store.case_of(item) for item in scan("CASE#", ())}
             shown, refused = platform_messages(sink)
 
     wall = time.monotonic() - started
