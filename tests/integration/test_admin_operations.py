@@ -17,7 +17,6 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.admin import cli as admin
 from tests.integration.flow import inbox_item, process
 from tests.support import FIXTURES, dumps, shopify_headers, shopify_order
@@ -38,12 +37,6 @@ def environment_restored() -> Iterator[None]:
     os.environ.update(saved)
     aws.reset()
     settings.cache_clear()
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 def post_order(client: Client, **changes: Any) -> str:

@@ -20,12 +20,6 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     import uuid
 

@@ -15,7 +15,6 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.access.keys import Role
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Alert, Severity
@@ -71,12 +70,6 @@ def team(stack: dict[str, str], sink: ImSink, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CS_ROUTING_JSON", json.dumps(routing))
     notifier.routing.cache_clear()
     return channels
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 def raise_alert(order: str, at: datetime, kind: str = "order.invalid",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -15,18 +14,11 @@ from urllib.parse import quote
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.access.keys import Role
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.flows import alert_dispatch
 
 AT = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import pytest
 import responses
 from chalice.test import Client
 
-from app import app
 from chalicelib.flows import feeds as marketplace_feeds
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.marketplaces import taobao
@@ -31,12 +28,6 @@ SP_API = "https://sellingpartnerapi-na.amazon.com"
 
 def fixture(platform: str, name: str) -> Any:
     return json.loads((FIXTURES / platform / name).read_text())
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 def amazon_message(order_id: str, notification_id: str) -> str:

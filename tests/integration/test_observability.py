@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.core.observability import NAMESPACE, SERVICE
 from chalicelib.orders.order import order_id_for
 from tests.integration.flow import process
@@ -28,12 +26,6 @@ SECOND_LINE = "潜踪大厦 77 楼"
 EMAIL = "ouyang.mizong@example.com"
 PERSONAL = (BUYER_FAMILY + BUYER_GIVEN, BUYER_FAMILY, BUYER_GIVEN, "13975318642", "7531 8642",
             "4321", "观澜湖畔路", "潜踪大厦", EMAIL)
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 @pytest.fixture

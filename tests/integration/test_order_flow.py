@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.orders.order import order_id_for
 from tests.integration.flow import alerts_received, inbox_item, process
 from tests.support import (
@@ -21,12 +19,6 @@ from tests.support import (
     shopify_order,
     standard_headers,
 )
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 def unique_order(**changes: Any) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.access import accounts_store as accounts
 from chalicelib.access.keys import Role
 from chalicelib.admin import cli as admin
@@ -46,12 +45,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 def post_order(client: Client, source: str, secret: str) -> Any:

@@ -12,7 +12,6 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.flows import feeds as marketplace_feeds
 from chalicelib.marketplaces import credentials_store as shop_credentials
 from chalicelib.orders import order_store as orders_store
@@ -21,12 +20,6 @@ from chalicelib.warehouse import job_store as jobs_store
 from devstack.marketplaces.base import Faults
 from devstack.marketplaces.taobao import TaobaoSimulator
 from tests.integration.flow import inbox_item, process
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -14,19 +14,12 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.core.clock import iso, parse_iso, utcnow
 from chalicelib.flows import order_worker
 from chalicelib.orders.order import order_id_for
 from tests.integration.flow import alerts_received, inbox_item
 from tests.integration.test_admin_operations import _failure_record, _stream_end
 from tests.support import SHOP, dumps, shopify_headers, shopify_order
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 def post_order(client: Client) -> tuple[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 import responses
 from chalice.test import Client
 
-from app import app
 from chalicelib.access import accounts_store as accounts
 from chalicelib.access.keys import Role
 from chalicelib.cs import case_store as cases_store
@@ -30,12 +28,6 @@ SALT = "salt-" + uuid.uuid4().hex[:8]
 QUERY_URL = "https://k100.test/poll/query.do"
 SUBSCRIBE_URL = "https://k100.test/poll"
 CHINA = timezone(timedelta(hours=8))
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,12 +16,6 @@ from chalicelib.core.clock import utcnow
 from chalicelib.flows import warehouse
 from tests.integration.flow import alerts_received, process
 from tests.support import NEW_ADDRESS, dumps, shopify_headers, shopify_order
-
-
-@pytest.fixture
-def client(stack: dict[str, str]) -> Iterator[Client]:
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 @pytest.fixture
