@@ -155,12 +155,18 @@ def unalerted_before(cutoff: datetime, after: dict[str, Any] | None = None
         "ExpressionAttributeNames": {"#pending": PENDING},
         "ExpressionAttributeValues": to_attrs({":p": PENDING, ":c": iso(cutoff)}),
     }
+    return _page(request, after)
+
+
+def _page(request: dict[str, Any], after: dict[str, Any] | None
+          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of an index query from `after`, and where the next starts (None: the last)."""
     if after:
-        request["ExclusiveStartKey"] = to_attrs(after)
+        request = {**request, "ExclusiveStartKey": to_attrs(after)}
     answer = aws.client("dynamodb").query(**request)
     last = answer.get("LastEvaluatedKey")
-    return [from_attrs(item) for item in answer.get("Items", [])], (from_attrs(last) if last
-                                                                     else None)
+    return ([from_attrs(item) for item in answer.get("Items", [])],
+            from_attrs(last) if last else None)
 
 
 def mark_alerted(pk: str, now: datetime, redrive_at: datetime | None = None) -> bool:
@@ -197,12 +203,7 @@ def redrives_due(now: datetime, after: dict[str, Any] | None = None
         "KeyConditionExpression": "redrive_pk = :r AND redrive_at <= :now",
         "ExpressionAttributeValues": to_attrs({":r": REDRIVE, ":now": iso(now)}),
     }
-    if after:
-        request["ExclusiveStartKey"] = to_attrs(after)
-    answer = aws.client("dynamodb").query(**request)
-    last = answer.get("LastEvaluatedKey")
-    return [from_attrs(item) for item in answer.get("Items", [])], (from_attrs(last) if last
-                                                                     else None)
+    return _page(request, after)
 
 
 def redrive(pk: str, due: str, now: datetime, following: datetime | None) -> str:
@@ -254,12 +255,7 @@ def pending_page(*, newest_first: bool, limit: int, after: dict[str, Any] | None
         "ExpressionAttributeValues": to_attrs({":p": PENDING}),
         "ScanIndexForward": not newest_first, "Limit": limit,
     }
-    if after:
-        request["ExclusiveStartKey"] = to_attrs(after)
-    answer = aws.client("dynamodb").query(**request)
-    last = answer.get("LastEvaluatedKey")
-    return [from_attrs(item) for item in answer.get("Items", [])], (from_attrs(last) if last
-                                                                     else None)
+    return _page(request, after)
 
 
 def reopen(pk: str, outcome: str, now: datetime) -> bool:
