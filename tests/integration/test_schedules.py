@@ -37,6 +37,7 @@ from devstack.courier import CourierSimulator
 from devstack.marketplaces.base import MarketplaceSimulator, Request
 from devstack.marketplaces.shopee import ShopeeSimulator
 from devstack.marketplaces.woocommerce import WooCommerceSimulator
+from tests.budgets import BudgetUntil
 
 
 def slowed(simulator: Any, seconds: float, *methods: str) -> None:
@@ -59,24 +60,6 @@ def past() -> datetime:
     due at it (the tables and their due indexes are shared), and what an earlier test left due
     (a parcel's next check) is not due at it or in the hours after it."""
     return datetime(2024, 1, 1, tzinfo=UTC) - timedelta(seconds=(time.monotonic() - _T0) * 10**4)
-
-
-class BudgetUntil(runs.Budget):
-    """A run's budget that runs out once `done()` says so, whatever the machine's speed: how
-    long a loaded CI machine takes says nothing about the rule under test (no item starts once
-    the budget is spent; the next run goes on)."""
-
-    done: Callable[[], bool]
-
-    @classmethod
-    def after(cls, done: Callable[[], bool]) -> BudgetUntil:
-        base = runs.Budget.seconds(30)
-        budget = cls(base.started_at, base.stop_at, base.ends_at)
-        object.__setattr__(budget, "done", done)
-        return budget
-
-    def left(self) -> float:
-        return 0.0 if self.done() else 0.05
 
 
 def lease_always_free(monkeypatch: pytest.MonkeyPatch, store: Any) -> None:
