@@ -11,6 +11,8 @@ STAMP  := $(VENV)/.installed-stamp
 STAGE     ?= dev
 BUCKET    ?=
 OPS_EMAIL ?=
+# The CS console's address (infra/resources.yaml ConsoleUrl): IM and e-mail links open it.
+CONSOLE_URL ?=
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -75,7 +77,8 @@ deploy: package
 	    --s3-bucket $(BUCKET) --s3-prefix order-backbone-$(STAGE) \
 	    --stack-name order-backbone-$(STAGE) \
 	    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
-	    --parameter-overrides OpsEmail=$(OPS_EMAIL) --no-fail-on-empty-changeset
+	    --parameter-overrides OpsEmail=$(OPS_EMAIL) ConsoleUrl=$(CONSOLE_URL) \
+	    --no-fail-on-empty-changeset
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

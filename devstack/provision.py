@@ -386,13 +386,15 @@ def created_locally(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def provision(
-    session: boto3.session.Session, stage: str = "local", template: dict[str, Any] | None = None
+    session: boto3.session.Session, stage: str = "local", template: dict[str, Any] | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Create (or converge) the template's tables, queues and topics on the session's endpoint
-    and return the functions' environment from Globals. Safe to run again."""
+    and return the functions' environment from Globals. Safe to run again. `parameters`
+    overrides template parameters as a deploy's --parameter-overrides does (ConsoleUrl)."""
     template = load_template() if template is None else template
     aws = _Aws(session)
-    context = _Context(_parameters(aws, stage, template))
+    context = _Context({**_parameters(aws, stage, template), **(parameters or {})})
     resources = created_locally(template)
     for logical_id in _creation_order(resources):
         resource = resources[logical_id]

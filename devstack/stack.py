@@ -406,12 +406,21 @@ def _tokens_text() -> str:
 """
 
 
+def console_url(api_port: int) -> str:
+    """The CS console's address locally (CONSOLE_URL, so every IM and mail link opens it):
+    `localhost`, which browsers treat as a secure origin, so the console's Secure session
+    cookie is kept over plain http here."""
+    return f"http://localhost:{api_port}"
+
+
 def banner(api: str, aws: str, run: dict[str, Any]) -> str:
     auth_p = f"-H 'Authorization: Bearer {run['partner_key']}'"
     auth_cs = f"-H 'Authorization: Bearer {run['cs_key']}'"
     return f"""
 ================================================================================
  Order backbone running locally
+   CS console          {run['console']}/console
+   console sign-in key {run['cs_key']}   (cs-demo, back office)
    HTTP API            {api}   (partner API: {api}/warehouse/v1/openapi.json)
    local AWS endpoint  {aws}   (moto; state lives until Ctrl-C)
    demo partner        {run['partner']}   key {run['partner_key']}
@@ -490,7 +499,9 @@ def main() -> None:
         from devstack.provision import provision
 
         scale = time_scale()
-        env = {**aws_env, **provision(boto3.session.Session(), stage="local"),
+        console = console_url(api_port)
+        env = {**aws_env, **provision(boto3.session.Session(), stage="local",
+                                      parameters={"ConsoleUrl": console}),
                "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
                "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing(),
                "TOKEN_REFRESH_AHEAD_SECONDS": refresh_ahead(token_seconds()),
@@ -514,7 +525,7 @@ def main() -> None:
                    mailbox=f"{env['AWS_ENDPOINT_URL']}/moto-api/data.json",
                    marketplaces={s.name: s.url for s in shops})
         RUN_FILE.parent.mkdir(exist_ok=True)
-        RUN_FILE.write_text(json.dumps({"api": api_url, **run}, indent=2))
+        RUN_FILE.write_text(json.dumps({"api": api_url, "console": console, **run}, indent=2))
         RUN_FILE.chmod(0o600)
         api = start_api(api_port, env)
         runner, factory, buyers = None, None, None
@@ -523,7 +534,8 @@ def main() -> None:
             runner = start_events(env)
             factory = start_factory(api_url, run)
             buyers = start_shoppers(shops)
-            print(banner(api_url, env["AWS_ENDPOINT_URL"], run), flush=True)
+            print(banner(api_url, env["AWS_ENDPOINT_URL"], {"console": console, **run}),
+                  flush=True)
             print("READY", flush=True)  # the end-to-end test waits for this line
             while not stopping.requested and api.poll() is None:
                 stopping.wait(0.5)

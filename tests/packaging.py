@@ -27,7 +27,7 @@ NOT_COPIED = {ROOT: frozenset({".git", ".venv", "build", ".local", ".mypy_cache"
               ROOT / ".chalice": frozenset({"deployments"})}
 # Make's settings for its own children: a `make test` above us must not steer this make.
 MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "STAGE", "BUCKET",
-                  "OPS_EMAIL")
+                  "OPS_EMAIL", "CONSOLE_URL")
 
 CHALICE_WITHOUT_DOWNLOADS = """#!{python}
 # chalice as `make package` runs it, except that requirements.txt's Lambda-platform wheels are

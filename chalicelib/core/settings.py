@@ -63,6 +63,10 @@ class Settings:
     # stack sets a few, so a round spans runs there as it does at a hundred times the shops.
     reconcile_pages_per_run: int = field(
         default_factory=lambda: _int("RECONCILE_PAGES_PER_RUN", 0))
+    # The CS console's address for this stage (the ConsoleUrl parameter of infra/resources.yaml;
+    # make run: the local API), so every IM and mail link is one a phone can open. Empty (a
+    # stage deployed without it): links are paths on the API's own host.
+    console_url: str = field(default_factory=lambda: os.environ.get("CONSOLE_URL", ""))
 
 
 @lru_cache(maxsize=1)

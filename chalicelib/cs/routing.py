@@ -9,9 +9,10 @@ channels; a route with `use_rota` adds whoever the CS rota puts on duty at that 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +50,6 @@ class Routing(BaseModel):
     rota: RotaRules = DEFAULT_ROTA
     noise: NoiseRules = DEFAULT_NOISE_RULES
     language: Language = Language.ZH
-    link_base: str = ""  # the CS console's case URL prefix; empty: the API's /cs/v1/cases/
     fallback_channel: str = "email:cs-team"
     max_attempts: int = Field(default=5, ge=1)  # per channel, before falling back
     retry_base: timedelta = timedelta(seconds=30)
@@ -94,14 +94,24 @@ def _manager(at: datetime, routing: Routing) -> rota.RouteTarget:
         "manager_copy_from": Severity.LOW}))
 
 
-def link(case_id: str, routing: Routing) -> str:
-    return f"{routing.link_base}{case_id}" if routing.link_base else f"/cs/v1/cases/{case_id}"
+def link(case_id: str, console_url: str) -> str:
+    """The console's page for a case, absolute: IM and mail clients open it on a phone, where a
+    path alone opens nothing. `console_url` is the stage's CONSOLE_URL (no trailing slash)."""
+    return f"{console_url.rstrip('/')}/console/cases/{quote(case_id, safe='')}"
 
 
-def message_for(case: Case, routing: Routing, mentions: tuple[str, ...] = (),
+def queue_link(kinds: Iterable[str], console_url: str) -> str:
+    """The console's case queue for a digest: filtered to its one case type, or the whole queue
+    when the digest mixes types (the queue's filter takes one type)."""
+    distinct = sorted(set(kinds))
+    query = f"?{urlencode({'type': distinct[0]})}" if len(distinct) == 1 else ""
+    return f"{console_url.rstrip('/')}/console/cases{query}"
+
+
+def message_for(case: Case, routing: Routing, console_url: str, mentions: tuple[str, ...] = (),
                 reminder: bool = False) -> Message:
     message = render(case.type, order=order_ref(case.facts), severity=case.severity,
-                     link=link(case.case_id, routing), language=routing.language,
+                     link=link(case.case_id, console_url), language=routing.language,
                      detail=case.summary, subject=case.subject, mentions=mentions)
     if reminder:
         prefix = ("【提醒·未确认】" if routing.language is Language.ZH
@@ -111,8 +121,9 @@ def message_for(case: Case, routing: Routing, mentions: tuple[str, ...] = (),
 
 
 def digest_for(cases: Sequence[noise.CaseBrief], start: datetime, end: datetime,
-               routing: Routing) -> Message:
-    return digest(cases, start=start, end=end, link=link("", routing).rstrip("/"),
+               routing: Routing, console_url: str) -> Message:
+    return digest(cases, start=start, end=end,
+                  link=queue_link((case.kind for case in cases), console_url),
                   language=routing.language)
 
 

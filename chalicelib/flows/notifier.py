@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from chalicelib.core import aws, observability, runs
 from chalicelib.core.clock import utcnow
 from chalicelib.core.dynamodb import TransactionConflict, transact
-from chalicelib.core.settings import rules_from_env
+from chalicelib.core.settings import rules_from_env, settings
 from chalicelib.cs import case_store, channels, noise, notes
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import worst
@@ -193,7 +193,7 @@ def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) ->
         message = _message(note, case) if case else None
     else:
         cases = out.cases
-        message = digest_for(cases, out.opened_at, now, routing())
+        message = digest_for(cases, out.opened_at, now, routing(), settings().console_url)
     decided = note.model_copy(update={
         "decided": True, "case_ids": tuple(c.case_id for c in cases),
         "severity": worst(c.severity for c in cases)})
@@ -206,7 +206,7 @@ def _flush_digest(note: Note, version: int, now: datetime, report: RunReport) ->
 
 
 def _message(note: Note, case: Case) -> Message:
-    return message_for(case, routing(), mentions=note.mentions,
+    return message_for(case, routing(), settings().console_url, mentions=note.mentions,
                        reminder=note.kind == "reminder")
 
 

@@ -16,6 +16,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.access.keys import Role
+from chalicelib.core.settings import settings
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.flows import alert_dispatch, notifier
@@ -24,6 +25,7 @@ from devstack.im_sink import ImSink
 # Wednesday 2 December 2026, 10:00 in Shanghai: CS is online.
 IN_HOURS = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 DOMAIN = "backbone.test"
+CONSOLE = "http://localhost:8000"  # make run's console
 
 
 class Clock:
@@ -68,7 +70,9 @@ def team(stack: dict[str, str], sink: ImSink, monkeypatch: pytest.MonkeyPatch) -
         "noise": {"threshold": 5, "window": "PT5M", "digest_after": "PT2M"},
     }
     monkeypatch.setenv("CS_ROUTING_JSON", json.dumps(routing))
+    monkeypatch.setenv("CONSOLE_URL", CONSOLE)  # this stage's console (make run's, here)
     notifier.routing.cache_clear()
+    settings.cache_clear()
     return channels
 
 
@@ -175,6 +179,10 @@ def test_a_burst_is_a_few_messages_and_a_digest_and_every_case_is_counted(
     alone = [m for m in messages if m not in digests]
     assert len(alone) == 5 and len(digests) == 1
     assert "共 25 条" in digests[0]  # the other 25 cases, counted in the digest
+    # ... and linked to the console's queue of that type, where every one of them is.
+    assert digests[0].splitlines()[-1] == \
+        f"  打开处理 ({CONSOLE}/console/cases?type=courier.stalled_no_scan)"
+    assert all(f"({CONSOLE}/console/cases/case_" in m.splitlines()[-1] for m in alone)
     assert len(messages) <= len(orders)
 
 
@@ -295,7 +303,7 @@ def test_an_order_name_with_markup_reaches_im_and_email_as_typed(
     assert shown.splitlines()[0] == (f"[WeCom robot {team['robot']}] 【高】订单无效 · 订单 "
                                      "#77 ＜＠all＞ [付款链接]（http：//evil.example/pay) 紧急")
     assert "<@all>" not in shown and "http://evil" not in shown
-    assert shown.splitlines()[-1] == f"  打开处理 (/cs/v1/cases/{case.case_id})"
+    assert shown.splitlines()[-1] == f"  打开处理 ({CONSOLE}/console/cases/{case.case_id})"
     (mail,) = emails_to(team["to"])
     sent = json.dumps(mail, ensure_ascii=False)
     assert "http://evil" not in sent and "&lt;@all&gt;" in sent  # the HTML part: text, not a tag

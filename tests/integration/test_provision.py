@@ -116,7 +116,10 @@ def test_a_message_published_to_the_topic_arrives_raw_in_the_alerts_queue(
 def test_environment_has_every_globals_variable_resolved(
         session: Any, env: dict[str, str]) -> None:
     assert set(env) == set(VARIABLES)
-    assert all(isinstance(value, str) and value for value in env.values())
+    # CONSOLE_URL is the ConsoleUrl parameter, empty unless the stage gives one (below).
+    assert all(isinstance(value, str) and value for name, value in env.items()
+               if name != "CONSOLE_URL")
+    assert env["CONSOLE_URL"] == ""
     assert not any("${" in value for value in env.values())
     inbox = session.client("dynamodb").describe_table(TableName=env["INBOX_TABLE"])["Table"]
     assert env["INBOX_STREAM_ARN"] == inbox["LatestStreamArn"]
@@ -154,3 +157,10 @@ def test_what_only_a_deploy_can_create_is_left_out() -> None:
     assert "OpsTopic" in local and "AlertsQueueSubscription" in local
     assert not any(r["Type"].startswith("AWS::CloudWatch::") for r in local.values())
     assert any(r["Type"] == "AWS::CloudWatch::Alarm" for r in RESOURCES.values())
+
+
+def test_a_parameter_given_reaches_the_functions_environment(session: Any) -> None:
+    """make run gives ConsoleUrl as a deploy's --parameter-overrides does: every IM and mail
+    link then points at the local console."""
+    given = provision(session, stage=STAGE, parameters={"ConsoleUrl": "http://localhost:8123"})
+    assert given["CONSOLE_URL"] == "http://localhost:8123"

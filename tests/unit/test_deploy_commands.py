@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = {"STAGE": "prod", "BUCKET": "order-backbone-artifacts-123456789012-ap-southeast-1",
-          "OPS_EMAIL": "ops@brand.cn"}
+          "OPS_EMAIL": "ops@brand.cn", "CONSOLE_URL": "https://ops.brand.cn"}
 
 
 def _commands(text: str) -> list[str]:

@@ -106,11 +106,30 @@ def test_reminders_are_counted_on_the_case_not_listed_in_its_history() -> None:
         ("opened", "order.invalid"), ("reminded", "escalated to the on-duty manager")]
 
 
-def test_messages_name_the_order_and_link_the_case() -> None:
+CONSOLE = "https://ops.brand.cn"
+
+
+def test_messages_name_the_order_and_link_the_case_on_the_console() -> None:
+    """The link is the console's page for the case, absolute: a phone's IM client opens it."""
     c = case()
-    message = message_for(c, ROUTING)  # type: ignore[arg-type]
-    assert "#1001" in message.title and message.link.endswith(c.case_id)  # type: ignore[attr-defined]
-    assert message_for(c, ROUTING, reminder=True).title.startswith("【提醒")  # type: ignore[arg-type]
+    assert isinstance(c, Case)
+    message = message_for(c, ROUTING, CONSOLE)
+    assert "#1001" in message.title
+    assert message.link == f"{CONSOLE}/console/cases/{c.case_id}"
+    assert message_for(c, ROUTING, CONSOLE, reminder=True).title.startswith("【提醒")
+    assert message_for(c, ROUTING, CONSOLE + "/").link == message.link  # one slash
+
+
+def test_a_digest_links_the_queue_filtered_to_its_type() -> None:
+    from chalicelib.cs.noise import CaseBrief
+    from chalicelib.cs.routing import digest_for
+
+    stalled = [CaseBrief(case_id=f"case_{n}", kind="shipment.stalled") for n in range(3)]
+    one_kind = digest_for(stalled, IN_HOURS, IN_HOURS, ROUTING, CONSOLE)
+    assert one_kind.link == f"{CONSOLE}/console/cases?type=shipment.stalled"
+    mixed = [*stalled, CaseBrief(case_id="case_x", kind="order.invalid")]
+    assert digest_for(mixed, IN_HOURS, IN_HOURS, ROUTING, CONSOLE).link == \
+        f"{CONSOLE}/console/cases"
 
 
 def test_an_email_that_fails_is_dead_whichever_mailbox_and_other_platforms_fall_back() -> None:
