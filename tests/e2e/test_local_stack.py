@@ -225,6 +225,18 @@ def test_a_demo_exception_reaches_im_and_email_and_cs_acknowledges_and_resolves_
     name = case["facts"]["order_name"]
     wait_for("the IM message", lambda: any(
         "WeCom" in line and name in line for line in running_stack["output"]), timeout=60)
+    # Its link is the local console's page for the case (issue 15 §5), which make run's banner
+    # names with a sign-in key; the page asks an unsigned visitor to sign in first.
+    console = f"http://localhost:{running_stack['ports']['LOCAL_API_PORT']}"
+    assert run["console"] == console
+    banner = "".join(running_stack["output"])
+    assert f"CS console          {console}/console" in banner
+    assert f"console sign-in key {run['cs_key']}" in banner
+    link = f"{console}/console/cases/{case['case_id']}"
+    wait_for("the IM message's console link", lambda: any(
+        f"({link})" in line for line in running_stack["output"]), timeout=60)
+    opened = requests.get(link, allow_redirects=False, timeout=10)
+    assert opened.status_code == 303 and "/console/sign-in" in opened.headers["Location"]
 
     def mailed() -> bool:
         data = requests.get(run["mailbox"], timeout=10).json()
