@@ -64,5 +64,5 @@ def render(name: str, language: Language, **context: Any) -> str:
         return messages.SEVERITY_LABEL[language][Severity(severity)]
 
     return environment().get_template(name).render(
-        t=t, known=lambda key: key in WORDS, lang=language.value, case_label=case_label, severity_label=severity_label,
-        severities=SEVERITIES, **context)
+        t=t, known=lambda key: key in WORDS, lang=language.value, case_label=case_label,
+        severity_label=severity_label, severities=SEVERITIES, **context)
