@@ -70,6 +70,7 @@ bootstrap:
 deploy: package
 	@test -n "$(BUCKET)" || { echo "BUCKET=<artifacts bucket> is required"; exit 2; }
 	@test -n "$(OPS_EMAIL)" || { echo "OPS_EMAIL=<where alarms go> is required"; exit 2; }
+	@test -n "$(CONSOLE_URL)" || { echo "CONSOLE_URL=<the CS console's address> is required"; exit 2; }
 	aws cloudformation package --template-file build/$(STAGE)/sam.yaml \
 	    --s3-bucket $(BUCKET) --s3-prefix order-backbone-$(STAGE) \
 	    --output-template-file build/$(STAGE)/packaged.yaml

@@ -27,6 +27,7 @@ gc.disable()
 from chalice.app import Chalice, DynamoDBEvent, Rate, SQSEvent  # noqa: E402
 
 from chalicelib.api import chalice_errors, couriers, cs, warehouse, webhooks  # noqa: E402
+from chalicelib.console import routes as console_routes  # noqa: E402
 from chalicelib.core import observability  # noqa: E402
 
 app = Chalice(app_name="order-backbone")
@@ -42,6 +43,7 @@ app.register_blueprint(webhooks.bp)
 app.register_blueprint(warehouse.bp)
 app.register_blueprint(cs.bp)
 app.register_blueprint(couriers.bp)
+app.register_blueprint(console_routes.bp)
 # Everything imported so far lives as long as the process: frozen (never scanned by a
 # collection), and the collector is back on for what requests allocate.
 gc.freeze()

@@ -135,15 +135,20 @@ def authenticate(headers: Mapping[str, str]) -> Principal:
     if not key:
         raise ApiError(401, "missing_credentials",
                        "send your API key as 'Authorization: Bearer <key>'")
-    digest = hash_key(key)
-    cached = _principals.get(digest)
-    if cached and cached[0] > time.monotonic():
-        principal = cached[1]
-    else:
-        principal = principal_for(digest)
-        _principals[digest] = (time.monotonic() + settings().key_cache_seconds, principal)
+    principal = known_principal(hash_key(key))
     if principal is None:
         raise ApiError(401, "invalid_credentials", "unknown or revoked API key")
+    return principal
+
+
+def known_principal(key_hash: str) -> Principal | None:
+    """The principal of an active key by its hash, through the per-process cache (a console
+    session asks on every page: a revoked key's session ends as its API calls do)."""
+    cached = _principals.get(key_hash)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    principal = principal_for(key_hash)
+    _principals[key_hash] = (time.monotonic() + settings().key_cache_seconds, principal)
     return principal
 
 

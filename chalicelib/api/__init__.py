@@ -34,43 +34,54 @@ def error_response(error: ApiError) -> Response:
     return Response(body=error.body(), status_code=error.status, headers=headers)
 
 
-def endpoint(view: Callable[P, Response]) -> Callable[P, Response]:
-    """Wrap a route: ApiError -> its status and reason; a storage failure -> whoever's fault
-    it is (chalicelib.core.dynamodb.classify: throttled or down, 503 with Retry-After; a value
-    it cannot take, 4xx); anything else -> 500, logged, and a case. Every 5xx is counted
-    (ServerErrors, by route: the view's name).
+def guarded(answer: Callable[[ApiError], Response]
+            ) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
+    """Wrap a route: ApiError -> `answer` (its status and reason); a storage failure -> whoever's
+    fault it is (chalicelib.core.dynamodb.classify: throttled or down, 503 with Retry-After; a
+    value it cannot take, 4xx); anything else -> 500, logged, and a case. Every 5xx is counted
+    (ServerErrors, by route: the view's name). The APIs answer JSON (`endpoint`), the console
+    an HTML page (chalicelib/console/web.py), from the same classification.
 
     (Chalice turns a view's exception into its own 500 before middleware sees it.)
     """
 
-    @functools.wraps(view)
-    def wrapped(*args: P.args, **kwargs: P.kwargs) -> Response:
-        try:
-            return view(*args, **kwargs)
-        except ApiError as exc:
-            if exc.status >= 500:
-                # Named by type and code only: the text of what caused it may hold data.
-                log.error("%s in %s: %s", exc.reason, view.__name__,
-                          describe(exc.__cause__ or exc))
-                count("ServerErrors", route=view.__name__)
-            return error_response(exc)
-        except Exception as exc:
-            from chalicelib.core.dynamodb import classify
-
-            answer = classify(exc)
-            if answer is not None:
-                log.log(logging.ERROR if answer.status >= 500 else logging.INFO,
-                        "storage: %s in %s: %s", answer.reason, view.__name__, describe(exc))
-                if answer.status >= 500:
+    def decorate(view: Callable[P, Response]) -> Callable[P, Response]:
+        @functools.wraps(view)
+        def wrapped(*args: P.args, **kwargs: P.kwargs) -> Response:
+            try:
+                return view(*args, **kwargs)
+            except ApiError as exc:
+                if exc.status >= 500:
+                    # Named by type and code only: the text of what caused it may hold data.
+                    log.error("%s in %s: %s", exc.reason, view.__name__,
+                              describe(exc.__cause__ or exc))
                     count("ServerErrors", route=view.__name__)
-                return error_response(answer)
-            log.exception("unhandled error in %s", view.__name__)
-            count("ServerErrors", route=view.__name__)
-            _our_fault(view.__name__, exc)
-            return Response(body={"error": "internal_error", "message": "our fault; retry later"},
-                            status_code=500, headers=JSON)
+                return answer(exc)
+            except Exception as exc:
+                return answer(_unexpected(view.__name__, exc))
 
-    return wrapped
+        return wrapped
+
+    return decorate
+
+
+def _unexpected(route: str, exc: Exception) -> ApiError:
+    from chalicelib.core.dynamodb import classify
+
+    answer = classify(exc)
+    if answer is not None:
+        log.log(logging.ERROR if answer.status >= 500 else logging.INFO,
+                "storage: %s in %s: %s", answer.reason, route, describe(exc))
+        if answer.status >= 500:
+            count("ServerErrors", route=route)
+        return answer
+    log.exception("unhandled error in %s", route)
+    count("ServerErrors", route=route)
+    _our_fault(route, exc)
+    return ApiError(500, "internal_error", "our fault; retry later")
+
+
+endpoint = guarded(error_response)
 
 
 def _our_fault(route: str, exc: Exception) -> None:

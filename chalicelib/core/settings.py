@@ -63,10 +63,12 @@ class Settings:
     # stack sets a few, so a round spans runs there as it does at a hundred times the shops.
     reconcile_pages_per_run: int = field(
         default_factory=lambda: _int("RECONCILE_PAGES_PER_RUN", 0))
-    # The CS console's address for this stage (the ConsoleUrl parameter of infra/resources.yaml;
-    # make run: the local API), so every IM and mail link is one a phone can open. Empty (a
-    # stage deployed without it): links are paths on the API's own host.
-    console_url: str = field(default_factory=lambda: os.environ.get("CONSOLE_URL", ""))
+    # Where the CS console is, as a person's browser reaches it (the stage's API address, or
+    # its own domain; the ConsoleUrl parameter of infra/resources.yaml, which make deploy
+    # requires; make run: its local API): every IM and email link starts with it, and its
+    # path is the console's.
+    console_url: str = field(
+        default_factory=lambda: os.environ.get("CONSOLE_URL", "http://localhost:8000"))
 
 
 @lru_cache(maxsize=1)

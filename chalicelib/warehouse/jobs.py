@@ -517,24 +517,41 @@ class ChangeRequest(BaseModel):
         return self
 
 
+ChangeOutcome = Literal["applied", "intercept", "after_sales", "closed"]
+
+
+def change_outcome(work: Work) -> ChangeOutcome:
+    """What a change asked for at this stage becomes: applied at once before print, an
+    intercept request from print to pack, an after-sales case once shipped; nothing on a
+    closed job. (`request_change` follows it; the console says it before CS confirms.)"""
+    if work in (Work.CANCELLED, Work.CLOSED_INCOMPLETE):
+        return "closed"
+    if work in UNPRINTED:
+        return "applied"
+    if work in IN_HAND:
+        return "intercept"
+    return "after_sales"
+
+
 def request_change(job: Job, request: ChangeRequest, by: str, now: datetime,
                    rules: ProtocolRules = DEFAULT_PROTOCOL) -> Transition:
     """Before print: applied at once. Printed to packed: an intercept request with a deadline.
-    Shipped: an after-sales case for CS."""
-    if job.work in (Work.CANCELLED, Work.CLOSED_INCOMPLETE):
+    Shipped: an after-sales case for CS (`change_outcome`)."""
+    outcome = change_outcome(job.work)
+    if outcome == "closed":
         raise job.conflict("job_closed", f"the job is {job.work}; nothing to change")
     change = Change(change_id="chg_" + secrets.token_hex(6), kind=request.kind,
                     status=ChangeStatus.APPLIED, requested_by=by, requested_at=now,
                     reason=request.reason, stage=job.work, address=request.address,
                     lines=request.lines, promise=request.promise)
     what = _describe(change)
-    if job.work in UNPRINTED:
+    if outcome == "applied":
         applied = change
         return _next(job, now, JobEvent(
             type="change.applied", feed=True, summary=f"{what}: applied before print",
             data={"job_id": job.job_id, "change": applied.model_dump(mode="json")}),
             changes=(*job.changes, applied), **_apply(job, applied, now))
-    if job.work in IN_HAND:
+    if outcome == "intercept":
         pending = change.model_copy(update={
             "status": ChangeStatus.INTERCEPT_REQUESTED,
             "deadline": now + timedelta(hours=rules.intercept_hours)})

@@ -6,7 +6,9 @@
                   the business capabilities: rules (pure) and stores; import core and each
                   other, never in a circle, never a flow or an edge
   flows/          the I/O steps of the pipeline: import core, capabilities and other flows
-  api/ admin/     the edges (HTTP, command line): import anything below them
+  api/ admin/ console/
+                  the edges (HTTP APIs, command line, the CS console's pages): import
+                  anything below them
 
 Inside a capability only a store (`*_store.py`) or the alert topic (`*_topic.py`) talks to
 AWS (core/parameters.py, which reads SSM through the Lambda extension, counts as AWS), and no
@@ -27,7 +29,7 @@ PACKAGE = ROOT / "chalicelib"
 CORE = "core"
 CAPABILITIES = frozenset({"access", "cs", "orders", "warehouse", "tracking", "marketplaces"})
 FLOWS = "flows"
-EDGES = frozenset({"api", "admin"})
+EDGES = frozenset({"api", "admin", "console"})
 RANK = {CORE: 0, **dict.fromkeys(CAPABILITIES, 1), FLOWS: 2, **dict.fromkeys(EDGES, 3)}
 AWS_MODULES = ("boto3", "botocore", "chalicelib.core.aws", "chalicelib.core.dynamodb",
                "chalicelib.core.parameters")

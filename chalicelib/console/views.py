@@ -1,0 +1,233 @@
+"""Each console page: what it reads (through the flows the CS API calls) and which template
+shows it. A page is one visit in, one Response out."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from chalice.app import Response
+
+from chalicelib.access import sessions
+from chalicelib.access.keys import Role, hash_key
+from chalicelib.console import web
+from chalicelib.console.web import Visit, form_value, href
+from chalicelib.core.clock import utcnow
+from chalicelib.core.errors import ApiError, NotFound
+
+QUEUE_PAGE = 50  # cases a queue page shows: a phone scrolls through it, a desk sees enough
+FILTERS = ("type", "severity", "marketplace", "carrier", "age")
+
+
+# Signing in and out ---------------------------------------------------------------------------
+
+def sign_in_form(current: Visit, *, status: int = 200, failed: bool = False) -> Response:
+    """The form, with a fresh CSRF token doubled in a short-lived cookie (no session yet)."""
+    token = sessions.new_csrf()
+    current.set_cookies.append(sessions.set_cookie(
+        sessions.SIGN_IN_COOKIE, token, sessions.SIGN_IN_SECONDS, path=web.root() or "/"))
+    return current.page("sign_in.html", status=status, sign_in_csrf=token, failed=failed,
+                        next=web.safe_next(current.query.get("next")))
+
+
+def sign_in(current: Visit) -> Response:
+    from chalicelib.access import directory_store, session_store
+    from chalicelib.api.callers import source_address
+    from chalicelib.core import ratelimit
+
+    fields = current.form()
+    if not sessions.same_token(current.cookies.get(sessions.SIGN_IN_COOKIE, ""),
+                               fields.get("csrf_token")):
+        raise ApiError(403, "csrf_failed", "the sign-in form is stale: reload it")
+    address = source_address(current.request)
+    ratelimit.check_failures(address)
+    key = form_value(fields, "key", 200)
+    key_hash = hash_key(key)
+    principal = directory_store.known_principal(key_hash) if key else None
+    if principal is None or principal.kind != "staff":
+        ratelimit.record_failure(address)
+        return sign_in_form(current, status=401, failed=True)
+    token, session = sessions.open_session(principal, key_hash, utcnow(),
+                                           web.session_lifetime())
+    session_store.put(session)
+    lifetime = int(web.session_lifetime().total_seconds())
+    current.set_cookies += [
+        sessions.set_cookie(sessions.SESSION_COOKIE, token, lifetime, path=web.root() or "/"),
+        sessions.end_cookie(sessions.SIGN_IN_COOKIE, path=web.root() or "/")]
+    return current.redirect(web.safe_next(fields.get("next")))
+
+
+def sign_out(current: Visit) -> Response:
+    from chalicelib.access import session_store
+
+    if current.session is not None:
+        session_store.end(current.session.token_hash)
+    current.set_cookies.append(sessions.end_cookie(sessions.SESSION_COOKIE,
+                                                   path=web.root() or "/"))
+    return current.redirect(href("/console/sign-in"))
+
+
+# Cases ----------------------------------------------------------------------------------------
+
+def cases(current: Visit) -> Response:
+    from chalicelib.flows import case_desk
+
+    chosen = {name: current.query[name] for name in FILTERS if current.query.get(name)}
+    query = {**chosen, "limit": str(QUEUE_PAGE), "order": "severity"}
+    if current.query.get("cursor"):
+        query["cursor"] = current.query["cursor"]
+    found = case_desk.list_cases(query)
+    counts = _open_counts()
+    return current.page("cases.html", cases=found["cases"], next_cursor=found["next_cursor"],
+                        chosen=chosen, counts=counts, back=_back(current))
+
+
+def _open_counts() -> Any:
+    """The queue's header: open cases per type (None where the count is not kept)."""
+    from chalicelib.flows import case_desk
+
+    counts = getattr(case_desk, "open_counts", None)
+    return counts().model_dump(mode="json") if counts is not None else None
+
+
+def case(current: Visit, case_id: str) -> Response:
+    from chalicelib.cs import templates as messages
+    from chalicelib.flows import case_desk, order_view
+
+    found = case_desk.get_case(case_id)
+    order = None
+    if found.get("order_id"):
+        try:
+            order = order_view.order_view(found["order_id"])
+        except NotFound:
+            order = None
+    template = messages.template_for(found["type"])
+    return current.page("case.html", case=found, order=order,
+                        what=template.what[current.language], todo=template.todo[current.language],
+                        back=_back(current))
+
+
+def case_action(current: Visit, case_id: str, action: str) -> Response:
+    from chalicelib.flows import case_desk
+
+    fields = current.form()
+    staff = current.session.staff_id if current.session else ""
+    note = form_value(fields, "note")
+    if action == "resolve":
+        if not note:
+            raise ApiError(422, "note_required", "say how the case was resolved")
+        case_desk.resolve(case_id, f"cs {staff}", case_desk.ResolveCaseRequest(note=note),
+                          utcnow())
+    else:
+        case_desk.acknowledge(case_id, f"cs {staff}",
+                              case_desk.AcknowledgeCaseRequest(note=note), utcnow())
+    return current.redirect(web.safe_next(fields.get("back"))
+                            if fields.get("back") else href(f"/console/cases/{quote(case_id)}"))
+
+
+def _back(current: Visit) -> str:
+    """This page's own address, for a form to come back to."""
+    path = href(current.request.context.get("path", "/console/cases"))
+    query = {k: v for k, v in current.query.items() if k != "lang"}
+    from chalicelib.console.render import query_string
+
+    return path + query_string(query)
+
+
+# Orders ---------------------------------------------------------------------------------------
+
+def search(current: Visit) -> Response:
+    from chalicelib.flows import order_search
+
+    text = current.query.get("q", "").strip()
+    if not text:
+        return current.page("orders.html", hits=[], q="", searched=False)
+    result = order_search.search(text)
+    hits = [hit.model_dump(mode="json") for hit in result.hits]
+    if len(hits) == 1:
+        return current.redirect(href(f"/console/orders/{quote(hits[0]['order_id'])}"))
+    return current.page("orders.html", hits=hits, q=text, searched=True)
+
+
+def order(current: Visit, order_id: str) -> Response:
+    from chalicelib.flows import order_view
+    from chalicelib.warehouse.jobs import Work, change_outcome
+
+    view = order_view.order_view(order_id)
+    job = view["job"]
+    outcome = change_outcome(Work(job["work"])) if job else "applied"
+    return current.page("order.html", view=view, job=job, outcome=outcome,
+                        can_amend=current.session is not None
+                        and current.session.can(Role.BACK_OFFICE),
+                        done=current.query.get("outcome"), done_kind=current.query.get("kind"))
+
+
+AMEND_KINDS = ("cancel", "address", "attributes", "promise", "note")
+ADDRESS_FIELDS = ("name", "phone", "province", "city", "line1", "line2", "postal_code")
+
+
+def amendment_of(fields: dict[str, str]) -> dict[str, Any]:
+    """The amendment a form describes, as the CS API's body would (validated by its model)."""
+    kind = fields.get("kind", "")
+    if kind not in AMEND_KINDS:
+        raise ApiError(400, "invalid_form", f"kind is one of {', '.join(AMEND_KINDS)}")
+    body: dict[str, Any] = {"kind": kind, "reason": form_value(fields, "reason", 1000)}
+    if kind == "address":
+        body["address"] = {name: form_value(fields, name, 500) for name in ADDRESS_FIELDS}
+        body["address"]["country_code"] = form_value(fields, "country_code", 8) or "CN"
+    elif kind == "promise":
+        body["promise"] = {"kind": fields.get("promise_kind", "note"),
+                           "text": form_value(fields, "promise_text", 500)}
+    elif kind == "attributes":
+        body["lines"] = _lines(fields)
+    return body
+
+
+def _lines(fields: dict[str, str]) -> list[dict[str, Any]]:
+    lines = []
+    for index in range(200):
+        sku = form_value(fields, f"sku_{index}", 128)
+        if not sku:
+            break
+        quantity = fields.get(f"quantity_{index}", "")
+        if not quantity.isdigit():
+            raise ApiError(400, "invalid_form", "a quantity is a whole number")
+        lines.append({"sku": sku, "variant": form_value(fields, f"variant_{index}", 200),
+                      "line_id": form_value(fields, f"line_id_{index}", 64),
+                      "quantity": int(quantity)})
+    return lines
+
+
+def amend(current: Visit, order_id: str) -> Response:
+    """First post: what will happen at the job's stage (nothing changes yet). Confirmed: the
+    amendment, and the order page with its outcome."""
+    from chalicelib.core.signatures import validate_payload
+    from chalicelib.flows import amendments, order_view
+    from chalicelib.warehouse.jobs import Work, change_outcome
+
+    fields = current.form()
+    body = amendment_of(fields)
+    amendment = validate_payload(amendments.Amendment, body)
+    if fields.get("confirm") != "yes":
+        view = order_view.order_view(order_id)
+        job = view["job"]
+        outcome = "noted" if amendment.kind == "note" else (
+            change_outcome(Work(job["work"])) if job else "no_job")
+        return current.page("amend_preview.html", view=view, job=job, outcome=outcome,
+                            amendment=body, fields={k: v for k, v in fields.items()
+                                                    if k not in ("csrf_token", "confirm")})
+    staff = current.session.staff_id if current.session else ""
+    done = amendments.amend(order_id, amendment, staff, utcnow())
+    change = done.get("change")
+    result = change["status"] if change else ("noted" if amendment.kind == "note" else "applied")
+    return current.redirect(href(f"/console/orders/{quote(order_id)}")
+                            + f"?outcome={result}&kind={amendment.kind}")
+
+
+# Today ----------------------------------------------------------------------------------------
+
+def today(current: Visit) -> Response:
+    from chalicelib.flows import today as today_flow
+
+    view = today_flow.today(utcnow())
+    return current.page("today.html", today=view.model_dump(mode="json"))

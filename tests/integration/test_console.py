@@ -1,0 +1,267 @@
+"""The CS console over the app in process: sessions, CSRF, roles, escaping, and the pages
+reading and changing through the same flows as the CS API. (The browser tests in
+tests/browser drive the same pages in Chromium.)"""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from chalice.test import Client
+
+from chalicelib.access.keys import Role
+from chalicelib.orders.order import order_id_for
+from tests.integration.flow import process
+from tests.support import SHOP, dumps, shopify_headers, shopify_order
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@dataclass
+class Person:
+    """A browser's part, as the test client plays it: cookies kept, forms posted."""
+
+    client: Client
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def _keep(self, response: Any) -> Any:
+        found = response.headers.get("Set-Cookie") or response.headers.get("set-cookie") or []
+        for line in [found] if isinstance(found, str) else found:
+            name, _, rest = line.partition("=")
+            value = rest.split(";", 1)[0]
+            if "Max-Age=0" in line:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return response
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return {**({"Cookie": cookie} if cookie else {}), **(extra or {})}
+
+    def get(self, path: str) -> Any:
+        return self._keep(self.client.http.get(path, headers=self._headers()))
+
+    def post(self, path: str, fields: dict[str, str]) -> Any:
+        return self._keep(self.client.http.post(path, headers=self._headers(FORM),
+                                                body=urlencode(fields)))
+
+    def sign_in(self, key: str) -> Any:
+        form = self.get("/console/sign-in")
+        token = hidden(form.body.decode(), "csrf_token")
+        return self.post("/console/sign-in", {"csrf_token": token, "key": key,
+                                              "next": "/console/cases"})
+
+    def csrf(self, path: str = "/console/cases") -> str:
+        return hidden(self.get(path).body.decode(), "csrf_token")
+
+
+def hidden(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found, f"no {name} in the page"
+    return html.unescape(found.group(1))
+
+
+def text(response: Any) -> str:
+    return str(response.body.decode())
+
+
+@pytest.fixture
+def person(client: Client) -> Person:
+    return Person(client)
+
+
+@pytest.fixture
+def back_office(make_key: Any) -> str:
+    return str(make_key("staff", f"bo-{uuid.uuid4().hex[:6]}", Role.BACK_OFFICE))
+
+
+@pytest.fixture
+def read_only(make_key: Any) -> str:
+    return str(make_key("staff", f"ro-{uuid.uuid4().hex[:6]}", Role.READ_ONLY))
+
+
+def make_order(client: Client, stack: dict[str, str], **changes: Any) -> str:
+    payload = shopify_order(id=uuid.uuid4().int % 10**13, **changes)
+    body = dumps(payload)
+    headers = shopify_headers(body)
+    assert client.http.post("/webhooks/shopify", headers=headers, body=body).status_code == 200
+    process(client, stack, "shopify", headers["X-Shopify-Webhook-Id"])
+    return order_id_for("shopify", SHOP, str(payload["id"]))
+
+
+def test_a_page_without_a_session_goes_to_sign_in_and_back(person: Person,
+                                                          back_office: str) -> None:
+    answer = person.get("/console/cases?type=job.rejected")
+    assert answer.status_code == 303
+    location = answer.headers["Location"]
+    assert location.startswith("/console/sign-in?next=")
+    form = person.get(urlsplit(location).path + "?" + urlsplit(location).query)
+    assert form.status_code == 200
+    next_value = hidden(text(form), "next")
+    assert next_value == "/console/cases?type=job.rejected"
+    signed = person.post("/console/sign-in", {"csrf_token": hidden(text(form), "csrf_token"),
+                                              "key": back_office, "next": next_value})
+    assert signed.status_code == 303 and signed.headers["Location"] == next_value
+    cookie = next(c for c in signed.headers["Set-Cookie"] if c.startswith("obk_session="))
+    for flag in ("HttpOnly", "Secure", "SameSite=Lax", "Max-Age=43200"):
+        assert flag in cookie
+    assert back_office not in cookie
+    page = person.get("/console/cases")
+    assert page.status_code == 200
+    assert back_office not in text(page) and back_office[:12] not in text(page)
+    for header in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
+        assert header in page.headers
+    assert "script-src" not in page.headers["Content-Security-Policy"]  # default-src 'none'
+
+
+def test_sign_in_refuses_a_wrong_key_a_partner_key_and_a_form_from_elsewhere(
+        person: Person, make_key: Any, back_office: str) -> None:
+    assert person.sign_in("obk_not-a-key").status_code == 401
+    partner = str(make_key("partner", "factory-x", Role.PARTNER))
+    refused = person.sign_in(partner)
+    assert refused.status_code == 401 and 'data-testid="error"' in text(refused)
+    assert "obk_session" not in person.cookies
+    # A form posted from another site has no sign-in token of ours.
+    other = Person(person.client)
+    forged = other.post("/console/sign-in", {"csrf_token": "x", "key": back_office})
+    assert forged.status_code == 403 and "obk_session" not in other.cookies
+
+
+def test_a_next_that_leaves_the_console_is_not_followed(person: Person,
+                                                        back_office: str) -> None:
+    form = person.get("/console/sign-in")
+    for target in ("https://evil.example/", "//evil.example/console", "/webhooks/shopify"):
+        answer = person.post("/console/sign-in", {
+            "csrf_token": hidden(text(form), "csrf_token"), "key": back_office, "next": target})
+        assert answer.headers["Location"] == "/console/cases"
+        form = person.get("/console/sign-in")
+
+
+def test_sign_out_ends_the_session_and_its_cookie_opens_nothing(person: Person,
+                                                                back_office: str) -> None:
+    person.sign_in(back_office)
+    token = person.cookies["obk_session"]
+    out = person.post("/console/sign-out", {"csrf_token": person.csrf()})
+    assert out.status_code == 303 and out.headers["Location"] == "/console/sign-in"
+    assert "obk_session" not in person.cookies
+    person.cookies["obk_session"] = token  # a copy of the old cookie
+    assert person.get("/console/cases").status_code == 303
+
+
+def test_the_session_of_a_revoked_key_ends(person: Person, stack: dict[str, str]) -> None:
+    from chalicelib.access import directory_store as directory
+    from chalicelib.access.keys import hash_key, new_key
+    from chalicelib.core.clock import utcnow
+
+    key = new_key()
+    key_id = directory.add_key(hash_key(key), "staff", "carol", Role.BACK_OFFICE, utcnow())
+    person.sign_in(key)
+    assert person.get("/console/cases").status_code == 200
+    assert directory.revoke("staff", "carol", key_id, utcnow())
+    directory.forget()  # this process's key cache: a revocation shows within its minute
+    assert person.get("/console/cases").status_code == 303
+
+
+def test_a_post_without_the_session_csrf_token_is_refused(
+        person: Person, back_office: str, client: Client, stack: dict[str, str]) -> None:
+    order_id = make_order(client, stack)
+    person.sign_in(back_office)
+    answer = person.post(f"/console/orders/{order_id}/amend",
+                         {"kind": "cancel", "reason": "buyer asked", "confirm": "yes"})
+    assert answer.status_code == 403 and 'data-reason="csrf_failed"' in text(answer)
+    page = person.get(f"/console/orders/{order_id}")
+    assert 'data-testid="job-stage">queued<' in text(page)
+
+
+def test_read_only_sees_no_action_and_is_refused_when_posting_one(
+        person: Person, read_only: str, client: Client, stack: dict[str, str]) -> None:
+    order_id = make_order(client, stack)
+    person.sign_in(read_only)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="order-id"' in page and 'data-testid="amend-' not in page
+    answer = person.post(f"/console/orders/{order_id}/amend", {
+        "csrf_token": person.csrf(), "kind": "cancel", "reason": "x", "confirm": "yes"})
+    assert answer.status_code == 403 and 'data-reason="forbidden"' in text(answer)
+    assert 'data-testid="job-stage">queued<' in text(person.get(f"/console/orders/{order_id}"))
+
+
+def test_what_a_buyer_wrote_is_text_on_the_page(
+        person: Person, read_only: str, client: Client, stack: dict[str, str]) -> None:
+    evil = "<img src=x onerror=alert(1)>"
+    order_id = make_order(client, stack, note=evil,
+                          customer={"id": 1, "first_name": evil, "last_name": "",
+                                    "email": "a@example.com"})
+    person.sign_in(read_only)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert "<img src=x" not in page
+    assert html.escape(evil) in page or "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_cancel_before_print_applies_and_says_so_first(
+        person: Person, back_office: str, client: Client, stack: dict[str, str]) -> None:
+    order_id = make_order(client, stack)
+    person.sign_in(back_office)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="amend-stage" data-outcome="applied"' in page
+    fields = {"csrf_token": person.csrf(), "kind": "cancel", "reason": "buyer changed mind"}
+    preview = person.post(f"/console/orders/{order_id}/amend", fields)
+    assert preview.status_code == 200
+    assert 'data-testid="amend-preview" data-outcome="applied"' in text(preview)
+    assert 'data-testid="job-stage">queued<' in text(person.get(f"/console/orders/{order_id}"))
+    done = person.post(f"/console/orders/{order_id}/amend", {**fields, "confirm": "yes"})
+    assert done.status_code == 303
+    after = text(person.get(done.headers["Location"]))
+    assert 'data-testid="amend-outcome" data-outcome="applied"' in after
+    assert 'data-testid="job-stage">cancelled<' in after
+    assert 'data-testid="order-status">cancelled<' in after
+
+
+def open_a_case(summary: str = "out of stock", **facts: Any) -> str:
+    from chalicelib.core.clock import utcnow
+    from chalicelib.cs import case_store
+    from chalicelib.cs.alerts import Alert, Severity
+
+    alert = Alert(kind="job.rejected", subject=f"job_{uuid.uuid4().hex[:8]}",
+                  severity=Severity.CRITICAL, summary=summary, at=utcnow(),
+                  facts={"external_id": "1042", **facts})
+    case = case_store.record(alert).case
+    assert case is not None
+    return case.case_id
+
+
+def test_acknowledge_then_resolve_from_the_queue_a_resolve_needs_a_note(
+        person: Person, back_office: str, stack: dict[str, str]) -> None:
+    case_id = open_a_case("<b>out of stock</b>")
+    person.sign_in(back_office)
+    queue = text(person.get("/console/cases?severity=critical"))
+    assert f'data-case-id="{case_id}" data-status="open"' in queue
+    assert "&lt;b&gt;out of stock&lt;/b&gt;" in queue and "<b>out of stock" not in queue
+    back = "/console/cases?severity=critical"
+    ack = person.post(f"/console/cases/{case_id}/acknowledge",
+                      {"csrf_token": person.csrf(), "back": back, "note": ""})
+    assert ack.status_code == 303 and ack.headers["Location"] == back
+    refused = person.post(f"/console/cases/{case_id}/resolve",
+                          {"csrf_token": person.csrf(), "back": back, "note": "  "})
+    assert refused.status_code == 422
+    case_page = text(person.get(f"/console/cases/{case_id}"))
+    assert 'data-testid="case-status">acknowledged<' in case_page
+    done = person.post(f"/console/cases/{case_id}/resolve",
+                       {"csrf_token": person.csrf(), "back": back, "note": "restocked, resent"})
+    assert done.status_code == 303
+    case_page = text(person.get(f"/console/cases/{case_id}"))
+    assert 'data-testid="case-status">resolved<' in case_page
+    assert "restocked, resent" in case_page and 'data-testid="resolve"' not in case_page
+
+
+def test_the_language_switch_sticks(person: Person, read_only: str) -> None:
+    person.sign_in(read_only)
+    assert "待办事件" in text(person.get("/console/cases"))
+    assert ">Cases<" in text(person.get("/console/cases?lang=en"))
+    assert person.cookies["lang"] == "en"
+    assert ">Cases<" in text(person.get("/console/cases"))
