@@ -32,6 +32,9 @@ def amend(tab: Tab, order_id: str, kind: str, **fields: str) -> Any:
     """Fill an amendment form on the order page and send it: the confirm page."""
     tab.open(f"/console/orders/{order_id}")
     form = tab.testid(f"amend-{kind}")
+    folded = tab.page.locator("details").filter(has=form)
+    if folded.count() and folded.get_attribute("open") is None:
+        folded.locator("summary").click()  # the form is folded away, as a person finds it
     for name, value in fields.items():
         form.locator(f'[name="{name}"]').fill(value)
     submit(form)
