@@ -56,7 +56,8 @@ def _of_type(kind: str) -> dict[str, Any]:
 def context(stage: str) -> _Context:
     """What the template's intrinsic functions resolve to in a stack of `stage`."""
     parameters = {"Stage": stage, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
-                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
+                  "ConsoleUrl": "https://ops.brand.cn"}
     found = _Context(parameters)
     names = ("TableName", "QueueName", "TopicName", "LogGroupName")
     for lid, resource in RESOURCES.items():
