@@ -91,6 +91,8 @@ def phone_last4(phone: str) -> str:
 
 def parse(raw: str) -> SearchQuery:
     """The lookups `raw` can be; ApiError 400 `invalid_query` when it can be none."""
+    if len(raw) > 4 * MAX_QUERY_CHARS:  # refused before the work of normalising it
+        raise _invalid(f"a search is at most {MAX_QUERY_CHARS} characters")
     text = normalise(raw)
     if not text:
         raise _invalid("type an order id, a marketplace order number, a tracking number or "
