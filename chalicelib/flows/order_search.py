@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.orders import order_store as orders_store
-from chalicelib.orders.search import Lookup, parse
+from chalicelib.orders.search import KINDS, Kind, Lookup, parse
 from chalicelib.tracking import parcel_store as shipments_store
 
 MAX_LIMIT = 50
@@ -46,7 +46,7 @@ class Match(BaseModel):
     """How a hit was found: the kind, and for a tracking number the parcel's carrier and
     number."""
 
-    kind: str
+    kind: Kind
     carrier_code: str = ""
     tracking_number: str = ""
 
@@ -65,7 +65,7 @@ class OrderHit(BaseModel):
 
 class SearchResult(BaseModel):
     query: str  # the text as normalised
-    tried: list[str]  # the kinds of lookup the text was tried as
+    tried: list[Kind]  # the kinds of lookup the text was tried as
     hits: list[OrderHit]
 
 
@@ -120,7 +120,8 @@ def _hit(row: Mapping[str, Any], matches: list[Match]) -> OrderHit:
         order_id=orders_store.order_id_of(row), marketplace=str(row.get("marketplace", "")),
         shop=str(row.get("shop", "")), external_id=str(row.get("external_id", "")),
         buyer_name=str(row.get("buyer_name", "")), status=str(row.get("status", "")),
-        paid_at=row.get("paid_at"), placed_at=row.get("placed_at"), matched_by=matches)
+        paid_at=row.get("paid_at"), placed_at=row.get("placed_at"),
+        matched_by=sorted(matches, key=lambda match: KINDS.index(match.kind)))
 
 
 _pool: ThreadPoolExecutor | None = None

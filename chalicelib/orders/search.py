@@ -63,7 +63,7 @@ class SearchQuery:
     lookups: tuple[Lookup, ...]
 
     @property
-    def kinds(self) -> list[str]:
+    def kinds(self) -> list[Kind]:
         return list(dict.fromkeys(lookup.kind for lookup in self.lookups))
 
 
