@@ -22,7 +22,14 @@ from typing import Any
 
 from chalicelib.core import aws
 from chalicelib.core.clock import iso
-from chalicelib.core.dynamodb import MAX_ITEM_BYTES, Action, from_attrs, plain_size, to_attrs
+from chalicelib.core.dynamodb import (
+    MAX_ITEM_BYTES,
+    MAX_PARTITION_KEY_BYTES,
+    Action,
+    from_attrs,
+    plain_size,
+    to_attrs,
+)
 from chalicelib.core.settings import settings
 from chalicelib.orders.order import InvalidOrder, Order, OrderEvent, received_bound
 from chalicelib.orders.search import index_fields
@@ -118,7 +125,9 @@ def put_current(order: Order, previous: StoredOrder | None, job: JobRef | None,
         "order": order.model_dump(mode="json"), "version": version, "updated_at": iso(now),
         "marketplace": order.marketplace, "shop": order.shop, **index_fields(order),
     }
-    if order.external_id:  # an index key is never empty
+    if 0 < len(order.external_id.encode("utf-8", "surrogatepass")) <= MAX_PARTITION_KEY_BYTES:
+        # An index key is neither empty nor longer than DynamoDB takes (which would refuse the
+        # write): a number no marketplace issues is not searchable, the order still stored.
         item["external_id"] = order.external_id
     if job:
         item["job"] = {"partner_id": job.partner_id, "job_id": job.job_id}

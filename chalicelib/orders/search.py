@@ -32,6 +32,7 @@ from chalicelib.core.errors import ApiError
 from chalicelib.orders.order import Order
 
 MAX_QUERY_CHARS = 100
+MAX_ROW_NAME_CHARS = 200  # a hit list's name, enough to recognise a buyer
 Kind = Literal["order_id", "external_id", "tracking_number", "phone"]
 KINDS: tuple[Kind, ...] = ("order_id", "external_id", "tracking_number", "phone")
 
@@ -197,11 +198,14 @@ def index_fields(order: Order) -> dict[str, Any]:
         phone4, name = address_phone, address_name or order.buyer.name
     else:
         phone4, name = phone_last4(order.buyer.phone), order.buyer.name or address_name
-    fields: dict[str, Any] = {"status": order.status.value, "buyer_name": name,
+    fields: dict[str, Any] = {"status": order.status.value,
+                              "buyer_name": name[:MAX_ROW_NAME_CHARS],
                               "placed_at": iso(order.placed_at)}
     if order.paid_at is not None:
         fields["paid_at"] = iso(order.paid_at)
     if phone4:
         fields["buyer_phone4"] = phone4
-        fields["buyer_name_key"] = f"{name_key(name)}#{order.order_id}"
+        # Cut so the range key stays far below DynamoDB's 1,024 bytes whatever the name (a
+        # longer key would refuse the order's write); a typed name is shorter still.
+        fields["buyer_name_key"] = f"{name_key(name)[:MAX_QUERY_CHARS]}#{order.order_id}"
     return fields

@@ -192,3 +192,20 @@ def test_the_existing_lookups_still_answer_the_one_order(
     view = api.call("get", f"/cs/v1/orders?marketplace=shopify&shop={SHOP}"
                     f"&external_id={order.external_id}", key=api.cs_key)
     assert view["order_id"] == order.order_id
+
+
+def test_an_order_with_an_outsized_name_or_number_is_still_stored_and_found_by_phone(
+        stack: dict[str, str]) -> None:
+    from chalicelib.core.clock import utcnow
+    from chalicelib.core.dynamodb import transact
+    from chalicelib.marketplaces import shopify
+    from chalicelib.orders import order_store
+    from chalicelib.orders.order import Address
+    from tests.support import dumps, shopify_order
+
+    base = shopify.normalise(dumps(shopify_order()), {"x-shopify-shop-domain": SHOP}, "shopify")
+    phone, name = mobile(), letters(8) * 400  # 3,200 characters: past any key's limit
+    order = base.model_copy(update={"external_id": "9" * 3000,
+                                    "shipping_address": Address(name=name, phone=phone)})
+    transact([order_store.put_current(order, None, None, utcnow())])  # not refused
+    assert order_search.search(f"{phone[-4:]} {name[:60]}").hits[0].order_id == order.order_id

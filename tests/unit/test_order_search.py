@@ -151,3 +151,9 @@ def test_no_phone_no_phone_index_attributes() -> None:
     fields = index_fields(_order())
     assert "buyer_phone4" not in fields and "buyer_name_key" not in fields
     assert fields["buyer_name"] == "Buyer"
+
+
+def test_the_index_keys_stay_within_dynamodbs_limits_whatever_the_name() -> None:
+    fields = index_fields(_order(address_phone="13800138000", name="林" * 5000))
+    assert len(fields["buyer_name_key"].encode()) < 1024
+    assert len(fields["buyer_name"]) <= 200
