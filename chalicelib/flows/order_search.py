@@ -8,7 +8,7 @@ more when a tracking number matched:
   our id               1 GetItem (the CURRENT item's row attributes)
   order number         1 Query on orders `by-external-id`
   tracking number      1 Query on shipments `by-tracking-number`, then 1 BatchGetItem of the
-                       matched orders' rows (shared by every tracking lookup of the search)
+                       rows of the orders it named that no other lookup found
   phone (+ name)       1 Query on orders `by-buyer-phone` (begins_with on the name when given)
 
 So at most 4 calls (e.g. `13800138000`: order number, tracking number and phone at once, then
@@ -83,12 +83,13 @@ def search(text: str, limit: int = 20) -> SearchResult:
         else:
             for row in answer:
                 _add(found, row, Match(kind=lookup.kind))
-    if tracked:
-        rows = {orders_store.order_id_of(row): row
-                for row in orders_store.rows([order_id for order_id, _ in tracked])}
-        for order_id, match in tracked:
-            if order_id in rows:
-                _add(found, rows[order_id], match)
+    unread = [order_id for order_id, _ in tracked if order_id not in found]
+    rows = {orders_store.order_id_of(row): row
+            for row in (orders_store.rows(unread) if unread else [])}
+    for order_id, match in tracked:
+        known = found[order_id][0] if order_id in found else rows.get(order_id)
+        if known is not None:  # None: the parcel's order has no current view (never so)
+            _add(found, known, match)
     hits = [_hit(row, matches) for row, matches in found.values()]
     hits.sort(key=lambda hit: (hit.paid_at or hit.placed_at or "", hit.order_id), reverse=True)
     return SearchResult(query=query.text, tried=query.kinds, hits=hits[:limit])

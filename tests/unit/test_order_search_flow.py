@@ -59,12 +59,21 @@ def test_every_kind_is_looked_up_at_once(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_one_order_found_two_ways_is_one_hit_with_both_matches(
         monkeypatch: pytest.MonkeyPatch) -> None:
     same = row("ord_a", "2026-11-02T00:00:00.000000Z")
-    Stores(monkeypatch, external=[same], phone=[dict(same)], tracking=[("STO", "ord_a")],
-           rows=[same])
+    stores = Stores(monkeypatch, external=[same], phone=[dict(same)],
+                    tracking=[("STO", "ord_a")], rows=[same])
     (hit,) = order_search.search("13800138000").hits
     assert [m.kind for m in hit.matched_by] == ["external_id", "tracking_number", "phone"]
     assert hit.matched_by[1].carrier_code == "STO"
     assert hit.matched_by[1].tracking_number == "13800138000"
+    assert "rows" not in stores.calls  # the order's row was in hand already
+
+
+def test_a_tracked_order_no_other_lookup_found_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    tracked = row("ord_t", "2026-11-02T00:00:00.000000Z")
+    stores = Stores(monkeypatch, external=[], phone=[], tracking=[("STO", "ord_t")],
+                    rows=[tracked])
+    (hit,) = order_search.search("13800138000").hits
+    assert (hit.order_id, hit.buyer_name, stores.calls.count("rows")) == ("ord_t", "Lin", 1)
 
 
 def test_newest_first_by_paid_else_placed_and_at_most_limit(
