@@ -69,11 +69,14 @@ class SearchResult(BaseModel):
     hits: list[OrderHit]
 
 
+Found = dict[str, tuple[dict[str, Any], list[Match]]]  # order id -> its row, how it was found
+
+
 def search(text: str, limit: int = 20) -> SearchResult:
     """The orders `text` finds; ApiError 400 `invalid_query` when it can be no lookup."""
     query = parse(text)
     limit = max(1, min(limit, MAX_LIMIT))
-    found: dict[str, tuple[dict[str, Any], list[Match]]] = {}
+    found: Found = {}
     tracked: list[tuple[str, Match]] = []  # order ids a parcel named, rows still to read
     for lookup, answer in _each(query.lookups, lambda lookup: _lookup(lookup, limit)):
         if lookup.kind == "tracking_number":
@@ -83,16 +86,21 @@ def search(text: str, limit: int = 20) -> SearchResult:
         else:
             for row in answer:
                 _add(found, row, Match(kind=lookup.kind))
+    _add_tracked(found, tracked)
+    hits = [_hit(row, matches) for row, matches in found.values()]
+    hits.sort(key=lambda hit: (hit.paid_at or hit.placed_at or "", hit.order_id), reverse=True)
+    return SearchResult(query=query.text, tried=query.kinds, hits=hits[:limit])
+
+
+def _add_tracked(found: Found, tracked: list[tuple[str, Match]]) -> None:
+    """The orders parcels named, with the rows of those no other lookup found (one read)."""
     unread = [order_id for order_id, _ in tracked if order_id not in found]
     rows = {orders_store.order_id_of(row): row
             for row in (orders_store.rows(unread) if unread else [])}
     for order_id, match in tracked:
         known = found[order_id][0] if order_id in found else rows.get(order_id)
-        if known is not None:  # None: the parcel's order has no current view (never so)
+        if known is not None:  # a parcel whose order has no current view is left out
             _add(found, known, match)
-    hits = [_hit(row, matches) for row, matches in found.values()]
-    hits.sort(key=lambda hit: (hit.paid_at or hit.placed_at or "", hit.order_id), reverse=True)
-    return SearchResult(query=query.text, tried=query.kinds, hits=hits[:limit])
 
 
 def _lookup(lookup: Lookup, limit: int) -> list[Any]:
@@ -107,8 +115,7 @@ def _lookup(lookup: Lookup, limit: int) -> list[Any]:
     return orders_store.by_phone(lookup.value, lookup.name, limit)
 
 
-def _add(found: dict[str, tuple[dict[str, Any], list[Match]]], row: Mapping[str, Any],
-         match: Match) -> None:
+def _add(found: Found, row: Mapping[str, Any], match: Match) -> None:
     order_id = orders_store.order_id_of(row)
     if order_id not in found:
         found[order_id] = (dict(row), [])
