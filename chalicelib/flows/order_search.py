@@ -22,7 +22,7 @@ narrows.
 Orders whose CURRENT item was last written before these attributes existed are found by our id
 (and by the order number: that attribute was there before) with what their item holds, but not
 by phone until their next write (an update or an amendment): the indexes are sparse and there is
-no backfill (README, "Console search").
+no backfill (README, Deploying: upgrading to the search).
 """
 
 from __future__ import annotations
