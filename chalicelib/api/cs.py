@@ -69,12 +69,16 @@ def get_order(order_id: str) -> Response:
 @bp.route("/cs/v1/orders", methods=["GET"])
 @endpoint
 def find_order() -> Response:
-    """Look an order up by the marketplace's identity (?marketplace=&shop=&external_id=) or by
-    a parcel (?carrier_code=&tracking_number=, what a buyer on the phone reads out)."""
-    from chalicelib.flows import order_view
+    """?q=: the console's search box (our id, the marketplace's order number, a tracking
+    number, a phone's last four digits with or without a name): the hits, newest first.
+    Or one order by the marketplace's identity (?marketplace=&shop=&external_id=) or by a
+    parcel (?carrier_code=&tracking_number=, what a buyer on the phone reads out)."""
+    from chalicelib.flows import order_search, order_view
 
     _staff()
     query = _query()
+    if "q" in query:
+        return ok(order_search.search(query["q"]).model_dump(mode="json"))
     if query.get("tracking_number"):
         return ok(order_view.order_view(order_view.order_of_parcel(
             query.get("carrier_code", ""), query["tracking_number"])))

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 from pydantic.json_schema import models_json_schema
 
 WAREHOUSE = "/warehouse/v1"
 CS = "/cs/v1"
 MAX_ID = 128  # chalicelib.api.callers.MAX_ID_BYTES: a longer id names nothing
 MAX_CURSOR = 2048  # chalicelib.core.cursors.MAX_CURSOR
+MAX_QUERY_CHARS = 100  # chalicelib.orders.search.MAX_QUERY_CHARS
 
 
 class Error(BaseModel):
@@ -202,7 +203,10 @@ def warehouse_spec() -> dict[str, Any]:
 def _cs_operations() -> list[Operation]:
     from chalicelib.cs.alerts import Severity
     from chalicelib.cs.cases import Case
-    from chalicelib.flows import amendments, case_desk, order_view
+    from chalicelib.flows import amendments, case_desk, order_search, order_view
+
+    class FoundOrders(RootModel[order_search.SearchResult | order_view.OrderView]):
+        """?q= answers the search's hits; the other lookups answer the one order."""
 
     order, case = _path("order_id"), _path("case_id")
     cursor = _query("cursor", "next_cursor of the previous page of the same query, unchanged "
@@ -215,9 +219,15 @@ def _cs_operations() -> list[Operation]:
         Operation("get", "/orders/{order_id}", "getOrder", "An order: as received, as it is "
                   "now, its job, parcels, cases and timeline (read_only)", None,
                   order_view.OrderView, 200, [order], not_found="No such order"),
-        Operation("get", "/orders", "findOrder", "Find an order by the marketplace's identity "
-                  "(marketplace, shop, external_id) or by a parcel (carrier_code, "
-                  "tracking_number) (read_only)", None, order_view.OrderView, 200, [
+        Operation("get", "/orders", "findOrder", "Search orders (q: our order id, the "
+                  "marketplace's order number, a tracking number without its carrier, or a "
+                  "phone's last four digits, a name before or after them to narrow; a "
+                  "SearchResult, newest first), or find one order by the marketplace's "
+                  "identity (marketplace, shop, external_id) or by a parcel (carrier_code, "
+                  "tracking_number) (read_only)", None, FoundOrders, 200, [
+                      _query("q", "what was typed in the search box (at most "
+                             f"{MAX_QUERY_CHARS} characters once normalised, else 400 "
+                             "`invalid_query`)", _text(4 * MAX_QUERY_CHARS)),
                       _query("marketplace", "the marketplace", _text()),
                       _query("shop", "the shop on the marketplace", _text()),
                       _query("external_id", "the marketplace's order id", _text()),

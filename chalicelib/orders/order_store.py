@@ -4,6 +4,12 @@ and the event log, all under one partition so the timeline is one query.
   pk = ORDER#<order id>   sk = RECEIVED        the order as first received, with its raw payload
                           sk = CURRENT         current view + version + the order's job
                           sk = EVENT#<at>#<n>  one timeline event
+
+The CURRENT item also carries what the console's search finds an order by (orders.search
+`index_fields`, recomputed on every write of it, so an amendment moves the order in the
+indexes): `external_id` (index `by-external-id`), `buyer_phone4` + `buyer_name_key` (index
+`by-buyer-phone`: the phone's last four digits only, never the number), and the row a hit list
+shows (`status`, `buyer_name`, `placed_at`, `paid_at`), projected into both indexes.
 """
 
 from __future__ import annotations
@@ -16,9 +22,23 @@ from typing import Any
 
 from chalicelib.core import aws
 from chalicelib.core.clock import iso
-from chalicelib.core.dynamodb import MAX_ITEM_BYTES, Action, from_attrs, plain_size, to_attrs
+from chalicelib.core.dynamodb import (
+    MAX_ITEM_BYTES,
+    MAX_PARTITION_KEY_BYTES,
+    Action,
+    from_attrs,
+    plain_size,
+    to_attrs,
+)
 from chalicelib.core.settings import settings
 from chalicelib.orders.order import InvalidOrder, Order, OrderEvent, received_bound
+from chalicelib.orders.search import index_fields
+
+EXTERNAL_ID_INDEX = "by-external-id"
+PHONE_INDEX = "by-buyer-phone"
+# The attributes of a hit list's row (a reserved word among them: named through #names).
+_ROW = {"#pk": "pk", "#mk": "marketplace", "#sh": "shop", "#ex": "external_id",
+        "#bn": "buyer_name", "#st": "status", "#pl": "placed_at", "#pa": "paid_at"}
 
 
 @dataclass(frozen=True)
@@ -103,8 +123,12 @@ def put_current(order: Order, previous: StoredOrder | None, job: JobRef | None,
     item: dict[str, Any] = {
         "pk": _pk(order.order_id), "sk": "CURRENT",
         "order": order.model_dump(mode="json"), "version": version, "updated_at": iso(now),
-        "marketplace": order.marketplace, "shop": order.shop, "external_id": order.external_id,
+        "marketplace": order.marketplace, "shop": order.shop, **index_fields(order),
     }
+    if 0 < len(order.external_id.encode("utf-8", "surrogatepass")) <= MAX_PARTITION_KEY_BYTES:
+        # An index key is neither empty nor longer than DynamoDB takes (which would refuse the
+        # write): a number no marketplace issues is not searchable, the order still stored.
+        item["external_id"] = order.external_id
     if job:
         item["job"] = {"partner_id": job.partner_id, "job_id": job.job_id}
     if overrides:
@@ -163,3 +187,59 @@ def read_all(order_id: str) -> OrderRecord:
         events=[OrderEvent.model_validate(item) for item in items
                 if item["sk"].startswith("EVENT#")],
     )
+
+
+# --- The console's search (flows/order_search.py) -------------------------------------------
+
+
+def order_id_of(item: Mapping[str, Any]) -> str:
+    return str(item["pk"]).removeprefix("ORDER#")
+
+
+def row(order_id: str) -> dict[str, Any] | None:
+    """The hit-list row of one order's CURRENT item: one GetItem, of the row's attributes."""
+    answer = aws.client("dynamodb").get_item(
+        TableName=settings().orders_table, Key=to_attrs({"pk": _pk(order_id), "sk": "CURRENT"}),
+        ProjectionExpression=", ".join(_ROW), ExpressionAttributeNames=_ROW)
+    return from_attrs(answer["Item"]) if "Item" in answer else None
+
+
+def rows(order_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The hit-list rows of the CURRENT items of `order_ids` (unknown ones left out), in no
+    particular order: one BatchGetItem per 100, of the row's attributes only."""
+    table = settings().orders_table
+    wanted = [to_attrs({"pk": _pk(order_id), "sk": "CURRENT"})
+              for order_id in dict.fromkeys(order_ids)]
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), 100):
+        request: dict[str, Any] = {table: {
+            "Keys": wanted[start:start + 100], "ProjectionExpression": ", ".join(_ROW),
+            "ExpressionAttributeNames": _ROW}}
+        while request:
+            answer = aws.client("dynamodb").batch_get_item(RequestItems=request)
+            found += [from_attrs(item) for item in answer["Responses"].get(table, [])]
+            request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
+def by_external_id(external_id: str, limit: int) -> list[dict[str, Any]]:
+    """Rows of the orders whose marketplace order number is `external_id` (one per
+    marketplace and shop that used it): one Query."""
+    return _query_index(EXTERNAL_ID_INDEX, "external_id = :v", {":v": external_id}, limit)
+
+
+def by_phone(phone4: str, name_key: str, limit: int) -> list[dict[str, Any]]:
+    """Rows of the orders whose phone ends in `phone4`, narrowed to names beginning with
+    `name_key` (normalised: orders.search.name_key) when one is given: one Query."""
+    if not name_key:
+        return _query_index(PHONE_INDEX, "buyer_phone4 = :v", {":v": phone4}, limit)
+    return _query_index(PHONE_INDEX, "buyer_phone4 = :v AND begins_with(buyer_name_key, :n)",
+                        {":v": phone4, ":n": name_key}, limit)
+
+
+def _query_index(index: str, condition: str, values: dict[str, str],
+                 limit: int) -> list[dict[str, Any]]:
+    answer = aws.client("dynamodb").query(
+        TableName=settings().orders_table, IndexName=index, KeyConditionExpression=condition,
+        ExpressionAttributeValues=to_attrs(values), Limit=limit)
+    return [from_attrs(item) for item in answer.get("Items", [])]

@@ -7,7 +7,9 @@
   pk = LEASE#track_parcels       sk = LEASE               one `track_parcels` run at a time
 
 `due_pk`/`next_check_at` (sparse `due` index) are derived from the parcel's watch on every
-write: a parcel whose tracking is over leaves the index.
+write: a parcel whose tracking is over leaves the index. A PARCEL item's `tracking_number`
+(the parcel's own field) keys the `by-tracking-number` index, so the console finds a parcel
+from its number alone; the other items have no such attribute and stay out of it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from chalicelib.core.settings import settings
 from chalicelib.tracking.parcels import Parcel
 
 DUE_INDEX = "due"
+TRACKING_INDEX = "by-tracking-number"
 DUE = "DUE"
 RAW_RETENTION = timedelta(days=180)
 CLAIM_RETENTION = timedelta(days=1)  # a claim left by a stopped run is gone by then (TTL)
@@ -65,6 +68,17 @@ def get_many(keys: Sequence[tuple[str, str]]) -> list[Parcel]:
             found += [_parcel(from_attrs(i)) for i in answer["Responses"].get(_table(), [])]
             request = answer.get("UnprocessedKeys") or {}
     return found
+
+
+def by_tracking_number(tracking_number: str, limit: int) -> list[tuple[str, str]]:
+    """(carrier, order id) of the parcels numbered `tracking_number`, whatever their carrier
+    (two couriers may use one number): one Query on the index."""
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), IndexName=TRACKING_INDEX,
+        KeyConditionExpression="tracking_number = :n",
+        ExpressionAttributeValues=to_attrs({":n": tracking_number}), Limit=limit)
+    return [(str(item["carrier_code"]), str(item["order_id"]))
+            for item in map(from_attrs, answer.get("Items", []))]
 
 
 def put(parcel: Parcel, read_version: int | None) -> Action:

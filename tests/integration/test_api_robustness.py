@@ -422,6 +422,11 @@ def test_real_answers_of_both_apis_match_their_descriptions(
     assert view["parcels"] and view["job"]["work"] == "shipped"
     conforms("get", f"{c}/orders", 200, api.call(
         "get", f"{c}/orders?carrier_code=STO&tracking_number=773099887766", key=cs))
+    searched = conforms("get", f"{c}/orders", 200, api.call(
+        "get", f"{c}/orders?q=773099887766", key=cs))  # the search box: a SearchResult
+    assert searched["hits"][0]["order_id"] == first["order_id"]
+    conforms("get", f"{c}/orders", 400, api.call("get", f"{c}/orders?q=%3Cb%3E", key=cs,
+                                                 expect=400))
     cases = conforms("get", f"{c}/cases", 200, api.call(
         "get", f"{c}/cases?order_id={third['order_id']}", key=cs))
     case_id = cases["cases"][0]["case_id"]

@@ -265,3 +265,46 @@ def test_the_language_switch_sticks(person: Person, read_only: str) -> None:
     assert ">Cases<" in text(person.get("/console/cases?lang=en"))
     assert person.cookies["lang"] == "en"
     assert ">Cases<" in text(person.get("/console/cases"))
+
+
+def warehouse(client: Client, key: str, path: str, body: dict[str, Any]) -> Any:
+    import json
+
+    answer = client.http.post(f"/warehouse/v1{path}", body=json.dumps(body).encode(),
+                              headers={"Authorization": f"Bearer {key}",
+                                       "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.body
+    return json.loads(answer.body)
+
+
+@pytest.fixture
+def factory(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, make_key: Any) -> str:
+    """A partner of this test's own (its claims see only this test's jobs); its key."""
+    from chalicelib.core.settings import settings
+
+    name = f"factory-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
+    settings.cache_clear()
+    return str(make_key("partner", name))
+
+
+def test_cancel_after_print_is_an_intercept_request_said_first_and_shown_after(
+        person: Person, back_office: str, client: Client, stack: dict[str, str],
+        factory: str) -> None:
+    order_id = make_order(client, stack)
+    claimed = warehouse(client, factory, "/jobs/claim", {"max_jobs": 1})
+    (job,) = claimed["jobs"]
+    warehouse(client, factory, f"/jobs/{job['job_id']}/accept", {"lease_id": claimed["lease_id"]})
+    warehouse(client, factory, f"/jobs/{job['job_id']}/print", {"waybill_numbers": ["7730123"]})
+    person.sign_in(back_office)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="job-stage">printed<' in page
+    assert 'data-testid="amend-stage" data-outcome="intercept"' in page
+    fields = {"csrf_token": person.csrf(), "kind": "cancel", "reason": "buyer changed mind"}
+    preview = text(person.post(f"/console/orders/{order_id}/amend", fields))
+    assert 'data-testid="amend-preview" data-outcome="intercept"' in preview
+    done = person.post(f"/console/orders/{order_id}/amend", {**fields, "confirm": "yes"})
+    after = text(person.get(done.headers["Location"]))
+    assert 'data-testid="amend-outcome" data-outcome="intercept_requested"' in after
+    assert 'data-testid="job-stage">printed<' in after  # the factory has not answered yet
+    assert 'data-testid="job-change" data-status="intercept_requested"' in after
