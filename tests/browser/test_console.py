@@ -169,6 +169,15 @@ def test_sign_out_ends_the_session_and_the_old_cookie_is_refused(tab: Tab,
     assert "/console/sign-in" in replayed.headers["Location"]
 
 
+def test_a_revoked_keys_session_ends(tab: Tab, world: World) -> None:
+    tab.sign_in(world.staff_key(Role.BACK_OFFICE))
+    tab.open("/console/cases")
+    assert "/console/sign-in" not in tab.page.url
+    world.revoke(Role.BACK_OFFICE)
+    tab.open("/console/cases")
+    assert "/console/sign-in" in tab.page.url
+
+
 def test_a_buyer_name_with_markup_shows_as_text(tab: Tab, world: World) -> None:
     order = world.order(customer={"id": 7012345678901, "first_name": XSS, "last_name": "",
                                   "email": "x@example.com"})

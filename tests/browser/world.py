@@ -37,6 +37,7 @@ class World:
     partner: str
     partner_key: str
     keys: dict[Role, str] = field(default_factory=dict)
+    principals: dict[Role, str] = field(default_factory=dict)
 
     @classmethod
     def for_test(cls, stack: dict[str, str], console: str,
@@ -71,9 +72,19 @@ class World:
     def staff_key(self, role: Role) -> str:
         """One key per role and test: a CS person of that role."""
         if role not in self.keys:
-            self.keys[role] = self.issue_key("staff", f"cs-{role.value}-{uuid.uuid4().hex[:4]}",
-                                             role)
+            principal = f"cs-{role.value}-{uuid.uuid4().hex[:4]}"
+            self.keys[role] = self.issue_key("staff", principal, role)
+            self.principals[role] = principal
         return self.keys[role]
+
+    def revoke(self, role: Role) -> None:
+        """As `admin revoke` does: the key and every session opened with it end."""
+        from chalicelib.access import directory_store as directory
+        from chalicelib.access.keys import hash_key
+        from chalicelib.core.clock import utcnow
+
+        key_id = hash_key(self.keys[role])[:12]
+        assert directory.revoke("staff", self.principals[role], key_id, utcnow())
 
     # --- orders and jobs ----------------------------------------------------------------------
 
