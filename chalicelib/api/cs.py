@@ -144,6 +144,18 @@ def resolve_case(case_id: str) -> Response:
     return ok(case_desk.resolve(case_id, f"cs {staff}", request, utcnow()))
 
 
+@bp.route("/cs/v1/today", methods=["GET"])
+@endpoint
+def today() -> Response:
+    """The manager's day at a glance: dispatch against the cut-offs, the factory's unaccepted
+    offers and open intercepts, parcels with open problems, open cases, undelivered
+    notifications (chalicelib/flows/today.py)."""
+    from chalicelib.flows import today as dashboard
+
+    _staff()
+    return ok(dashboard.today(utcnow()))
+
+
 @bp.route("/cs/v1/notifications", methods=["GET"])
 @endpoint
 def undelivered() -> Response:

@@ -203,7 +203,7 @@ def _cs_operations() -> list[Operation]:
     from chalicelib.cs import queue
     from chalicelib.cs.alerts import Severity
     from chalicelib.cs.cases import Case
-    from chalicelib.flows import amendments, case_desk, order_view
+    from chalicelib.flows import amendments, case_desk, order_view, today
 
     order, case = _path("order_id"), _path("case_id")
     cursor = _query("cursor", "next_cursor of the previous page of the same query, unchanged "
@@ -254,6 +254,11 @@ def _cs_operations() -> list[Operation]:
         Operation("post", "/cases/{case_id}/resolve", "resolveCase", "Done, with a note saying "
                   "how (back_office)", case_desk.ResolveCaseRequest, Case, 200, [case],
                   not_found="No such case"),
+        Operation("get", "/today", "today", "The day at a glance: orders paid today (the "
+                  "dispatch calendar's day) against each cut-off, offers not accepted within "
+                  "the contract's time, intercepts waiting, parcels with open problems, open "
+                  "cases by type, severity and age, notifications that failed or died today "
+                  "(read_only)", None, today.TodayView, 200),
         Operation("get", "/notifications", "undeliveredNotifications", "Notifications no "
                   "channel took and alerts that never became a case (status=dead), or that "
                   "fell back to email (status=failed) (read_only)", None,
