@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,6 @@ from tests.integration.test_warehouse_api import Api, queue_orders
 from tests.support import NEW_ADDRESS
 
 DAY = date(2031, 3, 10)
-SHANGHAI = timedelta(hours=8)
 
 
 def local(clock: str, day: date = DAY) -> datetime:
