@@ -24,12 +24,13 @@ parcel, and the shipments table has no index of open problems.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.cs import case_store, queue
+from chalicelib.cs import case_store, charts, queue
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.warehouse import day_dispatch
 from chalicelib.warehouse import job_store as jobs_store
@@ -106,3 +107,37 @@ def today(now: datetime) -> TodayView:
         open_cases=queue.count_open(summary, now),
         notifications=Undelivered(since=midnight, failed=counts["failed"], dead=counts["dead"],
                                   dead_alerts=counts["dead_alert"]))
+
+
+PARTS = ("on_time", "late", "overdue", "to_go", "closed")  # a cut-off's bar, in this order
+
+
+class TodayCharts(BaseModel):
+    """The dashboard's pictures, each a complete escaped <svg> element (chalicelib/cs/charts.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dispatch: str  # a stacked bar per cut-off
+    cases_by_type: str
+    cases_by_age: str
+    parcels_by_carrier: str
+
+
+def charts_of(view: TodayView, words: Mapping[str, str] | None = None) -> TodayCharts:
+    """The view's charts; `words` translates part names, age bands and titles (the page's
+    language: "on_time" -> "准时", "dispatch" -> "今日发货"), else they are shown as they are."""
+    say = words or {}
+
+    def word(key: str) -> str:
+        return say.get(key, key)
+
+    dispatch = [(word(f.cutoff), [(word(part), int(getattr(f, part))) for part in PARTS])
+                for f in view.dispatch.cutoffs]
+    carriers = {carrier: sum(kinds.values())
+                for carrier, kinds in view.parcel_problems.by_carrier.items()}
+    return TodayCharts(
+        dispatch=charts.stacked_bars(dispatch, word("dispatch")),
+        cases_by_type=charts.bar_chart(view.open_cases.by_type, word("cases_by_type")),
+        cases_by_age=charts.bar_chart([(word(band), n) for band, n in
+                                       view.open_cases.by_age.items()], word("cases_by_age")),
+        parcels_by_carrier=charts.bar_chart(carriers, word("parcels_by_carrier")))
