@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -82,7 +82,7 @@ def paid_at(clock: str, day: date = DAY) -> str:
 
 
 def test_today_counts_the_days_dispatch_against_each_cut_off(
-        api: Api, client: Client, stack: dict[str, str],
+        api: Api, client: Client, stack: dict[str, str], partner: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     now = local("16:00")
     before = today.today(now)
@@ -90,11 +90,14 @@ def test_today_counts_the_days_dispatch_against_each_cut_off(
     plan = {"a": "08:00", "b": "08:30", "c": "09:00", "d": "12:00", "e": "14:00", "f": "18:00"}
     orders = {name: queue_orders(client, stack, 1, processed_at=paid_at(clock))[0]
               for name, clock in plan.items()}
-    queue_orders(client, stack, 1, processed_at=paid_at("23:30", DAY - timedelta(days=1)))
+    evening = queue_orders(client, stack, 1, processed_at=paid_at("23:30", DAY - timedelta(
+        days=1)))[0]
+    made = datetime.now(UTC)  # the jobs' created_at: the worker's clock is the real one
     clock = Clock(monkeypatch)  # before the claim: its lease runs on this clock
     claimed = api.claim(10)
     job_of = {str(job["external_id"]): job for job in claimed["jobs"]}
     jobs = {name: job_of[str(payload["id"])] for name, payload in orders.items()}
+    jobs["g"] = job_of[str(evening["id"])]
     for name in "abce":
         api.take(jobs[name], claimed["lease_id"])
     api.post(f"/jobs/{jobs['f']['job_id']}/release", {"lease_id": claimed["lease_id"]})
@@ -136,6 +139,14 @@ def test_today_counts_the_days_dispatch_against_each_cut_off(
     # f and the evening's order: offered over 24 h before `now`, never accepted.
     assert view.offers_unaccepted.count - before.offers_unaccepted.count == 2
     assert view.intercepts_waiting.count - before.intercepts_waiting.count == 1
+    monkeypatch.setattr(today, "LISTED", 100_000)  # every waiting job named, this test's found
+
+    def unaccepted(at: datetime) -> set[str]:
+        return {j.job_id for j in today.today(at).offers_unaccepted.oldest
+                if j.partner_id == partner}
+
+    assert unaccepted(now) == {jobs["f"]["job_id"], jobs["g"]["job_id"]}
+    assert unaccepted(made + timedelta(hours=23)) == set()  # offered under 24 h before
     assert jobs["e"]["job_id"] in {j.job_id for j in view.intercepts_waiting.oldest} or \
         view.intercepts_waiting.count > today.LISTED
     sto = view.parcel_problems.by_carrier.get("STO", {})
