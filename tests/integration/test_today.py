@@ -63,18 +63,23 @@ class Clock:
 
 @contextmanager
 def dynamodb_calls() -> Iterator[Counter[str]]:
-    """The app's DynamoDB calls (one per API call, whatever botocore's retries) while open."""
+    """The app's DynamoDB calls (one per API call, whatever botocore's retries) while open, by
+    operation; a Query that goes on from where the one before stopped (ExclusiveStartKey) is
+    counted as "Query+page" too, so a test can tell the queries from their further pages."""
     calls: Counter[str] = Counter()
 
-    def count(event_name: str, **_: Any) -> None:
-        calls[event_name.rsplit(".", 1)[-1]] += 1
+    def count(event_name: str, params: dict[str, Any] | None = None, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        calls[operation] += 1
+        if params and "ExclusiveStartKey" in params:
+            calls[f"{operation}+page"] += 1
 
     events = aws.client("dynamodb").meta.events
-    events.register("before-call.dynamodb", count)
+    events.register("before-parameter-build.dynamodb", count)
     try:
         yield calls
     finally:
-        events.unregister("before-call.dynamodb", count)
+        events.unregister("before-parameter-build.dynamodb", count)
 
 
 def paid_at(clock: str, day: date = DAY) -> str:
