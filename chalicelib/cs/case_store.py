@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+
 from chalicelib.core import aws, listing
 from chalicelib.core.clock import iso, parse_iso
 from chalicelib.core.dynamodb import (
@@ -26,6 +28,7 @@ from chalicelib.core.dynamodb import (
     Item,
     TransactionConflict,
     from_attrs,
+    is_condition_failure,
     retrying,
     to_attrs,
     transact,
@@ -391,6 +394,44 @@ def open_summary() -> list[SummaryRow]:
     return rows
 
 
-__all__ = ["EVERYTHING", "Narrowing", "Recorded", "case_id_for", "case_of", "cases_of_order",
-           "change", "get", "most_severe_page", "open_cases", "open_page", "open_page_of_type",
-           "open_summary", "page_of_order", "record", "severity_index"]
+def backfill_open_summary() -> int:
+    """Give the open cases written before the `open-summary` index (and the copied marketplace
+    and carrier) their derived attributes; how many were given them. Reads the open cases
+    through the severity index (no Scan); each update is guarded by the version read, so a
+    case changed meanwhile is left alone (its new write derived them already). Run once after
+    deploying the index (python -m chalicelib.admin is where an operator would call it)."""
+    given = 0
+    for severity in Severity:
+        for page in aws.client("dynamodb").get_paginator("query").paginate(
+                **_request(OPEN_BY_SEVERITY, "open_severity", severity.value)):
+            for raw in page.get("Items", []):
+                item = from_attrs(raw)
+                if "open_pk" not in item and _backfill(item):
+                    given += 1
+    return given
+
+
+def _backfill(item: dict[str, Any]) -> bool:
+    derived = {name: value for name, value in _item(_case(item), int(item["version"]),
+                                                    item.get("seen", [])).items()
+               if name in ("open_pk", "opened_at", *_COPIED)}
+    names = {f"#{name}": name for name in derived}
+    values = {f":{name}": value for name, value in derived.items()} | {
+        ":v": int(item["version"])}
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=_table(), Key=to_attrs({"pk": item["pk"]}),
+            UpdateExpression="SET " + ", ".join(f"#{n} = :{n}" for n in derived),
+            ConditionExpression="version = :v", ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_attrs(values))
+    except ClientError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+__all__ = ["EVERYTHING", "Narrowing", "Recorded", "backfill_open_summary", "case_id_for",
+           "case_of", "cases_of_order", "change", "get", "most_severe_page", "open_cases",
+           "open_page", "open_page_of_type", "open_summary", "page_of_order", "record",
+           "severity_index"]

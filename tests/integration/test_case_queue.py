@@ -139,3 +139,30 @@ def test_open_counts_count_open_cases_by_type_severity_and_age(stack: dict[str, 
     case_desk.resolve(made[0], "cs tester", case_desk.ResolveCaseRequest(note="done"), NOW)
     resolved = case_desk.open_counts(NOW)
     assert resolved.by_type[kind] == 2 and resolved.total == after.total - 1
+
+
+def test_open_cases_written_before_the_summary_index_are_given_its_attributes(
+        stack: dict[str, str]) -> None:
+    """A case as the store wrote it before: no open_pk, no copied marketplace or carrier. The
+    backfill gives it what the queue and the counts read."""
+    import boto3
+
+    from chalicelib.core.dynamodb import to_attrs
+    from chalicelib.core.settings import settings
+    from chalicelib.cs import case_store
+
+    kind, market = f"test.old_{uuid.uuid4().hex[:8]}", f"m{uuid.uuid4().hex[:8]}"
+    old = open_case(kind, S.HIGH, NOW - timedelta(hours=3), marketplace=market,
+                    carrier_code="YTO")
+    dynamodb = boto3.client("dynamodb", endpoint_url=stack["AWS_ENDPOINT_URL"])
+    dynamodb.update_item(TableName=settings().cases_table, Key=to_attrs({"pk": f"CASE#{old}"}),
+                         UpdateExpression="REMOVE open_pk, marketplace, carrier_code")
+    before = case_desk.open_counts(NOW)
+    assert kind not in before.by_type
+    assert ids(case_desk.list_cases({"type": kind, "marketplace": market}, NOW)) == []
+    assert case_store.backfill_open_summary() >= 1
+    after = case_desk.open_counts(NOW)
+    assert after.by_type[kind] == 1 and after.total == before.total + 1
+    assert ids(case_desk.list_cases({"type": kind, "marketplace": market,
+                                     "carrier_code": "YTO"}, NOW)) == [old]
+    assert case_store.backfill_open_summary() == 0  # nothing left to give
