@@ -40,7 +40,7 @@ def _query() -> dict[str, str]:
     from chalicelib.api.callers import query_value
 
     query = dict(bp.current_request.query_params or {})
-    for name in ("order_id", "type", "carrier_code", "tracking_number"):
+    for name in ("order_id", "type", "carrier_code", "tracking_number", "marketplace"):
         query_value(query, name, "invalid_query")
     return query
 
@@ -105,12 +105,14 @@ def amend_order(order_id: str) -> Response:
 @bp.route("/cs/v1/cases", methods=["GET"])
 @endpoint
 def open_cases() -> Response:
-    """Open cases, oldest first; ?type= one kind of problem, ?severity= at least this bad,
-    ?order_id= every case of one order (open or not). A page at a time: ?limit=, ?cursor=."""
+    """Open cases, oldest first (?order=severity: most severe first, newest first within a
+    severity); ?type= one kind of problem, ?severity= at least this bad, ?marketplace=,
+    ?carrier_code=, ?age= 1h|24h|3d|older (how long open); ?order_id= every case of one order
+    (open or not). A page at a time: ?limit=, ?cursor=."""
     from chalicelib.flows import case_desk
 
     _staff()
-    return ok(case_desk.list_cases(_query()))
+    return ok(case_desk.list_cases(_query(), utcnow()))
 
 
 @bp.route("/cs/v1/cases/{case_id}", methods=["GET"])
@@ -144,6 +146,18 @@ def resolve_case(case_id: str) -> Response:
     case_id = _id(case_id, "case")
     request = _body(case_desk.ResolveCaseRequest)
     return ok(case_desk.resolve(case_id, f"cs {staff}", request, utcnow()))
+
+
+@bp.route("/cs/v1/today", methods=["GET"])
+@endpoint
+def today() -> Response:
+    """The manager's day at a glance: dispatch against the cut-offs, the factory's unaccepted
+    offers and open intercepts, parcels with open problems, open cases, undelivered
+    notifications (chalicelib/flows/today.py)."""
+    from chalicelib.flows import today as dashboard
+
+    _staff()
+    return ok(dashboard.today(utcnow()))
 
 
 @bp.route("/cs/v1/notifications", methods=["GET"])

@@ -201,9 +201,10 @@ def warehouse_spec() -> dict[str, Any]:
 
 
 def _cs_operations() -> list[Operation]:
+    from chalicelib.cs import queue
     from chalicelib.cs.alerts import Severity
     from chalicelib.cs.cases import Case
-    from chalicelib.flows import amendments, case_desk, order_search, order_view
+    from chalicelib.flows import amendments, case_desk, order_search, order_view, today
 
     class FoundOrders(RootModel[order_search.SearchResult | order_view.OrderView]):
         """?q= answers the search's hits; the other lookups answer the one order."""
@@ -238,12 +239,22 @@ def _cs_operations() -> list[Operation]:
                   "attributed change: cancel, address, attributes, promise or note "
                   "(back_office)", amendments.Amendment, amendments.Amended, 201, [order],
                   not_found="No such order", conflict=closed),
-        Operation("get", "/cases", "listCases", "Open cases, oldest first, or every case of an "
-                  "order (read_only)", None, case_desk.CaseList, 200, [
+        Operation("get", "/cases", "listCases", "Open cases, oldest first (or most severe "
+                  "first, newest first within a severity), or every case of an order "
+                  "(read_only)", None, case_desk.CaseList, 200, [
                       _query("type", "one kind of problem", _text()),
                       _query("severity", "at least this bad",
                              {"type": "string", "enum": [s.value for s in Severity]}),
-                      _query("order_id", "every case of this order, open or not", _text()),
+                      _query("marketplace", "open cases of this marketplace", _text()),
+                      _query("carrier_code", "open cases of this courier", _text()),
+                      _query("age", "open for: under 1 h (1h), 1 to 24 h (24h), 1 to 3 days "
+                             "(3d), 3 days or more (older)",
+                             {"type": "string", "enum": list(queue.AGE_NAMES)}),
+                      _query("order", "oldest (default) or severity: most severe first, "
+                             "newest first within a severity",
+                             {"type": "string", "enum": list(case_desk.ORDERS)}),
+                      _query("order_id", "every case of this order, open or not (only "
+                             "severity, limit and cursor go with it)", _text()),
                       cursor, limit]),
         Operation("get", "/cases/{case_id}", "getCase", "A case with its history (read_only)",
                   None, Case, 200, [case], not_found="No such case"),
@@ -253,6 +264,11 @@ def _cs_operations() -> list[Operation]:
         Operation("post", "/cases/{case_id}/resolve", "resolveCase", "Done, with a note saying "
                   "how (back_office)", case_desk.ResolveCaseRequest, Case, 200, [case],
                   not_found="No such case"),
+        Operation("get", "/today", "today", "The day at a glance: orders paid today (the "
+                  "dispatch calendar's day) against each cut-off, offers not accepted within "
+                  "the contract's time, intercepts waiting, parcels with open problems, open "
+                  "cases by type, severity and age, notifications that failed or died today "
+                  "(read_only)", None, today.TodayView, 200),
         Operation("get", "/notifications", "undeliveredNotifications", "Notifications no "
                   "channel took and alerts that never became a case (status=dead), or that "
                   "fell back to email (status=failed) (read_only)", None,

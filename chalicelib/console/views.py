@@ -142,7 +142,13 @@ def search(current: Visit) -> Response:
     text = current.query.get("q", "").strip()
     if not text:
         return current.page("orders.html", hits=[], q="", searched=False)
-    result = order_search.search(text)
+    try:
+        result = order_search.search(text)
+    except ApiError as error:  # the box's text, not a fault: say what it takes, keep the box
+        if error.status != 400:
+            raise
+        return current.page("orders.html", status=400, hits=[], q=text, searched=False,
+                            problem=error)
     hits = [hit.model_dump(mode="json") for hit in result.hits]
     if len(hits) == 1:
         return current.redirect(href(f"/console/orders/{quote(hits[0]['order_id'])}"))

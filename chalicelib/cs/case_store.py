@@ -4,7 +4,11 @@
   pk = OPEN#<type>#<subject>        marker: the open case for this problem, if any
 
 Index attributes are derived from the case on every write: `open_type` / `open_severity`
-(sparse: only cases not yet resolved) for CS's queues, `subject` and `order_id` for history.
+(sparse: only cases not yet resolved) for CS's queues, `subject` and `order_id` for history,
+`open_pk` (sparse, one constant: every open case) for the `open-summary` index the queue's counts
+read. `marketplace` and `carrier_code` are copied from the case's facts (when they name one) so
+the queue's filters on them are cheap: a FilterExpression on a top-level attribute, projected
+into the summary.
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+
 from chalicelib.core import aws, listing
+from chalicelib.core.clock import iso, parse_iso
 from chalicelib.core.dynamodb import (
     Action,
     Item,
     TransactionConflict,
     from_attrs,
+    is_condition_failure,
     retrying,
     to_attrs,
     transact,
@@ -28,12 +36,17 @@ from chalicelib.core.dynamodb import (
 from chalicelib.core.settings import settings
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.cs.cases import Case, case_id_for, open_case, reported_again, resolve
+from chalicelib.cs.queue import Opened, SummaryRow
 
 OPEN_BY_TYPE = "open-by-type"
 OPEN_BY_SEVERITY = "open-by-severity"
+OPEN_SUMMARY = "open-summary"
+OPEN = "OPEN"  # the summary index's one partition
 BY_SUBJECT = "by-subject"
 BY_ORDER = "by-order"
-_DERIVED = ("pk", "version", "open_type", "open_severity", "seen")
+_DERIVED = ("pk", "version", "open_type", "open_severity", "open_pk", "marketplace",
+            "carrier_code", "seen")
+_COPIED = ("marketplace", "carrier_code")  # facts copied to the item, for the queue's filters
 _SEEN = 20  # alert ids remembered per case, so a redelivered alert is not counted twice
 _ATTEMPTS = 5
 
@@ -57,8 +70,16 @@ def _marker(case_type: str, subject: str) -> str:
 def _item(case: Case, version: int, seen: Sequence[str]) -> dict[str, Any]:
     item: dict[str, Any] = {**case.model_dump(mode="json"), "pk": f"CASE#{case.case_id}",
                             "version": version, "seen": list(seen)[-_SEEN:]}
+    # The indexes' sort key in the one text form that sorts as time (clock.iso: always with
+    # microseconds; pydantic's JSON leaves them out when zero, and "…00Z" sorts after "…00.5Z").
+    item["opened_at"] = iso(case.opened_at)
     if case.is_open:
         item["open_type"], item["open_severity"] = case.type, case.severity.value
+        item["open_pk"] = OPEN
+    for name in _COPIED:
+        value = case.facts.get(name)
+        if isinstance(value, str) and value:
+            item[name] = value
     if case.order_id is None:
         item.pop("order_id")  # an index key may not be null
     return item
@@ -214,16 +235,69 @@ def case_of(item: Item) -> Case:
     return _case(item)
 
 
+ANY_TIME = Opened(None, None)
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """What the queue's filters add to a query: a marketplace and a carrier (equal to the
+    attribute copied onto the case item: a FilterExpression), and a window of opening times (a
+    key condition on the index's sort key, `opened_at`: nothing outside it is read)."""
+
+    marketplace: str | None = None
+    carrier_code: str | None = None
+    opened: Opened = ANY_TIME
+
+    def scope(self) -> list[str]:
+        """The filter's part of a cursor's scope (the window by its bounds' band, see
+        case_desk: the bounds move with the clock, the band does not)."""
+        return [self.marketplace or "", self.carrier_code or ""]
+
+
+EVERYTHING = Narrowing()
+
+
 def _request(index: str, attribute: str, value: str,
-             severities: Sequence[Severity] | None = None) -> dict[str, Any]:
-    values = {":v": value}
+             severities: Sequence[Severity] | None = None,
+             narrowing: Narrowing = EVERYTHING, newest_first: bool = False) -> dict[str, Any]:
+    values: dict[str, Any] = {":v": value}
+    names: dict[str, str] = {}
+    condition = f"{attribute} = :v"
+    opened = narrowing.opened
+    if opened.after is not None or opened.until is not None:
+        names["#opened"] = "opened_at"
+        # After `after`, exclusive: times are stored to the microsecond (clock.iso).
+        low = None if opened.after is None else iso(opened.after + timedelta(microseconds=1))
+        high = None if opened.until is None else iso(opened.until)
+        if low is not None and high is not None:
+            condition += " AND #opened BETWEEN :lo AND :hi"
+            values |= {":lo": low, ":hi": high}
+        elif low is not None:
+            condition += " AND #opened >= :lo"
+            values[":lo"] = low
+        else:
+            condition += " AND #opened <= :hi"
+            values[":hi"] = high
     request: dict[str, Any] = {"TableName": _table(), "IndexName": index,
-                               "KeyConditionExpression": f"{attribute} = :v"}
+                               "KeyConditionExpression": condition}
+    if newest_first:
+        request["ScanIndexForward"] = False
+    filters: list[str] = []
     if severities is not None:  # a filter: the page reads on until it has its items
-        names = [f":s{n}" for n in range(len(severities))]
-        values |= {name: s.value for name, s in zip(names, severities, strict=True)}
-        request["FilterExpression"] = f"#severity IN ({', '.join(names)})"
-        request["ExpressionAttributeNames"] = {"#severity": "severity"}
+        marks = [f":s{n}" for n in range(len(severities))]
+        values |= {mark: s.value for mark, s in zip(marks, severities, strict=True)}
+        filters.append(f"#severity IN ({', '.join(marks)})")
+        names["#severity"] = "severity"
+    for name in _COPIED:
+        wanted = getattr(narrowing, name)
+        if wanted is not None:
+            filters.append(f"#{name} = :{name}")
+            names[f"#{name}"] = name
+            values[f":{name}"] = wanted
+    if filters:
+        request["FilterExpression"] = " AND ".join(filters)
+    if names:
+        request["ExpressionAttributeNames"] = names
     request["ExpressionAttributeValues"] = to_attrs(values)
     return request
 
@@ -236,18 +310,128 @@ def page_of_order(order_id: str, severities: Sequence[Severity] | None, limit: i
 
 
 def open_page_of_type(case_type: str, severities: Sequence[Severity] | None, limit: int,
-                      after: Item | None) -> listing.Listing:
+                      after: Item | None, narrowing: Narrowing = EVERYTHING) -> listing.Listing:
     """Open cases of one type, oldest first."""
-    return listing.query(_request(OPEN_BY_TYPE, "open_type", case_type, severities),
+    return listing.query(_request(OPEN_BY_TYPE, "open_type", case_type, severities, narrowing),
                          KEYS[OPEN_BY_TYPE], limit, after)
 
 
-def open_page(starts: dict[str, Item | None], limit: int) -> listing.Listing:
+def open_page(starts: dict[str, Item | None], limit: int,
+              narrowing: Narrowing = EVERYTHING) -> listing.Listing:
     """Open cases of the severities named in `starts` (each from where it resumes), oldest
     first: the severity partitions of the index merged by when each case was opened."""
-    return listing.merged(lambda name: _request(OPEN_BY_SEVERITY, "open_severity", name),
-                          KEYS[OPEN_BY_SEVERITY], "opened_at", limit, starts)
+    return listing.merged(
+        lambda name: _request(OPEN_BY_SEVERITY, "open_severity", name, None, narrowing),
+        KEYS[OPEN_BY_SEVERITY], "opened_at", limit, starts)
 
 
-__all__ = ["Recorded", "case_id_for", "case_of", "cases_of_order", "change", "get", "open_cases",
-           "open_page", "open_page_of_type", "page_of_order", "record"]
+def severity_index(case_type: str | None) -> str:
+    """The index the most-severe-first queue reads: the type's when one type is asked for (its
+    partition is the smaller), else the severity index."""
+    return OPEN_BY_TYPE if case_type is not None else OPEN_BY_SEVERITY
+
+
+def _severity_request(case_type: str | None, severity: str,
+                      narrowing: Narrowing) -> dict[str, Any]:
+    if case_type is None:
+        return _request(OPEN_BY_SEVERITY, "open_severity", severity, None, narrowing,
+                        newest_first=True)
+    return _request(OPEN_BY_TYPE, "open_type", case_type, [Severity(severity)], narrowing,
+                    newest_first=True)
+
+
+def most_severe_page(case_type: str | None, severities: Sequence[str], limit: int,
+                     start: tuple[str, Item | None],
+                     narrowing: Narrowing = EVERYTHING) -> listing.Listing:
+    """Open cases, most severe first and newest first within a severity: the severities'
+    partitions (`severities`, in that order) read one after the other from `start` (a severity
+    and the key to resume after, None: its newest). A position is {"severity", "start"}."""
+    keys = KEYS[severity_index(case_type)]
+    names = list(severities)
+    first = names.index(start[0])
+    items: list[Item] = []
+    resume: list[Any] = [{"severity": start[0], "start": start[1]}]
+    after = start[1]
+    for n, name in enumerate(names[first:], start=first):
+        following = ({"severity": names[n + 1], "start": None}
+                     if n + 1 < len(names) else None)
+        found = listing.query(_severity_request(case_type, name, narrowing), keys,
+                              limit - len(items), after)
+        if not found.items and found.resume[0] is not None:  # a filter ate every read
+            resume[-1] = {"severity": name, "start": found.resume[0]}
+            break
+        items += found.items
+        resume += [following if at is None else {"severity": name, "start": at}
+                   for at in found.resume[1:]]
+        if not found.items:
+            resume[-1] = following
+        if len(items) >= limit or resume[-1] is None or resume[-1]["severity"] == name:
+            break
+        after = None
+    return listing.Listing(items, resume)
+
+
+_SUMMARY = ("type", "severity", "opened_at", "subject", "marketplace", "carrier_code")
+
+
+def open_summary() -> list[SummaryRow]:
+    """Every open case, as the `open-summary` index holds it (about 100 bytes each: one Query
+    for 2,000 cases, a page more per further 1 MB), oldest first."""
+    request: dict[str, Any] = {
+        "TableName": _table(), "IndexName": OPEN_SUMMARY,
+        "KeyConditionExpression": "open_pk = :o",
+        "ExpressionAttributeValues": to_attrs({":o": OPEN}),
+        "ProjectionExpression": ", ".join(f"#{name}" for name in _SUMMARY),
+        "ExpressionAttributeNames": {f"#{name}": name for name in _SUMMARY}}
+    rows: list[SummaryRow] = []
+    for page in aws.client("dynamodb").get_paginator("query").paginate(**request):
+        for raw in page.get("Items", []):
+            item = from_attrs(raw)
+            rows.append(SummaryRow(
+                type=str(item["type"]), severity=Severity(item["severity"]),
+                opened_at=parse_iso(str(item["opened_at"])), subject=str(item.get("subject", "")),
+                marketplace=item.get("marketplace"), carrier_code=item.get("carrier_code")))
+    return rows
+
+
+def backfill_open_summary() -> int:
+    """Give the open cases written before the `open-summary` index (and the copied marketplace
+    and carrier) their derived attributes; how many were given them. Reads the open cases
+    through the severity index (no Scan); each update is guarded by the version read, so a
+    case changed meanwhile is left alone (its new write derived them already). Run once after
+    deploying the index (python -m chalicelib.admin is where an operator would call it)."""
+    given = 0
+    for severity in Severity:
+        for page in aws.client("dynamodb").get_paginator("query").paginate(
+                **_request(OPEN_BY_SEVERITY, "open_severity", severity.value)):
+            for raw in page.get("Items", []):
+                item = from_attrs(raw)
+                if "open_pk" not in item and _backfill(item):
+                    given += 1
+    return given
+
+
+def _backfill(item: dict[str, Any]) -> bool:
+    derived = {name: value for name, value in _item(_case(item), int(item["version"]),
+                                                    item.get("seen", [])).items()
+               if name in ("open_pk", "opened_at", *_COPIED)}
+    names = {f"#{name}": name for name in derived}
+    values = {f":{name}": value for name, value in derived.items()} | {
+        ":v": int(item["version"])}
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=_table(), Key=to_attrs({"pk": item["pk"]}),
+            UpdateExpression="SET " + ", ".join(f"#{n} = :{n}" for n in derived),
+            ConditionExpression="version = :v", ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_attrs(values))
+    except ClientError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+__all__ = ["EVERYTHING", "Narrowing", "Recorded", "backfill_open_summary", "case_id_for",
+           "case_of", "cases_of_order", "change", "get", "most_severe_page", "open_cases",
+           "open_page", "open_page_of_type", "open_summary", "page_of_order", "record",
+           "severity_index"]

@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.core import cursors, listing, observability
+from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError, NotFound
-from chalicelib.cs import case_store, cases
+from chalicelib.cs import case_store, cases, queue
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Severity
 from chalicelib.cs.notes import Note
@@ -103,32 +104,104 @@ def _severities(query: dict[str, str]) -> list[Severity] | None:
     return [s for s in Severity if s.at_least(Severity(severity))]
 
 
-def list_cases(query: dict[str, str]) -> dict[str, Any]:
-    """A page of cases, oldest first, and the cursor to the next page (None: the last)."""
+ORDERS = ("oldest", "severity")  # ?order=: oldest first (the default), most severe first
+
+
+def _narrowing(query: dict[str, str], now: datetime) -> case_store.Narrowing:
+    """?marketplace=, ?carrier_code=, ?age= (an age band: 1h, 24h, 3d, older; see
+    chalicelib/cs/queue.py)."""
+    age = query.get("age")
+    if age is not None and age not in queue.AGE_NAMES:
+        raise ApiError(400, "invalid_query", f"age is one of {', '.join(queue.AGE_NAMES)}")
+    return case_store.Narrowing(  # empty: no filter, as for ?type=
+        marketplace=query.get("marketplace") or None,
+        carrier_code=query.get("carrier_code") or None,
+        opened=case_store.ANY_TIME if age is None else queue.band_window(age, now))
+
+
+def list_cases(query: dict[str, str], now: datetime | None = None) -> dict[str, Any]:
+    """A page of cases and the cursor to the next page (None: the last).
+
+    Open cases, oldest first (the API's contract since it began), or with ?order=severity most
+    severe first (critical, high, medium, low) and newest first within a severity: the console's
+    queue. Filters, combinable: ?type=, ?severity= (at least this bad), ?marketplace=,
+    ?carrier_code=, ?age= (1h, 24h, 3d, older: how long open, the bands of `open_counts`). The
+    age band is a condition on the index's sort key (nothing else is read); marketplace and
+    carrier are filters on attributes copied onto the case, so a page reads on (a few Queries
+    at most) until it is full, or answers short with its cursor. ?order_id= lists every case of
+    one order (open or not) and takes only ?severity=."""
+    now = now or utcnow()
     severities, limit = _severities(query), page_limit(query)
     severity = query.get("severity", "")
+    order = query.get("order", "oldest")
+    if order not in ORDERS:
+        raise ApiError(400, "invalid_query", "order is oldest or severity")
+    narrowing = _narrowing(query, now)
+    extra = [*narrowing.scope(), query.get("age", ""), order]
+    extra = extra if any(extra[:3]) or order != "oldest" else []
     if query.get("order_id"):
+        if extra:
+            raise ApiError(400, "invalid_query", "order_id lists one order's cases: only "
+                           "severity, limit and cursor go with it")
         order_id = query["order_id"]
         scope = ["order", order_id, severity]
         after = _position(query, "cases", scope, lambda p: cursors.key(
             p, frozenset(case_store.KEYS[case_store.BY_ORDER]), {"order_id": order_id},
             {"pk": "CASE#"}))
         found = case_store.page_of_order(order_id, severities, limit, after)
+    elif order == "severity":
+        case_type = query.get("type") or None
+        names = [s.value for s in sorted(severities or Severity, key=lambda s: -s.rank)]
+        scope = ["severity", case_type or "", severity, *extra]
+        start = _position(query, "cases", scope, lambda p: _severity_position(p, case_type, names))
+        found = case_store.most_severe_page(case_type, names, limit, start or (names[0], None),
+                                            narrowing)
     elif query.get("type"):
         case_type = query["type"]
-        scope = ["type", case_type, severity]
+        scope = ["type", case_type, severity, *extra]
         after = _position(query, "cases", scope, lambda p: cursors.key(
             p, frozenset(case_store.KEYS[case_store.OPEN_BY_TYPE]), {"open_type": case_type},
             {"pk": "CASE#"}))
-        found = case_store.open_page_of_type(case_type, severities, limit, after)
+        found = case_store.open_page_of_type(case_type, severities, limit, after, narrowing)
     else:
-        scope = ["open", severity]
+        scope = ["open", severity, *extra]
         names = [s.value for s in (severities or Severity)]
         starts = _position(query, "cases", scope, lambda p: _severity_starts(p, names))
-        found = case_store.open_page(starts or dict.fromkeys(names), limit)
+        found = case_store.open_page(starts or dict.fromkeys(names), limit, narrowing)
     documents = [_doc(case_store.case_of(item)) for item in found.items]
     page, next_cursor = _cut(documents, found, PAGE_BYTES, "cases", scope)
     return {"cases": page, "next_cursor": next_cursor}
+
+
+def _severity_position(value: Any, case_type: str | None,
+                       names: list[str]) -> tuple[str, Any]:
+    """The most-severe-first listing's position: the severity being read and the key to
+    resume after in it (None: from its newest)."""
+    if not (isinstance(value, dict) and set(value) == {"severity", "start"}
+            and value["severity"] in names):
+        raise ValueError("not a position of this list")
+    index = case_store.severity_index(case_type)
+    fixed = ({"open_type": case_type} if case_type is not None
+             else {"open_severity": value["severity"]})
+    start = value["start"]
+    return value["severity"], None if start is None else cursors.key(
+        start, frozenset(case_store.KEYS[index]), fixed, {"pk": "CASE#"})
+
+
+def open_counts(now: datetime | None = None) -> queue.OpenCounts:
+    """The queue's header: open cases by type, severity and age band, and the total.
+
+    One Query (a page more per further MB) of the sparse `open-summary` index: one partition
+    holding every open case with only its type, severity, opening time, subject, marketplace and
+    carrier (about 100 bytes; 2,000 open cases are about 200 KB, one page), read with a
+    ProjectionExpression. Not counters kept in the open/resolve transactions: every case of
+    every type would write the same counter item, so a burst of courier problems would make
+    those transactions conflict with each other (TransactionConflict, retries, the queue's
+    redeliveries) for a figure that is read far less often than written; and a counter that
+    drifted (a failed write, a restore) would stay wrong, where the index is the cases
+    themselves. The index's one partition takes every open/resolve write (a few a second at
+    the most, far below a partition's 1,000 writes a second)."""
+    return queue.count_open(case_store.open_summary(), now or utcnow())
 
 
 def _severity_starts(value: Any, names: list[str]) -> dict[str, Any]:

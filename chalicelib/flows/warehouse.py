@@ -73,7 +73,8 @@ def announce(transition: Transition, now: datetime) -> None:
                 kind=event.alert, severity=alerts.Severity(event.severity), subject=job.job_id,
                 at=now, summary=f"{job.order_name} ({job.marketplace}): {event.summary}",
                 facts={"order_id": job.order_id, "order_name": job.order_name, "job_id": job.job_id,
-                       "partner_id": job.partner_id, **_plain(event.data)},
+                       "partner_id": job.partner_id, "marketplace": job.marketplace,
+                       "carrier_code": job.carrier.carrier_code, **_plain(event.data)},
             ))
 
 

@@ -213,6 +213,9 @@ class Job(BaseModel):
     carrier: CarrierAssignment
     created_at: datetime
     updated_at: datetime
+    # When the order was paid (its ship-by counts from it); None on jobs queued before it was
+    # kept: they are not in the by-paid-day index.
+    paid_at: datetime | None = None
     version: int = 0
     handshake: Handshake = Handshake.OFFERED
     work: Work = Work.QUEUED
@@ -243,6 +246,13 @@ class Job(BaseModel):
     @property
     def open_changes(self) -> tuple[Change, ...]:
         return tuple(change for change in self.changes if change.open)
+
+    @property
+    def shipped_at(self) -> datetime | None:
+        """When the final shipment left; None until the job is shipped."""
+        if self.work is not Work.SHIPPED:
+            return None
+        return next((s.shipped_at for s in reversed(self.shipments) if s.final), None)
 
     @property
     def claimable(self) -> bool:
@@ -318,6 +328,7 @@ def new_job(order: Order, partner_id: str, now: datetime,
                                   reason=choice.reason),
         created_at=now,
         updated_at=now,
+        paid_at=order.paid_at or now,
         accept_by=deadlines.alert_at,
         deemed_accepted_at=deadlines.deemed_accepted_at,
         ship_by=ship_by(order.paid_at or now, rules.dispatch, order.presale_ship_date),

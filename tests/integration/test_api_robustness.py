@@ -439,6 +439,7 @@ def test_real_answers_of_both_apis_match_their_descriptions(
     for status in ("dead", "failed"):
         conforms("get", f"{c}/notifications", 200, api.call(
             "get", f"{c}/notifications?status={status}", key=cs))
+    conforms("get", f"{c}/today", 200, api.call("get", f"{c}/today", key=cs))
     described = {(method, path) for prefix, spec in specs.items()
                  for path, methods in spec["paths"].items() for method in methods
                  if not path.endswith("/openapi.json")}

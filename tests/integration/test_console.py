@@ -308,3 +308,20 @@ def test_cancel_after_print_is_an_intercept_request_said_first_and_shown_after(
     assert 'data-testid="amend-outcome" data-outcome="intercept_requested"' in after
     assert 'data-testid="job-stage">printed<' in after  # the factory has not answered yet
     assert 'data-testid="job-change" data-status="intercept_requested"' in after
+
+
+def test_the_search_box_finds_an_order_by_its_number_and_lists_several(
+        person: Person, read_only: str, client: Client, stack: dict[str, str]) -> None:
+    order_id = make_order(client, stack)
+    person.sign_in(read_only)
+    from chalicelib.orders import order_store
+
+    stored = order_store.get_current(order_id)
+    assert stored is not None
+    found = person.get(f"/console/orders?q={stored.order.external_id}")
+    assert found.status_code == 303 and found.headers["Location"] == f"/console/orders/{order_id}"
+    none = text(person.get("/console/orders?q=99999999999999999"))
+    assert 'data-testid="no-hits"' in none
+    bad = person.get("/console/orders?q=%3Cscript%3E")
+    assert bad.status_code == 400 and 'data-reason="invalid_query"' in text(bad)
+    assert "<script>" not in text(bad)
