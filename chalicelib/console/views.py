@@ -73,21 +73,17 @@ def cases(current: Visit) -> Response:
     from chalicelib.flows import case_desk
 
     chosen = {name: current.query[name] for name in FILTERS if current.query.get(name)}
-    query = {**chosen, "limit": str(QUEUE_PAGE), "order": "severity"}
+    # The console's `carrier` is the API's `carrier_code`: one list, one set of rules.
+    query = {("carrier_code" if name == "carrier" else name): value
+             for name, value in chosen.items()}
+    query |= {"limit": str(QUEUE_PAGE), "order": "severity"}
     if current.query.get("cursor"):
         query["cursor"] = current.query["cursor"]
-    found = case_desk.list_cases(query)
-    counts = _open_counts()
+    now = utcnow()
+    found = case_desk.list_cases(query, now)
+    counts = case_desk.open_counts(now).model_dump(mode="json")
     return current.page("cases.html", cases=found["cases"], next_cursor=found["next_cursor"],
                         chosen=chosen, counts=counts, back=_back(current))
-
-
-def _open_counts() -> Any:
-    """The queue's header: open cases per type (None where the count is not kept)."""
-    from chalicelib.flows import case_desk
-
-    counts = getattr(case_desk, "open_counts", None)
-    return counts().model_dump(mode="json") if counts is not None else None
 
 
 def case(current: Visit, case_id: str) -> Response:
@@ -233,7 +229,21 @@ def amend(current: Visit, order_id: str) -> Response:
 # Today ----------------------------------------------------------------------------------------
 
 def today(current: Visit) -> Response:
+    from markupsafe import Markup
+
+    from chalicelib.console.i18n import word
+    from chalicelib.cs import templates as messages
     from chalicelib.flows import today as today_flow
 
     view = today_flow.today(utcnow())
-    return current.page("today.html", today=view.model_dump(mode="json"))
+    words = {key: word(key, current.language) for key in CHART_WORDS}
+    words |= {kind: messages.label(kind, current.language) for kind in view.open_cases.by_type}
+    pictures = today_flow.charts_of(view, words)
+    # Each chart is a whole <svg> whose every text charts.py escaped: shown as markup.
+    charts = {name: Markup(svg) for name, svg in pictures.model_dump().items()}
+    return current.page("today.html", today=view.model_dump(mode="json"), charts=charts)
+
+
+CHART_WORDS = ("on_time", "late", "overdue", "to_go", "closed", "later", "dispatch",
+               "cases_by_type", "cases_by_age", "parcels_by_carrier", "1h", "24h", "3d",
+               "older")

@@ -137,7 +137,9 @@ def charts_of(view: TodayView, words: Mapping[str, str] | None = None) -> TodayC
                 for carrier, kinds in view.parcel_problems.by_carrier.items()}
     return TodayCharts(
         dispatch=charts.stacked_bars(dispatch, word("dispatch")),
-        cases_by_type=charts.bar_chart(view.open_cases.by_type, word("cases_by_type")),
+        cases_by_type=charts.bar_chart({word(kind): n for kind, n in
+                                        view.open_cases.by_type.items()},
+                                       word("cases_by_type")),
         cases_by_age=charts.bar_chart([(word(band), n) for band, n in
                                        view.open_cases.by_age.items()], word("cases_by_age")),
         parcels_by_carrier=charts.bar_chart(carriers, word("parcels_by_carrier")))

@@ -325,3 +325,21 @@ def test_the_search_box_finds_an_order_by_its_number_and_lists_several(
     bad = person.get("/console/orders?q=%3Cscript%3E")
     assert bad.status_code == 400 and 'data-reason="invalid_query"' in text(bad)
     assert "<script>" not in text(bad)
+
+
+def test_the_queue_counts_and_filters_and_today_draws_its_charts(
+        person: Person, read_only: str, stack: dict[str, str]) -> None:
+    case_id = open_a_case("late", marketplace="shopify", carrier_code="STO")
+    person.sign_in(read_only)
+    queue = text(person.get("/console/cases?marketplace=shopify&carrier=STO&severity=critical"))
+    assert f'data-case-id="{case_id}"' in queue
+    assert 'data-testid="type-count" data-type="job.rejected"' in queue
+    other = text(person.get("/console/cases?marketplace=douyin&carrier=STO"))
+    assert f'data-case-id="{case_id}"' not in other
+    bad = person.get("/console/cases?age=yesterday")
+    assert bad.status_code == 400 and 'data-reason="invalid_query"' in text(bad)
+    day = person.get("/console/today?lang=en")
+    assert day.status_code == 200
+    page = text(day)
+    assert page.count("<svg") >= 4 and 'data-testid="cutoff-row"' in page
+    assert "Open cases by type" in page and "<script" not in page
