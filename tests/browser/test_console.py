@@ -221,7 +221,11 @@ def test_main_pages_fit_a_phone_and_run_no_inline_script(new_tab: Any, world: Wo
     """Each main page at a phone's width (no sideways scrolling) and a desktop's, without an
     inline script. UPDATE_SCREENSHOTS=1 keeps the pictures in docs/screenshots/ (README):
     the phone's in Chinese, the console's default, the desktop's in English."""
-    order = world.printed(world.order())
+    # A day's work as the pages show it: shipped, packed and printed orders paid today.
+    world.shipped(world.order(paid_now=True))
+    world.packed(world.order(paid_now=True))
+    order = world.printed(world.order(paid_now=True))
+    world.accept(world.order(paid_now=True))
     case_id = world.case(order)
     key = world.staff_key(Role.BACK_OFFICE)
     failed: list[str] = []

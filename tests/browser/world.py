@@ -88,9 +88,15 @@ class World:
 
     # --- orders and jobs ----------------------------------------------------------------------
 
-    def order(self, **changes: Any) -> Order:
+    def order(self, *, paid_now: bool = False, **changes: Any) -> Order:
         """A paid Shopify order, signed as Shopify signs it, through the inbox and the order
-        worker: an order with its timeline and a job offered to this test's partner."""
+        worker: an order with its timeline and a job offered to this test's partner.
+        `paid_now`: placed and paid now (the Today page counts it), not at the sample's time."""
+        if paid_now:
+            from chalicelib.core.clock import utcnow
+
+            now = utcnow().isoformat(timespec="seconds")
+            changes = {"created_at": now, "processed_at": now, "updated_at": now, **changes}
         number = uuid.uuid4().int % 10**6
         payload = shopify_order(id=uuid.uuid4().int % 10**13, name=f"#{number}",
                                 order_number=number, **changes)
