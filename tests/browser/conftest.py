@@ -107,7 +107,8 @@ class Tab:
     """A browser tab on the console, with every JavaScript dialog it raised (none may be)."""
 
     def __init__(self, page: Any, base: str) -> None:
-        self.page, self.base, self.dialogs = page, base, []  # type: list[str]
+        self.page, self.base = page, base
+        self.dialogs: list[str] = []
         page.on("dialog", self._dialog)
 
     def _dialog(self, dialog: Any) -> None:
