@@ -74,10 +74,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             yellow=True, bold=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_url(stack_env: dict[str, str]) -> Iterator[str]:
     """The app over real HTTP, as make run serves it, on a free port of localhost (a secure
-    origin to the browser, so the console's Secure cookie is kept over plain http)."""
+    origin to the browser, so the console's Secure cookie is kept over plain http). For this
+    package only: the server and the browser stop before the rest of the suite runs."""
     from devstack.stack import _wait_for_port, start_api, stop_api
 
     port = free_port()
@@ -92,7 +93,7 @@ def console_url(stack_env: dict[str, str]) -> Iterator[str]:
         stop_api(api)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
