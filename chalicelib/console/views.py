@@ -83,7 +83,23 @@ def cases(current: Visit) -> Response:
     found = case_desk.list_cases(query, now)
     counts = case_desk.open_counts(now).model_dump(mode="json")
     return current.page("cases.html", cases=found["cases"], next_cursor=found["next_cursor"],
-                        chosen=chosen, counts=counts, back=_back(current))
+                        chosen=chosen, counts=counts, back=_back(current),
+                        choices=_choices(counts, chosen))
+
+
+def _choices(counts: dict[str, Any], chosen: dict[str, str]) -> dict[str, list[str]]:
+    """What each filter offers: the open cases' types, the marketplaces and couriers we know
+    (and whatever a link chose, so it shows as chosen)."""
+    from chalicelib.marketplaces import known_schemes
+    from chalicelib.warehouse.carriers import Carrier
+
+    def with_chosen(values: list[str], name: str) -> list[str]:
+        extra = chosen.get(name)
+        return [*values, extra] if extra and extra not in values else values
+
+    return {"type": with_chosen(sorted(counts["by_type"]), "type"),
+            "marketplace": with_chosen(sorted(known_schemes()), "marketplace"),
+            "carrier": with_chosen([c.value for c in Carrier], "carrier")}
 
 
 def case(current: Visit, case_id: str) -> Response:

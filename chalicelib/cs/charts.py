@@ -75,7 +75,8 @@ def stacked_bars(rows: Sequence[tuple[str, Sequence[tuple[str, int]]]], title: s
     span = max(width - LABEL_WIDTH - VALUE_WIDTH, 10)
     top = max((sum(max(v, 0) for _, v in parts) for _, parts in rows), default=0) or 1
     legend_y = max(len(rows), 1) * ROW
-    height = legend_y + ROW
+    places, lines = _legend_places(names, width)
+    height = legend_y + ROW * lines
     out = [_open(width, height, title)]
     for n, (label, parts) in enumerate(rows):
         y = n * ROW
@@ -92,11 +93,27 @@ def stacked_bars(rows: Sequence[tuple[str, Sequence[tuple[str, int]]]], title: s
                            f'fill="{colour.get(name, PALETTE[-1])}"/>')
             x += length
         out.append(f'<text x="{x + 4}" y="{y + 15}">{total}</text></g>')
-    x = 4
-    for name in names:
-        out.append(f'<rect x="{x}" y="{legend_y + 6}" width="10" height="10" '
-                   f'fill="{colour[name]}"/><text x="{x + 14}" y="{legend_y + 15}">'
+    for name, (x, line) in zip(names, places, strict=True):
+        y = legend_y + line * ROW
+        out.append(f'<rect x="{x}" y="{y + 6}" width="10" height="10" '
+                   f'fill="{colour[name]}"/><text x="{x + 14}" y="{y + 15}">'
                    f'{escape(_short(name))}</text>')
-        x += 14 + 7 * len(_short(name)) + 12
     out.append("</svg>")
     return "".join(out)
+
+
+def _text_width(text: str) -> int:
+    """About how wide a label is at 12 px: a CJK character is about twice a Latin one."""
+    return sum(12 if ord(c) >= 0x2E80 else 7 for c in text)
+
+
+def _legend_places(names: Sequence[str], width: int) -> tuple[list[tuple[int, int]], int]:
+    """Where each legend entry goes (x, line), wrapping at the chart's width; how many lines."""
+    places, x, line = [], 4, 0
+    for name in names:
+        size = 14 + _text_width(_short(name)) + 12
+        if x > 4 and x + size > width:
+            x, line = 4, line + 1
+        places.append((x, line))
+        x += size
+    return places, line + 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,20 @@ def read_only(make_key: Any) -> str:
     return str(make_key("staff", f"ro-{uuid.uuid4().hex[:6]}", Role.READ_ONLY))
 
 
+def session_item(token: str) -> dict[str, Any]:
+    """The directory's item of a session, as DynamoDB holds it (by the token's hash)."""
+    import boto3
+
+    from chalicelib.access.sessions import token_hash
+    from chalicelib.core.dynamodb import from_attrs
+    from chalicelib.core.settings import settings
+
+    answer = boto3.client("dynamodb").get_item(
+        TableName=settings().directory_table,
+        Key={"pk": {"S": f"SESSION#{token_hash(token)}"}, "sk": {"S": "SESSION"}})
+    return dict(from_attrs(answer["Item"]))
+
+
 def make_order(client: Client, stack: dict[str, str], **changes: Any) -> str:
     payload = shopify_order(id=uuid.uuid4().int % 10**13, **changes)
     body = dumps(payload)
@@ -112,6 +127,9 @@ def test_a_page_without_a_session_goes_to_sign_in_and_back(person: Person,
     for flag in ("HttpOnly", "Secure", "SameSite=Lax", "Max-Age=43200"):
         assert flag in cookie
     assert back_office not in cookie
+    stored = session_item(person.cookies["obk_session"])
+    assert stored["staff_id"].startswith("bo-") and back_office not in str(stored)
+    assert abs(int(stored["expires_at"]) - (time.time() + 12 * 3600)) < 120  # its TTL
     page = person.get("/console/cases")
     assert page.status_code == 200
     assert back_office not in text(page) and back_office[:12] not in text(page)

@@ -79,8 +79,8 @@ def test_ttl_only_where_items_may_expire_and_pitr_everywhere(
     for lid in TABLES:
         name = table_name(env, lid)
         ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        # delivery records, raw pushes, feed entries, done notes
-        if lid in ("InboxTable", "ShipmentsTable", "JobsTable", "CasesTable"):
+        # delivery records, raw pushes, feed entries, done notes, console sessions
+        if lid in ("InboxTable", "ShipmentsTable", "JobsTable", "CasesTable", "DirectoryTable"):
             assert ttl["TimeToLiveStatus"] == "ENABLED"
             assert ttl["AttributeName"] == "expires_at"
         else:

@@ -100,3 +100,18 @@ def test_todays_charts_draw_the_view_in_the_pages_words() -> None:
     assert parse(drawn.dispatch).get("aria-label") == "今日发货"
     assert "准时" in texts(parse(drawn.dispatch))
     assert "一小时内" in texts(parse(drawn.cases_by_age))
+
+
+def test_the_legend_wraps_instead_of_overlapping_on_a_narrow_chart() -> None:
+    import re as _re
+
+    parts = [(name, 1) for name in ("Shipped on time", "Late", "Overdue, not shipped",
+                                    "Still to go", "按时发出已取消")]
+    svg = charts.stacked_bars([("11:00", parts)], "dispatch", width=240)
+    legend = [(int(x), int(y)) for x, y in _re.findall(
+        r'<rect x="(\d+)" y="(\d+)" width="10" height="10"', svg)]
+    assert len(legend) == 5
+    assert len({y for _, y in legend}) >= 3  # wrapped onto several lines
+    assert all(x + 10 <= 240 for x, _ in legend)
+    height = int(_re.search(r'height="(\d+)"', svg).group(1))  # type: ignore[union-attr]
+    assert max(y for _, y in legend) + 10 <= height

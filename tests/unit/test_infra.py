@@ -46,10 +46,12 @@ def test_housekeeping_items_expire_on_expires_at() -> None:
     # Orders, jobs and cases are records of what happened: they carry no expires_at. What does
     # expire: the inbox's dedupe records, the shipments table's raw pushes, the jobs table's
     # change-feed entries, the cases table's done outbox notes, dead alerts and lapsed lease
-    # (tests/unit/test_retention.py). The orders and directory tables hold only records.
+    # (tests/unit/test_retention.py), the directory's console sessions. The orders table holds
+    # only records.
     with_ttl = {lid: t["Properties"]["TimeToLiveSpecification"] for lid, t in TABLES.items()
                 if "TimeToLiveSpecification" in t["Properties"]}
-    assert sorted(with_ttl) == ["CasesTable", "InboxTable", "JobsTable", "ShipmentsTable"]
+    assert sorted(with_ttl) == ["CasesTable", "DirectoryTable", "InboxTable", "JobsTable",
+                                "ShipmentsTable"]
     assert all(spec == {"AttributeName": "expires_at", "Enabled": True}
                for spec in with_ttl.values())
 
