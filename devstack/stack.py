@@ -160,8 +160,8 @@ def time_scale() -> float:
 def scaled_tracking_rules(scale: float) -> str:
     """The tracking rules with every duration divided by `scale` (TRACKING_RULES_JSON), so
     the tracker judges the simulated courier's compressed journeys by the same rules. Quiet
-    hours and the morning check are dropped (a compressed night is not a night) and failed
-    attempts count as on different days when half a scaled day apart."""
+    hours and the morning check are dropped (a compressed night is not a night); a second
+    failed attempt opens its case whatever the day, so no day needs faking for it."""
     from datetime import time as clock_time
     from datetime import timedelta
 
@@ -184,10 +184,7 @@ def scaled_tracking_rules(scale: float) -> str:
     policy = rules.policy.model_copy(update={"quiet_from": clock_time(0),
                                              "quiet_until": clock_time(0),
                                              "morning_check": None, "retry_another_day": False})
-    default = rules.thresholds.default.model_copy(update={
-        "repeated_failure_gap": timedelta(hours=12) / scale})
-    return rules.model_copy(update={"policy": policy, "thresholds": rules.thresholds.model_copy(
-        update={"default": default})}).model_dump_json()
+    return rules.model_copy(update={"policy": policy}).model_dump_json()
 
 
 def start_courier(api_url: str, scale: float) -> Any:

@@ -84,13 +84,13 @@ COMPUTED_KINDS = frozenset({
 })
 # Kinds CS must hear about at once (domain.md: lost, address change, nobody home on the second
 # attempt, refused). The rest are kept for the record and escalate through a computed kind: one
-# failed attempt is not a case, the second on another day is; a held parcel becomes a stall. A
+# failed attempt is not a case, the second is (whatever the day); a held parcel becomes a stall. A
 # return is the after-sales case the returning/returned *status* opens, not a second CS case.
 ALERT_KINDS = frozenset(K) - frozenset({
     K.DELIVERY_FAILED, K.RECIPIENT_UNREACHABLE, K.HELD_AT_FACILITY, K.CARRIER_TRANSFER,
     K.CARRIER_DELAY, K.PROVIDER_STALLED, K.RETURN_TO_SENDER,
 })
-# A failed doorstep attempt, counted per local day for the "second attempt" rule.
+# A failed doorstep attempt, counted for the "second attempt" rule.
 ATTEMPT_FAILURES = frozenset({K.DELIVERY_FAILED, K.RECIPIENT_UNREACHABLE})
 
 CHINA_UTC_OFFSET_MINUTES = 8 * 60

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.core.clock import in_utc
 from chalicelib.tracking.fold import apply_events, ended_by_facts
@@ -24,7 +24,6 @@ from chalicelib.tracking.model import (
     ShipmentStatus,
     TrackingEvent,
     changes_between,
-    local_day,
     superseded_reason,
 )
 
@@ -43,10 +42,11 @@ class StageThresholds(BaseModel):
     probably_lost: timedelta = timedelta(days=5)  # without any scan, in any stalled stage
     uncollected_at_pickup_point: timedelta = timedelta(hours=48)
     late_grace: timedelta = timedelta(0)  # after promised_by
-    repeated_failure_days: int = Field(default=2, ge=2)  # failed attempts on this many days
-    # When set, attempts at least this far apart count as on different days (a simulation whose
-    # clock is compressed has no real days); None: the recipient's local calendar days.
-    repeated_failure_gap: timedelta | None = None
+    # Failed doorstep attempts that open a case, whatever day each fell on (handbook: nobody
+    # home on the second attempt is CS's problem, even when the courier came back the same
+    # evening). Still read under its old name, which counted distinct days instead.
+    repeated_failures: int = Field(default=2, ge=2, validation_alias=AliasChoices(
+        "repeated_failures", "repeated_failure_days"))
 
 
 class Thresholds(BaseModel):
@@ -130,29 +130,16 @@ def _late(s: Journey, now: datetime, th: StageThresholds) -> OpenException | Non
     return _computed(K.LATE_VS_PROMISE, due, s.promised_by) if now >= due else None
 
 
-def _attempt_days(s: Journey, th: StageThresholds) -> list[datetime]:
-    """The failed attempts that open a new "day": the first on each local calendar day, or,
-    with `repeated_failure_gap`, each at least that long after the last one counted."""
-    counted: list[datetime] = []
-    for at in s.failed_attempts:  # in scan-time order
-        if not counted:
-            counted.append(at)
-        elif th.repeated_failure_gap is not None:
-            if at - counted[-1] >= th.repeated_failure_gap:
-                counted.append(at)
-        elif local_day(at, s.utc_offset_minutes) != local_day(counted[-1], s.utc_offset_minutes):
-            counted.append(at)
-    return counted
-
-
 def _repeated_failure(s: Journey, th: StageThresholds) -> OpenException | None:
-    if s.finished_at is not None:
+    """Open from the `repeated_failures`-th failed attempt on: the same day counts (the old
+    rule asked for attempts on different days, so a courier's second call the same evening
+    opened nothing while the buyer was still not at home)."""
+    # One attempt scanned twice (two sources, two wordings) has one moment: counted once.
+    attempts = sorted(set(s.failed_attempts))
+    if s.finished_at is not None or len(attempts) < th.repeated_failures:
         return None
-    days = _attempt_days(s, th)
-    if len(days) < th.repeated_failure_days:
-        return None
-    return _computed(K.REPEATED_DELIVERY_FAILURE, days[th.repeated_failure_days - 1],
-                     s.failed_attempts[0], K.DELIVERY_FAILED)
+    return _computed(K.REPEATED_DELIVERY_FAILURE, attempts[th.repeated_failures - 1],
+                     attempts[0], K.DELIVERY_FAILED)
 
 
 def _due(s: Journey, now: datetime, th: StageThresholds) -> dict[ExceptionKind, OpenException]:
