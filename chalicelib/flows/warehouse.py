@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.core import observability
 from chalicelib.core.clock import utcnow
@@ -259,9 +259,18 @@ class LeaseRequest(_Request):
 
 
 class RejectRequest(_Request):
-    lease_id: ClientId
+    lease_id: ClientId | None = None  # the offer's lease; none needed to give back as a breach
     reason: jobs.RejectReason
     detail: str = Field(default="", max_length=1000)
+    # An accepted job (or one the contract deemed accepted at 72 h) is refused only as a breach
+    # of contract: true says so, and it is recorded on the job.
+    breach: bool = False
+
+    @model_validator(mode="after")
+    def _lease_unless_breach(self) -> RejectRequest:
+        if self.lease_id is None and not self.breach:
+            raise ValueError("lease_id is required to refuse an offer")
+        return self
 
 
 class PrintRequest(_Request):
@@ -456,7 +465,8 @@ def accept(partner_id: str, job_id: str, request: LeaseRequest, now: datetime) -
 
 def reject(partner_id: str, job_id: str, request: RejectRequest, now: datetime) -> Job:
     return apply(partner_id, job_id,
-                 lambda j: jobs.reject(j, request.lease_id, request.reason, request.detail, now),
+                 lambda j: jobs.reject(j, request.lease_id or "", request.reason, request.detail,
+                                       now, breach=request.breach),
                  f"partner {partner_id}", now)
 
 

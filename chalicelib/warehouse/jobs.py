@@ -227,12 +227,15 @@ class Job(BaseModel):
     # Deadlines and what was said about them.
     accept_by: datetime
     deemed_accepted_at: datetime
+    # True once the contract counted the unanswered offer as accepted (`overdue`): the job is
+    # then accepted like any other, and only a rejection recorded as a breach ends it.
     deemed_accepted: bool = False
     ship_by: datetime
     alerts: dict[str, datetime] = Field(default_factory=dict)  # alert kind -> last sent
     # The work.
     reject_reason: RejectReason | None = None
     reject_detail: str = ""
+    breach: bool = False  # rejected after accepting (or being deemed to): against the contract
     printed: PrintRecord | None = None
     reprint_required: bool = False  # an intercepted change made the label wrong
     weight_grams: int | None = None
@@ -398,8 +401,9 @@ def release(job: Job, lease_id: str, now: datetime) -> Transition:
 
 
 def accept(job: Job, lease_id: str, now: datetime) -> Transition:
-    if job.handshake is Handshake.ACCEPTED and job.lease_id == lease_id:
-        return Transition(job=job, changed=False)  # the same accept again
+    if job.handshake is Handshake.ACCEPTED and (job.lease_id == lease_id or job.deemed_accepted):
+        # The same accept again, or a late one the contract already counted: nothing to do.
+        return Transition(job=job, changed=False)
     _require_lease(job, lease_id, now)
     if job.work is not Work.QUEUED:
         raise job.conflict("job_closed", "the job was cancelled")
@@ -409,8 +413,13 @@ def accept(job: Job, lease_id: str, now: datetime) -> Transition:
         data={"job_id": job.job_id}), handshake=Handshake.ACCEPTED, lease_expires_at=None)
 
 
-def reject(job: Job, lease_id: str, reason: RejectReason, detail: str,
-           now: datetime) -> Transition:
+def reject(job: Job, lease_id: str, reason: RejectReason, detail: str, now: datetime,
+           breach: bool = False) -> Transition:
+    """Answer the offer with a no. An accepted job (by the factory, or deemed by the contract
+    after 72 h) is no longer the factory's to refuse: it may only be given back as a breach of
+    the contract, said so by the caller (`breach`) and recorded on the job."""
+    if job.handshake is Handshake.ACCEPTED and job.work is Work.QUEUED:
+        return _breach(job, reason, detail, now, breach)
     _require_lease(job, lease_id, now)
     return _next(job, now, JobEvent(
         type="job.rejected", alert="job.rejected", severity="high",
@@ -418,6 +427,21 @@ def reject(job: Job, lease_id: str, reason: RejectReason, detail: str,
         data={"job_id": job.job_id, "reason": reason, "detail": detail}),
         handshake=Handshake.REJECTED, work=Work.CLOSED_INCOMPLETE, reject_reason=reason,
         reject_detail=detail, lease_expires_at=None)
+
+
+def _breach(job: Job, reason: RejectReason, detail: str, now: datetime,
+            breach: bool) -> Transition:
+    how = "deemed accepted by the contract" if job.deemed_accepted else "accepted"
+    if not breach:
+        raise job.conflict("accepted", f"the job is {how}: refusing it now breaks the contract;"
+                                       " send breach=true to give it back as a breach")
+    return _next(job, now, JobEvent(
+        type="job.rejected", alert="job.rejected", severity="critical", feed=True,
+        summary=f"{job.partner_id} gave back a job it had {how.removesuffix(' by the contract')}"
+                f" (breach of contract): {reason}" + (f" ({detail})" if detail else ""),
+        data={"job_id": job.job_id, "reason": reason, "detail": detail, "breach": True}),
+        handshake=Handshake.REJECTED, work=Work.CLOSED_INCOMPLETE, reject_reason=reason,
+        reject_detail=detail, breach=True, lease_id=None, lease_expires_at=None)
 
 
 # The work ------------------------------------------------------------------------------------
@@ -656,12 +680,15 @@ def overdue(job: Job, now: datetime, rules: ProtocolRules = DEFAULT_PROTOCOL) ->
         return now >= since and (last is None or now >= last + again)
 
     if job.handshake is Handshake.OFFERED and job.work is Work.QUEUED:
-        if not job.deemed_accepted and now >= job.deemed_accepted_at:
-            fields["deemed_accepted"] = True
-            events.append(JobEvent(type="job.deemed_accepted", summary=(
-                f"{job.partner_id} did not answer within the contract's limit: the order counts "
-                "as accepted"), data={"job_id": job.job_id}))
-        if due("job.not_accepted", job.accept_by):
+        if now >= job.deemed_accepted_at:
+            # The contract's word, not a flag: the job is accepted (printable, off the offers,
+            # no longer waiting on the factory's answer) and the not-accepted alerts stop.
+            fields.update(deemed_accepted=True, handshake=Handshake.ACCEPTED, lease_id=None,
+                          lease_expires_at=None)
+            events.append(JobEvent(type="job.deemed_accepted", feed=True, summary=(
+                f"{job.partner_id} did not answer within the contract's limit: the job counts "
+                "as accepted; work it"), data={"job_id": job.job_id}))
+        elif due("job.not_accepted", job.accept_by):
             alerts["job.not_accepted"] = now
             events.append(JobEvent(
                 type="alert.not_accepted", alert="job.not_accepted", severity="high",
@@ -699,8 +726,7 @@ def next_deadline(job: Job, rules: ProtocolRules = DEFAULT_PROTOCOL) -> datetime
         return since if last is None else max(since, last + again)
 
     if job.handshake is Handshake.OFFERED and job.work is Work.QUEUED:
-        if not job.deemed_accepted:
-            moments.append(job.deemed_accepted_at)
+        moments.append(job.deemed_accepted_at)
         moments.append(after("job.not_accepted", job.accept_by))
     if job.work not in ENDED and job.handshake is not Handshake.REJECTED:
         moments.append(after("job.late_dispatch", job.ship_by))

@@ -334,6 +334,45 @@ def test_deadline_sweep_alerts_late_jobs_once(api: Api, client: Client,
     assert kinds.count(("job.late_dispatch", job["job_id"])) == 1
 
 
+def test_at_72_hours_the_unanswered_offer_is_accepted_and_leaves_the_offers(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    from chalicelib.warehouse import job_store
+
+    queue_orders(client, stack, 1)
+    (offer,) = api.claim(1)["jobs"]  # seen, never answered
+    job_id = offer["job_id"]
+    created = warehouse.get_job(offer["partner_id"], job_id).created_at
+    alerts_received(stack)
+    warehouse.sweep_deadlines(created + timedelta(hours=24), limit=1000)
+    warehouse.sweep_deadlines(created + timedelta(hours=72), limit=1000)
+    kinds = [a["kind"] for a in alerts_received(stack) if a["subject"] == job_id]
+    assert kinds.count("job.not_accepted") == 1  # the 72 h re-alert does not go out
+    deemed = warehouse.get_job(offer["partner_id"], job_id)
+    assert deemed.handshake == "accepted" and deemed.deemed_accepted
+    waiting = job_store.waiting_on_factory(job_store.OFFER)
+    assert job_id not in [w["job_id"] for w in waiting]  # no longer waiting on the factory
+    assert job_id not in [j.job_id for j in job_store.claimable(
+        offer["partner_id"], created + timedelta(hours=73), 1000)]  # off the offers
+    entries, _ = job_store.feed(offer["partner_id"], None, created + timedelta(hours=73), 100)
+    assert "job.deemed_accepted" in [e["type"] for e in entries]  # the factory is told
+    refused = api.post(f"/jobs/{job_id}/reject", {"lease_id": offer["lease_id"],
+                                                  "reason": "out_of_stock"}, expect=409)
+    assert refused["error"] == "accepted"
+    assert api.post(f"/jobs/{job_id}/print")["work"] == "printed"
+    assert "job.deemed_accepted" in api.timeline(offer["order_id"])
+
+
+def test_an_accepted_job_is_given_back_only_as_a_recorded_breach(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    path = f"/jobs/{job['job_id']}/reject"
+    assert api.post(path, {"reason": "capacity"}, expect=422)["error"] == "invalid_payload"
+    assert api.post(path, {"lease_id": job["lease_id"], "reason": "capacity"},
+                    expect=409)["error"] == "accepted"
+    given_back = api.post(path, {"reason": "capacity", "breach": True})
+    assert given_back["breach"] and given_back["work"] == "closed_incomplete"
+
+
 def test_long_poll_waits_then_answers_empty(api: Api, partner: str) -> None:
     import time
 

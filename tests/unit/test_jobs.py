@@ -311,20 +311,43 @@ def alerts_at(job: Job, at: datetime, kind: str) -> list[str]:
     return [e.alert for e in jobs.overdue(job, at).events if e.alert == kind]
 
 
-def test_not_accepted_alerts_at_24h_deems_accepted_at_72h_and_keeps_alerting() -> None:
+def test_not_accepted_alerts_at_24h_then_at_72h_the_contract_accepts_the_job() -> None:
     job = leased(offered())
     assert alerts_at(job, NOW + timedelta(hours=23), "job.not_accepted") == []
     first = jobs.overdue(job, NOW + timedelta(hours=24))
     assert "job.not_accepted" in [e.alert for e in first.events]
     assert alerts_at(first.job, NOW + timedelta(hours=30), "job.not_accepted") == []  # daily
+    assert jobs.next_deadline(first.job) == NOW + timedelta(hours=48)  # the next daily alert
     at72 = jobs.overdue(first.job, NOW + timedelta(hours=72))
-    assert at72.job.deemed_accepted
-    assert "job.deemed_accepted" in [e.type for e in at72.events]
-    assert "job.not_accepted" in [e.alert for e in at72.events]  # still alerting
+    deemed = at72.job
+    assert deemed.deemed_accepted and deemed.handshake is Handshake.ACCEPTED
+    answer = [(e.type, e.feed, e.alert) for e in at72.events if e.type != "alert.late_dispatch"]
+    assert answer == [("job.deemed_accepted", True, None)]  # the factory hears; no CS alert
+    assert not deemed.claimable and deemed.lease_id is None  # off the offers
+    assert alerts_at(deemed, NOW + timedelta(hours=120), "job.not_accepted") == []
+    dispatch = deemed.alerts["job.late_dispatch"] + timedelta(hours=24)
+    assert jobs.next_deadline(deemed) == dispatch  # only dispatch is left to watch
     late = NOW + timedelta(hours=72, minutes=1)
-    accepted_late = jobs.accept(jobs.claim(at72.job, "l2", late + timedelta(minutes=10),
-                                           late).job, "l2", late).job
-    assert alerts_at(accepted_late, NOW + timedelta(hours=120), "job.not_accepted") == []
+    assert jobs.accept(deemed, LEASE, late).changed is False  # a late yes changes nothing
+    assert jobs.print_job(deemed, late).job.work is Work.PRINTED  # printable
+
+
+def test_a_deemed_accepted_job_is_refused_only_as_a_recorded_breach() -> None:
+    deemed = jobs.overdue(leased(offered()), NOW + timedelta(hours=72)).job
+    late = NOW + timedelta(hours=73)
+    with pytest.raises(Conflict) as refused:
+        jobs.reject(deemed, LEASE, RejectReason.OUT_OF_STOCK, "", late)
+    assert refused.value.reason == "accepted"
+    given_back = jobs.reject(deemed, "", RejectReason.OUT_OF_STOCK, "no stock", late, breach=True)
+    assert given_back.job.breach and given_back.job.handshake is Handshake.REJECTED
+    assert given_back.job.work is Work.CLOSED_INCOMPLETE
+    [event] = given_back.events
+    assert (event.alert, event.severity, event.data["breach"]) == (
+        "job.rejected", "critical", True)
+    assert "breach of contract" in event.summary
+    with pytest.raises(Conflict):  # once printed, not even as a breach
+        jobs.reject(jobs.print_job(deemed, late).job, "", RejectReason.OTHER, "", late,
+                    breach=True)
 
 
 def test_late_dispatch_is_alerted_until_shipped() -> None:
