@@ -514,7 +514,7 @@ def resolve_change(partner_id: str, job_id: str, change_id: str, request: Resolv
     actor = f"partner {partner_id}"
     return apply(partner_id, job_id, lambda j: jobs.resolve_change(
         j, change_id, request.outcome == "intercepted", request.reprint, request.note, actor,
-        now), actor, now)
+        now, protocol_rules()), actor, now)
 
 
 # Reading ---------------------------------------------------------------------------------------

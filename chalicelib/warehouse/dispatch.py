@@ -110,6 +110,14 @@ def ship_by(paid_at: datetime, rules: DispatchRules,
     return max(deadline, rules.at(presale_day, rules.cutoffs[-1]))
 
 
+def stock_up_ship_by(marked_at: datetime, rules: DispatchRules) -> datetime:
+    """When a job with a line stocked up for next-day dispatch (备货, `JobLine.stock_up`) must
+    have left: the last cut-off of the first working day after the day it was marked (local),
+    so the day's cut-offs raise no late alert for goods that cannot leave before tomorrow."""
+    tomorrow = rules.local(marked_at).date() + timedelta(days=1)
+    return rules.at(next(rules.working_days(tomorrow)), rules.cutoffs[-1])
+
+
 class AcceptanceDeadlines(NamedTuple):
     alert_at: datetime  # the factory has not confirmed in time: tell CS
     deemed_accepted_at: datetime  # still no answer: the contract counts it as accepted

@@ -30,6 +30,7 @@ from chalicelib.warehouse.dispatch import (
     DispatchRules,
     acceptance_deadlines,
     ship_by,
+    stock_up_ship_by,
 )
 
 
@@ -118,6 +119,9 @@ class JobLine(BaseModel):
     title: str = ""
     variant: str = ""
     quantity: int = Field(gt=0)
+    # Stocked up for next-day dispatch (备货): set by CS in an `attributes` change; the job's
+    # ship-by moves to the next working day's last cut-off, so no false late alert today.
+    stock_up: bool = False
 
 
 class Package(BaseModel):
@@ -585,7 +589,7 @@ def request_change(job: Job, request: ChangeRequest, by: str, now: datetime,
         return _next(job, now, JobEvent(
             type="change.applied", feed=True, summary=f"{what}: applied before print",
             data={"job_id": job.job_id, "change": applied.model_dump(mode="json")}),
-            changes=(*job.changes, applied), **_apply(job, applied, now))
+            changes=(*job.changes, applied), **_apply(job, applied, now, rules))
     if outcome == "intercept":
         pending = change.model_copy(update={
             "status": ChangeStatus.INTERCEPT_REQUESTED,
@@ -604,7 +608,7 @@ def request_change(job: Job, request: ChangeRequest, by: str, now: datetime,
 
 
 def resolve_change(job: Job, change_id: str, intercepted: bool, reprint: bool, note: str,
-                   by: str, now: datetime) -> Transition:
+                   by: str, now: datetime, rules: ProtocolRules = DEFAULT_PROTOCOL) -> Transition:
     change = next((c for c in job.changes if c.change_id == change_id), None)
     if change is None:
         raise job.conflict("unknown_change", f"no change {change_id} on this job")
@@ -624,7 +628,7 @@ def resolve_change(job: Job, change_id: str, intercepted: bool, reprint: bool, n
                                      + (f" ({note})" if note else ""),
             data={"job_id": job.job_id, "change": resolved.model_dump(mode="json")}),
             changes=changes)
-    fields = _apply(job, resolved, now)
+    fields = _apply(job, resolved, now, rules)
     # Other items must be picked again from a new pick list; a new address (or whatever the
     # warehouse says needs it) only needs a new label on the parcel in hand.
     if change.kind is ChangeKind.ATTRIBUTES:
@@ -643,13 +647,17 @@ def resolve_change(job: Job, change_id: str, intercepted: bool, reprint: bool, n
         changes=changes, **fields)
 
 
-def _apply(job: Job, change: Change, now: datetime) -> dict[str, Any]:
+def _apply(job: Job, change: Change, now: datetime, rules: ProtocolRules) -> dict[str, Any]:
     if change.kind is ChangeKind.CANCEL:
         return {"work": Work.CANCELLED, "lease_id": None, "lease_expires_at": None}
     if change.kind is ChangeKind.ADDRESS and change.address is not None:
         return {"ship_to": change.address}
     if change.kind is ChangeKind.ATTRIBUTES and change.lines is not None:
-        return {"lines": change.lines}
+        if not any(line.stock_up for line in change.lines):
+            return {"lines": change.lines}
+        # Never earlier than promised already (a pre-sale date, an earlier stock-up).
+        later = max(job.ship_by, stock_up_ship_by(now, rules.dispatch))
+        return {"lines": change.lines, "ship_by": later}
     if change.promise is not None:
         return {"promises": (*job.promises, change.promise)}
     return {}
@@ -661,7 +669,9 @@ def _describe(change: Change) -> str:
     if change.kind is ChangeKind.ADDRESS and change.address:
         return f"New address ({change.address.city}, {change.address.line1})"
     if change.kind is ChangeKind.ATTRIBUTES and change.lines:
-        return "Changed items (" + ", ".join(f"{ln.sku}×{ln.quantity}" for ln in change.lines) + ")"
+        return "Changed items (" + ", ".join(
+            f"{ln.sku}×{ln.quantity}" + (" stock-up, ships next day" if ln.stock_up else "")
+            for ln in change.lines) + ")"
     return f"Buyer promise ({change.promise.kind if change.promise else '?'})"
 
 

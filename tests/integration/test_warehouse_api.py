@@ -373,6 +373,25 @@ def test_an_accepted_job_is_given_back_only_as_a_recorded_breach(
     assert given_back["breach"] and given_back["work"] == "closed_incomplete"
 
 
+def test_a_line_marked_stock_up_by_cs_raises_no_late_alert_that_day(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    before = warehouse.get_job(job["partner_id"], job["job_id"])
+    lines = [{"sku": line["sku"], "quantity": line["quantity"], "stock_up": True}
+             for line in job["lines"]]
+    answer = api.amend(job["order_id"], {"kind": "attributes", "reason": "restock tomorrow",
+                                         "lines": lines})
+    assert answer["change"]["status"] == "applied"
+    after = warehouse.get_job(job["partner_id"], job["job_id"])
+    assert after.ship_by > before.ship_by and all(line.stock_up for line in after.lines)
+    alerts_received(stack)
+    warehouse.sweep_deadlines(before.ship_by + timedelta(minutes=5), limit=1000)
+    warehouse.sweep_deadlines(after.ship_by + timedelta(minutes=5), limit=1000)
+    late = [a["at"] for a in alerts_received(stack)
+            if (a["kind"], a["subject"]) == ("job.late_dispatch", job["job_id"])]
+    assert len(late) == 1 and late[0] >= after.ship_by.isoformat()[:16]
+
+
 def test_long_poll_waits_then_answers_empty(api: Api, partner: str) -> None:
     import time
 

@@ -304,6 +304,38 @@ def test_change_requests_need_their_data() -> None:
         ChangeRequest(kind=ChangeKind.ADDRESS)
 
 
+STOCK_UP = ChangeRequest(kind=ChangeKind.ATTRIBUTES, reason="restocked tomorrow, buyer agreed",
+                         lines=(JobLine(sku="LS-WHT-L", quantity=2, stock_up=True),))
+
+
+def test_a_stock_up_line_moves_ship_by_to_the_next_day_and_silences_todays_late_alert() -> None:
+    job = accepted()  # paid 11:00 Shanghai: due at 15:00 the same day
+    marked = jobs.request_change(job, STOCK_UP, "cs", NOW)
+    moved = marked.job
+    assert moved.lines[0].stock_up and "ships next day" in marked.events[0].summary
+    tomorrow_last = datetime(2026, 11, 24, 11, 30, tzinfo=UTC)  # 19:30 Shanghai, next day
+    assert (job.ship_by, moved.ship_by) == (datetime(2026, 11, 23, 7, 0, tzinfo=UTC),
+                                            tomorrow_last)
+    assert alerts_at(moved, job.ship_by + timedelta(hours=1), "job.late_dispatch") == []
+    assert jobs.next_deadline(moved) == tomorrow_last
+    assert alerts_at(moved, tomorrow_last, "job.late_dispatch") == ["job.late_dispatch"]
+    assert alerts_at(job, job.ship_by + timedelta(hours=1), "job.late_dispatch") == [
+        "job.late_dispatch"]  # the same job, unmarked, is late
+
+
+def test_a_stock_up_after_print_moves_ship_by_once_intercepted_and_never_earlier() -> None:
+    job = printed()
+    asked = jobs.request_change(job, STOCK_UP, "cs", NOW).job
+    assert asked.ship_by == job.ship_by  # nothing moves on a request
+    later = NOW + timedelta(days=3)
+    done = jobs.resolve_change(asked, asked.changes[0].change_id, True, False, "", "p", later).job
+    assert jobs.DEFAULT_PROTOCOL.dispatch.local(done.ship_by).date() == (
+        later + timedelta(days=1)).date()
+    unmarked = ChangeRequest(kind=ChangeKind.ATTRIBUTES, reason="in stock after all",
+                             lines=(JobLine(sku="LS-WHT-L", quantity=2),))
+    assert jobs.request_change(done, unmarked, "cs", later).job.ship_by == done.ship_by
+
+
 # Deadlines ---------------------------------------------------------------------------------
 
 

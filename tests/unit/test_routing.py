@@ -23,6 +23,7 @@ from chalicelib.warehouse.dispatch import (
     DispatchRules,
     acceptance_deadlines,
     ship_by,
+    stock_up_ship_by,
 )
 from chalicelib.warehouse.regions import Region, RegionRules, province_code, region_of
 
@@ -283,6 +284,17 @@ LONG_BREAK = DispatchRules(non_working_weekdays=frozenset({"sat", "sun"}),
 ])
 def test_ship_by_skips_days_off(rules: DispatchRules, paid: datetime, deadline: datetime) -> None:
     assert ship_by(paid, rules) == deadline
+
+
+@pytest.mark.parametrize(("rules", "marked", "deadline"), [
+    (DEFAULT_DISPATCH_RULES, local(MON, 9), local(TUE, 19, 30)),
+    (DEFAULT_DISPATCH_RULES, local(MON, 23, 59), local(TUE, 19, 30)),  # the local day counts
+    (HOLIDAY_TUESDAY, local(MON, 9), local(WED, 19, 30)),
+    (SUNDAYS_OFF, local(SAT, 10), local(NEXT_MON, 19, 30)),
+])
+def test_a_stock_up_ships_by_the_next_working_days_last_cutoff(
+        rules: DispatchRules, marked: datetime, deadline: datetime) -> None:
+    assert stock_up_ship_by(marked, rules) == deadline
 
 
 BERLIN = ZoneInfo("Europe/Berlin")
