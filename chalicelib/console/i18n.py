@@ -82,8 +82,10 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "preview_intercept": ("仓库已打单（{stage}）：将向工厂发出拦截请求，工厂确认后生效。",
                           "The warehouse has printed it ({stage}): an intercept request goes "
                           "to the factory; it applies once the factory confirms."),
-    "preview_after_sales": ("包裹已发出：将开一个售后事件，由客服跟进。",
-                            "Already shipped: an after-sales case opens for CS to follow up."),
+    "preview_after_sales": ("包裹已发出：订单不会改变；请求记在时间线上，"
+                            "并开一个售后事件，由客服跟进。",
+                            "Already shipped: the order stays as it ships; the request goes on "
+                            "the timeline and an after-sales case opens for CS to follow up."),
     "preview_closed": ("任务已结束（{stage}）：无法修改。",
                        "The job has ended ({stage}): nothing can change."),
     "preview_no_job": ("订单尚未下发仓库：修改会立即生效。",
@@ -91,10 +93,12 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "preview_noted": ("备注只记录在订单时间线上，不影响仓库。",
                      "A note is kept on the order's timeline; the warehouse is not affected."),
     "outcome_applied": ("已生效。", "Applied."),
-    "outcome_intercept_requested": ("已向工厂发出拦截请求，等待工厂确认。",
-                                    "Intercept requested from the factory; waiting for its "
-                                    "answer."),
-    "outcome_after_sales": ("已开售后事件。", "An after-sales case is open."),
+    "outcome_intercept_requested": ("已向工厂发出拦截请求；工厂拦截成功前订单保持不变。",
+                                    "Intercept requested from the factory; the order stays as "
+                                    "it is until the factory intercepts."),
+    "outcome_after_sales": ("订单未改变（包裹已发出）；已开售后事件。",
+                            "The order is unchanged (the parcel has shipped); an after-sales "
+                            "case is open."),
     "outcome_noted": ("已记录。", "Noted."),
     "changes": ("修改请求", "Change requests"),
     "no_hits": ("没有找到订单。", "No order found."),

@@ -1,9 +1,13 @@
 """Amendments by CS: added, signed and dated, never an overwrite (domain notes: "buyer asked to
 change the address to ...; done — date, name").
 
-Each amendment is an event on the order's timeline; the current view follows it (the version
-as received never changes); and when the order has a job, it becomes a change request whose
-outcome depends on how far the warehouse has got (applied, intercept, after-sales).
+Each amendment is an event on the order's timeline (the version as received never changes);
+when the order has a job, it becomes a change request whose outcome depends on how far the
+warehouse has got (applied, intercept, after-sales). The current view shows what actually
+happened: it follows a change applied before print (or an order without a job); an intercept
+request changes it only once the factory intercepts (flows/warehouse.py `resolve_change`); a
+failed intercept or a change after shipping leaves it as it was: the request stays on the
+timeline and CS gets an after-sales case.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from chalicelib.core.dynamodb import Action, retrying, transact
 from chalicelib.core.errors import ApiError, NotFound
 from chalicelib.flows import warehouse
 from chalicelib.orders import order_store as orders_store
-from chalicelib.orders.order import Address, Order, OrderEvent, OrderStatus, amended
+from chalicelib.orders.order import Address, Order, OrderEvent, amended, changed_view
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import protocol_rules
@@ -88,12 +92,14 @@ class Amended(BaseModel):
     job: JobState | None
 
 
-def _current_view(order: Order, amendment: Amendment, now: datetime) -> Order:
-    if amendment.kind == "cancel":
-        return order.model_copy(update={"status": OrderStatus.CANCELLED, "cancelled_at": now})
-    if amendment.kind == "address" and amendment.address is not None:
-        return order.model_copy(update={"shipping_address": amendment.address})
-    return order
+def _current_view(order: Order, amendment: Amendment, transition: jobs.Transition | None,
+                  now: datetime) -> Order:
+    """The view after the amendment: changed only when the change took effect now (no job to
+    ask, or applied before print); otherwise the order stays as the warehouse will ship it."""
+    if transition is not None and transition.job.changes[-1].status is not \
+            jobs.ChangeStatus.APPLIED:
+        return order
+    return changed_view(order, amendment.kind, amendment.address, now)
 
 
 def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> dict[str, Any]:
@@ -119,7 +125,7 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
                 transition = jobs.request_change(job, request, actor, now,
                                                   protocol_rules())  # 409 if closed
                 warehouse.announce(transition, now)
-        view = _current_view(stored.order, amendment, now)
+        view = _current_view(stored.order, amendment, transition, now)
         actions: list[Action] = [orders_store.put_current(
             view, stored, stored.job, now, amended(stored.order, view, stored.overrides))]
         if transition is not None:

@@ -34,7 +34,7 @@ from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.core.settings import settings
 from chalicelib.cs import alert_topic, alerts
 from chalicelib.orders import order_store as orders_store
-from chalicelib.orders.order import OrderEvent
+from chalicelib.orders.order import OrderEvent, amended, changed_view
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import ClientId, Job, Transition, protocol_rules
@@ -511,10 +511,30 @@ def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> J
 
 def resolve_change(partner_id: str, job_id: str, change_id: str, request: ResolveRequest,
                    now: datetime) -> Job:
+    """The factory's answer to an intercept request; an intercepted cancellation or address
+    change reaches the order's current view in the same transaction (until then the order
+    shows what the parcel in hand will do; a failed intercept leaves it so)."""
     actor = f"partner {partner_id}"
     return apply(partner_id, job_id, lambda j: jobs.resolve_change(
         j, change_id, request.outcome == "intercepted", request.reprint, request.note, actor,
-        now, protocol_rules()), actor, now)
+        now, protocol_rules()), actor, now,
+        extra=lambda transition: intercepted_view(transition, change_id, now))
+
+
+def intercepted_view(transition: Transition, change_id: str, now: datetime) -> list[Action]:
+    """The order's current view rewritten (guarded by its version) when the change was just
+    intercepted and changes what the view shows; nothing otherwise."""
+    change = next(c for c in transition.job.changes if c.change_id == change_id)
+    if change.status is not jobs.ChangeStatus.INTERCEPTED:
+        return []
+    stored = orders_store.get_current(transition.job.order_id)
+    if stored is None:
+        return []
+    view = changed_view(stored.order, change.kind, change.address, now)
+    if view == stored.order:
+        return []  # a marketplace's own change: its view already says so
+    return [orders_store.put_current(view, stored, stored.job, now,
+                                     amended(stored.order, view, stored.overrides))]
 
 
 # Reading ---------------------------------------------------------------------------------------

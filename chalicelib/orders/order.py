@@ -227,6 +227,17 @@ class Decision(BaseModel):
 Overrides = Mapping[str, Any]  # field -> the marketplace's value (JSON) when CS amended it
 
 
+def changed_view(order: Order, kind: str, address: Address | None, at: datetime) -> Order:
+    """The current view once a cancellation or an address change has taken effect (applied
+    before print, or intercepted by the factory); any other kind leaves the view as it is.
+    An order already cancelled keeps the moment it was."""
+    if kind == "cancel" and order.status is not OrderStatus.CANCELLED:
+        return order.model_copy(update={"status": OrderStatus.CANCELLED, "cancelled_at": at})
+    if kind == "address" and address is not None:
+        return order.model_copy(update={"shipping_address": address})
+    return order
+
+
 def amended(order: Order, view: Order, overrides: Overrides) -> dict[str, Any]:
     """The overrides after CS turned `order` into `view`: each field CS changed remembers the
     marketplace's value it replaced (the first one, if CS amends it again)."""

@@ -104,6 +104,7 @@ def test_cancel_before_print_is_applied_and_after_print_is_an_intercept(
     tab.page.wait_for_load_state()
     assert tab.testid("amend-outcome").get_attribute("data-outcome") == "intercept_requested"
     assert tab.testid("job-stage").inner_text().strip() == "printed"  # the factory decides
+    assert tab.testid("order-status").inner_text().strip() != "cancelled"  # not until it does
     # The factory's intercept request is on the order, as the API shows it too.
     timeline = [e["type"] for e in world.api(f"/orders/{after.order_id}")["timeline"]]
     assert "change.intercept_requested" in timeline

@@ -326,6 +326,17 @@ def test_cancel_after_print_is_an_intercept_request_said_first_and_shown_after(
     assert 'data-testid="amend-outcome" data-outcome="intercept_requested"' in after
     assert 'data-testid="job-stage">printed<' in after  # the factory has not answered yet
     assert 'data-testid="job-change" data-status="intercept_requested"' in after
+    # Nor is the order shown cancelled: only the factory's intercept cancels it.
+    assert 'data-testid="order-status">paid<' in after
+    from chalicelib.warehouse import job_store
+
+    stored = job_store.get(job["partner_id"], job["job_id"])
+    assert stored is not None
+    (change,) = stored.changes
+    warehouse(client, factory, f"/jobs/{job['job_id']}/changes/{change.change_id}/resolve",
+              {"outcome": "intercepted"})
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="order-status">cancelled<' in page
 
 
 def test_the_search_box_finds_an_order_by_its_number_and_lists_several(

@@ -61,6 +61,12 @@ class Api:
         return self.call("post", f"/cs/v1/orders/{order_id}/amendments", body, key=self.cs_key,
                          expect=expect)
 
+    def current(self, order_id: str) -> dict[str, Any]:
+        """The order's current view, as CS sees it."""
+        order: dict[str, Any] = self.call("get", f"/cs/v1/orders/{order_id}",
+                                          key=self.cs_key)["order"]
+        return order
+
     def timeline(self, order_id: str) -> list[str]:
         view = self.call("get", f"/cs/v1/orders/{order_id}", key=self.cs_key)
         return [e["type"] for e in view["timeline"]]
@@ -181,9 +187,13 @@ def test_changes_before_print_apply_and_after_print_are_intercepts(
     early = api.amend(before["order_id"], address)
     assert early["change"]["status"] == "applied"
     assert api.get(f"/jobs/{before['job_id']}")["ship_to"]["line1"] == NEW_ADDRESS["line1"]
+    assert api.current(before["order_id"])["shipping_address"]["line1"] == NEW_ADDRESS["line1"]
 
+    old_line1 = api.current(after["order_id"])["shipping_address"]["line1"]
     late = api.amend(after["order_id"], address)
     assert late["change"]["status"] == "intercept_requested"
+    # Not yet: the parcel in hand still carries the old label.
+    assert api.current(after["order_id"])["shipping_address"]["line1"] == old_line1
     change_id = late["change"]["change_id"]
     blocked = api.post(f"/jobs/{after['job_id']}/pack", {"weight_grams": 1, "package_count": 1},
                        expect=409)
@@ -199,6 +209,7 @@ def test_changes_before_print_apply_and_after_print_are_intercepts(
                         {"outcome": "intercepted", "note": "label swapped"})
     assert resolved["work"] == "printed" and resolved["reprint_required"]
     assert resolved["ship_to"]["line1"] == NEW_ADDRESS["line1"]
+    assert api.current(after["order_id"])["shipping_address"]["line1"] == NEW_ADDRESS["line1"]
     assert api.post(f"/jobs/{after['job_id']}/print")["printed"]["count"] == 2
     assert api.timeline(after["order_id"])[-4:] == [
         "order.amended", "change.intercept_requested", "change.intercepted", "job.printed"]
@@ -211,9 +222,44 @@ def test_a_change_after_shipping_is_an_after_sales_case(api: Api, client: Client
     api.post(f"/jobs/{job['job_id']}/ship", {"shipment_id": "s1", "packages": [
         {"carrier_code": "STO", "tracking_number": "773012345678"}]})
     alerts_received(stack)
+    status = api.current(job["order_id"])["status"]
     answer = api.amend(job["order_id"], {"kind": "cancel", "reason": "buyer changed mind"})
     assert answer["change"]["status"] == "after_sales"
     assert [a["kind"] for a in alerts_received(stack)] == ["change.after_sales"]
+    # The parcel travels: the order is not shown cancelled; the request is on the timeline.
+    assert api.current(job["order_id"])["status"] == status != "cancelled"
+    assert api.timeline(job["order_id"])[-2:] == ["order.amended", "change.after_sales"]
+
+
+def test_a_change_the_factory_could_not_intercept_leaves_the_order_as_it_ships(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    moved, cancelled = accepted_jobs(api, client, stack, 2)
+    for job in (moved, cancelled):
+        api.post(f"/jobs/{job['job_id']}/print")
+    shown = {job["order_id"]: api.current(job["order_id"]) for job in (moved, cancelled)}
+    asks = [api.amend(moved["order_id"], {"kind": "address", "reason": "moved",
+                                          "address": NEW_ADDRESS}),
+            api.amend(cancelled["order_id"], {"kind": "cancel", "reason": "changed mind"})]
+    alerts_received(stack)
+    for job, ask in zip((moved, cancelled), asks, strict=True):
+        assert api.current(job["order_id"]) == shown[job["order_id"]]  # asked, not done
+        api.post(f"/jobs/{job['job_id']}/changes/{ask['change']['change_id']}/resolve",
+                 {"outcome": "failed", "note": "already with the courier"})
+        assert api.current(job["order_id"]) == shown[job["order_id"]]  # and never done
+    assert [a["kind"] for a in alerts_received(stack)] == ["change.intercept_failed"] * 2
+    assert api.current(cancelled["order_id"])["status"] != "cancelled"
+
+
+def test_an_intercepted_cancellation_cancels_the_order(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    api.post(f"/jobs/{job['job_id']}/print")
+    ask = api.amend(job["order_id"], {"kind": "cancel", "reason": "changed mind"})
+    assert api.current(job["order_id"])["status"] != "cancelled"
+    api.post(f"/jobs/{job['job_id']}/changes/{ask['change']['change_id']}/resolve",
+             {"outcome": "intercepted"})
+    current = api.current(job["order_id"])
+    assert current["status"] == "cancelled" and current["cancelled_at"]
 
 
 def test_marketplace_cancellation_follows_the_stage(api: Api, client: Client,
