@@ -9,6 +9,7 @@ from chalicelib.orders.order import (
     Order,
     OrderStatus,
     amended,
+    changed_view,
     changes_between,
     decide,
     order_id_for,
@@ -151,3 +152,14 @@ def test_an_order_cs_cancelled_stays_cancelled_while_the_marketplace_still_says_
     # Amending twice remembers the marketplace's value, not CS's first amendment.
     again = view.model_copy(update={"shipping_address": OFFICE})
     assert amended(view, again, overrides)["status"] == "paid"
+
+
+def test_a_change_that_took_effect_changes_the_view_and_a_cancel_keeps_its_first_moment() -> None:
+    paid = order()
+    moved = Address(name="林伟", line1="淮海中路 999 号", city="上海", country_code="CN")
+    assert changed_view(paid, "address", moved, NOW).shipping_address == moved
+    cancelled = changed_view(paid, "cancel", None, NOW)
+    assert (cancelled.status, cancelled.cancelled_at) == (OrderStatus.CANCELLED, NOW)
+    again = changed_view(cancelled, "cancel", None, NOW + timedelta(hours=1))
+    assert again.cancelled_at == NOW  # a marketplace's or an earlier cancellation stands
+    assert changed_view(paid, "attributes", None, NOW) == paid
