@@ -223,6 +223,10 @@ def _change_requests(decision: Decision) -> list[jobs.ChangeRequest]:
             requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,
                                                promise=jobs.Promise(kind=kind,
                                                                     text=jobs.promise_text(text))))
+    if "attributes" in changed and order.attributes:
+        requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,
+                                           promise=jobs.Promise(kind="note",
+                                                                text=jobs.attributes_note(order))))
     return requests
 
 

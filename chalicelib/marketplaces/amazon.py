@@ -464,10 +464,12 @@ class AmazonOrder(LenientModel):
 
 
 class AmazonItemBuyerInfo(LenientModel):
-    """An item's gift options (a restricted element: with a data token only)."""
+    """An item's gift options (ItemBuyerInfo, a restricted element: with a data token only)."""
 
-    GiftMessageText: str = ""
-    GiftWrapLevel: str = ""
+    GiftMessageText: str | None = None
+    GiftWrapLevel: str | None = None
+    GiftWrapPrice: Money | None = None
+    GiftWrapTax: Money | None = None
 
 
 class AmazonItem(LenientModel):
@@ -482,8 +484,6 @@ class AmazonItem(LenientModel):
     ShippingTax: Money | None = None
     ShippingDiscount: Money | None = None
     PromotionDiscount: Money | None = None
-    GiftWrapPrice: Money | None = None
-    GiftWrapTax: Money | None = None
     CODFee: Money | None = None
     CODFeeDiscount: Money | None = None
     BuyerInfo: AmazonItemBuyerInfo | None = None
@@ -556,7 +556,7 @@ def _payload(answer: Mapping[str, Any]) -> Any:
     return answer["payload"]
 
 
-def _sum(items: Sequence[AmazonItem], *fields: str) -> Decimal:
+def _sum(items: Sequence[AmazonItem | AmazonItemBuyerInfo], *fields: str) -> Decimal:
     total = Decimal("0")
     for item in items:
         for field in fields:
@@ -572,14 +572,16 @@ TAX_ADDED_MARKETPLACES = frozenset({"ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"})
 
 
 def _totals(order: AmazonOrder, items: Sequence[AmazonItem]) -> Totals:
-    """ItemPrice is the line (unit price × quantity); gift wrap and cash-on-delivery fees are
-    charges of their own. A pending order has no OrderTotal yet: its parts make it."""
+    """ItemPrice is the line (unit price × quantity); gift wrap (in the item's BuyerInfo) and
+    cash-on-delivery fees are charges of their own. A pending order has no OrderTotal yet: its
+    parts make it."""
+    wraps = [item.BuyerInfo for item in items if item.BuyerInfo is not None]
     parts = Totals(
         subtotal=_sum(items, "ItemPrice"),
         shipping=_sum(items, "ShippingPrice"),
-        tax=_sum(items, "ItemTax", "ShippingTax", "GiftWrapTax"),
+        tax=_sum(items, "ItemTax", "ShippingTax") + _sum(wraps, "GiftWrapTax"),
         discounts=_sum(items, "PromotionDiscount", "ShippingDiscount", "CODFeeDiscount"),
-        fees=_sum(items, "GiftWrapPrice", "CODFee"),
+        fees=_sum(items, "CODFee") + _sum(wraps, "GiftWrapPrice"),
         tax_included=bool(order.MarketplaceId)
         and order.MarketplaceId not in TAX_ADDED_MARKETPLACES,
     )
@@ -589,8 +591,9 @@ def _totals(order: AmazonOrder, items: Sequence[AmazonItem]) -> Totals:
 
 
 def _gift_message(items: Sequence[AmazonItem]) -> str:
-    return next((item.BuyerInfo.GiftMessageText.strip() for item in items
-                 if item.BuyerInfo is not None and item.BuyerInfo.GiftMessageText.strip()), "")
+    texts = ((item.BuyerInfo.GiftMessageText or "").strip() for item in items
+             if item.BuyerInfo is not None)
+    return next((text for text in texts if text), "")
 
 
 def _currency(order: AmazonOrder, items: Sequence[AmazonItem]) -> str:

@@ -353,9 +353,13 @@ def promises_of(order: Order) -> tuple[Promise, ...]:
     if order.invoice_title:
         promises.append(Promise(kind="invoice_title", text=promise_text(order.invoice_title)))
     if order.attributes:
-        note = "; ".join(f"{name}: {value}" for name, value in order.attributes.items())
-        promises.append(Promise(kind="note", text=promise_text(note)))
+        promises.append(Promise(kind="note", text=attributes_note(order)))
     return tuple(promises)
+
+
+def attributes_note(order: Order) -> str:
+    """The order's attributes as one note: "Delivery date: 2026-12-06; seller_memo: …"."""
+    return promise_text("; ".join(f"{name}: {value}" for name, value in order.attributes.items()))
 
 
 def lines_of(order: Order) -> tuple[JobLine, ...]:

@@ -106,9 +106,13 @@ def test_a_gift_message_changed_on_the_marketplace_reaches_the_job_as_a_promise(
     payload = gift_order()
     order_id = deliver(client, stack, payload)
     changed = {**payload, "updated_at": "2026-12-03T21:02:00+08:00",
-               "note_attributes": [{"name": "Gift message", "value": "圣诞快乐"}]}
+               "note_attributes": [{"name": "Gift message", "value": "圣诞快乐"},
+                                   {"name": "Invoice title", "value": "上海栖木贸易有限公司"},
+                                   {"name": "Delivery date", "value": "2026-12-08"}]}
     deliver(client, stack, changed, topic="orders/updated")
     view = cs_view(client, cs_key, order_id)
     assert view["order"]["gift_message"] == "圣诞快乐"
     promised = [c["promise"] for c in view["job"]["changes"] if c["kind"] == "promise"]
-    assert {"kind": "gift_message", "text": "圣诞快乐"} in promised
+    # What changed is asked of the factory; the unchanged invoice title is not asked again.
+    assert promised == [{"kind": "gift_message", "text": "圣诞快乐"},
+                        {"kind": "note", "text": "Delivery date: 2026-12-08"}]

@@ -269,3 +269,23 @@ def test_a_long_attribute_list_is_one_note_cut_to_the_promise_limit() -> None:
                                     "gift_message": ""})
     (note,) = jobs.promises_of(long)
     assert note.kind == "note" and len(note.text) == 500 and note.text.endswith("…")
+
+
+def test_amazon_gift_wrap_is_a_fee_and_eu_prices_include_their_vat() -> None:
+    order, items = load("amazon", "get_order.json"), load("amazon", "get_order_items.json")
+    items["payload"]["OrderItems"][0]["BuyerInfo"] = {
+        "GiftWrapPrice": {"CurrencyCode": "USD", "Amount": "3.99"},
+        "GiftWrapTax": {"CurrencyCode": "USD", "Amount": "0.40"},
+        "GiftMessageText": None, "GiftWrapLevel": "Classic"}
+    order["payload"]["OrderTotal"]["Amount"] = "70.81"  # 66.42 + 3.99 + 0.40
+    totals = amazon.parse_order([order, items], ref(AMAZON_ID), "amazon-us").totals
+    assert (totals.fees, totals.tax, totals.tax_included) == (
+        Decimal("3.99"), Decimal("6.85"), False)
+    assert totals.adds_up()
+    # amazon.de: the prices include the VAT, which ItemTax and GiftWrapTax only state.
+    order["payload"].update(MarketplaceId="A1PA6795UKMFR9")
+    order["payload"]["OrderTotal"]["Amount"] = "63.96"  # 62.97 + 2.00 + 3.99 − 5.00
+    totals = amazon.parse_order([order, items], ref(AMAZON_ID), "amazon-de").totals
+    assert totals.tax_included and totals.adds_up()
+    order["payload"].update(MarketplaceId="ATVPDKIKX0DER")  # the same figures in the US
+    assert not amazon.parse_order([order, items], ref(AMAZON_ID), "amazon-us").totals.adds_up()
