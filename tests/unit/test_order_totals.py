@@ -289,3 +289,13 @@ def test_amazon_gift_wrap_is_a_fee_and_eu_prices_include_their_vat() -> None:
     assert totals.tax_included and totals.adds_up()
     order["payload"].update(MarketplaceId="ATVPDKIKX0DER")  # the same figures in the US
     assert not amazon.parse_order([order, items], ref(AMAZON_ID), "amazon-us").totals.adds_up()
+
+
+def test_tiktok_us_tax_and_state_fees_are_added_to_the_sum() -> None:
+    detail = load("tiktok_shop", "order_detail.json")
+    payment = detail["data"]["orders"][0]["payment"]
+    payment.update(currency="USD", tax="4.56", product_tax="4.32", shipping_fee_tax="0.24",
+                   retail_delivery_fee="0.27", total_amount="60.79")
+    totals = tiktok_shop.parse_order(detail, ref(TIKTOK_ID), "tiktok_shop").totals
+    assert (totals.tax, totals.fees) == (Decimal("4.56"), Decimal("0.27"))
+    assert totals.adds_up(), totals.summary()
