@@ -38,9 +38,18 @@ class ParcelView(BaseModel):
     events: list[TrackingEvent]  # newest first
 
 
+class MoneyCheck(BaseModel):
+    """Whether the marketplace's parts make its total (orders.order.Totals.adds_up)."""
+
+    adds_up: bool
+    expected_total: str  # decimal as text
+    summary: str  # e.g. "598.00 + 20.00 shipping − 0.00 = 618.00 = 618.00"
+
+
 class OrderView(BaseModel):
     order_id: str
     order: Order  # as it is now
+    money: MoneyCheck
     as_received: AsReceived
     job: Job | None
     fulfilment: Fulfilment
@@ -58,6 +67,7 @@ def order_view(order_id: str) -> dict[str, Any]:
     return {
         "order_id": order_id,
         "order": record.current.order.model_dump(mode="json"),
+        "money": money_check(record.current.order),
         "as_received": {
             "order": record.received["order"],
             "received_at": record.received["received_at"],
@@ -69,6 +79,12 @@ def order_view(order_id: str) -> dict[str, Any]:
         "cases": [case.model_dump(mode="json") for case in cases_store.cases_of_order(order_id)],
         "timeline": [event.model_dump(mode="json") for event in record.events],
     }
+
+
+def money_check(order: Order) -> dict[str, Any]:
+    totals = order.totals
+    return {"adds_up": totals.adds_up(), "expected_total": str(totals.expected_total()),
+            "summary": totals.summary()}
 
 
 def _delivery(job: Job | None) -> dict[str, Any]:

@@ -216,20 +216,18 @@ def _change_requests(decision: Decision) -> list[jobs.ChangeRequest]:
     if "lines" in changed and order.lines:
         requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.ATTRIBUTES, reason=why,
                                            lines=jobs.lines_of(order)))
-    for field, kind in (("buyer_note", "note"), ("requested_courier", "requested_courier")):
+    for field, kind in (("buyer_note", "note"), ("requested_courier", "requested_courier"),
+                        ("gift_message", "gift_message"), ("invoice_title", "invoice_title")):
         text = getattr(order, field)
         if field in changed and text:
             requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,
                                                promise=jobs.Promise(kind=kind,
-                                                                    text=_promise_text(text))))
+                                                                    text=jobs.promise_text(text))))
+    if "attributes" in changed and order.attributes:
+        requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,
+                                           promise=jobs.Promise(kind="note",
+                                                                text=jobs.attributes_note(order))))
     return requests
-
-
-_PROMISE_CHARS = 500  # jobs.Promise's limit: a longer note is cut, and says so
-
-
-def _promise_text(text: str) -> str:
-    return text if len(text) <= _PROMISE_CHARS else text[:_PROMISE_CHARS - 1] + "…"
 
 
 def _actions(item: Mapping[str, Any], decision: Decision,

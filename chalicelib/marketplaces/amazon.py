@@ -463,6 +463,15 @@ class AmazonOrder(LenientModel):
     BuyerInfo: AmazonBuyerInfo | None = None
 
 
+class AmazonItemBuyerInfo(LenientModel):
+    """An item's gift options (ItemBuyerInfo, a restricted element: with a data token only)."""
+
+    GiftMessageText: str | None = None
+    GiftWrapLevel: str | None = None
+    GiftWrapPrice: Money | None = None
+    GiftWrapTax: Money | None = None
+
+
 class AmazonItem(LenientModel):
     ASIN: str
     OrderItemId: str
@@ -475,6 +484,9 @@ class AmazonItem(LenientModel):
     ShippingTax: Money | None = None
     ShippingDiscount: Money | None = None
     PromotionDiscount: Money | None = None
+    CODFee: Money | None = None
+    CODFeeDiscount: Money | None = None
+    BuyerInfo: AmazonItemBuyerInfo | None = None
 
 
 class ItemsPage(LenientModel):
@@ -523,6 +535,7 @@ def parse_order(answers: Sequence[Mapping[str, Any]], ref: OrderRef, source: str
         cancelled_at=order.LastUpdateDate if status is OrderStatus.CANCELLED else None,
         updated_at=order.LastUpdateDate,
         presale_ship_date=_presale_date(order),
+        gift_message=_gift_message(items),
     )
 
 
@@ -543,7 +556,7 @@ def _payload(answer: Mapping[str, Any]) -> Any:
     return answer["payload"]
 
 
-def _sum(items: Sequence[AmazonItem], *fields: str) -> Decimal:
+def _sum(items: Sequence[AmazonItem | AmazonItemBuyerInfo], *fields: str) -> Decimal:
     total = Decimal("0")
     for item in items:
         for field in fields:
@@ -553,14 +566,34 @@ def _sum(items: Sequence[AmazonItem], *fields: str) -> Decimal:
     return total
 
 
+# Marketplaces whose prices exclude the sales tax (United States, Canada): elsewhere the
+# item and shipping prices include VAT/GST and ItemTax is the part of them that is tax.
+TAX_ADDED_MARKETPLACES = frozenset({"ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"})
+
+
 def _totals(order: AmazonOrder, items: Sequence[AmazonItem]) -> Totals:
-    subtotal = _sum(items, "ItemPrice")
-    shipping = _sum(items, "ShippingPrice")
-    tax = _sum(items, "ItemTax", "ShippingTax")
-    discounts = _sum(items, "PromotionDiscount", "ShippingDiscount")
+    """ItemPrice is the line (unit price × quantity); gift wrap (in the item's BuyerInfo) and
+    cash-on-delivery fees are charges of their own. A pending order has no OrderTotal yet: its
+    parts make it."""
+    wraps = [item.BuyerInfo for item in items if item.BuyerInfo is not None]
+    parts = Totals(
+        subtotal=_sum(items, "ItemPrice"),
+        shipping=_sum(items, "ShippingPrice"),
+        tax=_sum(items, "ItemTax", "ShippingTax") + _sum(wraps, "GiftWrapTax"),
+        discounts=_sum(items, "PromotionDiscount", "ShippingDiscount", "CODFeeDiscount"),
+        fees=_sum(items, "CODFee") + _sum(wraps, "GiftWrapPrice"),
+        tax_included=bool(order.MarketplaceId)
+        and order.MarketplaceId not in TAX_ADDED_MARKETPLACES,
+    )
     total = (order.OrderTotal.Amount if order.OrderTotal is not None
-             else subtotal + shipping + tax - discounts)
-    return Totals(subtotal=subtotal, shipping=shipping, tax=tax, discounts=discounts, total=total)
+             else parts.expected_total())
+    return parts.model_copy(update={"total": total})
+
+
+def _gift_message(items: Sequence[AmazonItem]) -> str:
+    texts = ((item.BuyerInfo.GiftMessageText or "").strip() for item in items
+             if item.BuyerInfo is not None)
+    return next((text for text in texts if text), "")
 
 
 def _currency(order: AmazonOrder, items: Sequence[AmazonItem]) -> str:

@@ -138,6 +138,7 @@ from chalicelib.orders.order import (
     OrderLine,
     OrderStatus,
     Totals,
+    note_fields,
 )
 
 NAME = "douyin"
@@ -294,7 +295,10 @@ class ShopOrderDetail(LenientModel):
     post_amount: int = 0
     promotion_amount: int = 0
     tax_amount: int = 0
-    buyer_words: str = ""
+    modify_amount: int = 0  # 改价金额变化量: the seller's signed change of price, fen
+    packing_amount: int = 0  # 包装费, fen
+    buyer_words: str = ""  # 买家留言
+    seller_words: str = ""  # 商家备注: the shop's own instruction
     post_receiver: str = ""
     encrypt_post_receiver: str = ""
     post_tel: str = ""
@@ -535,13 +539,7 @@ def parse_order(answer: Any, order: OrderRef, source: str) -> Order:
         shipping_address=_address(detail),
         lines=tuple(_line(sku) for sku in detail.sku_order_list if sku.goods_type != 1),
         currency="CNY",
-        totals=Totals(
-            subtotal=_yuan(sum(_line_total(sku) for sku in detail.sku_order_list)),
-            shipping=_yuan(detail.post_amount),
-            tax=_yuan(detail.tax_amount),
-            discounts=_yuan(detail.promotion_amount),
-            total=_yuan(detail.pay_amount),
-        ),
+        totals=totals_of(detail),
         placed_at=_ts(detail.create_time),
         paid_at=paid_at if status is OrderStatus.PAID else None,
         # No cancellation time in the detail: the update that cancelled it.
@@ -549,6 +547,23 @@ def parse_order(answer: Any, order: OrderRef, source: str) -> Order:
         updated_at=_ts(detail.update_time),
         buyer_note=detail.buyer_words,
         presale_ship_date=_presale_date(detail),
+        **note_fields((("seller_memo", detail.seller_words),)),
+    )
+
+
+def totals_of(detail: ShopOrderDetail) -> Totals:
+    """In fen: the lines at their current price (`sum_amount`), `post_amount` the postage,
+    `promotion_amount` every promotion (shop, platform, talent, payment), `modify_amount` and
+    `packing_amount` the seller's change of price and the packing charge; `pay_amount` includes
+    postage and the cross-border `tax_amount` (0 for a domestic order, whose prices include
+    VAT)."""
+    return Totals(
+        subtotal=_yuan(sum(_line_total(sku) for sku in detail.sku_order_list)),
+        shipping=_yuan(detail.post_amount),
+        tax=_yuan(detail.tax_amount),
+        discounts=_yuan(detail.promotion_amount),
+        fees=_yuan(detail.modify_amount + detail.packing_amount),
+        total=_yuan(detail.pay_amount),
     )
 
 

@@ -472,9 +472,11 @@ class LazadaOrder(PlatformModel):
     shipping_fee: Money = Decimal("0")
     buyer_note: str = ""
     remarks: str = ""
+    gift_option: bool = False
+    gift_message: str = ""
     address_shipping: LazadaAddress | None = None
 
-    @field_validator("buyer_note", "remarks", mode="before")
+    @field_validator("buyer_note", "remarks", "gift_message", mode="before")
     @classmethod
     def _null_text_as_empty(cls, value: Any) -> Any:
         return "" if value == "null" else value  # Lazada sends "null" as text too
@@ -488,7 +490,9 @@ class LazadaItem(PlatformModel):
     shop_sku: str = ""
     variation: str = ""
     item_price: Money = Decimal("0")
-    paid_price: Money = Decimal("0")
+    paid_price: Money = Decimal("0")  # after vouchers, excluding shipping
+    shipping_amount: Money = Decimal("0")  # the item's share of the buyer's shipping fee
+    tax_amount: Money = Decimal("0")  # inside the price
     currency: str = ""
     status: str
     tracking_code: str = ""
@@ -562,17 +566,24 @@ def parse_order(answers: Sequence[Mapping[str, Any]], ref: OrderRef, source: str
         shipping_address=_address(order.address_shipping),
         lines=tuple(_line(item) for item in live),
         currency=next((item.currency for item in items if item.currency), ""),
-        totals=Totals(
-            subtotal=order.price,
-            shipping=order.shipping_fee,
-            discounts=order.voucher,
-            total=order.price - order.voucher + order.shipping_fee,
-        ),
+        totals=totals_of(order, live or items),
         placed_at=placed_at,
         cancelled_at=updated_at if status not in _LIVE else None,
         updated_at=updated_at,
         buyer_note=order.buyer_note or order.remarks,
+        gift_message=order.gift_message.strip() if order.gift_option else "",
     )
+
+
+def totals_of(order: LazadaOrder, items: Sequence[LazadaItem]) -> Totals:
+    """GetOrder has no paid total: what the buyer paid is the items' `paid_price` (after
+    vouchers) and their `shipping_amount` shares, which the order's `price`, `voucher` and
+    `shipping_fee` must make up (to the cent the shares are rounded to). Prices include the
+    tax (`tax_amount`)."""
+    paid = sum((item.paid_price + item.shipping_amount for item in items), Decimal("0"))
+    return Totals(subtotal=order.price, shipping=order.shipping_fee, discounts=order.voucher,
+                  tax=sum((item.tax_amount for item in items), Decimal("0")), total=paid,
+                  tax_included=True)
 
 
 def _line(item: LazadaItem) -> OrderLine:

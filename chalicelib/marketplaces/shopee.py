@@ -146,6 +146,7 @@ from chalicelib.orders.order import (
     OrderLine,
     OrderStatus,
     Totals,
+    note_fields,
 )
 
 NAME = "shopee"
@@ -213,7 +214,7 @@ CARRIERS: dict[str, str] = {
 DETAIL_FIELDS = ",".join((
     "buyer_user_id", "buyer_username", "recipient_address", "note", "item_list", "pay_time",
     "cancel_by", "cancel_reason", "fulfillment_flag", "package_list", "shipping_carrier",
-    "payment_method", "total_amount",
+    "payment_method", "total_amount", "estimated_shipping_fee",
 ))
 NOT_READY_TO_SHIP = "logistics.ship_order_not_ready_to_ship"
 _RETRYABLE_ERRORS = frozenset({"error_server", "error_network", "error_inner", "error_busy"})
@@ -430,6 +431,10 @@ class ShopeeOrder(PlatformModel):
     buyer_username: str = ""
     fulfillment_flag: str = ""
     total_amount: Money = Decimal("0")
+    # Shopee's estimate of the shipping fee: the buyer's share and vouchers are only in the
+    # escrow detail (v2.payment.get_escrow_detail), which is not read.
+    estimated_shipping_fee: Money = Decimal("0")
+    note: str = ""  # the seller's own note on the order
     recipient_address: RecipientAddress | None = None
     item_list: list[Item] = Field(default_factory=list)
 
@@ -471,13 +476,17 @@ def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
         shipping_address=_address(order.recipient_address, order.region),
         lines=tuple(_line(item) for item in items),
         currency=order.currency,
+        # Listing prices include GST/VAT; the items' discounts are the gap between the
+        # original and the discounted model prices.
         totals=Totals(subtotal=subtotal, discounts=subtotal - paid_for_items,
-                      total=order.total_amount),
+                      shipping=order.estimated_shipping_fee, total=order.total_amount,
+                      tax_included=True),
         placed_at=_ts(order.create_time),
         paid_at=_ts(order.pay_time) if order.pay_time else None,
         cancelled_at=updated_at if status is OrderStatus.CANCELLED else None,
         updated_at=updated_at,
         buyer_note=order.message_to_seller,
+        **note_fields((("seller_memo", order.note),)),
     )
 
 

@@ -37,6 +37,7 @@ from chalicelib.orders.order import (
     OrderLine,
     OrderStatus,
     Totals,
+    note_fields,
 )
 
 NAME = "shopify"
@@ -88,6 +89,10 @@ class ShopifyNoteAttribute(LenientModel):
     value: str | None = None
 
 
+class ShopifyShippingLine(LenientModel):
+    price: Decimal = Decimal("0")
+
+
 class ShopifyOrder(LenientModel):
     id: int
     name: str = ""
@@ -99,11 +104,14 @@ class ShopifyOrder(LenientModel):
     cancelled_at: Moment | None = None
     financial_status: str | None = None
     currency: str
-    subtotal_price: Decimal = Decimal("0")
+    subtotal_price: Decimal = Decimal("0")  # after discounts
+    total_line_items_price: Decimal | None = None  # before discounts
     total_tax: Decimal = Decimal("0")
+    taxes_included: bool = False
     total_discounts: Decimal = Decimal("0")
     total_price: Decimal
-    total_shipping_price_set: dict[str, dict[str, str]] | None = None
+    total_shipping_price_set: dict[str, dict[str, str | Decimal]] | None = None
+    shipping_lines: list[ShopifyShippingLine] = Field(default_factory=list)
     note: str | None = None
     note_attributes: list[ShopifyNoteAttribute] = Field(default_factory=list)
     customer: ShopifyCustomer | None = None
@@ -167,13 +175,7 @@ def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
         shipping_address=_address(payload.shipping_address),
         lines=tuple(_line(item) for item in payload.line_items if item.requires_shipping),
         currency=payload.currency,
-        totals=Totals(
-            subtotal=payload.subtotal_price,
-            shipping=_shipping_total(payload),
-            tax=payload.total_tax,
-            discounts=payload.total_discounts,
-            total=payload.total_price,
-        ),
+        totals=totals_of(payload),
         placed_at=payload.created_at,
         paid_at=_paid_at(payload) if status is OrderStatus.PAID else None,
         cancelled_at=payload.cancelled_at,
@@ -182,7 +184,24 @@ def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
         # Checkout apps put these in note attributes; Shopify has no field of its own for them.
         requested_courier=_attribute(payload, "requested_courier") or "",
         presale_ship_date=_date(_attribute(payload, "presale_ship_date")),
+        **note_fields(((a.name, a.value) for a in payload.note_attributes),
+                      consumed=_CONSUMED_ATTRIBUTES),
     )
+
+
+_CONSUMED_ATTRIBUTES = ("requested_courier", "presale_ship_date")
+
+
+def totals_of(payload: ShopifyOrder) -> Totals:
+    """Shopify's `subtotal_price` is after discounts, so the items before them are
+    `total_line_items_price`; `total_discounts` covers items and shipping; the tax is inside
+    the prices when `taxes_included` (most shops outside North America)."""
+    subtotal = payload.total_line_items_price
+    if subtotal is None:  # an older or trimmed body: undo the discounts
+        subtotal = payload.subtotal_price + payload.total_discounts
+    return Totals(subtotal=subtotal, shipping=_shipping_total(payload), tax=payload.total_tax,
+                  discounts=payload.total_discounts, total=payload.total_price,
+                  tax_included=payload.taxes_included)
 
 
 def _attribute(payload: ShopifyOrder, name: str) -> str | None:
@@ -249,8 +268,13 @@ def _line(item: ShopifyLineItem) -> OrderLine:
 
 
 def _shipping_total(payload: ShopifyOrder) -> Decimal:
-    shop_money = (payload.total_shipping_price_set or {}).get("shop_money", {})
-    return Decimal(shop_money.get("amount", "0"))
+    """The shipping charged before discounts, in the shop's currency (the one `total_price`
+    is in): `total_shipping_price_set`, else the sum of the shipping lines (bodies of older
+    API versions and orders made by apps carry only those)."""
+    amount = (payload.total_shipping_price_set or {}).get("shop_money", {}).get("amount")
+    if amount is not None:
+        return Decimal(str(amount))
+    return sum((line.price for line in payload.shipping_lines), Decimal("0"))
 
 
 # No prescribed answer (a 2xx is enough).

@@ -117,6 +117,7 @@ from chalicelib.orders.order import (
     OrderLine,
     OrderStatus,
     Totals,
+    note_fields,
 )
 
 NAME = "taobao"
@@ -187,7 +188,8 @@ TRADE_FIELDS = ",".join((
     "tid", "tid_str", "status", "type", "seller_nick", "buyer_nick", "buyer_open_uid",
     "created", "modified", "pay_time", "end_time", "consign_time", "est_con_time",
     "step_trade_status", "total_fee", "post_fee", "discount_fee", "adjust_fee", "payment",
-    "order_tax_fee", "buyer_message", "receiver_name", "receiver_state", "receiver_city",
+    "order_tax_fee", "buyer_message", "seller_memo", "invoice_name", "receiver_name",
+    "receiver_state", "receiver_city",
     "receiver_district", "receiver_town", "receiver_address", "receiver_zip", "receiver_mobile",
     "receiver_phone", "receiver_country", "orders",
 ))
@@ -430,8 +432,11 @@ class Trade(LenientModel):
     post_fee: Money = Decimal("0")
     discount_fee: Money = Decimal("0")
     payment: Money = Decimal("0")
+    adjust_fee: Money = Decimal("0")
     order_tax_fee: Money = Decimal("0")
-    buyer_message: str = ""
+    buyer_message: str = ""  # 买家留言
+    seller_memo: str = ""  # 卖家备注: the shop's own instruction
+    invoice_name: str = ""  # 发票抬头
     receiver_name: str = ""
     receiver_state: str = ""
     receiver_city: str = ""
@@ -483,20 +488,26 @@ def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
         shipping_address=_address(trade),
         lines=tuple(_line(order) for order in trade.orders if _shippable(order)),
         currency="CNY",
-        totals=Totals(
-            subtotal=trade.total_fee,
-            shipping=trade.post_fee,
-            tax=trade.order_tax_fee,
-            discounts=trade.discount_fee,
-            total=trade.payment,
-        ),
+        totals=totals_of(trade),
         placed_at=placed_at,
         paid_at=paid_at,
         cancelled_at=(ended_at or updated_at) if closed else None,
         updated_at=updated_at,
         buyer_note=trade.buyer_message,
         presale_ship_date=_date(trade.est_con_time),
+        **note_fields((("invoice_title", trade.invoice_name),
+                       ("seller_memo", trade.seller_memo))),
     )
+
+
+def totals_of(trade: Trade) -> Totals:
+    """`total_fee` is the goods at list price (price × num), `discount_fee` the platform's
+    and shop's promotions, `adjust_fee` the seller's manual change of price (signed), `post_fee`
+    the postage, `payment` what the buyer paid. Prices include VAT; `order_tax_fee`
+    (cross-border import tax) is inside `payment` too."""
+    return Totals(subtotal=trade.total_fee, shipping=trade.post_fee, tax=trade.order_tax_fee,
+                  discounts=trade.discount_fee, fees=trade.adjust_fee, total=trade.payment,
+                  tax_included=True)
 
 
 def _shippable(order: TaobaoOrder) -> bool:

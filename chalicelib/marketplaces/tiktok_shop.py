@@ -143,6 +143,7 @@ from chalicelib.orders.order import (
     OrderLine,
     OrderStatus,
     Totals,
+    note_fields,
 )
 
 NAME = "tiktok_shop"
@@ -369,6 +370,18 @@ class Payment(PlatformModel):
     total_amount: Money = Decimal("0")
     original_total_product_price: Money = Decimal("0")
     tax: Money = Decimal("0")
+    # Charges besides items, shipping and tax (US state fees, small-order fee, insurance).
+    small_order_fee: Money = Decimal("0")
+    retail_delivery_fee: Money = Decimal("0")
+    buyer_service_fee: Money = Decimal("0")
+    handling_fee: Money = Decimal("0")
+    shipping_insurance_fee: Money = Decimal("0")
+    item_insurance_fee: Money = Decimal("0")
+
+    @property
+    def fees(self) -> Decimal:
+        return (self.small_order_fee + self.retail_delivery_fee + self.buyer_service_fee
+                + self.handling_fee + self.shipping_insurance_fee + self.item_insurance_fee)
 
 
 class District(PlatformModel):
@@ -409,6 +422,7 @@ class TikTokOrder(PlatformModel):
     user_id: IdText = ""
     buyer_email: str = ""
     buyer_message: str = ""
+    seller_note: str = ""
     create_time: EpochSeconds
     update_time: EpochSeconds
     paid_time: EpochSeconds | None = None
@@ -461,18 +475,29 @@ def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
         lines=tuple(_line(item) for item in order.line_items
                     if item.display_status != "CANCELLED"),
         currency=payment.currency,
-        totals=Totals(
-            subtotal=payment.original_total_product_price or payment.sub_total,
-            shipping=payment.shipping_fee,
-            tax=payment.tax,
-            discounts=payment.seller_discount + payment.platform_discount,
-            total=payment.total_amount,
-        ),
+        totals=totals_of(payment),
         placed_at=_ts(order.create_time),
         paid_at=_ts(order.paid_time) if order.paid_time else None,
         cancelled_at=cancelled_at,
         updated_at=updated_at,
         buyer_note=order.buyer_message,
+        **note_fields((("seller_memo", order.seller_note),)),
+    )
+
+
+def totals_of(payment: Payment) -> Totals:
+    """`original_total_product_price` is the items at list price, `seller_discount` and
+    `platform_discount` the items' discounts, `shipping_fee` the buyer's shipping after its
+    discounts; `total_amount` adds `tax` (charged on top in the US; 0 where prices include
+    VAT) and the other fees."""
+    return Totals(
+        subtotal=payment.original_total_product_price or (
+            payment.sub_total + payment.seller_discount + payment.platform_discount),
+        shipping=payment.shipping_fee,
+        tax=payment.tax,
+        discounts=payment.seller_discount + payment.platform_discount,
+        fees=payment.fees,
+        total=payment.total_amount,
     )
 
 

@@ -107,6 +107,7 @@ from chalicelib.orders.order import (
     OrderLine,
     OrderStatus,
     Totals,
+    note_fields,
 )
 
 NAME = "woocommerce"
@@ -212,6 +213,10 @@ class WooLineItem(LenientModel):
     meta_data: list[WooMeta] = Field(default_factory=list)
 
 
+class WooFeeLine(LenientModel):
+    total: Decimal = Decimal("0")  # excluding tax; negative for a discount added as a fee
+
+
 class WooShippingLine(LenientModel):
     method_title: Text = ""
     method_id: Text = ""
@@ -241,6 +246,7 @@ class WooOrder(WooOrderHead):
     shipping: WooAddress = WooAddress()
     line_items: list[WooLineItem] = Field(min_length=1)
     shipping_lines: list[WooShippingLine] = Field(default_factory=list)
+    fee_lines: list[WooFeeLine] = Field(default_factory=list)
     meta_data: list[WooMeta] = Field(default_factory=list)
 
 
@@ -359,13 +365,7 @@ def _order(payload: WooOrder, shop: str) -> Order:
         shipping_address=_address(payload.shipping, payload.billing.phone or ""),
         lines=lines,
         currency=payload.currency,
-        totals=Totals(
-            subtotal=sum((item.subtotal for item in payload.line_items), Decimal("0")),
-            shipping=payload.shipping_total,
-            tax=payload.total_tax,
-            discounts=payload.discount_total,
-            total=payload.total,
-        ),
+        totals=totals_of(payload),
         placed_at=payload.date_created_gmt,
         paid_at=(payload.date_paid_gmt or payload.date_modified_gmt)
         if status is OrderStatus.PAID else None,
@@ -376,6 +376,26 @@ def _order(payload: WooOrder, shop: str) -> Order:
         requested_courier=_meta(payload.meta_data, "requested_courier")
         or (payload.shipping_lines[0].method_title if payload.shipping_lines else ""),
         presale_ship_date=_date(_meta(payload.meta_data, "presale_ship_date")),
+        **note_fields(((m.key, m.value) for m in payload.meta_data
+                       if isinstance(m.value, str)), consumed=_CONSUMED_META),
+    )
+
+
+# Meta read elsewhere, or WooCommerce's own bookkeeping kept public.
+_CONSUMED_META = ("requested_courier", "presale_ship_date", "is_vat_exempt")
+
+
+def totals_of(payload: WooOrder) -> Totals:
+    """WooCommerce keeps every amount but `total` excluding tax, whether or not the shop
+    shows prices with tax (`prices_include_tax`): the tax (`total_tax`, items and shipping)
+    is always added. Line `subtotal`s are before coupons; fee lines are charges of their own."""
+    return Totals(
+        subtotal=sum((item.subtotal for item in payload.line_items), Decimal("0")),
+        shipping=payload.shipping_total,
+        tax=payload.total_tax,
+        discounts=payload.discount_total,
+        fees=sum((fee.total for fee in payload.fee_lines), Decimal("0")),
+        total=payload.total,
     )
 
 

@@ -7,7 +7,7 @@ and the current view is the newest version the marketplace sent (by its own upda
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -77,7 +77,17 @@ class OrderLine(BaseModel):
     unit_price: Decimal
 
 
+# A platform rounds tax and discounts per line, so its parts may miss the total by a cent.
+ROUNDING = Decimal("0.01")
+
+
 class Totals(BaseModel):
+    """The money as the marketplace sent it: `subtotal` is the items at their list prices
+    (before order discounts), `discounts` everything taken off (items and shipping), `tax`
+    the tax charged, which is already inside the prices when `tax_included` (China's
+    platforms, VAT/GST shops): then it is not added again. `fees` are the other charges
+    (gift wrap, cash on delivery, a WooCommerce fee line)."""
+
     model_config = ConfigDict(frozen=True)
 
     subtotal: Decimal = Decimal("0")
@@ -85,6 +95,25 @@ class Totals(BaseModel):
     tax: Decimal = Decimal("0")
     discounts: Decimal = Decimal("0")
     total: Decimal = Decimal("0")
+    fees: Decimal = Decimal("0")
+    tax_included: bool = False
+
+    def expected_total(self) -> Decimal:
+        """subtotal + shipping + fees + tax (when not in the prices) − discounts."""
+        tax = Decimal("0") if self.tax_included else self.tax
+        return self.subtotal + self.shipping + self.fees + tax - self.discounts
+
+    def adds_up(self) -> bool:
+        """Whether the parts make the total, within the platform's per-line rounding."""
+        return abs(self.expected_total() - self.total) <= ROUNDING
+
+    def summary(self) -> str:
+        """The sum as text, for an order's timeline: "418 + 12 shipping − 20 = 410 ≠ 420"."""
+        tax = "" if self.tax_included or not self.tax else f" + {self.tax} tax"
+        fees = f" + {self.fees} fees" if self.fees else ""
+        sign = "=" if self.adds_up() else "≠"
+        return (f"{self.subtotal} + {self.shipping} shipping{fees}{tax} − {self.discounts} = "
+                f"{self.expected_total()} {sign} {self.total}")
 
 
 class Order(BaseModel):
@@ -109,10 +138,52 @@ class Order(BaseModel):
     buyer_note: str = ""
     requested_courier: str = ""  # the buyer's wish; routing honours a known courier
     presale_ship_date: Day | None = None  # pre-sale items ship by their own date
+    # What the buyer asked for besides the note: they become the job's promises
+    # (warehouse.jobs.promises_of). Defaults keep orders stored before them readable.
+    gift_message: str = ""
+    invoice_title: str = ""
+    # The rest of the marketplace's order attributes (Shopify note attributes, WooCommerce
+    # meta data, a seller's memo), as sent, for the order view and the job.
+    attributes: dict[str, str] = Field(default_factory=dict)
 
     @property
     def order_id(self) -> str:
         return order_id_for(self.marketplace, self.shop, self.external_id)
+
+
+# Attribute names (lower case, "_" for spaces and dashes) that mean a gift message or an
+# invoice title, as checkout apps and platforms name them.
+GIFT_MESSAGE_NAMES = frozenset({"gift_message", "gift_note", "gift_msg", "gift_card_message",
+                                "giftmessage", "礼品留言", "贺卡留言", "赠言"})
+INVOICE_TITLE_NAMES = frozenset({"invoice_title", "invoice_name", "invoice_header",
+                                 "发票抬头"})
+_MAX_ATTRIBUTES = 50  # the order's size cap (check_size) bounds them too
+_MAX_ATTRIBUTE_CHARS = 1000
+
+
+def attribute_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def note_fields(pairs: Iterable[tuple[str, str | None]], *,
+                consumed: Iterable[str] = ()) -> dict[str, Any]:
+    """Order fields from a platform's free attributes: the gift message and invoice title
+    by their usual names, the rest kept as `attributes`. Names starting with "_" are an app's
+    private data (Shopify, WordPress), and `consumed` names are read elsewhere (a requested
+    courier): neither is kept. Empty values are dropped."""
+    skipped = {attribute_key(name) for name in consumed}
+    gift, invoice, kept = "", "", dict[str, str]()
+    for name, value in pairs:
+        text, key = (value or "").strip(), attribute_key(name)
+        if not text or not key or name.startswith("_") or key in skipped:
+            continue
+        if key in GIFT_MESSAGE_NAMES and not gift:
+            gift = text
+        elif key in INVOICE_TITLE_NAMES and not invoice:
+            invoice = text
+        elif len(kept) < _MAX_ATTRIBUTES:
+            kept[name.strip()[:100]] = text[:_MAX_ATTRIBUTE_CHARS]
+    return {"gift_message": gift, "invoice_title": invoice, "attributes": kept}
 
 
 def order_id_for(marketplace: str, shop: str, external_id: str) -> str:
@@ -191,6 +262,9 @@ _COMPARED_FIELDS = (
     "buyer_note",
     "requested_courier",
     "presale_ship_date",
+    "gift_message",
+    "invoice_title",
+    "attributes",
 )
 
 
@@ -259,6 +333,17 @@ def _keep_amendments(current: Order, incoming: Order,
     return view, kept
 
 
+def totals_mismatch(order: Order, delivery: Delivery, now: datetime) -> OrderEvent:
+    """The marketplace's parts do not make its total: a field we mis-read or a charge we do
+    not know. The order is kept (the buyer paid the total), and the timeline says so."""
+    totals = order.totals
+    return OrderEvent(
+        type="order.totals_mismatch", at=now, actor=delivery.actor, reason=delivery.topic,
+        source_at=order.updated_at, summary=f"Totals do not add up: {totals.summary()}",
+        data={"expected": str(totals.expected_total()), "total": str(totals.total),
+              "difference": str(totals.total - totals.expected_total())})
+
+
 def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_job: bool,
            now: datetime, overrides: Overrides | None = None) -> Decision:
     """Apply `incoming` only if newer than `current`; say which events and job actions follow.
@@ -291,6 +376,8 @@ def decide(current: Order | None, incoming: Order, delivery: Delivery, *, has_jo
                 source_at=incoming.updated_at, data={"changes": changes},
                 summary="Marketplace changed " + ", ".join(sorted(changes)),
             ),)
+    if (current is None or "totals" in changed) and not incoming.totals.adds_up():
+        events += (totals_mismatch(incoming, delivery, now),)
     wants_job = incoming.status is OrderStatus.PAID and not has_job
     problems = tuple(fulfilment_problems(incoming)) if wants_job else ()
     if problems:

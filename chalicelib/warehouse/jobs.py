@@ -329,6 +329,7 @@ def new_job(order: Order, partner_id: str, now: datetime,
         ship_to=order.shipping_address,
         buyer_note=order.buyer_note,
         lines=lines_of(order),
+        promises=promises_of(order),
         carrier=CarrierAssignment(carrier_code=choice.carrier_code, region=choice.region,
                                   expected_cost=None if choice.expected_cost is None
                                   else str(choice.expected_cost),
@@ -340,6 +341,32 @@ def new_job(order: Order, partner_id: str, now: datetime,
         deemed_accepted_at=deadlines.deemed_accepted_at,
         ship_by=ship_by(order.paid_at or now, rules.dispatch, order.presale_ship_date),
     )
+
+
+PROMISE_CHARS = 500  # Promise.text's limit: a longer text is cut, and says so
+
+
+def promise_text(text: str) -> str:
+    return text if len(text) <= PROMISE_CHARS else text[:PROMISE_CHARS - 1] + "…"
+
+
+def promises_of(order: Order) -> tuple[Promise, ...]:
+    """What the buyer asked for besides the goods, for the factory to honour: the gift
+    message (printed on the card), the invoice title, and the order's other attributes as one
+    note (a seller's memo, a checkout app's fields). The buyer's note is the job's own
+    `buyer_note`."""
+    promises = [Promise(kind="gift_message", text=promise_text(order.gift_message))
+                ] if order.gift_message else []
+    if order.invoice_title:
+        promises.append(Promise(kind="invoice_title", text=promise_text(order.invoice_title)))
+    if order.attributes:
+        promises.append(Promise(kind="note", text=attributes_note(order)))
+    return tuple(promises)
+
+
+def attributes_note(order: Order) -> str:
+    """The order's attributes as one note: "Delivery date: 2026-12-06; seller_memo: …"."""
+    return promise_text("; ".join(f"{name}: {value}" for name, value in order.attributes.items()))
 
 
 def lines_of(order: Order) -> tuple[JobLine, ...]:

@@ -283,7 +283,7 @@ class TaobaoSimulator(MarketplaceSimulator):
             "total_fee": _yuan(subtotal), "post_fee": _yuan(order.shipping_fee),
             "discount_fee": "0.00", "adjust_fee": "0.00", "payment": _yuan(order.total),
             "received_payment": "0.00", "paid_coupon_fee": "0.00", "order_tax_fee": "0.00",
-            "buyer_message": "",
+            "buyer_message": "", "seller_memo": "", "invoice_name": "",
             **self._receiver(order),
             "receiver_country": "", "shipping_type": "express", "trade_from": "WAP,WAP",
             "seller_flag": 0,

@@ -284,7 +284,9 @@ def test_parse_order_maps_the_order_detail_exactly() -> None:
     assert order.currency == "CNY"
     assert order.totals.model_dump() == {
         "subtotal": Decimal("597.00"), "shipping": Decimal("0.00"), "tax": Decimal("0.00"),
-        "discounts": Decimal("40.00"), "total": Decimal("557.00")}
+        "discounts": Decimal("40.00"), "total": Decimal("557.00"), "fees": Decimal("0.00"),
+        "tax_included": False}
+    assert order.totals.adds_up()
     assert order.placed_at == datetime(2026, 11, 23, 2, 5, 12, tzinfo=UTC)
     assert order.paid_at == datetime(2026, 11, 23, 2, 6, 40, tzinfo=UTC)
     assert order.updated_at == datetime(2026, 11, 23, 2, 20, tzinfo=UTC)

@@ -296,8 +296,9 @@ def expected_order(**changes: Any) -> Order:
             line(ITEM_IDS[2], "TOTE-NAT", "Canvas Tote Bag", "Colour:Natural", "29.9"),
         ),
         currency="MYR",
-        totals=Totals(subtotal=Decimal("109.70"), shipping=Decimal("4.90"),
-                      discounts=Decimal("5.00"), total=Decimal("109.60")),
+        # Paid: the items after vouchers (104.70) and their shipping shares (3 × 1.63).
+        totals=Totals(subtotal=Decimal("109.70"), shipping=Decimal("4.90"), tax=Decimal("0.0"),
+                      discounts=Decimal("5.00"), total=Decimal("109.59"), tax_included=True),
         placed_at=datetime(2026, 11, 23, 9, 0, tzinfo=MY),
         updated_at=datetime(2026, 11, 23, 10, 30, tzinfo=MY),
         buyer_note="Tolong bungkus dengan kotak, terima kasih",
@@ -325,7 +326,8 @@ def test_iso_times_amount_separators_and_text_nulls_are_read() -> None:
     assert order.placed_at == datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
     assert order.updated_at == datetime(2026, 11, 23, 2, 45, tzinfo=UTC)
     assert (order.totals.subtotal, order.totals.total) == (Decimal("1109.70"),
-                                                           Decimal("1109.60"))
+                                                           Decimal("109.59"))
+    assert not order.totals.adds_up()  # a price the items do not make is seen
     assert order.buyer_note == "Call before delivery"
 
 

@@ -287,7 +287,7 @@ def expected_order(**changes: Any) -> Order:
         ),
         currency="SGD",
         totals=Totals(subtotal=Decimal("72.7"), discounts=Decimal("8.0"),
-                      total=Decimal("68.4")),
+                      shipping=Decimal("3.7"), total=Decimal("68.4"), tax_included=True),
         placed_at=datetime(2026, 11, 23, 1, 0, tzinfo=UTC),
         paid_at=datetime(2026, 11, 23, 1, 1, tzinfo=UTC),
         updated_at=datetime(2026, 11, 23, 2, 30, tzinfo=UTC),

@@ -194,6 +194,7 @@ def test_the_token_exchange_and_read_give_the_whole_order_with_its_address(
                                          line.price) for line in order.lines]
     assert all(len(line.line_id) == 14 and line.line_id.isdigit() for line in read.lines)
     assert read.totals.total == order.total and read.totals.subtotal == order.total
+    assert read.totals.adds_up(), read.totals.summary()  # the simulator's orders add up too
     assert read.placed_at == order.created_at.replace(microsecond=0)
     assert fulfilment_problems(read) == []
 

@@ -114,6 +114,7 @@ def test_the_adapter_refetches_the_order_the_push_names(sim: DouyinSimulator,
             for line in parsed.lines] == [(line.line_id, line.sku, line.title, line.quantity,
                                            line.price) for line in order.lines]
     assert parsed.totals.total == order.total
+    assert parsed.totals.adds_up(), parsed.totals.summary()  # the simulator's orders add up too
     assert parsed.updated_at == order.updated_at.replace(microsecond=0)
     assert parsed.placed_at == order.created_at.replace(microsecond=0)
     address = parsed.shipping_address

@@ -161,6 +161,7 @@ def test_the_adapters_fetch_reads_one_line_per_unit_with_address_status_and_time
         order.buyer_name, order.phone, order.street, order.district, order.city,
         order.province, order.postcode, "CN")
     assert parsed.totals.total == order.total
+    assert parsed.totals.adds_up(), parsed.totals.summary()  # the simulator's orders add up too
     assert parsed.updated_at == START
     clock.advance(120)
     sim.cancel(order.external_id, drop=True)

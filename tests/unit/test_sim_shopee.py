@@ -134,6 +134,7 @@ def test_the_adapters_fetch_reads_the_order_with_its_lines_address_status_and_ti
     assert order.street in address.line1 and order.district in address.line1
     assert address.line2 == ""
     assert parsed.totals.total == order.total
+    assert parsed.totals.adds_up(), parsed.totals.summary()  # the simulator's orders add up too
     assert parsed.updated_at == parsed.paid_at == START
     clock.advance(120)
     sim.cancel(order.external_id, drop=True)

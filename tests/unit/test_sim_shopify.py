@@ -105,6 +105,7 @@ def test_the_webhook_body_and_the_rest_fetch_read_as_the_same_order(
             for line in pushed.lines] == [(line.line_id, line.sku, line.title, line.quantity,
                                            line.price) for line in order.lines]
     assert pushed.totals.total == order.total
+    assert pushed.totals.adds_up(), pushed.totals.summary()  # the simulator's orders add up too
     assert pushed.updated_at == order.updated_at.replace(microsecond=0)
     address = pushed.shipping_address
     assert address is not None

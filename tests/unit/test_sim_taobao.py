@@ -206,6 +206,7 @@ def test_the_adapter_refetches_the_trade_the_message_names(sim: TaobaoSimulator,
         order.buyer_name, order.phone, order.province, order.city, order.district, order.street,
         order.postcode, "CN")
     assert parsed.totals.total == order.total and parsed.totals.subtotal == order.total
+    assert parsed.totals.adds_up(), parsed.totals.summary()  # the simulator's orders add up too
     assert parsed.placed_at == parsed.updated_at == parsed.paid_at == START
     # Everything the recorded answer has, the simulator's trade has too.
     recorded = fixture("trade_fullinfo.json")["trade_fullinfo_get_response"]["trade"]

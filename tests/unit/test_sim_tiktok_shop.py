@@ -109,6 +109,7 @@ def test_the_adapter_refetches_the_order_with_one_line_item_per_unit(
     assert len(set(ids)) == len(ids) == sum(line.quantity for line in order.lines)
     assert ids == [unit for unit, _ in sim.units(order)]
     assert parsed.totals.total == order.total and parsed.currency == order.currency
+    assert parsed.totals.adds_up(), parsed.totals.summary()  # the simulator's orders add up too
     assert parsed.updated_at == order.updated_at.replace(microsecond=0)
     assert parsed.paid_at is not None
     address = parsed.shipping_address

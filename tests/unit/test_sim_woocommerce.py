@@ -70,6 +70,7 @@ def assert_same_order(parsed: Order, order: SimOrder) -> None:
     assert order.province.startswith(address.province) and address.province_code
     assert address.line1 == f"{order.district}{order.street}"
     assert parsed.totals.total == order.total
+    assert parsed.totals.adds_up(), parsed.totals.summary()  # the simulator's orders add up too
     assert parsed.updated_at == order.updated_at.replace(microsecond=0)
 
 

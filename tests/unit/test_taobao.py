@@ -332,11 +332,14 @@ EXPECTED = Order(
     ),
     currency="CNY",
     totals=Totals(subtotal=Decimal("656.00"), shipping=Decimal("0.00"), tax=Decimal("0"),
-                  discounts=Decimal("20.00"), total=Decimal("636.00")),
+                  discounts=Decimal("20.00"), fees=Decimal("0.00"), total=Decimal("636.00"),
+                  tax_included=True),
     placed_at=datetime(2026, 11, 23, 10, 2, 11, tzinfo=CN),
     paid_at=datetime(2026, 11, 23, 10, 3, 40, tzinfo=CN),
     updated_at=datetime(2026, 11, 23, 11, 20, 5, tzinfo=CN),
     buyer_note="请用纸箱包装，谢谢",
+    invoice_title="杭州栖木文化创意有限公司",
+    attributes={"seller_memo": "赠品：亚麻收纳袋 ×1"},
 )
 
 

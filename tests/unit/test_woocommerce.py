@@ -255,7 +255,9 @@ def test_normalise_maps_the_rest_v3_order_exactly() -> None:
     ]
     assert result.totals.model_dump() == {
         "subtotal": Decimal("398.00"), "shipping": Decimal("12.00"), "tax": Decimal("0.00"),
-        "discounts": Decimal("20.00"), "total": Decimal("390.00")}
+        "discounts": Decimal("20.00"), "total": Decimal("390.00"), "fees": Decimal("0"),
+        "tax_included": False}
+    assert result.totals.adds_up()
     assert result.placed_at == datetime(2026, 11, 23, 2, 5, 12, tzinfo=UTC)
     assert result.paid_at == datetime(2026, 11, 23, 2, 6, 40, tzinfo=UTC)
     assert result.updated_at == datetime(2026, 11, 23, 2, 6, 40, tzinfo=UTC)
