@@ -1,0 +1,123 @@
+"""Importing a courier's monthly bill: read it, check it against our parcels and the tariffs,
+keep each parcel's actual fee, store the bill with its findings and totals (the rules are
+chalicelib/warehouse/bills.py and settlement.py; the admin command line and the console call
+`import_bill` and `show_bill`).
+
+Reads, never a Scan: our parcels among the bill's waybills by key (BatchGetItem, 100 a call),
+our parcels of each (courier, month) the bill covers by the shipments table's
+`by-carrier-month` index (one paged Query each), the bill itself by its key.
+
+The same file imported again is the same bill (its id is the file's hash): it is shown as
+stored and nothing is written. An import cut off half-way is done again in full: every write
+is keyed by the bill's content, and the bill's HEAD, written last, is what marks it imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from chalicelib.tracking import parcel_store
+from chalicelib.tracking.parcels import BilledFee, Parcel
+from chalicelib.warehouse import bill_store
+from chalicelib.warehouse.bill_formats import FORMATS, bill_format
+from chalicelib.warehouse.bill_store import BillHead, StoredBill
+from chalicelib.warehouse.bills import BillError, ParsedBill, Problem, parse_bill
+from chalicelib.warehouse.jobs import protocol_rules
+from chalicelib.warehouse.settlement import (
+    Charge,
+    Key,
+    OurShipment,
+    Settlement,
+    periods,
+    settle,
+)
+from chalicelib.warehouse.tariffs import TariffRules, tariff_rules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Imported:
+    bill: StoredBill
+    new: bool  # False: this file was imported before, and nothing was written now
+    fees_kept: int = 0  # parcels whose actual fee was written (or changed) by this import
+
+
+def _ours(parcel: Parcel) -> OurShipment:
+    return OurShipment(carrier_code=parcel.carrier_code, tracking_number=parcel.tracking_number,
+                       order_id=parcel.order_id, region=parcel.region)
+
+
+def _in_period(bill_periods: Sequence[Key]) -> Iterator[OurShipment]:
+    for carrier, month in bill_periods:
+        for item in parcel_store.in_month(carrier, month):
+            yield OurShipment(carrier_code=carrier, **item)
+
+
+def _fee(bill_id: str, charge: Charge) -> BilledFee:
+    return BilledFee(bill_id=bill_id, line=charge.line, month=charge.month,
+                     weight_kg=charge.weight_kg, fee=charge.fee, surcharges=charge.surcharges,
+                     billed=charge.billed, expected=charge.expected)
+
+
+def _keep_fees(bill_id: str, charges: Sequence[Charge],
+               parcels: dict[Key, Parcel]) -> int:
+    """Each charged parcel carries its actual fee; one already carrying it is not written."""
+    kept = 0
+    for charge in charges:
+        key = (charge.carrier_code, charge.tracking_number)
+        fee = _fee(bill_id, charge)
+        if parcels[key].billed == fee:
+            continue
+        if parcel_store.set_billed(*key, fee):
+            kept += 1
+    return kept
+
+
+def parse(format_name: str, filename: str, data: bytes) -> ParsedBill:
+    """The bill's lines, or BillError (an unknown format is one too, naming the known ones)."""
+    fmt = bill_format(format_name)
+    if fmt is None:
+        raise BillError([Problem(line=0, column="", message=(
+            f"unknown bill format {format_name!r}; known: {', '.join(sorted(FORMATS))}"))])
+    return parse_bill(fmt, filename, data)
+
+
+def check(parsed: ParsedBill, tariffs: TariffRules) -> tuple[Settlement, dict[Key, Parcel]]:
+    """The bill against our parcels (reads only)."""
+    keys = list(dict.fromkeys((line.carrier_code, line.waybill) for line in parsed.lines))
+    parcels = {(p.carrier_code, p.tracking_number): p for p in parcel_store.get_many(keys)}
+    ours = {key: _ours(parcel) for key, parcel in parcels.items()}
+    result = settle(parsed.lines, ours, _in_period(periods(parsed.lines)), tariffs,
+                    protocol_rules().carriers.regions)
+    return result, parcels
+
+
+def import_bill(format_name: str, filename: str, data: bytes, actor: str, now: datetime,
+                tariffs: TariffRules | None = None) -> Imported:
+    """Import a bill (BillError if it cannot be read: nothing is written then)."""
+    parsed = parse(format_name, filename, data)
+    stored = bill_store.get(parsed.bill_id)
+    if stored is not None:
+        return Imported(bill=stored, new=False)
+    result, parcels = check(parsed, tariffs or tariff_rules())
+    kept = _keep_fees(parsed.bill_id, result.charges, parcels)
+    counts = {kind: sum(1 for f in result.findings if f.kind == kind)
+              for kind in ("overcharge", "not_ours", "duplicate", "missing")}
+    head = BillHead(bill_id=parsed.bill_id, format=parsed.format, filename=filename,
+                    imported_at=now, imported_by=actor, lines=len(parsed.lines),
+                    periods=result.periods, counts=counts)
+    bill_store.put_details(parsed.bill_id, result.findings, result.totals)
+    bill_store.put_head(head)
+    log.info("bill %s (%s, %d lines) imported by %s: %s", parsed.bill_id, filename,
+             len(parsed.lines), actor, counts)
+    findings = tuple(sorted(result.findings, key=bill_store.finding_order))
+    return Imported(bill=StoredBill(head=head, findings=findings, totals=result.totals),
+                    new=True, fees_kept=kept)
+
+
+def show_bill(bill_id: str) -> StoredBill | None:
+    return bill_store.get(bill_id)
