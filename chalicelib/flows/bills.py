@@ -47,8 +47,11 @@ class Imported:
 
 
 def _ours(parcel: Parcel) -> OurShipment:
+    billed = parcel.billed
     return OurShipment(carrier_code=parcel.carrier_code, tracking_number=parcel.tracking_number,
-                       order_id=parcel.order_id, region=parcel.region)
+                       order_id=parcel.order_id, region=parcel.region,
+                       billed_in=billed.bill_id if billed else "",
+                       billed_line=billed.line if billed else 0)
 
 
 def _in_period(bill_periods: Sequence[Key]) -> Iterator[OurShipment]:
@@ -92,7 +95,7 @@ def check(parsed: ParsedBill, tariffs: TariffRules) -> tuple[Settlement, dict[Ke
     parcels = {(p.carrier_code, p.tracking_number): p for p in parcel_store.get_many(keys)}
     ours = {key: _ours(parcel) for key, parcel in parcels.items()}
     result = settle(parsed.lines, ours, _in_period(periods(parsed.lines)), tariffs,
-                    protocol_rules().carriers.regions)
+                    protocol_rules().carriers.regions, bill_id=parsed.bill_id)
     return result, parcels
 
 

@@ -8,7 +8,8 @@ bill's destination. Findings:
 - overcharge: billed (fee, plus surcharges unless the rules say otherwise) above the tariff by
   more than the tolerance;
 - not_ours: a waybill we have no parcel for;
-- duplicate: a waybill billed again in the same bill (every later line; the first is matched);
+- duplicate: a waybill billed again in the same bill (every later line; the first is matched),
+  or a parcel another bill already charged for (a month billed twice, or a line carried over);
 - missing: our parcel of a courier and month the bill covers that the bill does not list (the
   bill's month is the month most of its lines were sent in, so a few lines from the days
   around the turn of the month do not pull in a whole other month).
@@ -43,6 +44,8 @@ class OurShipment(BaseModel):
     tracking_number: str
     order_id: str
     region: str = ""  # as routed ("" for parcels tracked before the region was kept)
+    billed_in: str = ""  # the bill that already charged for it ("" if none)
+    billed_line: int = 0
 
 
 class Finding(BaseModel):
@@ -163,11 +166,20 @@ def _overcharge(line: BillLine, ours: OurShipment, billed: Decimal, expected: De
                         f"(tolerance {allowed})")
 
 
+def _billed_elsewhere(line: BillLine, mine: OurShipment, billed: Decimal,
+                     bill_id: str) -> Finding | None:
+    if not mine.billed_in or mine.billed_in == bill_id:
+        return None
+    return Finding(kind="duplicate", carrier_code=line.carrier_code, waybill=line.waybill,
+                   line=line.line, billed=billed, order_id=mine.order_id,
+                   note=f"already billed in {mine.billed_in} line {mine.billed_line}")
+
+
 def settle(lines: Sequence[BillLine], ours: Mapping[Key, OurShipment],
            in_period: Iterable[OurShipment], tariffs: TariffRules,
-           regions: RegionRules = DEFAULT_REGION_RULES) -> Settlement:
-    """The bill checked: `ours` are our parcels among the bill's waybills, `in_period` our
-    parcels of the bill's (courier, month) periods (see `periods`)."""
+           regions: RegionRules = DEFAULT_REGION_RULES, bill_id: str = "") -> Settlement:
+    """The bill (`bill_id`) checked: `ours` are our parcels among the bill's waybills,
+    `in_period` our parcels of the bill's (courier, month) periods (see `periods`)."""
     findings: list[Finding] = []
     charges: list[Charge] = []
     sums = _Sums()
@@ -190,6 +202,10 @@ def settle(lines: Sequence[BillLine], ours: Mapping[Key, OurShipment],
             findings.append(Finding(kind="not_ours", carrier_code=line.carrier_code,
                                     waybill=line.waybill, line=line.line, billed=billed,
                                     expected=expected, note="no parcel of ours has this number"))
+            continue
+        elsewhere = _billed_elsewhere(line, mine, billed, bill_id)
+        if elsewhere is not None:
+            findings.append(elsewhere)  # the parcel keeps the fee it was first charged
             continue
         charges.append(Charge(
             carrier_code=line.carrier_code, tracking_number=line.waybill, line=line.line,

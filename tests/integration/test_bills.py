@@ -175,3 +175,14 @@ def test_the_command_line_imports_and_shows_a_bill(
     with pytest.raises(SystemExit) as stopped:
         admin.main(["--stage", "test", "bill", "import", "STO", str(tmp_path / "bad.csv")])
     assert "line 7, column 寄件日期: not a date" in str(stopped.value.code)
+
+
+def test_a_second_bill_charging_a_parcel_again_is_a_duplicate(shipped: None) -> None:
+    first = bills.import_bill("STO", "sto_2025-03.csv", PLANTED, "finance", NOW).bill
+    extra = ("运单号,寄件日期,目的省份,目的城市,计费重量,运费,附加费\n"
+             f"{number('01')},2025-03-03,浙江,杭州,1,4,0\n").encode()
+    second = bills.import_bill("STO", "sto_2025-03_extra.csv", extra, "finance", NOW).bill
+    assert [(f.kind, f.waybill, f.note) for f in second.findings if f.kind != "missing"] == [
+        ("duplicate", number("01"), f"already billed in {first.head.bill_id} line 6")]
+    kept = parcel_store.get(*key("01"))[0].billed  # type: ignore[index]
+    assert kept is not None and kept.bill_id == first.head.bill_id

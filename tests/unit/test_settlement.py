@@ -91,3 +91,17 @@ def test_the_bills_period_is_its_main_month_per_courier() -> None:
     lines = [line(1, "A", "4", day=date(2026, 10, 31)), line(2, "B", "4"), line(3, "C", "4"),
              line(4, "D", "4", carrier="SF", day=date(2026, 12, 1))]
     assert periods(lines) == (("SF", "2026-12"), ("STO", "2026-11"))
+
+
+def test_a_parcel_another_bill_charged_for_is_a_duplicate_and_keeps_its_first_fee() -> None:
+    earlier = ours("A").model_copy(update={"billed_in": "bill_feb", "billed_line": 7})
+    result = settle([line(1, "A", "4")], {("STO", "A"): earlier}, (), DEFAULT_TARIFF_RULES,
+                    bill_id="bill_mar")
+    assert [(f.kind, f.note) for f in result.findings] == [
+        ("duplicate", "already billed in bill_feb line 7")]
+    assert result.charges == ()
+    # The same bill imported again (after a cut-off import) is not a duplicate of itself.
+    again = ours("A").model_copy(update={"billed_in": "bill_mar", "billed_line": 1})
+    redone = settle([line(1, "A", "4")], {("STO", "A"): again}, (), DEFAULT_TARIFF_RULES,
+                    bill_id="bill_mar")
+    assert redone.findings == () and len(redone.charges) == 1
