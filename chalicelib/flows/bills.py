@@ -3,9 +3,11 @@ keep each parcel's actual fee, store the bill with its findings and totals (the 
 chalicelib/warehouse/bills.py and settlement.py; the admin command line and the console call
 `import_bill` and `show_bill`).
 
-Reads, never a Scan: our parcels among the bill's waybills by key (BatchGetItem, 100 a call),
-our parcels of each (courier, month) the bill covers by the shipments table's
-`by-carrier-month` index (one paged Query each), the bill itself by its key.
+Reads, never a Scan: our parcels of each (courier, month) the bill covers from the shipments
+table's `by-carrier-month` index (one paged Query each: it holds what the check needs, so
+most lines are matched from it); the lines it leaves unmatched (other months, foreign
+numbers, a parcel too new for the index) by key (BatchGetItem, 100 a call); the bill itself
+by its key. Writes: each parcel's fee in transactions of 100, the bill's items 25 a batch.
 
 The same file imported again is the same bill (its id is the file's hash): it is shown as
 stored and nothing is written. An import cut off half-way is done again in full: every write
@@ -15,11 +17,13 @@ is keyed by the bill's content, and the bill's HEAD, written last, is what marks
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from chalicelib.core.dynamodb import Action, retrying, transact
 from chalicelib.tracking import parcel_store
+from chalicelib.tracking.parcel_store import MonthParcel
 from chalicelib.tracking.parcels import BilledFee, Parcel
 from chalicelib.warehouse import bill_store
 from chalicelib.warehouse.bill_formats import FORMATS, bill_format
@@ -46,18 +50,15 @@ class Imported:
     fees_kept: int = 0  # parcels whose actual fee was written (or changed) by this import
 
 
-def _ours(parcel: Parcel) -> OurShipment:
+_FEES_PER_TRANSACTION = 100  # DynamoDB's limit of items per transaction
+
+
+def _ours(parcel: Parcel | MonthParcel) -> OurShipment:
     billed = parcel.billed
     return OurShipment(carrier_code=parcel.carrier_code, tracking_number=parcel.tracking_number,
                        order_id=parcel.order_id, region=parcel.region,
                        billed_in=billed.bill_id if billed else "",
                        billed_line=billed.line if billed else 0)
-
-
-def _in_period(bill_periods: Sequence[Key]) -> Iterator[OurShipment]:
-    for carrier, month in bill_periods:
-        for item in parcel_store.in_month(carrier, month):
-            yield OurShipment(carrier_code=carrier, **item)
 
 
 def _fee(bill_id: str, charge: Charge) -> BilledFee:
@@ -67,17 +68,22 @@ def _fee(bill_id: str, charge: Charge) -> BilledFee:
 
 
 def _keep_fees(bill_id: str, charges: Sequence[Charge],
-               parcels: dict[Key, Parcel]) -> int:
+               known: dict[Key, BilledFee | None]) -> int:
     """Each charged parcel carries its actual fee; one already carrying it is not written."""
-    kept = 0
+    actions = []
     for charge in charges:
         key = (charge.carrier_code, charge.tracking_number)
         fee = _fee(bill_id, charge)
-        if parcels[key].billed == fee:
-            continue
-        if parcel_store.set_billed(*key, fee):
-            kept += 1
-    return kept
+        if known.get(key) != fee:
+            actions.append(parcel_store.billed_action(*key, fee))
+    for start in range(0, len(actions), _FEES_PER_TRANSACTION):
+        _write_fees(actions[start:start + _FEES_PER_TRANSACTION])
+    return len(actions)
+
+
+def _write_fees(chunk: Sequence[Action]) -> None:
+    # Setting a value is the same however often it is done: a conflict is simply retried.
+    retrying(lambda: transact(chunk), "bill fees", reread=False)
 
 
 def parse(format_name: str, filename: str, data: bytes) -> ParsedBill:
@@ -89,14 +95,22 @@ def parse(format_name: str, filename: str, data: bytes) -> ParsedBill:
     return parse_bill(fmt, filename, data)
 
 
-def check(parsed: ParsedBill, tariffs: TariffRules) -> tuple[Settlement, dict[Key, Parcel]]:
-    """The bill against our parcels (reads only)."""
-    keys = list(dict.fromkeys((line.carrier_code, line.waybill) for line in parsed.lines))
-    parcels = {(p.carrier_code, p.tracking_number): p for p in parcel_store.get_many(keys)}
-    ours = {key: _ours(parcel) for key, parcel in parcels.items()}
-    result = settle(parsed.lines, ours, _in_period(periods(parsed.lines)), tariffs,
+def check(parsed: ParsedBill,
+          tariffs: TariffRules) -> tuple[Settlement, dict[Key, BilledFee | None]]:
+    """The bill against our parcels (reads only); also each matched parcel's fee as read."""
+    bill_periods = periods(parsed.lines)
+    in_period = [p for carrier, month in bill_periods
+                 for p in parcel_store.in_month(carrier, month)]
+    found: dict[Key, Parcel | MonthParcel] = {
+        (p.carrier_code, p.tracking_number): p for p in in_period}
+    others = list(dict.fromkeys(key for line in parsed.lines
+                                if (key := (line.carrier_code, line.waybill)) not in found))
+    found.update({(p.carrier_code, p.tracking_number): p
+                  for p in parcel_store.get_many(others)})
+    ours = {key: _ours(parcel) for key, parcel in found.items()}
+    result = settle(parsed.lines, ours, (_ours(p) for p in in_period), tariffs,
                     protocol_rules().carriers.regions, bill_id=parsed.bill_id)
-    return result, parcels
+    return result, {key: parcel.billed for key, parcel in found.items()}
 
 
 def import_bill(format_name: str, filename: str, data: bytes, actor: str, now: datetime,
@@ -106,8 +120,8 @@ def import_bill(format_name: str, filename: str, data: bytes, actor: str, now: d
     stored = bill_store.get(parsed.bill_id)
     if stored is not None:
         return Imported(bill=stored, new=False)
-    result, parcels = check(parsed, tariffs or tariff_rules())
-    kept = _keep_fees(parsed.bill_id, result.charges, parcels)
+    result, known = check(parsed, tariffs or tariff_rules())
+    kept = _keep_fees(parsed.bill_id, result.charges, known)
     counts = {kind: sum(1 for f in result.findings if f.kind == kind)
               for kind in ("overcharge", "not_ours", "duplicate", "missing")}
     head = BillHead(bill_id=parsed.bill_id, format=parsed.format, filename=filename,

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core import aws, leases
 from chalicelib.core.clock import epoch_seconds, iso
-from chalicelib.core.dynamodb import Action, from_attrs, is_condition_failure, to_attrs
+from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
 from chalicelib.core.settings import settings
 from chalicelib.tracking.parcels import BilledFee, Parcel
 
@@ -94,9 +94,21 @@ def by_tracking_number(tracking_number: str, limit: int) -> list[tuple[str, str]
             for item in map(from_attrs, answer.get("Items", []))]
 
 
-def in_month(carrier_code: str, month: str) -> Iterator[dict[str, str]]:
-    """Our parcels of a courier handed over in a month (YYYY-MM, Asia/Shanghai), as the
-    index holds them: tracking_number, order_id, region."""
+class MonthParcel(BaseModel):
+    """A parcel as the by-carrier-month index holds it: what a bill is checked with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    carrier_code: str
+    tracking_number: str
+    order_id: str = ""
+    region: str = ""
+    billed: BilledFee | None = None
+
+
+def in_month(carrier_code: str, month: str) -> Iterator[MonthParcel]:
+    """Our parcels of a courier handed over in a month (YYYY-MM, Asia/Shanghai): one paged
+    Query of the index (eventually consistent: a parcel written a moment ago may be absent)."""
     paginator = aws.client("dynamodb").get_paginator("query")
     pages = paginator.paginate(
         TableName=_table(), IndexName=MONTH_INDEX,
@@ -105,27 +117,23 @@ def in_month(carrier_code: str, month: str) -> Iterator[dict[str, str]]:
         PaginationConfig={"PageSize": 1000})
     for page in pages:
         for item in map(from_attrs, page.get("Items", [])):
-            yield {"tracking_number": str(item["tracking_number"]),
-                   "order_id": str(item.get("order_id", "")),
-                   "region": str(item.get("region", ""))}
+            yield MonthParcel(carrier_code=carrier_code.upper(),
+                              tracking_number=str(item["tracking_number"]),
+                              order_id=str(item.get("order_id", "")),
+                              region=str(item.get("region", "")), billed=item.get("billed"))
 
 
-def set_billed(carrier_code: str, tracking_number: str, billed: BilledFee) -> bool:
-    """Keep the courier's actual fee on the parcel (False: no such parcel). The version moves
-    on, so a tracker write prepared from an older read retries instead of dropping it."""
-    try:
-        aws.client("dynamodb").update_item(
-            TableName=_table(),
-            Key=to_attrs({"pk": pk(carrier_code, tracking_number), "sk": "PARCEL"}),
-            UpdateExpression="SET billed = :b, version = version + :one",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=to_attrs({":b": billed.model_dump(mode="json"),
-                                                ":one": 1}))
-    except ClientError as exc:
-        if is_condition_failure(exc):
-            return False
-        raise
-    return True
+def billed_action(carrier_code: str, tracking_number: str, billed: BilledFee) -> Action:
+    """Keep the courier's actual fee on the parcel (for a transaction: the parcel must exist).
+    The version moves on, so a tracker write prepared from an older read retries instead of
+    dropping it."""
+    return Action(f"billed {pk(carrier_code, tracking_number)}", {"Update": {
+        "TableName": _table(),
+        "Key": to_attrs({"pk": pk(carrier_code, tracking_number), "sk": "PARCEL"}),
+        "UpdateExpression": "SET billed = :b, version = version + :one",
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeValues": to_attrs({":b": billed.model_dump(mode="json"),
+                                               ":one": 1})}})
 
 
 def put(parcel: Parcel, read_version: int | None) -> Action:

@@ -126,7 +126,7 @@ def test_shipping_starts_tracking_once(api: Api, client: Client, stack: dict[str
     # A courier's bill prices it by the region its job was routed for, and finds it by month.
     assert parcel.region == job["carrier"]["region"] != ""
     month = parcel.started_at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
-    assert number in [p["tracking_number"] for p in shipments_store.in_month("STO", month)]
+    assert number in [p.tracking_number for p in shipments_store.in_month("STO", month)]
     report = {"shipment_id": "s1", "packages": [{"carrier_code": "STO",
                                                   "tracking_number": number}]}
     api.post(f"/jobs/{job['job_id']}/ship", report)  # the factory retries its report
