@@ -113,8 +113,7 @@ def in_month(carrier_code: str, month: str) -> Iterator[MonthParcel]:
     pages = paginator.paginate(
         TableName=_table(), IndexName=MONTH_INDEX,
         KeyConditionExpression="bill_pk = :m",
-        ExpressionAttributeValues=to_attrs({":m": bill_pk(carrier_code, month)}),
-        PaginationConfig={"PageSize": 1000})
+        ExpressionAttributeValues=to_attrs({":m": bill_pk(carrier_code, month)}))
     for page in pages:
         for item in map(from_attrs, page.get("Items", [])):
             yield MonthParcel(carrier_code=carrier_code.upper(),
