@@ -29,6 +29,8 @@ from chalicelib.warehouse.carriers import carrier_named
 _HEADER_SEARCH_ROWS = 10  # title rows above the header, as portals export them
 _TOTAL_WORDS = ("合计", "总计", "小计", "total")
 _MAX_LINES = 200_000
+_FEN = Decimal("0.01")
+_MAX_AMOUNT = Decimal(1_000_000)  # no parcel weighs or costs more: a typo, or a hostile cell
 
 
 class Problem(BaseModel):
@@ -204,9 +206,9 @@ def _amount(value: Any, column: str, line: int, problems: list[Problem],
             problems.append(Problem(line=line, column=column,
                                     message=f"not a number: {_text(value)!r}"))
             return Decimal(0)
-    if not number.is_finite() or number < 0:
-        problems.append(Problem(line=line, column=column,
-                                message=f"must be a number >= 0, got {_text(value)!r}"))
+    if not number.is_finite() or not 0 <= number <= _MAX_AMOUNT:
+        problems.append(Problem(line=line, column=column, message=(
+            f"must be a number from 0 to {_MAX_AMOUNT}, got {_text(value)!r}")))
         return Decimal(0)
     return number
 
@@ -259,14 +261,16 @@ def _line(row: Row, line: int, fmt: BillFormat, columns: Columns,
                                     message=f"unknown courier {_text(cell('carrier_column'))!r}"))
         else:
             carrier = named.value
+    # Money to the fen, however the cell held it (XLSX stores 4.00 as the number 4).
     surcharges = sum((_amount(_cell(row, i), header, line, problems, blank_is_zero=True)
-                      for i, header in surcharge_at), Decimal(0))
+                      for i, header in surcharge_at), Decimal(0)).quantize(_FEN)
     parsed = BillLine(
         line=line, waybill=waybill, carrier_code=carrier,
         shipped_on=_date(cell("shipped_on"), name("shipped_on"), line, problems),
         province=_text(cell("province")), city=_text(cell("city")),
         weight_kg=_amount(cell("weight"), name("weight"), line, problems),
-        fee=_amount(cell("fee"), name("fee"), line, problems), surcharges=surcharges)
+        fee=_amount(cell("fee"), name("fee"), line, problems).quantize(_FEN),
+        surcharges=surcharges)
     return parsed if len(problems) == before else None
 
 

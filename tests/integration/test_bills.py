@@ -186,3 +186,14 @@ def test_a_second_bill_charging_a_parcel_again_is_a_duplicate(shipped: None) -> 
         ("duplicate", number("01"), f"already billed in {first.head.bill_id} line 6")]
     kept = parcel_store.get(*key("01"))[0].billed  # type: ignore[index]
     assert kept is not None and kept.bill_id == first.head.bill_id
+
+
+def test_an_aggregators_xlsx_bill_is_checked_per_courier(
+        stack: dict[str, str], environment_restored: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = BILLS / "kuaidi100_2026-11.xlsx"
+    admin.main(["--stage", "test", "bill", "import", "kuaidi100", str(path)])
+    out = printed(capsys)
+    assert "not_ours 4" in out  # none of these numbers is ours
+    assert "(SF 2026-11, STO 2026-11, YTO 2026-11, ZTO 2026-11)" in out
+    assert "  ZTO     2026-11  remote       1      16.00      15.00      1.00" in out

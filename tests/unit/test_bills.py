@@ -82,6 +82,12 @@ def test_a_bad_csv_names_every_bad_line_and_column() -> None:
     assert "line 3, column 寄件日期" in str(BillError(problems))
 
 
+def test_absurd_amounts_are_refused_not_crashed_on() -> None:
+    problems = _problems((HEADER + "7733001,2026-11-02,浙江,杭州,1e30,4,0\n"
+                          "7733002,2026-11-02,浙江,杭州,1,NaN,Infinity\n").encode())
+    assert [(p.line, p.column) for p in problems] == [(2, "计费重量"), (3, "附加费"), (3, "运费")]
+
+
 def test_a_bill_without_a_required_column_is_refused_at_its_header() -> None:
     problems = _problems("运单号,寄件日期,目的省份,运费\n7733001,2026-11-02,浙江,4\n".encode())
     assert [(p.line, p.column, p.message) for p in problems] == [
