@@ -17,7 +17,7 @@ is keyed by the bill's content, and the bill's HEAD, written last, is what marks
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,7 +27,7 @@ from chalicelib.tracking.parcel_store import MonthParcel
 from chalicelib.tracking.parcels import BilledFee, Parcel
 from chalicelib.warehouse import bill_store
 from chalicelib.warehouse.bill_formats import FORMATS, bill_format
-from chalicelib.warehouse.bill_store import BillHead, StoredBill
+from chalicelib.warehouse.bill_store import BillHead, BillListing, StoredBill
 from chalicelib.warehouse.bills import BillError, ParsedBill, Problem, parse_bill
 from chalicelib.warehouse.jobs import protocol_rules
 from chalicelib.warehouse.settlement import (
@@ -35,6 +35,7 @@ from chalicelib.warehouse.settlement import (
     Key,
     OurShipment,
     Settlement,
+    Total,
     periods,
     settle,
 )
@@ -138,3 +139,29 @@ def import_bill(format_name: str, filename: str, data: bytes, actor: str, now: d
 
 def show_bill(bill_id: str) -> StoredBill | None:
     return bill_store.get(bill_id)
+
+
+def bills_of(carrier_code: str, limit: int = 24) -> list[BillListing]:
+    """A courier's imported bills, newest month first (one Query)."""
+    return bill_store.bills_of(carrier_code, limit)
+
+
+def month_totals(month: str, carriers: Iterable[str]) -> list[Total]:
+    """Billed against expected per courier and region for a month (YYYY-MM), over every bill
+    imported for it (a bill's lines dated in other months are left out): for the monthly
+    report's courier cost per region against tariff."""
+    summed: dict[tuple[str, str], Total] = {}
+    for carrier in carriers:
+        for listing in bill_store.bills_for_month(carrier, month):
+            stored = bill_store.get(listing.bill_id)
+            for total in stored.totals if stored else ():
+                if total.month != month or total.carrier_code != carrier.upper():
+                    continue
+                key = (total.carrier_code, total.region.value)
+                before = summed.get(key)
+                summed[key] = total if before is None else before.model_copy(update={
+                    "lines": before.lines + total.lines,
+                    "billed": before.billed + total.billed,
+                    "expected": before.expected + total.expected,
+                    "unpriced": before.unpriced + total.unpriced})
+    return [summed[key] for key in sorted(summed)]

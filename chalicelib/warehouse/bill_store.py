@@ -145,3 +145,13 @@ def bills_of(carrier_code: str, limit: int = 24) -> list[BillListing]:
         Limit=limit)
     return [BillListing.model_validate(_fields(from_attrs(item)))
             for item in answer.get("Items", [])]
+
+
+def bills_for_month(carrier_code: str, month: str) -> list[BillListing]:
+    """A courier's bills that cover a month (YYYY-MM): one Query on the key's prefix."""
+    answer = aws.client("dynamodb").query(
+        TableName=_table(), KeyConditionExpression="pk = :pk AND begins_with(sk, :month)",
+        ExpressionAttributeValues=to_attrs({":pk": f"BILLS#{carrier_code.upper()}",
+                                            ":month": f"{month}#"}))
+    return [BillListing.model_validate(_fields(from_attrs(item)))
+            for item in answer.get("Items", [])]

@@ -197,3 +197,17 @@ def test_an_aggregators_xlsx_bill_is_checked_per_courier(
     assert "not_ours 4" in out  # none of these numbers is ours
     assert "(SF 2026-11, STO 2026-11, YTO 2026-11, ZTO 2026-11)" in out
     assert "  ZTO     2026-11  remote       1      16.00      15.00      1.00" in out
+
+
+def test_a_months_totals_add_up_every_bill_for_it(shipped: None) -> None:
+    first = bills.import_bill("STO", "sto_2025-03.csv", PLANTED, "finance", NOW).bill
+    extra = ("运单号,寄件日期,目的省份,目的城市,计费重量,运费,附加费\n"
+             f"{number('01')},2025-03-03,浙江,杭州,1,4,0\n").encode()
+    bills.import_bill("STO", "sto_2025-03_extra.csv", extra, "finance", NOW)
+    totals = {t.region: (t.lines, t.billed, t.expected)
+              for t in bills.month_totals("2025-03", ["STO", "YTO"])}
+    assert totals[Region.JZH] == (6, D("26.40"), D("26.00"))  # 5 lines + the extra bill's one
+    assert totals[Region.TIER12] == (5, D("48.00"), D("44.00"))
+    assert first.head.bill_id in [b.bill_id for b in bills.bills_of("sto")]
+    # February's line sits in March's bill: no bill covers February.
+    assert bills.month_totals("2025-02", ["STO"]) == []
