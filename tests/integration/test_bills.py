@@ -211,3 +211,21 @@ def test_a_months_totals_add_up_every_bill_for_it(shipped: None) -> None:
     assert first.head.bill_id in [b.bill_id for b in bills.bills_of("sto")]
     # February's line sits in March's bill: no bill covers February.
     assert bills.month_totals("2025-02", ["STO"]) == []
+
+
+def test_fees_are_written_in_several_transactions_at_once(
+        stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bills, "_FEES_PER_TRANSACTION", 2)  # 7 fees: 4 transactions
+    at = datetime(2025, 5, 6, 8, 0, tzinfo=UTC)
+    made = [parcel("01").model_copy(update={
+        "tracking_number": f"77360000000{i}", "order_id": f"ord_may{i}", "started_at": at,
+        "shipment": Journey(carrier_code="STO", tracking_number=f"77360000000{i}",
+                            handed_over_at=at)}) for i in range(7)]
+    transact([parcel_store.put(p, None) for p in made])
+    rows = "".join(f"77360000000{i},2025-05-06,浙江,杭州,1,4,0\n" for i in range(7))
+    done = bills.import_bill("STO", "may.csv", ("运单号,寄件日期,目的省份,目的城市,计费重量,运费,"
+                                                "附加费\n" + rows).encode(), "finance", NOW)
+    assert done.fees_kept == 7 and done.bill.findings == ()
+    for p in made:
+        billed = parcel_store.get("STO", p.tracking_number)[0].billed  # type: ignore[index]
+        assert billed is not None and billed.fee == D("4.00")
