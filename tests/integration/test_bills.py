@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from chalicelib.tracking.model import Journey
 from chalicelib.tracking.parcels import Parcel
 from chalicelib.tracking.watch import Watch
 from chalicelib.warehouse import bill_store
-from chalicelib.warehouse.bills import BillError
+from chalicelib.warehouse.bills import BillError, bill_id_of
 from chalicelib.warehouse.regions import Region
 
 BILLS = Path(__file__).resolve().parents[1] / "fixtures" / "bills"
@@ -229,3 +230,30 @@ def test_fees_are_written_in_several_transactions_at_once(
     for p in made:
         billed = parcel_store.get("STO", p.tracking_number)[0].billed  # type: ignore[index]
         assert billed is not None and billed.fee == D("4.00")
+
+
+def test_a_failed_fee_write_fails_the_import_and_no_bill_is_stored(
+        stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bills, "_FEES_PER_TRANSACTION", 2)
+    at = datetime(2025, 6, 6, 8, 0, tzinfo=UTC)
+    made = [parcel("01").model_copy(update={
+        "tracking_number": f"77370000000{i}", "order_id": f"ord_jun{i}", "started_at": at,
+        "shipment": Journey(carrier_code="STO", tracking_number=f"77370000000{i}",
+                            handed_over_at=at)}) for i in range(5)]
+    transact([parcel_store.put(p, None) for p in made])
+    calls: list[int] = []
+
+    def failing(actions: Any) -> None:
+        calls.append(len(actions))
+        if len(calls) == 2:
+            raise RuntimeError("DynamoDB said no")
+        transact(actions)
+
+    monkeypatch.setattr(bills, "transact", failing)
+    rows = "".join(f"77370000000{i},2025-06-06,浙江,杭州,1,4,0\n" for i in range(5))
+    data = ("运单号,寄件日期,目的省份,目的城市,计费重量,运费,附加费\n" + rows).encode()
+    with pytest.raises(RuntimeError, match="said no"):
+        bills.import_bill("STO", "june.csv", data, "finance", NOW)
+    assert bills.show_bill(bill_id_of(data)) is None  # not imported: the next try redoes it
+    monkeypatch.setattr(bills, "transact", transact)
+    assert bills.import_bill("STO", "june.csv", data, "finance", NOW).new
