@@ -39,7 +39,7 @@ PREFIX = "order-backbone"  # physical names are order-backbone-<stage>-<resource
 # tests/unit/test_admin_connection.py checks these against the template.
 TABLES = {"INBOX_TABLE": "inbox", "ORDERS_TABLE": "orders", "JOBS_TABLE": "jobs",
           "DIRECTORY_TABLE": "directory", "SHIPMENTS_TABLE": "shipments",
-          "CASES_TABLE": "cases"}
+          "CASES_TABLE": "cases", "BILLS_TABLE": "bills"}
 TOPIC = "alerts"
 QUEUES = {"inbox": "inbox-dlq", "alerts": "alerts-dlq", "amazon": "amazon-notifications-dlq"}
 """The dead-letter queues an operator redrives, by the name the command line gives them."""

@@ -30,6 +30,7 @@ class Settings:
     directory_table: str = field(default_factory=lambda: os.environ.get("DIRECTORY_TABLE", ""))
     shipments_table: str = field(default_factory=lambda: os.environ.get("SHIPMENTS_TABLE", ""))
     cases_table: str = field(default_factory=lambda: os.environ.get("CASES_TABLE", ""))
+    bills_table: str = field(default_factory=lambda: os.environ.get("BILLS_TABLE", ""))
     inbox_stream_arn: str = field(default_factory=lambda: os.environ.get("INBOX_STREAM_ARN", ""))
     alerts_topic_arn: str = field(default_factory=lambda: os.environ.get("ALERTS_TOPIC_ARN", ""))
     # The warehouse partner that receives every job until routing rules exist.

@@ -106,6 +106,7 @@ def _new_parcel(job: Job, shipment: JobShipment, carrier_code: str, number: str,
         order_id=job.order_id, order_name=job.order_name, marketplace=job.marketplace,
         partner_id=job.partner_id, job_id=job.job_id, shipment_id=shipment.shipment_id,
         phone=job.ship_to.phone, destination=job.ship_to.city or job.ship_to.province,
+        region=job.carrier.region,  # the tariff region a bill's line is priced by
         started_at=now, watch=watch, shipment=Journey(
             carrier_code=carrier_code.upper(), tracking_number=number, handed_over_at=now,
             promised_by=now + rules.delivery_promise if rules.delivery_promise else None))

@@ -18,20 +18,25 @@ import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core import aws, leases
 from chalicelib.core.clock import epoch_seconds, iso
 from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
 from chalicelib.core.settings import settings
-from chalicelib.tracking.parcels import Parcel
+from chalicelib.tracking.parcels import BilledFee, Parcel
 
 DUE_INDEX = "due"
 TRACKING_INDEX = "by-tracking-number"
+MONTH_INDEX = "by-carrier-month"
+_BILLING_ZONE = ZoneInfo("Asia/Shanghai")  # couriers date bills in China's days
 DUE = "DUE"
 RAW_RETENTION = timedelta(days=180)
 CLAIM_RETENTION = timedelta(days=1)  # a claim left by a stopped run is gone by then (TTL)
 _RUN_LEASE = {"pk": "LEASE#track_parcels", "sk": "LEASE"}
-_DERIVED = ("pk", "sk", "due_pk", "next_check_at", "version")
+_DERIVED = ("pk", "sk", "due_pk", "next_check_at", "version", "bill_pk")
 
 
 def _table() -> str:
@@ -40,6 +45,14 @@ def _table() -> str:
 
 def pk(carrier_code: str, tracking_number: str) -> str:
     return f"SHIP#{carrier_code.upper()}#{tracking_number}"
+
+
+def bill_pk(carrier_code: str, month: str) -> str:
+    return f"{carrier_code.upper()}#{month}"
+
+
+def _bill_month(parcel: Parcel) -> str:
+    return parcel.started_at.astimezone(_BILLING_ZONE).strftime("%Y-%m")
 
 
 def _parcel(item: Mapping[str, Any]) -> Parcel:
@@ -81,11 +94,53 @@ def by_tracking_number(tracking_number: str, limit: int) -> list[tuple[str, str]
             for item in map(from_attrs, answer.get("Items", []))]
 
 
+class MonthParcel(BaseModel):
+    """A parcel as the by-carrier-month index holds it: what a bill is checked with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    carrier_code: str
+    tracking_number: str
+    order_id: str = ""
+    region: str = ""
+    billed: BilledFee | None = None
+
+
+def in_month(carrier_code: str, month: str) -> Iterator[MonthParcel]:
+    """Our parcels of a courier handed over in a month (YYYY-MM, Asia/Shanghai): one paged
+    Query of the index (eventually consistent: a parcel written a moment ago may be absent)."""
+    paginator = aws.client("dynamodb").get_paginator("query")
+    pages = paginator.paginate(
+        TableName=_table(), IndexName=MONTH_INDEX,
+        KeyConditionExpression="bill_pk = :m",
+        ExpressionAttributeValues=to_attrs({":m": bill_pk(carrier_code, month)}))
+    for page in pages:
+        for item in map(from_attrs, page.get("Items", [])):
+            yield MonthParcel(carrier_code=carrier_code.upper(),
+                              tracking_number=str(item["tracking_number"]),
+                              order_id=str(item.get("order_id", "")),
+                              region=str(item.get("region", "")), billed=item.get("billed"))
+
+
+def billed_action(carrier_code: str, tracking_number: str, billed: BilledFee) -> Action:
+    """Keep the courier's actual fee on the parcel (for a transaction: the parcel must exist).
+    The version moves on, so a tracker write prepared from an older read retries instead of
+    dropping it."""
+    return Action(f"billed {pk(carrier_code, tracking_number)}", {"Update": {
+        "TableName": _table(),
+        "Key": to_attrs({"pk": pk(carrier_code, tracking_number), "sk": "PARCEL"}),
+        "UpdateExpression": "SET billed = :b, version = version + :one",
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeValues": to_attrs({":b": billed.model_dump(mode="json"),
+                                               ":one": 1})}})
+
+
 def put(parcel: Parcel, read_version: int | None) -> Action:
     """Write the parcel whole: new (must not exist) or guarded by the version read."""
     item: dict[str, Any] = {
         **parcel.model_dump(mode="json"), "pk": pk(parcel.carrier_code, parcel.tracking_number),
-        "sk": "PARCEL", "version": (read_version or 0) + 1}
+        "sk": "PARCEL", "version": (read_version or 0) + 1,
+        "bill_pk": bill_pk(parcel.carrier_code, _bill_month(parcel))}
     if parcel.watch.next_check_at is not None:
         item["due_pk"], item["next_check_at"] = DUE, iso(parcel.watch.next_check_at)
     put: dict[str, Any] = {"TableName": _table(), "Item": to_attrs(item)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -65,6 +66,22 @@ LIABILITY_HINT = ("courier reported the parcel damaged in transit: damaged packa
                   "packaging turns out intact, the factory bears it")
 
 
+class BilledFee(BaseModel):
+    """What the courier billed for the parcel, from its monthly bill
+    (chalicelib/flows/bills.py); the expected figure is the tariff's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bill_id: str
+    line: int
+    month: str  # YYYY-MM, the month it was billed in
+    weight_kg: Decimal
+    fee: Decimal
+    surcharges: Decimal
+    billed: Decimal
+    expected: Decimal | None = None
+
+
 class Parcel(BaseModel):
     """One tracked parcel: the courier's facts, our watch over it, and whose it is."""
 
@@ -81,9 +98,11 @@ class Parcel(BaseModel):
     shipment_id: str
     phone: str = ""  # SF and ZTO check the recipient's phone on a query
     destination: str = ""
+    region: str = ""  # the cost region its job was routed for ("" before it was kept)
     started_at: datetime
     shipment: Journey
     watch: Watch
+    billed: BilledFee | None = None  # the actual fee, once a bill lists the parcel
 
     @property
     def subject(self) -> str:

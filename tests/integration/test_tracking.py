@@ -9,6 +9,7 @@ import urllib.parse
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import responses
@@ -122,6 +123,10 @@ def test_shipping_starts_tracking_once(api: Api, client: Client, stack: dict[str
     assert (parcel.order_id, parcel.job_id, parcel.provider) == (
         job["order_id"], job["job_id"], "kuaidi100")
     assert parcel.watch.subscription == "pending" and parcel.watch.next_check_at is not None
+    # A courier's bill prices it by the region its job was routed for, and finds it by month.
+    assert parcel.region == job["carrier"]["region"] != ""
+    month = parcel.started_at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    assert number in [p.tracking_number for p in shipments_store.in_month("STO", month)]
     report = {"shipment_id": "s1", "packages": [{"carrier_code": "STO",
                                                   "tracking_number": number}]}
     api.post(f"/jobs/{job['job_id']}/ship", report)  # the factory retries its report
