@@ -271,7 +271,7 @@ def test_scheduled_functions_are_never_retried_and_set_their_own_timeout_and_mem
     targets = [target for rule in resources_of(template, "AWS::Events::Rule").values()
                for target in rule["Properties"]["Targets"]]
     scheduled = {target["Arn"]["Fn::GetAtt"][0] for target in targets}
-    assert len(scheduled) == 7, scheduled
+    assert len(scheduled) == 8, scheduled
     invoke = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"] for c in
               resources_of(template, "AWS::Lambda::EventInvokeConfig").values()}
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_functions"]
