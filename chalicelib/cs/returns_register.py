@@ -155,5 +155,5 @@ def message(day: date, rows: Sequence[Row], config: EmailConfig) -> EmailMessage
     mail.set_content(plain_text(day, rows))
     mail.add_alternative(html_body(day, rows), subtype="html")
     mail.add_attachment(to_csv(rows).encode("utf-8"), maintype="text", subtype="csv",
-                        filename=attachment_name(day))
+                        filename=attachment_name(day), params={"charset": "utf-8"})
     return mail
