@@ -167,3 +167,12 @@ def reconcile_shops(event: Any) -> None:
     from chalicelib.flows import reconciliation
 
     reconciliation.on_schedule(event.context)
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def send_returns_register(event: Any) -> None:
+    """The day's returns register to sales, once, after the registration window closes (15
+    minutes past 14:30 local: the first run after that sends it)."""
+    from chalicelib.flows import returns_register
+
+    returns_register.on_schedule()

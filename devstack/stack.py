@@ -230,6 +230,9 @@ def start_im_sink() -> Any:
         "email:cs-team": {"sender": f"CS alerts <alerts@{LOCAL_DOMAIN}>",
                           "verified_identities": [LOCAL_DOMAIN],
                           "to": [f"cs-team@{LOCAL_DOMAIN}"]},
+        # Sales' mailbox: the daily returns register (RETURNS_RULES_JSON register_channel).
+        "email:sales": {"sender": f"Returns register <returns@{LOCAL_DOMAIN}>",
+                        "verified_identities": [LOCAL_DOMAIN], "to": [f"sales@{LOCAL_DOMAIN}"]},
     })
     return sink
 

@@ -175,6 +175,9 @@ class Wave(TypedDict):
     sort_list: list[SortSlot]
 
 
+DamageLocation = Literal["in_transit", "at_warehouse", "at_buyer", "unknown"]
+
+
 class ReturnItem(TypedDict):
     sku: str
     quantity: int
@@ -383,10 +386,15 @@ class WarehouseClient:
     def create_return(self, return_tracking_number: str, buyer_name: str,
                       items: Sequence[ReturnItem], reason: str,
                       packaging: Literal["intact", "damaged"],
-                      order_name: str | None = None) -> dict[str, Any]:
+                      order_name: str | None = None, complaint: str = "",
+                      damage_location: DamageLocation = "unknown") -> dict[str, Any]:
+        """Register a return any time: outside 09:00-14:30 the answer's `window` says which
+        day's window it was queued to (`queued`). `complaint`: the buyer's complaint form as
+        written; `damage_location` decides the liability when the packaging is damaged."""
         body: dict[str, Any] = {"return_tracking_number": return_tracking_number,
                                 "buyer_name": buyer_name, "items": [dict(i) for i in items],
-                                "reason": reason, "packaging": packaging}
+                                "reason": reason, "packaging": packaging,
+                                "complaint": complaint, "damage_location": damage_location}
         if order_name:
             body["order_name"] = order_name
         return self._call("POST", "/returns", body, idempotent=False)

@@ -88,9 +88,11 @@ TEMPLATES: Mapping[str, Template] = {
     "return.damaged": _t(
         ("退货破损", "Return damaged"),
         ("退回的商品有损坏。", "The returned goods are damaged."),
-        ("按包装定责（包装完好归工厂，包装破损快递与工厂分担）并发起索赔。",
-         "Assign liability by the packaging (intact: factory; damaged: courier and factory) "
-         "and file the claim.")),
+        ("按合同定责：包装完好的投诉由工厂负责（免费维修或赔偿）；包装破损按损坏发生地"
+         "（运输中归快递，仓库归工厂，买家处归买家）；按责任方索赔。",
+         "Liability by the contract: a complaint with intact packaging is the factory's (free "
+         "repair or compensation); with damaged packaging, where it was damaged (in transit: "
+         "courier; at the warehouse: factory; at the buyer: buyer). Claim from that party.")),
     "order.invalid": _t(
         ("订单无效", "Invalid order"),
         ("订单数据有问题，无法下发仓库。", "The order cannot go to the warehouse as it is."),

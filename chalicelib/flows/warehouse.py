@@ -615,31 +615,39 @@ def get_wave(partner_id: str, wave_id: str) -> dict[str, Any]:
 
 
 def register_return(partner_id: str, report: Any, now: datetime) -> dict[str, Any]:
-    """Idempotent on the return tracking number; each new return becomes a CS alert."""
+    """Idempotent on the return tracking number; each new return becomes a CS alert. Outside
+    the registration window it is queued to the next one (its `window`), not refused."""
     from chalicelib.warehouse import returns
 
     known = jobs_store.get_return(partner_id, report.return_tracking_number)
     if known is not None:
         return known
-    record = returns.record(report, partner_id, now)
+    record = returns.record(report, partner_id, now, protocol_rules().dispatch,
+                            returns.returns_rules())
     job = jobs_store.get(partner_id, report.job_id) if report.job_id else None
     if job is not None:
         observability.tag(job_id=job.job_id, order_id=job.order_id)
+    damaged = report.goods_damaged or report.packaging == "damaged"
+    window = record["window"]
+    queued = f" (queued to the {window['day']} window)" if window["queued"] else ""
     alert_topic.publish(alerts.Alert(
-        kind="return.damaged" if report.goods_damaged else "return.received",
-        severity=alerts.Severity.HIGH if report.goods_damaged else alerts.Severity.MEDIUM,
+        kind="return.damaged" if damaged else "return.received",
+        severity=alerts.Severity.HIGH if damaged else alerts.Severity.MEDIUM,
         subject=f"return:{report.return_tracking_number}", at=now,
         summary=f"Return {report.return_tracking_number} from {report.buyer_name} received by "
-                f"{partner_id}: {report.reason}; liability: {record['liability_hint']}",
+                f"{partner_id}{queued}: {report.reason}; liability: {record['liability_hint']}",
         facts={"order_name": report.order_name or (job.order_name if job else ""),
-               "order_id": job.order_id if job else "", "packaging": report.packaging},
+               "order_id": job.order_id if job else "", "packaging": report.packaging,
+               "damage_location": report.damage_location, "liability": record["liability"],
+               "complaint": report.complaint, "window_day": window["day"]},
     ))
     actions = [jobs_store.put_return(partner_id, record)]
     if job is not None:
         actions.append(orders_store.put_event(job.order_id, OrderEvent(
             type="return.received", at=now, actor=f"partner {partner_id}",
             summary=f"Return received ({report.reason}); liability: {record['liability_hint']}",
-            data={"return_tracking_number": report.return_tracking_number})))
+            data={"return_tracking_number": report.return_tracking_number,
+                  "liability": record["liability"], "window_day": window["day"]})))
     try:
         retrying(lambda: transact(actions), "return", reread=False)
     except TransactionConflict:

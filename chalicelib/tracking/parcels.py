@@ -59,11 +59,11 @@ _WORDS = {
     K.ADDRESS_ISSUE: "address problem", K.DAMAGED: "damaged", K.LOST: "reported lost",
     K.STATUS_REGRESSION: "tracking went backwards",
 }
-# Processing contract: intact packaging blames the factory; damaged packaging splits it
-# between courier and factory by where the goods were hit.
-LIABILITY_HINT = ("courier reported the parcel damaged in transit: damaged packaging splits "
-                  "liability between courier and factory by where the goods were hit; if the "
-                  "packaging turns out intact, the factory bears it")
+# Processing contract (chalicelib/warehouse/returns.py `liability`): with damaged packaging,
+# whoever had the goods where they were damaged; with intact packaging, the factory.
+LIABILITY_HINT = ("courier reported the parcel damaged in transit: with damaged packaging "
+                  "the courier answers for damage in transit; if the packaging turns out "
+                  "intact, any complaint about the goods is the factory's")
 
 
 class BilledFee(BaseModel):

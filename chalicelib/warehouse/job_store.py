@@ -4,7 +4,9 @@ partner by its key, and another partner's job id simply is not there.
   pk = <partner>  sk = job_<id>            the job (versioned; written whole, guarded by version)
   pk = <partner>  sk = FEED#<at>#<n>       the partner's change feed, oldest first
   pk = <partner>  sk = WAVE#<wave id>      a wave and its pick lists
-  pk = <partner>  sk = RETURN#<tracking>   a return the warehouse received
+  pk = <partner>  sk = RETURN#<tracking>   a return the warehouse received (`returns-by-day`
+                                           index: `returns_day`, its window day; `returns_at`)
+  pk = REGISTER#returns  sk = DAY#<day>    the day's returns register: being sent, or sent
   pk = <partner>  sk = SKU_LOCATIONS       where each SKU sits on the shelves
   pk = <partner>  sk = WRITEBACK#<job>#<shipment>  telling the marketplace of a shipment
                                            (chalicelib/marketplaces/writeback_store.py)
@@ -30,7 +32,13 @@ from typing import Any
 
 from chalicelib.core import aws, cursors, listing
 from chalicelib.core.clock import iso, parse_iso
-from chalicelib.core.dynamodb import Action, from_attrs, storage_errors, to_attrs
+from chalicelib.core.dynamodb import (
+    Action,
+    from_attrs,
+    is_condition_failure,
+    storage_errors,
+    to_attrs,
+)
 from chalicelib.core.settings import settings
 from chalicelib.warehouse.day_dispatch import PaidJob
 from chalicelib.warehouse.jobs import Handshake, Job, JobEvent, Work, next_deadline, protocol_rules
@@ -49,6 +57,9 @@ _DERIVED = ("pk", "sk", "offer_partner", "offer_at", "deadline_pk", "deadline_at
             "shipped_at", "waiting_on", "waiting_since")
 BY_PAID_DAY = "by-paid-day"
 WAITING_INDEX = "waiting-on-factory"
+RETURNS_INDEX = "returns-by-day"
+# The returns registers' markers, beside the partners' items (a partner id has no `#`).
+REGISTER_PK = "REGISTER#returns"
 OFFER, INTERCEPT = "offer", "intercept"  # what a job waits for the factory to do
 
 
@@ -308,15 +319,78 @@ def get_wave(partner_id: str, wave_id: str, consistent: bool = False) -> dict[st
 
 
 def put_return(partner_id: str, record: dict[str, Any]) -> Action:
+    """A return, once: with its window day and arrival (`returns-by-day` index: the day's
+    register, reproducible for any past day)."""
     sk = f"RETURN#{record['return_tracking_number']}"
+    item = {"pk": partner_id, "sk": sk, **record, "returns_day": record["window"]["day"],
+            "returns_at": f"{record['received_at']}#{partner_id}#{sk}"}
     return Action("return", {"Put": {
-        "TableName": _table(), "Item": to_attrs({"pk": partner_id, "sk": sk, **record}),
+        "TableName": _table(), "Item": to_attrs(item),
         "ConditionExpression": "attribute_not_exists(pk)",
     }})
 
 
+_RETURN_INDEX_KEYS = ("returns_day", "returns_at")
+
+
+def _return_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in ("pk", "sk", *_RETURN_INDEX_KEYS)}
+
+
 def get_return(partner_id: str, tracking: str) -> dict[str, Any] | None:
-    return _get_document(partner_id, f"RETURN#{tracking}")
+    found = _get_document(partner_id, f"RETURN#{tracking}")
+    return _return_of(found) if found is not None else None
+
+
+def returns_on(day: str) -> list[dict[str, Any]]:
+    """Every partner's returns of window day `day` (YYYY-MM-DD, the warehouse's calendar) in
+    the order they arrived: one Query of the returns-by-day index (a page per MB, some
+    thousand returns)."""
+    return [_return_of(item) for item in _pages({
+        "TableName": _table(), "IndexName": RETURNS_INDEX,
+        "KeyConditionExpression": "returns_day = :d",
+        "ExpressionAttributeValues": to_attrs({":d": day})})]
+
+
+def mark_register(day: str, now: datetime, lease: timedelta) -> bool:
+    """Claim the sending of `day`'s returns register: False if it was sent, or if another run
+    claimed it less than `lease` ago (that run sends it, or its claim lapses and a later run
+    does)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        aws.client("dynamodb").put_item(
+            TableName=_table(),
+            Item=to_attrs({"pk": REGISTER_PK, "sk": f"DAY#{day}", "state": "sending",
+                           "claimed_at": iso(now)}),
+            ConditionExpression="attribute_not_exists(pk) OR (#s = :sending AND claimed_at < :t)",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues=to_attrs({":sending": "sending", ":t": iso(now - lease)}))
+    except ClientError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+def register_sent(day: str, now: datetime, message_id: str, count: int) -> None:
+    """Mark `day`'s register sent: no later run sends it again."""
+    aws.client("dynamodb").put_item(TableName=_table(), Item=to_attrs({
+        "pk": REGISTER_PK, "sk": f"DAY#{day}", "state": "sent", "sent_at": iso(now),
+        "message_id": message_id, "returns": count}))
+
+
+def release_register(day: str) -> None:
+    """Give up a claim whose sending failed, so the next run tries again."""
+    aws.client("dynamodb").delete_item(
+        TableName=_table(), Key=_key(REGISTER_PK, f"DAY#{day}"),
+        ConditionExpression="#s = :sending", ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues=to_attrs({":sending": "sending"}))
+
+
+def register_state(day: str) -> dict[str, Any] | None:
+    """`day`'s register marker (state sending/sent, when, the message id), if any."""
+    return _get_document(REGISTER_PK, f"DAY#{day}", consistent=True)
 
 
 def sku_locations(partner_id: str) -> dict[str, str]:

@@ -338,7 +338,7 @@ def test_returns_are_registered_once_with_a_liability_hint(api: Api, client: Cli
               "items": [{"sku": "LS-WHT-M", "quantity": 1}], "reason": "collar torn",
               "packaging": "intact", "goods_damaged": True, "job_id": job["job_id"]}
     first = api.post("/returns", report, expect=201)
-    assert first["liability_hint"].startswith("factory")
+    assert first["liability"] == "factory" and first["liability_hint"].startswith("factory")
     assert api.post("/returns", report, expect=201) == first
     (alert,) = alerts_received(stack)
     assert alert["kind"] == "return.damaged" and "factory" in alert["summary"]

@@ -346,7 +346,7 @@ def probes() -> frozenset[Need]:
 
 
 def test_every_function_has_its_own_policy_file() -> None:
-    assert len(handlers()) == 14
+    assert len(handlers()) == 15
     assert set(CONFIG["lambda_functions"]) == set(handlers())
     files = [policy_file(h) for h in handlers()]
     assert len(set(files)) == len(files)
@@ -378,6 +378,8 @@ def test_the_scan_sees_what_it_checks() -> None:
                 _arn("ssm", "parameter/order-backbone/dev/shops/*/*")) in worker
     notifier = {n.action for n in required("notify_cs", "dev")}
     assert "ses:SendEmail" in notifier
+    register = {n.action for n in required("send_returns_register", "dev")}
+    assert {"ses:SendRawEmail", "dynamodb:Query"} <= register  # the attachment needs raw MIME
     # Adapters loaded by name through their registries are scanned too.
     assert "chalicelib.marketplaces.shopify_admin" in aws_reach.scan_of("write_back").imported
     assert "chalicelib.cs.channels.email" in aws_reach.scan_of("notify_cs").imported
@@ -430,7 +432,8 @@ def test_secrets_are_read_only_by_their_readers() -> None:
                                            "poll_taobao"},
         "/order-backbone/prod/secrets/sources/*": {"api_handler"},
         "/order-backbone/prod/secrets/couriers/*": {"api_handler", "track_parcels"},
-        "/order-backbone/prod/secrets/channels/*/*": {"notify_cs"},  # <platform>/<name>
+        # <platform>/<name>: CS's channels, and the returns register's email channel
+        "/order-backbone/prod/secrets/channels/*/*": {"notify_cs", "send_returns_register"},
     }
 
 
