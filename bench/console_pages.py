@@ -313,13 +313,22 @@ class Watch:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.spans: list[tuple[float, float]] = []
+        self.labelled: list[tuple[str, float]] = []  # (call, seconds) in the order they ended
         self.render = 0.0
         self._lock = threading.Lock()
         self.on = False
 
     def attach(self, client: Any) -> None:
+        client.meta.events.register("provide-client-params.dynamodb", self._named)
         client.meta.events.register("before-call.dynamodb", self._started)
         client.meta.events.register("after-call.dynamodb", self._ended)
+
+    @staticmethod
+    def _named(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        """The call's name in the report: operation, index (or table), a further page."""
+        where = params.get("IndexName") or str(params.get("TableName", "")).rsplit("-", 1)[-1]
+        more = "+page" if "ExclusiveStartKey" in params else ""
+        context["bench_label"] = f"{model.name} {where}{more}"
 
     def _started(self, model: Any, params: dict[str, Any], context: dict[str, Any],
                  **_: Any) -> None:
@@ -334,6 +343,8 @@ class Watch:
         if self.on and "bench_started" in context:
             with self._lock:
                 self.spans.append((context["bench_started"], time.perf_counter()))
+                self.labelled.append((context.get("bench_label", "?"),
+                                      time.perf_counter() - context["bench_started"]))
 
     def wrap_render(self) -> None:
         from chalicelib.console import web
@@ -363,6 +374,7 @@ class Watch:
     def page(self) -> Iterator[None]:
         self.calls.clear()
         self.spans.clear()
+        self.labelled.clear()
         self.render = 0.0
         self.on = True
         try:
@@ -482,6 +494,7 @@ class PageShape:
     in_calls: list[float] = field(default_factory=list)
     render: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
+    each: dict[str, list[float]] = field(default_factory=dict)  # call -> seconds per serving
 
 
 def shapes(browser: Browser, paths: dict[str, str], watch: Watch, reps: int,
@@ -500,6 +513,11 @@ def shapes(browser: Browser, paths: dict[str, str], watch: Watch, reps: int,
             shape.calls = Counter(watch.calls)
             shape.in_calls.append(watch.in_calls())
             shape.render.append(watch.render)
+            served: dict[str, float] = {}
+            for label, seconds in watch.labelled:
+                served[label] = served.get(label, 0.0) + seconds
+            for label, seconds in served.items():
+                shape.each.setdefault(label, []).append(seconds)
         found[name] = shape
     return found
 
@@ -571,12 +589,15 @@ def report(seeded: Seeded, sizes: dict[str, int], shaped: dict[str, PageShape],
               f"{ms(median(page)):>12}{ms(percentile(page, 90)):>12}{ms(median(bare)):>13}"
               f"{ratio:>7.2f}x{ms(median(fast[name])):>12}{ms(median(fast[f'bare {name}'])):>12}"
               f"{fast_ratio:>7.2f}x")
-    print("DynamoDB calls per page (the app's client; no page may Scan):")
+    print("DynamoDB calls per page (the app's client; no page may Scan), each call's median "
+          "time against the local endpoint:")
     for name in PAGES:
         calls = shaped[name].calls
         print(f"  {name:<8}{sum(calls.values())} calls: "
               + ", ".join(f"{op} {n}" for op, n in sorted(calls.items())))
         assert "Scan" not in calls, f"{name} scans a table: {calls}"
+        for label, seconds in sorted(shaped[name].each.items(), key=lambda x: -median(x[1])):
+            print(f"      {label:<44}{ms(median(seconds)):>12}")
     print("Where a page's time goes (medians of the watched runs; 'in DynamoDB calls' is the "
           "wall time with at least one call in flight):")
     for label, table in (("local endpoint", shaped), ("instant DynamoDB", instant_shaped)):
