@@ -430,6 +430,34 @@ class InstantDynamoDB:
                            Raw())
 
 
+@contextmanager
+def reads_in_turn() -> Iterator[None]:
+    """The pages' reads one after the other (`runs.started` as the flows call it, answering a
+    finished future): each call is then timed alone, and the page's time says what sending its
+    reads together saves on this endpoint."""
+    from concurrent.futures import Future
+
+    from chalicelib.flows import case_desk, order_view, today
+
+    def in_turn(call: Callable[..., Any], *args: Any) -> Future[Any]:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(call(*args))
+        except Exception as error:  # the future carries it, as the pool's would
+            done.set_exception(error)
+        return done
+
+    modules = (case_desk, order_view, today)
+    saved = [getattr(module, "started") for module in modules]  # noqa: B009
+    for module in modules:
+        setattr(module, "started", in_turn)  # noqa: B010
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            setattr(module, "started", original)  # noqa: B010
+
+
 # --- The work -------------------------------------------------------------------------------
 
 
@@ -547,11 +575,14 @@ def main() -> int:
         baselines = _baselines(plain, seeded)
         with Client(app, stage_name="local") as client, app_output_discarded():
             browser = Browser(client)
+            instant.recording = True  # from the sign-in on: the key's lookup is read again
             browser.sign_in()
             pages = {name: (lambda p=path: browser.get(p)) for name, path in paths.items()}
             instant.recording = True  # the warm-up records the answers the instant run replays
             sizes = {name: count() for name, count in baselines.items()}
             shaped = shapes(browser, paths, watch, 3, seeded)
+            with reads_in_turn():
+                serial = shapes(browser, paths, watch, 3, seeded)
             instant.recording = False
             real = rotate(REPS, {**pages, **{f"bare {n}": baselines[n] for n in PAGES}})
             instant.on = True
@@ -562,16 +593,18 @@ def main() -> int:
                                              **{f"bare {n}": baselines[n] for n in PAGES}})
             finally:
                 instant.on = False
-    return report(seeded, sizes, shaped, instant_shaped, real, fast, instant.missed)
+    return report(seeded, sizes, {"together": shaped, "in turn": serial,
+                                  "instant": instant_shaped}, real, fast, instant.missed)
 
 
 def _keep_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     context["bench_body"] = params.get("body", b"")
 
 
-def report(seeded: Seeded, sizes: dict[str, int], shaped: dict[str, PageShape],
-           instant_shaped: dict[str, PageShape], real: dict[str, list[float]],
-           fast: dict[str, list[float]], missed: Counter[str]) -> int:
+def report(seeded: Seeded, sizes: dict[str, int], shaped_by: dict[str, dict[str, PageShape]],
+           real: dict[str, list[float]], fast: dict[str, list[float]],
+           missed: Counter[str]) -> int:
+    shaped, serial = shaped_by["together"], shaped_by["in turn"]
     print(f"{REPS} rotating rounds of the three pages and their baselines against the local "
           f"endpoint (moto); {INSTANT_REPS} against the instant DynamoDB (recorded answers)")
     print(f"  {'page':<8}{'bare Query':>26}{'median':>12}{'p90':>12}{'bare median':>13}"
@@ -590,17 +623,21 @@ def report(seeded: Seeded, sizes: dict[str, int], shaped: dict[str, PageShape],
               f"{ratio:>7.2f}x{ms(median(fast[name])):>12}{ms(median(fast[f'bare {name}'])):>12}"
               f"{fast_ratio:>7.2f}x")
     print("DynamoDB calls per page (the app's client; no page may Scan), each call's median "
-          "time against the local endpoint:")
+          "time against the local endpoint when the page's reads go one after the other (each "
+          "alone: sent together they queue in the endpoint, which serves one at a time):")
     for name in PAGES:
         calls = shaped[name].calls
+        assert calls == serial[name].calls, (name, calls, serial[name].calls)
         print(f"  {name:<8}{sum(calls.values())} calls: "
-              + ", ".join(f"{op} {n}" for op, n in sorted(calls.items())))
+              + ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
+              + f"; page {ms(median(serial[name].total))} with its reads in turn, "
+              f"{ms(median(shaped[name].total))} with them together")
         assert "Scan" not in calls, f"{name} scans a table: {calls}"
-        for label, seconds in sorted(shaped[name].each.items(), key=lambda x: -median(x[1])):
+        for label, seconds in sorted(serial[name].each.items(), key=lambda x: -median(x[1])):
             print(f"      {label:<44}{ms(median(seconds)):>12}")
     print("Where a page's time goes (medians of the watched runs; 'in DynamoDB calls' is the "
           "wall time with at least one call in flight):")
-    for label, table in (("local endpoint", shaped), ("instant DynamoDB", instant_shaped)):
+    for label, table in (("local endpoint", shaped), ("instant DynamoDB", shaped_by["instant"])):
         for name in PAGES:
             shape = table[name]
             total, inside, render = (median(shape.total), median(shape.in_calls),
