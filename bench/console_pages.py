@@ -538,7 +538,11 @@ def shapes(browser: Browser, paths: dict[str, str], watch: Watch, reps: int,
                 shape.total.append(time.perf_counter() - started)
             assert answer.status_code == 200, (name, answer.status_code)
             _check(name, answer.body.decode(), seeded)
-            shape.calls = Counter(watch.calls)
+            assert "Scan" not in watch.calls, f"{name} scans a table: {watch.calls}"
+            if not shape.calls or sum(watch.calls.values()) < sum(shape.calls.values()):
+                # The steady state: the fewest calls of the servings (once a minute the
+                # session's key is read again, when its cached principal expires).
+                shape.calls = Counter(watch.calls)
             shape.in_calls.append(watch.in_calls())
             shape.render.append(watch.render)
             served: dict[str, float] = {}
@@ -627,7 +631,7 @@ def report(seeded: Seeded, sizes: dict[str, int], shaped_by: dict[str, dict[str,
           "alone: sent together they queue in the endpoint, which serves one at a time):")
     for name in PAGES:
         calls = shaped[name].calls
-        assert calls == serial[name].calls, (name, calls, serial[name].calls)
+        assert calls == serial[name].calls, (name, calls, serial[name].calls)  # the same reads
         print(f"  {name:<8}{sum(calls.values())} calls: "
               + ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
               + f"; page {ms(median(serial[name].total))} with its reads in turn, "
