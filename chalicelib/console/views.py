@@ -80,8 +80,8 @@ def cases(current: Visit) -> Response:
     if current.query.get("cursor"):
         query["cursor"] = current.query["cursor"]
     now = utcnow()
-    found = case_desk.list_cases(query, now)
-    counts = case_desk.open_counts(now).model_dump(mode="json")
+    found, open_counts = case_desk.queue_page(query, now)
+    counts = open_counts.model_dump(mode="json")
     return current.page("cases.html", cases=found["cases"], next_cursor=found["next_cursor"],
                         chosen=chosen, counts=counts, back=_back(current),
                         choices=_choices(counts, chosen))

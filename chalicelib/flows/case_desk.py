@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.core import cursors, listing, observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError, NotFound
+from chalicelib.core.runs import started
 from chalicelib.cs import case_store, cases, queue
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Severity
@@ -202,6 +203,15 @@ def open_counts(now: datetime | None = None) -> queue.OpenCounts:
     themselves. The index's one partition takes every open/resolve write (a few a second at
     the most, far below a partition's 1,000 writes a second)."""
     return queue.count_open(case_store.open_summary(), now or utcnow())
+
+
+def queue_page(query: dict[str, str],
+               now: datetime | None = None) -> tuple[dict[str, Any], queue.OpenCounts]:
+    """The console queue's page (`list_cases`) and its header (`open_counts`): two reads that
+    do not wait on each other, so sent at once."""
+    now = now or utcnow()
+    counting = started(open_counts, now)
+    return list_cases(query, now), counting.result()
 
 
 def _severity_starts(value: Any, names: list[str]) -> dict[str, Any]:

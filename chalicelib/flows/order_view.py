@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.core.errors import NotFound
+from chalicelib.core.runs import started
 from chalicelib.cs import case_store as cases_store
 from chalicelib.cs.cases import Case
 from chalicelib.orders import order_store as orders_store
@@ -59,6 +60,9 @@ class OrderView(BaseModel):
 
 
 def order_view(order_id: str) -> dict[str, Any]:
+    # The order's cases wait on nothing: read beside the order, its job and its parcels (each
+    # of which waits on the one before).
+    reading_cases = started(cases_store.cases_of_order, order_id)
     record = orders_store.read_all(order_id)
     if record.current is None or record.received is None:
         raise NotFound("order")
@@ -76,7 +80,7 @@ def order_view(order_id: str) -> dict[str, Any]:
         },
         "job": job_doc.model_dump(mode="json") if job_doc else None,
         **_delivery(job_doc),
-        "cases": [case.model_dump(mode="json") for case in cases_store.cases_of_order(order_id)],
+        "cases": [case.model_dump(mode="json") for case in reading_cases.result()],
         "timeline": [event.model_dump(mode="json") for event in record.events],
     }
 

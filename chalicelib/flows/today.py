@@ -15,8 +15,9 @@ no GetItem per order), each reading only projected attributes:
   6  cases notes-undelivered   dead notes since midnight     (Select=COUNT)
   7  cases notes-undelivered   dead alerts since midnight    (Select=COUNT)
 
-Seven Queries; a Query takes another page only when its answer passes 1 MB (about 7,000 paid
-jobs of about 150 bytes on one day, or 10,000 open cases). "Parcels with open problems" are the
+Seven Queries, sent at once (chalicelib.core.runs.started: the page waits for the slowest, not
+their sum); a Query takes another page only when its answer passes 1 MB (about 7,000 paid jobs
+of about 150 bytes on one day, or 10,000 open cases). "Parcels with open problems" are the
 open cases about a parcel (subject parcel:<carrier>:<number>), by carrier and case type, from
 the same summary as the open-case counts: the cases are what CS works, one per problem and
 parcel, and the shipments table has no index of open problems.
@@ -30,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.core.runs import started
 from chalicelib.cs import case_store, charts, queue
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.warehouse import day_dispatch
@@ -94,11 +96,17 @@ def today(now: datetime) -> TodayView:
     rules = protocol_rules().dispatch
     day = day_dispatch.working_day(now, rules)
     midnight = day_dispatch.day_start(day, rules)
-    paid = jobs_store.paid_on(day.isoformat())
-    offers = jobs_store.waiting_on_factory(jobs_store.OFFER, now - rules.confirm_within)
-    intercepts = jobs_store.waiting_on_factory(jobs_store.INTERCEPT)
-    summary = case_store.open_summary()
-    counts = {kind: outbox.undelivered_since(kind, midnight) for kind in outbox.UNDELIVERED_KINDS}
+    # The seven Queries depend on none of each other: all at once, the page waits for one.
+    reading_paid = started(jobs_store.paid_on, day.isoformat())
+    reading_offers = started(jobs_store.waiting_on_factory, jobs_store.OFFER,
+                             now - rules.confirm_within)
+    reading_intercepts = started(jobs_store.waiting_on_factory, jobs_store.INTERCEPT)
+    reading_summary = started(case_store.open_summary)
+    reading_counts = {kind: started(outbox.undelivered_since, kind, midnight)
+                      for kind in outbox.UNDELIVERED_KINDS}
+    paid, offers = reading_paid.result(), reading_offers.result()
+    intercepts, summary = reading_intercepts.result(), reading_summary.result()
+    counts = {kind: reading.result() for kind, reading in reading_counts.items()}
     return TodayView(
         day=day, timezone=rules.timezone, at=now,
         dispatch=day_dispatch.dispatch_figures(day, paid, now, rules),
