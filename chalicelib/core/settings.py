@@ -64,6 +64,10 @@ class Settings:
     # stack sets a few, so a round spans runs there as it does at a hundred times the shops.
     reconcile_pages_per_run: int = field(
         default_factory=lambda: _int("RECONCILE_PAGES_PER_RUN", 0))
+    # How old the open cases' figures (the queue's counts, the dashboard's parcel problems) may
+    # be: one page in that time counts the open cases again, the others read the count kept.
+    # 0: every page counts (the tests, which open cases and count them at once).
+    case_figures_seconds: int = field(default_factory=lambda: _int("CASE_FIGURES_SECONDS", 60))
     # Where the CS console is, as a person's browser reaches it (the stage's API address, or
     # its own domain; the ConsoleUrl parameter of infra/resources.yaml, which make deploy
     # requires; make run: its local API): every IM and email link starts with it, and its

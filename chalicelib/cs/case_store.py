@@ -435,3 +435,17 @@ __all__ = ["EVERYTHING", "Narrowing", "Recorded", "backfill_open_summary", "case
            "case_of", "cases_of_order", "change", "get", "most_severe_page", "open_cases",
            "open_page", "open_page_of_type", "open_summary", "page_of_order", "record",
            "severity_index"]
+
+
+# The open cases' figures, as last counted (flows/case_desk.py `open_figures`): one item, no
+# index attribute, rewritten whole by whichever page counts next.
+FIGURES_PK = "FIGURES#open"
+
+
+def kept_figures() -> dict[str, Any] | None:
+    return _get(FIGURES_PK)
+
+
+def keep_figures(figures: dict[str, Any]) -> None:
+    aws.client("dynamodb").put_item(TableName=_table(),
+                                    Item=to_attrs({"pk": FIGURES_PK, "figures": figures}))

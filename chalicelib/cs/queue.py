@@ -14,7 +14,7 @@ counts of the queue's header add up to the total and each is the length of the q
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -135,3 +135,18 @@ def _carrier_of(subject: str) -> str:
     """A parcel's subject is parcel:<carrier>:<tracking number> (chalicelib/tracking)."""
     parts = subject.split(":")
     return parts[1] if len(parts) > 2 and parts[1] else "unknown"
+
+
+class OpenFigures(BaseModel):
+    """What the open cases add up to, as of `at`: the queue's header and the dashboard's
+    parcel problems, from one read of the open-summary index."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    counts: OpenCounts
+    parcels: ParcelProblems
+
+
+def open_figures(rows: Sequence[SummaryRow], now: datetime) -> OpenFigures:
+    return OpenFigures(at=now, counts=count_open(rows, now), parcels=parcel_problems(rows))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +15,7 @@ from chalicelib.core import cursors, listing, observability
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError, NotFound
 from chalicelib.core.runs import started
+from chalicelib.core.settings import settings
 from chalicelib.cs import case_store, cases, queue
 from chalicelib.cs import outbox_store as outbox
 from chalicelib.cs.alerts import Severity
@@ -190,19 +191,39 @@ def _severity_position(value: Any, case_type: str | None,
 
 
 def open_counts(now: datetime | None = None) -> queue.OpenCounts:
-    """The queue's header: open cases by type, severity and age band, and the total.
+    """The queue's header: open cases by type, severity and age band, and the total
+    (`open_figures`)."""
+    return open_figures(now).counts
 
-    One Query (a page more per further MB) of the sparse `open-summary` index: one partition
-    holding every open case with only its type, severity, opening time, subject, marketplace and
-    carrier (about 100 bytes; 2,000 open cases are about 200 KB, one page), read with a
-    ProjectionExpression. Not counters kept in the open/resolve transactions: every case of
-    every type would write the same counter item, so a burst of courier problems would make
-    those transactions conflict with each other (TransactionConflict, retries, the queue's
-    redeliveries) for a figure that is read far less often than written; and a counter that
-    drifted (a failed write, a restore) would stay wrong, where the index is the cases
-    themselves. The index's one partition takes every open/resolve write (a few a second at
-    the most, far below a partition's 1,000 writes a second)."""
-    return queue.count_open(case_store.open_summary(), now or utcnow())
+
+def open_figures(now: datetime | None = None) -> queue.OpenFigures:
+    """What the open cases add up to, at most CASE_FIGURES_SECONDS old (a minute).
+
+    Counting reads every open case: one Query (a page more per further MB) of the sparse
+    `open-summary` index, one partition holding every open case with only its type, severity,
+    opening time, subject, marketplace and carrier (about 100 bytes; 2,000 open cases are
+    about 200 KB). Every page of the queue and the dashboard shows the figures, and a shift of
+    CS people reloads them all day: so the figures are kept in one item of the cases table,
+    and a page reads that (one GetItem) unless it is older than the setting, when the page
+    counts again and keeps its count for the next ones (two pages counting at once both write
+    the same figures; the later write wins). Not counters kept in the open/resolve
+    transactions: every case of every type would write the same counter item, so a burst of
+    courier problems would make those transactions conflict with each other
+    (TransactionConflict, retries, the queue's redeliveries); and a counter that drifted (a
+    failed write, a restore) would stay wrong, where a count is the cases themselves. The
+    list of cases itself is never kept: it is read live, page by page."""
+    now = now or utcnow()
+    fresh_for = settings().case_figures_seconds
+    if fresh_for > 0:
+        kept = case_store.kept_figures()
+        if kept is not None:
+            figures = queue.OpenFigures.model_validate(kept["figures"])
+            if now - figures.at < timedelta(seconds=fresh_for):
+                return figures
+    figures = queue.open_figures(case_store.open_summary(), now)
+    if fresh_for > 0:
+        case_store.keep_figures(figures.model_dump(mode="json"))
+    return figures
 
 
 def queue_page(query: dict[str, str],

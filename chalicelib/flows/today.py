@@ -4,18 +4,22 @@ parcels with open problems, open cases, notifications that did not get through. 
 The day is the dispatch calendar's (chalicelib/warehouse/dispatch.py, Asia/Shanghai unless the
 operator says otherwise): orders paid since its midnight, notifications since its midnight.
 
-One `today()` makes a fixed number of DynamoDB calls, every one a Query on an index (no Scan,
-no GetItem per order), each reading only projected attributes:
+One `today()` makes a fixed number of DynamoDB calls, every one a Query on an index but the
+kept figures' GetItem (no Scan, no read per order or case), each reading only projected
+attributes:
 
   1  jobs  by-paid-day         the day's paid jobs: paid_at, ship_by, work, shipped_at
   2  jobs  waiting-on-factory  offers made over `confirm_within` (24 h) ago, not accepted
   3  jobs  waiting-on-factory  open intercept requests
-  4  cases open-summary        every open case: type, severity, opened, subject, carrier
+  4  cases FIGURES#open        the open cases' figures kept by the last count (GetItem); when
+                               older than CASE_FIGURES_SECONDS (a minute) the page counts
+     cases open-summary        every open case: type, severity, opened, subject, carrier
+                               (Query) and keeps the figures (PutItem): case_desk.open_figures
   5  cases notes-undelivered   failed notes since midnight   (Select=COUNT)
   6  cases notes-undelivered   dead notes since midnight     (Select=COUNT)
   7  cases notes-undelivered   dead alerts since midnight    (Select=COUNT)
 
-Seven Queries, sent at once (chalicelib.core.runs.started: the page waits for the slowest, not
+Seven reads, sent at once (chalicelib.core.runs.started: the page waits for the slowest, not
 their sum); a Query takes another page only when its answer passes 1 MB (about 7,000 paid jobs
 of about 150 bytes on one day, or 10,000 open cases). "Parcels with open problems" are the
 open cases about a parcel (subject parcel:<carrier>:<number>), by carrier and case type, from
@@ -32,8 +36,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core.runs import started
-from chalicelib.cs import case_store, charts, queue
+from chalicelib.cs import charts, queue
 from chalicelib.cs import outbox_store as outbox
+from chalicelib.flows import case_desk
 from chalicelib.warehouse import day_dispatch
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse.jobs import protocol_rules
@@ -101,18 +106,17 @@ def today(now: datetime) -> TodayView:
     reading_offers = started(jobs_store.waiting_on_factory, jobs_store.OFFER,
                              now - rules.confirm_within)
     reading_intercepts = started(jobs_store.waiting_on_factory, jobs_store.INTERCEPT)
-    reading_summary = started(case_store.open_summary)
+    reading_figures = started(case_desk.open_figures, now)
     reading_counts = {kind: started(outbox.undelivered_since, kind, midnight)
                       for kind in outbox.UNDELIVERED_KINDS}
     paid, offers = reading_paid.result(), reading_offers.result()
-    intercepts, summary = reading_intercepts.result(), reading_summary.result()
+    intercepts, figures = reading_intercepts.result(), reading_figures.result()
     counts = {kind: reading.result() for kind, reading in reading_counts.items()}
     return TodayView(
         day=day, timezone=rules.timezone, at=now,
         dispatch=day_dispatch.dispatch_figures(day, paid, now, rules),
         offers_unaccepted=_waiting(offers), intercepts_waiting=_waiting(intercepts),
-        parcel_problems=queue.parcel_problems(summary),
-        open_cases=queue.count_open(summary, now),
+        parcel_problems=figures.parcels, open_cases=figures.counts,
         notifications=Undelivered(since=midnight, failed=counts["failed"], dead=counts["dead"],
                                   dead_alerts=counts["dead_alert"]))
 

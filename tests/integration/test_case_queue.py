@@ -7,6 +7,7 @@ marketplace) and checks only its own cases, or the change its cases make to the 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.access.keys import Role
+from chalicelib.core.clock import utcnow
 from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.flows import alert_dispatch, case_desk
 from tests.integration.test_list_pages import get, pages
@@ -166,3 +168,27 @@ def test_open_cases_written_before_the_summary_index_are_given_its_attributes(
     assert ids(case_desk.list_cases({"type": kind, "marketplace": market,
                                      "carrier_code": "YTO"}, NOW)) == [old]
     assert case_store.backfill_open_summary() == 0  # nothing left to give
+
+
+def test_the_open_figures_are_kept_a_minute_and_counted_again_after(
+        stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shift reloading the queue reads one kept item; the first page after a minute counts
+    the open cases again (the list itself is always live)."""
+    from chalicelib.core.settings import settings
+    from chalicelib.flows import case_desk
+    from tests.integration.test_today import dynamodb_calls
+
+    monkeypatch.setenv("CASE_FIGURES_SECONDS", "60")
+    settings.cache_clear()
+    now = utcnow() + timedelta(days=400)  # after whatever an earlier test kept
+    with dynamodb_calls() as calls:
+        first = case_desk.open_figures(now)
+    assert calls["Query"] >= 1 and calls["PutItem"] == 1, calls
+    with dynamodb_calls() as calls:
+        again = case_desk.open_figures(now + timedelta(seconds=59))
+    assert calls == Counter({"GetItem": 1}), calls
+    assert again == first
+    with dynamodb_calls() as calls:
+        later = case_desk.open_figures(now + timedelta(seconds=61))
+    assert calls["Query"] >= 1 and calls["PutItem"] == 1, calls
+    assert later.at == now + timedelta(seconds=61)

@@ -3,15 +3,16 @@
 queue its page beside its counts, an order's page the order's cases beside the order, its job
 and its parcels.
 
-Each DynamoDB call of the app's client is held a moment before it is sent (botocore's
-before-call), so calls made one after the other are never in flight together and calls made at
-once are: the most in flight together is how many the page sent at once. (The local endpoint
+Each DynamoDB call of the app's client is held before it is sent (botocore's before-call) until
+as many calls as the test expects are in flight, or a second has passed: calls made one after
+the other are never in flight together (each waits its second alone) and calls made at once all
+are, however slowly a loaded machine starts its threads. The most in flight together is how
+many the page sent at once. (The local endpoint
 serves them one at a time all the same: bench/console_pages.py says what that costs.)"""
 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,25 +24,28 @@ from chalicelib.access.keys import Role
 from chalicelib.core import aws
 from tests.integration.test_console import Person, make_order
 
-HOLD = 0.05  # seconds each call waits before it is sent
+HOLD = 1.0  # seconds a call waits at most for the others the test expects beside it
 
 
 @contextmanager
-def calls_in_flight() -> Iterator[dict[str, int]]:
-    """The app's DynamoDB calls while open: `peak` the most in flight together, `calls` all."""
+def calls_in_flight(together: int = 1) -> Iterator[dict[str, int]]:
+    """The app's DynamoDB calls while open: `peak` the most in flight together, `calls` all;
+    a call is held until `together` are in flight (or HOLD has passed)."""
     seen = {"now": 0, "peak": 0, "calls": 0}
-    lock = threading.Lock()
+    changed = threading.Condition()
 
     def begin(**_: Any) -> None:  # must return None: a value would replace the call
-        with lock:
+        with changed:
             seen["now"] += 1
             seen["calls"] += 1
             seen["peak"] = max(seen["peak"], seen["now"])
-        time.sleep(HOLD)
+            changed.notify_all()
+            changed.wait_for(lambda: seen["now"] >= together, timeout=HOLD)
 
     def end(**_: Any) -> None:
-        with lock:
+        with changed:
             seen["now"] -= 1
+            changed.notify_all()
 
     events = aws.client("dynamodb").meta.events
     events.register("before-call.dynamodb", begin)
@@ -62,7 +66,7 @@ def signed_in(client: Client, make_key: Any) -> Person:
 
 def test_the_today_page_sends_its_seven_queries_at_once(client: Client, make_key: Any) -> None:
     person = signed_in(client, make_key)
-    with calls_in_flight() as seen:
+    with calls_in_flight(together=7) as seen:
         page = person.get("/console/today")
     assert page.status_code == 200 and "<svg" in page.body.decode()
     # The session's read first, then the seven Queries together (a further page, if a Query
@@ -72,7 +76,7 @@ def test_the_today_page_sends_its_seven_queries_at_once(client: Client, make_key
 
 def test_the_case_queue_reads_its_page_beside_its_counts(client: Client, make_key: Any) -> None:
     person = signed_in(client, make_key)
-    with calls_in_flight() as seen:
+    with calls_in_flight(together=2) as seen:
         page = person.get("/console/cases")
     assert page.status_code == 200
     assert seen["peak"] == 2, seen
@@ -82,7 +86,7 @@ def test_an_order_page_reads_the_orders_cases_beside_the_order(
         client: Client, stack: dict[str, str], make_key: Any) -> None:
     order_id = make_order(client, stack)
     person = signed_in(client, make_key)
-    with calls_in_flight() as seen:
+    with calls_in_flight(together=2) as seen:
         page = person.get(f"/console/orders/{order_id}")
     assert page.status_code == 200 and order_id in page.body.decode()
     assert seen["peak"] == 2, seen
