@@ -32,7 +32,7 @@ from chalicelib.core.dynamodb import (
 )
 from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.core.settings import settings
-from chalicelib.cs import alert_topic, alerts
+from chalicelib.cs import alert_topic, alerts, refunds
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent, amended, changed_view
 from chalicelib.warehouse import job_store as jobs_store
@@ -530,6 +530,13 @@ def intercepted_view(transition: Transition, change_id: str, now: datetime) -> l
     stored = orders_store.get_current(transition.job.order_id)
     if stored is None:
         return []
+    if change.kind is jobs.ChangeKind.CANCEL:
+        # The goods stay home: the buyer's money goes back (after-sales' refund task). A
+        # marketplace's own cancellation is intercepted the same way.
+        task = refunds.refund_task(stored.order, "intercepted", change.requested_by,
+                                   change.reason, now, transition.job.job_id)
+        if task is not None:
+            alert_topic.publish(task)
     view = changed_view(stored.order, change.kind, change.address, now)
     if view == stored.order:
         return []  # a marketplace's own change: its view already says so

@@ -539,3 +539,70 @@ def test_protocol_rules_come_from_configuration(api: Api, client: Client, stack:
         assert warehouse.get_job(partner, job["job_id"]).dead_lettered  # after one offer
     finally:
         protocol_rules.cache_clear()
+
+
+# Refund tasks: a cancellation that took effect hands the refund to after-sales ---------------
+
+
+def _refunds(stack: dict[str, str]) -> list[dict[str, Any]]:
+    return [a for a in alerts_received(stack) if a["kind"] == "refund.due"]
+
+
+def test_a_cancellation_applied_before_print_opens_a_refund_task(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    total = api.current(job["order_id"])["totals"]["total"]
+    alerts_received(stack)
+    api.amend(job["order_id"], {"kind": "cancel", "reason": "buyer changed mind"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == job["order_id"] and task["severity"] == "medium"
+    facts = task["facts"]
+    assert (facts["order_id"], facts["marketplace"], facts["amount"], facts["cancelled"]) == (
+        job["order_id"], "shopify", total, "applied")
+    assert facts["currency"] and facts["job_id"] == job["job_id"]
+
+
+def test_an_intercepted_cancellation_opens_a_refund_task_and_a_failed_one_does_not(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    kept, stopped = accepted_jobs(api, client, stack, 2)
+    for job in (kept, stopped):
+        api.post(f"/jobs/{job['job_id']}/print")
+    asks = {job["job_id"]: api.amend(job["order_id"], {"kind": "cancel", "reason": "mind"})
+            for job in (kept, stopped)}
+    assert _refunds(stack) == []  # asked, not done: the parcel may still go
+    api.post(f"/jobs/{kept['job_id']}/changes/{asks[kept['job_id']]['change']['change_id']}"
+             "/resolve", {"outcome": "failed"})
+    assert _refunds(stack) == []
+    api.post(f"/jobs/{stopped['job_id']}/changes/"
+             f"{asks[stopped['job_id']]['change']['change_id']}/resolve",
+             {"outcome": "intercepted"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == stopped["order_id"]
+    assert task["facts"]["cancelled"] == "intercepted"
+    assert task["facts"]["cancelled_by"] == "cs ann"
+
+
+def _cancel_on_shopify(client: Client, stack: dict[str, str], external_id: int) -> None:
+    full = {**shopify_order(id=external_id), "cancelled_at": "2026-11-23T11:00:00+08:00",
+            "updated_at": "2026-11-23T11:00:00+08:00"}
+    body = dumps(full)
+    headers = shopify_headers(body, topic="orders/cancelled")
+    client.http.post("/webhooks/shopify", headers=headers, body=body)
+    process(client, stack, "shopify", headers["X-Shopify-Webhook-Id"])
+
+
+def test_a_marketplace_cancellation_opens_a_refund_task_when_it_takes_effect(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    early, late = accepted_jobs(api, client, stack, 2)
+    api.post(f"/jobs/{late['job_id']}/print")
+    alerts_received(stack)
+    for job in (early, late):
+        _cancel_on_shopify(client, stack, int(job["external_id"]))
+    (task,) = _refunds(stack)  # before print: cancelled at once
+    assert task["subject"] == early["order_id"]
+    (change,) = api.get(f"/jobs/{late['job_id']}")["changes"]
+    api.post(f"/jobs/{late['job_id']}/changes/{change['change_id']}/resolve",
+             {"outcome": "intercepted"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == late["order_id"]
+    assert task["facts"]["cancelled"] == "intercepted"
