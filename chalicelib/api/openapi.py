@@ -165,7 +165,13 @@ def _warehouse_operations() -> list[Operation]:
         Operation("post", "/jobs/{job_id}/pick", "pickJob", "Report the job picked",
                   warehouse.PickRequest, Job, 200, [job], no_job, state),
         Operation("post", "/jobs/{job_id}/pack", "packJob", "Report the job packed with weight "
-                  "and packages", warehouse.PackRequest, Job, 200, [job], no_job, state),
+                  "and packages, and what each package holds (SKU and quantity), checked "
+                  "against the job", warehouse.PackRequest, Job, 200, [job], no_job,
+                  state + "; `pack_mismatch`: the packages do not hold the job's items "
+                  "(`details.differences`: sku, ordered, packed, kind wrong/extra/short); "
+                  "nothing was recorded. Pack what the job lists, or send `ship_anyway` with "
+                  "a `reason`: recorded, and customer service opens a wrong/short shipment "
+                  "case"),
         Operation("post", "/jobs/{job_id}/ship", "shipJob", "Report packages handed to the "
                   "courier (idempotent on shipment_id)", warehouse.ShipRequest, Job, 200, [job],
                   no_job, state),

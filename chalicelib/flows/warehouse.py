@@ -285,6 +285,21 @@ class PickRequest(_Request):
 class PackRequest(_Request):
     weight_grams: int = Field(gt=0, le=1_000_000)
     package_count: int = Field(ge=1, le=100)
+    # What each package holds (SKU and quantity), checked against the job; optional, so a
+    # partner that does not scan yet still packs.
+    packages: tuple[jobs.PackedPackage, ...] = Field(default=(), max_length=100)
+    # A mismatch is refused unless the packer ships it anyway, saying why (recorded; CS gets
+    # a wrong/short shipment case).
+    ship_anyway: bool = False
+    reason: str = Field(default="", max_length=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PackRequest:
+        if self.packages and len(self.packages) != self.package_count:
+            raise ValueError("packages must list each of the package_count packages")
+        if self.ship_anyway and not self.reason.strip():
+            raise ValueError("ship_anyway needs a reason")
+        return self
 
 
 class ShipRequest(_Request):
@@ -485,7 +500,8 @@ def pick(partner_id: str, job_id: str, now: datetime) -> Job:
 
 def pack(partner_id: str, job_id: str, request: PackRequest, now: datetime) -> Job:
     return apply(partner_id, job_id,
-                 lambda j: jobs.pack(j, request.weight_grams, request.package_count, now),
+                 lambda j: jobs.pack(j, request.weight_grams, request.package_count, now,
+                                     request.packages, request.ship_anyway, request.reason),
                  f"partner {partner_id}", now)
 
 

@@ -606,3 +606,68 @@ def test_a_marketplace_cancellation_opens_a_refund_task_when_it_takes_effect(
     (task,) = _refunds(stack)
     assert task["subject"] == late["order_id"]
     assert task["facts"]["cancelled"] == "intercepted"
+
+
+# Packing against the job: SKU and quantity per package ------------------------------------
+
+
+def _printed(api: Api, client: Client, stack: dict[str, str]) -> dict[str, Any]:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    api.post(f"/jobs/{job['job_id']}/print")
+    alerts_received(stack)
+    return job
+
+
+def _contents(*packages: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"items": [{"sku": sku, "quantity": n} for sku, n in package.items()]}
+            for package in packages]
+
+
+def test_packed_items_that_match_the_job_are_recorded(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    body = {"weight_grams": 900, "package_count": 2,
+            "packages": _contents({"TOTE-NAT": 1, "LS-WHT-M": 1}, {"LS-WHT-M": 1})}
+    packed = api.post(f"/jobs/{job['job_id']}/pack", body)
+    assert packed["work"] == "packed" and packed["pack_mismatch"] == []
+    assert [len(p["items"]) for p in packed["packed_items"]] == [2, 1]
+    assert alerts_received(stack) == []
+
+
+def test_a_pack_mismatch_is_refused_naming_the_differences(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    body = {"weight_grams": 900, "package_count": 1,
+            "packages": _contents({"LS-WHT-M": 1, "MUG-RED": 1})}
+    refused = api.post(f"/jobs/{job['job_id']}/pack", body, expect=409)
+    assert refused["error"] == "pack_mismatch"
+    assert refused["details"]["differences"] == [
+        {"sku": "LS-WHT-M", "ordered": 2, "packed": 1, "kind": "short"},
+        {"sku": "TOTE-NAT", "ordered": 1, "packed": 0, "kind": "short"},
+        {"sku": "MUG-RED", "ordered": 0, "packed": 1, "kind": "wrong"}]
+    assert api.get(f"/jobs/{job['job_id']}")["work"] == "printed"  # nothing recorded
+    assert alerts_received(stack) == []
+    unreasoned = api.post(f"/jobs/{job['job_id']}/pack", {**body, "ship_anyway": True},
+                          expect=422)
+    assert unreasoned["error"] == "invalid_payload"
+
+
+def test_a_mismatch_shipped_anyway_is_recorded_and_opens_wrong_and_short_cases(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    body = {"weight_grams": 900, "package_count": 1, "ship_anyway": True,
+            "reason": "LS-WHT-M out of stock, buyer agreed to a mug instead",
+            "packages": _contents({"TOTE-NAT": 1, "LS-WHT-M": 1, "MUG-RED": 1})}
+    packed = api.post(f"/jobs/{job['job_id']}/pack", body)
+    assert packed["work"] == "packed"
+    assert packed["pack_mismatch_reason"] == body["reason"]
+    assert [(d["sku"], d["kind"]) for d in packed["pack_mismatch"]] == [
+        ("LS-WHT-M", "short"), ("MUG-RED", "wrong")]
+    raised = {a["kind"]: a for a in alerts_received(stack)}
+    assert sorted(raised) == ["shipment.short", "shipment.wrong_items"]
+    assert raised["shipment.short"]["facts"]["differences"] == "LS-WHT-M: 1 of 2"
+    assert raised["shipment.wrong_items"]["facts"]["order_id"] == job["order_id"]
+    assert api.post(f"/jobs/{job['job_id']}/pack", body)["version"] == packed["version"]
+    assert alerts_received(stack) == []  # the same report again changes nothing
+    assert api.timeline(job["order_id"])[-3:] == [
+        "job.packed", "shipment.wrong_items", "shipment.short"]

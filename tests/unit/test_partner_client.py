@@ -486,6 +486,9 @@ def test_shipping_uses_the_jobs_carrier(server: FakeWarehouse, client: Warehouse
     run_at(sim, clock, 0, 1, 9, 13, 17, 21)
     [pack] = server.calls("/pack")
     assert pack["package_count"] == 1 and 500 < pack["weight_grams"] < 2000
+    # The parcel's contents go with the report, so the server can check them against the job.
+    assert pack["packages"] == [{"items": [{"sku": "TEE-M-BLK", "quantity": 2},
+                                           {"sku": "SOCK-L", "quantity": 1}]}]
     [ship] = server.calls("/ship")
     [package] = ship["packages"]
     assert package["carrier_code"] == "SF"
