@@ -210,7 +210,7 @@ def _cs_operations() -> list[Operation]:
     from chalicelib.cs import queue
     from chalicelib.cs.alerts import Severity
     from chalicelib.cs.cases import Case
-    from chalicelib.flows import amendments, case_desk, order_search, order_view, today
+    from chalicelib.flows import amendments, case_desk, complaints, order_search, order_view, today
 
     class FoundOrders(RootModel[order_search.SearchResult | order_view.OrderView]):
         """?q= answers the search's hits; the other lookups answer the one order."""
@@ -245,6 +245,12 @@ def _cs_operations() -> list[Operation]:
                   "attributed change: cancel, address, attributes, promise or note "
                   "(back_office)", amendments.Amendment, amendments.Amended, 201, [order],
                   not_found="No such order", conflict=closed),
+        Operation("post", "/orders/{order_id}/complaints", "complain", "A buyer's complaint "
+                  "of a wrong item, too few, or a missing item: on the order's timeline, and a "
+                  "case (shipment.wrong_items, shipment.short, shipment.missing_items; joins "
+                  "the warehouse's own case about the job when one is open) (back_office)",
+                  complaints.Complaint, complaints.Complained, 201, [order],
+                  not_found="No such order"),
         Operation("get", "/cases", "listCases", "Open cases, oldest first (or most severe "
                   "first, newest first within a severity), or every case of an order "
                   "(read_only)", None, case_desk.CaseList, 200, [

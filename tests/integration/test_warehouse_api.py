@@ -671,3 +671,53 @@ def test_a_mismatch_shipped_anyway_is_recorded_and_opens_wrong_and_short_cases(
     assert alerts_received(stack) == []  # the same report again changes nothing
     assert api.timeline(job["order_id"])[-3:] == [
         "job.packed", "shipment.wrong_items", "shipment.short"]
+
+
+# A buyer's complaint: wrong, short or missing items -------------------------------------------
+
+
+def test_a_buyers_complaint_opens_its_case_and_is_on_the_timeline(
+        api: Api, client: Client, stack: dict[str, str], make_key: Any) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    alerts_received(stack)
+    path = f"/cs/v1/orders/{job['order_id']}/complaints"
+    body = {"kind": "missing_item", "note": "the tote bag was not in the parcel",
+            "items": [{"sku": "TOTE-NAT", "quantity": 1}]}
+    answer = api.call("post", path, body, key=api.cs_key, expect=201)
+    assert (answer["case_type"], answer["subject"]) == ("shipment.missing_items", job["job_id"])
+    (alert,) = alerts_received(stack)
+    assert (alert["kind"], alert["severity"], alert["subject"]) == (
+        "shipment.missing_items", "high", job["job_id"])
+    assert alert["facts"]["order_id"] == job["order_id"]
+    assert alert["facts"]["items"] == "TOTE-NAT×1" and alert["facts"]["reported_by"] == "cs ann"
+    assert api.timeline(job["order_id"])[-1] == "order.complaint"
+    for kind, case_type in (("wrong_item", "shipment.wrong_items"), ("short", "shipment.short")):
+        assert api.call("post", path, {"kind": kind, "note": "n"}, key=api.cs_key,
+                        expect=201)["case_type"] == case_type
+    assert api.call("post", path, {"kind": "broken", "note": "n"}, key=api.cs_key,
+                    expect=422)["error"] == "invalid_payload"
+    assert api.call("post", path, {"kind": "short"}, key=api.cs_key, expect=422)
+    reader = make_key("staff", "rita", Role.READ_ONLY)
+    assert api.call("post", path, body, key=reader, expect=403)["error"] == "forbidden"
+    assert api.call("post", "/cs/v1/orders/ord_nope/complaints", body, key=api.cs_key,
+                    expect=404)["error"] == "order_not_found"
+
+
+def test_a_complaint_about_a_short_pack_joins_the_warehouses_case(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    from chalicelib.flows import alert_dispatch
+
+    job = _printed(api, client, stack)
+    api.post(f"/jobs/{job['job_id']}/pack", {
+        "weight_grams": 500, "package_count": 1, "ship_anyway": True, "reason": "no stock",
+        "packages": _contents({"TOTE-NAT": 1})})
+    api.call("post", f"/cs/v1/orders/{job['order_id']}/complaints",
+             {"kind": "short", "note": "only the tote arrived"}, key=api.cs_key, expect=201)
+    raised = alerts_received(stack)
+    assert [a["kind"] for a in raised] == ["shipment.short"] * 2
+    cases = {alert_dispatch.handle(json.dumps(a), utcnow()).case.case_id  # type: ignore[union-attr]
+             for a in raised}
+    assert len(cases) == 1
+    (case_id,) = cases
+    case = api.call("get", f"/cs/v1/cases/{case_id}", key=api.cs_key)
+    assert case["occurrences"] == 2 and case["order_id"] == job["order_id"]
