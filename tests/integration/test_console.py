@@ -372,3 +372,34 @@ def test_the_queue_counts_and_filters_and_today_draws_its_charts(
     page = text(day)
     assert page.count("<svg") >= 4 and 'data-testid="cutoff-row"' in page
     assert "Open cases by type" in page and "<script" not in page
+
+
+def test_a_buyers_complaint_is_taken_down_from_the_order_page(
+        person: Person, back_office: str, read_only: str, client: Client,
+        stack: dict[str, str]) -> None:
+    from tests.integration.flow import alerts_received
+
+    order_id = make_order(client, stack)
+    alerts_received(stack)
+    person.sign_in(back_office)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="complaint"' in page and 'data-testid="order-id"' in page
+    assert '<option value="LS-WHT-M">' in page  # the order's items to choose from
+    done = person.post(f"/console/orders/{order_id}/complaint", {
+        "csrf_token": person.csrf(), "kind": "short", "sku": "LS-WHT-M", "quantity": "1",
+        "note": "one shirt, not two"})
+    assert done.status_code == 303
+    after = text(person.get(done.headers["Location"]))
+    assert 'data-testid="amend-outcome" data-outcome="complaint"' in after
+    assert 'data-testid="timeline-event" data-type="order.complaint"' in after
+    (alert,) = alerts_received(stack)
+    assert alert["kind"] == "shipment.short" and alert["facts"]["items"] == "LS-WHT-M×1"
+    bad = person.post(f"/console/orders/{order_id}/complaint", {
+        "csrf_token": person.csrf(), "kind": "short", "note": ""})
+    assert bad.status_code in (400, 422) and alerts_received(stack) == []
+    reader = Person(client)
+    reader.sign_in(read_only)
+    assert 'data-testid="complaint"' not in text(reader.get(f"/console/orders/{order_id}"))
+    refused = reader.post(f"/console/orders/{order_id}/complaint", {
+        "csrf_token": reader.csrf(), "kind": "short", "note": "x"})
+    assert refused.status_code == 403 and alerts_received(stack) == []
