@@ -107,6 +107,8 @@ WORDS: Mapping[str, tuple[str, str]] = {
                             "The order is unchanged (the parcel has shipped); an after-sales "
                             "case is open."),
     "outcome_noted": ("已记录。", "Noted."),
+    "outcome_refunded": ("已退款", "Refunded"),
+    "outcome_not_needed": ("无需退款", "No refund needed"),
     "outcome_complaint": ("投诉已记录，已开（或并入）对应事件。",
                           "Complaint recorded; its case is open (or joined)."),
     "complaint": ("买家投诉：错发 / 少发 / 漏发", "Buyer complaint: wrong, short or missing"),

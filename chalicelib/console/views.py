@@ -128,8 +128,9 @@ def case_action(current: Visit, case_id: str, action: str) -> Response:
     if action == "resolve":
         if not note:
             raise ApiError(422, "note_required", "say how the case was resolved")
-        case_desk.resolve(case_id, f"cs {staff}", case_desk.ResolveCaseRequest(note=note),
-                          utcnow())
+        outcome = form_value(fields, "outcome", 32) or None
+        case_desk.resolve(case_id, f"cs {staff}",
+                          case_desk.ResolveCaseRequest(note=note, outcome=outcome), utcnow())
     else:
         case_desk.acknowledge(case_id, f"cs {staff}",
                               case_desk.AcknowledgeCaseRequest(note=note), utcnow())

@@ -18,10 +18,12 @@ from datetime import datetime
 from typing import Literal
 
 from chalicelib.cs.alerts import Alert, Severity
+from chalicelib.cs.cases import OUTCOMES, REFUND_DUE
 from chalicelib.orders.order import Order, OrderStatus
 
-REFUND_DUE = "refund.due"
-REFUND_OUTCOMES = ("refunded", "not_needed")
+__all__ = ["REFUND_DUE", "REFUND_OUTCOMES", "refund_due", "refund_task"]
+
+REFUND_OUTCOMES = OUTCOMES[REFUND_DUE]
 
 # How the cancellation took effect: before print (or with no job to ask), or by the factory's
 # intercept after print.

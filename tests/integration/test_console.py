@@ -403,3 +403,51 @@ def test_a_buyers_complaint_is_taken_down_from_the_order_page(
     refused = reader.post(f"/console/orders/{order_id}/complaint", {
         "csrf_token": reader.csrf(), "kind": "short", "note": "x"})
     assert refused.status_code == 403 and alerts_received(stack) == []
+
+
+def test_a_refund_task_is_resolved_as_refunded_or_not_needed(
+        person: Person, back_office: str, client: Client, stack: dict[str, str]) -> None:
+    """The refund task's own lifecycle: due until after-sales says refunded or not needed,
+    on the console and over the API; other cases take no outcome."""
+    import json
+
+    from chalicelib.core.clock import utcnow
+    from chalicelib.cs import case_store
+    from chalicelib.cs.alerts import Alert, Severity
+
+    def refund_task() -> str:
+        case = case_store.record(Alert(
+            kind="refund.due", subject=f"ord_{uuid.uuid4().hex[:8]}", severity=Severity.MEDIUM,
+            summary="refund 410.00 CNY on shopify", at=utcnow(),
+            facts={"external_id": "1042", "amount": "410.00"})).case
+        assert case is not None
+        return case.case_id
+
+    person.sign_in(back_office)
+    first = refund_task()
+    page = text(person.get(f"/console/cases/{first}"))
+    assert 'data-testid="resolve-outcome"' in page and 'value="not_needed"' in page
+    done = person.post(f"/console/cases/{first}/resolve", {
+        "csrf_token": person.csrf(), "outcome": "refunded", "note": "refunded on Shopify"})
+    assert done.status_code == 303
+    page = text(person.get(f"/console/cases/{first}"))
+    assert 'data-testid="case-status">resolved<' in page
+    assert 'data-testid="case-outcome" data-outcome="refunded"' in page
+    without = person.post(f"/console/cases/{refund_task()}/resolve", {
+        "csrf_token": person.csrf(), "note": "done"})
+    assert without.status_code == 422
+    assert 'data-testid="resolve-outcome"' not in text(person.get(
+        f"/console/cases/{open_a_case()}"))
+
+    def api(case_id: str, body: dict[str, Any]) -> Any:
+        return client.http.post(f"/cs/v1/cases/{case_id}/resolve", body=json.dumps(body),
+                                headers={"Authorization": f"Bearer {back_office}",
+                                         "Content-Type": "application/json"})
+
+    second = refund_task()
+    refused = api(second, {"note": "done"})
+    assert refused.status_code == 422
+    assert json.loads(refused.body)["details"]["outcomes"] == ["refunded", "not_needed"]
+    answer = json.loads(api(second, {"note": "buyer kept it", "outcome": "not_needed"}).body)
+    assert (answer["status"], answer["outcome"]) == ("resolved", "not_needed")
+    assert api(open_a_case(), {"note": "x", "outcome": "refunded"}).status_code == 422
