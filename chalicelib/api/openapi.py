@@ -274,8 +274,9 @@ def _cs_operations() -> list[Operation]:
                   "the reminders (back_office)", case_desk.AcknowledgeCaseRequest, Case, 200,
                   [case], not_found="No such case"),
         Operation("post", "/cases/{case_id}/resolve", "resolveCase", "Done, with a note saying "
-                  "how (back_office)", case_desk.ResolveCaseRequest, Case, 200, [case],
-                  not_found="No such case"),
+                  "how; a refund.due task also with its outcome, refunded or not_needed (422 "
+                  "`invalid_outcome` without one, or with one for another type) (back_office)",
+                  case_desk.ResolveCaseRequest, Case, 200, [case], not_found="No such case"),
         Operation("get", "/today", "today", "The day at a glance: orders paid today (the "
                   "dispatch calendar's day) against each cut-off, offers not accepted within "
                   "the contract's time, intercepts waiting, parcels with open problems, open "
