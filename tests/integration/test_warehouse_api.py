@@ -721,3 +721,19 @@ def test_a_complaint_about_a_short_pack_joins_the_warehouses_case(
     (case_id,) = cases
     case = api.call("get", f"/cs/v1/cases/{case_id}", key=api.cs_key)
     assert case["occurrences"] == 2 and case["order_id"] == job["order_id"]
+
+
+def test_a_paid_order_without_a_job_cancelled_by_cs_is_a_refund_task_too(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    (payload,) = queue_orders(client, stack, 1, shipping_address=None)  # no job: no address
+    from chalicelib.orders.order import order_id_for
+    from tests.support import SHOP
+
+    order_id = order_id_for("shopify", SHOP, str(payload["id"]))
+    assert api.call("get", f"/cs/v1/orders/{order_id}", key=api.cs_key)["job"] is None
+    alerts_received(stack)
+    api.amend(order_id, {"kind": "cancel", "reason": "no address, buyer cancelled"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == order_id and "job_id" not in task["facts"]
+    api.amend(order_id, {"kind": "cancel", "reason": "asked again"})
+    assert _refunds(stack) == []  # already cancelled: nothing new to refund
