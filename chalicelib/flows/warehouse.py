@@ -282,6 +282,11 @@ class PickRequest(_Request):
     pass
 
 
+# Item entries a pack report may list over all its packages: they are stored on the job, whose
+# item DynamoDB caps at 400 KB (a SKU may take 255 characters).
+MAX_PACKED_ENTRIES = 400
+
+
 class PackRequest(_Request):
     weight_grams: int = Field(gt=0, le=1_000_000)
     package_count: int = Field(ge=1, le=100)
@@ -297,6 +302,8 @@ class PackRequest(_Request):
     def _consistent(self) -> PackRequest:
         if self.packages and len(self.packages) != self.package_count:
             raise ValueError("packages must list each of the package_count packages")
+        if sum(len(package.items) for package in self.packages) > MAX_PACKED_ENTRIES:
+            raise ValueError(f"at most {MAX_PACKED_ENTRIES} items over all packages")
         if self.ship_anyway and not self.reason.strip():
             raise ValueError("ship_anyway needs a reason")
         return self

@@ -181,10 +181,13 @@ def pack_differences(lines: Sequence[JobLine],
     return tuple(found)
 
 
-def describe_differences(differences: Sequence[PackDifference]) -> str:
-    """"LS-WHT-M: 1 of 2; MUG-RED: 1, not ordered"."""
-    return "; ".join(f"{d.sku}: {d.packed}, not ordered" if d.kind == "wrong"
-                     else f"{d.sku}: {d.packed} of {d.ordered}" for d in differences)
+def describe_differences(differences: Sequence[PackDifference], limit: int = 10) -> str:
+    """"LS-WHT-M: 1 of 2; MUG-RED: 1, not ordered": the first `limit`, then how many more
+    (the job keeps them all; a message or a timeline line needs only the gist)."""
+    shown = "; ".join(f"{d.sku}: {d.packed}, not ordered" if d.kind == "wrong"
+                      else f"{d.sku}: {d.packed} of {d.ordered}" for d in differences[:limit])
+    more = len(differences) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
 
 
 class Promise(BaseModel):
@@ -608,8 +611,8 @@ def pack(job: Job, weight_grams: int, package_count: int, now: datetime,
         return Transition(job=job, changed=False)  # the same report again
     data: dict[str, Any] = {"job_id": job.job_id, "weight_grams": weight_grams,
                             "package_count": package_count}
-    if packages:
-        data["packages"] = [p.model_dump() for p in packages]
+    if packages:  # the contents are on the job; the timeline says how many were checked
+        data["items_packed"] = sum(item.quantity for p in packages for item in p.items)
     events = [JobEvent(
         type="job.packed", summary=f"Packed: {package_count} package(s), {weight_grams} g"
                                    + (", items checked" if packages and not differences else ""),

@@ -650,6 +650,9 @@ def test_a_pack_mismatch_is_refused_naming_the_differences(
     unreasoned = api.post(f"/jobs/{job['job_id']}/pack", {**body, "ship_anyway": True},
                           expect=422)
     assert unreasoned["error"] == "invalid_payload"
+    miscounted = api.post(f"/jobs/{job['job_id']}/pack", {**body, "package_count": 2},
+                          expect=422)
+    assert miscounted["error"] == "invalid_payload"
 
 
 def test_a_mismatch_shipped_anyway_is_recorded_and_opens_wrong_and_short_cases(

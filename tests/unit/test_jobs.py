@@ -427,6 +427,7 @@ def test_pack_differences_per_sku_over_all_packages() -> None:
     assert [(d.sku, d.ordered, d.packed, d.kind) for d in found] == [
         ("A", 3, 4, "extra"), ("B", 1, 0, "short"), ("C", 0, 1, "wrong")]
     assert jobs.describe_differences(found) == "A: 4 of 3; B: 0 of 1; C: 1, not ordered"
+    assert jobs.describe_differences(found, limit=1) == "A: 4 of 3; and 2 more"
 
 
 def test_pack_refuses_a_mismatch_and_records_one_shipped_anyway() -> None:
