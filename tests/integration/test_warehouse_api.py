@@ -740,3 +740,20 @@ def test_a_paid_order_without_a_job_cancelled_by_cs_is_a_refund_task_too(
     assert task["subject"] == order_id and "job_id" not in task["facts"]
     api.amend(order_id, {"kind": "cancel", "reason": "asked again"})
     assert _refunds(stack) == []  # already cancelled: nothing new to refund
+
+
+def test_the_largest_pack_report_is_stored(api: Api, client: Client,
+                                           stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    entries = [{"sku": f"{n:03d}" + "S" * 252, "quantity": 100_000} for n in range(400)]
+    body = {"weight_grams": 1_000_000, "package_count": 100, "ship_anyway": True,
+            "reason": "r" * 1000, "packages": [{"items": entries[n * 4:n * 4 + 4]}
+                                               for n in range(100)]}
+    packed = api.post(f"/jobs/{job['job_id']}/pack", body)
+    assert len(packed["pack_mismatch"]) == 402  # 400 not ordered, the job's 2 lines short
+    too_many = {**body, "packages": [*body["packages"][:99],  # type: ignore[misc]
+                                     {"items": [*entries[:4], entries[4]]}]}
+    assert api.post(f"/jobs/{job['job_id']}/pack", too_many, expect=422)["error"] == \
+        "invalid_payload"
+    assert sorted(a["kind"] for a in alerts_received(stack)) == [
+        "shipment.short", "shipment.wrong_items"]
