@@ -107,6 +107,7 @@ WORDS: Mapping[str, tuple[str, str]] = {
                             "The order is unchanged (the parcel has shipped); an after-sales "
                             "case is open."),
     "outcome_noted": ("已记录。", "Noted."),
+    "pack_mismatch": ("打包与订单不符（已发出）", "Packed unlike the order (shipped anyway)"),
     "outcome_refunded": ("已退款", "Refunded"),
     "outcome_not_needed": ("无需退款", "No refund needed"),
     "outcome_complaint": ("投诉已记录，已开（或并入）对应事件。",

@@ -384,6 +384,7 @@ def test_a_buyers_complaint_is_taken_down_from_the_order_page(
     person.sign_in(back_office)
     page = text(person.get(f"/console/orders/{order_id}"))
     assert 'data-testid="complaint"' in page and 'data-testid="order-id"' in page
+    assert 'data-testid="pack-mismatch"' not in page
     assert '<option value="LS-WHT-M">' in page  # the order's items to choose from
     done = person.post(f"/console/orders/{order_id}/complaint", {
         "csrf_token": person.csrf(), "kind": "short", "sku": "LS-WHT-M", "quantity": "1",
@@ -451,3 +452,22 @@ def test_a_refund_task_is_resolved_as_refunded_or_not_needed(
     answer = json.loads(api(second, {"note": "buyer kept it", "outcome": "not_needed"}).body)
     assert (answer["status"], answer["outcome"]) == ("resolved", "not_needed")
     assert api(open_a_case(), {"note": "x", "outcome": "refunded"}).status_code == 422
+
+
+def test_a_pack_shipped_anyway_shows_on_the_order_page(
+        person: Person, back_office: str, client: Client, stack: dict[str, str],
+        factory: str) -> None:
+    order_id = make_order(client, stack)
+    claimed = warehouse(client, factory, "/jobs/claim", {"max_jobs": 1})
+    (job,) = claimed["jobs"]
+    warehouse(client, factory, f"/jobs/{job['job_id']}/accept", {"lease_id": claimed["lease_id"]})
+    warehouse(client, factory, f"/jobs/{job['job_id']}/print", {})
+    warehouse(client, factory, f"/jobs/{job['job_id']}/pack", {
+        "weight_grams": 300, "package_count": 1, "ship_anyway": True,
+        "reason": "<b>shirts</b> out of stock",
+        "packages": [{"items": [{"sku": "TOTE-NAT", "quantity": 1}]}]})
+    person.sign_in(back_office)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="pack-mismatch"' in page
+    assert "LS-WHT-M: 0 / 2 (short)" in page
+    assert "&lt;b&gt;shirts&lt;/b&gt; out of stock" in page  # the partner's words, as text
