@@ -149,6 +149,15 @@ def test_the_factory_ships_and_changes_land_by_stage(running_stack: dict[str, An
     assert (readdress_me.removeprefix("ord_"), "change.intercept_requested") in seen
     assert (readdress_me.removeprefix("ord_"), "change.intercepted") in seen
 
+    # The cancellation applied before print handed the refund to after-sales, who makes it.
+    task = wait_for("the refund task", lambda: next(
+        (c for c in cases(run) if (c["type"], c["subject"]) == ("refund.due", cancel_me)), None))
+    resolved = requests.post(f"{run['api']}/cs/v1/cases/{task['case_id']}/resolve", timeout=10,
+                             json={"note": "refunded on Shopify", "outcome": "refunded"},
+                             headers={"Authorization": f"Bearer {run['cs_key']}"})
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["outcome"] == "refunded"
+
 
 def cases(run: dict[str, Any]) -> list[dict[str, Any]]:
     response = requests.get(f"{run['api']}/cs/v1/cases", params={"limit": 500}, timeout=10,
