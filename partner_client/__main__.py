@@ -22,6 +22,7 @@ from partner_client.client import (
     Job,
     Outcome,
     Package,
+    PackedItem,
     WarehouseClient,
     WarehouseError,
     Wave,
@@ -125,7 +126,16 @@ def cmd_wave(client: WarehouseClient, args: argparse.Namespace) -> int:
 
 
 def cmd_pack(client: WarehouseClient, args: argparse.Namespace) -> int:
-    print(_job_line(client.pack(args.job_id, args.weight_grams, args.packages)))
+    items: list[PackedItem] = []
+    for spec in args.item or []:
+        sku, _, quantity = spec.rpartition("=")
+        if not sku or not quantity.isdigit():
+            print(f"--item {spec!r}: expected SKU=QUANTITY", file=sys.stderr)
+            return 2
+        items.append({"sku": sku, "quantity": int(quantity)})
+    print(_job_line(client.pack(args.job_id, args.weight_grams, args.packages,
+                                packages=[items] if items else (),
+                                ship_anyway_reason=args.ship_anyway or "")))
     return 0
 
 
@@ -252,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("job_id", metavar="JOB_ID")
     pack.add_argument("--weight-grams", type=int, required=True)
     pack.add_argument("--packages", type=int, default=1)
+    pack.add_argument("--item", action="append", metavar="SKU=QUANTITY",
+                      help="what the (one) package holds, checked against the job; repeat")
+    pack.add_argument("--ship-anyway", metavar="REASON",
+                      help="ship a package that does not match the job, saying why")
     pack.set_defaults(run=cmd_pack)
 
     ship = sub.add_parser("ship", help="report a shipment (one package per --tracking)")

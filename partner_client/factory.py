@@ -24,6 +24,7 @@ from partner_client.client import (
     Change,
     Job,
     Package,
+    PackedItem,
     WarehouseClient,
     WarehouseError,
     Wave,
@@ -308,7 +309,8 @@ class SimulatedFactory:
 
     def _pack(self, tracked: Tracked) -> None:
         grams = self._weight(tracked.job)
-        job = self.client.pack(tracked.job["job_id"], grams, 1)
+        job = self.client.pack(tracked.job["job_id"], grams,
+                               packages=[_packed_items(tracked.job)])
         log.info("packed %s (%d g, 1 parcel)", job["job_id"], grams)
         self._adopt(job)
 
@@ -404,6 +406,14 @@ class SimulatedFactory:
     def _weight(self, job: Job) -> int:
         """Carton plus a few hundred grams per unit: plausible for garments."""
         return 150 + sum(self.rng.randint(250, 450) for _ in range(max(1, _units(job))))
+
+
+def _packed_items(job: Job) -> list[PackedItem]:
+    """One parcel holding exactly the job's lines (a careful packer), summed per SKU."""
+    counts: dict[str, int] = {}
+    for line in job.get("lines") or []:
+        counts[line["sku"]] = counts.get(line["sku"], 0) + int(line["quantity"])
+    return [{"sku": sku, "quantity": quantity} for sku, quantity in counts.items()]
 
 
 def _units(job: Job) -> int:

@@ -102,6 +102,19 @@ def amend_order(order_id: str) -> Response:
     return ok(amendments.amend(order_id, amendment, staff, utcnow()), status=201)
 
 
+@bp.route("/cs/v1/orders/{order_id}/complaints", methods=["POST"])
+@endpoint
+def complain(order_id: str) -> Response:
+    """Back office: a buyer says the parcel held a wrong item, too few, or missed one: on the
+    order's timeline and a CS case (chalicelib/flows/complaints.py)."""
+    from chalicelib.flows import complaints
+
+    staff = _staff("back_office")
+    order_id = _id(order_id, "order")
+    complaint = _body(complaints.Complaint)
+    return ok(complaints.complain(order_id, complaint, staff, utcnow()), status=201)
+
+
 @bp.route("/cs/v1/cases", methods=["GET"])
 @endpoint
 def open_cases() -> Response:

@@ -165,7 +165,13 @@ def _warehouse_operations() -> list[Operation]:
         Operation("post", "/jobs/{job_id}/pick", "pickJob", "Report the job picked",
                   warehouse.PickRequest, Job, 200, [job], no_job, state),
         Operation("post", "/jobs/{job_id}/pack", "packJob", "Report the job packed with weight "
-                  "and packages", warehouse.PackRequest, Job, 200, [job], no_job, state),
+                  "and packages, and what each package holds (SKU and quantity), checked "
+                  "against the job", warehouse.PackRequest, Job, 200, [job], no_job,
+                  state + "; `pack_mismatch`: the packages do not hold the job's items "
+                  "(`details.differences`: sku, ordered, packed, kind wrong/extra/short); "
+                  "nothing was recorded. Pack what the job lists, or send `ship_anyway` with "
+                  "a `reason`: recorded, and customer service opens a wrong/short shipment "
+                  "case"),
         Operation("post", "/jobs/{job_id}/ship", "shipJob", "Report packages handed to the "
                   "courier (idempotent on shipment_id)", warehouse.ShipRequest, Job, 200, [job],
                   no_job, state),
@@ -204,7 +210,7 @@ def _cs_operations() -> list[Operation]:
     from chalicelib.cs import queue
     from chalicelib.cs.alerts import Severity
     from chalicelib.cs.cases import Case
-    from chalicelib.flows import amendments, case_desk, order_search, order_view, today
+    from chalicelib.flows import amendments, case_desk, complaints, order_search, order_view, today
 
     class FoundOrders(RootModel[order_search.SearchResult | order_view.OrderView]):
         """?q= answers the search's hits; the other lookups answer the one order."""
@@ -239,6 +245,12 @@ def _cs_operations() -> list[Operation]:
                   "attributed change: cancel, address, attributes, promise or note "
                   "(back_office)", amendments.Amendment, amendments.Amended, 201, [order],
                   not_found="No such order", conflict=closed),
+        Operation("post", "/orders/{order_id}/complaints", "complain", "A buyer's complaint "
+                  "of a wrong item, too few, or a missing item: on the order's timeline, and a "
+                  "case (shipment.wrong_items, shipment.short, shipment.missing_items; joins "
+                  "the warehouse's own case about the job when one is open) (back_office)",
+                  complaints.Complaint, complaints.Complained, 201, [order],
+                  not_found="No such order"),
         Operation("get", "/cases", "listCases", "Open cases, oldest first (or most severe "
                   "first, newest first within a severity), or every case of an order "
                   "(read_only)", None, case_desk.CaseList, 200, [
@@ -262,8 +274,9 @@ def _cs_operations() -> list[Operation]:
                   "the reminders (back_office)", case_desk.AcknowledgeCaseRequest, Case, 200,
                   [case], not_found="No such case"),
         Operation("post", "/cases/{case_id}/resolve", "resolveCase", "Done, with a note saying "
-                  "how (back_office)", case_desk.ResolveCaseRequest, Case, 200, [case],
-                  not_found="No such case"),
+                  "how; a refund.due task also with its outcome, refunded or not_needed (422 "
+                  "`invalid_outcome` without one, or with one for another type) (back_office)",
+                  case_desk.ResolveCaseRequest, Case, 200, [case], not_found="No such case"),
         Operation("get", "/today", "today", "The day at a glance: orders paid today (the "
                   "dispatch calendar's day) against each cut-off, offers not accepted within "
                   "the contract's time, intercepts waiting, parcels with open problems, open "

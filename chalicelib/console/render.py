@@ -16,6 +16,7 @@ import jinja2
 from chalicelib.console.i18n import WORDS, word
 from chalicelib.cs import templates as messages
 from chalicelib.cs.alerts import Severity
+from chalicelib.cs.cases import OUTCOMES
 from chalicelib.cs.channels import Language
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -65,4 +66,4 @@ def render(name: str, language: Language, **context: Any) -> str:
 
     return environment().get_template(name).render(
         t=t, known=lambda key: key in WORDS, lang=language.value, case_label=case_label,
-        severity_label=severity_label, severities=SEVERITIES, **context)
+        severity_label=severity_label, severities=SEVERITIES, outcomes=OUTCOMES, **context)

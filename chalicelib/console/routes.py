@@ -159,6 +159,15 @@ def amend(order_id: str) -> Response:
     return views.amend(current, path_id(order_id, "order"))
 
 
+@bp.route("/console/orders/{order_id}/complaint", methods=["POST"], content_types=FORM)
+@page
+def complaint(order_id: str) -> Response:
+    from chalicelib.console import views
+
+    current = signed_in(BACK_OFFICE)
+    return views.complaint(current, path_id(order_id, "order"))
+
+
 @bp.route("/console/today", methods=["GET"])
 @page
 def today() -> Response:

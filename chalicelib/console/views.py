@@ -128,8 +128,9 @@ def case_action(current: Visit, case_id: str, action: str) -> Response:
     if action == "resolve":
         if not note:
             raise ApiError(422, "note_required", "say how the case was resolved")
-        case_desk.resolve(case_id, f"cs {staff}", case_desk.ResolveCaseRequest(note=note),
-                          utcnow())
+        outcome = form_value(fields, "outcome", 32) or None
+        case_desk.resolve(case_id, f"cs {staff}",
+                          case_desk.ResolveCaseRequest(note=note, outcome=outcome), utcnow())
     else:
         case_desk.acknowledge(case_id, f"cs {staff}",
                               case_desk.AcknowledgeCaseRequest(note=note), utcnow())
@@ -240,6 +241,32 @@ def amend(current: Visit, order_id: str) -> Response:
     result = change["status"] if change else ("noted" if amendment.kind == "note" else "applied")
     return current.redirect(href(f"/console/orders/{quote(order_id)}")
                             + f"?outcome={result}&kind={amendment.kind}")
+
+
+def complaint_of(fields: dict[str, str]) -> dict[str, Any]:
+    """The complaint a form describes, as the CS API's body would (validated by its model)."""
+    body: dict[str, Any] = {"kind": fields.get("kind", ""),
+                            "note": form_value(fields, "note", 1000)}
+    sku = form_value(fields, "sku", 255)
+    if sku:
+        quantity = fields.get("quantity", "1").strip() or "1"
+        if not quantity.isdigit():
+            raise ApiError(400, "invalid_form", "a quantity is a whole number")
+        body["items"] = [{"sku": sku, "quantity": int(quantity)}]
+    return body
+
+
+def complaint(current: Visit, order_id: str) -> Response:
+    """A buyer's complaint of wrong, short or missing items: recorded at once (it changes
+    nothing on the order or the job, so there is nothing to preview), then the order page."""
+    from chalicelib.core.signatures import validate_payload
+    from chalicelib.flows import complaints
+
+    complained = validate_payload(complaints.Complaint, complaint_of(current.form()))
+    staff = current.session.staff_id if current.session else ""
+    complaints.complain(order_id, complained, staff, utcnow())
+    return current.redirect(href(f"/console/orders/{quote(order_id)}")
+                            + f"?outcome=complaint&kind={complained.kind}")
 
 
 # Today ----------------------------------------------------------------------------------------

@@ -3,12 +3,15 @@
 An alert is a report; a case is the piece of work CS owns. Reports of a problem that is already
 open add to its case (count, last seen, severity only rises); a report that the problem ended
 resolves it automatically. Once resolved, the same problem reported again is a new case.
-Lifecycle: open -> acknowledged -> resolved, each step with who, when and a note.
+Lifecycle: open -> acknowledged -> resolved, each step with who, when and a note. A case type
+with outcomes (`OUTCOMES`: a refund task is due until refunded, or found not needed) is
+resolved by a person only with one of them, kept on the case as `outcome`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -18,6 +21,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.cs.alerts import Alert, Severity
 
 SYSTEM = "system"
+
+
+REFUND_DUE = "refund.due"  # after-sales' refund task (chalicelib/cs/refunds.py)
+
+# How a case of these types may end: its own lifecycle on top of open/acknowledged/resolved.
+OUTCOMES: Mapping[str, tuple[str, ...]] = {REFUND_DUE: ("refunded", "not_needed")}
+
+
+def outcome_problem(case_type: str, outcome: str | None) -> str | None:
+    """Why `outcome` cannot end a case of this type (None: it can). A type with outcomes
+    needs one of them; any other type takes none."""
+    allowed = OUTCOMES.get(case_type, ())
+    if not allowed:
+        return None if outcome is None else f"a {case_type} case is resolved without an outcome"
+    if outcome not in allowed:
+        return f"a {case_type} case is resolved as one of: {', '.join(allowed)}"
+    return None
 
 
 class CaseStatus(StrEnum):
@@ -56,6 +76,8 @@ class Case(BaseModel):
     last_reminded_at: datetime | None = None
     escalated_to_manager_at: datetime | None = None  # the reminder that went to the manager
     history: tuple[CaseStep, ...] = ()
+    # How it ended, for a type with outcomes (OUTCOMES): e.g. refunded, not_needed.
+    outcome: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -101,11 +123,15 @@ def acknowledge(case: Case, actor: str, note: str, now: datetime) -> Case:
                                    "history": (*case.history, step)})
 
 
-def resolve(case: Case, actor: str, note: str, now: datetime) -> Case:
+def resolve(case: Case, actor: str, note: str, now: datetime,
+            outcome: str | None = None) -> Case:
+    """Resolved, with how (`outcome`, for a type that has them: check `outcome_problem`
+    first; the history's note starts with it)."""
     if case.status is CaseStatus.RESOLVED:
         return case
-    step = CaseStep(at=now, actor=actor, action="resolved", note=note)
-    return case.model_copy(update={"status": CaseStatus.RESOLVED,
+    said = f"{outcome}: {note}" if outcome else note
+    step = CaseStep(at=now, actor=actor, action="resolved", note=said)
+    return case.model_copy(update={"status": CaseStatus.RESOLVED, "outcome": outcome,
                                    "history": (*case.history, step)})
 
 

@@ -93,6 +93,32 @@ TEMPLATES: Mapping[str, Template] = {
          "Liability by the contract: a complaint with intact packaging is the factory's (free "
          "repair or compensation); with damaged packaging, where it was damaged (in transit: "
          "courier; at the warehouse: factory; at the buyer: buyer). Claim from that party.")),
+    "refund.due": _t(
+        ("待退款", "Refund due"),
+        ("订单已取消（打单前作废或工厂拦截成功），买家已付款。",
+         "The order was cancelled (voided before print or intercepted by the factory) after "
+         "the buyer paid."),
+        ("售后在平台上给买家退款（金额见详情），完成后标记为已退款；无需退款时注明原因。",
+         "After-sales: refund the buyer on the marketplace (amount in the details), then "
+         "resolve as refunded, or as not needed with the reason.")),
+    "shipment.wrong_items": _t(
+        ("发错货", "Wrong items shipped"),
+        ("包裹里的商品与订单不符（错货或多发）。",
+         "The parcel's items do not match the order (wrong or extra items)."),
+        ("联系买家核实，安排补发正确商品并召回错发商品；记录仓库责任。",
+         "Confirm with the buyer, send the right items and recall the wrong ones; record the "
+         "warehouse's fault.")),
+    "shipment.short": _t(
+        ("少发", "Short shipment"),
+        ("包裹里的商品数量少于订单。", "The parcel holds fewer items than the order."),
+        ("联系买家确认缺少的商品，安排补发或部分退款；记录仓库责任。",
+         "Confirm with the buyer what is missing; resend it or refund that part; record the "
+         "warehouse's fault.")),
+    "shipment.missing_items": _t(
+        ("漏发", "Items missing"),
+        ("买家反映订单中的商品没有收到。", "The buyer says an item of the order never arrived."),
+        ("核对仓库打包记录和快递重量，安排补发或退款。",
+         "Check the packing record and the parcel's weight; resend or refund.")),
     "order.invalid": _t(
         ("订单无效", "Invalid order"),
         ("订单数据有问题，无法下发仓库。", "The order cannot go to the warehouse as it is."),

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from chalicelib.core import observability
 from chalicelib.core.dynamodb import Action, retrying, transact
 from chalicelib.core.errors import ApiError, NotFound
+from chalicelib.cs import alert_topic, refunds
 from chalicelib.flows import warehouse
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import Address, Order, OrderEvent, amended, changed_view
@@ -126,6 +127,8 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
                                                   protocol_rules())  # 409 if closed
                 warehouse.announce(transition, now)
         view = _current_view(stored.order, amendment, transition, now)
+        _refund_task(stored.order, view, amendment, actor, now,
+                     transition.job.job_id if transition else None)
         actions: list[Action] = [orders_store.put_current(
             view, stored, stored.job, now, amended(stored.order, view, stored.overrides))]
         if transition is not None:
@@ -144,3 +147,14 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
         return answer
 
     return retrying(attempt, "order")
+
+
+def _refund_task(before: Order, after: Order, amendment: Amendment, actor: str, now: datetime,
+                 job_id: str | None) -> None:
+    """A cancellation that took effect now (the view turned cancelled) hands the refund to
+    after-sales; published before the write, as every alert (CS dedupes a repeat)."""
+    if amendment.kind != "cancel" or after is before:
+        return
+    task = refunds.refund_task(before, "applied", actor, amendment.reason, now, job_id)
+    if task is not None:
+        alert_topic.publish(task)

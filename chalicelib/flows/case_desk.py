@@ -40,6 +40,9 @@ class ResolveCaseRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     note: str = Field(min_length=1, max_length=2000)  # how it was resolved: required
+    # How it ended, for a case type that has outcomes (cases.OUTCOMES: a refund.due task is
+    # refunded or not_needed); none for the others.
+    outcome: str | None = Field(default=None, min_length=1, max_length=32)
 
 
 class CaseList(BaseModel):
@@ -258,7 +261,15 @@ def acknowledge(case_id: str, actor: str, request: AcknowledgeCaseRequest,
 
 def resolve(case_id: str, actor: str, request: ResolveCaseRequest,
             now: datetime) -> dict[str, Any]:
-    return _change(case_id, lambda c: cases.resolve(c, actor, request.note, now), now)
+    def resolved(case: cases.Case) -> cases.Case:
+        problem = None if not case.is_open else cases.outcome_problem(case.type,
+                                                                       request.outcome)
+        if problem:
+            raise ApiError(422, "invalid_outcome", problem,
+                           outcomes=list(cases.OUTCOMES.get(case.type, ())))
+        return cases.resolve(case, actor, request.note, now, request.outcome)
+
+    return _change(case_id, resolved, now)
 
 
 def _change(case_id: str, change: Callable[[cases.Case], cases.Case],

@@ -33,7 +33,7 @@ from chalicelib.core.dynamodb import (
     transact,
 )
 from chalicelib.core.settings import settings
-from chalicelib.cs import alert_topic, alerts
+from chalicelib.cs import alert_topic, alerts, refunds
 from chalicelib.flows import marketplace_calls, warehouse
 from chalicelib.orders import deliveries, inbox_store
 from chalicelib.orders import order_store as orders_store
@@ -113,6 +113,7 @@ def _apply(item: Mapping[str, Any], delivery: Delivery, now: datetime) -> str:
             _alert_invalid(decision.order, decision.problems, now)
         if job_step:
             warehouse.announce(job_step[1], now)
+            _refund_task(stored, decision, job_step[1], delivery.actor, now)
         if decision.outcome != "stale":  # the current view is written: ours to recognise
             tried.append((stored.version + 1 if stored else 1, decision.outcome))
         try:
@@ -201,6 +202,22 @@ def _job_step(stored: orders_store.StoredOrder | None, decision: Decision, deliv
                                                       protocol_rules())
         for request in requests])
     return (current, transition) if transition.changed else None
+
+
+def _refund_task(stored: orders_store.StoredOrder | None, decision: Decision,
+                 transition: jobs.Transition, actor: str, now: datetime) -> None:
+    """The marketplace's cancellation applied before print: after-sales refunds the buyer
+    there (an intercepted one is handed over when the factory intercepts it). The amount is
+    the one paid: the view before the cancellation, which a platform may have zeroed since."""
+    if stored is None or not decision.cancel_job or not any(
+            c.kind is jobs.ChangeKind.CANCEL and c.status is jobs.ChangeStatus.APPLIED
+            and c.requested_at == now for c in transition.job.changes):
+        return
+    reason = f"order {decision.order.status} on {decision.order.marketplace}"
+    paid = stored.order.model_copy(update={"status": decision.order.status})
+    task = refunds.refund_task(paid, "applied", actor, reason, now, transition.job.job_id)
+    if task is not None:
+        alert_topic.publish(task)
 
 
 def _change_requests(decision: Decision) -> list[jobs.ChangeRequest]:

@@ -32,7 +32,7 @@ from chalicelib.core.dynamodb import (
 )
 from chalicelib.core.errors import ApiError, Busy, Conflict, NotFound
 from chalicelib.core.settings import settings
-from chalicelib.cs import alert_topic, alerts
+from chalicelib.cs import alert_topic, alerts, refunds
 from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import OrderEvent, amended, changed_view
 from chalicelib.warehouse import job_store as jobs_store
@@ -282,9 +282,31 @@ class PickRequest(_Request):
     pass
 
 
+# Item entries a pack report may list over all its packages: they are stored on the job, whose
+# item DynamoDB caps at 400 KB (a SKU may take 255 characters).
+MAX_PACKED_ENTRIES = 400
+
+
 class PackRequest(_Request):
     weight_grams: int = Field(gt=0, le=1_000_000)
     package_count: int = Field(ge=1, le=100)
+    # What each package holds (SKU and quantity), checked against the job; optional, so a
+    # partner that does not scan yet still packs.
+    packages: tuple[jobs.PackedPackage, ...] = Field(default=(), max_length=100)
+    # A mismatch is refused unless the packer ships it anyway, saying why (recorded; CS gets
+    # a wrong/short shipment case).
+    ship_anyway: bool = False
+    reason: str = Field(default="", max_length=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PackRequest:
+        if self.packages and len(self.packages) != self.package_count:
+            raise ValueError("packages must list each of the package_count packages")
+        if sum(len(package.items) for package in self.packages) > MAX_PACKED_ENTRIES:
+            raise ValueError(f"at most {MAX_PACKED_ENTRIES} items over all packages")
+        if self.ship_anyway and not self.reason.strip():
+            raise ValueError("ship_anyway needs a reason")
+        return self
 
 
 class ShipRequest(_Request):
@@ -485,7 +507,8 @@ def pick(partner_id: str, job_id: str, now: datetime) -> Job:
 
 def pack(partner_id: str, job_id: str, request: PackRequest, now: datetime) -> Job:
     return apply(partner_id, job_id,
-                 lambda j: jobs.pack(j, request.weight_grams, request.package_count, now),
+                 lambda j: jobs.pack(j, request.weight_grams, request.package_count, now,
+                                     request.packages, request.ship_anyway, request.reason),
                  f"partner {partner_id}", now)
 
 
@@ -530,6 +553,13 @@ def intercepted_view(transition: Transition, change_id: str, now: datetime) -> l
     stored = orders_store.get_current(transition.job.order_id)
     if stored is None:
         return []
+    if change.kind is jobs.ChangeKind.CANCEL:
+        # The goods stay home: the buyer's money goes back (after-sales' refund task). A
+        # marketplace's own cancellation is intercepted the same way.
+        task = refunds.refund_task(stored.order, "intercepted", change.requested_by,
+                                   change.reason, now, transition.job.job_id)
+        if task is not None:
+            alert_topic.publish(task)
     view = changed_view(stored.order, change.kind, change.address, now)
     if view == stored.order:
         return []  # a marketplace's own change: its view already says so

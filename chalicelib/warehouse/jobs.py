@@ -131,6 +131,65 @@ class Package(BaseModel):
     tracking_number: str = Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9\-]+$")
 
 
+class PackedItem(BaseModel):
+    """One SKU and how many of it went into a package, as the packer scanned or counted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: Sku
+    quantity: int = Field(gt=0, le=100_000)
+
+
+class PackedPackage(BaseModel):
+    """What one package holds (domain: pack against the items on the printed order)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    items: tuple[PackedItem, ...] = Field(min_length=1, max_length=200)
+
+
+class PackDifference(BaseModel):
+    """One SKU where the packages and the job disagree: `wrong` (not on the job), `extra`
+    (more than ordered), `short` (fewer than ordered; none packed is the item left out)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    ordered: int
+    packed: int
+    kind: Literal["wrong", "extra", "short"]
+
+
+def pack_differences(lines: Sequence[JobLine],
+                     packages: Sequence[PackedPackage]) -> tuple[PackDifference, ...]:
+    """The packages against the job, per SKU (the job's order first, then SKUs it has not)."""
+    ordered: dict[str, int] = {}
+    for line in lines:
+        ordered[line.sku] = ordered.get(line.sku, 0) + line.quantity
+    packed: dict[str, int] = {}
+    for package in packages:
+        for item in package.items:
+            packed[item.sku] = packed.get(item.sku, 0) + item.quantity
+    found = []
+    for sku in [*ordered, *(sku for sku in packed if sku not in ordered)]:
+        want, got = ordered.get(sku, 0), packed.get(sku, 0)
+        if want == got:
+            continue
+        kind: Literal["wrong", "extra", "short"] = (
+            "wrong" if want == 0 else "extra" if got > want else "short")
+        found.append(PackDifference(sku=sku, ordered=want, packed=got, kind=kind))
+    return tuple(found)
+
+
+def describe_differences(differences: Sequence[PackDifference], limit: int = 10) -> str:
+    """"LS-WHT-M: 1 of 2; MUG-RED: 1, not ordered": the first `limit`, then how many more
+    (the job keeps them all; a message or a timeline line needs only the gist)."""
+    shown = "; ".join(f"{d.sku}: {d.packed}, not ordered" if d.kind == "wrong"
+                      else f"{d.sku}: {d.packed} of {d.ordered}" for d in differences[:limit])
+    more = len(differences) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
 class Promise(BaseModel):
     """Something promised to the buyer that the warehouse must honour."""
 
@@ -244,6 +303,11 @@ class Job(BaseModel):
     reprint_required: bool = False  # an intercepted change made the label wrong
     weight_grams: int | None = None
     package_count: int | None = None
+    # What the packer reported in each package, when it did; a mismatch shipped anyway is
+    # recorded with the packer's reason (and CS has a wrong/short shipment case).
+    packed_items: tuple[PackedPackage, ...] = ()
+    pack_mismatch: tuple[PackDifference, ...] = ()
+    pack_mismatch_reason: str = ""
     shipments: tuple[Shipment, ...] = ()
     changes: tuple[Change, ...] = ()
 
@@ -524,19 +588,60 @@ def pick(job: Job, now: datetime) -> Transition:
                                     data={"job_id": job.job_id}), work=Work.PICKED)
 
 
-def pack(job: Job, weight_grams: int, package_count: int, now: datetime) -> Transition:
+def pack(job: Job, weight_grams: int, package_count: int, now: datetime,
+         packages: tuple[PackedPackage, ...] = (), ship_anyway: bool = False,
+         reason: str = "") -> Transition:
+    """Packed. With the packages' contents, they are checked against the job (domain: no wrong
+    pick, nothing missing): a mismatch is refused (409 `pack_mismatch`, naming each SKU) unless
+    the packer ships anyway with a reason, which is recorded and opens a wrong-items and/or a
+    short-shipment case for CS."""
     _require_accepted(job)
     if job.work not in (Work.PRINTED, Work.PICKED, Work.PACKED):
         raise job.conflict("not_printed", f"the job is {job.work}; pack after printing")
     _require_label(job)
+    differences = pack_differences(job.lines, packages) if packages else ()
+    if differences and not ship_anyway:
+        raise Conflict("pack_mismatch", "the packages do not hold the job's items: "
+                       + describe_differences(differences), current_state=job.state(),
+                       differences=[d.model_dump() for d in differences])
+    recorded = reason if differences else ""
     if (job.work is Work.PACKED and job.weight_grams == weight_grams
-            and job.package_count == package_count):
+            and job.package_count == package_count and job.packed_items == packages
+            and job.pack_mismatch_reason == recorded):
         return Transition(job=job, changed=False)  # the same report again
-    return _next(job, now, JobEvent(
-        type="job.packed", summary=f"Packed: {package_count} package(s), {weight_grams} g",
-        data={"job_id": job.job_id, "weight_grams": weight_grams,
-              "package_count": package_count}),
-        work=Work.PACKED, weight_grams=weight_grams, package_count=package_count)
+    data: dict[str, Any] = {"job_id": job.job_id, "weight_grams": weight_grams,
+                            "package_count": package_count}
+    if packages:  # the contents are on the job; the timeline says how many were checked
+        data["items_packed"] = sum(item.quantity for p in packages for item in p.items)
+    events = [JobEvent(
+        type="job.packed", summary=f"Packed: {package_count} package(s), {weight_grams} g"
+                                   + (", items checked" if packages and not differences else ""),
+        data=data)]
+    events += mismatch_events(job, differences, reason)
+    return _next(job, now, *events, work=Work.PACKED, weight_grams=weight_grams,
+                 package_count=package_count, packed_items=packages,
+                 pack_mismatch=differences, pack_mismatch_reason=recorded)
+
+
+# Which case a kind of difference opens: 发错货 (wrong or extra items), 少发/漏发 (too few).
+MISMATCH_CASES: dict[str, tuple[str, ...]] = {
+    "shipment.wrong_items": ("wrong", "extra"), "shipment.short": ("short",)}
+
+
+def mismatch_events(job: Job, differences: Sequence[PackDifference],
+                    reason: str) -> list[JobEvent]:
+    """A mismatch shipped anyway: one event (and CS case) per kind of fault."""
+    events = []
+    for case, kinds in MISMATCH_CASES.items():
+        these = [d for d in differences if d.kind in kinds]
+        if these:
+            events.append(JobEvent(
+                type=case, alert=case, severity="high",
+                summary=f"Packed anyway by {job.partner_id} ({reason}): "
+                        + describe_differences(these),
+                data={"job_id": job.job_id, "differences": describe_differences(these),
+                      "reason": reason}))
+    return events
 
 
 def ship(job: Job, shipment_id: str, packages: tuple[Package, ...], final: bool,

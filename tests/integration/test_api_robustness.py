@@ -374,13 +374,19 @@ def test_real_answers_of_both_apis_match_their_descriptions(
     amended = api.amend(first["order_id"], {"kind": "address", "reason": "buyer phoned",
                                             "address": NEW_ADDRESS})
     conforms("post", f"{c}/orders/{{order_id}}/amendments", 201, amended)
+    conforms("post", f"{c}/orders/{{order_id}}/complaints", 201, api.call(
+        "post", f"{c}/orders/{first['order_id']}/complaints",
+        {"kind": "short", "note": "one shirt only", "items": [{"sku": "LS-WHT-M"}]},
+        key=api.cs_key, expect=201))
     change_id = amended["change"]["change_id"]
     conforms("post", f"{w}/jobs/{{job_id}}/changes/{{change_id}}/resolve", 200, api.post(
         f"/jobs/{job_id}/changes/{change_id}/resolve", {"outcome": "intercepted"}))
     conforms("post", f"{w}/jobs/{{job_id}}/print", 200, api.post(f"/jobs/{job_id}/print"))
     conforms("post", f"{w}/jobs/{{job_id}}/pick", 200, api.post(f"/jobs/{job_id}/pick"))
     conforms("post", f"{w}/jobs/{{job_id}}/pack", 200, api.post(
-        f"/jobs/{job_id}/pack", {"weight_grams": 500, "package_count": 1}))
+        f"/jobs/{job_id}/pack", {"weight_grams": 500, "package_count": 1, "packages": [
+            {"items": [{"sku": "TOTE-NAT", "quantity": 1}, {"sku": "LS-WHT-M", "quantity": 2}]}
+        ]}))
     conforms("post", f"{w}/jobs/{{job_id}}/ship", 200, api.post(f"/jobs/{job_id}/ship", {
         "shipment_id": "s-1", "packages": [{"carrier_code": "STO",
                                             "tracking_number": "773099887766"}]}))

@@ -372,3 +372,102 @@ def test_the_queue_counts_and_filters_and_today_draws_its_charts(
     page = text(day)
     assert page.count("<svg") >= 4 and 'data-testid="cutoff-row"' in page
     assert "Open cases by type" in page and "<script" not in page
+
+
+def test_a_buyers_complaint_is_taken_down_from_the_order_page(
+        person: Person, back_office: str, read_only: str, client: Client,
+        stack: dict[str, str]) -> None:
+    from tests.integration.flow import alerts_received
+
+    order_id = make_order(client, stack)
+    alerts_received(stack)
+    person.sign_in(back_office)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="complaint"' in page and 'data-testid="order-id"' in page
+    assert 'data-testid="pack-mismatch"' not in page
+    assert '<option value="LS-WHT-M">' in page  # the order's items to choose from
+    done = person.post(f"/console/orders/{order_id}/complaint", {
+        "csrf_token": person.csrf(), "kind": "short", "sku": "LS-WHT-M", "quantity": "1",
+        "note": "one shirt, not two"})
+    assert done.status_code == 303
+    after = text(person.get(done.headers["Location"]))
+    assert 'data-testid="amend-outcome" data-outcome="complaint"' in after
+    assert 'data-testid="timeline-event" data-type="order.complaint"' in after
+    (alert,) = alerts_received(stack)
+    assert alert["kind"] == "shipment.short" and alert["facts"]["items"] == "LS-WHT-M×1"
+    bad = person.post(f"/console/orders/{order_id}/complaint", {
+        "csrf_token": person.csrf(), "kind": "short", "note": ""})
+    assert bad.status_code in (400, 422) and alerts_received(stack) == []
+    reader = Person(client)
+    reader.sign_in(read_only)
+    assert 'data-testid="complaint"' not in text(reader.get(f"/console/orders/{order_id}"))
+    refused = reader.post(f"/console/orders/{order_id}/complaint", {
+        "csrf_token": reader.csrf(), "kind": "short", "note": "x"})
+    assert refused.status_code == 403 and alerts_received(stack) == []
+
+
+def test_a_refund_task_is_resolved_as_refunded_or_not_needed(
+        person: Person, back_office: str, client: Client, stack: dict[str, str]) -> None:
+    """The refund task's own lifecycle: due until after-sales says refunded or not needed,
+    on the console and over the API; other cases take no outcome."""
+    import json
+
+    from chalicelib.core.clock import utcnow
+    from chalicelib.cs import case_store
+    from chalicelib.cs.alerts import Alert, Severity
+
+    def refund_task() -> str:
+        case = case_store.record(Alert(
+            kind="refund.due", subject=f"ord_{uuid.uuid4().hex[:8]}", severity=Severity.MEDIUM,
+            summary="refund 410.00 CNY on shopify", at=utcnow(),
+            facts={"external_id": "1042", "amount": "410.00"})).case
+        assert case is not None
+        return case.case_id
+
+    person.sign_in(back_office)
+    first = refund_task()
+    page = text(person.get(f"/console/cases/{first}"))
+    assert 'data-testid="resolve-outcome"' in page and 'value="not_needed"' in page
+    done = person.post(f"/console/cases/{first}/resolve", {
+        "csrf_token": person.csrf(), "outcome": "refunded", "note": "refunded on Shopify"})
+    assert done.status_code == 303
+    page = text(person.get(f"/console/cases/{first}"))
+    assert 'data-testid="case-status">resolved<' in page
+    assert 'data-testid="case-outcome" data-outcome="refunded"' in page
+    without = person.post(f"/console/cases/{refund_task()}/resolve", {
+        "csrf_token": person.csrf(), "note": "done"})
+    assert without.status_code == 422
+    assert 'data-testid="resolve-outcome"' not in text(person.get(
+        f"/console/cases/{open_a_case()}"))
+
+    def api(case_id: str, body: dict[str, Any]) -> Any:
+        return client.http.post(f"/cs/v1/cases/{case_id}/resolve", body=json.dumps(body),
+                                headers={"Authorization": f"Bearer {back_office}",
+                                         "Content-Type": "application/json"})
+
+    second = refund_task()
+    refused = api(second, {"note": "done"})
+    assert refused.status_code == 422
+    assert json.loads(refused.body)["details"]["outcomes"] == ["refunded", "not_needed"]
+    answer = json.loads(api(second, {"note": "buyer kept it", "outcome": "not_needed"}).body)
+    assert (answer["status"], answer["outcome"]) == ("resolved", "not_needed")
+    assert api(open_a_case(), {"note": "x", "outcome": "refunded"}).status_code == 422
+
+
+def test_a_pack_shipped_anyway_shows_on_the_order_page(
+        person: Person, back_office: str, client: Client, stack: dict[str, str],
+        factory: str) -> None:
+    order_id = make_order(client, stack)
+    claimed = warehouse(client, factory, "/jobs/claim", {"max_jobs": 1})
+    (job,) = claimed["jobs"]
+    warehouse(client, factory, f"/jobs/{job['job_id']}/accept", {"lease_id": claimed["lease_id"]})
+    warehouse(client, factory, f"/jobs/{job['job_id']}/print", {})
+    warehouse(client, factory, f"/jobs/{job['job_id']}/pack", {
+        "weight_grams": 300, "package_count": 1, "ship_anyway": True,
+        "reason": "<b>shirts</b> out of stock",
+        "packages": [{"items": [{"sku": "TOTE-NAT", "quantity": 1}]}]})
+    person.sign_in(back_office)
+    page = text(person.get(f"/console/orders/{order_id}"))
+    assert 'data-testid="pack-mismatch"' in page
+    assert "LS-WHT-M: 0 / 2 (short)" in page
+    assert "&lt;b&gt;shirts&lt;/b&gt; out of stock" in page  # the partner's words, as text

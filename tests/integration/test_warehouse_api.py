@@ -539,3 +539,221 @@ def test_protocol_rules_come_from_configuration(api: Api, client: Client, stack:
         assert warehouse.get_job(partner, job["job_id"]).dead_lettered  # after one offer
     finally:
         protocol_rules.cache_clear()
+
+
+# Refund tasks: a cancellation that took effect hands the refund to after-sales ---------------
+
+
+def _refunds(stack: dict[str, str]) -> list[dict[str, Any]]:
+    return [a for a in alerts_received(stack) if a["kind"] == "refund.due"]
+
+
+def test_a_cancellation_applied_before_print_opens_a_refund_task(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    total = api.current(job["order_id"])["totals"]["total"]
+    alerts_received(stack)
+    api.amend(job["order_id"], {"kind": "cancel", "reason": "buyer changed mind"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == job["order_id"] and task["severity"] == "medium"
+    facts = task["facts"]
+    assert (facts["order_id"], facts["marketplace"], facts["amount"], facts["cancelled"]) == (
+        job["order_id"], "shopify", total, "applied")
+    assert facts["currency"] and facts["job_id"] == job["job_id"]
+
+
+def test_an_intercepted_cancellation_opens_a_refund_task_and_a_failed_one_does_not(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    kept, stopped = accepted_jobs(api, client, stack, 2)
+    for job in (kept, stopped):
+        api.post(f"/jobs/{job['job_id']}/print")
+    asks = {job["job_id"]: api.amend(job["order_id"], {"kind": "cancel", "reason": "mind"})
+            for job in (kept, stopped)}
+    assert _refunds(stack) == []  # asked, not done: the parcel may still go
+    api.post(f"/jobs/{kept['job_id']}/changes/{asks[kept['job_id']]['change']['change_id']}"
+             "/resolve", {"outcome": "failed"})
+    assert _refunds(stack) == []
+    api.post(f"/jobs/{stopped['job_id']}/changes/"
+             f"{asks[stopped['job_id']]['change']['change_id']}/resolve",
+             {"outcome": "intercepted"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == stopped["order_id"]
+    assert task["facts"]["cancelled"] == "intercepted"
+    assert task["facts"]["cancelled_by"] == "cs ann"
+
+
+def _cancel_on_shopify(client: Client, stack: dict[str, str], external_id: int) -> None:
+    full = {**shopify_order(id=external_id), "cancelled_at": "2026-11-23T11:00:00+08:00",
+            "updated_at": "2026-11-23T11:00:00+08:00"}
+    body = dumps(full)
+    headers = shopify_headers(body, topic="orders/cancelled")
+    client.http.post("/webhooks/shopify", headers=headers, body=body)
+    process(client, stack, "shopify", headers["X-Shopify-Webhook-Id"])
+
+
+def test_a_marketplace_cancellation_opens_a_refund_task_when_it_takes_effect(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    early, late = accepted_jobs(api, client, stack, 2)
+    api.post(f"/jobs/{late['job_id']}/print")
+    alerts_received(stack)
+    for job in (early, late):
+        _cancel_on_shopify(client, stack, int(job["external_id"]))
+    (task,) = _refunds(stack)  # before print: cancelled at once
+    assert task["subject"] == early["order_id"]
+    (change,) = api.get(f"/jobs/{late['job_id']}")["changes"]
+    api.post(f"/jobs/{late['job_id']}/changes/{change['change_id']}/resolve",
+             {"outcome": "intercepted"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == late["order_id"]
+    assert task["facts"]["cancelled"] == "intercepted"
+
+
+# Packing against the job: SKU and quantity per package ------------------------------------
+
+
+def _printed(api: Api, client: Client, stack: dict[str, str]) -> dict[str, Any]:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    api.post(f"/jobs/{job['job_id']}/print")
+    alerts_received(stack)
+    return job
+
+
+def _contents(*packages: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"items": [{"sku": sku, "quantity": n} for sku, n in package.items()]}
+            for package in packages]
+
+
+def test_packed_items_that_match_the_job_are_recorded(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    body = {"weight_grams": 900, "package_count": 2,
+            "packages": _contents({"TOTE-NAT": 1, "LS-WHT-M": 1}, {"LS-WHT-M": 1})}
+    packed = api.post(f"/jobs/{job['job_id']}/pack", body)
+    assert packed["work"] == "packed" and packed["pack_mismatch"] == []
+    assert [len(p["items"]) for p in packed["packed_items"]] == [2, 1]
+    assert alerts_received(stack) == []
+
+
+def test_a_pack_mismatch_is_refused_naming_the_differences(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    body = {"weight_grams": 900, "package_count": 1,
+            "packages": _contents({"LS-WHT-M": 1, "MUG-RED": 1})}
+    refused = api.post(f"/jobs/{job['job_id']}/pack", body, expect=409)
+    assert refused["error"] == "pack_mismatch"
+    assert refused["details"]["differences"] == [
+        {"sku": "LS-WHT-M", "ordered": 2, "packed": 1, "kind": "short"},
+        {"sku": "TOTE-NAT", "ordered": 1, "packed": 0, "kind": "short"},
+        {"sku": "MUG-RED", "ordered": 0, "packed": 1, "kind": "wrong"}]
+    assert api.get(f"/jobs/{job['job_id']}")["work"] == "printed"  # nothing recorded
+    assert alerts_received(stack) == []
+    unreasoned = api.post(f"/jobs/{job['job_id']}/pack", {**body, "ship_anyway": True},
+                          expect=422)
+    assert unreasoned["error"] == "invalid_payload"
+    miscounted = api.post(f"/jobs/{job['job_id']}/pack", {**body, "package_count": 2},
+                          expect=422)
+    assert miscounted["error"] == "invalid_payload"
+
+
+def test_a_mismatch_shipped_anyway_is_recorded_and_opens_wrong_and_short_cases(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    body = {"weight_grams": 900, "package_count": 1, "ship_anyway": True,
+            "reason": "LS-WHT-M out of stock, buyer agreed to a mug instead",
+            "packages": _contents({"TOTE-NAT": 1, "LS-WHT-M": 1, "MUG-RED": 1})}
+    packed = api.post(f"/jobs/{job['job_id']}/pack", body)
+    assert packed["work"] == "packed"
+    assert packed["pack_mismatch_reason"] == body["reason"]
+    assert [(d["sku"], d["kind"]) for d in packed["pack_mismatch"]] == [
+        ("LS-WHT-M", "short"), ("MUG-RED", "wrong")]
+    raised = {a["kind"]: a for a in alerts_received(stack)}
+    assert sorted(raised) == ["shipment.short", "shipment.wrong_items"]
+    assert raised["shipment.short"]["facts"]["differences"] == "LS-WHT-M: 1 of 2"
+    assert raised["shipment.wrong_items"]["facts"]["order_id"] == job["order_id"]
+    assert api.post(f"/jobs/{job['job_id']}/pack", body)["version"] == packed["version"]
+    assert alerts_received(stack) == []  # the same report again changes nothing
+    assert api.timeline(job["order_id"])[-3:] == [
+        "job.packed", "shipment.wrong_items", "shipment.short"]
+
+
+# A buyer's complaint: wrong, short or missing items -------------------------------------------
+
+
+def test_a_buyers_complaint_opens_its_case_and_is_on_the_timeline(
+        api: Api, client: Client, stack: dict[str, str], make_key: Any) -> None:
+    (job,) = accepted_jobs(api, client, stack, 1)
+    alerts_received(stack)
+    path = f"/cs/v1/orders/{job['order_id']}/complaints"
+    body = {"kind": "missing_item", "note": "the tote bag was not in the parcel",
+            "items": [{"sku": "TOTE-NAT", "quantity": 1}]}
+    answer = api.call("post", path, body, key=api.cs_key, expect=201)
+    assert (answer["case_type"], answer["subject"]) == ("shipment.missing_items", job["job_id"])
+    (alert,) = alerts_received(stack)
+    assert (alert["kind"], alert["severity"], alert["subject"]) == (
+        "shipment.missing_items", "high", job["job_id"])
+    assert alert["facts"]["order_id"] == job["order_id"]
+    assert alert["facts"]["items"] == "TOTE-NAT×1" and alert["facts"]["reported_by"] == "cs ann"
+    assert api.timeline(job["order_id"])[-1] == "order.complaint"
+    for kind, case_type in (("wrong_item", "shipment.wrong_items"), ("short", "shipment.short")):
+        assert api.call("post", path, {"kind": kind, "note": "n"}, key=api.cs_key,
+                        expect=201)["case_type"] == case_type
+    assert api.call("post", path, {"kind": "broken", "note": "n"}, key=api.cs_key,
+                    expect=422)["error"] == "invalid_payload"
+    assert api.call("post", path, {"kind": "short"}, key=api.cs_key, expect=422)
+    reader = make_key("staff", "rita", Role.READ_ONLY)
+    assert api.call("post", path, body, key=reader, expect=403)["error"] == "forbidden"
+    assert api.call("post", "/cs/v1/orders/ord_nope/complaints", body, key=api.cs_key,
+                    expect=404)["error"] == "order_not_found"
+
+
+def test_a_complaint_about_a_short_pack_joins_the_warehouses_case(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    from chalicelib.flows import alert_dispatch
+
+    job = _printed(api, client, stack)
+    api.post(f"/jobs/{job['job_id']}/pack", {
+        "weight_grams": 500, "package_count": 1, "ship_anyway": True, "reason": "no stock",
+        "packages": _contents({"TOTE-NAT": 1})})
+    api.call("post", f"/cs/v1/orders/{job['order_id']}/complaints",
+             {"kind": "short", "note": "only the tote arrived"}, key=api.cs_key, expect=201)
+    raised = alerts_received(stack)
+    assert [a["kind"] for a in raised] == ["shipment.short"] * 2
+    cases = {alert_dispatch.handle(json.dumps(a), utcnow()).case.case_id  # type: ignore[union-attr]
+             for a in raised}
+    assert len(cases) == 1
+    (case_id,) = cases
+    case = api.call("get", f"/cs/v1/cases/{case_id}", key=api.cs_key)
+    assert case["occurrences"] == 2 and case["order_id"] == job["order_id"]
+
+
+def test_a_paid_order_without_a_job_cancelled_by_cs_is_a_refund_task_too(
+        api: Api, client: Client, stack: dict[str, str]) -> None:
+    (payload,) = queue_orders(client, stack, 1, shipping_address=None)  # no job: no address
+    from chalicelib.orders.order import order_id_for
+    from tests.support import SHOP
+
+    order_id = order_id_for("shopify", SHOP, str(payload["id"]))
+    assert api.call("get", f"/cs/v1/orders/{order_id}", key=api.cs_key)["job"] is None
+    alerts_received(stack)
+    api.amend(order_id, {"kind": "cancel", "reason": "no address, buyer cancelled"})
+    (task,) = _refunds(stack)
+    assert task["subject"] == order_id and "job_id" not in task["facts"]
+    api.amend(order_id, {"kind": "cancel", "reason": "asked again"})
+    assert _refunds(stack) == []  # already cancelled: nothing new to refund
+
+
+def test_the_largest_pack_report_is_stored(api: Api, client: Client,
+                                           stack: dict[str, str]) -> None:
+    job = _printed(api, client, stack)
+    entries = [{"sku": f"{n:03d}" + "S" * 252, "quantity": 100_000} for n in range(400)]
+    body = {"weight_grams": 1_000_000, "package_count": 100, "ship_anyway": True,
+            "reason": "r" * 1000, "packages": [{"items": entries[n * 4:n * 4 + 4]}
+                                               for n in range(100)]}
+    packed = api.post(f"/jobs/{job['job_id']}/pack", body)
+    assert len(packed["pack_mismatch"]) == 402  # 400 not ordered, the job's 2 lines short
+    too_many = {**body, "packages": [*body["packages"][:99],  # type: ignore[misc]
+                                     {"items": [*entries[:4], entries[4]]}]}
+    assert api.post(f"/jobs/{job['job_id']}/pack", too_many, expect=422)["error"] == \
+        "invalid_payload"
+    assert sorted(a["kind"] for a in alerts_received(stack)) == [
+        "shipment.short", "shipment.wrong_items"]

@@ -59,3 +59,19 @@ def test_lifecycle_records_who_when_and_why() -> None:
         ("opened", "system"), ("acknowledged", "cs alice"), ("resolved", "cs alice")]
     assert resolve(done, "cs bob", "again", T0 + timedelta(hours=3)) == done
     assert acknowledge(done, "cs bob", "", T0 + timedelta(hours=3)) == done
+
+
+def test_a_refund_task_ends_refunded_or_not_needed_and_says_which() -> None:
+    from chalicelib.cs.cases import OUTCOMES, REFUND_DUE, outcome_problem
+
+    assert OUTCOMES[REFUND_DUE] == ("refunded", "not_needed")
+    assert outcome_problem(REFUND_DUE, None) is not None
+    assert outcome_problem(REFUND_DUE, "later") is not None
+    assert outcome_problem(REFUND_DUE, "refunded") is None
+    assert outcome_problem("job.rejected", None) is None
+    assert outcome_problem("job.rejected", "refunded") is not None
+    task = open_case(alert(kind=REFUND_DUE))
+    done = resolve(task, "cs alice", "refunded on Taobao", T0, "refunded")
+    assert done.outcome == "refunded" and done.status is CaseStatus.RESOLVED
+    assert done.history[-1].note == "refunded: refunded on Taobao"
+    assert resolve(open_case(alert()), "cs alice", "fixed", T0).outcome is None

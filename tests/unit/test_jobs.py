@@ -408,3 +408,40 @@ def test_chain_applies_several_changes_as_one_transition() -> None:
     ])
     assert transition.changed and len(transition.job.changes) == 2
     assert [e.type for e in transition.events] == ["change.applied", "change.applied"]
+
+
+# Packing against the job ---------------------------------------------------------------------
+
+
+def contents(*packages: dict[str, int]) -> tuple[jobs.PackedPackage, ...]:
+    return tuple(jobs.PackedPackage(items=tuple(
+        jobs.PackedItem(sku=sku, quantity=n) for sku, n in package.items()))
+        for package in packages)
+
+
+def test_pack_differences_per_sku_over_all_packages() -> None:
+    lines = (JobLine(sku="A", quantity=2), JobLine(sku="B", quantity=1),
+             JobLine(sku="A", quantity=1))
+    assert jobs.pack_differences(lines, contents({"A": 2}, {"A": 1, "B": 1})) == ()
+    found = jobs.pack_differences(lines, contents({"A": 4, "C": 1}))
+    assert [(d.sku, d.ordered, d.packed, d.kind) for d in found] == [
+        ("A", 3, 4, "extra"), ("B", 1, 0, "short"), ("C", 0, 1, "wrong")]
+    assert jobs.describe_differences(found) == "A: 4 of 3; B: 0 of 1; C: 1, not ordered"
+    assert jobs.describe_differences(found, limit=1) == "A: 4 of 3; and 2 more"
+
+
+def test_pack_refuses_a_mismatch_and_records_one_shipped_anyway() -> None:
+    job = picked()
+    right = contents({line.sku: line.quantity for line in job.lines})
+    assert jobs.pack(job, 640, 1, NOW, right).job.packed_items == right
+    wrong = contents({job.lines[0].sku: job.lines[0].quantity})
+    with pytest.raises(Conflict) as refused:
+        jobs.pack(job, 640, 1, NOW, wrong)
+    assert refused.value.reason == "pack_mismatch"
+    assert refused.value.details["differences"][0]["kind"] == "short"
+    anyway = jobs.pack(job, 640, 1, NOW, wrong, ship_anyway=True, reason="out of stock")
+    assert anyway.job.work is Work.PACKED and anyway.job.pack_mismatch_reason == "out of stock"
+    assert [(e.type, e.alert) for e in anyway.events] == [
+        ("job.packed", None), ("shipment.short", "shipment.short")]
+    # Without contents nothing is checked: a partner that does not scan still packs.
+    assert jobs.pack(job, 640, 1, NOW).job.pack_mismatch == ()

@@ -486,6 +486,9 @@ def test_shipping_uses_the_jobs_carrier(server: FakeWarehouse, client: Warehouse
     run_at(sim, clock, 0, 1, 9, 13, 17, 21)
     [pack] = server.calls("/pack")
     assert pack["package_count"] == 1 and 500 < pack["weight_grams"] < 2000
+    # The parcel's contents go with the report, so the server can check them against the job.
+    assert pack["packages"] == [{"items": [{"sku": "TEE-M-BLK", "quantity": 2},
+                                           {"sku": "SOCK-L", "quantity": 1}]}]
     [ship] = server.calls("/ship")
     [package] = ship["packages"]
     assert package["carrier_code"] == "SF"
@@ -659,3 +662,17 @@ def test_a_job_needing_a_new_label_is_relabelled_before_anything_else() -> None:
     job = {"handshake": "accepted", "work": "picked", "reprint_required": True}
     assert stage_of(job) == "relabel"  # type: ignore[arg-type]
     assert stage_of({**job, "reprint_required": False}) == "pack"  # type: ignore[arg-type]
+
+
+def test_pack_command_sends_the_items_and_a_reason_to_ship_anyway(
+        rsps: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    rsps.post(API + "/jobs/job_1/pack", json=make_job(1, handshake="accepted", work="packed"))
+    assert cli("pack", "job_1", "--weight-grams", "850", "--item", "TEE-M-BLK=2",
+               "--item", "SOCK-L=1", "--ship-anyway", "socks out of stock") == 0
+    assert body_of(rsps.calls[0]) == {
+        "weight_grams": 850, "package_count": 1, "ship_anyway": True,
+        "reason": "socks out of stock",
+        "packages": [{"items": [{"sku": "TEE-M-BLK", "quantity": 2},
+                                {"sku": "SOCK-L", "quantity": 1}]}]}
+    assert cli("pack", "job_1", "--weight-grams", "850", "--item", "TEE-M-BLK") == 2
+    assert len(rsps.calls) == 1  # a malformed item is not sent
