@@ -12,9 +12,11 @@ profile's, and a missing one is a one-line `SetupError` naming what to set.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import os
+import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,3 +232,15 @@ _HINTS = {
     "AWS.SimpleQueueService.NonExistentQueue": " (is --stage right, and the region?)",
     "QueueDoesNotExist": " (is --stage right, and the region?)",
 }
+
+
+def command_word(argv: list[str] | None) -> argparse.Namespace:
+    """The command line's `--stage`, its command word and the rest, read leniently: each
+    command module (operations, bills) looks at the word to know whether the line is its own."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--stage", default="dev")
+    first.add_argument("command", nargs="?")
+    first.add_argument("rest", nargs=argparse.REMAINDER)
+    known, _ = first.parse_known_args(words)
+    return known

@@ -24,12 +24,7 @@ COMMANDS = ("pending", "replay", "redrive")
 
 def run(argv: list[str] | None) -> bool:
     """Run `argv` if it is one of these commands (False: it is not; the caller parses it)."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--stage", default="dev")
-    first.add_argument("command", nargs="?")
-    first.add_argument("rest", nargs=argparse.REMAINDER)
-    known, _ = first.parse_known_args(words)
+    known = connection.command_word(argv)
     if known.command not in COMMANDS:
         return False
     args = _parser().parse_args([known.command, *known.rest])

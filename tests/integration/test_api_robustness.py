@@ -19,17 +19,6 @@ from tests.integration.test_warehouse_api import Api, accepted_jobs, queue_order
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-@pytest.fixture
-def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    import uuid
-
-    from chalicelib.core.settings import settings
-
-    name = f"factory-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
-    settings.cache_clear()
-    return name
-
 
 @pytest.fixture
 def api(client: Client, partner: str, make_key: Any) -> Api:

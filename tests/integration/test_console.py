@@ -296,14 +296,9 @@ def warehouse(client: Client, key: str, path: str, body: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def factory(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, make_key: Any) -> str:
-    """A partner of this test's own (its claims see only this test's jobs); its key."""
-    from chalicelib.core.settings import settings
-
-    name = f"factory-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
-    settings.cache_clear()
-    return str(make_key("partner", name))
+def factory(partner: str, make_key: Any) -> str:
+    """The key of this test's own partner (conftest `partner`)."""
+    return str(make_key("partner", partner))
 
 
 def test_cancel_after_print_is_an_intercept_request_said_first_and_shown_after(

@@ -55,15 +55,6 @@ def client(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[C
     aws.reset()
 
 
-@pytest.fixture
-def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    from chalicelib.core.settings import settings
-
-    name = f"factory-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
-    settings.cache_clear()
-    return name
-
 
 @pytest.fixture
 def api(client: Client, partner: str, make_key: Any) -> Api:

@@ -120,15 +120,6 @@ def test_a_thin_douyin_push_is_refetched_with_the_shops_credentials(
     assert stored is not None and stored.order.status == "paid" and stored.job is not None
 
 
-@pytest.fixture
-def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    from chalicelib.core.settings import settings
-
-    name = f"factory-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
-    settings.cache_clear()
-    return name
-
 
 def woo_order_shipped(client: Client, stack: dict[str, str], partner: str, make_key: Any,
                       ) -> tuple[dict[str, Any], str]:

@@ -28,16 +28,6 @@ PERSONAL = (BUYER_FAMILY + BUYER_GIVEN, BUYER_FAMILY, BUYER_GIVEN, "13975318642"
             "4321", "观澜湖畔路", "潜踪大厦", EMAIL)
 
 
-@pytest.fixture
-def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    """A partner of its own, so its claim sees only this test's job."""
-    from chalicelib.core.settings import settings
-
-    name = f"factory-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
-    settings.cache_clear()
-    return name
-
 
 def the_buyers_order() -> dict[str, Any]:
     address = {"first_name": BUYER_GIVEN, "last_name": BUYER_FAMILY,

@@ -15,19 +15,10 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.access.keys import Role
-from chalicelib.core.settings import settings
 from chalicelib.flows import order_search
 from chalicelib.orders.order import order_id_for
 from tests.integration.test_warehouse_api import Api, queue_orders
 from tests.support import NEW_ADDRESS, SHOP
-
-
-@pytest.fixture
-def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    name = f"factory-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
-    settings.cache_clear()
-    return name
 
 
 @pytest.fixture

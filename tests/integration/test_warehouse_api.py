@@ -18,17 +18,6 @@ from tests.integration.flow import alerts_received, process
 from tests.support import NEW_ADDRESS, dumps, shopify_headers, shopify_order
 
 
-@pytest.fixture
-def partner(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
-    """A partner of its own per test, so claims see only this test's jobs."""
-    from chalicelib.core.settings import settings
-
-    name = f"factory-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("WAREHOUSE_PARTNER", name)
-    settings.cache_clear()
-    return name
-
-
 class Api:
     """The partner's and CS's calls, with status checks, so tests read as the protocol."""
 
