@@ -2,7 +2,7 @@
 
   core/           AWS clients, settings, errors, time, HTTP, DynamoDB helpers, Parameter Store
                   reads: imports only core
-  access/ cs/ orders/ warehouse/ tracking/ marketplaces/
+  access/ cs/ orders/ warehouse/ tracking/ marketplaces/ reports/
                   the business capabilities: rules (pure) and stores; import core and each
                   other, never in a circle, never a flow or an edge
   flows/          the I/O steps of the pipeline: import core, capabilities and other flows
@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "chalicelib"
 CORE = "core"
-CAPABILITIES = frozenset({"access", "cs", "orders", "warehouse", "tracking", "marketplaces"})
+CAPABILITIES = frozenset({"access", "cs", "orders", "warehouse", "tracking", "marketplaces",
+                          "reports"})
 FLOWS = "flows"
 EDGES = frozenset({"api", "admin", "console"})
 RANK = {CORE: 0, **dict.fromkeys(CAPABILITIES, 1), FLOWS: 2, **dict.fromkeys(EDGES, 3)}
