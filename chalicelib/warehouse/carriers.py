@@ -115,7 +115,8 @@ class CarrierRules(BaseModel):
 
     default_carrier: Carrier = Carrier.STO
     # Couriers the factory has accounts with: a buyer may only get one of these. The handbook
-    # starts with one (STO); the international courier is available abroad besides these.
+    # starts with one: unlisted, just the default courier (`_offer_the_default_by_default`).
+    # The international courier is available abroad besides these.
     offered_carriers: frozenset[Carrier] = frozenset({Carrier.STO})
     # Per-region courier, e.g. {"remote": "EMS"}; none by default.
     region_carriers: dict[Region, Carrier] = Field(default_factory=dict)
@@ -127,6 +128,15 @@ class CarrierRules(BaseModel):
         default_factory=lambda: {Carrier.SF: dict(SF_COSTS)})
     currency: Literal["CNY"] = "CNY"
     regions: RegionRules = DEFAULT_REGION_RULES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _offer_the_default_by_default(cls, data: Any) -> Any:
+        """Unlisted, the offered couriers are the default one alone (the handbook starts with
+        one), so an operator who only moves the default need not list it twice."""
+        if isinstance(data, dict) and "offered_carriers" not in data:
+            return {**data, "offered_carriers": [data.get("default_carrier", Carrier.STO)]}
+        return data
 
     @field_serializer("offered_carriers")
     def _sorted(self, value: frozenset[Carrier]) -> list[Carrier]:

@@ -233,6 +233,9 @@ def test_only_the_default_courier_is_offered_by_default_and_ems_abroad_always() 
         '{"default_carrier": "SF", "offered_carriers": ["SF"]}')
     assert choose_carrier(US, only_sf).carrier_code is Carrier.EMS
     assert choose_carrier(cn("上海"), only_sf).carrier_code is Carrier.SF
+    # Moving the default alone offers the new default alone.
+    yto = CarrierRules.model_validate_json('{"default_carrier": "YTO"}')
+    assert yto.offered_carriers == {Carrier.YTO}
 
 
 @pytest.mark.parametrize(("requested", "address", "fallback"), [
