@@ -127,9 +127,7 @@ def checked_courier(amendment: Amendment, address: Address | None) -> Amendment:
 
 def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> dict[str, Any]:
     actor = f"cs {staff_id}"
-    if amendment.kind == "courier" and not amendment.carrier_code:
-        raise ApiError(422, "invalid_payload", "the courier amendment is incomplete",
-                       problems=["a courier change needs its carrier_code"])
+    amendment.change_request()  # 422 for an incomplete amendment, before any read
     event = OrderEvent(type="order.amended", at=now, actor=actor, reason=amendment.reason,
                        summary=f"{amendment.kind} by {staff_id}: {amendment.reason}",
                        data=amendment.model_dump(mode="json", exclude_none=True))
