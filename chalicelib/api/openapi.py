@@ -245,9 +245,10 @@ def _cs_operations() -> list[Operation]:
                       _query("tracking_number", "the parcel's tracking number", _text())],
                   not_found="No such order or parcel"),
         Operation("post", "/orders/{order_id}/amendments", "amendOrder", "An appended, "
-                  "attributed change: cancel, address, attributes, promise, courier (`carrier_code`: "
-                  "a code or a courier's name; re-routed before print, intercepted and "
-                  "relabelled after, refused with an order.courier_refused case once shipped) "
+                  "attributed change: cancel, address, attributes, promise, courier "
+                  "(`carrier_code`: a code or a courier's name; re-routed before print, "
+                  "intercepted and relabelled after, refused with an order.courier_refused "
+                  "case once shipped) "
                   "or note (back_office)", amendments.Amendment, amendments.Amended, 201,
                   [order], not_found="No such order", conflict=closed,
                   unprocessable="a courier change naming a courier we do not know "
