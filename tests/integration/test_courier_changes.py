@@ -68,6 +68,8 @@ def test_before_print_the_job_is_rerouted_and_repriced(
     assert Decimal(cost) != Decimal(job["carrier"]["expected_cost"])  # re-priced
     assert view["order"]["requested_courier"] == "SF"
     assert [e["type"] for e in view["timeline"]][-2:] == ["order.amended", "change.applied"]
+    seen = api.get(f"/jobs/{job['job_id']}")  # the factory sees the new courier on the job
+    assert seen["carrier"]["carrier_code"] == "SF" and seen["changes"][-1]["kind"] == "courier"
     assert api.post(f"/jobs/{job['job_id']}/print")["printed"]["carrier_code"] == "SF"
     assert alerts_received(stack) == []  # nothing for CS to do
 
