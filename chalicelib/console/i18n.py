@@ -68,6 +68,8 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "amend_note": ("加备注", "Add a note"),
     "amend_promise": ("改承诺发货时间", "Change the promised dispatch"),
     "amend_attributes": ("改商品/规格", "Change items or attributes"),
+    "amend_courier": ("改快递", "Change the courier"),
+    "courier_offered": ("可选快递（仅限已开通的）", "Courier (only those offered)"),
     "reason": ("买家诉求 / 原因（必填）", "What the buyer asked / why (required)"),
     "name": ("收件人", "Name"),
     "phone": ("电话", "Phone"),

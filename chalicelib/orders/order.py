@@ -301,14 +301,17 @@ class Decision(BaseModel):
 Overrides = Mapping[str, Any]  # field -> the marketplace's value (JSON) when CS amended it
 
 
-def changed_view(order: Order, kind: str, address: Address | None, at: datetime) -> Order:
-    """The current view once a cancellation or an address change has taken effect (applied
-    before print, or intercepted by the factory); any other kind leaves the view as it is.
-    An order already cancelled keeps the moment it was."""
+def changed_view(order: Order, kind: str, address: Address | None, at: datetime,
+                 courier: str | None = None) -> Order:
+    """The current view once a cancellation, an address or a courier change has taken effect
+    (applied before print, or intercepted by the factory); any other kind leaves the view as
+    it is. An order already cancelled keeps the moment it was."""
     if kind == "cancel" and order.status is not OrderStatus.CANCELLED:
         return order.model_copy(update={"status": OrderStatus.CANCELLED, "cancelled_at": at})
     if kind == "address" and address is not None:
         return order.model_copy(update={"shipping_address": address})
+    if kind == "courier" and courier:
+        return order.model_copy(update={"requested_courier": courier})
     return order
 
 

@@ -320,6 +320,12 @@ def test_a_request_body_is_required_only_where_the_route_needs_one(client: Clien
     schema = cs["/cs/v1/orders/{order_id}/amendments"]["post"]["requestBody"]["content"][
         "application/json"]["schema"]
     assert schema["$ref"].endswith("/Amendment")
+    amend = cs["/cs/v1/orders/{order_id}/amendments"]["post"]
+    assert all(reason in amend["responses"]["422"]["description"]
+               for reason in ("invalid_payload", "unknown_courier", "courier_not_offered"))
+    kinds = _spec(client, "/cs/v1/openapi.json")["components"]["schemas"]["Amendment"][
+        "properties"]["kind"]["enum"]
+    assert "courier" in kinds
 
 
 def test_an_empty_body_is_taken_where_the_description_says_it_is_optional(api: Api) -> None:
