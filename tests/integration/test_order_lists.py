@@ -17,8 +17,14 @@ from chalice.test import Client
 from chalicelib.core.clock import iso
 from chalicelib.orders.order import order_id_for
 from tests.integration.flow import process
-from tests.support import SHOP, canonical_order, dumps, shopify_headers, shopify_order, \
-    standard_headers
+from tests.support import (
+    SHOP,
+    canonical_order,
+    dumps,
+    shopify_headers,
+    shopify_order,
+    standard_headers,
+)
 
 
 @pytest.fixture
