@@ -503,5 +503,8 @@ def test_the_lists_page_shows_each_list_with_its_orders_in_both_languages(
     shown = set(re.findall(r'data-testid="listed-order" data-order-id="([^"]+)"', refund_page))
     assert shown <= listed  # the page reads the API's list, a page of it
 
+    order_page = text(person.get(f"/console/orders/{refunding}"))
+    assert 'data-testid="order-after-sale">refunding<' in order_page
+    assert 'data-testid="order-after-sale"' not in text(person.get(f"/console/orders/{unpaid}"))
     assert person.get("/console/lists?list=returns").status_code == 404
     assert person.client.http.get("/console/lists").status_code in (302, 303)
