@@ -231,7 +231,8 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "not_billed": ("未计费", "Not billed"),
     "previous_page": ("上一页", "Previous page"),
     # The supervisor's lists
-    "lists": ("退款/纠纷/未付款", "Refunds, disputes, unpaid"),
+    "lists": ("清单", "Lists"),
+    "lists_title": ("退款 / 纠纷 / 未付款", "Refunds, disputes, unpaid"),
     "list_refund": ("退款中", "In refund"),
     "list_dispute": ("纠纷中", "In dispute"),
     "list_unpaid": ("未付款", "Unpaid"),
