@@ -213,7 +213,15 @@ def _cs_operations() -> list[Operation]:
     from chalicelib.cs import queue
     from chalicelib.cs.alerts import Severity
     from chalicelib.cs.cases import Case
-    from chalicelib.flows import amendments, case_desk, complaints, order_search, order_view, today
+    from chalicelib.flows import (
+        amendments,
+        case_desk,
+        complaints,
+        order_lists,
+        order_search,
+        order_view,
+        today,
+    )
 
     class FoundOrders(RootModel[order_search.SearchResult | order_view.OrderView]):
         """?q= answers the search's hits; the other lookups answer the one order."""
@@ -244,6 +252,15 @@ def _cs_operations() -> list[Operation]:
                       _query("carrier_code", "the parcel's courier", _text()),
                       _query("tracking_number", "the parcel's tracking number", _text())],
                   not_found="No such order or parcel"),
+        Operation("get", "/orders/lists/{list_name}", "listOrders", "The CS supervisor's "
+                  "lists: orders in refund (requested or under way on the marketplace), in "
+                  "dispute, or unpaid (created, not paid), longest on the list first, with "
+                  "since when, the marketplace and the amount (read_only)", None,
+                  order_lists.OrderList, 200, [
+                      {"name": "list_name", "in": "path", "required": True,
+                       "schema": {"type": "string", "enum": list(order_lists.NAMES)}},
+                      cursor, limit],
+                  not_found="No such list (`unknown_list`: refund, dispute or unpaid)"),
         Operation("post", "/orders/{order_id}/amendments", "amendOrder", "An appended, "
                   "attributed change: cancel, address, attributes, promise, courier "
                   "(`carrier_code`: a code or a courier's name; re-routed before print, "

@@ -284,6 +284,22 @@ def complaint(current: Visit, order_id: str) -> Response:
                             + f"?outcome=complaint&kind={complained.kind}")
 
 
+# The supervisor's lists ---------------------------------------------------------------------
+
+def lists(current: Visit) -> Response:
+    """One list at a time (?list=refund, the default, dispute or unpaid), a page of QUEUE_PAGE,
+    through the CS API's flow: the tabs link the three."""
+    from chalicelib.flows import order_lists
+
+    name = current.query.get("list") or order_lists.NAMES[0]
+    query = {"limit": str(QUEUE_PAGE)}
+    if current.query.get("cursor"):
+        query["cursor"] = current.query["cursor"]
+    found = order_lists.work_list(name, query)
+    return current.page("lists.html", chosen=name, names=order_lists.NAMES,
+                        orders=found["orders"], next_cursor=found["next_cursor"])
+
+
 # Today ----------------------------------------------------------------------------------------
 
 def today(current: Visit) -> Response:
