@@ -45,6 +45,7 @@ class Sent(BaseModel):
     kind: Kind
     period: Period
     to_date: bool
+    subject: str
     message_id: str
 
 
@@ -81,7 +82,8 @@ def send_report(period: Period, now: datetime, again: bool = False) -> Sent | No
     observability.tag(message_id=message_id)
     log.info("report %s %s sent to %s: %d sections, %d reads", kind, period.label,
              rules.channel, len(report.sections), report.reads)
-    return Sent(kind=kind, period=period, to_date=to_date, message_id=message_id)
+    return Sent(kind=kind, period=period, to_date=to_date, subject=str(message["Subject"]),
+                message_id=message_id)
 
 
 def run(now: datetime) -> list[Sent]:

@@ -13,6 +13,7 @@ import email
 import email.policy
 import io
 import json
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import pytest
 import requests
 from openpyxl import load_workbook
 
+from chalicelib.admin import cli as admin
+from chalicelib.core import aws
 from chalicelib.core.clock import iso
 from chalicelib.core.settings import settings
 from chalicelib.flows import notifier, report_mail
@@ -217,3 +220,32 @@ def test_a_live_claim_is_not_taken_over_and_a_lapsed_one_is(manager: str, first:
     assert done is not None and done.kind == "daily"
     assert not report_store.sending("daily", first, token, now)  # the old holder cannot send
     assert len(mails_to(manager)) == 1
+
+
+@pytest.fixture
+def environment_restored() -> Iterator[None]:
+    """The admin command line sets the stage's environment: put it back."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    aws.reset()
+    settings.cache_clear()
+
+
+def test_the_command_line_shows_a_report_and_sends_one_again(
+        manager: str, environment_restored: None, capsys: pytest.CaptureFixture[str]) -> None:
+    day = date(1990, 1, 1) + timedelta(days=random.randrange(365 * 30))  # over, and the test's
+    moments = [(shanghai(day, 10), True), (shanghai(day, 11), False), (shanghai(day, 23), True)]
+    plant(moments)
+    admin.main(["--stage", "test", "report", "show", "--kind", "daily",
+                "--day", day.isoformat()])
+    out = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("{")]
+    assert out[0] == f"发货日报 Daily dispatch report {day.isoformat()}"  # over: not "to date"
+    assert f"  Orders paid: {len(moments)}" in out
+    assert f"  Shipped: {sum(s for _, s in moments)}" in out
+    for _ in range(2):
+        admin.main(["--stage", "test", "report", "send", "--kind", "daily",
+                    "--day", day.isoformat()])
+    assert len([m for m in mails_to(manager) if day.isoformat() in str(m["Subject"])]) == 2
+    assert report_store.state("daily", day) is None  # the schedule's marker is untouched
