@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 def _print(report: Report, to_date: bool) -> None:
     print(render.subject(report, to_date))
     if not report.sections:
-        print("  (no sections)")
+        print("(no sections)")
     for section in report.sections:
         print(section.title)
         for figure in section.figures:
