@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit bench demo-order demo-cancel demo-address demo-exception package \
+.PHONY: run test lint unit bench demo-order demo-cancel demo-address demo-exception reports package \
 	bootstrap deploy clean
 
 # Deploying (README "Deploying"): the Chalice stage, the artifacts bucket, where alarms go.
@@ -34,6 +34,12 @@ demo-cancel: $(STAMP)
 
 demo-address: $(STAMP)
 	$(BIN)/python -m devstack.demo address $(ORDER)
+
+# The daily, weekly and monthly reports to date, to the local manager's mailbox (README "Reports").
+reports: $(STAMP)
+	for kind in daily weekly monthly; do \
+		$(BIN)/python -m chalicelib.admin --stage local report send --kind $$kind || exit 1; \
+	done
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -179,3 +179,12 @@ def send_returns_register(event: Any) -> None:
     from chalicelib.flows import returns_register
 
     returns_register.on_schedule()
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def send_reports(event: Any) -> None:
+    """The daily dispatch report after the day's last cut-off, the weekly on Friday and the
+    monthly on the 1st, each once, to the manager (chalicelib/reports/periods.py: when)."""
+    from chalicelib.flows import report_mail
+
+    report_mail.on_schedule()

@@ -233,8 +233,58 @@ def start_im_sink() -> Any:
         # Sales' mailbox: the daily returns register (RETURNS_RULES_JSON register_channel).
         "email:sales": {"sender": f"Returns register <returns@{LOCAL_DOMAIN}>",
                         "verified_identities": [LOCAL_DOMAIN], "to": [f"sales@{LOCAL_DOMAIN}"]},
+        # The manager's mailbox: the daily, weekly and monthly reports (REPORT_RULES_JSON
+        # channel).
+        "email:manager": {"sender": f"Reports <reports@{LOCAL_DOMAIN}>",
+                          "verified_identities": [LOCAL_DOMAIN],
+                          "to": [f"manager@{LOCAL_DOMAIN}"]},
     })
     return sink
+
+
+def send_reports_to_date() -> list[str]:
+    """The daily, weekly and monthly reports of the periods that hold today (Asia/Shanghai),
+    "to date", through the path the schedule and `report send` use, to the manager's mailbox:
+    the demo's orders in the reports without waiting for the schedule's times. Their subjects."""
+    from chalicelib.core.clock import utcnow
+    from chalicelib.flows import report_mail
+    from chalicelib.reports import periods
+    from chalicelib.reports.model import local_day
+
+    now = utcnow()
+    subjects = []
+    for kind in periods.KINDS:
+        sent = report_mail.send_report(periods.period_of(kind, local_day(now)), now, again=True)
+        if sent is not None:
+            subjects.append(sent.subject)
+    return subjects
+
+
+def start_reports(stopping: StopSignal) -> None:
+    """The reports to date, LOCAL_REPORTS_SECONDS (default 300) after the stack is up, when the
+    simulated shops' first orders have been paid and shipped; 0: at once, before READY (the
+    end-to-end test's stack, which takes no orders of its own, so the figures stand still)."""
+    seconds = float(os.environ.get("LOCAL_REPORTS_SECONDS", 300))
+
+    def send() -> None:
+        try:
+            for subject in send_reports_to_date():
+                log.info("report sent to manager@%s: %s", LOCAL_DOMAIN, subject)
+        except Exception:
+            log.exception("the reports to date were not sent")
+
+    if seconds <= 0:
+        send()
+        return
+
+    def later() -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if stopping.wait(1.0):
+                return
+        send()
+
+    threading.Thread(target=later, name="reports to date", daemon=True).start()
 
 
 def local_routing() -> str:
@@ -534,6 +584,7 @@ def main() -> None:
             runner = start_events(env)
             factory = start_factory(api_url, run)
             buyers = start_shoppers(shops)
+            start_reports(stopping)
             print(banner(api_url, env["AWS_ENDPOINT_URL"], {"console": console, **run}),
                   flush=True)
             print("READY", flush=True)  # the end-to-end test waits for this line

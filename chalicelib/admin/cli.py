@@ -27,6 +27,11 @@ Couriers' monthly bills (chalicelib/admin/bills.py):
     python -m chalicelib.admin --stage dev bill show BILL_ID
     python -m chalicelib.admin --stage dev bill list STO
 
+The reports (chalicelib/admin/reports.py): a period's figures, or its mail sent now:
+
+    python -m chalicelib.admin --stage dev report show --kind daily|weekly|monthly [--day DAY]
+    python -m chalicelib.admin --stage dev report send --kind daily|weekly|monthly [--day DAY]
+
 `--stage local` is the stack `make run` started: its endpoint comes from .local/run.json, and
 for an endpoint on this machine the region and credentials default to dummy ones. For AWS they
 are the environment's or the profile's (AWS_PROFILE, AWS_DEFAULT_REGION, ...); a missing one is
@@ -48,7 +53,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.access import accounts_store as accounts
 from chalicelib.access import directory_store as directory
 from chalicelib.access.keys import Role, hash_key, new_key
-from chalicelib.admin import bills, connection, operations
+from chalicelib.admin import bills, connection, operations, reports
 from chalicelib.core.clock import utcnow
 from chalicelib.core.settings import settings
 from chalicelib.cs import channels
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run one command; what stops it talking to AWS (no credentials or region, an endpoint
     not answering, a refusal) is one line on stderr and exit status 1, not a traceback."""
     try:
-        if not operations.run(argv) and not bills.run(argv):
+        if not operations.run(argv) and not bills.run(argv) and not reports.run(argv):
             _main(argv)
     except connection.SetupError as exc:
         sys.exit(str(exc))

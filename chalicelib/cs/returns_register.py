@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from chalicelib.core.calendar import WorkCalendar
 from chalicelib.core.clock import parse_iso
 from chalicelib.cs.channels.email import EmailConfig
-from chalicelib.cs.channels.escaping import email_html, inert, one_line
+from chalicelib.cs.channels.escaping import email_html, inert, one_line, spreadsheet_cell
 
 LIABLE = {"factory": "工厂 factory", "courier": "快递 courier", "buyer": "买家 buyer",
           "undetermined": "待定 undetermined", "none": "无 none"}
@@ -89,19 +89,13 @@ def _cell(row: Row, field: str) -> str:
     return str(value)
 
 
-def _csv_safe(text: str) -> str:
-    # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-    flat = inert(one_line(text))
-    return "'" + flat if flat[:1] in ("=", "+", "-", "@", "\t", "\r") else flat
-
-
 def to_csv(rows: Sequence[Row]) -> str:
     """The register as CSV, with a byte-order mark so Excel reads the Chinese as UTF-8."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([label for _, label in COLUMNS])
     for row in rows:
-        writer.writerow([_csv_safe(_cell(row, field)) for field, _ in COLUMNS])
+        writer.writerow([spreadsheet_cell(_cell(row, field)) for field, _ in COLUMNS])
     return "\ufeff" + out.getvalue()
 
 

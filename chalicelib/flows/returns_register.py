@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.core import aws
 from chalicelib.core.clock import utcnow
 from chalicelib.cs import returns_register
 from chalicelib.cs.channels.email import EmailConfig
+from chalicelib.flows import mail
 from chalicelib.warehouse import job_store, returns
 from chalicelib.warehouse.jobs import protocol_rules
 
@@ -47,27 +46,8 @@ def register_of(day: date) -> list[returns_register.Row]:
     return returns_register.rows_of(job_store.returns_on(day.isoformat()), calendar)
 
 
-def _config(rules: returns.ReturnsRules) -> EmailConfig:
-    """The register channel's email settings (admin `channel`, as CS's email channels)."""
-    from chalicelib.access import accounts_store as accounts
-
-    source = accounts.channel(rules.register_channel)
-    if source is None:
-        raise LookupError(f"no settings for the returns register's channel "
-                          f"{rules.register_channel}")
-    return EmailConfig.model_validate_json(source.secrets[0])
-
-
 def _send(day: date, rows: list[returns_register.Row], config: EmailConfig) -> str:
-    mail = returns_register.message(day, rows, config)
-    kwargs: dict[str, Any] = {
-        "Source": config.sender, "Destinations": list(config.to),
-        "RawMessage": {"Data": bytes(mail)},
-        "Tags": [{"Name": "kind", "Value": "returns_register"}]}
-    if config.configuration_set:
-        kwargs["ConfigurationSetName"] = config.configuration_set
-    answer = aws.client("ses").send_raw_email(**kwargs)
-    return str(answer.get("MessageId", ""))
+    return mail.send_raw(returns_register.message(day, rows, config), config, "returns_register")
 
 
 def send_register(day: date, now: datetime, again: bool = False) -> Sent | None:
@@ -79,7 +59,7 @@ def send_register(day: date, now: datetime, again: bool = False) -> Sent | None:
     rules = returns.returns_rules()
     try:
         rows = register_of(day)
-        message_id = _send(day, rows, _config(rules))
+        message_id = _send(day, rows, mail.email_config(rules.register_channel))
     except Exception:
         if not again:
             job_store.release_register(key)

@@ -8,6 +8,9 @@ feed show each outcome; Ctrl-C stops everything and frees the ports.
 
 from __future__ import annotations
 
+import email
+import email.policy
+import io
 import json
 import os
 import signal
@@ -17,16 +20,23 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from openpyxl import load_workbook
 
+from chalicelib.admin.connection import LOCAL_KEY, LOCAL_REGION, PREFIX
 from chalicelib.orders.order import order_id_for
+from chalicelib.reports import periods, render
+from chalicelib.reports.model import Figure, Kind, Period, local_day
 from devstack.demo import NEW_ADDRESS, amend, send_order
 from devstack.stack import ROOT
 from tests.conftest import free_port
+from tests.report_files import attachments, csv_blocks, csv_figures
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +55,10 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
            "LOCAL_ORDER_SECONDS": "0", "LOCAL_NOTIFY_FAULTS": "0,0.33,0.33",
            # Shop access tokens end every 45 s (renewed 15 s ahead): every test here runs on
            # renewed, rotated tokens.
-           "LOCAL_TOKEN_SECONDS": "45"}
+           "LOCAL_TOKEN_SECONDS": "45",
+           # The reports to date go before READY, while no test has ordered anything: the
+           # figures a test recomputes from the stored events then are the ones sent.
+           "LOCAL_REPORTS_SECONDS": "0"}
     for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
         env.pop(name, None)  # the stack must set up its own
     process = subprocess.Popen([sys.executable, "-m", "devstack.stack"], cwd=ROOT,
@@ -66,7 +79,8 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     # Keep reading its output, or a full pipe would block the stack's logging.
     threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True).start()
     run = json.loads(Path(run_file).read_text())
-    yield {"run": run, "process": process, "ports": ports, "output": output}
+    yield {"run": run, "process": process, "ports": ports, "output": output,
+           "run_file": run_file}
     stop(process)
 
 
@@ -107,6 +121,88 @@ def timeline(run: dict[str, Any], order_id: str) -> Any:
 def events(run: dict[str, Any], order_id: str) -> list[str]:
     view = timeline(run, order_id)
     return [e["type"] for e in view["timeline"]] if view else []
+
+
+def test_make_run_mails_the_daily_weekly_and_monthly_reports_to_date(
+        running_stack: dict[str, Any]) -> None:
+    """First of the stories, before any order moves the figures: the three reports reached the
+    manager's mailbox in the local SES, each with its CSV and XLSX, and their figures are the
+    ones computed again now from the stored events (`report show`, the admin command line);
+    the orders paid, counted here in the jobs table, are in no report yet."""
+    run = running_stack["run"]
+    data = requests.get(run["mailbox"], timeout=10).json()
+    mails = [email.message_from_string(m["raw_data"], policy=email.policy.default)
+             for m in data.get("ses", {}).get("RawMessage", [])
+             if "manager@backbone.local" in m.get("destinations", [])]
+    today = local_day(datetime.now(UTC))
+    kinds: tuple[tuple[Kind, str], ...] = (
+        ("daily", "Daily dispatch report"), ("weekly", "Weekly report"),
+        ("monthly", "Monthly report"))
+    for kind, title in kinds:
+        period = periods.period_of(kind, today)
+        # (The schedule sends the periods already due there too: not to date.)
+        (mail,) = [m for m in mails if title in str(m["Subject"])
+                   and str(m["Subject"]).endswith(f"{period.label}（截至目前 to date）")]
+        files = attachments(mail)
+        csv_text = files[f"report-{kind}-{period.start}.csv"].decode("utf-8")
+        book = load_workbook(io.BytesIO(files[f"report-{kind}-{period.start}.xlsx"]))
+        figures = csv_figures(csv_text)
+        # The workbook's figures (each sheet's rows under its header, to the first gap).
+        in_book = []
+        for sheet in book.worksheets:
+            for row in sheet.iter_rows(min_row=2, values_only=True):
+                if not row or row[0] is None:
+                    break
+                in_book.append((str(row[0]), "" if row[2] is None else str(row[2])))
+        assert sorted(in_book) == sorted((key, value) for (_, key), value in figures.items())
+        shown = admin_output(running_stack, "report", "show", "--kind", kind)
+        assert shown[0] == str(mail["Subject"])
+        # Each figure of the CSV as the command line prints it, and no other.
+        _, *rows = csv_blocks(csv_text)[0]
+        assert [line for line in shown if line.startswith("  ")] == [
+            f"  {label}: {render.shown(figure_of(key, label, value, unit))}"
+            for _, _, key, label, value, unit in rows]
+        paid = paid_jobs(run, period)
+        assert paid == 0  # nothing was ordered before READY
+        for (section, key), value in figures.items():
+            if key in ("paid", "orders_paid"):  # the warehouse KPIs' orders paid
+                assert int(value) == paid, (section, key)
+
+
+def figure_of(key: str, label: str, value: str, unit: str) -> Figure:
+    number = None if value == "" else int(value) if value.lstrip("-").isdigit() \
+        else Decimal(value)
+    return Figure.model_validate({"key": key, "label": label, "value": number, "unit": unit})
+
+
+def admin_output(running_stack: dict[str, Any], *command: str) -> list[str]:
+    """The admin command line against the running stack (its run file), without log lines."""
+    env = {**os.environ, "LOCAL_RUN_FILE": str(running_stack["run_file"])}
+    for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-m", "chalicelib.admin", "--stage", "local",
+                           *command], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    return [line for line in done.stdout.splitlines() if not line.startswith("{")]
+
+
+def paid_jobs(run: dict[str, Any], period: Period) -> int:
+    """Jobs whose order was paid in the period, counted in the stack's jobs table."""
+    import boto3
+
+    table = boto3.resource("dynamodb", endpoint_url=run["aws"], region_name=LOCAL_REGION,
+                           aws_access_key_id=LOCAL_KEY, aws_secret_access_key=LOCAL_KEY
+                           ).Table(f"{PREFIX}-local-jobs")
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"ProjectionExpression": "paid_day"}
+    while True:
+        page = table.scan(**kwargs)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return sum(1 for item in items if item.get("paid_day")
+               and period.start <= date.fromisoformat(str(item["paid_day"])) < period.end)
 
 
 def test_the_factory_ships_and_changes_land_by_stage(running_stack: dict[str, Any]) -> None:

@@ -91,7 +91,7 @@ def test_the_template_is_pinned_to_the_stage_it_was_packaged_for(
     assert parameter["Default"] == stage
     assert parameter["AllowedValues"] == [stage]  # `Stage=dev` on the prod package: refused
     functions = resources_of(template, "AWS::Serverless::Function")
-    assert len(functions) == 15
+    assert len(functions) == 16
     assert {f["Properties"]["Environment"]["Variables"]["APP_STAGE"]
             for f in functions.values()} == {stage}
 
@@ -149,7 +149,7 @@ def test_each_function_runs_with_its_own_role_and_policy_file(
         policy_file = config["lambda_functions"][name]["iam_policy_file"]
         expected = json.loads((ROOT / ".chalice" / policy_file).read_text())
         assert policy["PolicyDocument"] == expected, name
-    assert len(roles) == len(by_handler) == 15
+    assert len(roles) == len(by_handler) == 16
 
 
 # --- The API's gateway ------------------------------------------------------------------------
@@ -271,7 +271,7 @@ def test_scheduled_functions_are_never_retried_and_set_their_own_timeout_and_mem
     targets = [target for rule in resources_of(template, "AWS::Events::Rule").values()
                for target in rule["Properties"]["Targets"]]
     scheduled = {target["Arn"]["Fn::GetAtt"][0] for target in targets}
-    assert len(scheduled) == 8, scheduled
+    assert len(scheduled) == 9, scheduled
     invoke = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"] for c in
               resources_of(template, "AWS::Lambda::EventInvokeConfig").values()}
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_functions"]

@@ -346,7 +346,7 @@ def probes() -> frozenset[Need]:
 
 
 def test_every_function_has_its_own_policy_file() -> None:
-    assert len(handlers()) == 15
+    assert len(handlers()) == 16
     assert set(CONFIG["lambda_functions"]) == set(handlers())
     files = [policy_file(h) for h in handlers()]
     assert len(set(files)) == len(files)
@@ -380,6 +380,8 @@ def test_the_scan_sees_what_it_checks() -> None:
     assert "ses:SendEmail" in notifier
     register = {n.action for n in required("send_returns_register", "dev")}
     assert {"ses:SendRawEmail", "dynamodb:Query"} <= register  # the attachment needs raw MIME
+    reports = {n.action for n in required("send_reports", "dev")}
+    assert {"ses:SendRawEmail", "dynamodb:PutItem", "dynamodb:DeleteItem"} <= reports
     # Adapters loaded by name through their registries are scanned too.
     assert "chalicelib.marketplaces.shopify_admin" in aws_reach.scan_of("write_back").imported
     assert "chalicelib.cs.channels.email" in aws_reach.scan_of("notify_cs").imported
@@ -433,7 +435,8 @@ def test_secrets_are_read_only_by_their_readers() -> None:
         "/order-backbone/prod/secrets/sources/*": {"api_handler"},
         "/order-backbone/prod/secrets/couriers/*": {"api_handler", "track_parcels"},
         # <platform>/<name>: CS's channels, and the returns register's email channel
-        "/order-backbone/prod/secrets/channels/*/*": {"notify_cs", "send_returns_register"},
+        "/order-backbone/prod/secrets/channels/*/*": {"notify_cs", "send_returns_register",
+                                                      "send_reports"},
     }
 
 

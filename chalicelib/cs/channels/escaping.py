@@ -175,3 +175,11 @@ def email_html(text: str) -> str:
     """Text for the HTML part of an email: no tag or entity of its own (and, like everywhere, no
     link a mail client would make of a bare URL)."""
     return html.escape(inert(text), quote=True)
+
+
+def spreadsheet_cell(text: str) -> str:
+    """Text for a CSV or spreadsheet cell: on one line, and never run as a formula (a cell that
+    starts with = + - @ is one to a spreadsheet: CSV injection), so it is quoted with a leading
+    apostrophe, which spreadsheets show as text."""
+    flat = inert(one_line(text))
+    return "'" + flat if flat[:1] in ("=", "+", "-", "@", "\t", "\r") else flat
