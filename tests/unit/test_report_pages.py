@@ -3,8 +3,6 @@ recent periods, a report as CSV, a figure as text, a multipart upload read back 
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -17,21 +15,20 @@ from chalicelib.console import uploads
 from chalicelib.console.report_pages import (
     chosen_period,
     figure_text,
-    period_containing,
     recent_periods,
 )
 from chalicelib.core.errors import ApiError
-from chalicelib.reports.model import Figure, Period, Report, Section, Table
-from chalicelib.reports.render import to_csv
+from chalicelib.reports.model import Figure
+from chalicelib.reports.periods import period_of
 
 
 @given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 1, 1)))
 def test_the_period_holding_a_day(day: date) -> None:
-    daily = period_containing("daily", day)
+    daily = period_of("daily", day)
     assert daily.days() == [day]
-    weekly = period_containing("weekly", day)
-    assert weekly.start.isoweekday() == 1 and len(weekly.days()) == 7 and day in weekly.days()
-    monthly = period_containing("monthly", day)
+    weekly = period_of("weekly", day)
+    assert weekly.start.isoweekday() == 5 and len(weekly.days()) == 7 and day in weekly.days()
+    monthly = period_of("monthly", day)
     days = monthly.days()
     assert days[0] == day.replace(day=1) and day in days
     assert all(d.month == day.month for d in days) and (days[-1] + timedelta(days=1)).day == 1
@@ -39,8 +36,8 @@ def test_the_period_holding_a_day(day: date) -> None:
 
 def test_recent_periods_are_back_to_back_newest_first() -> None:
     weeks = recent_periods("weekly", date(2026, 12, 2))
-    assert [w.start for w in weeks] == [date(2026, 11, 30), date(2026, 11, 23),
-                                        date(2026, 11, 16), date(2026, 11, 9)]
+    assert [w.start for w in weeks] == [date(2026, 11, 27), date(2026, 11, 20),
+                                        date(2026, 11, 13), date(2026, 11, 6)]
     months = recent_periods("monthly", date(2026, 1, 15))
     assert [(m.start, m.end) for m in months] == [
         (date(2026, 1, 1), date(2026, 2, 1)), (date(2025, 12, 1), date(2026, 1, 1)),
@@ -63,27 +60,6 @@ def test_figures_with_their_units() -> None:
         == "¥97.40"
     assert figure_text(Figure(key="a", label="A", value=None, unit="hours")) == "—"
     assert figure_text(Figure(key="a", label="A", value=3)) == "3"
-
-
-def test_a_report_as_csv() -> None:
-    period = Period(kind="daily", start=date(2026, 12, 1), end=date(2026, 12, 2))
-    rows = (("STO", 3, Decimal("4.40")), ("-1+1", None, Decimal("-2")))
-    report = Report(kind="daily", period=period,
-                    generated_at=datetime(2026, 12, 2, 1, 0, tzinfo=UTC), sections=(
-                        Section(key="s", title="Cost, per courier",
-                                figures=(Figure(key="f", label="Paid", value=5),),
-                                tables=(Table(key="t", title="By courier",
-                                              columns=("courier", "n", "fee"), rows=rows),)),))
-    text = to_csv(report)
-    parsed = list(csv.reader(io.StringIO(text)))
-    assert parsed[0] == ["report", "daily", "2026-12-01", "2026-12-02",
-                         "2026-12-02T01:00:00+00:00"]
-    assert ["Cost, per courier", "Paid", "5", "count"] in parsed
-    at = parsed.index(["courier", "n", "fee"])
-    assert parsed[at - 1] == ["Cost, per courier", "By courier"]
-    # A text that a spreadsheet would run is quoted; a negative amount stays a number.
-    assert parsed[at + 1:] == [["STO", "3", "4.40"], ["'-1+1", "", "-2"]]
-    assert "\r\n" in text
 
 
 @given(st.binary(max_size=3000), st.text(min_size=1, max_size=40).filter(
