@@ -265,16 +265,19 @@ class Story:
     on_time: bool | None = None
 
 
-def month_plan() -> list[Story]:
-    """Jobs paid over December, each on its own day, at 08:00 (ship by 11:00)."""
+def month_plan(first: date = date(2026, 12, 1),
+               partners: tuple[str, str] = ("factory-1", "factory-2")) -> list[Story]:
+    """Jobs paid over the month of `first`, each on its own day, at 08:00 (ship by 11:00): the
+    first partner's with every answer and intercept, the second's with pack checks."""
+    first_partner, second = partners
     stories: list[Story] = []
 
     def day(n: int) -> date:
-        return date(2026, 12, n)
+        return first.replace(day=n)
 
     def base(n: int, offered_after: timedelta = timedelta(minutes=1),
-             partner: str = "factory-1") -> Job:
-        return paid_job(local("08:00", day(n)), offered_after, partner)
+             partner: str = "") -> Job:
+        return paid_job(local("08:00", day(n)), offered_after, partner or first_partner)
 
     def answered(n: int, after: timedelta, **kw: timedelta | str) -> Job:
         job = base(n, **kw)  # type: ignore[arg-type]
@@ -308,11 +311,11 @@ def month_plan() -> list[Story]:
         stories.append(Story(job, True, "confirmed",
                              intercept=f"{kind.value}:{status[outcome]}"))
     for n, fault in ((15, "wrong"), (16, "short")):
-        job = answered(n, timedelta(hours=1), partner="factory-2")
+        job = answered(n, timedelta(hours=1), partner=second)
         packages = wrong_pack(job) if fault == "wrong" else short_pack(job)
         stories.append(Story(ship(job, local("10:00", day(n)), packages, anyway=True), True,
                              "confirmed", mismatch=fault, shipped=True, on_time=True))
-    checked = answered(17, timedelta(hours=1), partner="factory-2")
+    checked = answered(17, timedelta(hours=1), partner=second)
     stories.append(Story(ship(checked, local("10:00", day(17)), contents(checked.lines)), True,
                          "confirmed", shipped=True, on_time=True))
     return stories
@@ -327,18 +330,22 @@ def return_record(tracking: str, partner: str, at: datetime,
                                                       returns.DEFAULT_RETURNS_RULES))
 
 
-def month_returns() -> list[tuple[ReturnRecord, str]]:
-    """Returns in December's windows and their liability under the contract, by hand."""
+def month_returns(first: date = date(2026, 12, 1), prefix: str = "RT",
+                  partners: tuple[str, str] = ("factory-1", "factory-2"),
+                  ) -> list[tuple[ReturnRecord, str]]:
+    """Returns in the month's windows and their liability under the contract, by hand."""
+    first_partner, second = partners
     return [
-        (return_record("RT0001", "factory-1", local("10:00", date(2026, 12, 3)),
+        (return_record(f"{prefix}0001", first_partner, local("10:00", first.replace(day=3)),
                        complaint="衣服有破洞"), "factory"),  # intact packaging: the factory's
-        (return_record("RT0002", "factory-1", local("10:00", date(2026, 12, 4)),
+        (return_record(f"{prefix}0002", first_partner, local("10:00", first.replace(day=4)),
                        packaging="damaged", complaint="破损",
                        damage_location=DamageLocation.IN_TRANSIT), "courier"),
-        (return_record("RT0003", "factory-2", local("11:00", date(2026, 12, 4)),
+        (return_record(f"{prefix}0003", second, local("11:00", first.replace(day=4)),
                        packaging="damaged", complaint="破损",
                        damage_location=DamageLocation.AT_WAREHOUSE), "factory"),
-        (return_record("RT0004", "factory-2", local("11:00", date(2026, 12, 5))), "none"),
+        (return_record(f"{prefix}0004", second, local("11:00", first.replace(day=5))),
+         "none"),
     ]
 
 
@@ -349,12 +356,21 @@ READ_AT = datetime(2027, 1, 1, 2, 0, tzinfo=MONTH.start_at.tzinfo)  # the 1st, 1
 def test_the_monthly_report_recomputes_from_the_planted_stories() -> None:
     stories = month_plan()
     planted_returns = month_returns()
+    assert MONTH.end_at < READ_AT
     # A return in November's last window and a job paid on January 1st are not December's.
     outside_return = return_record("RT0009", "factory-1", local("10:00", date(2026, 11, 30)))
     outside_job = paid_job(local("00:01", date(2027, 1, 1)))
     found = {s.key: s for s in warehouse_kpis.sections(
         MONTH, [s.job for s in stories] + [outside_job],
         [r for r, _ in planted_returns] + [outside_return], READ_AT, RULES)}
+    assert_month(found, stories, planted_returns, MONTH)
+
+
+def assert_month(found: dict[str, Section], stories: list[Story],
+                 planted_returns: list[tuple[ReturnRecord, str]], month: Period,
+                 partners: tuple[str, str] = ("factory-1", "factory-2")) -> None:
+    """A month's sections against the figures recomputed from the planted stories."""
+    first_partner, second = partners
     assert list(found) == ["dispatch", "intake", "factory", "rejects", "intercepts",
                            "wrong_short", "returns", "scorecard", "cs_changes"]
 
@@ -368,8 +384,10 @@ def test_the_monthly_report_recomputes_from_the_planted_stories() -> None:
         "pending": len(open_jobs), "stock_up": 0,
         "on_time_rate": rate(on_time, len(shipped) + len(open_jobs))}
     per_day = {row[0]: int(row[1] or 0) for row in found["dispatch"].table("by_day").rows}
-    assert len(per_day) == 31 and sum(per_day.values()) == len(stories)
-    assert per_day["2026-12-09"] == 1 and per_day["2026-12-31"] == 0
+    assert list(per_day) == [day.isoformat() for day in month.days()]
+    assert sum(per_day.values()) == len(stories)
+    assert per_day[month.start.replace(day=9).isoformat()] == 1
+    assert per_day[month.days()[-1].isoformat()] == 0
 
     quick = sum(s.quick_intake for s in stories)
     assert figures(found["intake"]) == {"orders": len(stories), "within_10_min": quick,
@@ -411,13 +429,13 @@ def test_the_monthly_report_recomputes_from_the_planted_stories() -> None:
                 if v) == dict(liable)
 
     scorecard = {row[0]: row[1:] for row in found["scorecard"].table("factories").rows}
-    theirs = [s for s in stories if s.job.partner_id == "factory-2"]
-    assert scorecard["factory-2"] == (
+    theirs = [s for s in stories if s.job.partner_id == second]
+    assert scorecard[second] == (
         len(theirs), rate(3, 3), rate(3, 3), rate(0, 3), rate(2, 3),
-        sum(p == "factory" for r, p in planted_returns if r.partner_id == "factory-2"), None)
-    mine = [s for s in stories if s.job.partner_id == "factory-1"]
-    assert scorecard["factory-1"][0] == len(mine)
-    assert scorecard["factory-1"][-1] == rate(outcomes["intercepted"],
+        sum(p == "factory" for r, p in planted_returns if r.partner_id == second), None)
+    mine = [s for s in stories if s.job.partner_id == first_partner]
+    assert scorecard[first_partner][0] == len(mine)
+    assert scorecard[first_partner][-1] == rate(outcomes["intercepted"],
                                               outcomes["intercepted"]
                                               + outcomes["intercept_failed"])
 
