@@ -257,6 +257,37 @@ def paid_between(start: datetime, end: datetime) -> tuple[list[Job], int]:
     return jobs, pages
 
 
+def backfill_paid_month() -> int:
+    """Give the jobs written before the by-paid-month index their `paid_month`; how many were
+    given it. A one-off migration, run by an operator after deploying the index (README,
+    upgrade notes): it Scans the table for jobs with `paid_at` and no `paid_month`, and each
+    update is guarded by the version read, so a job changed meanwhile (whose write derived it
+    already) is left alone."""
+    from botocore.exceptions import ClientError
+
+    given = 0
+    for page in aws.client("dynamodb").get_paginator("scan").paginate(
+            TableName=_table(), ProjectionExpression="pk, sk, paid_at, version",
+            FilterExpression="begins_with(sk, :job) AND attribute_exists(paid_at) "
+                             "AND attribute_not_exists(paid_month)",
+            ExpressionAttributeValues=to_attrs({":job": "job_"})):
+        for raw in page.get("Items", []):
+            item = from_attrs(raw)
+            try:
+                aws.client("dynamodb").update_item(
+                    TableName=_table(), Key=_key(str(item["pk"]), str(item["sk"])),
+                    UpdateExpression="SET paid_month = :m", ConditionExpression="version = :v",
+                    ExpressionAttributeValues=to_attrs({
+                        ":m": paid_month(parse_iso(str(item["paid_at"]))),
+                        ":v": item["version"]}))
+            except ClientError as error:
+                if not is_condition_failure(error):
+                    raise
+            else:
+                given += 1
+    return given
+
+
 def returns_of_days(days: Sequence[date]) -> tuple[list[dict[str, Any]], int]:
     """Every partner's returns of these window days (as `returns_on`), and the pages read: a
     Query of the returns-by-day index per day."""

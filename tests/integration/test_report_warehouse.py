@@ -106,3 +106,22 @@ def test_a_week_across_two_months_reads_both_and_only_its_own_days(
     assert per_day == {day.isoformat(): sum(d == day for d in inside) for day in week.days()}
     assert dispatch.figure("paid").value == len(inside)
     assert reads == 2 + len(week.days())  # a page of each paid month, one per window day
+
+
+def test_jobs_written_before_the_index_are_found_once_backfilled(
+        first: date, partners: tuple[str, str]) -> None:
+    from chalicelib.core import aws
+    from chalicelib.core.dynamodb import to_attrs
+    from chalicelib.core.settings import settings
+
+    paid = RULES.at(first.replace(day=15), time(9))
+    old = paid_job(paid, partner=partners[0])
+    item = {k: v for k, v in job_store.item_of(old).items() if k != "paid_month"}
+    aws.client("dynamodb").put_item(TableName=settings().jobs_table, Item=to_attrs(item))
+    month = month_of(first)
+    assert job_store.paid_between(month.start_at, month.end_at)[0] == []
+
+    assert job_store.backfill_paid_month() >= 1
+    assert job_store.paid_between(month.start_at, month.end_at)[0] == [old]
+    job_store.backfill_paid_month()  # again: nothing left to give, the job found once
+    assert job_store.paid_between(month.start_at, month.end_at)[0] == [old]
