@@ -5,6 +5,10 @@ DynamoDB reads, all Queries on an index, counted in pages:
   jobs  by-paid-month   the jobs paid in the period: one paged Query per month it touches
                         (whole jobs, some 2 KB each: a page per 1 MB, ~500 jobs)
   jobs  returns-by-day  weekly and monthly: the returns of each window day of the period
+
+A month of 15,000 orders: some 30 pages of jobs and 28-31 of returns (one per day, more only
+past 1 MB of returns a day); a day: one page. Buyer complaint cases are not read yet (no index
+gives the cases opened in a period); the wrong/short section says so.
 """
 
 from __future__ import annotations
