@@ -39,6 +39,9 @@ observability.install(app)
 # Chalice's own answers (wrong method, unsupported media type) in the error contract, for every
 # blueprint's routes.
 app.register_middleware(chalice_errors, "http")
+# The console's file uploads (courier bills): API Gateway passes such a body base64-encoded,
+# bytes intact, instead of as UTF-8 text (chalicelib/console/uploads.py).
+app.api.binary_types.append("multipart/form-data")
 app.register_blueprint(webhooks.bp)
 app.register_blueprint(warehouse.bp)
 app.register_blueprint(cs.bp)

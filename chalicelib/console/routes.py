@@ -1,6 +1,7 @@
 """/console: the CS console's routes, a few lines each (chalicelib/console/views.py has the
 pages). Every page but sign-in needs a session; every action needs back_office and the
-session's CSRF token (chalicelib/console/web.py `signed_in`).
+session's CSRF token (chalicelib/console/web.py `signed_in`); importing a courier bill needs
+admin.
 
 The views, Jinja2 and the templates are imported by the console's routes only, when first
 served: a webhook's cold start loads none of it."""
@@ -21,8 +22,12 @@ if TYPE_CHECKING:
 
 bp = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
+# A file's form (a courier bill). app.py lists it among API Gateway's binary media types, so
+# the file's bytes arrive intact (chalicelib/console/uploads.py).
+UPLOAD = ["multipart/form-data"]
 STYLE = Path(__file__).with_name("static") / "console.css"
 BACK_OFFICE = "back_office"
+ADMIN = "admin"  # importing a bill writes each parcel's actual fee: the supervisor's key
 P = ParamSpec("P")
 
 
@@ -174,3 +179,51 @@ def today() -> Response:
     from chalicelib.console import views
 
     return views.today(signed_in())
+
+
+@bp.route("/console/reports", methods=["GET"])
+@page
+def reports() -> Response:
+    from chalicelib.console import report_pages
+
+    return report_pages.choose(signed_in())
+
+
+@bp.route("/console/reports/{kind}/{day}", methods=["GET"])
+@page
+def report(kind: str, day: str) -> Response:
+    from chalicelib.console import report_pages
+
+    return report_pages.report(signed_in(), kind, day)
+
+
+@bp.route("/console/reports/{kind}/{day}/csv", methods=["GET"])
+@page
+def report_csv(kind: str, day: str) -> Response:
+    from chalicelib.console import report_pages
+
+    return report_pages.report_csv(signed_in(), kind, day)
+
+
+@bp.route("/console/bills", methods=["GET"])
+@page
+def bills() -> Response:
+    from chalicelib.console import bill_pages
+
+    return bill_pages.bills(signed_in())
+
+
+@bp.route("/console/bills", methods=["POST"], content_types=UPLOAD)
+@page
+def import_bill() -> Response:
+    from chalicelib.console import bill_pages
+
+    return bill_pages.import_bill(signed_in(ADMIN))
+
+
+@bp.route("/console/bills/{bill_id}", methods=["GET"])
+@page
+def bill(bill_id: str) -> Response:
+    from chalicelib.console import bill_pages
+
+    return bill_pages.bill(signed_in(), path_id(bill_id, "bill"))

@@ -18,8 +18,10 @@ from chalicelib.access import sessions
 from chalicelib.access.keys import Role
 from chalicelib.access.sessions import Session
 from chalicelib.api import raw_body
+from chalicelib.console import uploads
 from chalicelib.console.i18n import language_of
 from chalicelib.console.render import render
+from chalicelib.console.uploads import Upload
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ApiError
 from chalicelib.core.settings import settings
@@ -39,7 +41,7 @@ SECURITY_HEADERS: dict[str, str | list[str]] = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-ERROR_WORDS = {401: "bad_key", 403: "forbidden", 404: "not_found"}
+ERROR_WORDS = {401: "bad_key", 403: "forbidden", 404: "not_found", 413: "too_large"}
 
 
 class SignInNeeded(ApiError):
@@ -69,6 +71,7 @@ class Visit:
     cookies: dict[str, str] = field(default_factory=dict)
     set_cookies: list[str] = field(default_factory=list)
     fields: dict[str, str] | None = None
+    files: dict[str, Upload] = field(default_factory=dict)  # a multipart form's files
 
     @property
     def query(self) -> dict[str, str]:
@@ -86,6 +89,11 @@ class Visit:
 
     def _parse(self) -> dict[str, str]:
         body = raw_body(self.request) or b""
+        content_type = sessions.header(self.request.headers or {}, "content-type") or ""
+        if uploads.is_multipart(content_type):  # a file's form: its own cap (uploads.py)
+            posted = uploads.parse(body, content_type)
+            self.files = posted.files
+            return posted.fields
         if len(body) > MAX_FORM_BYTES:
             raise ApiError(413, "payload_too_large", f"a form is at most {MAX_FORM_BYTES} bytes")
         try:
