@@ -67,11 +67,15 @@ class CarrierChoice(TypedDict):
     region: str
     expected_cost: Any  # the contract does not fix its format (decimal string? number?)
     reason: str
+    # A buyer's courier request the rules could not honour: unknown_courier, courier_not_offered.
+    fallback: NotRequired[str]
 
 
 class Change(TypedDict):
     change_id: str
-    kind: Literal["cancel", "address", "attributes", "promise"]
+    # courier: the buyer asked for another courier; once applied or intercepted the job's
+    # `carrier` is the new one, and a printed parcel needs a new label (reprint_required).
+    kind: Literal["cancel", "address", "attributes", "promise", "courier"]
     status: Literal["applied", "intercept_requested", "intercepted", "intercept_failed",
                     "after_sales"]
     requested_at: str
@@ -79,6 +83,7 @@ class Change(TypedDict):
     address: NotRequired[Address]
     lines: NotRequired[list[Line]]
     promise: NotRequired[dict[str, Any]]
+    carrier_code: NotRequired[str]
 
 
 class Package(TypedDict):
@@ -144,7 +149,9 @@ class ChangeEntry(TypedDict):
     cursor: str
     at: str
     job_id: str
-    type: str  # change.applied | change.intercept_requested | change.after_sales | job.cancelled
+    # change.applied | change.intercept_requested | change.after_sales |
+    # order.courier_refused | job.cancelled
+    type: str
     change: Change | None
 
 

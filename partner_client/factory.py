@@ -38,7 +38,7 @@ STAGES = ("accept", "print", "relabel", "pick", "pack", "ship")
 DEFAULT_STEP_SECONDS: dict[str, float] = {
     "accept": 1.0, "print": 8.0, "relabel": 2.0, "pick": 4.0, "pack": 4.0, "ship": 4.0}
 # Changes that alter what the label or the parcel says: an intercepted one needs a new label.
-REPRINT_KINDS = frozenset({"address", "attributes"})
+REPRINT_KINDS = frozenset({"address", "attributes", "courier"})
 DEFAULT_CARRIER = "STO"
 
 TrackingFormat = Callable[[random.Random], str]

@@ -90,6 +90,16 @@ def find_order() -> Response:
     return ok(order_view.order_view(order_id))
 
 
+@bp.route("/cs/v1/orders/lists/{list_name}", methods=["GET"])
+@endpoint
+def list_orders(list_name: str) -> Response:
+    """The CS supervisor's lists: refund, dispute, unpaid (?limit=, ?cursor=)."""
+    from chalicelib.flows import order_lists
+
+    _staff()
+    return ok(order_lists.work_list(list_name, _query()))
+
+
 @bp.route("/cs/v1/orders/{order_id}/amendments", methods=["POST"])
 @endpoint
 def amend_order(order_id: str) -> Response:

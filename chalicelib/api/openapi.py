@@ -43,6 +43,7 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
     not_found: str = ""  # what a 404 means here; empty: no 404
     conflict: str = ""  # what a 409 means here; empty: no 409
+    unprocessable: str = ""  # 422 reasons besides `invalid_payload`, for a body's meaning
 
 
 def _path(name: str) -> dict[str, Any]:
@@ -83,7 +84,9 @@ def _errors(operation: Operation, key: str) -> dict[str, tuple[str, bool]]:
         errors["409"] = (operation.conflict, False)
     if operation.request is not None:
         errors["413"] = ("The body, or the record it makes, is larger than we take", False)
-        errors["422"] = ("Request failed validation (`details.problems`)", False)
+        errors["422"] = ("Request failed validation (`invalid_payload`, `details.problems`)"
+                         + (f"; {operation.unprocessable}" if operation.unprocessable else ""),
+                         False)
     return dict(sorted(errors.items()))
 
 
@@ -210,7 +213,15 @@ def _cs_operations() -> list[Operation]:
     from chalicelib.cs import queue
     from chalicelib.cs.alerts import Severity
     from chalicelib.cs.cases import Case
-    from chalicelib.flows import amendments, case_desk, complaints, order_search, order_view, today
+    from chalicelib.flows import (
+        amendments,
+        case_desk,
+        complaints,
+        order_lists,
+        order_search,
+        order_view,
+        today,
+    )
 
     class FoundOrders(RootModel[order_search.SearchResult | order_view.OrderView]):
         """?q= answers the search's hits; the other lookups answer the one order."""
@@ -241,10 +252,25 @@ def _cs_operations() -> list[Operation]:
                       _query("carrier_code", "the parcel's courier", _text()),
                       _query("tracking_number", "the parcel's tracking number", _text())],
                   not_found="No such order or parcel"),
+        Operation("get", "/orders/lists/{list_name}", "listOrders", "The CS supervisor's "
+                  "lists: orders in refund (requested or under way on the marketplace), in "
+                  "dispute, or unpaid (created, not paid), longest on the list first, with "
+                  "since when, the marketplace and the amount (read_only)", None,
+                  order_lists.OrderList, 200, [
+                      {"name": "list_name", "in": "path", "required": True,
+                       "schema": {"type": "string", "enum": list(order_lists.NAMES)}},
+                      cursor, limit],
+                  not_found="No such list (`unknown_list`: refund, dispute or unpaid)"),
         Operation("post", "/orders/{order_id}/amendments", "amendOrder", "An appended, "
-                  "attributed change: cancel, address, attributes, promise or note "
-                  "(back_office)", amendments.Amendment, amendments.Amended, 201, [order],
-                  not_found="No such order", conflict=closed),
+                  "attributed change: cancel, address, attributes, promise, courier "
+                  "(`carrier_code`: a code or a courier's name; re-routed before print, "
+                  "intercepted and relabelled after, refused with an order.courier_refused "
+                  "case once shipped) "
+                  "or note (back_office)", amendments.Amendment, amendments.Amended, 201,
+                  [order], not_found="No such order", conflict=closed,
+                  unprocessable="a courier change naming a courier we do not know "
+                  "(`unknown_courier`, `details.known`) or one not offered for this parcel "
+                  "(`courier_not_offered`, `details.offered`)"),
         Operation("post", "/orders/{order_id}/complaints", "complain", "A buyer's complaint "
                   "of a wrong item, too few, or a missing item: on the order's timeline, and a "
                   "case (shipment.wrong_items, shipment.short, shipment.missing_items; joins "

@@ -68,6 +68,8 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "amend_note": ("加备注", "Add a note"),
     "amend_promise": ("改承诺发货时间", "Change the promised dispatch"),
     "amend_attributes": ("改商品/规格", "Change items or attributes"),
+    "amend_courier": ("改快递", "Change the courier"),
+    "courier_offered": ("可选快递（仅限已开通的）", "Courier (only those offered)"),
     "reason": ("买家诉求 / 原因（必填）", "What the buyer asked / why (required)"),
     "name": ("收件人", "Name"),
     "phone": ("电话", "Phone"),
@@ -230,6 +232,23 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "waybill": ("运单号", "Waybill"),
     "not_billed": ("未计费", "Not billed"),
     "previous_page": ("上一页", "Previous page"),
+    # The supervisor's lists
+    "lists": ("清单", "Lists"),
+    "lists_title": ("退款 / 纠纷 / 未付款", "Refunds, disputes, unpaid"),
+    "list_refund": ("退款中", "In refund"),
+    "list_dispute": ("纠纷中", "In dispute"),
+    "list_unpaid": ("未付款", "Unpaid"),
+    "list_hint_refund": ("买家已申请或正在退款的订单，每天检查并提醒售后。",
+                         "Orders whose buyer asked for or is getting a refund: check them daily "
+                         "and remind after-sales."),
+    "list_hint_dispute": ("平台介入的纠纷订单，每天检查。",
+                          "Orders the marketplace is judging: check them daily."),
+    "list_hint_unpaid": ("已下单未付款的订单，请跟进买家（未付款订单登记）。",
+                         "Orders placed but not paid: chase the buyers (the unpaid-order log)."),
+    "amount": ("金额", "Amount"),
+    "on_list_since": ("在列表中自", "On the list since"),
+    "after_sale": ("售后状态", "After-sale"),
+    "no_listed": ("列表为空。", "Nothing on this list."),
 }
 
 

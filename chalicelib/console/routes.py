@@ -173,6 +173,14 @@ def complaint(order_id: str) -> Response:
     return views.complaint(current, path_id(order_id, "order"))
 
 
+@bp.route("/console/lists", methods=["GET"])
+@page
+def lists() -> Response:
+    from chalicelib.console import views
+
+    return views.lists(signed_in())
+
+
 @bp.route("/console/today", methods=["GET"])
 @page
 def today() -> Response:

@@ -175,13 +175,26 @@ def order(current: Visit, order_id: str) -> Response:
     view = order_view.order_view(order_id)
     job = view["job"]
     outcome = change_outcome(Work(job["work"])) if job else "applied"
-    return current.page("order.html", view=view, job=job, outcome=outcome,
+    couriers = courier_choices(job)
+    return current.page("order.html", view=view, job=job, outcome=outcome, couriers=couriers,
                         can_amend=current.session is not None
                         and current.session.can(Role.BACK_OFFICE),
                         done=current.query.get("outcome"), done_kind=current.query.get("kind"))
 
 
-AMEND_KINDS = ("cancel", "address", "attributes", "promise", "note")
+def courier_choices(job: dict[str, Any] | None) -> list[str]:
+    """The couriers CS may pick for this parcel (the API refuses others: 422
+    courier_not_offered): the offered ones, and the international courier for one abroad."""
+    from chalicelib.warehouse.jobs import protocol_rules
+    from chalicelib.warehouse.regions import Region
+
+    rules = protocol_rules().carriers
+    region = Region(job["carrier"]["region"]) if job and job.get("carrier") else None
+    return [carrier.value for carrier in rules.choosable()
+            if region is None or rules.offered(carrier, region)]
+
+
+AMEND_KINDS = ("cancel", "address", "attributes", "promise", "courier", "note")
 ADDRESS_FIELDS = ("name", "phone", "province", "city", "line1", "line2", "postal_code")
 
 
@@ -199,6 +212,8 @@ def amendment_of(fields: dict[str, str]) -> dict[str, Any]:
                            "text": form_value(fields, "promise_text", 500)}
     elif kind == "attributes":
         body["lines"] = _lines(fields)
+    elif kind == "courier":
+        body["carrier_code"] = form_value(fields, "carrier_code", 64)
     return body
 
 
@@ -267,6 +282,22 @@ def complaint(current: Visit, order_id: str) -> Response:
     complaints.complain(order_id, complained, staff, utcnow())
     return current.redirect(href(f"/console/orders/{quote(order_id)}")
                             + f"?outcome=complaint&kind={complained.kind}")
+
+
+# The supervisor's lists ---------------------------------------------------------------------
+
+def lists(current: Visit) -> Response:
+    """One list at a time (?list=refund, the default, dispute or unpaid), a page of QUEUE_PAGE,
+    through the CS API's flow: the tabs link the three."""
+    from chalicelib.flows import order_lists
+
+    name = current.query.get("list") or order_lists.NAMES[0]
+    query = {"limit": str(QUEUE_PAGE)}
+    if current.query.get("cursor"):
+        query["cursor"] = current.query["cursor"]
+    found = order_lists.work_list(name, query)
+    return current.page("lists.html", chosen=name, names=order_lists.NAMES,
+                        orders=found["orders"], next_cursor=found["next_cursor"])
 
 
 # Today ----------------------------------------------------------------------------------------

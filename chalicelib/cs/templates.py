@@ -72,6 +72,14 @@ TEMPLATES: Mapping[str, Template] = {
          "The order has shipped: the buyer's change or cancellation is now after-sales."),
         ("联系买家：退货退款或快递拦截。",
          "Contact the buyer: return and refund, or a courier intercept.")),
+    "order.courier_refused": _t(
+        ("改快递未成", "Courier change refused"),
+        ("包裹已由原快递发出，买家要求的改快递无法执行。",
+         "The parcel has already left with its courier: the buyer's courier change cannot be "
+         "made."),
+        ("告知买家包裹仍由原快递派送；如买家坚持，按售后处理（拒收退回后重发）。",
+         "Tell the buyer the parcel stays with its courier; if they insist, handle it as "
+         "after-sales (refused and returned, then resent).")),
     "change.intercept_failed": _t(
         ("拦截失败", "Intercept failed"),
         ("仓库没能拦截这个包裹。", "The warehouse could not intercept the parcel."),

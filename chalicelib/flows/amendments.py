@@ -27,7 +27,9 @@ from chalicelib.orders import order_store as orders_store
 from chalicelib.orders.order import Address, Order, OrderEvent, amended, changed_view
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
+from chalicelib.warehouse.carriers import Carrier, requested_problem
 from chalicelib.warehouse.jobs import protocol_rules
+from chalicelib.warehouse.regions import region_of
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,12 @@ class AmendedLine(jobs.JobLine):
 class Amendment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["cancel", "address", "attributes", "promise", "note"]
+    kind: Literal["cancel", "address", "attributes", "promise", "courier", "note"]
     reason: str = Field(min_length=1, max_length=1000)  # what the buyer asked, in CS's words
     address: AmendedAddress | None = None
     lines: tuple[AmendedLine, ...] | None = Field(default=None, max_length=200)
     promise: jobs.Promise | None = None
+    carrier_code: str | None = Field(default=None, min_length=1, max_length=64)  # courier
 
     def change_request(self) -> jobs.ChangeRequest | None:
         if self.kind == "note":
@@ -72,7 +75,7 @@ class Amendment(BaseModel):
         try:
             return jobs.ChangeRequest(kind=jobs.ChangeKind(self.kind), reason=self.reason,
                                       address=self.address, lines=self.lines,
-                                      promise=self.promise)
+                                      promise=self.promise, carrier_code=self.carrier_code)
         except ValidationError as exc:
             raise ApiError(422, "invalid_payload", f"the {self.kind} amendment is incomplete",
                            problems=[e["msg"] for e in exc.errors()]) from None
@@ -100,12 +103,31 @@ def _current_view(order: Order, amendment: Amendment, transition: jobs.Transitio
     if transition is not None and transition.job.changes[-1].status is not \
             jobs.ChangeStatus.APPLIED:
         return order
-    return changed_view(order, amendment.kind, amendment.address, now)
+    return changed_view(order, amendment.kind, amendment.address, now,
+                        courier=amendment.carrier_code)
+
+
+def checked_courier(amendment: Amendment, address: Address | None) -> Amendment:
+    """A courier change names a courier the rules may give this parcel (422 `unknown_courier`
+    or `courier_not_offered` otherwise: CS asks again, unlike a marketplace's request, which
+    falls back to the rule table); stored as its carrier code."""
+    if amendment.kind != "courier" or address is None:
+        return amendment
+    rules = protocol_rules().carriers
+    carrier, problem = requested_problem(amendment.carrier_code or "",
+                                         region_of(address, rules.regions), rules)
+    if problem == "unknown_courier":
+        raise ApiError(422, "unknown_courier", f"{amendment.carrier_code!r} is not a courier we "
+                       "know", known=[c.value for c in Carrier])
+    if problem == "courier_not_offered":
+        raise ApiError(422, "courier_not_offered", f"{carrier} is not offered for this parcel",
+                       offered=[c.value for c in rules.choosable()])
+    return amendment.model_copy(update={"carrier_code": carrier})
 
 
 def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> dict[str, Any]:
     actor = f"cs {staff_id}"
-    request = amendment.change_request()
+    amendment.change_request()  # 422 for an incomplete amendment, before any read
     event = OrderEvent(type="order.amended", at=now, actor=actor, reason=amendment.reason,
                        summary=f"{amendment.kind} by {staff_id}: {amendment.reason}",
                        data=amendment.model_dump(mode="json", exclude_none=True))
@@ -119,6 +141,8 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
         if tried and stored.written(tried[-1][0], now):
             return tried[-1][1]  # an earlier attempt's write landed; its answer was lost
         job, transition = None, None
+        checked = checked_courier(amendment, stored.order.shipping_address)
+        request = checked.change_request()
         if request is not None and stored.job is not None:
             observability.tag(job_id=stored.job.job_id)
             job = jobs_store.get(stored.job.partner_id, stored.job.job_id)
@@ -126,7 +150,7 @@ def amend(order_id: str, amendment: Amendment, staff_id: str, now: datetime) -> 
                 transition = jobs.request_change(job, request, actor, now,
                                                   protocol_rules())  # 409 if closed
                 warehouse.announce(transition, now)
-        view = _current_view(stored.order, amendment, transition, now)
+        view = _current_view(stored.order, checked, transition, now)
         _refund_task(stored.order, view, amendment, actor, now,
                      transition.job.job_id if transition else None)
         actions: list[Action] = [orders_store.put_current(

@@ -233,8 +233,13 @@ def _change_requests(decision: Decision) -> list[jobs.ChangeRequest]:
     if "lines" in changed and order.lines:
         requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.ATTRIBUTES, reason=why,
                                            lines=jobs.lines_of(order)))
-    for field, kind in (("buyer_note", "note"), ("requested_courier", "requested_courier"),
-                        ("gift_message", "gift_message"), ("invoice_title", "invoice_title")):
+    if "requested_courier" in changed and order.requested_courier:
+        # Re-routed through the stage rules like a CS courier change (one the rules cannot
+        # honour falls back to the rule table, and the job says why).
+        requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.COURIER, reason=why,
+                                           carrier_code=order.requested_courier[:64]))
+    for field, kind in (("buyer_note", "note"), ("gift_message", "gift_message"),
+                        ("invoice_title", "invoice_title")):
         text = getattr(order, field)
         if field in changed and text:
             requests.append(jobs.ChangeRequest(kind=jobs.ChangeKind.PROMISE, reason=why,

@@ -560,7 +560,8 @@ def intercepted_view(transition: Transition, change_id: str, now: datetime) -> l
                                    change.reason, now, transition.job.job_id)
         if task is not None:
             alert_topic.publish(task)
-    view = changed_view(stored.order, change.kind, change.address, now)
+    view = changed_view(stored.order, change.kind, change.address, now,
+                        courier=change.carrier_code)
     if view == stored.order:
         return []  # a marketplace's own change: its view already says so
     return [orders_store.put_current(view, stored, stored.job, now,

@@ -100,6 +100,7 @@ from chalicelib.marketplaces.contract import (
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
@@ -536,6 +537,9 @@ def parse_order(answers: Sequence[Mapping[str, Any]], ref: OrderRef, source: str
         updated_at=order.LastUpdateDate,
         presale_ship_date=_presale_date(order),
         gift_message=_gift_message(items),
+        # The Orders API carries no after-sale state: refunds are in the Finances API, returns
+        # in the returns reports, A-to-z claims and chargebacks in neither: nothing to map.
+        after_sale=AfterSale.NONE,
     )
 
 

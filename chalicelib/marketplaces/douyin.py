@@ -132,12 +132,14 @@ from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
     OrderLine,
     OrderStatus,
     Totals,
+    most_pressing,
     note_fields,
 )
 
@@ -263,8 +265,15 @@ class Spec(LenientModel):
     value: str = ""
 
 
+class AfterSaleInfo(LenientModel):
+    after_sale_status: int = 0
+    after_sale_type: int = 0
+    refund_status: int = 0
+
+
 class SkuOrder(LenientModel):
     order_id: str
+    after_sale_info: AfterSaleInfo | None = None
     item_num: int = Field(gt=0)
     origin_amount: int  # 商品现价, fen
     sum_amount: int | None = None  # 现价 x 件数, fen
@@ -458,6 +467,35 @@ def _moment(value: Any) -> datetime | None:
     return None
 
 
+# A sku order's after_sale_info (order.orderDetail). refund_status: 0 无需退款, 1 待退款,
+# 2 退款中, 3 退款成功, 4 退款失败. after_sale_status (?: codes as the open platform's order
+# docs list them): 6 售后申请, 7 售后退货中, 11 售后已发货, 27 拒绝售后申请, 29 退货后拒绝退款 are
+# an after-sale under way; 12 售后成功 ended in a refund; 28 售后失败, 51 取消成功 ended without.
+# Platform arbitration (平台介入) is on the after-sale order (afterSale.Detail), not on the
+# order detail we fetch: Douyin gives us no dispute here.
+REFUND_STATUSES: dict[int, AfterSale] = {1: AfterSale.REFUNDING, 2: AfterSale.REFUNDING,
+                                         3: AfterSale.REFUNDED}
+AFTER_SALE_STATUSES: dict[int, AfterSale] = {
+    6: AfterSale.REFUND_REQUESTED, 27: AfterSale.REFUND_REQUESTED,
+    7: AfterSale.REFUNDING, 11: AfterSale.REFUNDING, 29: AfterSale.REFUNDING,
+    12: AfterSale.REFUNDED,
+}
+
+
+def after_sale_of(main_status: int | None, infos: Sequence[AfterSaleInfo | None]) -> AfterSale:
+    """The order's after-sale state from its sku orders'; a refund ending in main_status
+    (21/22/39) is refunded whatever they say."""
+    states: list[AfterSale | None] = []
+    for info in infos:
+        if info is not None:
+            states += [AFTER_SALE_STATUSES.get(info.after_sale_status),
+                       REFUND_STATUSES.get(info.refund_status)]
+    state = most_pressing(states)
+    if state is AfterSale.NONE and str(main_status) in _REFUND_ENDINGS:
+        return AfterSale.REFUNDED
+    return state
+
+
 def map_status(status: str | int) -> OrderStatus | None:
     return STATUSES.get(str(status))
 
@@ -547,6 +585,8 @@ def parse_order(answer: Any, order: OrderRef, source: str) -> Order:
         updated_at=_ts(detail.update_time),
         buyer_note=detail.buyer_words,
         presale_ship_date=_presale_date(detail),
+        after_sale=after_sale_of(detail.main_status,
+                                 [sku.after_sale_info for sku in detail.sku_order_list]),
         **note_fields((("seller_memo", detail.seller_words),)),
     )
 

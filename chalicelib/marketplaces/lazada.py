@@ -144,12 +144,14 @@ from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
     OrderLine,
     OrderStatus,
     Totals,
+    most_pressing,
 )
 
 NAME = "lazada"
@@ -500,6 +502,7 @@ class LazadaItem(PlatformModel):
     shipping_type: str = ""
     buyer_id: IdText = ""
     updated_at: str = ""
+    return_status: str = ""  # (?) set while a reverse order (return, refund) is open
 
 
 def status_of(items: Sequence[LazadaItem]) -> OrderStatus | None:
@@ -514,6 +517,20 @@ def status_of(items: Sequence[LazadaItem]) -> OrderStatus | None:
     if OrderStatus.CANCELLED in mapped:
         return OrderStatus.CANCELLED
     return None
+
+
+def after_sale_of(items: Sequence[LazadaItem]) -> AfterSale:
+    """The order's after-sale state from its items': an item `returned` was refunded; one with
+    a `return_status` (?) is in a reverse order (cancellation, return or refund) still open,
+    treated as requested. The reverse order's own steps (message_type 10's `reverse_status`)
+    are not in the order we fetch, and Lazada has no dispute for a seller: nothing for those."""
+    states: list[AfterSale | None] = []
+    for item in items:
+        if item.status == "returned":
+            states.append(AfterSale.REFUNDED)
+        elif item.return_status and map_status(item.status) in _LIVE:
+            states.append(AfterSale.REFUND_REQUESTED)
+    return most_pressing(states)
 
 
 def _items(answer: Mapping[str, Any]) -> list[LazadaItem]:
@@ -572,6 +589,7 @@ def parse_order(answers: Sequence[Mapping[str, Any]], ref: OrderRef, source: str
         updated_at=updated_at,
         buyer_note=order.buyer_note or order.remarks,
         gift_message=order.gift_message.strip() if order.gift_option else "",
+        after_sale=after_sale_of(items),
     )
 
 

@@ -140,6 +140,7 @@ from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
@@ -450,6 +451,16 @@ def _find(answer: Mapping[str, Any], order_sn: str) -> ShopeeOrder | None:
     return None
 
 
+# order_status as after-sale: IN_CANCEL is the buyer asking for the paid order to be
+# cancelled (its money back) while the seller has not answered; TO_RETURN a return or refund
+# the buyer started (the goods may be on their way back). A dispute (the buyer contesting the
+# seller's answer to a return) lives on the return (v2.returns.get_return_detail), not on the
+# order detail we fetch: Shopee gives us no dispute here; a refund done shows as CANCELLED or
+# COMPLETED with nothing to tell it apart.
+AFTER_SALE: dict[str, AfterSale] = {"IN_CANCEL": AfterSale.REFUND_REQUESTED,
+                                    "TO_RETURN": AfterSale.REFUNDING}
+
+
 def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
     """The get_order_detail answer for `ref`. An error answer raises ShopeeError."""
     order = _find(answer, ref.external_id)
@@ -486,6 +497,7 @@ def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
         cancelled_at=updated_at if status is OrderStatus.CANCELLED else None,
         updated_at=updated_at,
         buyer_note=order.message_to_seller,
+        after_sale=AFTER_SALE.get(order.order_status, AfterSale.NONE),
         **note_fields((("seller_memo", order.note),)),
     )
 

@@ -30,6 +30,7 @@ from chalicelib.marketplaces.contract import Inbound
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Moment,
@@ -159,6 +160,19 @@ _FINANCIAL_STATUS = {
 }
 
 
+# financial_status as after-sale: partially_refunded is money gone back while the order stands
+# (the rest may follow, or the goods still ship): CS checks it, so it is on the refund list
+# until Shopify says refunded. An order's payload names no dispute: Shopify sends chargebacks
+# and inquiries as their own `disputes/create` and `disputes/update` webhooks (a dispute
+# object with `order_id`), which this app does not subscribe to; and no refund request
+# (returns are the Returns API's).
+_AFTER_SALE = {"partially_refunded": AfterSale.REFUNDING, "refunded": AfterSale.REFUNDED}
+
+
+def after_sale_of(order: ShopifyOrder) -> AfterSale:
+    return _AFTER_SALE.get(order.financial_status or "", AfterSale.NONE)
+
+
 def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
     try:
         payload = ShopifyOrder.model_validate_json(raw)
@@ -184,6 +198,7 @@ def normalise(raw: bytes, headers: Mapping[str, str], source: str) -> Order:
         # Checkout apps put these in note attributes; Shopify has no field of its own for them.
         requested_courier=_attribute(payload, "requested_courier") or "",
         presale_ship_date=_date(_attribute(payload, "presale_ship_date")),
+        after_sale=after_sale_of(payload),
         **note_fields(((a.name, a.value) for a in payload.note_attributes),
                       consumed=_CONSUMED_ATTRIBUTES),
     )

@@ -111,12 +111,14 @@ from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
     OrderLine,
     OrderStatus,
     Totals,
+    most_pressing,
     note_fields,
 )
 
@@ -148,6 +150,28 @@ STATUSES: dict[str, OrderStatus | None] = {
     "TRADE_CLOSED_BY_TAOBAO": OrderStatus.CANCELLED,  # closed before payment
 }
 _CLOSED = frozenset({"TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO"})
+
+# A sub-order's refund_status (Order.refund_status in taobao.trade.fullinfo.get). A dispute
+# (客服介入, the refund's cs_status) is on the refund itself (taobao.refund.get), not on the
+# trade we fetch: Taobao gives us no dispute here.
+REFUND_STATUSES: dict[str, AfterSale] = {
+    "NO_REFUND": AfterSale.NONE,
+    "WAIT_SELLER_AGREE": AfterSale.REFUND_REQUESTED,  # 买家已经申请退款，等待卖家同意
+    "SELLER_REFUSE_BUYER": AfterSale.REFUND_REQUESTED,  # 卖家拒绝退款: the buyer may insist
+    "WAIT_BUYER_RETURN_GOODS": AfterSale.REFUNDING,  # 卖家已经同意退款，等待买家退货
+    "WAIT_SELLER_CONFIRM_GOODS": AfterSale.REFUNDING,  # 买家已经退货，等待卖家确认收货
+    "CLOSED": AfterSale.NONE,  # 退款关闭: the buyer withdrew it
+    "SUCCESS": AfterSale.REFUNDED,  # 退款成功
+}
+
+
+def after_sale_of(trade_status: str, refund_statuses: Sequence[str]) -> AfterSale:
+    """The trade's after-sale state from its sub-orders' refund_status; a trade closed after
+    payment (TRADE_CLOSED) was refunded whatever the sub-orders say."""
+    state = most_pressing(REFUND_STATUSES.get(code) for code in refund_statuses)
+    if state is AfterSale.NONE and trade_status == "TRADE_CLOSED":
+        return AfterSale.REFUNDED
+    return state
 
 # Topics that name a trade whose re-fetch may change the order we hold.
 ORDER_TOPICS = frozenset({
@@ -495,6 +519,7 @@ def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
         updated_at=updated_at,
         buyer_note=trade.buyer_message,
         presale_ship_date=_date(trade.est_con_time),
+        after_sale=after_sale_of(trade.status, [order.refund_status for order in trade.orders]),
         **note_fields((("invoice_title", trade.invoice_name),
                        ("seller_memo", trade.seller_memo))),
     )

@@ -137,6 +137,7 @@ from chalicelib.marketplaces.tokens import RefreshRefused, Tokens, expires_at
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
@@ -481,6 +482,10 @@ def parse_order(answer: Mapping[str, Any], ref: OrderRef, source: str) -> Order:
         cancelled_at=cancelled_at,
         updated_at=updated_at,
         buyer_note=order.buyer_message,
+        # Get Order Detail carries no after-sale state: cancellation requests, returns and
+        # refunds are the Return and Refund API's (notifications 11 and 12 only make us re-read
+        # the order), and TikTok Shop has no dispute for a seller: nothing to map.
+        after_sale=AfterSale.NONE,
         **note_fields((("seller_memo", order.seller_note),)),
     )
 

@@ -101,6 +101,7 @@ from chalicelib.marketplaces.contract import (
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
@@ -230,8 +231,13 @@ class WooOrderHead(LenientModel):
     date_modified_gmt: GmtDatetime
 
 
+class WooRefund(LenientModel):
+    id: int = 0  # its `reason` and `total` (negative, as text) are not needed here
+
+
 class WooOrder(WooOrderHead):
     number: Text = ""
+    refunds: list[WooRefund] = Field(default_factory=list)
     currency: str
     date_created_gmt: GmtDatetime
     date_paid_gmt: GmtDatetime | None = None
@@ -345,6 +351,19 @@ def ref(raw: bytes, headers: Mapping[str, str]) -> OrderRef:
                     updated_at=head.date_modified_gmt)
 
 
+def after_sale_of(payload: WooOrder) -> AfterSale:
+    """`refunded` (the whole order) is refunded; refunds on an order that stands (a partial
+    refund, listed in `refunds`) are money gone back with the rest to decide: on the refund
+    list until the order is refunded. WooCommerce has no refund request (a plugin's) and no
+    dispute (a payment gateway's: WooCommerce Payments or Stripe move a disputed order to
+    on-hold, which reads as awaiting payment): nothing here for those."""
+    if payload.status == "refunded":
+        return AfterSale.REFUNDED
+    if payload.refunds and payload.status not in ("cancelled", "trash"):
+        return AfterSale.REFUNDING
+    return AfterSale.NONE
+
+
 def _order(payload: WooOrder, shop: str) -> Order:
     status = status_of(payload.status, payload.date_paid_gmt)
     if status is None:
@@ -376,6 +395,7 @@ def _order(payload: WooOrder, shop: str) -> Order:
         requested_courier=_meta(payload.meta_data, "requested_courier")
         or (payload.shipping_lines[0].method_title if payload.shipping_lines else ""),
         presale_ship_date=_date(_meta(payload.meta_data, "presale_ship_date")),
+        after_sale=after_sale_of(payload),
         **note_fields(((m.key, m.value) for m in payload.meta_data
                        if isinstance(m.value, str)), consumed=_CONSUMED_META),
     )

@@ -42,6 +42,31 @@ class OrderStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+class AfterSale(StrEnum):
+    """Where the order stands in the marketplace's own after-sale process (refund, return,
+    dispute), as each adapter maps its platform's codes (a platform that says nothing leaves
+    NONE). Separate from `status`: a refund requested on a paid order leaves it paid, and the
+    CS supervisor's daily lists (orders.lists) read this."""
+
+    NONE = "none"
+    REFUND_REQUESTED = "refund_requested"  # the buyer asked; the shop has not agreed yet
+    REFUNDING = "refunding"  # agreed or under way (a return travelling back, money pending)
+    REFUNDED = "refunded"  # the money went back: the refund is over
+    DISPUTE_OPEN = "dispute_open"  # the platform (or the buyer's bank) stepped in
+    DISPUTE_CLOSED = "dispute_closed"
+
+
+# Most pressing first: what the order shows when its lines (sub-orders, items) differ.
+_PRESSING = (AfterSale.DISPUTE_OPEN, AfterSale.REFUND_REQUESTED, AfterSale.REFUNDING,
+             AfterSale.DISPUTE_CLOSED, AfterSale.REFUNDED)
+
+
+def most_pressing(states: Iterable[AfterSale | None]) -> AfterSale:
+    """The order's after-sale state from its lines' (None: a code the adapter does not map)."""
+    found = set(states)
+    return next((state for state in _PRESSING if state in found), AfterSale.NONE)
+
+
 class Address(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -145,6 +170,8 @@ class Order(BaseModel):
     # The rest of the marketplace's order attributes (Shopify note attributes, WooCommerce
     # meta data, a seller's memo), as sent, for the order view and the job.
     attributes: dict[str, str] = Field(default_factory=dict)
+    # The marketplace's after-sale state (orders stored before it read as NONE).
+    after_sale: AfterSale = AfterSale.NONE
 
     @property
     def order_id(self) -> str:
@@ -265,6 +292,7 @@ _COMPARED_FIELDS = (
     "gift_message",
     "invoice_title",
     "attributes",
+    "after_sale",
 )
 
 
@@ -301,14 +329,17 @@ class Decision(BaseModel):
 Overrides = Mapping[str, Any]  # field -> the marketplace's value (JSON) when CS amended it
 
 
-def changed_view(order: Order, kind: str, address: Address | None, at: datetime) -> Order:
-    """The current view once a cancellation or an address change has taken effect (applied
-    before print, or intercepted by the factory); any other kind leaves the view as it is.
-    An order already cancelled keeps the moment it was."""
+def changed_view(order: Order, kind: str, address: Address | None, at: datetime,
+                 courier: str | None = None) -> Order:
+    """The current view once a cancellation, an address or a courier change has taken effect
+    (applied before print, or intercepted by the factory); any other kind leaves the view as
+    it is. An order already cancelled keeps the moment it was."""
     if kind == "cancel" and order.status is not OrderStatus.CANCELLED:
         return order.model_copy(update={"status": OrderStatus.CANCELLED, "cancelled_at": at})
     if kind == "address" and address is not None:
         return order.model_copy(update={"shipping_address": address})
+    if kind == "courier" and courier:
+        return order.model_copy(update={"requested_courier": courier})
     return order
 
 

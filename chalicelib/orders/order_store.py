@@ -30,12 +30,17 @@ from chalicelib.core.dynamodb import (
     plain_size,
     to_attrs,
 )
+from chalicelib.core.listing import Listing
+from chalicelib.core.listing import query as query_page
 from chalicelib.core.settings import settings
+from chalicelib.orders.lists import WorkList, entered_at, list_of
 from chalicelib.orders.order import InvalidOrder, Order, OrderEvent, received_bound
 from chalicelib.orders.search import index_fields
 
 EXTERNAL_ID_INDEX = "by-external-id"
 PHONE_INDEX = "by-buyer-phone"
+LIST_INDEX = "by-list"
+LIST_KEYS = ("pk", "sk", "work_list", "listed_at")  # a start key of the list index
 # The attributes of a hit list's row (a reserved word among them: named through #names).
 _ROW = {"#pk": "pk", "#mk": "marketplace", "#sh": "shop", "#ex": "external_id",
         "#bn": "buyer_name", "#st": "status", "#pl": "placed_at", "#pa": "paid_at"}
@@ -55,6 +60,7 @@ class StoredOrder:
     # Fields CS amended, with the marketplace's value they replaced (orders.decide).
     overrides: dict[str, Any] = field(default_factory=dict)
     updated_at: str = ""  # when this version was written (ISO): a writer knows its own write
+    listed_at: str = ""  # when the order entered the list it is on (orders.lists), if any
 
     def written(self, version: int, at: datetime) -> bool:
         """This is the version a writer wrote at `at` (its answer may have been lost)."""
@@ -82,6 +88,7 @@ def _stored(item: dict[str, Any]) -> StoredOrder:
         job=JobRef(job["partner_id"], job["job_id"]) if job else None,
         overrides=dict(item.get("overrides") or {}),
         updated_at=str(item.get("updated_at", "")),
+        listed_at=str(item.get("listed_at", "")),
     )
 
 
@@ -129,6 +136,7 @@ def put_current(order: Order, previous: StoredOrder | None, job: JobRef | None,
         # An index key is neither empty nor longer than DynamoDB takes (which would refuse the
         # write): a number no marketplace issues is not searchable, the order still stored.
         item["external_id"] = order.external_id
+    item.update(list_fields(order, previous, now))
     if job:
         item["job"] = {"partner_id": job.partner_id, "job_id": job.job_id}
     if overrides:
@@ -143,6 +151,19 @@ def put_current(order: Order, previous: StoredOrder | None, job: JobRef | None,
     return Action("current", {"Put": {
         "TableName": settings().orders_table, "Item": to_attrs(item), **condition,
     }})
+
+
+def list_fields(order: Order, previous: StoredOrder | None, now: datetime) -> dict[str, Any]:
+    """The `by-list` index's attributes of the order's CURRENT item: none when the order is on
+    no list (the item leaves the sparse index as the Put replaces it)."""
+    since = entered_at(order, previous.order if previous else None,
+                       previous.listed_at if previous else None, now)
+    listed = list_of(order)
+    if since is None or listed is None:
+        return {}
+    return {"work_list": listed.value, "listed_at": since, "name": order.name,
+            "total": str(order.totals.total), "currency": order.currency,
+            "after_sale": order.after_sale.value}
 
 
 def put_event(order_id: str, event: OrderEvent, seq: int = 0) -> Action:
@@ -243,3 +264,16 @@ def _query_index(index: str, condition: str, values: dict[str, str],
         TableName=settings().orders_table, IndexName=index, KeyConditionExpression=condition,
         ExpressionAttributeValues=to_attrs(values), Limit=limit)
     return [from_attrs(item) for item in answer.get("Items", [])]
+
+
+# --- The CS supervisor's lists (flows/order_lists.py) -------------------------------------
+
+
+def list_page(work_list: WorkList, limit: int, after: dict[str, Any] | None) -> Listing:
+    """A page of the orders on `work_list`, longest there first: one Query on `by-list`."""
+    request = {
+        "TableName": settings().orders_table, "IndexName": LIST_INDEX,
+        "KeyConditionExpression": "work_list = :l",
+        "ExpressionAttributeValues": to_attrs({":l": work_list.value}),
+    }
+    return query_page(request, LIST_KEYS, limit, after)

@@ -1,7 +1,11 @@
 """Couriers: which one takes a parcel, and what it is expected to cost. Pure: no I/O.
 
 A known, offered courier the buyer asked for wins; otherwise the rule table decides: the
-international courier abroad, a per-region override, else the default courier (STO). Costs are
+international courier abroad, a per-region override, else the default courier (STO). Only the
+default courier is offered until an operator lists more (the handbook starts with one); the
+international courier is always available abroad, whatever the list says, because an address
+abroad has no other courier to fall back to. A request the rules cannot honour falls back to the
+table and says why in `fallback` (`unknown_courier`, `courier_not_offered`). Costs are
 ranges per destination region (chalicelib/warehouse/regions.py); every figure is a default an
 operator overrides from JSON (`CarrierRules.model_validate_json(text)`).
 """
@@ -110,8 +114,10 @@ class CarrierRules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     default_carrier: Carrier = Carrier.STO
-    # Couriers the factory has accounts with: a buyer may only get one of these.
-    offered_carriers: frozenset[Carrier] = frozenset(Carrier)
+    # Couriers the factory has accounts with: a buyer may only get one of these. The handbook
+    # starts with one: unlisted, just the default courier (`_offer_the_default_by_default`).
+    # The international courier is available abroad besides these.
+    offered_carriers: frozenset[Carrier] = frozenset({Carrier.STO})
     # Per-region courier, e.g. {"remote": "EMS"}; none by default.
     region_carriers: dict[Region, Carrier] = Field(default_factory=dict)
     international_carrier: Carrier = Carrier.EMS
@@ -123,6 +129,15 @@ class CarrierRules(BaseModel):
     currency: Literal["CNY"] = "CNY"
     regions: RegionRules = DEFAULT_REGION_RULES
 
+    @model_validator(mode="before")
+    @classmethod
+    def _offer_the_default_by_default(cls, data: Any) -> Any:
+        """Unlisted, the offered couriers are the default one alone (the handbook starts with
+        one), so an operator who only moves the default need not list it twice."""
+        if isinstance(data, dict) and "offered_carriers" not in data:
+            return {**data, "offered_carriers": [data.get("default_carrier", Carrier.STO)]}
+        return data
+
     @field_serializer("offered_carriers")
     def _sorted(self, value: frozenset[Carrier]) -> list[Carrier]:
         return sorted(value)  # stable JSON an operator can diff
@@ -132,7 +147,8 @@ class CarrierRules(BaseModel):
         missing = [region.value for region in _DOMESTIC if region not in self.costs]
         if missing:
             raise ValueError(f"costs must cover every domestic region, missing {missing}")
-        used = {self.default_carrier, self.international_carrier, *self.region_carriers.values()}
+        # Not the international courier: abroad it is the only way, offered or not.
+        used = {self.default_carrier, *self.region_carriers.values()}
         if not used <= self.offered_carriers:
             unoffered = sorted(used - self.offered_carriers)
             raise ValueError(f"rules use couriers that are not offered: {unoffered}")
@@ -145,8 +161,22 @@ class CarrierRules(BaseModel):
             cost = self.costs.get(region)
         return None if cost is None else cost.expected
 
+    def offered(self, carrier: Carrier, region: Region) -> bool:
+        """May this parcel go with `carrier`: an offered one, or the international courier for
+        an address abroad (there is no alternative there)."""
+        return carrier in self.offered_carriers or (
+            region is Region.INTERNATIONAL and carrier is self.international_carrier)
+
+    def choosable(self) -> tuple[Carrier, ...]:
+        """Every courier CS may pick for some parcel, in a stable order (the console's list)."""
+        return tuple(sorted(self.offered_carriers | {self.international_carrier}))
+
 
 DEFAULT_CARRIER_RULES = CarrierRules()
+
+
+# Why a requested courier was not used (the job keeps it; the API answers 422 with it).
+Fallback = Literal["unknown_courier", "courier_not_offered"]
 
 
 class CarrierChoice(BaseModel):
@@ -157,18 +187,33 @@ class CarrierChoice(BaseModel):
     expected_cost: Decimal | None  # None: international without a configured price
     currency: Literal["CNY"] = "CNY"
     reason: str
+    fallback: Fallback | None = None  # a request the rule table overrode, and why
 
 
-def _requested_carrier(requested: str | None, rules: CarrierRules) -> tuple[Carrier | None, str]:
-    """The courier the buyer asked for if we can honour it, else a note on why it was ignored."""
-    if requested is None or not requested.strip():
-        return None, ""
+def requested_problem(requested: str, region: Region,
+                      rules: CarrierRules) -> tuple[Carrier | None, Fallback | None]:
+    """The courier a request names and why it cannot be used (None: it can)."""
     carrier = carrier_named(requested)
     if carrier is None:
-        return None, f"buyer requested {requested.strip()!r}, not a known courier (ignored); "
-    if carrier not in rules.offered_carriers:
-        return None, f"buyer requested {carrier.value}, which is not offered (ignored); "
-    return carrier, ""
+        return None, "unknown_courier"
+    if not rules.offered(carrier, region):
+        return carrier, "courier_not_offered"
+    return carrier, None
+
+
+def _requested_carrier(requested: str | None, region: Region,
+                       rules: CarrierRules) -> tuple[Carrier | None, str, Fallback | None]:
+    """The courier the buyer asked for if we can honour it, else a note on why it was ignored."""
+    if requested is None or not requested.strip():
+        return None, "", None
+    carrier, problem = requested_problem(requested, region, rules)
+    if carrier is None:
+        return None, (f"buyer requested {requested.strip()!r}, not a known courier "
+                      "(unknown_courier, ignored); "), problem
+    if problem is not None:
+        return None, (f"buyer requested {carrier.value}, which is not offered "
+                      "(courier_not_offered, ignored); "), problem
+    return carrier, "", None
 
 
 def _rule_carrier(address: Address, region: Region, rules: CarrierRules) -> tuple[Carrier, str]:
@@ -184,11 +229,12 @@ def choose_carrier(address: Address, rules: CarrierRules,
                    requested: str | None = None) -> CarrierChoice:
     """A known, offered courier the buyer asked for wins; otherwise the rule table decides."""
     region = region_of(address, rules.regions)
-    carrier, note = _requested_carrier(requested, rules)
+    carrier, note, fallback = _requested_carrier(requested, region, rules)
     if carrier is not None:
         reason = f"buyer requested {carrier.value}"
     else:
         carrier, reason = _rule_carrier(address, region, rules)
         reason = note + reason
     return CarrierChoice(carrier_code=carrier, region=region, currency=rules.currency,
-                         expected_cost=rules.expected_cost(carrier, region), reason=reason)
+                         expected_cost=rules.expected_cost(carrier, region), reason=reason,
+                         fallback=fallback)

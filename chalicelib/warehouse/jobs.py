@@ -24,7 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from chalicelib.core.errors import Conflict
 from chalicelib.core.settings import rules_from_env
 from chalicelib.orders.order import Address, Order
-from chalicelib.warehouse.carriers import DEFAULT_CARRIER_RULES, CarrierRules, choose_carrier
+from chalicelib.warehouse.carriers import (
+    DEFAULT_CARRIER_RULES,
+    CarrierChoice,
+    CarrierRules,
+    choose_carrier,
+)
 from chalicelib.warehouse.dispatch import (
     DEFAULT_DISPATCH_RULES,
     DispatchRules,
@@ -69,6 +74,7 @@ class ChangeKind(StrEnum):
     ADDRESS = "address"
     ATTRIBUTES = "attributes"
     PROMISE = "promise"
+    COURIER = "courier"  # the buyer asked for another courier: re-routed by the carrier rules
 
 
 class ChangeStatus(StrEnum):
@@ -212,6 +218,15 @@ class CarrierAssignment(BaseModel):
     region: str
     expected_cost: str | None = None  # decimal as text, CNY; None: no tariff (stored absent)
     reason: str
+    # The buyer's request the rules could not honour: unknown_courier, courier_not_offered.
+    fallback: str | None = None
+
+
+def assignment_of(choice: CarrierChoice) -> CarrierAssignment:
+    return CarrierAssignment(carrier_code=choice.carrier_code, region=choice.region,
+                             expected_cost=None if choice.expected_cost is None
+                             else str(choice.expected_cost),
+                             reason=choice.reason, fallback=choice.fallback)
 
 
 class PrintRecord(BaseModel):
@@ -248,6 +263,7 @@ class Change(BaseModel):
     address: Address | None = None
     lines: tuple[JobLine, ...] | None = None
     promise: Promise | None = None
+    carrier_code: str | None = None  # a courier change: the courier the buyer asked for
     deadline: datetime | None = None
     alerted_at: datetime | None = None
     resolved_by: str | None = None
@@ -397,10 +413,7 @@ def new_job(order: Order, partner_id: str, now: datetime,
         buyer_note=order.buyer_note,
         lines=lines_of(order),
         promises=promises_of(order),
-        carrier=CarrierAssignment(carrier_code=choice.carrier_code, region=choice.region,
-                                  expected_cost=None if choice.expected_cost is None
-                                  else str(choice.expected_cost),
-                                  reason=choice.reason),
+        carrier=assignment_of(choice),
         created_at=now,
         updated_at=now,
         paid_at=order.paid_at or now,
@@ -682,11 +695,14 @@ class ChangeRequest(BaseModel):
     address: Address | None = None
     lines: tuple[JobLine, ...] | None = None
     promise: Promise | None = None
+    # A courier change: a carrier code or a name a buyer writes ("顺丰"); the carrier rules
+    # decide (an unknown or unoffered one falls back to the rule table, and the job says why).
+    carrier_code: str | None = Field(default=None, max_length=64)
 
     @model_validator(mode="after")
     def _has_its_data(self) -> ChangeRequest:
         needed = {ChangeKind.ADDRESS: self.address, ChangeKind.ATTRIBUTES: self.lines,
-                  ChangeKind.PROMISE: self.promise}
+                  ChangeKind.PROMISE: self.promise, ChangeKind.COURIER: self.carrier_code}
         if self.kind in needed and not needed[self.kind]:
             raise ValueError(f"a {self.kind} change needs its {self.kind} data")
         return self
@@ -708,6 +724,9 @@ def change_outcome(work: Work) -> ChangeOutcome:
     return "after_sales"
 
 
+COURIER_REFUSED = "order.courier_refused"  # a courier change after shipping: the CS case type
+
+
 def request_change(job: Job, request: ChangeRequest, by: str, now: datetime,
                    rules: ProtocolRules = DEFAULT_PROTOCOL) -> Transition:
     """Before print: applied at once. Printed to packed: an intercept request with a deadline.
@@ -718,7 +737,8 @@ def request_change(job: Job, request: ChangeRequest, by: str, now: datetime,
     change = Change(change_id="chg_" + secrets.token_hex(6), kind=request.kind,
                     status=ChangeStatus.APPLIED, requested_by=by, requested_at=now,
                     reason=request.reason, stage=job.work, address=request.address,
-                    lines=request.lines, promise=request.promise)
+                    lines=request.lines, promise=request.promise,
+                    carrier_code=request.carrier_code)
     what = _describe(change)
     if outcome == "applied":
         applied = change
@@ -736,6 +756,14 @@ def request_change(job: Job, request: ChangeRequest, by: str, now: datetime,
             data={"job_id": job.job_id, "change": pending.model_dump(mode="json")}),
             changes=(*job.changes, pending))
     after = change.model_copy(update={"status": ChangeStatus.AFTER_SALES})
+    if change.kind is ChangeKind.COURIER:
+        # The parcel is with its courier: nothing to re-route; the request stays on the
+        # timeline and after-sales tells the buyer (its own case type).
+        return _next(job, now, JobEvent(
+            type=COURIER_REFUSED, feed=True, alert=COURIER_REFUSED, severity="high",
+            summary=f"{what}: refused, already shipped with {job.carrier.carrier_code}",
+            data={"job_id": job.job_id, "change": after.model_dump(mode="json")}),
+            changes=(*job.changes, after))
     return _next(job, now, JobEvent(
         type="change.after_sales", feed=True, alert="change.after_sales", severity="high",
         summary=f"{what}: already shipped, an after-sales case for CS",
@@ -765,11 +793,12 @@ def resolve_change(job: Job, change_id: str, intercepted: bool, reprint: bool, n
             data={"job_id": job.job_id, "change": resolved.model_dump(mode="json")}),
             changes=changes)
     fields = _apply(job, resolved, now, rules)
-    # Other items must be picked again from a new pick list; a new address (or whatever the
-    # warehouse says needs it) only needs a new label on the parcel in hand.
+    # Other items must be picked again from a new pick list; a new address or courier (or
+    # whatever the warehouse says needs it) only needs a new label on the parcel in hand.
     if change.kind is ChangeKind.ATTRIBUTES:
         fields["work"] = Work.QUEUED
-    elif (change.kind is ChangeKind.ADDRESS or reprint) and change.kind is not ChangeKind.CANCEL:
+    elif (change.kind in (ChangeKind.ADDRESS, ChangeKind.COURIER) or reprint) \
+            and change.kind is not ChangeKind.CANCEL:
         fields["reprint_required"] = True
     if fields.get("work") is Work.QUEUED:
         again = ", to be picked and printed again"
@@ -788,6 +817,10 @@ def _apply(job: Job, change: Change, now: datetime, rules: ProtocolRules) -> dic
         return {"work": Work.CANCELLED, "lease_id": None, "lease_expires_at": None}
     if change.kind is ChangeKind.ADDRESS and change.address is not None:
         return {"ship_to": change.address}
+    if change.kind is ChangeKind.COURIER and change.carrier_code is not None:
+        # Re-routed through the same rules as a new job: re-priced for the destination.
+        choice = choose_carrier(job.ship_to, rules.carriers, requested=change.carrier_code)
+        return {"carrier": assignment_of(choice)}
     if change.kind is ChangeKind.ATTRIBUTES and change.lines is not None:
         if not any(line.stock_up for line in change.lines):
             return {"lines": change.lines}
@@ -808,6 +841,8 @@ def _describe(change: Change) -> str:
         return "Changed items (" + ", ".join(
             f"{ln.sku}×{ln.quantity}" + (" stock-up, ships next day" if ln.stock_up else "")
             for ln in change.lines) + ")"
+    if change.kind is ChangeKind.COURIER:
+        return f"Courier change (to {change.carrier_code})"
     return f"Buyer promise ({change.promise.kind if change.promise else '?'})"
 
 

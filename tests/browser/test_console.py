@@ -237,7 +237,8 @@ def test_main_pages_fit_a_phone_and_run_no_inline_script(new_tab: Any, world: Wo
         tab.sign_in(key)
         tab.open(f"/console/cases?lang={language}")
         pages = {"cases": "/console/cases", "case": f"/console/cases/{case_id}",
-                 "order": f"/console/orders/{order.order_id}", "today": "/console/today"}
+                 "order": f"/console/orders/{order.order_id}", "today": "/console/today",
+                 "lists": "/console/lists?list=unpaid"}
         for name, path in pages.items():
             answer = tab.open(path)
             if answer.ok:  # no picture of an error page; the page is reported below

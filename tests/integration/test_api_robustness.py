@@ -320,6 +320,12 @@ def test_a_request_body_is_required_only_where_the_route_needs_one(client: Clien
     schema = cs["/cs/v1/orders/{order_id}/amendments"]["post"]["requestBody"]["content"][
         "application/json"]["schema"]
     assert schema["$ref"].endswith("/Amendment")
+    amend = cs["/cs/v1/orders/{order_id}/amendments"]["post"]
+    assert all(reason in amend["responses"]["422"]["description"]
+               for reason in ("invalid_payload", "unknown_courier", "courier_not_offered"))
+    kinds = _spec(client, "/cs/v1/openapi.json")["components"]["schemas"]["Amendment"][
+        "properties"]["kind"]["enum"]
+    assert "courier" in kinds
 
 
 def test_an_empty_body_is_taken_where_the_description_says_it_is_optional(api: Api) -> None:
@@ -435,6 +441,12 @@ def test_real_answers_of_both_apis_match_their_descriptions(
         conforms("get", f"{c}/notifications", 200, api.call(
             "get", f"{c}/notifications?status={status}", key=cs))
     conforms("get", f"{c}/today", 200, api.call("get", f"{c}/today", key=cs))
+    queue_orders(client, stack, 1, financial_status="pending")  # on the unpaid list
+    unpaid = conforms("get", f"{c}/orders/lists/{{list_name}}", 200, api.call(
+        "get", f"{c}/orders/lists/unpaid?limit=1", key=cs))
+    assert len(unpaid["orders"]) == 1
+    conforms("get", f"{c}/orders/lists/{{list_name}}", 404, api.call(
+        "get", f"{c}/orders/lists/nope", key=cs, expect=404))
     described = {(method, path) for prefix, spec in specs.items()
                  for path, methods in spec["paths"].items() for method in methods
                  if not path.endswith("/openapi.json")}

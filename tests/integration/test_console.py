@@ -466,3 +466,45 @@ def test_a_pack_shipped_anyway_shows_on_the_order_page(
     assert 'data-testid="pack-mismatch"' in page
     assert "LS-WHT-M: 0 / 2 (short)" in page
     assert "&lt;b&gt;shirts&lt;/b&gt; out of stock" in page  # the partner's words, as text
+
+
+def test_the_lists_page_shows_each_list_with_its_orders_in_both_languages(
+        person: Person, client: Client, stack: dict[str, str], read_only: str) -> None:
+    """Refund, dispute and unpaid as tabs; a row links the order, names its marketplace, since
+    when it is on the list, and its amount; an unknown list is the not-found page."""
+    import json
+
+    from tests.integration.test_order_lists import send_shopify
+
+    placed = shopify_order(id=uuid.uuid4().int % 10**13, financial_status="pending",
+                           total_price="618.00")
+    unpaid = send_shopify(client, stack, placed)
+    paid = shopify_order(id=uuid.uuid4().int % 10**13)
+    refunding = send_shopify(client, stack, {**paid, "financial_status": "partially_refunded"})
+    person.sign_in(read_only)
+
+    page = text(person.get("/console/lists?list=unpaid&lang=en"))
+    assert "Unpaid" in page and "In refund" in page and "In dispute" in page
+    rows = re.findall(r'data-testid="listed-order" data-order-id="([^"]+)"', page)
+    assert unpaid in rows and refunding not in rows
+    row = page[page.index(f'data-order-id="{unpaid}"'):]
+    row = row[:row.index("</li>")]
+    assert f'href="/console/orders/{unpaid}"' in row and "shopify" in row
+    assert f"{placed['total_price']} {placed['currency']}" in row
+    assert "On the list since" in row
+
+    refund_page = text(person.get("/console/lists?list=refund&lang=zh"))
+    assert "退款中" in refund_page and "在列表中自" in refund_page
+    assert refunding in re.findall(r'data-order-id="([^"]+)"', refund_page)
+    api = json.loads(client.http.get(
+        "/cs/v1/orders/lists/refund?limit=500",
+        headers={"Authorization": f"Bearer {read_only}"}).body)
+    listed = {row["order_id"] for row in api["orders"]}
+    shown = set(re.findall(r'data-testid="listed-order" data-order-id="([^"]+)"', refund_page))
+    assert shown <= listed  # the page reads the API's list, a page of it
+
+    order_page = text(person.get(f"/console/orders/{refunding}"))
+    assert 'data-testid="order-after-sale">refunding<' in order_page
+    assert 'data-testid="order-after-sale"' not in text(person.get(f"/console/orders/{unpaid}"))
+    assert person.get("/console/lists?list=returns").status_code == 404
+    assert person.client.http.get("/console/lists").status_code in (302, 303)

@@ -13,6 +13,7 @@ from chalicelib.core.errors import Conflict
 from chalicelib.marketplaces import shopify
 from chalicelib.orders.order import Address
 from chalicelib.warehouse import jobs
+from chalicelib.warehouse.carriers import Carrier, CarrierRules, choose_carrier
 from chalicelib.warehouse.jobs import (
     ChangeKind,
     ChangeRequest,
@@ -29,6 +30,9 @@ from chalicelib.warehouse.jobs import (
 from tests.support import dumps, shopify_order
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+# An operator who also has an SF account (the default offers STO only).
+WITH_SF = jobs.ProtocolRules(carriers=CarrierRules(
+    offered_carriers=frozenset({Carrier.STO, Carrier.SF})))
 LEASE = "lease_a"
 PKG = Package(carrier_code="STO", tracking_number="773012345678")
 NEW_ADDRESS = Address(name="林伟", line1="淮海中路 999 号", city="上海", province="Shanghai",
@@ -126,11 +130,17 @@ def test_new_job_has_carrier_cost_and_deadlines_from_the_rules() -> None:
     assert (job.handshake, job.work, job.version) == (Handshake.OFFERED, Work.QUEUED, 0)
 
 
-def test_buyer_requested_courier_wins() -> None:
+def test_buyer_requested_courier_wins_when_offered() -> None:
     payload = shopify_order(note_attributes=[{"name": "requested_courier", "value": "顺丰"}])
-    job = jobs.new_job(shopify.normalise(dumps(payload), {}, "shopify"), "factory-1", NOW)
-    assert job.carrier.carrier_code == "SF"
+    order = shopify.normalise(dumps(payload), {}, "shopify")
+    job = jobs.new_job(order, "factory-1", NOW, WITH_SF)
+    assert job.carrier.carrier_code == "SF" and job.carrier.fallback is None
     assert "requested" in job.carrier.reason
+    # The handbook's default offers STO only: the request falls back, and the job says why.
+    default = jobs.new_job(order, "factory-1", NOW)
+    assert default.carrier.carrier_code == "STO"
+    assert default.carrier.fallback == "courier_not_offered"
+    assert "courier_not_offered" in jobs.offered_event(default).summary
 
 
 def test_lease_covers_only_the_offer() -> None:
@@ -194,6 +204,7 @@ SIZE = ChangeRequest(kind=ChangeKind.ATTRIBUTES, reason="size L instead of M",
 GIFT = ChangeRequest(kind=ChangeKind.PROMISE, reason="gift card",
                      promise=Promise(kind="gift_message", text="生日快乐"))
 CANCEL = ChangeRequest(kind=ChangeKind.CANCEL, reason="buyer cancelled")
+TO_SF = ChangeRequest(kind=ChangeKind.COURIER, reason="buyer wants SF", carrier_code="SF")
 
 
 @pytest.mark.parametrize("state", ["offered", "leased", "accepted"])
@@ -237,6 +248,68 @@ def test_after_shipping_a_change_is_an_after_sales_case(request_: ChangeRequest)
     assert transition.job.changes[0].status is ChangeStatus.AFTER_SALES
     assert transition.job.work is Work.SHIPPED
     assert transition.events[0].alert == "change.after_sales"
+
+
+# A courier change: the same stage rules as an address change -----------------------------
+
+
+@pytest.mark.parametrize("state", ["offered", "leased", "accepted"])
+def test_a_courier_change_before_print_reroutes_and_reprices(state: str) -> None:
+    before = STATES[state]()
+    transition = jobs.request_change(before, TO_SF, "cs alice", NOW, WITH_SF)
+    expected = choose_carrier(before.ship_to, WITH_SF.carriers, "SF")
+    job = transition.job
+    assert job.changes[0].status is ChangeStatus.APPLIED and job.changes[0].carrier_code == "SF"
+    assert job.carrier.carrier_code == "SF" == expected.carrier_code
+    assert job.carrier.expected_cost == str(expected.expected_cost)
+    assert job.carrier.expected_cost != before.carrier.expected_cost  # SF costs more
+    assert [e.type for e in transition.events] == ["change.applied"]
+    if job.handshake is Handshake.ACCEPTED:  # the waybill is printed for the new courier
+        printed_ = jobs.print_job(job, NOW).job.printed
+        assert printed_ is not None and printed_.carrier_code == "SF"
+
+
+def test_a_courier_change_not_offered_falls_back_to_the_rule_table() -> None:
+    job = jobs.request_change(accepted(), TO_SF, "marketplace", NOW).job  # default: STO only
+    assert job.changes[0].status is ChangeStatus.APPLIED
+    assert (job.carrier.carrier_code, job.carrier.fallback) == ("STO", "courier_not_offered")
+    assert "courier_not_offered" in job.carrier.reason
+
+
+@pytest.mark.parametrize("state", ["printed", "picked", "packed"])
+def test_a_courier_change_after_print_is_intercepted_then_relabelled(state: str) -> None:
+    before = STATES[state]()
+    job = jobs.request_change(before, TO_SF, "cs", NOW, WITH_SF).job
+    change = job.changes[0]
+    assert change.status is ChangeStatus.INTERCEPT_REQUESTED
+    assert job.carrier == before.carrier  # nothing re-routed until the factory intercepts
+    done = jobs.resolve_change(job, change.change_id, True, False, "", "p", NOW, WITH_SF).job
+    assert done.carrier.carrier_code == "SF" and done.reprint_required
+    assert done.work is before.work  # the parcel keeps its stage; only the label is new
+    relabelled = jobs.print_job(done, NOW).job
+    assert relabelled.printed is not None and relabelled.printed.carrier_code == "SF"
+    assert relabelled.printed.count == 2 and not relabelled.reprint_required
+
+
+def test_a_failed_courier_intercept_keeps_the_courier() -> None:
+    job = jobs.request_change(packed(), TO_SF, "cs", NOW, WITH_SF).job
+    done = jobs.resolve_change(job, job.changes[0].change_id, False, False, "gone", "p", NOW,
+                               WITH_SF).job
+    assert done.carrier.carrier_code == "STO" and not done.reprint_required
+
+
+def test_a_courier_change_after_shipping_is_refused_with_its_own_case() -> None:
+    before = shipped()
+    transition = jobs.request_change(before, TO_SF, "cs alice", NOW, WITH_SF)
+    (event,) = transition.events
+    assert (event.type, event.alert, event.severity) == ("order.courier_refused",) * 2 + ("high",)
+    assert transition.job.changes[0].status is ChangeStatus.AFTER_SALES
+    assert transition.job.carrier == before.carrier and transition.job.work is Work.SHIPPED
+
+
+def test_a_courier_change_needs_its_courier() -> None:
+    with pytest.raises(ValidationError, match="courier"):
+        ChangeRequest(kind=ChangeKind.COURIER)
 
 
 @pytest.mark.parametrize("state", ["cancelled", "rejected"])

@@ -324,7 +324,8 @@ def test_parse_response(name: str, status: int, body: bytes, headers: dict[str, 
 
 RAISED_TODAY = [
     "job.rejected", "job.not_accepted", "job.late_dispatch", "job.offer_unanswered",
-    "change.after_sales", "change.intercept_failed", "change.intercept_overdue",
+    "change.after_sales", "order.courier_refused", "change.intercept_failed",
+    "change.intercept_overdue",
     "return.received", "return.damaged", "order.invalid", "webhook.invalid_payload",
     "delivery.unprocessed", "worker.dead_letter",
 ]

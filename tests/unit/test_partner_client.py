@@ -246,12 +246,12 @@ class FakeWarehouse:
         for job in jobs:
             self.jobs[job["job_id"]] = job
 
-    def request_change(self, job_id: str, kind: str) -> None:
+    def request_change(self, job_id: str, kind: str, **data: Any) -> None:
         job = self.jobs[job_id]
         before_print = job["work"] == "queued"
         change = {"change_id": f"chg_{len(self.feed) + 1}", "kind": kind,
                   "status": "applied" if before_print else "intercept_requested",
-                  "requested_at": "2030-01-01T09:00:00Z", "deadline": None}
+                  "requested_at": "2030-01-01T09:00:00Z", "deadline": None, **data}
         job["changes"].append(change)
         kind_of_entry = "change.intercept_requested"
         if before_print:
@@ -312,6 +312,8 @@ class FakeWarehouse:
         change = next(c for c in job["changes"] if c["change_id"] == match[2])
         intercepted = body["outcome"] == "intercepted"
         change["status"] = "intercepted" if intercepted else "intercept_failed"
+        if intercepted and change["kind"] == "courier":  # re-routed: the job's new courier
+            job["carrier"] = {**job["carrier"], "carrier_code": change["carrier_code"]}
         if intercepted and change["kind"] == "cancel":
             job["work"] = "cancelled"
         elif intercepted and body["reprint"]:
@@ -440,6 +442,21 @@ def test_an_address_change_after_print_is_intercepted_and_reprinted(
     run_at(sim, clock, 18)  # reprinted a print delay after the intercept
     assert len(server.waves) == 2
     assert server.jobs["job_1"]["work"] == "printed"
+
+
+def test_a_courier_change_after_print_is_relabelled_and_shipped_with_the_new_courier(
+        server: FakeWarehouse, client: WarehouseClient, clock: Clock) -> None:
+    server.offer(make_job(1))
+    sim = factory(client, clock)
+    run_at(sim, clock, 0, 1, 9)
+    server.request_change("job_1", "courier", carrier_code="SF")
+    run_at(sim, clock, 10)
+    [answer] = server.calls("/resolve")
+    assert (answer["outcome"], answer["reprint"]) == ("intercepted", True)
+    run_at(sim, clock, 14, 18, 22, 26, 30, 34)
+    assert server.jobs["job_1"]["work"] == "shipped"
+    [shipment] = server.jobs["job_1"]["shipments"]
+    assert [p["carrier_code"] for p in shipment["packages"]] == ["SF"]
 
 
 def test_a_configured_fraction_of_intercepts_fails(

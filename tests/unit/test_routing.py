@@ -127,9 +127,10 @@ def test_region_rules_reject_unknown_provinces() -> None:
 
 # Couriers ---------------------------------------------------------------------------------------
 
-OFFERS_NO_JD = DEFAULT_CARRIER_RULES.model_copy(
-    update={"offered_carriers": frozenset(Carrier) - {Carrier.JD}})
-REMOTE_BY_EMS = CarrierRules(region_carriers={Region.REMOTE: Carrier.EMS})
+ALL = CarrierRules(offered_carriers=frozenset(Carrier))  # an operator with every account
+OFFERS_NO_JD = CarrierRules(offered_carriers=frozenset(Carrier) - {Carrier.JD})
+REMOTE_BY_EMS = CarrierRules(offered_carriers=frozenset(Carrier),
+                             region_carriers={Region.REMOTE: Carrier.EMS})
 PRICED_ABROAD = CarrierRules.model_validate_json(
     '{"costs": {"jzh": {"low": 4, "high": 5}, "tier12": {"low": 8, "high": 10},'
     ' "remote": {"low": 10, "high": 15}, "international": {"low": 60, "high": 120}}}')
@@ -140,21 +141,33 @@ US = cn("NY", "New York", "NY", country="US")
     (cn("上海"), DEFAULT_CARRIER_RULES, None, "STO", "4.5", "default courier for jzh"),
     (cn("广东", "广州"), DEFAULT_CARRIER_RULES, None, "STO", "9", "default courier for tier12"),
     (cn("新疆"), DEFAULT_CARRIER_RULES, "", "STO", "12.5", "default courier for remote"),
-    (cn("上海"), DEFAULT_CARRIER_RULES, "SF", "SF", "11.5", "buyer requested SF"),
-    (cn("上海"), DEFAULT_CARRIER_RULES, " sf express ", "SF", "11.5", "buyer requested SF"),
-    (cn("北京"), DEFAULT_CARRIER_RULES, "顺丰", "SF", "15.5", "buyer requested SF"),
+    (cn("上海"), ALL, "SF", "SF", "11.5", "buyer requested SF"),
+    (cn("上海"), ALL, " sf express ", "SF", "11.5", "buyer requested SF"),
+    (cn("北京"), ALL, "顺丰", "SF", "15.5", "buyer requested SF"),
     # priced like STO
-    (cn("北京"), DEFAULT_CARRIER_RULES, "yto", "YTO", "9", "buyer requested YTO"),
-    (cn("北京"), DEFAULT_CARRIER_RULES, "京东", "JD", "9", "buyer requested JD"),
+    (cn("北京"), ALL, "yto", "YTO", "9", "buyer requested YTO"),
+    (cn("北京"), ALL, "京东", "JD", "9", "buyer requested JD"),
     (cn("上海"), DEFAULT_CARRIER_RULES, "DHL", "STO", "4.5",
-     "buyer requested 'DHL', not a known courier (ignored); default courier for jzh"),
+     "buyer requested 'DHL', not a known courier (unknown_courier, ignored); "
+     "default courier for jzh"),
     (cn("上海"), OFFERS_NO_JD, "JD", "STO", "4.5",
-     "buyer requested JD, which is not offered (ignored); default courier for jzh"),
+     "buyer requested JD, which is not offered (courier_not_offered, ignored); "
+     "default courier for jzh"),
+    # The handbook's default: only STO is offered, so a request for SF falls back to it.
+    (cn("上海"), DEFAULT_CARRIER_RULES, "顺丰", "STO", "4.5",
+     "buyer requested SF, which is not offered (courier_not_offered, ignored); "
+     "default courier for jzh"),
+    (cn("上海"), DEFAULT_CARRIER_RULES, "STO", "STO", "4.5", "buyer requested STO"),
     (cn("西藏", "拉萨"), REMOTE_BY_EMS, None, "EMS", "12.5", "region override for remote"),
     (cn("江苏"), REMOTE_BY_EMS, None, "STO", "4.5", "default courier for jzh"),
     (cn("西藏"), REMOTE_BY_EMS, "SF", "SF", "21", "buyer requested SF"),  # the buyer wins
     (US, DEFAULT_CARRIER_RULES, None, "EMS", None, "international carrier for US"),
-    (US, DEFAULT_CARRIER_RULES, "SF", "SF", None, "buyer requested SF"),
+    (US, ALL, "SF", "SF", None, "buyer requested SF"),
+    # EMS is not on the default list, yet abroad it is always there (no other courier goes).
+    (US, DEFAULT_CARRIER_RULES, "EMS", "EMS", None, "buyer requested EMS"),
+    (cn("上海"), DEFAULT_CARRIER_RULES, "EMS", "STO", "4.5",
+     "buyer requested EMS, which is not offered (courier_not_offered, ignored); "
+     "default courier for jzh"),
     (US, PRICED_ABROAD, None, "EMS", "90", "international carrier for US"),
 ])
 def test_choose_carrier(address: Address, rules: CarrierRules, requested: str | None,
@@ -178,7 +191,7 @@ def test_expected_costs_stay_in_the_handbook_ranges(address: Address, low: str,
     default = choose_carrier(address, DEFAULT_CARRIER_RULES)
     assert default.expected_cost is not None
     assert Decimal(low) <= default.expected_cost <= Decimal(high)
-    sf = choose_carrier(address, DEFAULT_CARRIER_RULES, "SF").expected_cost
+    sf = choose_carrier(address, ALL, "SF").expected_cost
     assert sf is not None and sf > Decimal(high)  # the most expensive courier
 
 
@@ -210,6 +223,33 @@ def test_carrier_rules_reject_inconsistent_configuration(json_text: str, message
         CarrierRules.model_validate_json(json_text)
 
 
+def test_only_the_default_courier_is_offered_by_default_and_ems_abroad_always() -> None:
+    assert DEFAULT_CARRIER_RULES.offered_carriers == {Carrier.STO}
+    assert DEFAULT_CARRIER_RULES.choosable() == (Carrier.EMS, Carrier.STO)
+    assert all(DEFAULT_CARRIER_RULES.offered(Carrier.EMS, region) is (
+        region is Region.INTERNATIONAL) for region in Region)
+    # An operator may drop EMS from a longer list: abroad still goes with it.
+    only_sf = CarrierRules.model_validate_json(
+        '{"default_carrier": "SF", "offered_carriers": ["SF"]}')
+    assert choose_carrier(US, only_sf).carrier_code is Carrier.EMS
+    assert choose_carrier(cn("上海"), only_sf).carrier_code is Carrier.SF
+    # Moving the default alone offers the new default alone.
+    yto = CarrierRules.model_validate_json('{"default_carrier": "YTO"}')
+    assert yto.offered_carriers == {Carrier.YTO}
+
+
+@pytest.mark.parametrize(("requested", "address", "fallback"), [
+    ("SF", cn("上海"), "courier_not_offered"), ("DHL", cn("上海"), "unknown_courier"),
+    ("EMS", US, None), ("EMS", cn("北京"), "courier_not_offered"), ("申通", cn("上海"), None),
+    (None, cn("上海"), None),
+])
+def test_a_request_the_rules_cannot_honour_says_why(requested: str | None, address: Address,
+                                                    fallback: str | None) -> None:
+    choice = choose_carrier(address, DEFAULT_CARRIER_RULES, requested)
+    assert choice.fallback == fallback
+    assert (fallback or "") in choice.reason
+
+
 def test_carrier_rules_round_trip_through_json() -> None:
     text = DEFAULT_CARRIER_RULES.model_dump_json()
     assert CarrierRules.model_validate_json(text) == DEFAULT_CARRIER_RULES
@@ -220,6 +260,7 @@ def test_carrier_rules_round_trip_through_json() -> None:
 def test_an_operator_written_rule_file_loads() -> None:
     rules = CarrierRules.model_validate_json("""{
         "default_carrier": "YTO",
+        "offered_carriers": ["YTO", "SF", "EMS"],
         "region_carriers": {"remote": "EMS"},
         "carrier_costs": {"SF": {"jzh": {"low": "12", "high": "14", "expected": "12.5"}}},
         "regions": {"remote_provinces": ["新疆", "XZ", "Qinghai"]}

@@ -18,6 +18,7 @@ from chalicelib.marketplaces.calls import OrderRef, Shipped, WritebackResult
 from chalicelib.orders.deliveries import Accepted
 from chalicelib.orders.order import (
     Address,
+    AfterSale,
     Buyer,
     InvalidOrder,
     Order,
@@ -340,6 +341,7 @@ EXPECTED = Order(
     buyer_note="请用纸箱包装，谢谢",
     invoice_title="杭州栖木文化创意有限公司",
     attributes={"seller_memo": "赠品：亚麻收纳袋 ×1"},
+    after_sale=AfterSale.REFUNDED,  # the third sub-order's refund_status is SUCCESS
 )
 
 
