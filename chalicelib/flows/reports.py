@@ -25,7 +25,15 @@ Source = Callable[[Period, datetime], Sourced]
 
 def _sources() -> tuple[Source, ...]:
     # Imported here so that computing one kind of section never loads every store at cold start.
-    return ()
+    return (_warehouse,)
+
+
+def _warehouse(period: Period, now: datetime) -> Sourced:
+    """Dispatch, intake, the factory, intercepts, wrong/short, returns (weekly, monthly), and
+    the factory scorecard and CS changes (monthly)."""
+    from chalicelib.flows.report_warehouse import warehouse
+
+    return Sourced(*warehouse(period, now))
 
 
 def build_report(period: Period, now: datetime) -> Report:

@@ -13,6 +13,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
@@ -21,6 +24,19 @@ from pydantic import (
 
 from chalicelib.core.calendar import WEEKDAYS, Weekday, WorkCalendar
 from chalicelib.core.clock import in_utc
+
+
+class Shift(BaseModel):
+    """A named warehouse shift and when it starts (local time); it runs until the next one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=32)
+    starts: time
+
+
+# The handbook's two shifts: A 09:00-18:15 (picking, allocation), B 14:30-22:00 (late picking).
+DEFAULT_SHIFTS = (Shift(name="A", starts=time(9, 0)), Shift(name="B", starts=time(14, 30)))
 
 
 class DispatchRules(WorkCalendar):
@@ -38,6 +54,8 @@ class DispatchRules(WorkCalendar):
 
     working_weekdays: frozenset[Weekday] = frozenset(WEEKDAYS)  # the factory works every day
     cutoffs: tuple[time, ...] = (time(11, 0), time(15, 0), time(19, 30))
+    # Who works each cut-off (the reports' dispatch per shift): the shift on duty at it.
+    shifts: tuple[Shift, ...] = DEFAULT_SHIFTS
     min_handling: timedelta = timedelta(hours=2)  # pick and pack before a cut-off counts
     # Factory contract: confirm within one day; unanswered for three days counts as accepted.
     confirm_within: timedelta = timedelta(hours=24)
@@ -70,6 +88,15 @@ class DispatchRules(WorkCalendar):
         if not value or any(cut.tzinfo is not None for cut in value):
             raise ValueError("need at least one cut-off, as a local time without a zone")
         return tuple(sorted(set(value)))
+
+    @field_validator("shifts")
+    @classmethod
+    def _named_shifts_in_order(cls, value: tuple[Shift, ...]) -> tuple[Shift, ...]:
+        if not value or any(shift.starts.tzinfo is not None for shift in value):
+            raise ValueError("need at least one shift, starting at a local time without a zone")
+        if len({shift.name for shift in value}) < len(value):
+            raise ValueError("shift names must differ")
+        return tuple(sorted(value, key=lambda shift: shift.starts))
 
     @model_validator(mode="after")
     def _sane(self) -> DispatchRules:
@@ -116,6 +143,13 @@ def stock_up_ship_by(marked_at: datetime, rules: DispatchRules) -> datetime:
     so the day's cut-offs raise no late alert for goods that cannot leave before tomorrow."""
     tomorrow = rules.local(marked_at).date() + timedelta(days=1)
     return rules.at(next(rules.working_days(tomorrow)), rules.cutoffs[-1])
+
+
+def shift_at(clock: time, rules: DispatchRules) -> str:
+    """The shift on duty at a local time: the last to start at or before it (before the first
+    shift starts, the day's last one is still on, from the evening before)."""
+    on_duty = [shift.name for shift in rules.shifts if shift.starts <= clock]
+    return on_duty[-1] if on_duty else rules.shifts[-1].name
 
 
 class AcceptanceDeadlines(NamedTuple):

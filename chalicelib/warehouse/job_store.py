@@ -16,9 +16,10 @@ Index attributes are derived from the job's state on every write, never set by h
 out), `deadline_pk`/`deadline_at` (sparse `deadlines` index: the next moment a deadline may
 fire), `updated_at` (`partner-updated` index: resync), `paid_day`/`paid_at` (sparse
 `by-paid-day`: jobs by the dispatch calendar's day their order was paid, with `shipped_at`
-for the day's cut-off figures), `waiting_on`/`waiting_since` (sparse `waiting-on-factory`:
-offers not yet accepted, since they were made; open intercept requests, since the oldest was
-asked for).
+for the day's cut-off figures), `paid_month`/`paid_at` (sparse `by-paid-month`, whole jobs:
+a period's jobs for the reports, by the Asia/Shanghai month their order was paid),
+`waiting_on`/`waiting_since` (sparse `waiting-on-factory`: offers not yet accepted, since they
+were made; open intercept requests, since the oldest was asked for).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import base64
 import logging
 import secrets
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from chalicelib.core import aws, cursors, listing
 from chalicelib.core.clock import iso, parse_iso
@@ -54,8 +56,12 @@ DUE = "DUE"
 # (TTL, `expires_at`) it goes, and a partner away longer resyncs with jobs?updated_since.
 FEED_RETENTION = timedelta(days=30)
 _DERIVED = ("pk", "sk", "offer_partner", "offer_at", "deadline_pk", "deadline_at", "paid_day",
-            "shipped_at", "waiting_on", "waiting_since")
+            "paid_month", "shipped_at", "waiting_on", "waiting_since")
 BY_PAID_DAY = "by-paid-day"
+BY_PAID_MONTH = "by-paid-month"
+# The reports' days (chalicelib/reports/model.py REPORT_ZONE, which this capability cannot
+# import: reports import the warehouse), fixed whatever zone the dispatch calendar is in.
+PAID_MONTH_ZONE = ZoneInfo("Asia/Shanghai")
 WAITING_INDEX = "waiting-on-factory"
 RETURNS_INDEX = "returns-by-day"
 # The returns registers' markers, beside the partners' items (a partner id has no `#`).
@@ -89,6 +95,7 @@ def item_of(job: Job) -> dict[str, Any]:
     if job.paid_at is not None:
         item["paid_at"] = iso(job.paid_at)  # the index's sort key, in the form that sorts
         item["paid_day"] = rules.dispatch.local(job.paid_at).date().isoformat()
+        item["paid_month"] = paid_month(job.paid_at)
     if job.shipped_at is not None:
         item["shipped_at"] = iso(job.shipped_at)
     waiting = _waiting(job)
@@ -205,6 +212,95 @@ def _pages(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for page in aws.client("dynamodb").get_paginator("query").paginate(**request):
         for raw in page.get("Items", []):
             yield from_attrs(raw)
+
+
+def _counted(request: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """Every item a Query finds, and how many pages (DynamoDB calls) it took."""
+    items: list[dict[str, Any]] = []
+    pages = 0
+    for page in aws.client("dynamodb").get_paginator("query").paginate(**request):
+        pages += 1
+        items.extend(from_attrs(raw) for raw in page.get("Items", []))
+    return items, pages
+
+
+def paid_month(moment: datetime) -> str:
+    """The by-paid-month index's key: "YYYY-MM" in Asia/Shanghai."""
+    return moment.astimezone(PAID_MONTH_ZONE).strftime("%Y-%m")
+
+
+def _months(start: datetime, end: datetime) -> list[str]:
+    """The paid months [start, end) touches, in order."""
+    first = start.astimezone(PAID_MONTH_ZONE).date().replace(day=1)
+    last = (end - timedelta(microseconds=1)).astimezone(PAID_MONTH_ZONE).date()
+    months: list[str] = []
+    while first <= last:
+        months.append(f"{first:%Y-%m}")
+        first = (first + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def paid_between(start: datetime, end: datetime) -> tuple[list[Job], int]:
+    """Every partner's jobs whose order was paid in [start, end), in payment order, and the
+    pages read: one paged Query of the by-paid-month index per month the span touches (jobs
+    queued before `paid_at` was kept are not in it)."""
+    jobs: list[Job] = []
+    pages = 0
+    for month in _months(start, end):
+        items, read = _counted({
+            "TableName": _table(), "IndexName": BY_PAID_MONTH,
+            "KeyConditionExpression": "paid_month = :m AND paid_at BETWEEN :a AND :b",
+            "ExpressionAttributeValues": to_attrs({
+                ":m": month, ":a": iso(start), ":b": iso(end - timedelta(microseconds=1))})})
+        jobs.extend(job_of(item) for item in items)
+        pages += read
+    return jobs, pages
+
+
+def backfill_paid_month() -> int:
+    """Give the jobs written before the by-paid-month index their `paid_month`; how many were
+    given it. A one-off migration, run by an operator after deploying the index (README,
+    upgrade notes): it Scans the table for jobs with `paid_at` and no `paid_month`, and each
+    update is guarded by the version read, so a job changed meanwhile (whose write derived it
+    already) is left alone."""
+    from botocore.exceptions import ClientError
+
+    given = 0
+    for page in aws.client("dynamodb").get_paginator("scan").paginate(
+            TableName=_table(), ProjectionExpression="pk, sk, paid_at, version",
+            FilterExpression="begins_with(sk, :job) AND attribute_exists(paid_at) "
+                             "AND attribute_not_exists(paid_month)",
+            ExpressionAttributeValues=to_attrs({":job": "job_"})):
+        for raw in page.get("Items", []):
+            item = from_attrs(raw)
+            try:
+                aws.client("dynamodb").update_item(
+                    TableName=_table(), Key=_key(str(item["pk"]), str(item["sk"])),
+                    UpdateExpression="SET paid_month = :m", ConditionExpression="version = :v",
+                    ExpressionAttributeValues=to_attrs({
+                        ":m": paid_month(parse_iso(str(item["paid_at"]))),
+                        ":v": item["version"]}))
+            except ClientError as error:
+                if not is_condition_failure(error):
+                    raise
+            else:
+                given += 1
+    return given
+
+
+def returns_of_days(days: Sequence[date]) -> tuple[list[dict[str, Any]], int]:
+    """Every partner's returns of these window days (as `returns_on`), and the pages read: a
+    Query of the returns-by-day index per day."""
+    found: list[dict[str, Any]] = []
+    pages = 0
+    for day in days:
+        items, read = _counted({
+            "TableName": _table(), "IndexName": RETURNS_INDEX,
+            "KeyConditionExpression": "returns_day = :d",
+            "ExpressionAttributeValues": to_attrs({":d": day.isoformat()})})
+        found.extend(_return_of(item) for item in items)
+        pages += read
+    return found, pages
 
 
 _PAID = ("paid_at", "ship_by", "work", "shipped_at")

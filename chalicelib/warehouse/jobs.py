@@ -309,6 +309,9 @@ class Job(BaseModel):
     # True once the contract counted the unanswered offer as accepted (`overdue`): the job is
     # then accepted like any other, and only a rejection recorded as a breach ends it.
     deemed_accepted: bool = False
+    # When the factory itself accepted (the reports' confirmation within 24 h); None before it
+    # did, when the contract deemed it, and on jobs accepted before the moment was kept.
+    accepted_at: datetime | None = None
     ship_by: datetime
     alerts: dict[str, datetime] = Field(default_factory=dict)  # alert kind -> last sent
     # The work.
@@ -518,7 +521,8 @@ def accept(job: Job, lease_id: str, now: datetime) -> Transition:
     late = " (after the contract deemed it accepted)" if job.deemed_accepted else ""
     return _next(job, now, JobEvent(
         type="job.accepted", summary=f"{job.partner_id} accepted the job{late}",
-        data={"job_id": job.job_id}), handshake=Handshake.ACCEPTED, lease_expires_at=None)
+        data={"job_id": job.job_id}), handshake=Handshake.ACCEPTED, lease_expires_at=None,
+        accepted_at=now)
 
 
 def reject(job: Job, lease_id: str, reason: RejectReason, detail: str, now: datetime,
