@@ -3,7 +3,7 @@ UTC with microseconds, so strings sort as times)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -39,3 +39,14 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def months_touched(start: datetime, end: datetime, zone: tzinfo) -> list[str]:
+    """The months (YYYY-MM, in `zone`) that [start, end) touches, in order: the partitions of a
+    month-keyed index to Query for a period."""
+    first, last = start.astimezone(zone), (end - timedelta(microseconds=1)).astimezone(zone)
+    year, month, found = first.year, first.month, []
+    while (year, month) <= (last.year, last.month):
+        found.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return found

@@ -8,7 +8,8 @@ Index attributes are derived from the case on every write: `open_type` / `open_s
 `open_pk` (sparse, one constant: every open case) for the `open-summary` index the queue's counts
 read. `marketplace` and `carrier_code` are copied from the case's facts (when they name one) so
 the queue's filters on them are cheap: a FilterExpression on a top-level attribute, projected
-into the summary.
+into the summary. `opened_month` (the Asia/Shanghai month of `opened_at`) keys the
+`by-opened-month` index the reports read a period's cases from.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from botocore.exceptions import ClientError
 
 from chalicelib.core import aws, listing
-from chalicelib.core.clock import iso, parse_iso
+from chalicelib.core.clock import iso, months_touched, parse_iso
 from chalicelib.core.dynamodb import (
     Action,
     Item,
@@ -44,8 +46,10 @@ OPEN_SUMMARY = "open-summary"
 OPEN = "OPEN"  # the summary index's one partition
 BY_SUBJECT = "by-subject"
 BY_ORDER = "by-order"
+BY_OPENED_MONTH = "by-opened-month"
+_REPORT_ZONE = ZoneInfo("Asia/Shanghai")  # the reports' months
 _DERIVED = ("pk", "version", "open_type", "open_severity", "open_pk", "marketplace",
-            "carrier_code", "seen")
+            "carrier_code", "seen", "opened_month")
 _COPIED = ("marketplace", "carrier_code")  # facts copied to the item, for the queue's filters
 _SEEN = 20  # alert ids remembered per case, so a redelivered alert is not counted twice
 _ATTEMPTS = 5
@@ -73,6 +77,7 @@ def _item(case: Case, version: int, seen: Sequence[str]) -> dict[str, Any]:
     # The indexes' sort key in the one text form that sorts as time (clock.iso: always with
     # microseconds; pydantic's JSON leaves them out when zero, and "…00Z" sorts after "…00.5Z").
     item["opened_at"] = iso(case.opened_at)
+    item["opened_month"] = case.opened_at.astimezone(_REPORT_ZONE).strftime("%Y-%m")
     if case.is_open:
         item["open_type"], item["open_severity"] = case.type, case.severity.value
         item["open_pk"] = OPEN
@@ -219,6 +224,39 @@ def open_cases_from(floor: Severity) -> list[Case]:
     return sorted((case for severity in Severity if severity.at_least(floor)
                    for case in _query(OPEN_BY_SEVERITY, "open_severity", severity.value)),
                   key=lambda c: c.opened_at)
+
+
+def opened_between(start: datetime, end: datetime) -> tuple[list[Case], int]:
+    """Cases opened in [start, end), open or not, and the pages read: one paged Query of the
+    `by-opened-month` index per Asia/Shanghai month the window touches."""
+    found: list[Case] = []
+    pages_read = 0
+    paginator = aws.client("dynamodb").get_paginator("query")
+    for month in months_touched(start, end, _REPORT_ZONE):
+        pages = paginator.paginate(
+            TableName=_table(), IndexName=BY_OPENED_MONTH,
+            KeyConditionExpression="opened_month = :m AND opened_at BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_attrs({
+                ":m": month, ":lo": iso(start), ":hi": iso(end - timedelta(microseconds=1))}))
+        for page in pages:
+            pages_read += 1
+            found += [_case(from_attrs(item)) for item in page.get("Items", [])]
+    return found, pages_read
+
+
+def open_types_before(moment: datetime) -> tuple[list[str], int]:
+    """The type of every case still open that was opened before `moment`, and the pages read
+    (the `open-summary` index: about 100 bytes a case)."""
+    pages = aws.client("dynamodb").get_paginator("query").paginate(
+        TableName=_table(), IndexName=OPEN_SUMMARY,
+        KeyConditionExpression="open_pk = :o AND opened_at < :at",
+        ExpressionAttributeValues=to_attrs({":o": OPEN, ":at": iso(moment)}))
+    types: list[str] = []
+    pages_read = 0
+    for page in pages:
+        pages_read += 1
+        types += [str(from_attrs(item)["type"]) for item in page.get("Items", [])]
+    return types, pages_read
 
 
 def cases_of_order(order_id: str) -> list[Case]:

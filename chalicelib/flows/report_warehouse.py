@@ -16,15 +16,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from chalicelib.reports import warehouse_kpis
-from chalicelib.reports.model import Period, Section
+from chalicelib.reports.model import Period, Sourced
 from chalicelib.warehouse import job_store
 from chalicelib.warehouse.jobs import protocol_rules
 from chalicelib.warehouse.returns import ReturnRecord
 
 
-def warehouse(period: Period, now: datetime) -> tuple[tuple[Section, ...], int]:
-    """The sections and the DynamoDB pages read (flows/reports.py's source wraps them: this
-    module cannot import it, which imports this one)."""
+def warehouse(period: Period, now: datetime) -> Sourced:
+    """The sections and the DynamoDB pages read."""
     jobs, reads = job_store.paid_between(period.start_at, period.end_at)
     records: list[ReturnRecord] = []
     if period.kind != "daily":  # the daily report is dispatch only
@@ -35,4 +34,4 @@ def warehouse(period: Period, now: datetime) -> tuple[tuple[Section, ...], int]:
     # which no index gives yet: the section says they are not counted.
     found = warehouse_kpis.sections(period, jobs, records, now, protocol_rules().dispatch,
                                     complaints=None)
-    return found, reads
+    return Sourced(found, reads)

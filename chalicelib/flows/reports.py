@@ -10,30 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple
 
-from chalicelib.reports.model import Period, Report, Section
-
-
-class Sourced(NamedTuple):
-    sections: tuple[Section, ...]
-    reads: int  # DynamoDB pages read
-
+# Sourced lives with the model, so a source module imports it without importing this one back.
+from chalicelib.reports.model import Period, Report, Section, Sourced
 
 Source = Callable[[Period, datetime], Sourced]
 
 
 def _sources() -> tuple[Source, ...]:
     # Imported here so that computing one kind of section never loads every store at cold start.
-    return (_warehouse,)
-
-
-def _warehouse(period: Period, now: datetime) -> Sourced:
-    """Dispatch, intake, the factory, intercepts, wrong/short, returns (weekly, monthly), and
-    the factory scorecard and CS changes (monthly)."""
+    from chalicelib.flows.report_service import service
     from chalicelib.flows.report_warehouse import warehouse
 
-    return Sourced(*warehouse(period, now))
+    return (warehouse, service)
 
 
 def build_report(period: Period, now: datetime) -> Report:

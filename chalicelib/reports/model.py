@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -131,6 +131,14 @@ class Section(BaseModel):
 
     def table(self, key: str) -> Table:
         return next(t for t in self.tables if t.key == key)
+
+
+class Sourced(NamedTuple):
+    """What one source of a report (chalicelib/flows/reports.py) found: its sections, in order,
+    and the DynamoDB pages it read for them."""
+
+    sections: tuple[Section, ...]
+    reads: int
 
 
 class Report(BaseModel):

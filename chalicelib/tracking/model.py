@@ -225,6 +225,18 @@ class Journey(BaseModel):
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def kinds_seen(self) -> frozenset[ExceptionKind]:
+        """Every exception kind the journey has had that it still shows: the couriers' (kept on
+        their scans), a regression, a second failed attempt, and the computed ones still open
+        (a stall that a new scan ended leaves no trace here: its CS case keeps it)."""
+        kinds = {kind for event in self.events for kind in event.exceptions} | self.open_kinds
+        if self.regressions:
+            kinds.add(K.STATUS_REGRESSION)
+        if len(self.failed_attempts) >= 2:
+            kinds.add(K.REPEATED_DELIVERY_FAILURE)
+        return frozenset(kinds)
+
 
 def local_day(moment: datetime, utc_offset_minutes: int) -> date:
     return moment.astimezone(timezone(timedelta(minutes=utc_offset_minutes))).date()

@@ -10,6 +10,9 @@
 write: a parcel whose tracking is over leaves the index. A PARCEL item's `tracking_number`
 (the parcel's own field) keys the `by-tracking-number` index, so the console finds a parcel
 from its number alone; the other items have no such attribute and stay out of it.
+`handover_month`/`handover_at` (Asia/Shanghai month and time the parcel was handed over) key
+the `by-handover-month` index the reports read, which projects what they need and no journey:
+`delivered_at` and `exception_kinds`, derived here on every write, and the billed fee.
 """
 
 from __future__ import annotations
@@ -23,20 +26,22 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core import aws, leases
-from chalicelib.core.clock import epoch_seconds, iso
+from chalicelib.core.clock import epoch_seconds, iso, months_touched, parse_iso
 from chalicelib.core.dynamodb import Action, from_attrs, to_attrs
 from chalicelib.core.settings import settings
-from chalicelib.tracking.parcels import BilledFee, Parcel
+from chalicelib.tracking.parcels import BilledFee, HandedOver, Parcel
 
 DUE_INDEX = "due"
 TRACKING_INDEX = "by-tracking-number"
 MONTH_INDEX = "by-carrier-month"
+HANDOVER_INDEX = "by-handover-month"
 _BILLING_ZONE = ZoneInfo("Asia/Shanghai")  # couriers date bills in China's days
 DUE = "DUE"
 RAW_RETENTION = timedelta(days=180)
 CLAIM_RETENTION = timedelta(days=1)  # a claim left by a stopped run is gone by then (TTL)
 _RUN_LEASE = {"pk": "LEASE#track_parcels", "sk": "LEASE"}
-_DERIVED = ("pk", "sk", "due_pk", "next_check_at", "version", "bill_pk")
+_DERIVED = ("pk", "sk", "due_pk", "next_check_at", "version", "bill_pk", "handover_month",
+            "handover_at", "delivered_at", "exception_kinds")
 
 
 def _table() -> str:
@@ -122,6 +127,48 @@ def in_month(carrier_code: str, month: str) -> Iterator[MonthParcel]:
                               region=str(item.get("region", "")), billed=item.get("billed"))
 
 
+def _report_keys(parcel: Parcel) -> dict[str, Any]:
+    """The `by-handover-month` index's keys and the facts it projects for the reports."""
+    keys: dict[str, Any] = {"handover_month": _bill_month(parcel),
+                            "handover_at": iso(parcel.started_at)}
+    if parcel.shipment.delivered_at is not None:
+        keys["delivered_at"] = iso(parcel.shipment.delivered_at)
+    kinds = sorted(kind.value for kind in parcel.shipment.kinds_seen)
+    if kinds:
+        keys["exception_kinds"] = kinds
+    return keys
+
+
+def handed_over(start: datetime, end: datetime) -> tuple[list[HandedOver], int]:
+    """Our parcels handed over in [start, end), whatever their courier, and the pages read: one
+    paged Query of the index per Asia/Shanghai month the window touches."""
+    found: list[HandedOver] = []
+    pages_read = 0
+    paginator = aws.client("dynamodb").get_paginator("query")
+    for month in months_touched(start, end, _BILLING_ZONE):
+        pages = paginator.paginate(
+            TableName=_table(), IndexName=HANDOVER_INDEX,
+            KeyConditionExpression="handover_month = :m AND handover_at BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_attrs({
+                ":m": month, ":lo": iso(start),
+                ":hi": iso(end - timedelta(microseconds=1))}))
+        for page in pages:
+            pages_read += 1
+            found += [_handed_over(item) for item in map(from_attrs, page.get("Items", []))]
+    return found, pages_read
+
+
+def _handed_over(item: Mapping[str, Any]) -> HandedOver:
+    delivered = item.get("delivered_at")
+    _, carrier, number = str(item["pk"]).split("#", 2)  # the table's key: always projected
+    return HandedOver(
+        carrier_code=carrier, tracking_number=number,
+        region=str(item.get("region", "")), destination=str(item.get("destination", "")),
+        handed_over_at=parse_iso(str(item["handover_at"])),
+        delivered_at=None if delivered is None else parse_iso(str(delivered)),
+        exception_kinds=tuple(item.get("exception_kinds", ())), billed=item.get("billed"))
+
+
 def billed_action(carrier_code: str, tracking_number: str, billed: BilledFee) -> Action:
     """Keep the courier's actual fee on the parcel (for a transaction: the parcel must exist).
     The version moves on, so a tracker write prepared from an older read retries instead of
@@ -140,7 +187,8 @@ def put(parcel: Parcel, read_version: int | None) -> Action:
     item: dict[str, Any] = {
         **parcel.model_dump(mode="json"), "pk": pk(parcel.carrier_code, parcel.tracking_number),
         "sk": "PARCEL", "version": (read_version or 0) + 1,
-        "bill_pk": bill_pk(parcel.carrier_code, _bill_month(parcel))}
+        "bill_pk": bill_pk(parcel.carrier_code, _bill_month(parcel)),
+        **_report_keys(parcel)}
     if parcel.watch.next_check_at is not None:
         item["due_pk"], item["next_check_at"] = DUE, iso(parcel.watch.next_check_at)
     put: dict[str, Any] = {"TableName": _table(), "Item": to_attrs(item)}

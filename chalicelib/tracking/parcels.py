@@ -82,6 +82,22 @@ class BilledFee(BaseModel):
     expected: Decimal | None = None
 
 
+class HandedOver(BaseModel):
+    """A parcel as the reports read it (parcel_store `handed_over`): who carried it where, when
+    it was handed over and delivered, the exceptions it had and what the courier billed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    carrier_code: str
+    tracking_number: str
+    region: str = ""
+    destination: str = ""
+    handed_over_at: datetime
+    delivered_at: datetime | None = None
+    exception_kinds: tuple[ExceptionKind, ...] = ()
+    billed: BilledFee | None = None
+
+
 class Parcel(BaseModel):
     """One tracked parcel: the courier's facts, our watch over it, and whose it is."""
 

@@ -157,6 +157,11 @@ def province_code(text: str) -> str | None:
     return code if code in _PROVINCES else _PROVINCE_BY_NAME.get(normalise_name(text))
 
 
+def province_of(place: str) -> str | None:
+    """The province of a place named by its province or its city (a parcel's destination)."""
+    return province_code(place) or _city_province(place) if place.strip() else None
+
+
 def _canonical_city(name: str) -> str:
     entries = _CITY_INDEX.get(normalise_name(name), ())
     return entries[0][0] if entries else normalise_name(name)
