@@ -143,6 +143,7 @@ from chalicelib.orders.order import (
     Totals,
     note_fields,
 )
+from chalicelib.warehouse.waybills.douyin_waybill import LOGISTICS_CODES
 
 NAME = "douyin"
 REPLY: tuple[int, str, str] = (200, "application/json", '{"code":0,"msg":"success"}')
@@ -197,15 +198,8 @@ STATUSES: dict[str, OrderStatus | None] = {
 _REFUND_ENDINGS = frozenset({"21", "22", "39"})
 
 # Our carrier codes -> Douyin company_code (order.logisticsCompanyList).
-CARRIERS: dict[str, str] = {
-    "STO": "shentong",
-    "SF": "shunfeng",
-    "YTO": "yuantong",
-    "ZTO": "zhongtong",
-    "YUNDA": "yunda",
-    "JD": "jd",
-    "EMS": "ems",
-}
+# One table with the e-waybill's logistics_code.
+CARRIERS: dict[str, str] = LOGISTICS_CODES
 
 _RETRYABLE_CODES = frozenset({20000, 20001, 30001, 30002, 90000})
 _RETRYABLE_SUB_CODES = frozenset({"isv.business-failed:20004", "isv.business-failed:20045",
