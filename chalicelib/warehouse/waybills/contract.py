@@ -117,13 +117,15 @@ class Item(BaseModel):
     count: int = Field(ge=1)
 
 
-def object_id_for(job_id: str, package_no: int) -> str:
+def object_id_for(job_id: str, package_no: int, generation: int = 0) -> str:
     """The package's request key: the same job and package always give the same id (letters,
-    digits and "_" only: Douyin's pack_id allows no more); a long or odd job id is hashed."""
-    if _ID_CHARS.match(job_id) and len(job_id) + 1 + len(str(package_no)) <= MAX_OBJECT_ID:
-        return f"{job_id}_{package_no}"
+    digits and "_" only: Douyin's pack_id allows no more); a long or odd job id is hashed. A
+    relabel (a new address) is a new generation, so it takes a new number."""
+    tail = f"_{package_no}" + (f"r{generation}" if generation else "")
+    if _ID_CHARS.match(job_id) and len(job_id) + len(tail) <= MAX_OBJECT_ID:
+        return job_id + tail
     digest = hashlib.sha256(job_id.encode("utf-8")).hexdigest()[:24]
-    return f"j{digest}_{package_no}"
+    return f"j{digest}{tail}"
 
 
 class WaybillRequest(BaseModel):
@@ -140,10 +142,11 @@ class WaybillRequest(BaseModel):
     receiver: Receiver
     items: tuple[Item, ...] = Field(min_length=1)
     weight_grams: int = Field(default=500, ge=1)
+    generation: int = Field(default=0, ge=0, le=99)  # 0; n for the n-th relabel
 
     @property
     def object_id(self) -> str:
-        return object_id_for(self.job_id, self.package_no)
+        return object_id_for(self.job_id, self.package_no, self.generation)
 
     @property
     def item_count(self) -> int:

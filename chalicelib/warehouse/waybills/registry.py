@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.core.settings import rules_from_env
 from chalicelib.warehouse.waybills.cainiao import CainiaoWaybills
-from chalicelib.warehouse.waybills.contract import Provider, WaybillError
+from chalicelib.warehouse.waybills.contract import Party, Provider, WaybillError
 from chalicelib.warehouse.waybills.douyin_waybill import DouyinWaybills
 from chalicelib.warehouse.waybills.kuaidi100 import Kuaidi100Waybills
 
@@ -50,6 +50,9 @@ class WaybillRules(BaseModel):
                                       for m, p in ENCRYPTED.items())
     default_provider: str = "kuaidi100"
     default_courier: str = Field(default="STO", min_length=2)
+    # Where parcels leave from (the factory's warehouse); issuing at the print gate is on once
+    # it is set.
+    sender: Party | None = None
 
 
 def rules() -> WaybillRules:
