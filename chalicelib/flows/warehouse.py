@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -664,8 +664,9 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
     from chalicelib.warehouse import waves
 
     issued: dict[str, list[Any]] = {}
+    found: dict[str, Job] | None = None
     if waybills.enabled():
-        found = jobs_store.get_many(partner_id, request.job_ids)
+        found = dict(jobs_store.get_many(partner_id, request.job_ids))
         waves.plan(request, found, {}, now)  # refused before any number is taken
         missing = [found[j] for j in request.job_ids
                    if j not in request.waybill_numbers and waybills.needs_waybills(found[j])]
@@ -673,23 +674,27 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
         request = request.model_copy(update={"waybill_numbers": {
             **request.waybill_numbers,
             **{j: tuple(r.waybill_number for r in results) for j, results in issued.items()}}})
-    wave = _write_wave(partner_id, request, now)
+    wave = _write_wave(partner_id, request, now, found)
     if not issued:
         return wave
     return {**wave, "waybills": {j: [r.model_dump(mode="json") for r in results]
                                  for j, results in issued.items()}}
 
 
-def _write_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
+def _write_wave(partner_id: str, request: Any, now: datetime,
+                read: Mapping[str, Job] | None = None) -> dict[str, Any]:
+    """`read`: the jobs as just read (the waybills were issued for them), for the first
+    attempt; a conflict's retry reads them again."""
     from chalicelib.warehouse import waves
 
     planned: list[dict[str, Any]] = []  # the wave an earlier attempt tried to write
+    first = [read]
 
     def attempt() -> dict[str, Any]:
         if planned and jobs_store.get_wave(partner_id, planned[-1]["wave_id"],
                                            consistent=True) is not None:
             return planned[-1]  # written; its answer was lost
-        found = jobs_store.get_many(partner_id, request.job_ids)
+        found, first[0] = first[0] or jobs_store.get_many(partner_id, request.job_ids), None
         wave, steps = waves.plan(request, found, jobs_store.sku_locations(partner_id), now)
         actor = f"partner {partner_id}"
         actions = [jobs_store.put_wave(partner_id, wave)]
