@@ -125,3 +125,17 @@ def test_a_relabel_after_an_address_change_takes_a_new_number_and_returns_the_ol
     assert relabelled["printed"]["waybill_numbers"] == [waybill["waybill_number"]]
     old = [i for i in courier.labels.orders.values() if i.number == first]
     assert [i.cancelled for i in old] == [True]
+
+
+def test_the_admin_command_line_stores_a_waybill_account(stack: dict[str, str]) -> None:
+    from chalicelib.admin import cli as admin
+    from chalicelib.flows import waybills
+
+    admin.main(["courier", "waybills-kuaidi100", "--secret", "S3CR3T", "--option", "key=K9",
+                "--option", "partnerId=STO-9"])
+    accounts.forget()
+    assert waybills.account("kuaidi100") == {"key": "K9", "partnerId": "STO-9",
+                                             "secret": "S3CR3T", "app_secret": "S3CR3T"}
+    assert waybills.account("douyin") is None
+    with pytest.raises(SystemExit):
+        admin.main(["courier", "waybills-ems-direct", "--secret", "s"])
