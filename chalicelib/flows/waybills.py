@@ -33,6 +33,7 @@ from chalicelib.warehouse.waybills.contract import (
     PlainReceiver,
     Provider,
     Receiver,
+    TaobaoReceiver,
     WaybillError,
     WaybillRequest,
     WaybillResult,
@@ -55,15 +56,18 @@ def account(provider_name: str) -> dict[str, str] | None:
 
 
 def receiver_of(job: Job) -> Receiver:
-    """The job's receiver as its provider needs it. Douyin's encrypted fields are the order's
-    ciphertexts; Taobao needs the order's OAID, which the job does not carry yet."""
+    """The job's receiver as its provider needs it: Douyin's encrypted fields are the order's
+    ciphertexts, Taobao's the order's OAID and trade id; anything else is plain."""
     to = job.ship_to
     if job.marketplace == "douyin" and to.name.startswith(_DOUYIN_CIPHER):
         return DouyinReceiver(order_id=job.external_id, encrypt_name=to.name,
                               encrypt_mobile=to.phone, encrypt_detail=to.line1,
                               province=to.province, city=to.city)
     if job.marketplace in ("taobao", "tmall"):
-        raise WaybillError("bad_request", "cainiao", "no oaid on the order")
+        if not to.oaid:
+            raise WaybillError("bad_request", "cainiao", "no oaid on the order")
+        return TaobaoReceiver(oaid=to.oaid, tid=job.external_id, province=to.province,
+                              city=to.city)
     return PlainReceiver(name=to.name or "-", phone=to.phone or "-", province=to.province or "-",
                          city=to.city or "-", detail=" ".join(p for p in (to.line1, to.line2)
                                                               if p) or "-")

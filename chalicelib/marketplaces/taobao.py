@@ -192,7 +192,7 @@ TRADE_FIELDS = ",".join((
     "order_tax_fee", "buyer_message", "seller_memo", "invoice_name", "receiver_name",
     "receiver_state", "receiver_city",
     "receiver_district", "receiver_town", "receiver_address", "receiver_zip", "receiver_mobile",
-    "receiver_phone", "receiver_country", "orders",
+    "receiver_phone", "receiver_country", "oaid", "orders",
 ))
 EXISTING_FIELDS = "tid,status,orders.oid,orders.invoice_no,orders.logistics_company"
 LIST_FIELDS = "tid,status,modified,seller_nick"
@@ -405,6 +405,7 @@ class Trade(LenientModel):
     receiver_address: str = ""
     receiver_zip: str = ""
     receiver_mobile: str = ""
+    oaid: str = ""  # the Open Addressee ID of a masked receiver
     receiver_phone: str = ""
     orders: list[TaobaoOrder] = Field(default_factory=list)
 
@@ -497,6 +498,7 @@ def _address(trade: Trade) -> Address | None:
         postal_code=trade.receiver_zip,
         country_code="CN",
         phone=trade.receiver_mobile or trade.receiver_phone,
+        oaid=trade.oaid,  # masked receivers: what the Cainiao waybill is issued against
     )
 
 

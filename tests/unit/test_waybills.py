@@ -320,3 +320,50 @@ def test_the_registry_routes_encrypted_platforms_to_their_channel(
     assert built.name == "kuaidi100"
     with pytest.raises(WaybillError):
         registry.provider("ems-direct", {})
+
+
+# The job's receiver, as each marketplace's order gives it --------------------------------------
+
+def _job_of(order: Any) -> Any:
+    from chalicelib.warehouse import jobs
+
+    return jobs.new_job(order, "factory-1", NOW)
+
+
+def test_a_masked_taobao_order_is_labelled_by_its_oaid_and_trade_id() -> None:
+    from chalicelib.flows.waybills import receiver_of
+    from chalicelib.marketplaces import taobao
+    from chalicelib.marketplaces.calls import OrderRef
+
+    answer = fixture("taobao/trade_fullinfo.json")
+    trade = answer["trade_fullinfo_get_response"]["trade"]
+    trade.update(receiver_name="王**", receiver_mobile="*******5678",
+                 receiver_address="文一西路**********", oaid="1fd2c3b4a5968778695a4b3c2d1e0f99")
+    ref = OrderRef(shop="栖木家居旗舰店", external_id=trade["tid_str"])
+    order = taobao.parse_order(answer, ref, "tmall")
+    assert order.shipping_address is not None
+    assert order.shipping_address.oaid == trade["oaid"]
+    receiver = receiver_of(_job_of(order))
+    assert receiver == TaobaoReceiver(oaid=trade["oaid"], tid=trade["tid_str"],
+                                      province="浙江省", city="杭州市")
+    del trade["oaid"]  # no OAID: Cainiao cannot label it, and nothing else may
+    with pytest.raises(WaybillError) as caught:
+        receiver_of(_job_of(taobao.parse_order(answer, ref, "tmall")))
+    assert caught.value.reason == "bad_request"
+
+
+def test_a_douyin_order_is_labelled_by_its_ciphertexts() -> None:
+    from chalicelib.flows.waybills import receiver_of
+    from chalicelib.marketplaces import douyin
+    from chalicelib.marketplaces.calls import OrderRef
+
+    answer = fixture("douyin/order_detail.json")
+    detail = answer["data"]["shop_order_detail"]
+    order = douyin.parse_order(answer, OrderRef(shop=str(detail["shop_id"]),
+                                                external_id=str(detail["order_id"])), "douyin")
+    receiver = receiver_of(_job_of(order))
+    assert isinstance(receiver, DouyinReceiver)
+    assert (receiver.encrypt_name, receiver.encrypt_mobile, receiver.encrypt_detail) == (
+        detail["encrypt_post_receiver"], detail["encrypt_post_tel"],
+        detail["post_addr"]["encrypt_detail"])
+    assert receiver.order_id == str(detail["order_id"])
