@@ -17,6 +17,7 @@ first secret the signing secret.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -106,8 +107,24 @@ def issue_all(requests: Sequence[WaybillRequest], provider: Provider,
         except WaybillError as exc:
             return exc
 
+    if max_threads == MAX_THREADS:  # the process's pool: its threads keep their connections
+        return list(_pool().map(one, requests))
     with ThreadPoolExecutor(max_workers=min(max_threads, len(requests))) as pool:
         return list(pool.map(one, requests))
+
+
+_shared: list[ThreadPoolExecutor] = []
+_shared_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool per process (a warm Lambda keeps it): core.http keeps a keep-alive session per
+    thread and host, so the next wave reuses the provider's connections."""
+    with _shared_lock:
+        if not _shared:
+            _shared.append(ThreadPoolExecutor(max_workers=MAX_THREADS,
+                                              thread_name_prefix="waybills"))
+        return _shared[0]
 
 
 def enabled() -> bool:
