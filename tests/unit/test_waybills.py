@@ -367,3 +367,22 @@ def test_a_douyin_order_is_labelled_by_its_ciphertexts() -> None:
         detail["encrypt_post_receiver"], detail["encrypt_post_tel"],
         detail["post_addr"]["encrypt_detail"])
     assert receiver.order_id == str(detail["order_id"])
+
+
+def test_the_reference_client_writes_each_label_to_a_file(tmp_path: Path) -> None:
+    from partner_client.labels import save_labels
+
+    png = fixture("kuaidi100/label_order_answer.json")["data"]["imgBase64"][0]
+    cainiao_data = fixture("cainiao/waybill_ii_get.json")["cainiao_waybill_ii_get_response"][
+        "modules"]["waybill_cloud_print_response"][0]["print_data"]
+    paths = save_labels([
+        {"waybill_number": "773012345678901", "provider": "kuaidi100",
+         "label": {"format": "png", "content_base64": png}},
+        {"waybill_number": "773098765432101", "provider": "cainiao",
+         "label": {"format": "cainiao", "print_data": cainiao_data,
+                   "template_url": TOP_ACCOUNT["template_url"]}}], tmp_path / "labels")
+    assert [p.name for p in paths] == ["773012345678901.png", "773098765432101.cainiao.json"]
+    assert paths[0].read_bytes() == base64.b64decode(png)
+    saved = json.loads(paths[1].read_text(encoding="utf-8"))
+    assert (saved["print_data"], saved["template_url"]) == (cainiao_data,
+                                                            TOP_ACCOUNT["template_url"])
