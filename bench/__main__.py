@@ -15,7 +15,8 @@ from bench.stack import ROOT
 
 BENCHMARKS = ("aws_calls", "webhook_latency", "cold_start", "job_calls", "claim_latency",
               "tracking_cost", "cs_burst", "fault_storm", "schedule_capacity", "claim_contention",
-              "order_search", "console_pages", "bill_import", "report_month")
+              "order_search", "console_pages", "bill_import", "report_month",
+              "print_wave")
 TIME_LIMIT = 900  # seconds per benchmark
 # cs_burst drives 10,000 events through moto, which serialises every DynamoDB call: ~12 min here;
 # fault_storm 2,000 orders through every step: ~8 min alone, more beside other work.

@@ -1,4 +1,5 @@
-"""A local courier that speaks the Kuaidi100 protocol: real-time query, subscription, pushes.
+"""A local courier that speaks the Kuaidi100 protocol: real-time query, subscription, pushes,
+and the electronic waybills (label/order: devstack/labels.py).
 
 `make run` and the end-to-end tests point our Kuaidi100 client and push endpoint at it, so a parcel
 shipped by the (simulated) factory moves along a scripted journey and our system learns of it by
@@ -38,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from chalicelib.tracking.couriers import kuaidi100 as k100
+from devstack.labels import LABEL_PATH, Labels
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +320,10 @@ class CourierSimulator:
     def __init__(self, *, customer: str, key: str, time_scale: float = 1.0,
                  clock: Callable[[], datetime] = _utc_now, host: str = "127.0.0.1",
                  port: int = 0, rotation: Sequence[str] = DEFAULT_ROTATION,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, label_secret: str = "",
+                 label_latency: float = 0.0, label_balance: int | None = None) -> None:
+        """`label_secret`: the account's secret for electronic waybills (label/order, signed
+        with `key` and it; devstack/labels.py)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         unknown = [name for name in rotation if name not in SCRIPTS]
@@ -336,6 +341,8 @@ class CourierSimulator:
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self.labels = Labels(key=key, secret=label_secret, balance=label_balance,
+                             latency=label_latency)
 
     # Lifecycle ----------------------------------------------------------------------------------
 
@@ -353,6 +360,10 @@ class CourierSimulator:
     @property
     def subscribe_url(self) -> str:
         return self.url + SUBSCRIBE_PATH
+
+    @property
+    def label_url(self) -> str:
+        return self.url + LABEL_PATH
 
     def start(self) -> None:
         if self._server is not None:
@@ -698,6 +709,9 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, self.simulator.subscribe(_form(body))
         if path == PARCELS_PATH:
             return self._assign(body)
+        if path == LABEL_PATH:
+            method = parse_qs(urlsplit(self.path).query).get("method", [""])[0]
+            return 200, self.simulator.labels.answer(method, _form(body))
         return 404, {"error": "not found"}
 
     def _assign(self, body: bytes) -> tuple[int, dict[str, Any]]:

@@ -195,14 +195,20 @@ def start_courier(api_url: str, scale: float) -> Any:
 
     customer, key, salt = "LOCAL" + secrets.token_hex(4), secrets.token_hex(16), \
         secrets.token_hex(8)
-    courier = CourierSimulator(customer=customer, key=key, time_scale=scale)
+    label_secret = secrets.token_hex(16)
+    courier = CourierSimulator(customer=customer, key=key, time_scale=scale,
+                               label_secret=label_secret)
     courier.start()
     courier.run_pushes(every_seconds=1.0)
     accounts.register_sources({source_name("kuaidi100"): {
         "scheme": "kuaidi100", "secrets": [salt], "options": {
             "customer": customer, "key": key, "query_url": courier.query_url,
             "subscribe_url": courier.subscribe_url,
-            "callback_url": f"{api_url}/couriers/kuaidi100/push"}}})
+            "callback_url": f"{api_url}/couriers/kuaidi100/push"}},
+        # Its electronic waybills (label/order): used once WAYBILL_RULES_JSON names a sender.
+        source_name("waybills-kuaidi100"): {
+            "scheme": "kuaidi100-label", "secrets": [label_secret], "options": {
+                "key": key, "partnerId": "STO-LOCAL", "label_url": courier.label_url}}})
     return courier
 
 

@@ -188,6 +188,9 @@ class Wave(TypedDict):
     created_at: str
     pick_list: list[PickLine]
     sort_list: list[SortSlot]
+    # By job id, when the print gate issued electronic waybills: per package its number,
+    # provider and label (partner_client.labels.save_labels writes them to files).
+    waybills: NotRequired[dict[str, list[dict[str, Any]]]]
 
 
 DamageLocation = Literal["in_transit", "at_warehouse", "at_buyer", "unknown"]

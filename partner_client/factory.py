@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from partner_client.client import (
@@ -31,6 +32,7 @@ from partner_client.client import (
     WaveMethod,
     new_shipment_id,
 )
+from partner_client.labels import save_labels
 
 log = logging.getLogger("partner_client.factory")
 
@@ -110,7 +112,9 @@ class SimulatedFactory:
                  lease_seconds: int = 300, max_in_flight: int = 200,
                  idle_wait_seconds: int = 5, retry_seconds: float = 5.0,
                  resync_lookback: timedelta = timedelta(days=7),
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 labels_dir: Path | None = None) -> None:
+        """`labels_dir`: where the labels the print gate issues are written (none: not kept)."""
         unknown = set(step_seconds or {}) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}; stages are {STAGES}")
@@ -131,6 +135,7 @@ class SimulatedFactory:
         self.retry_seconds = retry_seconds
         self.resync_lookback = resync_lookback
         self.now = now
+        self.labels_dir = labels_dir
         self.jobs: dict[str, Tracked] = {}
         self.cursor: str | None = None
         self.synced = False
@@ -272,13 +277,19 @@ class SimulatedFactory:
         count = len(wave["job_ids"])
         log.info("printed wave %s (%d job%s, %s)", wave["wave_id"], count,
                  "" if count == 1 else "s", _pick_summary(wave))
+        issued = wave.get("waybills") or {}  # electronic waybills the print gate took
         for job_id in wave["job_ids"]:
             tracked = self.jobs.get(job_id)
             if tracked is None:
                 continue
             tracked.job["work"] = "printed"  # the wave printed it; saves a GET per job
             self._enter(tracked, "pick")
-            tracked.waybill = self._tracking_number(carrier_code(tracked.job))
+            numbers = [w["waybill_number"] for w in issued.get(job_id, [])]
+            tracked.waybill = numbers[0] if numbers else self._tracking_number(
+                carrier_code(tracked.job))
+        if issued and self.labels_dir is not None:
+            paths = save_labels((w for ws in issued.values() for w in ws), self.labels_dir)
+            log.info("saved %d label(s) in %s", len(paths), self.labels_dir)
 
     def _wave_refused(self, batch: Sequence[Tracked], exc: WarehouseError) -> None:
         ids = [t.job["job_id"] for t in batch]

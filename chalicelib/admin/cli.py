@@ -168,10 +168,14 @@ def _store_account(parser: argparse.ArgumentParser, name: str, account: dict[str
 
 
 def _courier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from chalicelib.flows.waybills import ACCOUNT_PREFIX
     from chalicelib.tracking.couriers import known_providers, source_name
+    from chalicelib.warehouse.waybills.registry import PROVIDERS
 
-    if args.name not in known_providers() or not args.secret:
-        parser.error(f"courier needs a provider ({', '.join(sorted(known_providers()))}) and "
+    # Tracking providers, and the electronic waybill providers' accounts (waybills-<name>).
+    known = {*known_providers(), *(ACCOUNT_PREFIX + name for name in PROVIDERS)}
+    if args.name not in known or not args.secret:
+        parser.error(f"courier needs a provider ({', '.join(sorted(known))}) and "
                      "at least one --secret")
     options = dict(option.split("=", 1) for option in args.option if "=" in option)
     _store_account(parser, source_name(args.name),

@@ -138,7 +138,7 @@ def reject(job_id: str) -> Response:
 def print_job(job_id: str) -> Response:
     from chalicelib.flows import warehouse
 
-    return _job_step(job_id, warehouse.PrintRequest, warehouse.print_job)
+    return _job_step(job_id, warehouse.PrintRequest, warehouse.print_labelled)
 
 
 @bp.route("/warehouse/v1/jobs/{job_id}/pick", methods=["POST"])

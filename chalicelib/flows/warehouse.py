@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -311,7 +311,9 @@ class PackRequest(_Request):
 
 class ShipRequest(_Request):
     shipment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
-    packages: tuple[jobs.Package, ...] = Field(min_length=1, max_length=50)
+    # Left out: the waybills issued at print (the factory may still report numbers it got
+    # elsewhere); an empty list is a mistake.
+    packages: tuple[jobs.Package, ...] | None = Field(default=None, min_length=1, max_length=50)
     final: bool = True
 
 
@@ -501,6 +503,31 @@ def print_job(partner_id: str, job_id: str, request: PrintRequest, now: datetime
         f"partner {partner_id}", now)
 
 
+def print_labelled(partner_id: str, job_id: str, request: PrintRequest,
+                   now: datetime) -> dict[str, Any]:
+    """The print gate with electronic waybills: a job printed without numbers of its own gets
+    one per package from the provider (flows/waybills.py; idempotent per job and package), and
+    the answer carries them with their labels. A relabel's old numbers are given back once the
+    new label is recorded. A refusal prints nothing (409/503 waybill_refused)."""
+    from chalicelib.flows import waybills
+
+    issued: list[Any] = []
+    old: tuple[str, ...] = ()
+    if not request.waybill_numbers and waybills.enabled():
+        job = get_job(partner_id, job_id)
+        jobs.print_job(job, now)  # refused before any number is taken (409 as it says)
+        if waybills.needs_waybills(job):
+            old = job.printed.waybill_numbers if job.printed else ()
+            issued = waybills.issue_for_jobs([job], now).get(job_id, [])
+            request = request.model_copy(update={
+                "waybill_numbers": tuple(r.waybill_number for r in issued)})
+    printed = print_job(partner_id, job_id, request, now)
+    if old:
+        waybills.cancel_unused(printed, [n for n in old if n not in request.waybill_numbers])
+    return {**printed.model_dump(mode="json"),
+            "waybills": [r.model_dump(mode="json") for r in issued]}
+
+
 def pick(partner_id: str, job_id: str, now: datetime) -> Job:
     return apply(partner_id, job_id, lambda j: jobs.pick(j, now), f"partner {partner_id}", now)
 
@@ -526,10 +553,22 @@ def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> J
         return [*tracker.start_actions(transition.job, shipment, now, skip),
                 *writeback.writeback_actions(transition.job, shipment, now)]
 
-    return apply(partner_id, job_id, lambda j: jobs.ship(
-        j, request.shipment_id, request.packages, request.final, now),
+    def step(job: Job) -> Transition:
+        packages = _printed_packages(job) if request.packages is None else request.packages
+        return jobs.ship(job, request.shipment_id, packages, request.final, now)
+
+    return apply(partner_id, job_id, step,
         f"partner {partner_id}", now, extra=tracking,
         on_conflict=lambda job, failed: skip.update(tracker.reused(job, failed, now)))
+
+
+def _printed_packages(job: Job) -> tuple[jobs.Package, ...]:
+    """A ship report without packages ships the electronic waybills the print gate issued."""
+    if job.printed is None or not job.printed.waybill_numbers:
+        raise job.conflict("packages_required", "no waybill was issued at print: name the "
+                                                "packages and their tracking numbers")
+    return tuple(jobs.Package(carrier_code=job.printed.carrier_code, tracking_number=number)
+                 for number in job.printed.waybill_numbers)
 
 
 def resolve_change(partner_id: str, job_id: str, change_id: str, request: ResolveRequest,
@@ -537,11 +576,16 @@ def resolve_change(partner_id: str, job_id: str, change_id: str, request: Resolv
     """The factory's answer to an intercept request; an intercepted cancellation or address
     change reaches the order's current view in the same transaction (until then the order
     shows what the parcel in hand will do; a failed intercept leaves it so)."""
+    from chalicelib.flows import waybills
+
     actor = f"partner {partner_id}"
-    return apply(partner_id, job_id, lambda j: jobs.resolve_change(
+    job = apply(partner_id, job_id, lambda j: jobs.resolve_change(
         j, change_id, request.outcome == "intercepted", request.reprint, request.note, actor,
         now, protocol_rules()), actor, now,
         extra=lambda transition: intercepted_view(transition, change_id, now))
+    if job.work is jobs.Work.CANCELLED:
+        waybills.cancel_unused(job)  # the intercepted parcel's numbers go back unused
+    return job
 
 
 def intercepted_view(transition: Transition, change_id: str, now: datetime) -> list[Action]:
@@ -614,15 +658,44 @@ def sweep_deadlines(now: datetime, limit: int = 100) -> int:
 
 
 def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
+    """A wave through the print gate, all or nothing. With electronic waybills on, the jobs
+    the factory brings no numbers for get theirs first, concurrently (flows/waybills.py): a
+    refusal prints nothing; the numbers already issued come back on the retry."""
+    from chalicelib.flows import waybills
+    from chalicelib.warehouse import waves
+
+    issued: dict[str, list[Any]] = {}
+    found: dict[str, Job] | None = None
+    if waybills.enabled():
+        found = dict(jobs_store.get_many(partner_id, request.job_ids))
+        waves.plan(request, found, {}, now)  # refused before any number is taken
+        missing = [found[j] for j in request.job_ids
+                   if j not in request.waybill_numbers and waybills.needs_waybills(found[j])]
+        issued = waybills.issue_for_jobs(missing, now) if missing else {}
+        request = request.model_copy(update={"waybill_numbers": {
+            **request.waybill_numbers,
+            **{j: tuple(r.waybill_number for r in results) for j, results in issued.items()}}})
+    wave = _write_wave(partner_id, request, now, found)
+    if not issued:
+        return wave
+    return {**wave, "waybills": {j: [r.model_dump(mode="json") for r in results]
+                                 for j, results in issued.items()}}
+
+
+def _write_wave(partner_id: str, request: Any, now: datetime,
+                read: Mapping[str, Job] | None = None) -> dict[str, Any]:
+    """`read`: the jobs as just read (the waybills were issued for them), for the first
+    attempt; a conflict's retry reads them again."""
     from chalicelib.warehouse import waves
 
     planned: list[dict[str, Any]] = []  # the wave an earlier attempt tried to write
+    first = [read]
 
     def attempt() -> dict[str, Any]:
         if planned and jobs_store.get_wave(partner_id, planned[-1]["wave_id"],
                                            consistent=True) is not None:
             return planned[-1]  # written; its answer was lost
-        found = jobs_store.get_many(partner_id, request.job_ids)
+        found, first[0] = first[0] or jobs_store.get_many(partner_id, request.job_ids), None
         wave, steps = waves.plan(request, found, jobs_store.sku_locations(partner_id), now)
         actor = f"partner {partner_id}"
         actions = [jobs_store.put_wave(partner_id, wave)]

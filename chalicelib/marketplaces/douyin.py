@@ -89,8 +89,6 @@ Guesses (not confirmed by documentation here):
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -98,6 +96,11 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
+from chalicelib.core.doudian import API_BASE as API_BASE
+from chalicelib.core.doudian import API_VERSION as API_VERSION
+from chalicelib.core.doudian import gateway_call
+from chalicelib.core.doudian import param_json as param_json
+from chalicelib.core.doudian import sign as sign
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import (
@@ -142,11 +145,10 @@ from chalicelib.orders.order import (
     most_pressing,
     note_fields,
 )
+from chalicelib.warehouse.waybills.douyin_waybill import LOGISTICS_CODES
 
 NAME = "douyin"
 REPLY: tuple[int, str, str] = (200, "application/json", '{"code":0,"msg":"success"}')
-API_BASE = "https://openapi-fxg.jinritemai.com"
-API_VERSION = "2"
 SUCCESS = 10000
 PAGE_SIZE = 100
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -198,15 +200,8 @@ STATUSES: dict[str, OrderStatus | None] = {
 _REFUND_ENDINGS = frozenset({"21", "22", "39"})
 
 # Our carrier codes -> Douyin company_code (order.logisticsCompanyList).
-CARRIERS: dict[str, str] = {
-    "STO": "shentong",
-    "SF": "shunfeng",
-    "YTO": "yuantong",
-    "ZTO": "zhongtong",
-    "YUNDA": "yunda",
-    "JD": "jd",
-    "EMS": "ems",
-}
+# One table with the e-waybill's logistics_code.
+CARRIERS: dict[str, str] = LOGISTICS_CODES
 
 _RETRYABLE_CODES = frozenset({20000, 20001, 30001, 30002, 90000})
 _RETRYABLE_SUB_CODES = frozenset({"isv.business-failed:20004", "isv.business-failed:20045",
@@ -512,45 +507,14 @@ def status_of(order_status: int | str, main_status: int | str | None = None) -> 
 # Open API ----------------------------------------------------------------------------------------
 
 
-def param_json(params: Mapping[str, Any]) -> str:
-    """The SDKs' serialisation: keys sorted (recursively), compact, non-ASCII unescaped."""
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def sign(app_key: str, app_secret: str, method: str, params_json: str, timestamp: str) -> str:
-    pattern = (f"app_key{app_key}method{method}param_json{params_json}"
-               f"timestamp{timestamp}v{API_VERSION}")
-    message = f"{app_secret}{pattern}{app_secret}".encode()
-    return hmac.new(app_secret.encode(), message, hashlib.sha256).hexdigest()
-
-
 def api_call(method: str, params: Mapping[str, Any], credentials: Credentials,
              now: datetime) -> Request:
-    return _gateway_call(method, params, credentials, now, credentials["access_token"])
+    return gateway_call(method, params, credentials, now, credentials["access_token"])
 
 
 def _gateway_call(method: str, params: Mapping[str, Any], credentials: Credentials,
                   now: datetime, access_token: str | None) -> Request:
-    """One signed gateway call; `access_token` None for token.refresh, which takes none."""
-    body = param_json(params)
-    timestamp = str(int(now.timestamp()))
-    app_key, app_secret = credentials["app_key"], credentials["app_secret"]
-    base = (credentials.get("api_base") or API_BASE).rstrip("/")
-    return Request(
-        method="POST",
-        url=f"{base}/{method.replace('.', '/')}",
-        params={
-            "app_key": app_key,
-            "method": method,
-            **({} if access_token is None else {"access_token": access_token}),
-            "timestamp": timestamp,
-            "v": API_VERSION,
-            "sign_method": "hmac-sha256",
-            "sign": sign(app_key, app_secret, method, body, timestamp),
-        },
-        headers={"Content-Type": "application/json", "x-open-no-old-err-code": "1"},
-        raw_body=body.encode(),
-    )
+    return gateway_call(method, params, credentials, now, access_token)
 
 
 def fetch_call(order: OrderRef, credentials: Credentials, now: datetime) -> Request:

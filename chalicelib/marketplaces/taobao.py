@@ -14,7 +14,8 @@ is the seller's nick. Since the 2021 privacy rules the receiver_* fields come ma
 `oaid`) unless the app may decrypt them (`taobao.top.oaid.decrypt` or the Cainiao waybill
 flow); whatever is there is mapped.
 
-Signing (every TOP call): all parameters but `sign` (common and business, empty ones left out)
+Signing (every TOP call; chalicelib/core/top.py, one copy shared with the Cainiao waybills):
+all parameters but `sign` (common and business, empty ones left out)
 sorted by name, concatenated as name+value; sign_method "md5": upper-hex MD5(secret + s +
 secret); "hmac": upper-hex HMAC-MD5(key=secret, s); "hmac-sha256": upper-hex HMAC-SHA256(key=
 secret, s). Common parameters: method, app_key, session (the seller's access token), timestamp
@@ -76,19 +77,23 @@ Guesses:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from chalicelib.core.clock import aware
 from chalicelib.core.errors import ApiError
 from chalicelib.core.http import Request
 from chalicelib.core.signatures import delivery_id, loads_json, sane_moment, validate_payload
+from chalicelib.core.top import CHINA as CHINA
+from chalicelib.core.top import GATEWAY as GATEWAY
+from chalicelib.core.top import SIGN_METHODS as SIGN_METHODS
+from chalicelib.core.top import TIME_FORMAT as TIME_FORMAT
+from chalicelib.core.top import sign as sign
+from chalicelib.core.top import top_call as top_call
+from chalicelib.core.top import top_time as top_time
 from chalicelib.marketplaces.calls import (
     Credentials,
     IdText,
@@ -125,11 +130,7 @@ from chalicelib.orders.order import (
 NAME = "taobao"
 # No HTTP answer: a TMC message is acknowledged with confirm_call.
 REPLY: tuple[int, str, str] | None = None
-GATEWAY = "https://eco.taobao.com/router/rest"
-CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_SKEW = timedelta(minutes=10)  # the gateway's tolerance for `timestamp`
-SIGN_METHODS = ("md5", "hmac", "hmac-sha256")
 CONSUME_LIMITS = (10, 200)  # quantity per consume call
 CONFIRM_LIMIT = 200  # message ids per confirm call
 LIST_WINDOW = timedelta(days=1)  # start_modified..end_modified
@@ -215,7 +216,7 @@ TRADE_FIELDS = ",".join((
     "order_tax_fee", "buyer_message", "seller_memo", "invoice_name", "receiver_name",
     "receiver_state", "receiver_city",
     "receiver_district", "receiver_town", "receiver_address", "receiver_zip", "receiver_mobile",
-    "receiver_phone", "receiver_country", "orders",
+    "receiver_phone", "receiver_country", "oaid", "orders",
 ))
 EXISTING_FIELDS = "tid,status,orders.oid,orders.invoice_no,orders.logistics_company"
 LIST_FIELDS = "tid,status,modified,seller_nick"
@@ -239,50 +240,9 @@ def map_status(status: str) -> OrderStatus | None:
 # Signing --------------------------------------------------------------------------------------
 
 
-def top_time(now: datetime) -> str:
-    return aware(now).astimezone(CHINA).strftime(TIME_FORMAT)
-
-
 def parse_top_time(text: str) -> datetime:
     """TOP times are "YYYY-MM-DD HH:MM:SS" in GMT+8."""
     return sane_moment(datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=CHINA))
-
-
-def sign(params: Mapping[str, str], secret: str, sign_method: str) -> str:
-    text = "".join(f"{name}{value}" for name, value in sorted(params.items())
-                   if name != "sign" and value != "").encode("utf-8")
-    key = secret.encode("utf-8")
-    if sign_method == "md5":
-        digest = hashlib.md5(key + text + key).hexdigest()
-    elif sign_method == "hmac":
-        digest = hmac.new(key, text, hashlib.md5).hexdigest()
-    elif sign_method == "hmac-sha256":
-        digest = hmac.new(key, text, hashlib.sha256).hexdigest()
-    else:
-        raise ValueError(f"unknown sign_method {sign_method!r}; expected one of {SIGN_METHODS}")
-    return digest.upper()
-
-
-def top_call(method: str, params: Mapping[str, str], credentials: Credentials,
-             now: datetime) -> Request:
-    """One signed TOP request: the business `params` plus the common ones, form-encoded."""
-    sign_method = credentials.get("sign_method") or "md5"
-    common = {
-        "method": method,
-        "app_key": credentials["app_key"],
-        "session": credentials.get("session", ""),
-        "timestamp": top_time(now),
-        "format": "json",
-        "v": "2.0",
-        "sign_method": sign_method,
-    }
-    clash = set(params) & (set(common) | {"sign"})
-    if clash:
-        raise ValueError(f"business parameters may not set {sorted(clash)}")
-    merged = {name: value for name, value in {**params, **common}.items() if value != ""}
-    form = dict(sorted(merged.items()))
-    form["sign"] = sign(form, credentials["app_secret"], sign_method)
-    return Request(method="POST", url=credentials.get("gateway") or GATEWAY, form=form)
 
 
 # Answers --------------------------------------------------------------------------------------
@@ -469,6 +429,7 @@ class Trade(LenientModel):
     receiver_address: str = ""
     receiver_zip: str = ""
     receiver_mobile: str = ""
+    oaid: str = ""  # the Open Addressee ID of a masked receiver
     receiver_phone: str = ""
     orders: list[TaobaoOrder] = Field(default_factory=list)
 
@@ -562,6 +523,7 @@ def _address(trade: Trade) -> Address | None:
         postal_code=trade.receiver_zip,
         country_code="CN",
         phone=trade.receiver_mobile or trade.receiver_phone,
+        oaid=trade.oaid,  # masked receivers: what the Cainiao waybill is issued against
     )
 
 

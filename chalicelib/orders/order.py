@@ -80,6 +80,9 @@ class Address(BaseModel):
     postal_code: str = ""
     country_code: str = ""
     phone: str = ""
+    # Taobao/Tmall's Open Addressee ID when the receiver reached us masked: the reference its
+    # Cainiao waybill channel labels by (never the plaintext); "" elsewhere.
+    oaid: str = ""
 
 
 class Buyer(BaseModel):

@@ -8,6 +8,9 @@ timestamp=&v=2&sign_method=&sign=`, body = param_json):
   {page, size, total, shop_order_list} (update times inclusive, oldest change first);
 - `/order/logisticsAdd` `{"order_id", "company_code", "logistics_code"}`: the whole order
   ships (recorded), then a TradeSellerShip push;
+- `/logistics/newCreateOrder`, `/logistics/waybillApply`, `/logistics/cancelOrder`: the
+  e-waybill (one number per order and pack_id, the receiver checked against the order's
+  ciphertexts; opaque print data; numbers given back);
 - `/token/refresh` `{"grant_type": "refresh_token", "refresh_token"}` (no access token): the
   current refresh token (14 days) answers data {access_token, expires_in (seconds),
   refresh_token, scope, shop_id, shop_name, authority_id, auth_subject_type} and is refused from
@@ -52,6 +55,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.marketplaces import douyin
+from devstack.labels import PlatformWaybills
 from devstack.marketplaces.base import (
     NO_FAULTS,
     Faults,
@@ -67,7 +71,8 @@ from devstack.marketplaces.base import (
 CLOCK_SKEW = 300  # seconds the gateway accepts either way
 ACCESS_LIFE = timedelta(days=7)
 REFRESH_LIFE = timedelta(days=14)
-_METHODS = ("order.orderDetail", "order.searchList", "order.logisticsAdd", douyin.REFRESH_METHOD)
+_METHODS = ("order.orderDetail", "order.searchList", "order.logisticsAdd", douyin.REFRESH_METHOD,
+            "logistics.newCreateOrder", "logistics.waybillApply", "logistics.cancelOrder")
 MAX_PAGE_SIZE = 100
 # Simulator status -> (order_status, its text).
 _STATUS: dict[str, tuple[int, str]] = {
@@ -106,6 +111,7 @@ class DouyinSimulator(MarketplaceSimulator):
             access_life=self.token_life or ACCESS_LIFE, refresh_life=REFRESH_LIFE,
             make_access=lambda: secrets.token_hex(16), make_refresh=lambda: secrets.token_hex(16))
         self.encrypt_receiver = encrypt_receiver
+        self.waybills = PlatformWaybills(prefix="7735")
 
     # Ids ----------------------------------------------------------------------------------
 
@@ -250,6 +256,9 @@ class DouyinSimulator(MarketplaceSimulator):
             "order.searchList": self._search_list,
             "order.logisticsAdd": self._logistics_add,
             douyin.REFRESH_METHOD: self._refresh,
+            "logistics.newCreateOrder": self._waybill_create,
+            "logistics.waybillApply": self._waybill_apply,
+            "logistics.cancelOrder": self._waybill_cancel,
         }
         return handlers[request.query["method"]](params, request)
 
@@ -372,6 +381,50 @@ class DouyinSimulator(MarketplaceSimulator):
                                     line_ids=tuple(line.line_id for line in order.lines)))
         self.notify(order, "shipped")
         return _success({}, request)
+
+
+    def _waybill_create(self, params: dict[str, Any], request: Request) -> Reply:
+        """Douyin's e-waybill: a number per (order, pack_id), for orders of this shop whose
+        receiver is sent as the order's own ciphertexts; per-package errors in err_infos."""
+        company = str(params.get("logistics_code", ""))
+        if company not in _COMPANY_NAMES:
+            return _error(40004, "非法的参数", "isv.parameter-invalid", "物流商编码不存在", request)
+        ebills, errors = [], []
+        for info in params.get("order_infos") or []:
+            order_id, pack = str(info.get("order_id", "")), str(info.get("pack_id", ""))
+            with self.lock:
+                order = self.orders.get(order_id)
+            if order is None or not self._same_receiver(order, info.get("receiver_info") or {}):
+                errors.append({"order_id": order_id, "pack_id": pack, "err_code": "100001",
+                               "err_msg": "订单不存在或收件人信息不匹配"})
+                continue
+            number = self.waybills.issue(f"{company}|{order_id}|{pack}")
+            ebills.append({"order_id": order_id, "pack_id": pack, "track_no": number,
+                           "sort_code": "310-A1"})
+        return _success({"ebill_infos": ebills, "err_infos": errors}, request)
+
+    def _same_receiver(self, order: SimOrder, receiver: dict[str, Any]) -> bool:
+        contact = receiver.get("contact") or {}
+        detail = (receiver.get("address") or {}).get("detail_address", "")
+        try:
+            sent = (self.decrypt(contact["name"]), self.decrypt(contact["mobile"]),
+                    self.decrypt(detail))
+        except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+            return False
+        return sent == (order.buyer_name, order.phone, order.street)
+
+    def _waybill_apply(self, params: dict[str, Any], request: Request) -> Reply:
+        infos = [{"track_no": str(a.get("track_no")),
+                  "print_data": self.waybills.print_data(str(a.get("track_no"))),
+                  "sign": secrets.token_hex(8)}
+                 for a in params.get("waybill_applies") or []
+                 if self.waybills.known(str(a.get("track_no")))]
+        return _success({"waybill_infos": infos, "err_infos": []}, request)
+
+    def _waybill_cancel(self, params: dict[str, Any], request: Request) -> Reply:
+        if not self.waybills.cancel(str(params.get("track_no", ""))):
+            return _error(50002, "业务处理失败", "isv.business-failed", "运单号不存在", request)
+        return _success({"cancel_result": True}, request)
 
 
 def _ts(moment: datetime) -> int:

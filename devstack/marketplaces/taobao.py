@@ -16,6 +16,10 @@ form body (GET with a query string works too; both are merged), dispatching on `
   apart, both inclusive, `status`?, `page_no` from 1, `page_size` 1-100 (default 40),
   `use_has_next`) -> `{"trades": {"trade": [...]}, "has_next"}` (`total_results` instead when
   use_has_next is not "true"), oldest change first;
+- `cainiao.waybill.ii.get` (`param_waybill_cloud_print_apply_new_request`) -> one waybill number
+  per object id (a repeat answers the same one) with opaque print data, for a trade of this shop
+  whose recipient carries its tid and OAID; `cainiao.waybill.ii.cancel` (`cp_code`,
+  `waybill_code`) gives a number back;
 - `taobao.logistics.offline.send` (`tid`, `out_sid`, `company_code`; `is_split`=1 with
   `sub_tid`, comma separated oids) -> `{"shipping": {"is_success": true}}`: the sub-orders get the
   waybill (`invoice_no`, `logistics_company` in fullinfo), recorded (`record`), and a
@@ -100,6 +104,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from devstack.labels import PlatformWaybills
 from devstack.marketplaces.base import (
     NO_FAULTS,
     Fate,
@@ -139,7 +144,8 @@ ALREADY_SHIPPED = ("isv.logistics-offline-service-error:B04",
                    "订单状态不对该物流订单已经发货或者已关闭，不能重复发货")
 BAD_WAYBILL = ("isv.logistics-offline-service-error:B60", "运单号不符合规则或已经被使用")
 _TRADE_METHODS = frozenset({"taobao.trade.fullinfo.get", "taobao.trades.sold.increment.get",
-                            "taobao.logistics.offline.send"})
+                            "taobao.logistics.offline.send", "cainiao.waybill.ii.get",
+                            "cainiao.waybill.ii.cancel"})
 
 
 class _Refused(Exception):
@@ -199,6 +205,7 @@ class TaobaoSimulator(MarketplaceSimulator):
         self.redeliver_after = timedelta(seconds=redeliver_after)
         self.mask_receiver = mask_receiver
         self.tmc: list[Queued] = []
+        self.waybills = PlatformWaybills(prefix="7731")
         self._message_id = self.rng.randrange(8_400_000_000_000_000_000,
                                               8_500_000_000_000_000_000, 1000)
 
@@ -307,8 +314,7 @@ class TaobaoSimulator(MarketplaceSimulator):
             fields.update(receiver_name=order.buyer_name[:1] + "**",
                           receiver_mobile="*******" + order.phone[-4:],
                           receiver_address=order.street[:4] + "**********",
-                          oaid=hashlib.sha256(f"{self.shop}|{order.phone}".encode())
-                          .hexdigest()[:32])
+                          oaid=self.oaid(order))
         return fields
 
     def notification(self, order: SimOrder, topic: str) -> Notification:
@@ -366,6 +372,8 @@ class TaobaoSimulator(MarketplaceSimulator):
                 "taobao.trades.sold.increment.get": self._increment,
                 "taobao.logistics.offline.send": self._offline_send,
                 "taobao.top.auth.token.refresh": self._refresh,
+                "cainiao.waybill.ii.get": self._waybill_get,
+                "cainiao.waybill.ii.cancel": self._waybill_cancel,
             }
             self._verify(params, handlers)
             method = params["method"]
@@ -376,7 +384,7 @@ class TaobaoSimulator(MarketplaceSimulator):
                 error.update(sub_code=refusal.sub_code, sub_msg=refusal.sub_msg)
             error["request_id"] = _request_id()
             return Reply.json({"error_response": error})
-        key = method.removeprefix("taobao.").replace(".", "_") + "_response"
+        key = method.removeprefix("taobao.").replace(".", "_") + "_response"  # cainiao_... too
         return Reply.json({key: {**body, "request_id": _request_id()}})
 
     def _verify(self, params: dict[str, str], methods: dict[str, Any]) -> None:
@@ -423,6 +431,43 @@ class TaobaoSimulator(MarketplaceSimulator):
                 raise _Refused(27, "Invalid session", "invalid-sessionkey", "SessionKey非法")
             if judged == "expired":
                 raise _Refused(27, "Invalid session", "session-expired", "SessionKey已过期")
+
+    def oaid(self, order: SimOrder) -> str:
+        """The Open Addressee ID a masked trade carries (stable per shop and buyer)."""
+        return hashlib.sha256(f"{self.shop}|{order.phone}".encode()).hexdigest()[:32]
+
+    def _waybill_get(self, params: dict[str, str]) -> dict[str, Any]:
+        """Cainiao cloud print: one number per object id, for trades of this shop whose OAID
+        matches; the print data is opaque (Cainiao's print component decrypts it)."""
+        try:
+            request = json.loads(_required(params, "param_waybill_cloud_print_apply_new_request"))
+            dtos = request["trade_order_info_dtos"]
+            cp_code = str(request["cp_code"])
+        except (ValueError, KeyError, TypeError):
+            raise _invalid("param_waybill_cloud_print_apply_new_request", "参数格式错误") from None
+        if cp_code not in ("STO", "SF", "YTO", "ZTO", "YUNDA", "JD", "EMS"):
+            raise _Refused(15, "Remote service error", "isv.CP_CODE_NOT_SUPPORT",
+                           "不支持的快递公司")
+        modules = []
+        for dto in dtos:
+            tids = dto.get("order_info", {}).get("trade_order_list") or []
+            recipient = dto.get("recipient") or {}
+            with self.lock:
+                order = self.orders.get(str(tids[0])) if tids else None
+            if order is None or str(recipient.get("tid")) != order.external_id:
+                raise _Refused(15, "Remote service error", "isv.TRADE_NOT_EXIST", "交易订单不存在")
+            if recipient.get("oaid") != self.oaid(order):
+                raise _Refused(15, "Remote service error", "isv.OAID_INVALID", "oaid 无效")
+            number = self.waybills.issue(f"{cp_code}|{dto['object_id']}")
+            modules.append({"object_id": dto["object_id"], "waybill_code": number,
+                            "print_data": self.waybills.print_data(
+                                number, str(dto.get("template_url") or ""))})
+        return {"modules": {"waybill_cloud_print_response": modules}}
+
+    def _waybill_cancel(self, params: dict[str, str]) -> dict[str, Any]:
+        if not self.waybills.cancel(_required(params, "waybill_code")):
+            raise _Refused(15, "Remote service error", "isv.WAYBILL_NOT_EXIST", "面单号不存在")
+        return {"cancel_result": True}
 
     def _refresh(self, params: dict[str, str]) -> dict[str, Any]:
         if not self.refreshable:

@@ -52,6 +52,7 @@ from chalicelib.tracking.couriers import (
     TrackingPush,
 )
 from chalicelib.tracking.model import ExceptionKind, ShipmentStatus, TrackingEvent
+from chalicelib.warehouse.waybills.kuaidi100 import KUAIDICOM
 
 log = logging.getLogger(__name__)
 NAME = "kuaidi100"
@@ -69,11 +70,8 @@ CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 PACE = Pace(key=NAME, rate=80.0, burst=10)
 
 # Our carrier codes (chalicelib.warehouse.carriers.Carrier) -> Kuaidi100 `com` (official SDK
-# CompanyConstant).
-CARRIERS: dict[str, str] = {
-    "STO": "shentong", "SF": "shunfeng", "YTO": "yuantong", "ZTO": "zhongtong",
-    "YUNDA": "yunda", "JD": "jd", "EMS": "ems",
-}
+# CompanyConstant): one table with the electronic waybills' `kuaidicom`.
+CARRIERS: dict[str, str] = KUAIDICOM
 _OUR_CODE = {com: ours for ours, com in CARRIERS.items()}
 PHONE_REQUIRED = frozenset({"SF", "ZTO"})
 
