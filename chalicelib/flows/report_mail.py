@@ -59,7 +59,10 @@ def send_report(period: Period, now: datetime, again: bool = False) -> Sent | No
     if token is None:
         return None
     rules = periods.report_rules()
-    to_date = in_utc(now) < period.end_at
+    # Only a report sent by hand can be of a period still running: the schedule sends a day's
+    # report once its last cut-off has passed (the day's dispatch is done, orders paid later
+    # ship the next day), which is the day's report, not a report "to date".
+    to_date = again and in_utc(now) < period.end_at
     try:
         report = build_report(period, now)
         config = mail.email_config(rules.channel)

@@ -23,8 +23,7 @@ from chalicelib.console import bill_pages, uploads
 from chalicelib.core.clock import utcnow
 from chalicelib.flows import bills as bill_flow
 from chalicelib.flows import reports as report_flow
-from chalicelib.flows.reports import Sourced
-from chalicelib.reports.model import Chart, Figure, Period, Section, Table, local_day
+from chalicelib.reports.model import Chart, Figure, Period, Section, Sourced, Table, local_day
 from chalicelib.warehouse.bills import bill_id_of
 from tests.integration.test_bills import PLANTED, PLANTED_FINDINGS, shipped  # noqa: F401
 from tests.integration.test_console import Person, hidden, text

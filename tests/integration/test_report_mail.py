@@ -32,9 +32,9 @@ from chalicelib.core.clock import iso
 from chalicelib.core.settings import settings
 from chalicelib.flows import notifier, report_mail
 from chalicelib.flows import reports as report_flow
-from chalicelib.flows.reports import Sourced, build_report
+from chalicelib.flows.reports import build_report
 from chalicelib.reports import periods, report_store
-from chalicelib.reports.model import Figure, Period, Section, Table, local_day
+from chalicelib.reports.model import Figure, Period, Section, Sourced, Table, local_day
 from chalicelib.warehouse import job_store
 from chalicelib.warehouse.jobs import protocol_rules
 from tests.report_files import attachments, csv_figures, csv_tables
@@ -124,7 +124,7 @@ def test_each_due_report_goes_once_with_figures_from_the_stored_events(
 
     sent = report_mail.run(now)
     assert sorted((s.kind, s.period.start, s.to_date) for s in sent) == sorted([
-        ("daily", first, True), ("weekly", week.start, False),
+        ("daily", first, False), ("weekly", week.start, False),  # the day's, not "to date"
         ("monthly", last_month.start, False)])
     mails = mails_to(manager)
     assert len(mails) == 3
