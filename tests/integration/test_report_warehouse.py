@@ -15,6 +15,8 @@ from datetime import date, datetime, time, timedelta
 import pytest
 
 from chalicelib.core.dynamodb import transact
+from chalicelib.cs import case_store, cases
+from chalicelib.cs.alerts import Alert, Severity
 from chalicelib.flows import report_warehouse
 from chalicelib.flows.reports import build_report
 from chalicelib.reports.model import Period
@@ -55,6 +57,18 @@ def store(jobs: list[Job], records: list[ReturnRecord]) -> None:
                   for record in records])
 
 
+def complaint(case_type: str, at: datetime, complained: bool) -> None:
+    """A case of `case_type` opened at `at`, by a buyer's complaint or by the pack check."""
+    facts = {"complaint": case_type.split(".")[1], "reported_by": "cs ann"} if complained else {}
+    recorded = case_store.record(Alert(kind=case_type, severity=Severity.HIGH,
+                                       subject=uuid.uuid4().hex, summary="planted", at=at,
+                                       facts=facts))
+    assert recorded.case is not None
+    # Resolved, so that no other test's "open at the period's end" counts it.
+    case_store.change(recorded.case.case_id,
+                      lambda case: cases.resolve(case, "cs ann", "planted", at), at)
+
+
 def month_of(first: date) -> Period:
     following = (first + timedelta(days=32)).replace(day=1)
     return Period(kind="monthly", start=first, end=following)
@@ -72,13 +86,22 @@ def test_a_past_months_report_equals_the_figures_recomputed_from_the_planted_sto
     early = return_record(f"RX{uuid.uuid4().hex[:8]}", partners[0],
                           RULES.at(first - timedelta(days=1), time(10)))
     store([s.job for s in stories] + outside, [r for r, _ in planted] + [early])
+    # Buyer complaints: two opened in the month; the packer's own case and a complaint opened
+    # a microsecond after the month are not the month's complaints.
+    complaint("shipment.short", month.start_at, complained=True)
+    complaint("shipment.missing_items", month.end_at - timedelta(microseconds=1),
+              complained=True)
+    complaint("shipment.wrong_items", month.start_at + timedelta(days=3), complained=False)
+    complaint("shipment.short", month.end_at, complained=True)
     now = month.end_at + timedelta(hours=10)
 
     sections, reads = report_warehouse.warehouse(month, now)
     found = {section.key: section for section in sections}
-    assert_month(found, stories, planted, month, partners)
-    # One page for the month's jobs (a month touches one paid month), one per window day.
-    assert reads == 1 + len(month.days())
+    assert_month(found, stories, planted, month, partners,
+                 complaints={"shipment.missing_items": 1, "shipment.short": 1})
+    # One page for the month's jobs (a month touches one paid month), one per window day, one
+    # for the month's cases.
+    assert reads == 1 + len(month.days()) + 1
 
     report = build_report(month, now)
     assert report.section("factory") == found["factory"] and report.reads >= reads
@@ -106,7 +129,8 @@ def test_a_week_across_two_months_reads_both_and_only_its_own_days(
     per_day = {str(row[0]): row[1] for row in dispatch.table("by_day").rows}
     assert per_day == {day.isoformat(): sum(d == day for d in inside) for day in week.days()}
     assert dispatch.figure("paid").value == len(inside)
-    assert reads == 2 + len(week.days())  # a page of each paid month, one per window day
+    # A page of each paid month, one per window day, a page of cases for each month.
+    assert reads == 2 + len(week.days()) + 2
 
 
 def test_jobs_written_before_the_index_are_found_once_backfilled(

@@ -368,8 +368,10 @@ def test_the_monthly_report_recomputes_from_the_planted_stories() -> None:
 
 def assert_month(found: dict[str, Section], stories: list[Story],
                  planted_returns: list[tuple[ReturnRecord, str]], month: Period,
-                 partners: tuple[str, str] = ("factory-1", "factory-2")) -> None:
-    """A month's sections against the figures recomputed from the planted stories."""
+                 partners: tuple[str, str] = ("factory-1", "factory-2"),
+                 complaints: dict[str, int] | None = None) -> None:
+    """A month's sections against the figures recomputed from the planted stories (and the
+    buyer complaint cases, when the caller counted them)."""
     first_partner, second = partners
     assert list(found) == ["dispatch", "intake", "factory", "rejects", "intercepts",
                            "wrong_short", "returns", "scorecard", "cs_changes"]
@@ -419,7 +421,10 @@ def assert_month(found: dict[str, Section], stories: list[Story],
     assert figures(found["wrong_short"]) == {
         "shipped": len(shipped), "packed_anyway": sum(mismatched.values()),
         "wrong_items": mismatched["wrong"], "short": mismatched["short"],
-        "mismatch_rate": rate(sum(mismatched.values()), len(shipped)), "complaints": None}
+        "mismatch_rate": rate(sum(mismatched.values()), len(shipped)),
+        "complaints": None if complaints is None else sum(complaints.values())}
+    assert found["wrong_short"].table("complaints").rows == tuple(sorted((complaints or
+                                                                          {}).items()))
 
     liable = Counter(party for _, party in planted_returns)
     assert figures(found["returns"]) == {
