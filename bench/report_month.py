@@ -2,7 +2,8 @@
 "computing a monthly report over 15,000 orders and reconciling a 15,000-line bill, as a ratio
 of one bare paged Query over the same items: <= 5x; state the DynamoDB reads per report").
 
-Seeded untimed, through BatchWriteItem on one client: 15,000 parcels handed over in November
+Seeded untimed, through BatchWriteItem on one client: 15,000 jobs paid in November (one per
+parcel, as the job store writes them), 15,000 parcels handed over in November
 2026 (Asia/Shanghai) as the tracker's store writes them (delivered after a day or so, one in 25
 with a courier exception), and 1,500 cases of the month as the case store writes them (most
 acknowledged and resolved by one of four CS people). The bill is bench/bill_import.py's: a
@@ -12,10 +13,10 @@ Timed, in process:
 (b) reconciling the bill (`chalicelib.flows.bills.import_bill`: parse, reads, 15,000 fees kept
     on the parcels, the bill stored) against bill_import's floor, one bare paged Query of the
     `by-carrier-month` index over the same parcels;
-(a) then the monthly report (`chalicelib.flows.reports.build_report`, every source on the
-    branch) against its floor: the same index partitions the report reads (parcels by hand-over
-    month and cases by opening month, the lookback month included) read by bare paged Queries
-    through a plain boto3 client, nothing decoded.
+(a) then the monthly report (`chalicelib.flows.reports.build_report`, every source) against
+    its floor: the same index partitions the report reads (jobs by paid month, returns by
+    window day, parcels by hand-over month and cases by opening month, the lookback month
+    included) read by bare paged Queries through a plain boto3 client, nothing decoded.
 The figure is the larger ratio, budget 5x. Printed too: the report's DynamoDB pages (`reads`)
 and calls per kind, and each section's headline figures.
 
@@ -34,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bench import bill_import
-from bench.stack import app_output_discarded, local_stack, verdict
+from bench.stack import ROOT, app_output_discarded, local_stack, verdict
 
 NAME = "report_month"
 PARCELS = bill_import.PARCELS  # the bill's waybills are the parcels'
@@ -42,6 +43,7 @@ CASES = int(os.environ.get("BENCH_REPORT_CASES", "1500"))
 BUDGET = 5.0
 MONTH_START = bill_import.MONTH_START  # 1 November 2026 in Shanghai
 PEOPLE = ("cs ana", "cs bo", "cs cy", "cs dee")
+ORDER_FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_paid.json"
 CASE_TYPES = ("courier.stalled", "courier.damaged", "after_sales.return", "refund.due")
 
 
@@ -108,11 +110,44 @@ def _case_items() -> list[dict[str, Any]]:
     return items
 
 
+def _job_items() -> list[dict[str, Any]]:
+    """One job per parcel, paid over November (Shanghai), as the job store writes them: all
+    accepted within the hour, nine in ten shipped (one in eight of those after the deadline),
+    the rest still in the warehouse."""
+    from chalicelib.core.dynamodb import to_attrs
+    from chalicelib.marketplaces import shopify
+    from chalicelib.warehouse import job_store, jobs
+    from chalicelib.warehouse.dispatch import DEFAULT_DISPATCH_RULES, ship_by
+
+    base = shopify.normalise(ORDER_FIXTURE.read_bytes(), {"x-shopify-shop-domain": "bench"},
+                             "shopify")
+    items = []
+    for n in range(PARCELS):
+        paid = MONTH_START + timedelta(seconds=n * 172)  # 15,000 over ~29.9 days
+        order = base.model_copy(update={"external_id": str(7_000_000_000_000 + n),
+                                        "paid_at": paid, "updated_at": paid})
+        job = jobs.new_job(order, "factory-bench", paid + timedelta(minutes=n % 12))
+        deadline = ship_by(paid, DEFAULT_DISPATCH_RULES)
+        update: dict[str, Any] = {
+            "job_id": f"job_month{n:06d}", "order_id": f"ord_bench{n:08d}", "paid_at": paid,
+            "ship_by": deadline, "handshake": jobs.Handshake.ACCEPTED,
+            "accepted_at": paid + timedelta(minutes=20 + n % 40)}
+        if n % 10:
+            shipped = deadline + timedelta(minutes=30 if n % 8 == 0 else -60)
+            package = jobs.Package(carrier_code="STO", tracking_number=bill_import._number(n))
+            update["work"] = jobs.Work.SHIPPED
+            update["shipments"] = (jobs.Shipment(shipment_id=f"s{n}", packages=(package,),
+                                                 final=True, shipped_at=shipped),)
+        items.append(to_attrs(job_store.item_of(job.model_copy(update=update))))
+    return items
+
+
 def _seed() -> None:
     from chalicelib.core.settings import settings
 
     _write(settings().shipments_table, _parcel_items())
     _write(settings().cases_table, _case_items())
+    _write(settings().jobs_table, _job_items())
 
 
 def _bare_report_queries(period: Any) -> tuple[float, int, int]:
@@ -125,11 +160,22 @@ def _bare_report_queries(period: Any) -> tuple[float, int, int]:
     from chalicelib.reports.model import REPORT_ZONE
     from chalicelib.reports.service_kpis import LOOKBACK
     from chalicelib.tracking.parcel_store import HANDOVER_INDEX
+    from chalicelib.warehouse import job_store
 
     since = period.start_at - LOOKBACK
     plain = boto3.client("dynamodb").get_paginator("query")
     began = time.perf_counter()
     items = pages = 0
+    # The warehouse's: the month's jobs by paid month, the returns of each window day.
+    for request in [
+            {"IndexName": job_store.BY_PAID_MONTH, "KeyConditionExpression": "paid_month = :m",
+             "ExpressionAttributeValues": {":m": {"S": period.start.strftime("%Y-%m")}}},
+            *({"IndexName": job_store.RETURNS_INDEX, "KeyConditionExpression": "returns_day = :d",
+               "ExpressionAttributeValues": {":d": {"S": day.isoformat()}}}
+              for day in period.days())]:
+        for page in plain.paginate(TableName=settings().jobs_table, **request):
+            pages += 1
+            items += len(page.get("Items", []))
     for table, index, key, sort in (
             (settings().shipments_table, HANDOVER_INDEX, "handover_month", "handover_at"),
             (settings().cases_table, BY_OPENED_MONTH, "opened_month", "opened_at")):
@@ -160,8 +206,8 @@ def main() -> int:
         began = time.perf_counter()
         _seed()
         data = bill_import._bill()
-        print(f"seeded {PARCELS} parcels and {CASES} cases in {time.perf_counter() - began:.0f}"
-              f" s; bill {len(data) // 1024} KiB")
+        print(f"seeded {PARCELS} parcels, {PARCELS} jobs and {CASES} cases in "
+              f"{time.perf_counter() - began:.0f} s; bill {len(data) // 1024} KiB")
         calls: Counter[str] = bill_import._calls()
         now = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
 
