@@ -5,6 +5,7 @@ relabel; shipped: refused with an `order.courier_refused` case) on the local end
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -55,10 +56,17 @@ def _to_sf(api: Api, order_id: str, expect: int = 201) -> Any:
                                 "carrier_code": "顺丰"}, expect=expect)
 
 
+def waybill(prefix: str) -> str:
+    """A waybill number no other test on this session's stack has shipped (a parcel is known
+    by its courier and number)."""
+    return prefix + str(uuid.uuid4().int)[:12 - len(prefix) + 2]
+
+
 def test_before_print_the_job_is_rerouted_and_repriced(
         api: Api, client: Client, stack: dict[str, str], with_sf: CarrierRules) -> None:
     (job,) = accepted_jobs(api, client, stack, 1)
     assert job["carrier"]["carrier_code"] == "STO"
+    alerts_received(stack)  # what earlier tests on this stack raised is not this test's
     answer = _to_sf(api, job["order_id"])
     assert answer["change"]["status"] == "applied" and answer["change"]["carrier_code"] == "SF"
     carrier, cost = _expected(job, with_sf, "SF")
@@ -77,7 +85,7 @@ def test_before_print_the_job_is_rerouted_and_repriced(
 def test_after_print_an_intercept_then_a_new_label_with_the_new_courier(
         api: Api, client: Client, stack: dict[str, str], with_sf: CarrierRules) -> None:
     (job,) = accepted_jobs(api, client, stack, 1)
-    api.post(f"/jobs/{job['job_id']}/print", {"waybill_numbers": ["773012345678"]})
+    api.post(f"/jobs/{job['job_id']}/print", {"waybill_numbers": [waybill("7730")]})
     ask = _to_sf(api, job["order_id"])
     assert ask["change"]["status"] == "intercept_requested"
     held = _order(api, job["order_id"])
@@ -92,7 +100,7 @@ def test_after_print_an_intercept_then_a_new_label_with_the_new_courier(
     blocked = api.post(f"/jobs/{job['job_id']}/pack", {"weight_grams": 1, "package_count": 1},
                        expect=409)
     assert blocked["error"] == "reprint_required"  # the old courier's label may not go out
-    relabel = api.post(f"/jobs/{job['job_id']}/print", {"waybill_numbers": ["SF1234567890"]})
+    relabel = api.post(f"/jobs/{job['job_id']}/print", {"waybill_numbers": [waybill("SF")]})
     assert relabel["printed"]["carrier_code"] == "SF" and relabel["printed"]["count"] == 2
     assert [e["type"] for e in _order(api, job["order_id"])["timeline"]][-4:] == [
         "order.amended", "change.intercept_requested", "change.intercepted", "job.printed"]
@@ -105,7 +113,7 @@ def test_after_shipping_refused_with_one_case_and_the_courier_unchanged(
     (job,) = accepted_jobs(api, client, stack, 1)
     api.post(f"/jobs/{job['job_id']}/print")
     api.post(f"/jobs/{job['job_id']}/ship", {"shipment_id": "s1", "packages": [
-        {"carrier_code": "STO", "tracking_number": "773012345678"}]})
+        {"carrier_code": "STO", "tracking_number": waybill("7730")}]})
     alerts_received(stack)
     before = _order(api, job["order_id"])
     answer = _to_sf(api, job["order_id"])

@@ -101,7 +101,9 @@ def plant(paid: list[tuple[datetime, bool]]) -> str:
 
 def mails_to(address: str) -> list[Message]:
     endpoint = boto3.client("ses").meta.endpoint_url
-    data = requests.get(f"{endpoint}/moto-api/data.json", timeout=10).json()
+    # The whole local endpoint's state: every mail the session's tests sent, so slow to read
+    # late in a run on a loaded machine.
+    data = requests.get(f"{endpoint}/moto-api/data.json", timeout=120).json()
     return [email.message_from_string(m["raw_data"], policy=email.policy.default)
             for m in data.get("ses", {}).get("RawMessage", [])
             if address in m.get("destinations", [])]
