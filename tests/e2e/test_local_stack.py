@@ -45,8 +45,10 @@ REPORTS_AFTER = 40  # seconds after READY: make run's reports to date
 @pytest.fixture(scope="module")
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     run_file = tmp_path_factory.mktemp("stack") / "run.json"
+    labels = tmp_path_factory.mktemp("labels")
     ports = {"LOCAL_API_PORT": str(free_port()), "LOCAL_AWS_PORT": str(free_port())}
     env = {**os.environ, **ports, "LOCAL_RUN_FILE": str(run_file),
+           "LOCAL_LABELS_DIR": str(labels),  # the simulated factory's label files
            "LOCAL_FACTORY_PRINT_SECONDS": "6",
            # Parcels travel 7,200 times faster (a 3-day journey in 36 s); the tracking tick
            # runs every second to keep up.
@@ -60,7 +62,8 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
            # The reports to date go 40 s after READY, once the first story's orders are in:
            # the figures a test recomputes from the stored events are the ones sent.
            "LOCAL_REPORTS_SECONDS": str(REPORTS_AFTER)}
-    for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
+    for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE",
+                 "WAYBILL_RULES_JSON", "LOCAL_WAYBILLS"):
         env.pop(name, None)  # the stack must set up its own
     process = subprocess.Popen([sys.executable, "-m", "devstack.stack"], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -81,7 +84,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True).start()
     run = json.loads(Path(run_file).read_text())
     yield {"run": run, "process": process, "ports": ports, "output": output,
-           "run_file": run_file}
+           "run_file": run_file, "labels": labels}
     stop(process)
 
 
@@ -425,6 +428,80 @@ def test_orders_from_every_simulated_marketplace_ship_and_each_shop_shows_its_tr
     found = timeline(run, order_id_for(lost[0], shop_of[lost[0]], lost[1]))
     received = next(e for e in found["timeline"] if e["type"] == "order.received")
     assert received["actor"].startswith("reconcile-woocommerce")
+
+
+def test_make_run_prints_electronic_waybills_and_the_factory_ships_them_without_its_own(
+        running_stack: dict[str, Any]) -> None:
+    """Issue 17's story: a plain order is labelled through the courier network's Kuaidi100
+    label desk (a PNG), a Taobao order whose receiver arrives masked through the shop's Cainiao
+    channel (its print data), the factory ships both under the issued numbers without bringing
+    its own, the courier tracks them and the shop is told that number; an order cancelled after
+    print gives its number back (the label desk saw the cancel)."""
+    from devstack.stack import SHOPS
+
+    run, labels = running_stack["run"], Path(running_stack["labels"])
+    shops = run["marketplaces"]
+    plain, _ = send_order(run)
+    cancel_me, _ = send_order(run)
+    answer = requests.post(f"{shops['taobao']}/_sim/orders", json={}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    taobao_external = str(answer.json()["external_id"])
+    taobao = order_id_for("taobao", dict(SHOPS)["taobao"], taobao_external)
+
+    def issued_at_print(order_id: str) -> list[str]:
+        view = timeline(run, order_id)
+        printed = (view or {}).get("job", {}).get("printed") or {}
+        return list(printed.get("waybill_numbers") or [])
+
+    def desk() -> dict[str, dict[str, Any]]:
+        found = requests.get(f"{run['courier']}/_sim/labels", timeout=10).json()["labels"]
+        return {label["number"]: label for label in found}
+
+    # Cancelled after print: the factory intercepts it, and its number goes back to the desk.
+    (withdrawn,) = wait_for("the job printed", lambda: issued_at_print(cancel_me))
+    answer = amend(run, cancel_me, {"kind": "cancel", "reason": "buyer cancelled"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["change"]["status"] == "intercept_requested"
+
+    for order_id in (plain, taobao):
+        wait_for(f"{order_id} tracked", lambda o=order_id: "shipment.tracking_started"
+                 in events(run, o), timeout=180)
+    (plain_number,) = issued_at_print(plain)
+    (taobao_number,) = issued_at_print(taobao)
+    for order_id, number in ((plain, plain_number), (taobao, taobao_number)):
+        job = timeline(run, order_id)["job"]
+        shipped = [p["tracking_number"] for s in job["shipments"] for p in s["packages"]]
+        assert shipped == [number]  # the issued number, not one of the factory's
+
+    # The plain label: the desk issued that number for this job's package; its PNG was saved.
+    assert plain_number in desk() and not desk()[plain_number]["cancelled"]
+    assert (labels / f"{plain_number}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # The Taobao label: issued by the shop's Cainiao channel against the order's OAID (the
+    # receiver reached us masked); its print data saved for Cainiao's print component.
+    ship_to = timeline(run, taobao)["job"]["ship_to"]
+    assert ship_to["oaid"] and "*" in ship_to["name"] and "*" in ship_to["phone"]
+    cainiao = requests.get(f"{shops['taobao']}/_sim/waybills", timeout=10).json()
+    assert taobao_number in cainiao["issued"].values()
+    saved = json.loads((labels / f"{taobao_number}.cainiao.json").read_text(encoding="utf-8"))
+    assert saved["waybill_number"] == taobao_number and saved["print_data"]
+    assert saved["template_url"]
+
+    # Tracking follows the issued numbers: the courier was asked about them.
+    parcels = wait_for("both parcels at the courier", lambda: (lambda found: found if {
+        plain_number, taobao_number} <= set(found) else None)({
+            p["num"]: p for p in requests.get(f"{run['courier']}/_sim/parcels",
+                                              timeout=10).json()["parcels"]}))
+    assert parcels[plain_number]["issued_here"] and not parcels[taobao_number]["issued_here"]
+    # Write-back follows them: the shop shows the issued number.
+    shop_order = wait_for("the Taobao order shipped on the shop", lambda: next(
+        (o for o in requests.get(f"{shops['taobao']}/_sim/orders", timeout=10).json()
+         if o["external_id"] == taobao_external and o["status"] == "shipped"), None),
+        timeout=120)
+    assert [s["tracking_number"] for s in shop_order["shipments"]] == [taobao_number]
+
+    wait_for("the cancelled job's number given back", lambda: desk()[withdrawn]["cancelled"])
+    cancelled = timeline(run, cancel_me)["job"]
+    assert cancelled["work"] == "cancelled" and not cancelled["shipments"]
 
 
 def test_make_run_shows_each_expiring_shop_token_refreshed_and_rotated_again(
