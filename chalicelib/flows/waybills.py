@@ -21,6 +21,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from decimal import Decimal
 
 from chalicelib.access import accounts_store as accounts
 from chalicelib.core.errors import ApiError
@@ -87,6 +88,11 @@ def requests_for(job: Job, rules: registry.WaybillRules) -> list[WaybillRequest]
                            sender=rules.sender, receiver=receiver, items=items,
                            weight_grams=job.weight_grams or 500, generation=generation)
             for n in range(1, (job.package_count or 1) + 1)]
+
+
+def quoted(results: Sequence[WaybillResult]) -> dict[str, Decimal]:
+    """The prices the providers' answers gave, by number (the rest are the tariff's at ship)."""
+    return {r.waybill_number: r.cost for r in results if r.cost is not None}
 
 
 def needs_waybills(job: Job) -> bool:
