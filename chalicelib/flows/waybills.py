@@ -61,6 +61,12 @@ def receiver_of(job: Job) -> Receiver:
     """The job's receiver as its provider needs it: Douyin's encrypted fields are the order's
     ciphertexts, Taobao's the order's OAID and trade id; anything else is plain."""
     to = job.ship_to
+    cipher = to.encrypted
+    if job.marketplace == "douyin" and cipher and cipher.name and cipher.phone and cipher.detail:
+        return DouyinReceiver(order_id=job.external_id, encrypt_name=cipher.name,
+                              encrypt_mobile=cipher.phone, encrypt_detail=cipher.detail,
+                              province=to.province, city=to.city)
+    # A job stored before the masked text and the ciphertexts were kept apart.
     if job.marketplace == "douyin" and to.name.startswith(_DOUYIN_CIPHER):
         return DouyinReceiver(order_id=job.external_id, encrypt_name=to.name,
                               encrypt_mobile=to.phone, encrypt_detail=to.line1,
