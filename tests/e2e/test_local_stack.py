@@ -434,8 +434,9 @@ def test_make_run_prints_electronic_waybills_and_the_factory_ships_them_without_
         running_stack: dict[str, Any]) -> None:
     """Issue 17's story: a plain order is labelled through the courier network's Kuaidi100
     label desk (a PNG), a Taobao order whose receiver arrives masked through the shop's Cainiao
-    channel (its print data), the factory ships both under the issued numbers without bringing
-    its own, the courier tracks them and the shop is told that number; an order cancelled after
+    channel and a Douyin order whose receiver arrives encrypted through Douyin's e-waybill
+    (their print data), the factory ships them under the issued numbers without bringing its
+    own, the courier tracks them and the shop is told that number; an order cancelled after
     print gives its number back (the label desk saw the cancel)."""
     from devstack.stack import SHOPS
 
@@ -443,10 +444,14 @@ def test_make_run_prints_electronic_waybills_and_the_factory_ships_them_without_
     shops = run["marketplaces"]
     plain, _ = send_order(run)
     cancel_me, _ = send_order(run)
-    answer = requests.post(f"{shops['taobao']}/_sim/orders", json={}, timeout=10)
-    assert answer.status_code == 201, answer.text
-    taobao_external = str(answer.json()["external_id"])
+    placed = {}
+    for platform in ("taobao", "douyin"):
+        answer = requests.post(f"{shops[platform]}/_sim/orders", json={}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        placed[platform] = str(answer.json()["external_id"])
+    taobao_external = placed["taobao"]
     taobao = order_id_for("taobao", dict(SHOPS)["taobao"], taobao_external)
+    douyin = order_id_for("douyin", dict(SHOPS)["douyin"], placed["douyin"])
 
     def issued_at_print(order_id: str) -> list[str]:
         view = timeline(run, order_id)
@@ -463,12 +468,14 @@ def test_make_run_prints_electronic_waybills_and_the_factory_ships_them_without_
     assert answer.status_code == 201, answer.text
     assert answer.json()["change"]["status"] == "intercept_requested"
 
-    for order_id in (plain, taobao):
+    for order_id in (plain, taobao, douyin):
         wait_for(f"{order_id} tracked", lambda o=order_id: "shipment.tracking_started"
                  in events(run, o), timeout=180)
     (plain_number,) = issued_at_print(plain)
     (taobao_number,) = issued_at_print(taobao)
-    for order_id, number in ((plain, plain_number), (taobao, taobao_number)):
+    (douyin_number,) = issued_at_print(douyin)
+    for order_id, number in ((plain, plain_number), (taobao, taobao_number),
+                             (douyin, douyin_number)):
         job = timeline(run, order_id)["job"]
         shipped = [p["tracking_number"] for s in job["shipments"] for p in s["packages"]]
         assert shipped == [number]  # the issued number, not one of the factory's
@@ -485,6 +492,14 @@ def test_make_run_prints_electronic_waybills_and_the_factory_ships_them_without_
     saved = json.loads((labels / f"{taobao_number}.cainiao.json").read_text(encoding="utf-8"))
     assert saved["waybill_number"] == taobao_number and saved["print_data"]
     assert saved["template_url"]
+    # The Douyin label: issued by the shop's e-waybill against the order's ciphertexts; CS sees
+    # the masked text.
+    ship_to = timeline(run, douyin)["job"]["ship_to"]
+    assert ship_to["encrypted"]["name"].startswith("#") and "*" in ship_to["name"]
+    issued = requests.get(f"{shops['douyin']}/_sim/waybills", timeout=10).json()["issued"]
+    assert douyin_number in issued.values()
+    saved = json.loads((labels / f"{douyin_number}.douyin.json").read_text(encoding="utf-8"))
+    assert saved["waybill_number"] == douyin_number and saved["print_data"]
 
     # Tracking follows the issued numbers: the courier was asked about them.
     parcels = wait_for("both parcels at the courier", lambda: (lambda found: found if {
