@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 QUERY_PATH = "/poll/query.do"
 SUBSCRIBE_PATH = "/poll"
 PARCELS_PATH = "/_sim/parcels"
+LABELS_PATH = "/_sim/labels"  # the electronic waybills its label desk issued
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 NO_RECORD_ABORT = timedelta(days=3)
 NO_CHANGE_ABORT = timedelta(days=60)
@@ -433,17 +434,20 @@ class CourierSimulator:
 
     def parcels(self) -> list[dict[str, Any]]:
         """Every parcel with its script and the scans visible so far (GET /_sim/parcels)."""
+        issued = set(self.labels.numbers())  # its own lock: taken before the parcels'
         with self._lock:
             now = self.clock()
-            return [self._describe(parcel, now) for parcel in self._parcels.values()]
+            return [self._describe(parcel, now, issued) for parcel in self._parcels.values()]
 
-    def _describe(self, parcel: _Parcel, now: datetime) -> dict[str, Any]:
+    def _describe(self, parcel: _Parcel, now: datetime,
+                  issued: set[str]) -> dict[str, Any]:
         visible = self._visible(parcel, now)
         upcoming = parcel.script.steps[len(visible):]
         next_at = self._scan_time(parcel, upcoming[0]) if upcoming and parcel.anchor else None
         return {
             "com": parcel.com, "carrier_code": k100.carrier_for(parcel.com), "num": parcel.num,
             "script": parcel.script.name, "pushes": parcel.pushes,
+            "issued_here": parcel.num in issued,
             "anchor": parcel.anchor.isoformat() if parcel.anchor else None,
             "queries": self.queries[(parcel.com, parcel.num)],
             "subscriptions": [{"callbackurl": sub.callback_url, "pushed": sub.pushed,
@@ -690,6 +694,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if urlsplit(self.path).path == PARCELS_PATH:
             self._reply(200, {"parcels": self.simulator.parcels()})
+        elif urlsplit(self.path).path == LABELS_PATH:
+            self._reply(200, {"labels": self.simulator.labels.describe()})
         else:
             self._reply(404, {"error": "not found"})
 

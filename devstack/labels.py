@@ -92,6 +92,12 @@ class Labels:
         with self._lock:
             return [issued.number for issued in self.orders.values()]
 
+    def describe(self) -> list[dict[str, Any]]:
+        """GET /_sim/labels: every number issued, by order, and whether it was given back."""
+        with self._lock:
+            return [{"order_id": order_id, "number": i.number, "kuaidicom": i.kuaidicom,
+                     "cancelled": i.cancelled} for order_id, i in self.orders.items()]
+
     def _order(self, body: Mapping[str, Any]) -> dict[str, Any]:
         order_id, com = str(body.get("orderId") or ""), str(body.get("kuaidicom") or "")
         if not order_id or not body.get("recMan") or not body.get("sendMan"):
@@ -151,6 +157,11 @@ class PlatformWaybills:
                 return False
             self.cancelled.add(number)
             return True
+
+    def describe(self) -> dict[str, Any]:
+        """GET /_sim/waybills on the shop: the numbers issued by package key, those given back."""
+        with self._lock:
+            return {"issued": dict(self.issued), "cancelled": sorted(self.cancelled)}
 
     @staticmethod
     def print_data(number: str, template_url: str = "") -> str:

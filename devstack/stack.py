@@ -316,9 +316,14 @@ SHOPS = (("shopify", "demo-brand.myshopify.com"), ("woocommerce", "tea-house.exa
          ("douyin", "4463798"), ("tiktok_shop", "7494049642642688000"),
          ("shopee", "220011455"), ("lazada", "100023456"),
          ("amazon", "A2Q3Y263D00KWC/ATVPDKIKX0DER"), ("taobao", "栖木家居旗舰店"))
-# Douyin encrypts the receiver's name, phone and street; our adapter does not call its decrypt
-# API yet, so the local shop sends them plain (the factory would print ciphertext otherwise).
-_OPTIONS: dict[str, dict[str, Any]] = {"douyin": {"encrypt_receiver": False}}
+# Taobao masks the receiver (with its OAID) and Douyin encrypts it, as the platforms do: with
+# electronic waybills on, their labels come from the platform's own channel (Cainiao, Douyin's
+# e-waybill), which decrypts on the printer's side. LOCAL_WAYBILLS=off: sent plain (the factory
+# prints its own labels then).
+def _shop_options(platform: str) -> dict[str, Any]:
+    plain = not waybills_on()
+    return {"douyin": {"encrypt_receiver": not plain},
+            "taobao": {"mask_receiver": not plain}}.get(platform, {})
 # The platforms whose shop access expires (chalicelib/flows/shop_access.py): their local shops
 # lend short-lived access tokens (Shopify's expiring offline tokens, Taobao's refreshable
 # session as a Fuwu app's), so our renewal runs within minutes of `make run`.
@@ -370,13 +375,61 @@ def start_marketplaces(api_url: str) -> list[Any]:
         simulator = simulator_class(platform)(
             shop=shop, webhook_url=_notifications_to(platform, api_url),
             faults=Faults(drop=drop, duplicate=duplicate, reorder=reorder),
-            **_OPTIONS.get(platform, {}), **_token_options(platform))
+            **_shop_options(platform), **_token_options(platform))
         simulator.start()
         if simulator.source() is not None:  # Amazon and Taobao post nothing to us
             accounts.register_sources({platform: simulator.source()})
         shop_credentials.put(platform, shop, simulator.credentials())
         simulators.append(simulator)
     return simulators
+
+
+def waybills_on() -> bool:
+    """Electronic waybills at the print gate (LOCAL_WAYBILLS, default on)."""
+    return os.environ.get("LOCAL_WAYBILLS", "on") != "off"
+
+
+def labels_dir() -> Path:
+    """Where the simulated factory writes the labels it prints (LOCAL_LABELS_DIR)."""
+    return Path(os.environ.get("LOCAL_LABELS_DIR", ROOT / ".local" / "labels"))
+
+
+# The factory's warehouse: where every parcel leaves from (the sender on each label).
+LOCAL_SENDER = {"name": "栖木家居仓", "phone": "057188880000", "province": "浙江省",
+                "city": "杭州市", "district": "余杭区",
+                "detail": "仓前街道 文一西路 1500 号 3 号库"}
+# The label templates the platform channels' print components render with (names only here).
+LOCAL_TEMPLATES = {"cainiao": "http://cloudprint.cainiao.com/template/standard/401/177",
+                   "douyin": "STO-76x130"}
+
+
+def waybill_rules() -> str:
+    """WAYBILL_RULES_JSON for make run: the default routes (Taobao through Cainiao, Douyin
+    through its e-waybill, the rest through Kuaidi100), STO, and the factory as the sender,
+    which turns issuing on."""
+    from chalicelib.warehouse.waybills.registry import WaybillRules
+
+    return WaybillRules.model_validate({"sender": LOCAL_SENDER}).model_dump_json()
+
+
+def register_waybill_channels(simulators: list[Any]) -> None:
+    """The platform channels' waybill accounts (`courier/waybills-<provider>`), as the printing
+    app holds them: the simulated Taobao shop's Cainiao and the Douyin shop's e-waybill, each
+    with an access of its own that outlives the shop's short tokens. (Kuaidi100's is the
+    courier simulator's: start_courier.)"""
+    from chalicelib.access import accounts_store as accounts
+    from chalicelib.tracking.couriers import source_name
+
+    channels = {"taobao": ("cainiao", {"order_channels_type": "TB"}), "douyin": ("douyin", {})}
+    for simulator in simulators:
+        if simulator.name not in channels:
+            continue
+        provider, extra = channels[simulator.name]
+        credentials = simulator.waybill_credentials()
+        secret = credentials.pop("app_secret")
+        accounts.register_sources({source_name(f"waybills-{provider}"): {
+            "scheme": f"{provider}-waybill", "secrets": [secret],
+            "options": {**credentials, **extra, "template_url": LOCAL_TEMPLATES[provider]}}})
 
 
 def _notifications_to(platform: str, api_url: str) -> str:
@@ -427,8 +480,10 @@ def start_factory(api_url: str, run: dict[str, Any]) -> threading.Event | None:
 
     steps = {"accept": 2.0, "print": float(os.environ.get("LOCAL_FACTORY_PRINT_SECONDS", 30)),
              "pick": 5.0, "pack": 5.0, "ship": 15.0}
+    issuing = waybills_on()
     factory = SimulatedFactory(WarehouseClient(api_url, run["partner_key"]), step_seconds=steps,
-                               intercept_failure_rate=0.0)
+                               intercept_failure_rate=0.0, own_numbers=not issuing,
+                               labels_dir=labels_dir() if issuing else None)
     stop = threading.Event()
     threading.Thread(target=factory.run_forever, args=(stop,), name="simulated factory",
                      daemon=True).start()
@@ -459,6 +514,17 @@ def _tokens_text() -> str:
     return f""" Their access tokens end after {seconds} s (Shopify, Douyin, TikTok Shop, Shopee,
  Lazada, Taobao) and their refresh tokens rotate: "token refreshed for <platform> shop <shop>"
  shows within {minutes} minutes (LOCAL_TOKEN_SECONDS=0: the platforms' own lifetimes).
+"""
+
+
+def _labels_text() -> str:
+    if not waybills_on():
+        return " The factory prints its own tracking numbers (LOCAL_WAYBILLS=off).\n"
+    return f""" Electronic waybills: the print gate takes each package's number and label from the
+ courier network (Kuaidi100: a PNG label) or, for Taobao and Douyin orders whose receivers
+ arrive masked/encrypted, from the platform's channel (Cainiao, Douyin: print data for its
+ print component). The factory ships them without numbers of its own; labels are written to
+   {labels_dir()}
 """
 
 
@@ -495,6 +561,7 @@ def banner(api: str, aws: str, run: dict[str, Any]) -> str:
    # the partner's change feed
    curl -s {api}/warehouse/v1/changes {auth_p}
 
+{_labels_text()}
  A simulated Kuaidi100 ({run['courier']}) carries every shipped parcel along a scripted
  journey {time_scale():.0f} times faster than life (delivered, refused, stalled, failed twice,
  ... in turn); the tracker follows them by push and query, and CS cases open:
@@ -561,6 +628,7 @@ def main() -> None:
                "APP_STAGE": "local", "TRACKING_RULES_JSON": scaled_tracking_rules(scale),
                "CS_ROUTING_JSON": os.environ.get("CS_ROUTING_JSON") or local_routing(),
                "TOKEN_REFRESH_AHEAD_SECONDS": refresh_ahead(token_seconds()),
+               **({"WAYBILL_RULES_JSON": waybill_rules()} if waybills_on() else {}),
                # A few pages a reconciliation run, so a round of the simulated shops spans
                # runs here ("reconciliation resumes at shop X page N"), as with many shops.
                "RECONCILE_PAGES_PER_RUN": os.environ.get("RECONCILE_PAGES_PER_RUN", "3"),
@@ -575,6 +643,8 @@ def main() -> None:
         courier = start_courier(api_url, scale)
         sink = start_im_sink()
         shops = start_marketplaces(api_url)
+        if waybills_on():
+            register_waybill_channels(shops)
         run["sources"].update({s.name: s.source() for s in shops if s.source() is not None})
         run.update(courier=courier.url, im_sink=sink.url,
                    aws=env["AWS_ENDPOINT_URL"],  # the admin's --stage local reads it

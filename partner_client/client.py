@@ -352,14 +352,16 @@ class WarehouseClient:
             body["ship_anyway"], body["reason"] = True, ship_anyway_reason
         return self._job("POST", f"/jobs/{job_id}/pack", body, idempotent=False)
 
-    def ship(self, job_id: str, packages: Sequence[Package], *,
+    def ship(self, job_id: str, packages: Sequence[Package] | None, *,
              shipment_id: str | None = None, final: bool = True) -> Job:
-        """Report a shipment. Without `shipment_id` one is generated; it is kept across this
+        """Report a shipment. `packages` None: the electronic waybills issued at print ship
+        (the server names them). Without `shipment_id` one is generated; it is kept across this
         call's retries. If this raises after the request may have gone out, call again with
         the shipment id from the exception's `details["shipment_id"]`: it is the same one."""
         shipment_id = shipment_id or new_shipment_id()
-        body = {"shipment_id": shipment_id, "packages": [dict(p) for p in packages],
-                "final": final}
+        body: dict[str, Any] = {"shipment_id": shipment_id, "final": final}
+        if packages is not None:
+            body["packages"] = [dict(p) for p in packages]
         try:
             return self._job("POST", f"/jobs/{job_id}/ship", body)
         except WarehouseError as exc:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from partner_client.client import (
     Change,
@@ -113,8 +113,11 @@ class SimulatedFactory:
                  idle_wait_seconds: int = 5, retry_seconds: float = 5.0,
                  resync_lookback: timedelta = timedelta(days=7),
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 labels_dir: Path | None = None) -> None:
-        """`labels_dir`: where the labels the print gate issues are written (none: not kept)."""
+                 labels_dir: Path | None = None, own_numbers: bool = True) -> None:
+        """`labels_dir`: where the labels the print gate issues are written (none: not kept).
+        `own_numbers`: the factory brings its own tracking numbers (printed and shipped under
+        them); False when the print gate issues electronic waybills: it prints and relabels
+        without numbers and ships what was issued (a ship report without packages)."""
         unknown = set(step_seconds or {}) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}; stages are {STAGES}")
@@ -136,6 +139,7 @@ class SimulatedFactory:
         self.resync_lookback = resync_lookback
         self.now = now
         self.labels_dir = labels_dir
+        self.own_numbers = own_numbers
         self.jobs: dict[str, Tracked] = {}
         self.cursor: str | None = None
         self.synced = False
@@ -285,8 +289,7 @@ class SimulatedFactory:
             tracked.job["work"] = "printed"  # the wave printed it; saves a GET per job
             self._enter(tracked, "pick")
             numbers = [w["waybill_number"] for w in issued.get(job_id, [])]
-            tracked.waybill = numbers[0] if numbers else self._tracking_number(
-                carrier_code(tracked.job))
+            tracked.waybill = numbers[0] if numbers else self._own_number(tracked.job)
         if issued and self.labels_dir is not None:
             paths = save_labels((w for ws in issued.values() for w in ws), self.labels_dir)
             log.info("saved %d label(s) in %s", len(paths), self.labels_dir)
@@ -307,8 +310,14 @@ class SimulatedFactory:
             self._print_wave(rest)  # all or nothing: the others can go without the blocked
 
     def _relabel(self, tracked: Tracked) -> None:
-        waybill = self._tracking_number(carrier_code(tracked.job))
-        job = self.client.print_job(tracked.job["job_id"], waybill_numbers=[waybill])
+        own = self._own_number(tracked.job)
+        job = self.client.print_job(tracked.job["job_id"],
+                                    waybill_numbers=[own] if own else None)
+        # The print gate's new waybill (it gave the old one back), when it issues them.
+        issued: list[dict[str, Any]] = cast(dict[str, Any], job).get("waybills") or []
+        if issued and self.labels_dir is not None:
+            save_labels(issued, self.labels_dir)
+        waybill = own or _printed_waybill(job)
         log.info("relabelled %s (new waybill %s)", job["job_id"], waybill)
         tracked.waybill = waybill
         self._adopt(job)
@@ -327,10 +336,20 @@ class SimulatedFactory:
 
     def _ship(self, tracked: Tracked) -> None:
         carrier = carrier_code(tracked.job)
+        tracked.shipment_id = tracked.shipment_id or new_shipment_id()
+        if not self.own_numbers:
+            # The electronic waybills the print gate issued ship as they are: no numbers of ours.
+            job = self.client.ship(tracked.job["job_id"], None,
+                                   shipment_id=tracked.shipment_id, final=True)
+            numbers = [p["tracking_number"] for s in job.get("shipments") or []
+                       for p in s.get("packages") or []]
+            log.info("shipped %s %s %s (issued at print)", job["job_id"], carrier,
+                     ", ".join(numbers))
+            self._adopt(job)
+            return
         tracking = (tracked.waybill or _printed_waybill(tracked.job)
                     or self._tracking_number(carrier))
         tracked.waybill = tracking
-        tracked.shipment_id = tracked.shipment_id or new_shipment_id()
         package: Package = {"carrier_code": carrier, "tracking_number": tracking}
         job = self.client.ship(tracked.job["job_id"], [package],
                                shipment_id=tracked.shipment_id, final=True)
@@ -409,6 +428,11 @@ class SimulatedFactory:
     def _forget(self, job_id: str, why: str) -> None:
         if self.jobs.pop(job_id, None) is not None:
             log.info("forgot %s (%s)", job_id, why)
+
+    def _own_number(self, job: Job) -> str | None:
+        """A number of the factory's own for the job's label, or None when the print gate
+        issues them."""
+        return self._tracking_number(carrier_code(job)) if self.own_numbers else None
 
     def _tracking_number(self, carrier: str) -> str:
         make = self.carriers.get(carrier) or (lambda rng: _digits(rng, 12))

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,7 +39,9 @@ from chalicelib.orders.order import OrderEvent, amended, changed_view
 from chalicelib.warehouse import job_store as jobs_store
 from chalicelib.warehouse import jobs
 from chalicelib.warehouse.jobs import ClientId, Job, Transition, protocol_rules
+from chalicelib.warehouse.tariffs import tariff_rules
 from chalicelib.warehouse.waves import SkuLocations, WaybillNumber
+from chalicelib.warehouse.waybills import costs as waybill_costs
 
 log = logging.getLogger(__name__)
 
@@ -497,10 +500,12 @@ def reject(partner_id: str, job_id: str, request: RejectRequest, now: datetime) 
 # The work ------------------------------------------------------------------------------------
 
 
-def print_job(partner_id: str, job_id: str, request: PrintRequest, now: datetime) -> Job:
+def print_job(partner_id: str, job_id: str, request: PrintRequest, now: datetime,
+              costs: Mapping[str, Decimal] | None = None) -> Job:
+    """`costs`: the issued numbers' prices as their provider answered (none: the tariff's)."""
     return apply(partner_id, job_id, lambda j: jobs.print_job(
-        j, now, waybill_numbers=request.waybill_numbers, carrier_code=request.carrier_code),
-        f"partner {partner_id}", now)
+        j, now, waybill_numbers=request.waybill_numbers, carrier_code=request.carrier_code,
+        waybill_costs=costs), f"partner {partner_id}", now)
 
 
 def print_labelled(partner_id: str, job_id: str, request: PrintRequest,
@@ -521,7 +526,7 @@ def print_labelled(partner_id: str, job_id: str, request: PrintRequest,
             issued = waybills.issue_for_jobs([job], now).get(job_id, [])
             request = request.model_copy(update={
                 "waybill_numbers": tuple(r.waybill_number for r in issued)})
-    printed = print_job(partner_id, job_id, request, now)
+    printed = print_job(partner_id, job_id, request, now, waybills.quoted(issued))
     if old:
         waybills.cancel_unused(printed, [n for n in old if n not in request.waybill_numbers])
     return {**printed.model_dump(mode="json"),
@@ -555,7 +560,8 @@ def ship(partner_id: str, job_id: str, request: ShipRequest, now: datetime) -> J
 
     def step(job: Job) -> Transition:
         packages = _printed_packages(job) if request.packages is None else request.packages
-        return jobs.ship(job, request.shipment_id, packages, request.final, now)
+        return jobs.ship(job, request.shipment_id, packages, request.final, now,
+                         waybill_costs.shipment_cost(job, packages, tariff_rules()))
 
     return apply(partner_id, job_id, step,
         f"partner {partner_id}", now, extra=tracking,
@@ -675,7 +681,8 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
         request = request.model_copy(update={"waybill_numbers": {
             **request.waybill_numbers,
             **{j: tuple(r.waybill_number for r in results) for j, results in issued.items()}}})
-    wave = _write_wave(partner_id, request, now, found)
+    wave = _write_wave(partner_id, request, now, found,
+                       waybills.quoted([r for results in issued.values() for r in results]))
     if not issued:
         return wave
     return {**wave, "waybills": {j: [r.model_dump(mode="json") for r in results]
@@ -683,9 +690,10 @@ def create_wave(partner_id: str, request: Any, now: datetime) -> dict[str, Any]:
 
 
 def _write_wave(partner_id: str, request: Any, now: datetime,
-                read: Mapping[str, Job] | None = None) -> dict[str, Any]:
+                read: Mapping[str, Job] | None = None,
+                costs: Mapping[str, Decimal] | None = None) -> dict[str, Any]:
     """`read`: the jobs as just read (the waybills were issued for them), for the first
-    attempt; a conflict's retry reads them again."""
+    attempt; a conflict's retry reads them again. `costs`: the issued numbers' prices."""
     from chalicelib.warehouse import waves
 
     planned: list[dict[str, Any]] = []  # the wave an earlier attempt tried to write
@@ -696,7 +704,8 @@ def _write_wave(partner_id: str, request: Any, now: datetime,
                                            consistent=True) is not None:
             return planned[-1]  # written; its answer was lost
         found, first[0] = first[0] or jobs_store.get_many(partner_id, request.job_ids), None
-        wave, steps = waves.plan(request, found, jobs_store.sku_locations(partner_id), now)
+        wave, steps = waves.plan(request, found, jobs_store.sku_locations(partner_id), now,
+                                 costs)
         actor = f"partner {partner_id}"
         actions = [jobs_store.put_wave(partner_id, wave)]
         for old, transition in steps:

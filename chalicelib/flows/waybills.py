@@ -21,6 +21,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from decimal import Decimal
 
 from chalicelib.access import accounts_store as accounts
 from chalicelib.core.errors import ApiError
@@ -60,6 +61,12 @@ def receiver_of(job: Job) -> Receiver:
     """The job's receiver as its provider needs it: Douyin's encrypted fields are the order's
     ciphertexts, Taobao's the order's OAID and trade id; anything else is plain."""
     to = job.ship_to
+    cipher = to.encrypted
+    if job.marketplace == "douyin" and cipher and cipher.name and cipher.phone and cipher.detail:
+        return DouyinReceiver(order_id=job.external_id, encrypt_name=cipher.name,
+                              encrypt_mobile=cipher.phone, encrypt_detail=cipher.detail,
+                              province=to.province, city=to.city)
+    # A job stored before the masked text and the ciphertexts were kept apart.
     if job.marketplace == "douyin" and to.name.startswith(_DOUYIN_CIPHER):
         return DouyinReceiver(order_id=job.external_id, encrypt_name=to.name,
                               encrypt_mobile=to.phone, encrypt_detail=to.line1,
@@ -87,6 +94,11 @@ def requests_for(job: Job, rules: registry.WaybillRules) -> list[WaybillRequest]
                            sender=rules.sender, receiver=receiver, items=items,
                            weight_grams=job.weight_grams or 500, generation=generation)
             for n in range(1, (job.package_count or 1) + 1)]
+
+
+def quoted(results: Sequence[WaybillResult]) -> dict[str, Decimal]:
+    """The prices the providers' answers gave, by number (the rest are the tariff's at ship)."""
+    return {r.waybill_number: r.cost for r in results if r.cost is not None}
 
 
 def needs_waybills(job: Job) -> bool:

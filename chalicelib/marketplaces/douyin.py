@@ -55,9 +55,10 @@ A main_status of 21/22/39 makes the order `refunded` whatever order_status says.
 
 Amounts are integers in fen (分), turned into yuan (CNY). Receiver name, phone and street are
 encrypted by the platform (`encrypt_post_receiver`, `encrypt_post_tel`, `post_addr.
-encrypt_detail`; the plain fields hold masked text): they are kept exactly as given, the
-ciphertext when present, so the address must be decrypted (order.batchDecrypt) or handed to the
-platform's e-waybill before a label can be printed. Province, city, district and street names are
+encrypt_detail`; the plain fields hold masked text): the address keeps the masked text (what CS
+sees) and the ciphertexts exactly as given (`Address.encrypted`), which the platform's e-waybill
+labels by; we never decrypt them (order.batchDecrypt is not called: README "Electronic
+waybills"). Province, city, district and street names are
 plain.
 
 Guesses (not confirmed by documentation here):
@@ -137,6 +138,7 @@ from chalicelib.orders.order import (
     Address,
     AfterSale,
     Buyer,
+    EncryptedReceiver,
     InvalidOrder,
     Order,
     OrderLine,
@@ -576,14 +578,17 @@ def _address(detail: ShopOrderDetail) -> Address | None:
     if addr is None:
         return None
     district = " ".join(r.name for r in (addr.town, addr.street) if r is not None and r.name)
+    cipher = EncryptedReceiver(name=detail.encrypt_post_receiver, phone=detail.encrypt_post_tel,
+                               detail=addr.encrypt_detail)
     return Address(
-        name=detail.encrypt_post_receiver or detail.post_receiver,
-        line1=addr.encrypt_detail or addr.detail,
+        name=detail.post_receiver,  # masked when encrypted (王*): what CS sees
+        line1=addr.detail,
         line2=district,
         city=addr.city.name if addr.city else "",
         province=addr.province.name if addr.province else "",
         country_code="CN",
-        phone=detail.encrypt_post_tel or detail.post_tel,
+        phone=detail.post_tel,
+        encrypted=cipher if any((cipher.name, cipher.phone, cipher.detail)) else None,
     )
 
 

@@ -67,6 +67,18 @@ def most_pressing(states: Iterable[AfterSale | None]) -> AfterSale:
     return next((state for state in _PRESSING if state in found), AfterSale.NONE)
 
 
+class EncryptedReceiver(BaseModel):
+    """Douyin's encrypted receiver fields exactly as the order gave them (ciphertexts): what its
+    e-waybill channel labels by and decrypts on the printer's side. The address's own name,
+    phone and street then hold the platform's masked text (what CS sees)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = ""
+    phone: str = ""
+    detail: str = ""
+
+
 class Address(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -83,6 +95,8 @@ class Address(BaseModel):
     # Taobao/Tmall's Open Addressee ID when the receiver reached us masked: the reference its
     # Cainiao waybill channel labels by (never the plaintext); "" elsewhere.
     oaid: str = ""
+    # Douyin's ciphertexts when the receiver reached us encrypted; None elsewhere.
+    encrypted: EncryptedReceiver | None = None
 
 
 class Buyer(BaseModel):

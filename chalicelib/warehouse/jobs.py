@@ -13,8 +13,9 @@ with the events it causes or raises Conflict (409) carrying the current state.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -234,6 +235,9 @@ class PrintRecord(BaseModel):
 
     carrier_code: str
     waybill_numbers: tuple[str, ...] = ()
+    # The price of each number issued at print whose provider's answer said one (CNY, decimal
+    # text); the others are priced by the tariff when they ship (waybills/costs.py).
+    waybill_costs: dict[str, str] = Field(default_factory=dict)
     printed_at: datetime
     count: int = 1
     wave_id: str | None = None
@@ -246,6 +250,9 @@ class Shipment(BaseModel):
     packages: tuple[Package, ...]
     final: bool
     shipped_at: datetime
+    # What its electronic waybills cost (CNY, decimal text): the provider's price, else the
+    # tariff's; None (stored absent) when the factory brought its own numbers.
+    waybill_cost: str | None = None
 
 
 class Change(BaseModel):
@@ -567,7 +574,8 @@ def _require_accepted(job: Job) -> None:
 
 
 def print_job(job: Job, now: datetime, *, waybill_numbers: tuple[str, ...] = (),
-              carrier_code: str | None = None, wave_id: str | None = None) -> Transition:
+              carrier_code: str | None = None, wave_id: str | None = None,
+              waybill_costs: Mapping[str, Decimal] | None = None) -> Transition:
     """The print gate: after this, a change can no longer simply be applied. A relabel after
     an intercepted change reprints in place: the parcel keeps its stage."""
     _require_accepted(job)
@@ -579,7 +587,9 @@ def print_job(job: Job, now: datetime, *, waybill_numbers: tuple[str, ...] = (),
     count = job.printed.count + 1 if job.printed else 1
     record = PrintRecord(carrier_code=carrier_code or job.carrier.carrier_code,
                          waybill_numbers=waybill_numbers, printed_at=now, count=count,
-                         wave_id=wave_id)
+                         wave_id=wave_id,
+                         waybill_costs={n: str(c) for n, c in (waybill_costs or {}).items()
+                                        if n in waybill_numbers})
     what = "reprinted" if count > 1 else "printed"
     return _next(job, now, JobEvent(
         type="job.printed", summary=f"Pick list and waybill {what}"
@@ -662,7 +672,7 @@ def mismatch_events(job: Job, differences: Sequence[PackDifference],
 
 
 def ship(job: Job, shipment_id: str, packages: tuple[Package, ...], final: bool,
-         now: datetime) -> Transition:
+         now: datetime, waybill_cost: Decimal | None = None) -> Transition:
     known = next((s for s in job.shipments if s.shipment_id == shipment_id), None)
     if known is not None:
         if set(known.packages) == set(packages) and known.final == final:
@@ -673,12 +683,15 @@ def ship(job: Job, shipment_id: str, packages: tuple[Package, ...], final: bool,
         raise job.conflict("not_printed" if job.work is Work.QUEUED else "already_shipped",
                            f"the job is {job.work}")
     _require_label(job)
-    shipment = Shipment(shipment_id=shipment_id, packages=packages, final=final, shipped_at=now)
+    cost = None if waybill_cost is None else str(waybill_cost)
+    shipment = Shipment(shipment_id=shipment_id, packages=packages, final=final, shipped_at=now,
+                        waybill_cost=cost)
     tracking = ", ".join(f"{p.carrier_code} {p.tracking_number}" for p in packages)
     return _next(job, now, JobEvent(
         type="job.shipped", summary=("Shipped" if final else "Partly shipped") + f": {tracking}",
         data={"job_id": job.job_id, "shipment_id": shipment_id, "final": final,
-              "packages": [p.model_dump() for p in packages]}),
+              "packages": [p.model_dump() for p in packages],
+              **({"waybill_cost": cost} if cost is not None else {})}),
         work=Work.SHIPPED if final else job.work, shipments=(*job.shipments, shipment))
 
 

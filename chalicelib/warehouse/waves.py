@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -111,8 +112,10 @@ def sort_list(wave_jobs: Sequence[Job], locations: Mapping[str, str]) -> list[di
 
 
 def plan(request: WaveRequest, found: Mapping[str, Job], locations: Mapping[str, str],
-         now: datetime) -> tuple[dict[str, Any], list[tuple[Job, Transition]]]:
-    """All or nothing: every job must pass the print gate, or none is printed."""
+         now: datetime, costs: Mapping[str, Decimal] | None = None
+         ) -> tuple[dict[str, Any], list[tuple[Job, Transition]]]:
+    """All or nothing: every job must pass the print gate, or none is printed. `costs`: the
+    prices of the electronic waybills issued for it, by number, where the provider said."""
     wave_id = "wave_" + secrets.token_hex(6)
     steps: list[tuple[Job, Transition]] = []
     refused: dict[str, Any] = {}
@@ -124,7 +127,7 @@ def plan(request: WaveRequest, found: Mapping[str, Job], locations: Mapping[str,
         try:
             steps.append((job, jobs.print_job(
                 job, now, wave_id=wave_id,
-                waybill_numbers=request.waybill_numbers.get(job_id, ()))))
+                waybill_numbers=request.waybill_numbers.get(job_id, ()), waybill_costs=costs)))
         except Conflict as exc:
             refused[job_id] = {"error": exc.reason, **exc.details}
     if refused:

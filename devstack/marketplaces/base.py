@@ -149,6 +149,11 @@ class Request:
         return dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
 
 
+# How long the access a seller grants a printing app (the waybill channels) lives here: the whole
+# run, whatever LOCAL_TOKEN_SECONDS makes of the shop's own access.
+WAYBILL_APP_LIFE = timedelta(days=365)
+
+
 class TokenBook:
     """A shop's authorisation as a platform keeps it. Every access token issued works until its
     own end (a renewal does not cut the previous one short); one refresh token is valid at a
@@ -201,6 +206,15 @@ class TokenBook:
                  "rotated, the old one is refused from now", self.platform, self.shop,
                  self.refreshes, self.access_ends.isoformat(timespec="seconds"))
         return True
+
+    def grant(self, life: timedelta) -> str:
+        """Another access token of the same shop with a life of its own (not renewed, not
+        cut short by a renewal): an authorisation the seller gave a second app, such as the
+        printing app that asks the platform's waybill channel for labels."""
+        token = self._make_access()
+        with self._lock:
+            self._access[token] = self.clock() + life
+        return token
 
     def credentials(self) -> dict[str, str]:
         """What the shop's parameter holds after an authorisation (or the last renewal)."""
@@ -466,6 +480,9 @@ class MarketplaceSimulator(ABC):
     def handle(self, request: Request) -> Reply:
         if request.path == "/_sim/orders" and request.method == "GET":
             return Reply.json(self.summary())
+        waybills = getattr(self, "waybills", None)  # the platform's waybill channel, if any
+        if request.path == "/_sim/waybills" and request.method == "GET" and waybills is not None:
+            return Reply.json(waybills.describe())
         if request.path == "/_sim/writebacks" and request.method == "GET":
             with self.lock:
                 return Reply.json(self.writebacks)

@@ -58,6 +58,7 @@ from chalicelib.marketplaces import douyin
 from devstack.labels import PlatformWaybills
 from devstack.marketplaces.base import (
     NO_FAULTS,
+    WAYBILL_APP_LIFE,
     Faults,
     MarketplaceSimulator,
     Notification,
@@ -132,6 +133,13 @@ class DouyinSimulator(MarketplaceSimulator):
         return {"app_key": self.app_key, "app_secret": self.app_secret,
                 "access_token": self.access_token, "shop_id": self.shop, "api_base": self.url,
                 **self.tokens.credentials()}
+
+    def waybill_credentials(self, life: timedelta = WAYBILL_APP_LIFE) -> dict[str, str]:
+        """The e-waybill channel's account as the printing app holds it: the same app, an
+        access token the shop granted it (its own life, not the shop's short one)."""
+        return {"app_key": self.app_key, "app_secret": self.app_secret,
+                "access_token": self.tokens.grant(life), "shop_id": self.shop,
+                "api_base": self.url}
 
     def source(self) -> dict[str, Any]:
         return {"scheme": "douyin", "secrets": [f"{self.app_key}:{self.app_secret}"]}

@@ -107,6 +107,7 @@ from urllib.parse import quote
 from devstack.labels import PlatformWaybills
 from devstack.marketplaces.base import (
     NO_FAULTS,
+    WAYBILL_APP_LIFE,
     Fate,
     Faults,
     MarketplaceSimulator,
@@ -229,6 +230,14 @@ class TaobaoSimulator(MarketplaceSimulator):
                 "session": self.session, "sign_method": self.sign_method,
                 "gateway": self.url + GATEWAY_PATH,
                 **(self.tokens.credentials() if self.refreshable else {})}
+
+    def waybill_credentials(self, life: timedelta = WAYBILL_APP_LIFE) -> dict[str, str]:
+        """The Cainiao channel's account as the printing app holds it: the same TOP app, a
+        session the seller granted it (its own life, not the shop's short one) and the
+        seller's user id."""
+        return {"app_key": self.app_key, "app_secret": self.app_secret,
+                "session": self.tokens.grant(life), "sign_method": self.sign_method,
+                "gateway": self.url + GATEWAY_PATH, "user_id": str(self.user_id)}
 
     def source(self) -> dict[str, Any] | None:
         """Taobao posts nothing to us: TMC messages are polled (`poll_taobao`)."""

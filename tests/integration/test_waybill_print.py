@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from chalicelib.access import accounts_store as accounts
 from chalicelib.access.keys import Role
 from chalicelib.core import http
 from chalicelib.flows import warehouse
+from chalicelib.warehouse.carriers import DEFAULT_COSTS
+from chalicelib.warehouse.regions import Region
 from devstack.courier import CourierSimulator
 from tests.integration.flow import alerts_received
 from tests.integration.test_warehouse_api import Api, accepted_jobs
@@ -64,6 +67,10 @@ def test_print_issues_one_number_per_package_and_ship_needs_none(
     shipped = api.post(f"/jobs/{job_id}/ship", {"shipment_id": "ship-1"})
     assert shipped["work"] == "shipped"
     assert [p["tracking_number"] for p in shipped["shipments"][0]["packages"]] == [number]
+    # Its cost: the simulated desk quotes no price, so the tariff's for 640 g (the first
+    # kilogram: the low end of the handbook's band for the job's region).
+    band = DEFAULT_COSTS[Region(shipped["carrier"]["region"])]
+    assert Decimal(shipped["shipments"][0]["waybill_cost"]) == band.low
 
 
 def test_a_wave_gets_its_waybills_and_a_retry_takes_no_second_number(

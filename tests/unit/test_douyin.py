@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from chalicelib.core.errors import ApiError
 from chalicelib.marketplaces import douyin
 from chalicelib.marketplaces.calls import OrderRef, Shipped
-from chalicelib.orders.order import Address, InvalidOrder, OrderStatus
+from chalicelib.orders.order import Address, EncryptedReceiver, InvalidOrder, OrderStatus
 from tests.support import FIXTURES
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -269,13 +269,16 @@ def test_parse_order_maps_the_order_detail_exactly() -> None:
         "douyin", "4463798", ORDER_A, ORDER_A)
     assert order.status is OrderStatus.PAID
     assert order.buyer.external_id == "1@#Ym9iLnVzZXIuaWQ="
-    # Encrypted receiver fields are kept exactly as the platform gives them.
+    # The masked text is the address (what CS sees); the encrypted receiver fields are kept
+    # beside it exactly as the platform gives them.
     assert order.shipping_address == Address(
-        name="#Vm9uZw==#q1Xf0aN3==*CgkIARCtHCABKAESPgo8Zm9vYmFyYmF6=#1##",
-        line1="#4cGvZ1o8tHqN9c0n7sQyBQ==#J7m0cV5y2h1Xq8pL3rT6wA==*CgkIARCtHCABKAESPgo8kP4yM2xW1qZr"
-              "9sE7dN5tB8vF0hJ6aC3uY1oL4iK2gS9eR7wX5mQ0pD3nT8bV6cZ1yH4jU2fA0GgA=#1##",
+        name="王*", line1="文三路***",
         line2="西湖区 西溪街道", city="杭州市", province="浙江省", country_code="CN",
-        phone="$Qm9vT3Jk$u8Yk2L0d==*CgkIARCtHCABKAESPgo8YmFyYmF6Zm9v=$1$$")
+        phone="1**********", encrypted=EncryptedReceiver(
+            name="#Vm9uZw==#q1Xf0aN3==*CgkIARCtHCABKAESPgo8Zm9vYmFyYmF6=#1##",
+            detail="#4cGvZ1o8tHqN9c0n7sQyBQ==#J7m0cV5y2h1Xq8pL3rT6wA==*CgkIARCtHCABKAESPgo8kP4y"
+                   "M2xW1qZr9sE7dN5tB8vF0hJ6aC3uY1oL4iK2gS9eR7wX5mQ0pD3nT8bV6cZ1yH4jU2fA0GgA=#1##",
+            phone="$Qm9vT3Jk$u8Yk2L0d==*CgkIARCtHCABKAESPgo8YmFyYmF6Zm9v=$1$$"))
     assert [(line.line_id, line.sku, line.title, line.variant, line.quantity, line.unit_price)
             for line in order.lines] == [
         ("6934518220197312848", "LS-WHT-M", "亚麻衬衫", "白色 / M", 1, Decimal("299.00")),

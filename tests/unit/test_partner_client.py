@@ -3,6 +3,7 @@ server made of `responses` callbacks: no network, no sleeping."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -229,6 +230,7 @@ class FakeWarehouse:
         self.feed: list[dict[str, Any]] = []
         self.waves: list[dict[str, Any]] = []
         self.blocked: set[str] = set()  # jobs the print gate refuses (change_pending)
+        self.issues_waybills = False  # the print gate issues electronic waybills
         self.resolve_status = 200
         self.rsps = rsps
         job = API + r"/jobs/(?P<job>[^/?]+)"
@@ -301,6 +303,12 @@ class FakeWarehouse:
             self.jobs[job_id]["work"] = "printed"
         wave = wave_body(body["job_ids"], self.jobs, body["method"])
         self.waves.append(wave)
+        if self.issues_waybills:
+            png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + job_id.encode()).decode()
+            wave = {**wave, "waybills": {job_id: [{
+                "waybill_number": f"77{n:010d}", "provider": "kuaidi100",
+                "label": {"format": "png", "content_base64": png}}]
+                for n, job_id in enumerate(body["job_ids"], start=1)}}
         return ok(wave)
 
     def resolve(self, request: Any) -> tuple[int, dict[str, str], str]:
@@ -511,6 +519,22 @@ def test_shipping_uses_the_jobs_carrier(server: FakeWarehouse, client: Warehouse
     assert package["carrier_code"] == "SF"
     assert re.fullmatch(r"SF\d{13}", package["tracking_number"])
     assert ship["shipment_id"].startswith("shp_") and ship["final"] is True
+
+
+def test_with_electronic_waybills_the_factory_brings_no_numbers_and_keeps_the_labels(
+        server: FakeWarehouse, client: WarehouseClient, clock: Clock, tmp_path: Path) -> None:
+    server.offer(make_job(1), make_job(2))
+    server.issues_waybills = True
+    sim = factory(client, clock, own_numbers=False, labels_dir=tmp_path)
+    run_at(sim, clock, 0, 1, 9, 13, 17, 21)
+    [wave] = server.calls("/waves")
+    assert "waybill_numbers" not in wave
+    # Each issued label is a file named after its number, as the print gate sent it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["770000000001.png", "770000000002.png"]
+    assert (tmp_path / "770000000002.png").read_bytes().endswith(b"job_2")
+    # Shipped without packages: the server ships the numbers it issued.
+    ships = server.calls("/ship")
+    assert len(ships) == 2 and all("packages" not in ship and ship["final"] for ship in ships)
 
 
 def test_a_restarted_factory_resyncs_the_jobs_in_progress(

@@ -121,11 +121,16 @@ def test_the_adapter_refetches_the_order_the_push_names(sim: DouyinSimulator,
     assert address is not None
     assert (address.province, address.city, address.line2, address.country_code) == (
         order.province, order.city, order.district, "CN")
-    # Name, phone and street arrive encrypted, as the platform sends them.
-    assert address.name != order.buyer_name and address.name.startswith("#")
-    assert sim.decrypt(address.name) == order.buyer_name
-    assert sim.decrypt(address.phone) == order.phone and address.phone.startswith("$")
-    assert sim.decrypt(address.line1) == order.street
+    # Name, phone and street arrive encrypted, as the platform sends them: the address holds
+    # the masked text, the ciphertexts are kept beside it.
+    assert (address.name, address.phone) == (order.buyer_name[:1] + "*",
+                                             order.phone[:1] + "*" * (len(order.phone) - 1))
+    cipher = address.encrypted
+    assert cipher is not None and cipher.name.startswith("#") and cipher.phone.startswith("$")
+    assert sim.decrypt(cipher.name) == order.buyer_name
+    assert sim.decrypt(cipher.phone) == order.phone
+    assert sim.decrypt(cipher.detail) == order.street
+    assert order.street not in address.line1
 
     cancelled = sim.cancel(order.external_id)
     again = douyin.parse_order(fetch(sim, ref), ref, "douyin")

@@ -386,3 +386,44 @@ def test_the_reference_client_writes_each_label_to_a_file(tmp_path: Path) -> Non
     saved = json.loads(paths[1].read_text(encoding="utf-8"))
     assert (saved["print_data"], saved["template_url"]) == (cainiao_data,
                                                             TOP_ACCOUNT["template_url"])
+
+
+# The waybill's cost on the shipment -----------------------------------------------------------
+
+def _printed_job(numbers: tuple[str, ...], quoted: dict[str, str], grams: int) -> Any:
+    from chalicelib.marketplaces import taobao
+    from chalicelib.marketplaces.calls import OrderRef
+    from chalicelib.warehouse import jobs
+
+    answer = fixture("taobao/trade_fullinfo.json")
+    trade = answer["trade_fullinfo_get_response"]["trade"]
+    ref = OrderRef(shop="栖木家居旗舰店", external_id=trade["tid_str"])
+    order = taobao.parse_order(answer, ref, "taobao")
+    job = _job_of(order)
+    printed = jobs.PrintRecord(carrier_code="STO", waybill_numbers=numbers, printed_at=NOW,
+                               waybill_costs=quoted)
+    return job.model_copy(update={"printed": printed, "weight_grams": grams})
+
+
+def test_the_shipment_costs_the_providers_price_else_the_tariff() -> None:
+    from decimal import Decimal
+
+    from chalicelib.warehouse.carriers import DEFAULT_COSTS
+    from chalicelib.warehouse.jobs import Package
+    from chalicelib.warehouse.regions import Region
+    from chalicelib.warehouse.tariffs import TariffRules
+    from chalicelib.warehouse.waybills.costs import shipment_cost
+
+    job = _printed_job(("7700001", "7700002"), {"7700001": "6.30"}, grams=3000)
+    region = Region(job.carrier.region)  # 杭州: the handbook's JZH band
+    assert region is Region.JZH
+    band = DEFAULT_COSTS[region]
+    packages = [Package(carrier_code="STO", tracking_number=n) for n in ("7700001", "7700002")]
+    # 1.5 kg each: the first kilogram at the band's low end, one started kilogram more at
+    # (high - low); the first package's price is the provider's.
+    by_tariff = band.low + (band.high - band.low)
+    assert shipment_cost(job, packages, TariffRules()) == Decimal("6.30") + by_tariff
+    # Only the issued numbers count; a shipment of the factory's own numbers has no figure.
+    own = [Package(carrier_code="STO", tracking_number="773000000001")]
+    assert shipment_cost(job, own, TariffRules()) is None
+    assert shipment_cost(job, [*own, packages[0]], TariffRules()) == Decimal("6.30")
