@@ -16,14 +16,13 @@ import io
 from collections.abc import Iterable, Sequence
 from datetime import date
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from chalicelib.core.calendar import WorkCalendar
 from chalicelib.core.clock import parse_iso
-from chalicelib.cs.channels.email import EmailConfig
+from chalicelib.cs.channels.email import EmailConfig, envelope
 from chalicelib.cs.channels.escaping import email_html, inert, one_line, spreadsheet_cell
 
 LIABLE = {"factory": "工厂 factory", "courier": "快递 courier", "buyer": "买家 buyer",
@@ -135,17 +134,7 @@ def attachment_name(day: date) -> str:
 def message(day: date, rows: Sequence[Row], config: EmailConfig) -> EmailMessage:
     """The register's email (text and HTML, the CSV attached) from the channel's sender to its
     recipients; SES `SendRawEmail` takes `bytes(message)`."""
-    if not config.to:
-        raise ValueError("no recipients: configure the register channel's `to`")
-    mail = EmailMessage()
-    mail["Subject"] = subject(day, rows)
-    mail["From"] = config.sender
-    mail["To"] = ", ".join(config.to)
-    if config.reply_to:
-        mail["Reply-To"] = ", ".join(config.reply_to)
-    mail["Date"] = formatdate(usegmt=True)
-    mail["Message-ID"] = make_msgid(f"returns-{day.isoformat()}",
-                                    domain=config.sender.rpartition("@")[2].strip("> ") or None)
+    mail = envelope(config, subject(day, rows), f"returns-{day.isoformat()}")
     mail.set_content(plain_text(day, rows))
     mail.add_alternative(html_body(day, rows), subtype="html")
     mail.add_attachment(to_csv(rows).encode("utf-8"), maintype="text", subtype="csv",

@@ -21,7 +21,6 @@ import io
 import re
 from decimal import Decimal
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import jinja2
 from markupsafe import Markup
 
 from chalicelib.cs import charts
-from chalicelib.cs.channels.email import EmailConfig
+from chalicelib.cs.channels.email import EmailConfig, envelope
 from chalicelib.cs.channels.escaping import inert, one_line, spreadsheet_cell
 from chalicelib.reports.model import REPORT_ZONE, Cell, Chart, Figure, Kind, Report
 
@@ -185,17 +184,8 @@ def attachment_name(report: Report, extension: str) -> str:
 def message(report: Report, config: EmailConfig, to_date: bool = False) -> EmailMessage:
     """The report's email (text and HTML, CSV and XLSX attached) from the channel's sender to
     its recipients; SES `SendRawEmail` takes `bytes(message)`."""
-    if not config.to:
-        raise ValueError("no recipients: configure the report channel's `to`")
-    mail = EmailMessage()
-    mail["Subject"] = subject(report, to_date)
-    mail["From"] = config.sender
-    mail["To"] = ", ".join(config.to)
-    if config.reply_to:
-        mail["Reply-To"] = ", ".join(config.reply_to)
-    mail["Date"] = formatdate(usegmt=True)
-    mail["Message-ID"] = make_msgid(f"report-{report.kind}-{report.period.start.isoformat()}",
-                                    domain=config.sender.rpartition("@")[2].strip("> ") or None)
+    mail = envelope(config, subject(report, to_date),
+                    f"report-{report.kind}-{report.period.start.isoformat()}")
     mail.set_content(plain_text(report, to_date))
     mail.add_alternative(html_body(report, to_date), subtype="html")
     mail.add_attachment(to_csv(report).encode("utf-8"), maintype="text", subtype="csv",

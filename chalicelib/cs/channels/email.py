@@ -14,7 +14,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from email.utils import parseaddr
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -58,6 +59,24 @@ class EmailConfig(BaseModel):
             if "@" not in _address(recipient):
                 raise ValueError(f"{recipient!r} is not an email address")
         return self
+
+
+def envelope(config: EmailConfig, subject: str, what: str) -> EmailMessage:
+    """A new raw message (for SES `SendRawEmail`) from the channel's sender to its
+    recipients, its id naming `what` it carries (a report, a register) at the sender's domain.
+    Raises ValueError when the channel has nobody to send to."""
+    if not config.to:
+        raise ValueError("no recipients: configure the channel's `to`")
+    mail = EmailMessage()
+    mail["Subject"] = subject
+    mail["From"] = config.sender
+    mail["To"] = ", ".join(config.to)
+    if config.reply_to:
+        mail["Reply-To"] = ", ".join(config.reply_to)
+    mail["Date"] = formatdate(usegmt=True)
+    mail["Message-ID"] = make_msgid(what, domain=_address(config.sender).rpartition("@")[2]
+                                    or None)
+    return mail
 
 
 def subject(message: Message) -> str:
