@@ -21,14 +21,14 @@ retryable; balance and reachability are read from the sub_code/sub_msg words (gu
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from chalicelib.core.http import Request
 from chalicelib.core.top import top_call
 from chalicelib.warehouse.waybills.contract import (
+    AccountProvider,
     Label,
     Reason,
     WaybillError,
@@ -162,18 +162,11 @@ def parse_cancel(body: Mapping[str, Any]) -> None:
         raise WaybillError("not_found", NAME, "cancel_result false")
 
 
-class CainiaoWaybills:
+class CainiaoWaybills(AccountProvider):
     """Cainiao through the seller's TOP app: app_key, app_secret, session, sign_method,
     gateway (a stand-in's address), user_id, template_url, order_channels_type."""
 
     name = NAME
-
-    def __init__(self, account: Mapping[str, str],
-                 clock: Callable[[], float] = time.time) -> None:
-        self.account, self._clock = dict(account), clock
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), UTC)
 
     def issue(self, request: WaybillRequest) -> WaybillResult:
         answer = exchange(build_issue(request, self.account, self._now()), NAME)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal, Protocol
 
@@ -193,6 +195,18 @@ class Provider(Protocol):
         ...
 
     def reprint(self, request: WaybillRequest, waybill_number: str) -> WaybillResult: ...
+
+
+class AccountProvider:
+    """What every provider module's I/O part holds: its account (the secret and options of
+    `waybills-<provider>`) and a clock its signed requests are stamped with (tests set it)."""
+
+    def __init__(self, account: Mapping[str, str],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.account, self._clock = dict(account), clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
 
 def exchange(request: Request, provider: str) -> Answer:

@@ -20,14 +20,14 @@ are the order adapter's (system busy); balance and reachability are read from th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from chalicelib.core.doudian import api_call
 from chalicelib.core.http import Request
 from chalicelib.warehouse.waybills.contract import (
+    AccountProvider,
     Label,
     Reason,
     WaybillError,
@@ -157,18 +157,11 @@ def parse_cancel(body: Mapping[str, Any]) -> None:
     _data(body)
 
 
-class DouyinWaybills:
+class DouyinWaybills(AccountProvider):
     """Douyin's e-waybill through the shop's app: app_key, app_secret, access_token, api_base
     (a stand-in's address), template_url (the standard template the print component uses)."""
 
     name = NAME
-
-    def __init__(self, account: Mapping[str, str],
-                 clock: Callable[[], float] = time.time) -> None:
-        self.account, self._clock = dict(account), clock
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), UTC)
 
     def issue(self, request: WaybillRequest) -> WaybillResult:
         answer = exchange(build_create(request, self.account, self._now()), NAME)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.core.http import Pace, Request
 from chalicelib.warehouse.waybills.contract import (
+    AccountProvider,
     Label,
     Reason,
     WaybillError,
@@ -173,14 +173,10 @@ def parse_cancel(body: Mapping[str, Any]) -> None:
         raise error
 
 
-class Kuaidi100Waybills:
+class Kuaidi100Waybills(AccountProvider):
     """Kuaidi100 with one account: key, secret, the partner fields, optionally label_url."""
 
     name = NAME
-
-    def __init__(self, account: Mapping[str, str],
-                 clock: Callable[[], float] = time.time) -> None:
-        self.account, self._clock = dict(account), clock
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
