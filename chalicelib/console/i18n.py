@@ -169,9 +169,9 @@ WORDS: Mapping[str, tuple[str, str]] = {
     "report_kind": ("报表类型", "Kind"),
     "report_day": ("日期（所在的日 / 周 / 月）", "A day (its day, week or month)"),
     "show": ("查看", "Show"),
-    "report_periods_hint": ("按北京时间：周报为周一至周日，月报为自然月。",
-                            "Asia/Shanghai days: a week is Monday to Sunday, a month the "
-                            "calendar month."),
+    "report_periods_hint": ("按北京时间：周报为周五至下周四（每周五报送的那一周），月报为自然月。",
+                            "Asia/Shanghai days: a week is Friday to Thursday (the week the "
+                            "Friday report covers), a month the calendar month."),
     "kind_daily": ("日报", "Daily report"),
     "kind_weekly": ("周报", "Weekly report"),
     "kind_monthly": ("月报", "Monthly report"),
