@@ -34,6 +34,7 @@ from chalicelib.orders.order import order_id_for
 from chalicelib.reports import periods, render
 from chalicelib.reports.model import Figure, Kind, Period, local_day
 from devstack.demo import NEW_ADDRESS, amend, send_order
+from devstack.provision import load_template
 from devstack.stack import ROOT
 from tests.conftest import free_port
 from tests.report_files import attachments, csv_blocks, csv_figures
@@ -62,9 +63,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
            # The reports to date go 40 s after READY, once the first story's orders are in:
            # the figures a test recomputes from the stored events are the ones sent.
            "LOCAL_REPORTS_SECONDS": str(REPORTS_AFTER)}
-    for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE",
-                 "WAYBILL_RULES_JSON", "LOCAL_WAYBILLS"):
-        env.pop(name, None)  # the stack must set up its own
+    env = outside_the_session_stack(env)  # the stack must set up its own
     process = subprocess.Popen([sys.executable, "-m", "devstack.stack"], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
@@ -86,6 +85,17 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     yield {"run": run, "process": process, "ports": ports, "output": output,
            "run_file": run_file, "labels": labels}
     stop(process)
+
+
+def outside_the_session_stack(env: dict[str, str]) -> dict[str, str]:
+    """`env` without what points at the test session's own local stack (the browser and
+    integration tests' one, when they ran first in this process): the endpoint, every name the
+    functions' environment gives (infra/resources.yaml Globals: tables, queues, topics) and the
+    waybill rules, so make run and the admin command line find make run's own."""
+    variables = (load_template().get("Globals", {}).get("Function", {}).get("Environment", {})
+                 .get("Variables", {}))
+    dropped = {"AWS_ENDPOINT_URL", "WAYBILL_RULES_JSON", "LOCAL_WAYBILLS", *variables}
+    return {name: value for name, value in env.items() if name not in dropped}
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -196,9 +206,8 @@ def figure_of(key: str, label: str, value: str, unit: str) -> Figure:
 
 def admin_output(running_stack: dict[str, Any], *command: str) -> list[str]:
     """The admin command line against the running stack (its run file), without log lines."""
-    env = {**os.environ, "LOCAL_RUN_FILE": str(running_stack["run_file"])}
-    for name in ("AWS_ENDPOINT_URL", "INBOX_TABLE", "ORDERS_TABLE", "JOBS_TABLE"):
-        env.pop(name, None)
+    env = outside_the_session_stack({**os.environ,
+                                     "LOCAL_RUN_FILE": str(running_stack["run_file"])})
     done = subprocess.run([sys.executable, "-m", "chalicelib.admin", "--stage", "local",
                            *command], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120, check=True)
