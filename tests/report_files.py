@@ -1,11 +1,27 @@
-"""Reading a report back from its mail, for the tests: the attachments, and the CSV's figures
-and tables as reports/render.py lays them out (read here independently of the renderer)."""
+"""Reading mail back for the tests: the raw mails the local SES holds for an address, their
+attachments, and a report's CSV figures and tables as reports/render.py lays them out (read
+here independently of the renderer)."""
 
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
 from email.message import Message
+
+import boto3
+import requests
+
+
+def mails_to(address: str) -> list[Message]:
+    """The raw mails sent to `address`, oldest first. The endpoint answers with its whole
+    state (every mail the session's tests sent), slow late in a run on a loaded machine."""
+    endpoint = boto3.client("ses").meta.endpoint_url
+    data = requests.get(f"{endpoint}/moto-api/data.json", timeout=120).json()
+    return [email.message_from_string(m["raw_data"], policy=email.policy.default)
+            for m in data.get("ses", {}).get("RawMessage", [])
+            if address in m.get("destinations", [])]
 
 
 def attachments(mail: Message) -> dict[str, bytes]:

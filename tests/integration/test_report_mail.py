@@ -9,8 +9,6 @@ index, as the dispatch KPIs do), so the mail carries figures computed from store
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import json
 import os
@@ -18,12 +16,10 @@ import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from email.message import Message
 from typing import Any
 
 import boto3
 import pytest
-import requests
 from openpyxl import load_workbook
 
 from chalicelib.admin import cli as admin
@@ -37,7 +33,7 @@ from chalicelib.reports import periods, report_store
 from chalicelib.reports.model import Figure, Period, Section, Sourced, Table, local_day
 from chalicelib.warehouse import job_store
 from chalicelib.warehouse.jobs import protocol_rules
-from tests.report_files import attachments, csv_figures, csv_tables
+from tests.report_files import attachments, csv_figures, csv_tables, mails_to
 
 DOMAIN = "reports-test.local"
 
@@ -97,16 +93,6 @@ def plant(paid: list[tuple[datetime, bool]]) -> str:
             item["shipped_at"] = iso(at + timedelta(hours=3))
         boto3.resource("dynamodb").Table(settings().jobs_table).put_item(Item=item)
     return partner
-
-
-def mails_to(address: str) -> list[Message]:
-    endpoint = boto3.client("ses").meta.endpoint_url
-    # The whole local endpoint's state: every mail the session's tests sent, so slow to read
-    # late in a run on a loaded machine.
-    data = requests.get(f"{endpoint}/moto-api/data.json", timeout=120).json()
-    return [email.message_from_string(m["raw_data"], policy=email.policy.default)
-            for m in data.get("ses", {}).get("RawMessage", [])
-            if address in m.get("destinations", [])]
 
 
 def test_each_due_report_goes_once_with_figures_from_the_stored_events(

@@ -5,8 +5,6 @@ the local SES once, with the right rows in its CSV, and can be rebuilt for a pas
 from __future__ import annotations
 
 import csv
-import email
-import email.policy
 import io
 import json
 import random
@@ -18,7 +16,6 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from chalice.test import Client
 
 from chalicelib.access import accounts_store
@@ -26,6 +23,7 @@ from chalicelib.flows import notifier, returns_register
 from chalicelib.flows import warehouse as warehouse_flow
 from chalicelib.warehouse import job_store, returns
 from chalicelib.warehouse.returns import ReturnReport
+from tests.report_files import mails_to
 
 DOMAIN = "returns-test.local"
 
@@ -63,14 +61,6 @@ def report(tracking: str, buyer: str, **changes: Any) -> ReturnReport:
         "return_tracking_number": tracking, "buyer_name": buyer,
         "items": [{"sku": "LS-WHT-M", "quantity": 1}, {"sku": "LS-BLK-L", "quantity": 2}],
         "reason": "质量问题", "packaging": "intact", **changes})
-
-
-def raw_mails_to(address: str) -> list[Message]:
-    endpoint = boto3.client("ses").meta.endpoint_url
-    data = requests.get(f"{endpoint}/moto-api/data.json", timeout=10).json()
-    return [email.message_from_string(m["raw_data"], policy=email.policy.default)
-            for m in data.get("ses", {}).get("RawMessage", [])
-            if address in m.get("destinations", [])]
 
 
 def csv_rows(mail: Message) -> list[dict[str, str]]:
@@ -120,7 +110,7 @@ def test_the_daily_register_reaches_sales_once_with_the_days_returns(
     sent = returns_register.run(shanghai(tomorrow, 14, 45))
     assert [(s.day, s.returns) for s in sent] == [(tomorrow, 2)]
     subject = f"Returns register {tomorrow.isoformat()}"
-    (mail,) = [m for m in raw_mails_to(sales) if subject in str(m["Subject"])]
+    (mail,) = [m for m in mails_to(sales) if subject in str(m["Subject"])]
     rows = csv_rows(mail)
     assert [(r["退货单号 return tracking"], r["买家 buyer"], r["责任方 liability"],
              r["商品 items"], r["窗口外 queued"]) for r in rows] == [
@@ -135,7 +125,7 @@ def test_the_daily_register_reaches_sales_once_with_the_days_returns(
     # A second run, and a later one, send nothing more.
     assert returns_register.run(shanghai(tomorrow, 14, 50)) == []
     assert returns_register.run(shanghai(tomorrow, 23, 0)) == []
-    assert len([m for m in raw_mails_to(sales) if subject in str(m["Subject"])]) == 1
+    assert len([m for m in mails_to(sales) if subject in str(m["Subject"])]) == 1
     assert job_store.register_state(tomorrow.isoformat())["state"] == "sent"  # type: ignore
 
     # Each day's register is rebuilt from the stored returns whenever asked.
